@@ -1,0 +1,265 @@
+//! The validated experiment: what the loader produces from a YAML file once every key, type,
+//! reference and `${var}` has been checked. Nothing here touches a target; the executor turns
+//! an [`Experiment`] plus an environment into a plan before anything is injected.
+//!
+//! Durations are `std::time::Duration`; names keep file order so reports list things the way
+//! the author wrote them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// A drill, validated and interpolated.
+#[derive(Debug, Clone, Serialize)]
+pub struct Experiment {
+    pub name: String,
+    pub description: Option<String>,
+    /// Environments this drill may run in, in promotion order (`local` is always allowed).
+    pub environments: Vec<String>,
+    /// Optional 5-field cron expression (evaluated by the scheduler, not by `run`).
+    pub schedule: Option<String>,
+    /// The simulated cluster to start in-process when the environment has no kube context.
+    pub simulation: Option<Simulation>,
+    pub targets: Vec<Target>,
+    pub probes: Vec<ProbeSpec>,
+    /// Probe names that must all pass before each injection and after the final revert.
+    pub steady_state: Vec<String>,
+    pub faults: Vec<FaultSpec>,
+    pub recovery: Recovery,
+    pub abort_when: Vec<AbortCondition>,
+    /// Number of trials (inject → recover) in one run; at least 1.
+    pub repeat: u32,
+    /// Pause between a trial's final steady state and the next injection.
+    pub cooldown: Duration,
+    /// Where it came from; the hash identifies "the same drill" across runs (promotion gates).
+    pub source: Source,
+    /// Values that came from `${env:...}` or secret files: redacted from every output.
+    #[serde(skip)]
+    pub secrets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Source {
+    pub path: PathBuf,
+    /// Hex SHA-256 of the file's bytes.
+    pub content_hash: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Simulation {
+    /// Scenario file for the embedded simulated cluster, resolved relative to the experiment.
+    pub scenario: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub name: String,
+    pub kind: TargetKind,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    Kubernetes(KubeTarget),
+    Process(ProcessTarget),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KubeTarget {
+    pub namespace: String,
+    /// Label selector in Kubernetes syntax (`app=checkout,tier!=canary`).
+    pub selector: String,
+    /// Restrict to the pods of one workload.
+    pub workload: Option<WorkloadRef>,
+    pub amount: Amount,
+    /// Blast-radius cap on the resolved set; `None` means the default
+    /// (1 pod or 34% of ready replicas, whichever is smaller).
+    pub max_targets: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Amount {
+    Count(u32),
+    /// 1..=100
+    Percent(u8),
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WorkloadRef {
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    ReplicaSet,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProcessTarget {
+    /// A file holding the pid (first line).
+    PidFile(PathBuf),
+    /// Processes whose full command line (argv joined by single spaces) equals this exactly.
+    CommandLine(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeSpec {
+    pub name: String,
+    pub kind: ProbeKind,
+    /// Sampling interval in steady state.
+    pub every: Duration,
+    /// Sampling interval right after injection and while failing (default `every / 10`, >= 1ms).
+    pub every_during: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeKind {
+    Http(HttpProbe),
+    Tcp(TcpProbe),
+    Command(CommandProbe),
+    Kubernetes(KubeProbe),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpProbe {
+    pub url: String,
+    /// Upper-case HTTP method, default GET.
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    /// Accepted statuses; default: any 2xx.
+    pub expect_status: Vec<u16>,
+    pub body_contains: Option<String>,
+    /// Request timeout, default 1s.
+    pub timeout: Duration,
+    /// A sample slower than this fails (degradation counts as impact).
+    pub max_latency: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TcpProbe {
+    /// host:port
+    pub address: String,
+    /// default 1s
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandProbe {
+    /// Program and arguments; no shell.
+    pub argv: Vec<String>,
+    /// default 5s
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KubeProbe {
+    pub workload: WorkloadRef,
+    pub ready: Readiness,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Readiness {
+    /// ready replicas == desired replicas
+    All,
+    AtLeast(u32),
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultSpec {
+    PodKill {
+        target: String,
+        grace_period: Duration,
+    },
+    ProcessKill {
+        target: String,
+        /// Signal name such as `SIGKILL` (default) or `SIGTERM`.
+        signal: String,
+    },
+    Command {
+        run: Vec<String>,
+        revert: Option<Vec<String>>,
+        /// default 30s
+        timeout: Duration,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Recovery {
+    /// TTR at or below this meets the objective.
+    pub objective: Duration,
+    /// A recovered probe must stay passing this long (default 3s).
+    pub stable_for: Duration,
+    /// Give up (outcome `failed`) when not recovered this long after injection (default 5m).
+    pub timeout: Duration,
+    /// Probes whose recovery is measured; default: every probe.
+    pub probes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AbortCondition {
+    /// Abort when the probe has been failing continuously this long.
+    FailingFor { probe: String, duration: Duration },
+    /// Abort when more than `above` (0..1) of the probe's samples in the trailing `window` failed.
+    ErrorRate {
+        probe: String,
+        above: f64,
+        window: Duration,
+    },
+}
+
+/// `firedrill.yaml`: the environments beside the experiments.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EnvironmentsFile {
+    pub environments: Vec<Environment>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Environment {
+    pub name: String,
+    pub kube_context: Option<String>,
+    /// IANA name, default UTC.
+    pub time_zone: String,
+    pub vars: BTreeMap<String, String>,
+    /// A protected environment (production) needs explicit confirmation.
+    pub protected: bool,
+    pub promote_from: Option<String>,
+    pub promote_within: Option<Duration>,
+}
+
+impl Environment {
+    /// The built-in environment: this machine and the embedded simulated cluster.
+    pub fn local() -> Self {
+        Environment {
+            name: "local".into(),
+            kube_context: None,
+            time_zone: "UTC".into(),
+            vars: BTreeMap::new(),
+            protected: false,
+            promote_from: None,
+            promote_within: None,
+        }
+    }
+}
+
+impl Experiment {
+    pub fn probe(&self, name: &str) -> Option<&ProbeSpec> {
+        self.probes.iter().find(|p| p.name == name)
+    }
+
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+}
