@@ -4,3 +4,5 @@
 #![forbid(unsafe_code)]
 
 pub mod experiment;
+pub mod analysis;
+pub mod timeline;

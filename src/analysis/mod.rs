@@ -1,0 +1,350 @@
+//! The numbers: time to detect, time to recover with its uncertainty, downtime, availability,
+//! and statistics over trials.
+//!
+//! Pure functions over finished (or in-progress) traces: no I/O, no clocks. The executor calls
+//! the same [`probe_verdict`] live to decide when a trial has recovered, so the decision it acts
+//! on and the number the report prints cannot disagree.
+//!
+//! Semantics (DESIGN.md, "Measurement semantics"), with `t_inject` the instant the fault was
+//! accepted:
+//! - TTD: end of the first failing check that ended after `t_inject`, minus `t_inject`: the
+//!   moment the probe *knew*. No failing check: no visible impact.
+//! - TTR: the state change from the last failing check to the first passing one after it. It
+//!   happened after the failing check started and before the passing check ended, so the truth
+//!   lies in the bracket `(last_fail.start, first_pass.end]`; TTR is the bracket's midpoint and
+//!   its uncertainty is half the bracket's width (about half the sampling interval plus the
+//!   check latency). The probe must then stay passing for `stable-for`, proven by a sample
+//!   that ended at least `stable-for` after the first passing one started.
+//! - Downtime: the summed length of failing stretches, each edge estimated the same way.
+//! - Availability: passing samples / all samples in the observed window.
+
+pub mod stats;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::timeline::{secs, Stretch, Trace};
+
+pub use stats::Stats;
+
+/// A measured time with the interval the truth is known to lie in.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Bracket {
+    #[serde(rename = "estimate_s", with = "secs")]
+    pub estimate: Duration,
+    #[serde(rename = "lower_s", with = "secs")]
+    pub lower: Duration,
+    #[serde(rename = "upper_s", with = "secs")]
+    pub upper: Duration,
+}
+
+impl Bracket {
+    pub fn new(lower: Duration, upper: Duration) -> Self {
+        let upper = upper.max(lower);
+        Bracket {
+            estimate: lower + (upper - lower) / 2,
+            lower,
+            upper,
+        }
+    }
+
+    /// Half the bracket's width: the `±` printed beside the estimate.
+    pub fn uncertainty(&self) -> Duration {
+        (self.upper - self.lower) / 2
+    }
+
+    /// The larger of two brackets, bound by bound: the overall TTR of a trial is the latest
+    /// recovery of its probes.
+    pub fn max(self, other: Bracket) -> Bracket {
+        Bracket::new(self.lower.max(other.lower), self.upper.max(other.upper))
+    }
+}
+
+/// What one probe saw after the fault.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeVerdict {
+    /// Time to detect; `None` when no check failed (no visible impact).
+    #[serde(rename = "ttd_s", with = "secs::opt")]
+    pub ttd: Option<Duration>,
+    /// Time to recover; `None` when there was no impact or no recovery.
+    pub ttr: Option<Bracket>,
+    /// Passing (again) and stable for `stable-for`.
+    pub recovered: bool,
+    #[serde(rename = "downtime_s", with = "secs")]
+    pub downtime: Duration,
+    /// Passing samples / all samples, 0..=1; 1 when there were no samples.
+    pub availability: f64,
+    pub samples: u64,
+    pub failed: u64,
+    /// The first failure's reason, for people.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub first_failure: Option<String>,
+}
+
+impl ProbeVerdict {
+    pub fn impact(&self) -> bool {
+        self.failed > 0
+    }
+}
+
+/// Judge one probe's trace from the injection on.
+///
+/// `trace` holds the samples of the observed window (those that ended at or after `t_inject`).
+pub fn probe_verdict(trace: &Trace, t_inject: Duration, stable_for: Duration) -> ProbeVerdict {
+    let st = &trace.stretches;
+    let samples = trace.samples();
+    let failed = trace.failed_samples();
+    let availability = if samples == 0 {
+        1.0
+    } else {
+        (samples - failed) as f64 / samples as f64
+    };
+    let since = |d: Duration| d.saturating_sub(t_inject);
+
+    let first_fail = st.iter().position(|s| !s.ok);
+    let last_fail = st.iter().rposition(|s| !s.ok);
+    let ttd = first_fail.map(|i| since(st[i].first.end));
+
+    let (ttr, recovered) = match last_fail {
+        None => {
+            // No impact: recovered once the probe is proven stable after the injection.
+            let stable = st
+                .last()
+                .is_some_and(|s| s.ok && since(s.last.end) >= stable_for);
+            (None, stable)
+        }
+        Some(i) => match st.get(i + 1) {
+            None => (None, false),
+            Some(pass) => {
+                let fail = &st[i];
+                let bracket = Bracket::new(since(fail.last.start), since(pass.first.end));
+                let stable = pass.last.end.saturating_sub(pass.first.start) >= stable_for;
+                (stable.then_some(bracket), stable)
+            }
+        },
+    };
+
+    ProbeVerdict {
+        ttd,
+        ttr,
+        recovered,
+        downtime: downtime(st, t_inject),
+        availability,
+        samples,
+        failed,
+        first_failure: first_fail.and_then(|i| st[i].reason.clone()),
+    }
+}
+
+/// Summed length of the failing stretches, each edge estimated at the midpoint of the checks
+/// around it; a stretch still failing at the end counts up to its last check.
+fn downtime(st: &[Stretch], t_inject: Duration) -> Duration {
+    let mid = |a: Duration, b: Duration| a + b.saturating_sub(a) / 2;
+    st.iter()
+        .enumerate()
+        .filter(|(_, s)| !s.ok)
+        .map(|(i, s)| {
+            let begin = match i.checked_sub(1).map(|p| &st[p]) {
+                Some(prev) => mid(prev.last.start, s.first.end),
+                None => s.first.start.max(t_inject),
+            };
+            let end = match st.get(i + 1) {
+                Some(next) => mid(s.last.start, next.first.end),
+                None => s.last.end,
+            };
+            end.saturating_sub(begin)
+        })
+        .sum()
+}
+
+/// A trial as a whole: the latest recovery among its recovery probes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialVerdict {
+    #[serde(rename = "ttd_s", with = "secs::opt")]
+    pub ttd: Option<Duration>,
+    pub ttr: Option<Bracket>,
+    /// Every recovery probe recovered (or showed no impact) and stayed stable.
+    pub recovered: bool,
+    /// Some recovery probe saw impact.
+    pub impact: bool,
+    /// Recovered, and the TTR estimate is within the objective.
+    pub objective_met: bool,
+}
+
+/// Combine the recovery probes' verdicts; `probes` are the verdicts of the recovery probes only.
+pub fn trial_verdict<'a>(
+    probes: impl IntoIterator<Item = &'a ProbeVerdict>,
+    objective: Duration,
+) -> TrialVerdict {
+    let mut ttd: Option<Duration> = None;
+    let mut ttr: Option<Bracket> = None;
+    let mut recovered = true;
+    let mut impact = false;
+    for p in probes {
+        recovered &= p.recovered;
+        impact |= p.impact();
+        if let Some(d) = p.ttd {
+            ttd = Some(ttd.map_or(d, |t| t.min(d)));
+        }
+        if let Some(b) = p.ttr {
+            ttr = Some(ttr.map_or(b, |t| t.max(b)));
+        }
+    }
+    let objective_met = recovered && ttr.is_none_or(|b| b.estimate <= objective);
+    TrialVerdict {
+        ttd,
+        ttr,
+        recovered,
+        impact,
+        objective_met,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timeline::Sample;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    /// A trace from `(start_ms, ok)` pairs, each check taking 1ms.
+    fn trace(samples: &[(u64, bool)]) -> Trace {
+        let mut t = Trace::default();
+        for &(at, ok) in samples {
+            t.push(&Sample {
+                scheduled: ms(at),
+                start: ms(at),
+                end: ms(at + 1),
+                ok,
+                reason: (!ok).then(|| "status 503".to_string()),
+            });
+        }
+        t
+    }
+
+    /// Samples every `every` ms over `[from, to)`, failing inside any of `outages`.
+    fn periodic(from: u64, to: u64, every: u64, outages: &[(u64, u64)]) -> Trace {
+        let s: Vec<_> = (from..to)
+            .step_by(every as usize)
+            .map(|t| (t, !outages.iter().any(|&(a, b)| t >= a && t < b)))
+            .collect();
+        trace(&s)
+    }
+
+    #[test]
+    fn clean_outage_is_bracketed_by_the_checks_around_it() {
+        // inject at 1000; down 1000..1530; probe every 10ms.
+        let t = periodic(1000, 5000, 10, &[(1000, 1530)]);
+        let v = probe_verdict(&t, ms(1000), ms(3000));
+        assert!(v.recovered);
+        assert_eq!(v.ttd, Some(ms(1)));
+        let b = v.ttr.unwrap();
+        // last failing check started at 1520, first passing ended at 1531.
+        assert_eq!(b.lower, ms(520));
+        assert_eq!(b.upper, ms(531));
+        assert!(b.lower < ms(530) && ms(530) <= b.upper, "truth inside");
+        assert_eq!(b.estimate, Duration::from_micros(525_500));
+        assert_eq!(b.uncertainty(), Duration::from_micros(5_500));
+        assert_eq!(v.failed, 53);
+        assert!((v.availability - (347.0 / 400.0)).abs() < 1e-9);
+        // downtime: from mid(…) of entry (first sample is failing: starts at 1000) to mid(1520, 1531)
+        assert_eq!(v.downtime, Duration::from_micros(525_500));
+    }
+
+    #[test]
+    fn flapping_counts_recovery_from_the_last_failure() {
+        // down 1000..1200, up, down again 1500..1700, then up for good.
+        let t = periodic(1000, 6000, 10, &[(1000, 1200), (1500, 1700)]);
+        let v = probe_verdict(&t, ms(1000), ms(3000));
+        assert!(v.recovered);
+        let b = v.ttr.unwrap();
+        assert_eq!((b.lower, b.upper), (ms(690), ms(701)));
+        assert_eq!(v.ttd, Some(ms(1)));
+        // two outages of ~200ms each
+        let dt = v.downtime.as_secs_f64();
+        assert!((dt - 0.4).abs() < 0.011, "{dt}");
+    }
+
+    #[test]
+    fn recovery_needs_stable_for_of_evidence() {
+        // passing again from 1500, but only observed until 2000: 500ms < stable-for 1s.
+        let t = periodic(1000, 2000, 10, &[(1000, 1500)]);
+        let v = probe_verdict(&t, ms(1000), ms(1000));
+        assert!(!v.recovered);
+        assert_eq!(v.ttr, None);
+        // with more evidence it recovers, and the TTR does not depend on when we looked.
+        let t = periodic(1000, 2600, 10, &[(1000, 1500)]);
+        let v = probe_verdict(&t, ms(1000), ms(1000));
+        assert!(v.recovered);
+        assert_eq!(v.ttr.unwrap().upper, ms(501));
+    }
+
+    #[test]
+    fn never_recovered_has_no_ttr() {
+        let t = periodic(1000, 9000, 100, &[(1000, 99_999)]);
+        let v = probe_verdict(&t, ms(1000), ms(3000));
+        assert!(!v.recovered);
+        assert_eq!(v.ttr, None);
+        assert_eq!(v.availability, 0.0);
+        assert_eq!(v.first_failure.as_deref(), Some("status 503"));
+        assert_eq!(v.downtime, ms(7901));
+    }
+
+    #[test]
+    fn no_visible_impact_recovers_after_stable_for_without_ttr() {
+        let t = periodic(1000, 4100, 100, &[]);
+        let v = probe_verdict(&t, ms(1000), ms(3000));
+        assert!(v.recovered);
+        assert_eq!(v.ttd, None);
+        assert_eq!(v.ttr, None);
+        assert!(!v.impact());
+        let early = periodic(1000, 2000, 100, &[]);
+        assert!(!probe_verdict(&early, ms(1000), ms(3000)).recovered);
+    }
+
+    #[test]
+    fn an_empty_trace_is_not_a_recovery() {
+        let v = probe_verdict(&Trace::default(), ms(1000), ms(0));
+        assert!(!v.recovered);
+    }
+
+    #[test]
+    fn trial_takes_the_latest_recovery_and_the_earliest_detection() {
+        let a = probe_verdict(&periodic(1000, 6000, 10, &[(1050, 1300)]), ms(1000), ms(1000));
+        let b = probe_verdict(&periodic(1000, 6000, 10, &[(1020, 2100)]), ms(1000), ms(1000));
+        let v = trial_verdict([&a, &b], ms(1000));
+        assert!(v.recovered && v.impact);
+        assert_eq!(v.ttd, b.ttd);
+        assert_eq!(v.ttr.unwrap().upper, ms(1101));
+        assert!(!v.objective_met, "1.1s misses a 1s objective");
+        assert!(trial_verdict([&a, &b], ms(2000)).objective_met);
+    }
+
+    #[test]
+    fn a_trial_with_an_unrecovered_probe_misses_its_objective() {
+        let a = probe_verdict(&periodic(1000, 6000, 10, &[(1050, 1300)]), ms(1000), ms(1000));
+        let b = probe_verdict(&periodic(1000, 6000, 10, &[(1020, 9999)]), ms(1000), ms(1000));
+        let v = trial_verdict([&a, &b], ms(60_000));
+        assert!(!v.recovered && !v.objective_met);
+    }
+
+    #[test]
+    fn the_trace_caps_its_memory_when_flapping() {
+        let mut t = Trace::default();
+        for i in 0..(Trace::MAX_STRETCHES as u64 + 50) {
+            t.push(&Sample {
+                scheduled: ms(i),
+                start: ms(i),
+                end: ms(i),
+                ok: i % 2 == 0,
+                reason: None,
+            });
+        }
+        assert_eq!(t.stretches.len(), Trace::MAX_STRETCHES);
+        assert!(t.truncated);
+        assert_eq!(t.samples(), Trace::MAX_STRETCHES as u64 + 50);
+    }
+}
