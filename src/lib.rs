@@ -6,3 +6,4 @@
 pub mod experiment;
 pub mod analysis;
 pub mod timeline;
+pub mod probe;

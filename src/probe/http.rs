@@ -1,0 +1,197 @@
+//! `http` probe: a request must answer with an expected status (and body, and latency) within
+//! its timeout. The client keeps connections alive, as real clients do, so a server that dies
+//! breaks the pooled connection and the next check sees it.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Client, Method, Url};
+use tokio::time::Instant;
+
+use super::{root_cause, Reason};
+use crate::experiment::HttpProbe;
+use crate::timeline::human;
+
+/// The most body read when looking for `body-contains`; health pages are small.
+const MAX_BODY: usize = 1 << 20;
+
+pub struct HttpChecker {
+    client: Client,
+    method: Method,
+    url: Url,
+    headers: HeaderMap,
+    expect_status: Vec<u16>,
+    body_contains: Option<String>,
+    timeout: Duration,
+    max_latency: Option<Duration>,
+}
+
+impl HttpChecker {
+    pub fn new(spec: &HttpProbe) -> Result<Self, String> {
+        let url = Url::parse(&spec.url).map_err(|e| format!("invalid url: {e}"))?;
+        let method =
+            Method::from_bytes(spec.method.as_bytes()).map_err(|_| "invalid method".to_string())?;
+        let mut headers = HeaderMap::new();
+        for (k, v) in &spec.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| format!("invalid header name `{k}`"))?;
+            let mut value = HeaderValue::from_str(v)
+                .map_err(|_| format!("invalid value for header `{k}`"))?;
+            // Keep credentials out of any debug output reqwest or hyper might produce.
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let client = Client::builder()
+            .timeout(spec.timeout)
+            .connect_timeout(spec.timeout)
+            .pool_max_idle_per_host(1)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("firedrill/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build http client: {}", root_cause(&e)))?;
+        Ok(HttpChecker {
+            client,
+            method,
+            url,
+            headers,
+            expect_status: spec.expect_status.clone(),
+            body_contains: spec.body_contains.clone(),
+            timeout: spec.timeout,
+            max_latency: spec.max_latency,
+        })
+    }
+
+    pub async fn check(&mut self) -> Result<(), Reason> {
+        let started = Instant::now();
+        let response = self
+            .client
+            .request(self.method.clone(), self.url.clone())
+            .headers(self.headers.clone())
+            .send()
+            .await
+            .map_err(|e| self.describe(&e))?;
+        let status = response.status().as_u16();
+        let status_ok = if self.expect_status.is_empty() {
+            (200..300).contains(&status)
+        } else {
+            self.expect_status.contains(&status)
+        };
+        if let Some(needle) = &self.body_contains {
+            let body = read_capped(response).await.map_err(|e| self.describe(&e))?;
+            if !status_ok {
+                return Err(format!("status {status}"));
+            }
+            if !body.contains(needle.as_str()) {
+                return Err(format!("body does not contain {needle:?}"));
+            }
+        } else {
+            // Drain so the connection can be reused; a failure here is a failed check too.
+            read_capped(response).await.map_err(|e| self.describe(&e))?;
+            if !status_ok {
+                return Err(format!("status {status}"));
+            }
+        }
+        let took = started.elapsed();
+        match self.max_latency {
+            Some(max) if took > max => Err(format!("latency {} > {}", human(took), human(max))),
+            _ => Ok(()),
+        }
+    }
+
+    fn describe(&self, e: &reqwest::Error) -> Reason {
+        if e.is_timeout() {
+            format!("timed out after {}", human(self.timeout))
+        } else if e.is_connect() {
+            format!("connect: {}", root_cause(e))
+        } else {
+            root_cause(e)
+        }
+    }
+}
+
+async fn read_capped(mut response: reqwest::Response) -> Result<String, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_BODY.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if room == 0 {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::{http::StatusCode, routing::get, Router};
+
+    async fn serve(app: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    fn spec(url: String) -> HttpProbe {
+        HttpProbe {
+            url,
+            method: "GET".into(),
+            headers: vec![],
+            expect_status: vec![],
+            body_contains: None,
+            timeout: Duration::from_millis(500),
+            max_latency: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn status_body_and_latency_decide() {
+        let base = serve(
+            Router::new()
+                .route("/ok", get(|| async { "all good" }))
+                .route("/down", get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "no") }))
+                .route(
+                    "/slow",
+                    get(|| async {
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                        "late"
+                    }),
+                ),
+        )
+        .await;
+        let mut ok = HttpChecker::new(&spec(format!("{base}/ok"))).unwrap();
+        assert_eq!(ok.check().await, Ok(()));
+
+        let mut down = HttpChecker::new(&spec(format!("{base}/down"))).unwrap();
+        assert_eq!(down.check().await, Err("status 503".into()));
+
+        let mut s = spec(format!("{base}/down"));
+        s.expect_status = vec![503];
+        assert_eq!(HttpChecker::new(&s).unwrap().check().await, Ok(()));
+
+        let mut s = spec(format!("{base}/ok"));
+        s.body_contains = Some("bad".into());
+        let r = HttpChecker::new(&s).unwrap().check().await;
+        assert_eq!(r, Err("body does not contain \"bad\"".into()));
+
+        let mut s = spec(format!("{base}/slow"));
+        s.max_latency = Some(Duration::from_millis(50));
+        let r = HttpChecker::new(&s).unwrap().check().await.unwrap_err();
+        assert!(r.starts_with("latency ") && r.ends_with("> 50.0ms"), "{r}");
+
+        let mut s = spec(format!("{base}/slow"));
+        s.timeout = Duration::from_millis(50);
+        let r = HttpChecker::new(&s).unwrap().check().await;
+        assert_eq!(r, Err("timed out after 50.0ms".into()));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_failure_with_its_cause() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", l.local_addr().unwrap());
+        drop(l);
+        let r = HttpChecker::new(&spec(url)).unwrap().check().await.unwrap_err();
+        assert!(r.starts_with("connect: ") && r.contains("refused"), "{r}");
+    }
+}

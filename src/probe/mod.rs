@@ -1,0 +1,198 @@
+//! Probes: how firedrill tells whether the system is healthy.
+//!
+//! A probe is a [`Checker`] (one check → ok or a reason) driven by [`run`], which owns the
+//! schedule: fixed-rate at `every` in steady state, and at `every-during` while the drill is
+//! observing a fault or the probe itself is failing, so the recovery instant is bracketed
+//! tightly while the steady-state cost stays low. Each check becomes a [`Sample`] with its
+//! scheduled time, actual start and end; lateness (start − scheduled) is kept, never hidden.
+//! A check that errors or times out is a failed sample, never a pass.
+
+pub mod command;
+pub mod http;
+pub mod tcp;
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::experiment::{ProbeKind, ProbeSpec};
+use crate::timeline::{Clock, Sample};
+
+/// A failed check's reason, short enough for a table cell.
+pub type Reason = String;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("probe `{probe}`: {message}")]
+    Build { probe: String, message: String },
+}
+
+/// One probe's checker. A closed set: each built-in probe kind is a variant.
+pub enum Checker {
+    Http(http::HttpChecker),
+    Tcp(tcp::TcpChecker),
+    Command(command::CommandChecker),
+}
+
+impl Checker {
+    /// Build the checker for a polling probe; `None` for watch-driven kinds (kubernetes),
+    /// which produce samples from events instead.
+    pub fn build(spec: &ProbeSpec) -> Result<Option<Checker>, ProbeError> {
+        let err = |message: String| ProbeError::Build {
+            probe: spec.name.clone(),
+            message,
+        };
+        Ok(Some(match &spec.kind {
+            ProbeKind::Http(h) => Checker::Http(http::HttpChecker::new(h).map_err(err)?),
+            ProbeKind::Tcp(t) => Checker::Tcp(tcp::TcpChecker::new(t)),
+            ProbeKind::Command(c) => Checker::Command(command::CommandChecker::new(c).map_err(err)?),
+            ProbeKind::Kubernetes(_) => return Ok(None),
+        }))
+    }
+
+    pub async fn check(&mut self) -> Result<(), Reason> {
+        match self {
+            Checker::Http(c) => c.check().await,
+            Checker::Tcp(c) => c.check().await,
+            Checker::Command(c) => c.check().await,
+        }
+    }
+}
+
+/// A sample and the probe (index into the plan's probes) it belongs to.
+#[derive(Debug, Clone)]
+pub struct ProbeSample {
+    pub probe: usize,
+    pub sample: Sample,
+}
+
+/// How often to sample: the executor switches every probe to `Fast` while it observes a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    Steady,
+    Fast,
+}
+
+/// Drive one checker until `cancel` fires, sending every sample to `tx`.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    probe: usize,
+    mut checker: Checker,
+    every: Duration,
+    every_during: Duration,
+    clock: Clock,
+    mut pace: watch::Receiver<Pace>,
+    tx: mpsc::Sender<ProbeSample>,
+    cancel: CancellationToken,
+) {
+    let mut due = Instant::now();
+    loop {
+        let start = Instant::now();
+        let result = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            r = checker.check() => r,
+        };
+        let end = Instant::now();
+        let sample = Sample {
+            scheduled: clock.offset(due),
+            start: clock.offset(start),
+            end: clock.offset(end),
+            ok: result.is_ok(),
+            reason: result.err(),
+        };
+        let failing = !sample.ok;
+        if tx.send(ProbeSample { probe, sample }).await.is_err() {
+            return;
+        }
+        // Re-evaluate the interval whenever the pace changes, so an injection switches a probe
+        // sleeping through a long steady interval to the fast one at once.
+        loop {
+            let fast = failing || *pace.borrow_and_update() == Pace::Fast;
+            let interval = if fast { every_during } else { every };
+            let next = due + interval;
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = precise_sleep_until(next, interval) => {
+                    // Fixed rate, but never a burst of catch-up checks after a slow one.
+                    let now = Instant::now();
+                    due = if now.duration_since(next) > interval { now } else { next };
+                    break;
+                }
+                changed = pace.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+}
+
+/// Sleep until `deadline` more precisely than the runtime's millisecond timer: sleep on the
+/// timer until shortly before, then yield-spin the rest. The spin is capped at a twentieth of
+/// the interval so a fast probe cannot burn a core.
+pub async fn precise_sleep_until(deadline: Instant, interval: Duration) {
+    let spin = (interval / 20).min(Duration::from_millis(1));
+    if let Some(coarse) = deadline.checked_sub(spin) {
+        tokio::time::sleep_until(coarse).await;
+    }
+    while Instant::now() < deadline {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// The innermost cause of an error, which is the part a person can act on
+/// ("connection refused", not "error sending request").
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::{ProbeKind, TcpProbe};
+
+    #[tokio::test]
+    async fn a_probe_switches_to_the_fast_pace_at_once_and_marks_failures() {
+        // A TCP probe against a port nobody listens on: every sample fails with a reason.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let spec = ProbeSpec {
+            name: "tcp".into(),
+            kind: ProbeKind::Tcp(TcpProbe {
+                address: addr.to_string(),
+                timeout: Duration::from_millis(200),
+            }),
+            every: Duration::from_secs(3600),
+            every_during: Duration::from_millis(5),
+        };
+        let checker = Checker::build(&spec).unwrap().unwrap();
+        let (pace_tx, pace_rx) = watch::channel(Pace::Steady);
+        let (tx, mut rx) = mpsc::channel(64);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(
+            0,
+            checker,
+            spec.every,
+            spec.every_during,
+            Clock::start(),
+            pace_rx,
+            tx,
+            cancel.clone(),
+        ));
+        let first = rx.recv().await.unwrap();
+        assert!(!first.sample.ok);
+        assert!(first.sample.reason.unwrap().contains("refused"));
+        // Failing keeps it on the fast pace although the steady interval is an hour.
+        let second = rx.recv().await.unwrap();
+        assert!(second.sample.start - first.sample.start < Duration::from_secs(60));
+        pace_tx.send(Pace::Fast).unwrap();
+        cancel.cancel();
+        task.await.unwrap();
+    }
+}
