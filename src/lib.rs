@@ -7,3 +7,4 @@ pub mod experiment;
 pub mod analysis;
 pub mod timeline;
 pub mod probe;
+pub mod fault;

@@ -1,0 +1,80 @@
+//! `command` fault: run any program (no shell) to inject, and optionally another to revert.
+//! This is how firedrill drives what it has no built-in fault for (a managed database's CLI,
+//! `systemctl stop`, a feature flag).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{FaultError, Injection, RevertPlan};
+use crate::probe::command::{failure_reason, run_argv};
+
+pub struct CommandFault {
+    run: Vec<String>,
+    revert: Option<Vec<String>>,
+    timeout: Duration,
+}
+
+impl CommandFault {
+    pub fn new(run: Vec<String>, revert: Option<Vec<String>>, timeout: Duration) -> Self {
+        CommandFault {
+            run,
+            revert,
+            timeout,
+        }
+    }
+
+    pub fn program(&self) -> &str {
+        self.run.first().map(String::as_str).unwrap_or("")
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.revert {
+            Some(r) => format!("run {:?}; revert with {:?}", self.run, r),
+            None => format!("run {:?}; no revert command", self.run),
+        }
+    }
+
+    pub async fn inject(&self, label: String) -> Result<Injection, FaultError> {
+        let sent_at = Instant::now();
+        let (status, stderr) = run_argv(&self.run, self.timeout)
+            .await
+            .map_err(FaultError::Inject)?;
+        let accepted_at = Instant::now();
+        if !status.success() {
+            return Err(FaultError::Inject(format!(
+                "{:?} failed: {}",
+                self.run,
+                failure_reason(&status, &stderr)
+            )));
+        }
+        Ok(Injection {
+            fault: label,
+            sent_at,
+            accepted_at,
+            detail: format!("ran {:?}", self.run),
+            affected: vec![],
+            revert: match &self.revert {
+                Some(argv) => RevertPlan::Command {
+                    argv: argv.clone(),
+                    timeout: self.timeout,
+                },
+                None => RevertPlan::Irreversible {
+                    why: "the experiment gives no revert command".into(),
+                },
+            },
+        })
+    }
+}
+
+pub async fn run_revert(argv: &[String], timeout: Duration) -> Result<String, FaultError> {
+    let (status, stderr) = run_argv(argv, timeout).await.map_err(FaultError::Revert)?;
+    if status.success() {
+        Ok(format!("ran {argv:?}"))
+    } else {
+        Err(FaultError::Revert(format!(
+            "{argv:?} failed: {}",
+            failure_reason(&status, &stderr)
+        )))
+    }
+}

@@ -1,0 +1,210 @@
+//! `process-kill` fault: send a signal to local processes chosen by pid file or by exact
+//! command line. The choice is made at injection time (a supervisor restarts the process with a
+//! new pid between trials) and the drill refuses when nothing matches. Before signalling, the
+//! command line of each pid is read again, so a pid reused by another program is never hit.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::time::Instant;
+
+use super::{FaultError, Injection, RevertPlan};
+use crate::experiment::ProcessTarget;
+
+pub struct ProcessKill {
+    target_name: String,
+    target: ProcessTarget,
+    signal: Signal,
+}
+
+impl ProcessKill {
+    pub fn new(target_name: &str, target: &ProcessTarget, signal: &str) -> Result<Self, FaultError> {
+        let name = if signal.starts_with("SIG") {
+            signal.to_string()
+        } else {
+            format!("SIG{signal}")
+        };
+        let signal = Signal::from_str(&name)
+            .map_err(|_| FaultError::Inject(format!("unknown signal `{signal}`")))?;
+        Ok(ProcessKill {
+            target_name: target_name.into(),
+            target: target.clone(),
+            signal,
+        })
+    }
+
+    pub fn target_name(&self) -> &str {
+        &self.target_name
+    }
+
+    pub fn describe(&self) -> String {
+        let how = match &self.target {
+            ProcessTarget::PidFile(p) => format!("the process in pid file {}", p.display()),
+            ProcessTarget::CommandLine(c) => format!("every process whose command line is `{c}`"),
+        };
+        match self.resolve() {
+            Ok(found) => {
+                let pids: Vec<String> = found.iter().map(|(p, _)| p.to_string()).collect();
+                format!("{} {how} (now: pid {})", self.signal, pids.join(", "))
+            }
+            Err(e) => format!("{} {how} (now: {e})", self.signal),
+        }
+    }
+
+    /// The processes the target names right now, with their command lines.
+    pub fn resolve(&self) -> Result<Vec<(i32, String)>, FaultError> {
+        let found = match &self.target {
+            ProcessTarget::PidFile(path) => {
+                let pid = read_pid_file(path)?;
+                let cmdline = cmdline(pid).ok_or_else(|| {
+                    FaultError::NoTarget(format!(
+                        "pid file {} names pid {pid}, which is not running",
+                        path.display()
+                    ))
+                })?;
+                vec![(pid, cmdline)]
+            }
+            ProcessTarget::CommandLine(want) => processes_with_cmdline(want),
+        };
+        if found.is_empty() {
+            let what = match &self.target {
+                ProcessTarget::CommandLine(c) => format!("no running process has the command line `{c}`"),
+                ProcessTarget::PidFile(p) => format!("no process for pid file {}", p.display()),
+            };
+            return Err(FaultError::NoTarget(what));
+        }
+        Ok(found)
+    }
+
+    pub async fn inject(&self, label: String) -> Result<Injection, FaultError> {
+        let found = self.resolve()?;
+        let sent_at = Instant::now();
+        let mut hit = Vec::new();
+        for (pid, seen) in &found {
+            // The pid must still be the process we chose, not a new one that reused its number.
+            if cmdline(*pid).as_deref() != Some(seen.as_str()) {
+                continue;
+            }
+            kill(Pid::from_raw(*pid), self.signal).map_err(|e| {
+                FaultError::Inject(format!("cannot send {} to pid {pid}: {e}", self.signal))
+            })?;
+            hit.push(pid.to_string());
+        }
+        let accepted_at = Instant::now();
+        if hit.is_empty() {
+            return Err(FaultError::NoTarget(format!(
+                "the processes of target `{}` exited before they could be signalled",
+                self.target_name
+            )));
+        }
+        Ok(Injection {
+            fault: label,
+            sent_at,
+            accepted_at,
+            detail: format!("sent {} to pid {}", self.signal, hit.join(", ")),
+            affected: hit,
+            revert: RevertPlan::Irreversible {
+                why: "a signalled process is restarted by its supervisor, not by firedrill".into(),
+            },
+        })
+    }
+}
+
+fn read_pid_file(path: &Path) -> Result<i32, FaultError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| FaultError::NoTarget(format!("cannot read pid file {}: {e}", path.display())))?;
+    let first = text.lines().next().unwrap_or("").trim();
+    first.parse::<i32>().ok().filter(|p| *p > 0).ok_or_else(|| {
+        FaultError::NoTarget(format!(
+            "pid file {} does not start with a process id (found {first:?})",
+            path.display()
+        ))
+    })
+}
+
+/// A process's argv joined by single spaces, or `None` when it is gone (or a zombie).
+fn cmdline(pid: i32) -> Option<String> {
+    let raw = std::fs::read(PathBuf::from(format!("/proc/{pid}/cmdline"))).ok()?;
+    if raw.is_empty() {
+        return None;
+    }
+    let args: Vec<String> = raw
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    Some(args.join(" "))
+}
+
+fn processes_with_cmdline(want: &str) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    let mut found: Vec<(i32, String)> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me)
+        .filter_map(|pid| cmdline(pid).filter(|c| c == want).map(|c| (pid, c)))
+        .collect();
+    found.sort_unstable();
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn kills_exactly_the_process_named_by_its_command_line() {
+        let mut child = tokio::process::Command::new("sleep")
+            .arg("31.4159")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap() as i32;
+        let f = ProcessKill::new(
+            "sleeper",
+            &ProcessTarget::CommandLine("sleep 31.4159".into()),
+            "KILL",
+        )
+        .unwrap();
+        let inj = f.inject("process-kill sleeper".into()).await.unwrap();
+        assert_eq!(inj.affected, vec![pid.to_string()]);
+        let status = child.wait().await.unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9));
+        assert!(matches!(inj.revert, RevertPlan::Irreversible { .. }));
+    }
+
+    #[tokio::test]
+    async fn refuses_when_nothing_matches() {
+        let f = ProcessKill::new(
+            "ghost",
+            &ProcessTarget::CommandLine("no-such-program --firedrill-test".into()),
+            "SIGTERM",
+        )
+        .unwrap();
+        let e = f.inject("x".into()).await.unwrap_err();
+        assert!(e.to_string().contains("no running process"), "{e}");
+    }
+
+    #[test]
+    fn a_stale_pid_file_is_refused_with_a_clear_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.pid");
+        std::fs::write(&p, "not-a-pid\n").unwrap();
+        let f = ProcessKill::new("x", &ProcessTarget::PidFile(p.clone()), "SIGKILL").unwrap();
+        assert!(f.resolve().unwrap_err().to_string().contains("does not start with a process id"));
+        std::fs::write(&p, "999999999\n").unwrap();
+        assert!(f.resolve().unwrap_err().to_string().contains("not running"));
+    }
+
+    #[test]
+    fn unknown_signals_are_refused() {
+        let t = ProcessTarget::CommandLine("x".into());
+        assert!(ProcessKill::new("x", &t, "SIGNOPE").is_err());
+        assert!(ProcessKill::new("x", &t, "TERM").is_ok());
+    }
+}
