@@ -8,3 +8,5 @@ pub mod analysis;
 pub mod timeline;
 pub mod probe;
 pub mod fault;
+pub mod drill;
+pub mod report;

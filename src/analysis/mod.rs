@@ -106,23 +106,12 @@ pub fn probe_verdict(trace: &Trace, t_inject: Duration, stable_for: Duration) ->
     let last_fail = st.iter().rposition(|s| !s.ok);
     let ttd = first_fail.map(|i| since(st[i].first.end));
 
-    let (ttr, recovered) = match last_fail {
-        None => {
-            // No impact: recovered once the probe is proven stable after the injection.
-            let stable = st
-                .last()
-                .is_some_and(|s| s.ok && since(s.last.end) >= stable_for);
-            (None, stable)
-        }
-        Some(i) => match st.get(i + 1) {
-            None => (None, false),
-            Some(pass) => {
-                let fail = &st[i];
-                let bracket = Bracket::new(since(fail.last.start), since(pass.first.end));
-                let stable = pass.last.end.saturating_sub(pass.first.start) >= stable_for;
-                (stable.then_some(bracket), stable)
-            }
-        },
+    let recovered = is_recovered(trace, t_inject, stable_for);
+    let ttr = match last_fail {
+        Some(i) if recovered => st
+            .get(i + 1)
+            .map(|pass| Bracket::new(since(st[i].last.start), since(pass.first.end))),
+        _ => None,
     };
 
     ProbeVerdict {
@@ -134,6 +123,21 @@ pub fn probe_verdict(trace: &Trace, t_inject: Duration, stable_for: Duration) ->
         samples,
         failed,
         first_failure: first_fail.and_then(|i| st[i].reason.clone()),
+    }
+}
+
+/// Whether the probe has recovered (or never showed impact) and been proven stable: its last
+/// stretch passes and spans `stable-for` — from its first check when there was a failure,
+/// from the injection when there was none. Constant time, so the executor can ask after every
+/// sample however long the trace.
+pub fn is_recovered(trace: &Trace, t_inject: Duration, stable_for: Duration) -> bool {
+    let st = &trace.stretches;
+    match st.last() {
+        Some(last) if last.ok => {
+            let from = if st.len() == 1 { t_inject } else { last.first.start };
+            last.last.end.saturating_sub(from) >= stable_for
+        }
+        _ => false,
     }
 }
 

@@ -1,0 +1,455 @@
+//! The executor: it owns time and cancellation.
+//!
+//! For each trial: preflight steady state → inject → observe until recovered (or the timeout,
+//! an abort condition, a signal) → revert → final steady state → cooldown. Probes run as tasks
+//! for the whole run and send samples here; this loop is their only reader, so recording,
+//! judging and aborting happen in one place, in sample order.
+//!
+//! Guarantees: nothing is injected unless the steady state held; whatever was injected is
+//! reverted, whatever ended the trial (cancellation only stops waiting — reverts run to
+//! completion, each bounded by its own timeout); the recovery decision is the analysis
+//! module's own function, so the executor and the report cannot disagree.
+
+pub mod plan;
+mod recorder;
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::analysis::Stats;
+use crate::fault::{self, Injection};
+use crate::probe::{self, Checker, Pace, ProbeSample};
+use crate::report::record::{
+    ExperimentInfo, FaultRecord, Outcome, ProbeInfo, RecoveryInfo, RunRecord, Summary,
+    TrialOutcome, TrialRecord, SCHEMA,
+};
+use crate::timeline::{human, Clock, EventKind, Phase};
+
+pub use plan::Plan;
+use recorder::Recorder;
+
+/// How a run is driven from outside.
+pub struct Options {
+    /// Cancelling stops the drill early: what was injected is reverted, the outcome is `aborted`.
+    pub cancel: CancellationToken,
+    /// How long to wait for the steady state before an injection and after a revert.
+    pub steady_state_timeout: Duration,
+    /// Sees every event as it happens (progress lines, the live view).
+    pub observer: Option<Box<dyn Fn(&Clock, &crate::timeline::Event) + Send + Sync>>,
+    /// Extra sample sources (watch-driven probes); they send on the sender they are given.
+    pub sources: Vec<SampleSource>,
+}
+
+/// Starts a watch-driven probe: given the probe index, clock, sender and a cancellation token,
+/// it spawns whatever it needs and returns.
+pub type SampleSource =
+    Box<dyn FnOnce(Clock, mpsc::Sender<ProbeSample>, CancellationToken) + Send>;
+
+impl Options {
+    pub fn new(cancel: CancellationToken) -> Self {
+        Options {
+            cancel,
+            steady_state_timeout: Duration::from_secs(30),
+            observer: None,
+            sources: Vec::new(),
+        }
+    }
+}
+
+/// Why waiting ended.
+enum Wait {
+    Met,
+    Deadline,
+    Cancelled,
+    Aborted(String),
+}
+
+/// Run the drill. Never panics on platform errors: they end the run `inconclusive`.
+pub async fn execute(plan: &Plan, mut opts: Options) -> RunRecord {
+    let clock = Clock::start();
+    let exp = &plan.experiment;
+    let probes_stop = CancellationToken::new();
+    let (tx, rx) = mpsc::channel::<ProbeSample>(1 << 16);
+    let (pace_tx, pace_rx) = watch::channel(Pace::Steady);
+
+    let mut rec = Recorder::new(plan, clock, opts.observer.take());
+    let mut start_error = None;
+    for (i, spec) in exp.probes.iter().enumerate() {
+        match Checker::build(spec) {
+            Ok(Some(checker)) => {
+                tokio::spawn(probe::run(
+                    i,
+                    checker,
+                    spec.every,
+                    spec.every_during,
+                    clock,
+                    pace_rx.clone(),
+                    tx.clone(),
+                    probes_stop.clone(),
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => start_error = Some(e.to_string()),
+        }
+    }
+    for source in opts.sources.drain(..) {
+        source(clock, tx.clone(), probes_stop.clone());
+    }
+    drop(tx);
+
+    let mut ex = Executor {
+        plan,
+        opts: &opts,
+        rec: &mut rec,
+        rx,
+        pace: pace_tx,
+        clock,
+    };
+    let (outcome, reason) = match start_error {
+        Some(e) => (Outcome::Inconclusive, e),
+        None => ex.trials().await,
+    };
+    probes_stop.cancel();
+    rec.event(None, EventKind::Phase { phase: Phase::Done });
+    rec.finish(plan, outcome, reason)
+}
+
+struct Executor<'a> {
+    plan: &'a Plan,
+    opts: &'a Options,
+    rec: &'a mut Recorder,
+    rx: mpsc::Receiver<ProbeSample>,
+    pace: watch::Sender<Pace>,
+    clock: Clock,
+}
+
+impl Executor<'_> {
+    async fn trials(&mut self) -> (Outcome, String) {
+        let exp = &self.plan.experiment;
+        let mut failed: Option<String> = None;
+        for index in 1..=exp.repeat {
+            let (trial_outcome, why) = self.trial(index).await;
+            match trial_outcome {
+                TrialOutcome::Recovered => {}
+                TrialOutcome::Inconclusive => return (Outcome::Inconclusive, why),
+                TrialOutcome::Aborted => return (Outcome::Aborted, why),
+                TrialOutcome::NotRecovered | TrialOutcome::NotSteadyAfter => {
+                    // The system did not heal: another injection would hit a broken system.
+                    return (Outcome::Failed, why);
+                }
+                TrialOutcome::MissedObjective => {
+                    failed.get_or_insert(why);
+                }
+            }
+            if index < exp.repeat && !exp.cooldown.is_zero() {
+                self.rec.phase(Some(index), Phase::Cooldown);
+                let until = Instant::now() + exp.cooldown;
+                if let Wait::Cancelled = self.wait(until, false, |_| false).await {
+                    return (Outcome::Aborted, "stopped during cooldown".into());
+                }
+            }
+        }
+        match failed {
+            Some(why) => (Outcome::Failed, why),
+            None => (Outcome::Passed, self.rec.passed_reason(self.plan)),
+        }
+    }
+
+    async fn trial(&mut self, index: u32) -> (TrialOutcome, String) {
+        self.rec.begin_trial(index);
+
+        // Preflight: nothing is injected unless every steady-state probe passes.
+        self.rec.phase(Some(index), Phase::Preflight);
+        let since = self.clock.now();
+        let deadline = Instant::now() + self.opts.steady_state_timeout;
+        let plan = self.plan;
+        match self
+            .wait(deadline, false, |r| r.steady(plan, since))
+            .await
+        {
+            Wait::Met => {}
+            Wait::Cancelled => return self.rec.end_trial(TrialOutcome::Aborted, "stopped before injecting; nothing was injected".into()),
+            _ => {
+                let why = format!(
+                    "steady state did not hold before injecting ({}); nothing was injected",
+                    self.rec.steady_failures(plan, since)
+                );
+                return self.rec.end_trial(TrialOutcome::Inconclusive, why);
+            }
+        }
+
+        // Inject, fast-sampling from just before the first fault.
+        self.pace.send_replace(Pace::Fast);
+        self.rec.phase(Some(index), Phase::Inject);
+        let mut injected: Vec<Injection> = Vec::new();
+        let mut inject_error = None;
+        for f in &self.plan.faults {
+            if self.opts.cancel.is_cancelled() {
+                break;
+            }
+            match f.inject().await {
+                Ok(inj) => {
+                    if injected.is_empty() {
+                        self.rec.set_inject(self.clock.offset(inj.accepted_at));
+                    }
+                    self.rec.event(
+                        Some(index),
+                        EventKind::FaultInjected {
+                            fault: inj.fault.clone(),
+                            detail: inj.detail.clone(),
+                        },
+                    );
+                    injected.push(inj);
+                }
+                Err(e) => {
+                    self.rec.event(
+                        Some(index),
+                        EventKind::FaultFailed {
+                            fault: f.label(),
+                            error: e.to_string(),
+                        },
+                    );
+                    inject_error = Some(format!("could not inject {}: {e}", f.label()));
+                    break;
+                }
+            }
+        }
+
+        let (mut outcome, mut why) = if let Some(e) = inject_error {
+            (TrialOutcome::Inconclusive, e)
+        } else if injected.is_empty() {
+            (TrialOutcome::Aborted, "stopped before injecting; nothing was injected".into())
+        } else {
+            self.observe(index).await
+        };
+        self.rec.set_judged(self.clock.now());
+
+        // Revert: always, whatever ended the trial, and never cut short by cancellation.
+        self.rec.phase(Some(index), Phase::Revert);
+        let mut records = Vec::new();
+        for inj in injected.iter().rev() {
+            let result = fault::revert(&inj.revert).await;
+            let (reverted, revert_error) = match result {
+                Ok(detail) => {
+                    self.rec.event(
+                        Some(index),
+                        EventKind::FaultReverted {
+                            fault: inj.fault.clone(),
+                            detail: detail.clone(),
+                        },
+                    );
+                    (Some(detail), None)
+                }
+                Err(e) => {
+                    self.rec.event(
+                        Some(index),
+                        EventKind::RevertFailed {
+                            fault: inj.fault.clone(),
+                            error: e.to_string(),
+                        },
+                    );
+                    (None, Some(e.to_string()))
+                }
+            };
+            records.push(FaultRecord {
+                fault: inj.fault.clone(),
+                detail: inj.detail.clone(),
+                affected: inj.affected.clone(),
+                sent: self.clock.offset(inj.sent_at),
+                accepted: self.clock.offset(inj.accepted_at),
+                revert: inj.revert.clone(),
+                reverted,
+                revert_error,
+            });
+        }
+        records.reverse();
+        self.rec.set_faults(records);
+        self.pace.send_replace(Pace::Steady);
+
+        // Final steady state, unless the drill was stopped (then we only revert and leave).
+        if matches!(outcome, TrialOutcome::Recovered | TrialOutcome::MissedObjective) {
+            self.rec.phase(Some(index), Phase::FinalSteadyState);
+            let since = self.clock.now();
+            let deadline = Instant::now() + self.opts.steady_state_timeout;
+            match self.wait(deadline, false, |r| r.steady(plan, since)).await {
+                Wait::Met => {}
+                Wait::Cancelled => {
+                    outcome = TrialOutcome::Aborted;
+                    why = "stopped after reverting, before the final steady-state check".into();
+                }
+                _ => {
+                    outcome = TrialOutcome::NotSteadyAfter;
+                    why = format!(
+                        "recovered, but the steady state did not hold after reverting ({})",
+                        self.rec.steady_failures(plan, since)
+                    );
+                }
+            }
+        }
+        self.rec.end_trial(outcome, why)
+    }
+
+    /// Watch the system heal: until every recovery probe is stable, the timeout passes, an
+    /// abort condition fires, or the drill is cancelled.
+    async fn observe(&mut self, index: u32) -> (TrialOutcome, String) {
+        let exp = &self.plan.experiment;
+        self.rec.phase(Some(index), Phase::Observe);
+        let t_inject = self.rec.t_inject().unwrap_or_default();
+        let deadline = self.clock.instant(t_inject) + exp.recovery.timeout;
+        let plan = self.plan;
+        match self
+            .wait(deadline, true, |r| r.recovered(plan))
+            .await
+        {
+            Wait::Met => {
+                self.rec.event(Some(index), EventKind::Recovered);
+                let v = self.rec.trial_verdict(plan);
+                match v.ttr {
+                    Some(b) if !v.objective_met => (
+                        TrialOutcome::MissedObjective,
+                        format!(
+                            "trial {index} recovered in {} ± {}, missing the {} objective",
+                            human(b.estimate),
+                            human(b.uncertainty()),
+                            human(exp.recovery.objective)
+                        ),
+                    ),
+                    _ => (TrialOutcome::Recovered, String::new()),
+                }
+            }
+            Wait::Deadline => (
+                TrialOutcome::NotRecovered,
+                format!(
+                    "trial {index} did not recover within the {} timeout ({})",
+                    human(exp.recovery.timeout),
+                    self.rec.unrecovered(plan)
+                ),
+            ),
+            Wait::Cancelled => (
+                TrialOutcome::Aborted,
+                "stopped by a signal or an operator; faults were reverted".into(),
+            ),
+            Wait::Aborted(why) => {
+                self.rec.event(Some(index), EventKind::Aborted { reason: why.clone() });
+                (TrialOutcome::Aborted, format!("{why}; faults were reverted"))
+            }
+        }
+    }
+
+    /// Record samples until `cond` holds, the deadline passes, an abort condition fires (when
+    /// `abortable`) or the run is cancelled.
+    async fn wait(
+        &mut self,
+        deadline: Instant,
+        abortable: bool,
+        mut cond: impl FnMut(&Recorder) -> bool,
+    ) -> Wait {
+        if cond(self.rec) {
+            return Wait::Met;
+        }
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.opts.cancel.cancelled() => return Wait::Cancelled,
+                s = self.rx.recv() => match s {
+                    Some(s) => {
+                        self.rec.record(s);
+                        if abortable {
+                            if let Some(why) = self.rec.abort_reason(&self.plan.experiment) {
+                                return Wait::Aborted(why);
+                            }
+                        }
+                        if cond(self.rec) {
+                            return Wait::Met;
+                        }
+                    }
+                    // Every probe stopped: nothing more will change; wait out the deadline.
+                    None => {
+                        tokio::select! {
+                            _ = self.opts.cancel.cancelled() => return Wait::Cancelled,
+                            _ = sleep_until(deadline) => return Wait::Deadline,
+                        }
+                    }
+                },
+                _ = sleep_until(deadline) => return Wait::Deadline,
+            }
+        }
+    }
+}
+
+/// The summary over trials: MTTR with n, over the trials that had impact and recovered.
+pub(crate) fn summarize(trials: &[TrialRecord]) -> Summary {
+    let verdicts: Vec<_> = trials.iter().filter_map(|t| t.verdict.as_ref()).collect();
+    let ttrs: Vec<Duration> = verdicts
+        .iter()
+        .filter(|v| v.recovered)
+        .filter_map(|v| v.ttr.map(|b| b.estimate))
+        .collect();
+    let ttds: Vec<Duration> = verdicts.iter().filter_map(|v| v.ttd).collect();
+    Summary {
+        trials: trials.len(),
+        recovered: verdicts.iter().filter(|v| v.recovered).count(),
+        objective_met: verdicts.iter().filter(|v| v.objective_met).count(),
+        no_visible_impact: verdicts.iter().filter(|v| v.recovered && !v.impact).count(),
+        mttr: Stats::of(&ttrs),
+        ttd: Stats::of(&ttds),
+    }
+}
+
+pub(crate) fn run_header(plan: &Plan) -> (ExperimentInfo, RecoveryInfo, Vec<ProbeInfo>) {
+    let exp = &plan.experiment;
+    let info = ExperimentInfo {
+        name: exp.name.clone(),
+        description: exp.description.clone(),
+        path: exp.source.path.display().to_string(),
+        content_hash: exp.source.content_hash.clone(),
+    };
+    let recovery = RecoveryInfo {
+        objective: exp.recovery.objective,
+        stable_for: exp.recovery.stable_for,
+        timeout: exp.recovery.timeout,
+        probes: plan.recovery.iter().cloned().collect(),
+    };
+    let probes = exp
+        .probes
+        .iter()
+        .map(|p| {
+            let (kind, checks) = plan::probe_checks(p);
+            ProbeInfo {
+                name: p.name.clone(),
+                kind,
+                checks,
+                every: p.every,
+                every_during: p.every_during,
+                steady_state: plan.steady_state.contains(&p.name),
+                recovery: plan.recovery.contains(&p.name),
+            }
+        })
+        .collect();
+    (info, recovery, probes)
+}
+
+pub(crate) fn new_record(plan: &Plan, clock: &Clock) -> RunRecord {
+    let (experiment, recovery, probes) = run_header(plan);
+    RunRecord {
+        schema: SCHEMA.into(),
+        run_id: plan.run_id.clone(),
+        experiment,
+        environment: plan.environment.name.clone(),
+        seed: plan.seed,
+        started_at: clock.started_at(),
+        finished_at: clock.wall(clock.now()),
+        outcome: Outcome::Inconclusive,
+        reason: String::new(),
+        recovery,
+        summary: summarize(&[]),
+        probes,
+        trials: vec![],
+        events: vec![],
+        events_dropped: 0,
+        firedrill_version: env!("CARGO_PKG_VERSION").into(),
+    }
+}

@@ -1,0 +1,84 @@
+//! The plan: an experiment resolved for one environment, with its faults built. It is the only
+//! thing the executor sees, and building it touches nothing.
+
+use std::collections::BTreeSet;
+
+use rand::RngCore;
+
+use crate::experiment::{Environment, Experiment, ProbeKind, ProbeSpec};
+use crate::fault::{Fault, FaultError};
+
+pub struct Plan {
+    pub run_id: String,
+    pub experiment: Experiment,
+    pub environment: Environment,
+    pub seed: u64,
+    pub faults: Vec<Fault>,
+    /// Names of the probes that must pass before injecting and after reverting.
+    pub steady_state: BTreeSet<String>,
+    /// Names of the probes whose recovery decides the trial.
+    pub recovery: BTreeSet<String>,
+}
+
+impl Plan {
+    pub fn new(
+        experiment: Experiment,
+        environment: Environment,
+        seed: u64,
+        faults: Vec<Fault>,
+    ) -> Plan {
+        let all = || experiment.probes.iter().map(|p| p.name.clone()).collect();
+        let steady_state = if experiment.steady_state.is_empty() {
+            all()
+        } else {
+            experiment.steady_state.iter().cloned().collect()
+        };
+        let recovery = if experiment.recovery.probes.is_empty() {
+            all()
+        } else {
+            experiment.recovery.probes.iter().cloned().collect()
+        };
+        Plan {
+            run_id: new_run_id(),
+            experiment,
+            environment,
+            seed,
+            faults,
+            steady_state,
+            recovery,
+        }
+    }
+
+    /// Build the faults that need nothing but the local machine.
+    pub fn local_faults(experiment: &Experiment) -> Result<Vec<Fault>, FaultError> {
+        experiment
+            .faults
+            .iter()
+            .map(|f| Fault::build(f, experiment))
+            .collect()
+    }
+}
+
+/// Sortable and unique enough to be a file name: `20261123T101500Z-3fa9c2`.
+pub fn new_run_id() -> String {
+    let now = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let tag = rand::rng().next_u32() & 0xff_ffff;
+    format!("{now}-{tag:06x}")
+}
+
+/// A one-line description of what a probe checks, for reports.
+pub fn probe_checks(p: &ProbeSpec) -> (String, String) {
+    match &p.kind {
+        ProbeKind::Http(h) => ("http".into(), format!("{} {}", h.method, h.url)),
+        ProbeKind::Tcp(t) => ("tcp".into(), format!("connect {}", t.address)),
+        ProbeKind::Command(c) => ("command".into(), format!("{:?}", c.argv)),
+        ProbeKind::Kubernetes(k) => (
+            "kubernetes".into(),
+            format!(
+                "{:?} {}/{} ready {:?}",
+                k.workload.kind, k.workload.namespace, k.workload.name, k.ready
+            )
+            .to_lowercase(),
+        ),
+    }
+}

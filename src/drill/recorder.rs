@@ -1,0 +1,435 @@
+//! The executor's memory of a run: live probe state for its decisions, per-trial traces and
+//! latency histograms for the record, and the event timeline. Bounded: traces are run-length
+//! encoded, latencies go to HDR histograms, and the event list has a cap.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use super::Plan;
+use crate::analysis::{self, ProbeVerdict, TrialVerdict};
+use crate::experiment::{AbortCondition, Experiment, ProbeKind};
+use crate::probe::ProbeSample;
+use crate::report::record::{
+    FaultRecord, LatencySummary, Outcome, PhaseLatency, ProbeTrial, RunRecord, TrialOutcome,
+    TrialRecord,
+};
+use crate::timeline::{human, Clock, Event, EventKind, Phase, Sample, Trace};
+
+/// Past this many events the timeline stops growing (a probe flapping at 1 kHz for an hour);
+/// the record says how many were dropped.
+const MAX_EVENTS: usize = 50_000;
+
+type Observer = Box<dyn Fn(&Clock, &Event) + Send + Sync>;
+
+struct Live {
+    name: String,
+    /// Watch-driven probes report state changes (and heartbeats), not periodic checks.
+    event_driven: bool,
+    last: Option<Sample>,
+    /// Start of the first check of the current failing run.
+    failing_since: Option<Duration>,
+    /// Recent (end, ok) pairs, kept only as long as an error-rate condition needs.
+    recent: VecDeque<(Duration, bool)>,
+    keep_recent: Option<Duration>,
+}
+
+struct Trial {
+    index: u32,
+    t_inject: Option<Duration>,
+    t_judged: Option<Duration>,
+    /// Per probe: samples from the injection until the trial was judged.
+    during: Vec<Trace>,
+    /// Per probe: check latency before, during and after (µs).
+    latency: Vec<[Histogram<u64>; 3]>,
+    lateness: Vec<Histogram<u64>>,
+    faults: Vec<FaultRecord>,
+}
+
+pub(super) struct Recorder {
+    clock: Clock,
+    live: Vec<Live>,
+    trial: Option<Trial>,
+    done: Vec<TrialRecord>,
+    events: Vec<Event>,
+    events_dropped: u64,
+    observer: Option<Observer>,
+    stable_for: Duration,
+    objective: Duration,
+    recovery_names: Vec<String>,
+}
+
+fn histogram() -> Histogram<u64> {
+    // Two significant figures over an auto-resizing range: ~1% error, a few KiB each.
+    Histogram::new(2).unwrap_or_else(|_| unreachable!("2 significant figures is valid"))
+}
+
+impl Recorder {
+    pub fn new(plan: &Plan, clock: Clock, observer: Option<Observer>) -> Self {
+        let exp = &plan.experiment;
+        let live = exp
+            .probes
+            .iter()
+            .map(|p| Live {
+                name: p.name.clone(),
+                event_driven: matches!(p.kind, ProbeKind::Kubernetes(_)),
+                last: None,
+                failing_since: None,
+                recent: VecDeque::new(),
+                keep_recent: exp
+                    .abort_when
+                    .iter()
+                    .filter_map(|c| match c {
+                        AbortCondition::ErrorRate { probe, window, .. } if *probe == p.name => {
+                            Some(*window)
+                        }
+                        _ => None,
+                    })
+                    .max(),
+            })
+            .collect();
+        Recorder {
+            clock,
+            live,
+            trial: None,
+            done: Vec::new(),
+            events: Vec::new(),
+            events_dropped: 0,
+            observer,
+            stable_for: exp.recovery.stable_for,
+            objective: exp.recovery.objective,
+            recovery_names: plan.recovery.iter().cloned().collect(),
+        }
+    }
+
+    pub fn event(&mut self, trial: Option<u32>, kind: EventKind) {
+        let event = Event {
+            at: self.clock.now(),
+            trial,
+            kind,
+        };
+        self.push_event(event);
+    }
+
+    fn push_event(&mut self, event: Event) {
+        if let Some(observer) = &self.observer {
+            observer(&self.clock, &event);
+        }
+        if self.events.len() < MAX_EVENTS {
+            self.events.push(event);
+        } else {
+            self.events_dropped += 1;
+        }
+    }
+
+    pub fn phase(&mut self, trial: Option<u32>, phase: Phase) {
+        tracing::debug!(trial, %phase, "phase");
+        self.event(trial, EventKind::Phase { phase });
+    }
+
+    pub fn begin_trial(&mut self, index: u32) {
+        let n = self.live.len();
+        self.trial = Some(Trial {
+            index,
+            t_inject: None,
+            t_judged: None,
+            during: vec![Trace::default(); n],
+            latency: (0..n)
+                .map(|_| [histogram(), histogram(), histogram()])
+                .collect(),
+            lateness: (0..n).map(|_| histogram()).collect(),
+            faults: Vec::new(),
+        });
+    }
+
+    pub fn set_inject(&mut self, at: Duration) {
+        if let Some(t) = &mut self.trial {
+            t.t_inject = Some(at);
+        }
+    }
+
+    pub fn t_inject(&self) -> Option<Duration> {
+        self.trial.as_ref().and_then(|t| t.t_inject)
+    }
+
+    pub fn set_judged(&mut self, at: Duration) {
+        if let Some(t) = &mut self.trial {
+            if t.t_inject.is_some() {
+                t.t_judged = Some(at);
+            }
+        }
+    }
+
+    pub fn set_faults(&mut self, faults: Vec<FaultRecord>) {
+        if let Some(t) = &mut self.trial {
+            t.faults = faults;
+        }
+    }
+
+    pub fn record(&mut self, ps: ProbeSample) {
+        let Some(live) = self.live.get_mut(ps.probe) else {
+            return;
+        };
+        let s = ps.sample;
+        let changed = live.last.as_ref().map(|l| l.ok) != Some(s.ok);
+        if s.ok {
+            live.failing_since = None;
+        } else if changed || live.failing_since.is_none() {
+            live.failing_since = Some(s.start);
+        }
+        if let Some(keep) = live.keep_recent {
+            live.recent.push_back((s.end, s.ok));
+            while live
+                .recent
+                .front()
+                .is_some_and(|(end, _)| s.end.saturating_sub(*end) > keep)
+            {
+                live.recent.pop_front();
+            }
+        }
+        let name = live.name.clone();
+        live.last = Some(s.clone());
+
+        let trial_index = self.trial.as_ref().map(|t| t.index);
+        if let Some(t) = &mut self.trial {
+            let us = |d: Duration| d.as_micros().min(u64::MAX as u128) as u64;
+            let _ = t.lateness[ps.probe].record(us(s.start.saturating_sub(s.scheduled)));
+            let window = match (t.t_inject, t.t_judged) {
+                (Some(inject), _) if s.end < inject => 0,
+                (Some(_), None) => 1,
+                (Some(_), Some(judged)) if s.end <= judged => 1,
+                (Some(_), Some(_)) => 2,
+                (None, _) => 0,
+            };
+            let _ = t.latency[ps.probe][window].record(us(s.latency()));
+            if window == 1 {
+                t.during[ps.probe].push(&s);
+            }
+        }
+        if changed {
+            self.push_event(Event {
+                at: s.end,
+                trial: trial_index,
+                kind: EventKind::ProbeChanged {
+                    probe: name,
+                    ok: s.ok,
+                    reason: s.reason,
+                },
+            });
+        }
+    }
+
+    /// Every steady-state probe passes, with evidence taken since `since` (watch-driven
+    /// probes report changes, so their latest state is current).
+    pub fn steady(&self, plan: &Plan, since: Duration) -> bool {
+        self.live
+            .iter()
+            .filter(|l| plan.steady_state.contains(&l.name))
+            .all(|l| {
+                l.last
+                    .as_ref()
+                    .is_some_and(|s| s.ok && (l.event_driven || s.start >= since))
+            })
+    }
+
+    /// Why the steady state does not hold, for people.
+    pub fn steady_failures(&self, plan: &Plan, since: Duration) -> String {
+        let bad: Vec<String> = self
+            .live
+            .iter()
+            .filter(|l| plan.steady_state.contains(&l.name))
+            .filter_map(|l| match &l.last {
+                None => Some(format!("{}: no sample", l.name)),
+                Some(s) if !s.ok => Some(format!(
+                    "{} failing: {}",
+                    l.name,
+                    s.reason.as_deref().unwrap_or("failed")
+                )),
+                Some(s) if !l.event_driven && s.start < since => {
+                    Some(format!("{}: no fresh sample", l.name))
+                }
+                _ => None,
+            })
+            .collect();
+        bad.join("; ")
+    }
+
+    fn verdicts(&self) -> Vec<ProbeVerdict> {
+        let Some(t) = &self.trial else {
+            return vec![];
+        };
+        let inject = t.t_inject.unwrap_or_default();
+        t.during
+            .iter()
+            .map(|tr| analysis::probe_verdict(tr, inject, self.stable_for))
+            .collect()
+    }
+
+    /// Every recovery probe is stable again (the analysis module decides).
+    pub fn recovered(&self, plan: &Plan) -> bool {
+        let Some(t) = &self.trial else {
+            return false;
+        };
+        let Some(inject) = t.t_inject else {
+            return false;
+        };
+        self.live
+            .iter()
+            .zip(&t.during)
+            .filter(|(l, _)| plan.recovery.contains(&l.name))
+            .all(|(_, tr)| analysis::is_recovered(tr, inject, self.stable_for))
+    }
+
+    pub fn trial_verdict(&self, plan: &Plan) -> TrialVerdict {
+        let v = self.verdicts();
+        analysis::trial_verdict(
+            self.live
+                .iter()
+                .zip(&v)
+                .filter(|(l, _)| plan.recovery.contains(&l.name))
+                .map(|(_, v)| v),
+            self.objective,
+        )
+    }
+
+    pub fn unrecovered(&self, plan: &Plan) -> String {
+        let v = self.verdicts();
+        let bad: Vec<String> = self
+            .live
+            .iter()
+            .zip(&v)
+            .filter(|(l, v)| plan.recovery.contains(&l.name) && !v.recovered)
+            .map(|(l, _)| match &l.last {
+                Some(s) if !s.ok => format!(
+                    "{} still failing: {}",
+                    l.name,
+                    s.reason.as_deref().unwrap_or("failed")
+                ),
+                Some(_) => format!("{} passing but not yet stable", l.name),
+                None => format!("{}: no sample", l.name),
+            })
+            .collect();
+        bad.join("; ")
+    }
+
+    /// The first abort condition that holds, as a sentence.
+    pub fn abort_reason(&self, exp: &Experiment) -> Option<String> {
+        let inject = self.t_inject()?;
+        exp.abort_when.iter().find_map(|c| match c {
+            AbortCondition::FailingFor { probe, duration } => {
+                let l = self.live.iter().find(|l| &l.name == probe)?;
+                let since = l.failing_since?;
+                let now = l.last.as_ref()?.end;
+                (now.saturating_sub(since) >= *duration).then(|| {
+                    format!(
+                        "aborted: probe `{probe}` failing for {} (abort-when failing-for {})",
+                        human(now - since),
+                        human(*duration)
+                    )
+                })
+            }
+            AbortCondition::ErrorRate {
+                probe,
+                above,
+                window,
+            } => {
+                let l = self.live.iter().find(|l| &l.name == probe)?;
+                let now = l.last.as_ref()?.end;
+                if now.saturating_sub(inject) < *window || l.recent.is_empty() {
+                    return None;
+                }
+                let failed = l.recent.iter().filter(|(_, ok)| !ok).count();
+                let rate = failed as f64 / l.recent.len() as f64;
+                (rate > *above).then(|| {
+                    format!(
+                        "aborted: probe `{probe}` error rate {:.0}% over {} (abort-when above {:.0}%)",
+                        rate * 100.0,
+                        human(*window),
+                        above * 100.0
+                    )
+                })
+            }
+        })
+    }
+
+    pub fn end_trial(&mut self, outcome: TrialOutcome, why: String) -> (TrialOutcome, String) {
+        let verdicts = self.verdicts();
+        if let Some(t) = self.trial.take() {
+            let verdict = t.t_inject.map(|_| {
+                analysis::trial_verdict(
+                    self.live
+                        .iter()
+                        .zip(&verdicts)
+                        .filter(|(l, _)| self.is_recovery_probe(l))
+                        .map(|(_, v)| v),
+                    self.objective,
+                )
+            });
+            let probes = self
+                .live
+                .iter()
+                .enumerate()
+                .map(|(i, l)| ProbeTrial {
+                    name: l.name.clone(),
+                    verdict: verdicts[i].clone(),
+                    latency: PhaseLatency {
+                        before: LatencySummary::of(&t.latency[i][0]),
+                        during: LatencySummary::of(&t.latency[i][1]),
+                        after: LatencySummary::of(&t.latency[i][2]),
+                    },
+                    lateness: LatencySummary::of(&t.lateness[i]),
+                    trace: t.during[i].clone(),
+                })
+                .collect();
+            self.done.push(TrialRecord {
+                index: t.index,
+                outcome,
+                injected_at: t.t_inject.map(|d| self.clock.wall(d)),
+                t_inject: t.t_inject,
+                t_judged: t.t_judged,
+                verdict,
+                faults: t.faults,
+                probes,
+                note: (!why.is_empty()).then(|| why.clone()),
+            });
+        }
+        (outcome, why)
+    }
+
+    fn is_recovery_probe(&self, l: &Live) -> bool {
+        self.recovery_names.iter().any(|n| *n == l.name)
+    }
+
+    pub fn passed_reason(&self, plan: &Plan) -> String {
+        let s = super::summarize(&self.done);
+        let obj = human(plan.experiment.recovery.objective);
+        match s.mttr {
+            Some(m) => format!(
+                "all {} trial(s) recovered within the {obj} objective (MTTR {} over n={})",
+                s.trials,
+                human(m.mean),
+                m.n
+            ),
+            None => format!(
+                "all {} trial(s) passed with no visible impact on the recovery probes",
+                s.trials
+            ),
+        }
+    }
+
+    pub fn finish(mut self, plan: &Plan, outcome: Outcome, reason: String) -> RunRecord {
+        if self.trial.is_some() {
+            self.end_trial(TrialOutcome::Inconclusive, String::new());
+        }
+        let mut record = super::new_record(plan, &self.clock);
+        record.finished_at = self.clock.wall(self.clock.now());
+        record.outcome = outcome;
+        record.reason = reason;
+        record.summary = super::summarize(&self.done);
+        record.trials = self.done;
+        record.events = self.events;
+        record.events_dropped = self.events_dropped;
+        record
+    }
+}

@@ -1,0 +1,197 @@
+//! The Markdown view of a run record: MTTR first, then the trials, the probes, the faults and
+//! the timeline. Suitable for a CI job summary or a game-day write-up.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use super::record::{LatencySummary, RunRecord, TrialOutcome};
+use crate::analysis::Bracket;
+use crate::timeline::{human, EventKind};
+
+pub fn ttr_text(b: &Option<Bracket>) -> String {
+    match b {
+        Some(b) => format!("{} ± {}", human(b.estimate), human(b.uncertainty())),
+        None => "—".into(),
+    }
+}
+
+pub fn opt_text(d: Option<Duration>) -> String {
+    d.map(human).unwrap_or_else(|| "—".into())
+}
+
+fn lat(l: &LatencySummary) -> String {
+    if l.count == 0 {
+        "—".into()
+    } else {
+        format!("{:.1} / {:.1} ms", l.p50, l.p99)
+    }
+}
+
+pub fn trial_outcome_text(o: TrialOutcome) -> &'static str {
+    match o {
+        TrialOutcome::Recovered => "recovered",
+        TrialOutcome::MissedObjective => "missed objective",
+        TrialOutcome::NotRecovered => "not recovered",
+        TrialOutcome::NotSteadyAfter => "not steady after revert",
+        TrialOutcome::Aborted => "aborted",
+        TrialOutcome::Inconclusive => "inconclusive",
+    }
+}
+
+/// The headline: what a person needs in one line.
+pub fn headline(r: &RunRecord) -> String {
+    let obj = human(r.recovery.objective);
+    match (&r.summary.mttr, r.trials.len()) {
+        (Some(_), 1) => {
+            let b = r.trials[0].verdict.as_ref().and_then(|v| v.ttr);
+            format!("time to recover {} (objective {obj})", ttr_text(&b))
+        }
+        (Some(m), _) => format!(
+            "MTTR {} over n={} (median {}, p90 {}, max {}; objective {obj})",
+            human(m.mean),
+            m.n,
+            human(m.median),
+            human(m.p90),
+            human(m.max)
+        ),
+        (None, _) if r.summary.no_visible_impact > 0 => {
+            format!("no visible impact on the recovery probes (objective {obj})")
+        }
+        (None, _) => format!("no recovery measured (objective {obj})"),
+    }
+}
+
+pub fn render(r: &RunRecord) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# {} — {}\n", r.experiment.name, r.outcome);
+    let _ = writeln!(o, "**{}**\n", headline(r));
+    let _ = writeln!(o, "> {}\n", r.reason);
+    if let Some(d) = &r.experiment.description {
+        let _ = writeln!(o, "{d}\n");
+    }
+    let ttd = r
+        .summary
+        .ttd
+        .map(|s| human(s.median))
+        .unwrap_or_else(|| "—".into());
+    let _ = writeln!(
+        o,
+        "| environment | run | started | trials | recovered | objective met | median TTD | seed |\n|---|---|---|---|---|---|---|---|\n| {} | `{}` | {} | {} | {} | {} | {} | {} |\n",
+        r.environment,
+        r.run_id,
+        r.started_at.format("%Y-%m-%d %H:%M:%S%.3f UTC"),
+        r.summary.trials,
+        r.summary.recovered,
+        r.summary.objective_met,
+        ttd,
+        r.seed
+    );
+    let _ = writeln!(
+        o,
+        "Recovery: objective {}, stable for {}, timeout {}; judged by {}.\n",
+        human(r.recovery.objective),
+        human(r.recovery.stable_for),
+        human(r.recovery.timeout),
+        r.recovery.probes.join(", ")
+    );
+
+    let _ = writeln!(o, "## Trials\n");
+    let _ = writeln!(
+        o,
+        "| trial | outcome | time to detect | time to recover | truth lies in | note |\n|---|---|---|---|---|---|"
+    );
+    for t in &r.trials {
+        let v = t.verdict.as_ref();
+        let bracket = v
+            .and_then(|v| v.ttr)
+            .map(|b| format!("[{}, {}]", human(b.lower), human(b.upper)))
+            .unwrap_or_else(|| "—".into());
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} |",
+            t.index,
+            trial_outcome_text(t.outcome),
+            opt_text(v.and_then(|v| v.ttd)),
+            ttr_text(&v.and_then(|v| v.ttr)),
+            bracket,
+            t.note.as_deref().unwrap_or("")
+        );
+    }
+
+    for t in &r.trials {
+        let _ = writeln!(o, "\n## Trial {}: probes\n", t.index);
+        let _ = writeln!(
+            o,
+            "| probe | TTD | TTR | downtime | availability | samples (failed) | latency p50/p99 before | during | after | lateness p99 |\n|---|---|---|---|---|---|---|---|---|---|"
+        );
+        for p in &t.probes {
+            let v = &p.verdict;
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {:.2}% | {} ({}) | {} | {} | {} | {:.2} ms |",
+                p.name,
+                opt_text(v.ttd),
+                ttr_text(&v.ttr),
+                human(v.downtime),
+                v.availability * 100.0,
+                v.samples,
+                v.failed,
+                lat(&p.latency.before),
+                lat(&p.latency.during),
+                lat(&p.latency.after),
+                p.lateness.p99
+            );
+        }
+        if !t.faults.is_empty() {
+            let _ = writeln!(o, "\n| fault | what was done | accepted at | revert |\n|---|---|---|---|");
+            for f in &t.faults {
+                let revert = match (&f.reverted, &f.revert_error) {
+                    (_, Some(e)) => format!("**FAILED: {e}**"),
+                    (Some(d), None) => d.clone(),
+                    (None, None) => "—".into(),
+                };
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {:.3}s | {} |",
+                    f.fault,
+                    f.detail,
+                    f.accepted.as_secs_f64(),
+                    revert
+                );
+            }
+        }
+    }
+
+    let _ = writeln!(o, "\n## Timeline\n\n| t (s) | trial | event |\n|---|---|---|");
+    for e in &r.events {
+        let what = match &e.kind {
+            EventKind::Phase { phase } => format!("phase: {phase}"),
+            EventKind::FaultInjected { fault, detail } => format!("**injected** {fault}: {detail}"),
+            EventKind::FaultFailed { fault, error } => format!("**inject failed** {fault}: {error}"),
+            EventKind::FaultReverted { fault, detail } => format!("reverted {fault}: {detail}"),
+            EventKind::RevertFailed { fault, error } => format!("**REVERT FAILED** {fault}: {error}"),
+            EventKind::ProbeChanged { probe, ok, reason } => match (ok, reason) {
+                (true, _) => format!("{probe} passing"),
+                (false, Some(r)) => format!("{probe} failing: {r}"),
+                (false, None) => format!("{probe} failing"),
+            },
+            EventKind::Recovery { object, step } => format!("{object}: {step}"),
+            EventKind::Recovered => "**recovered** (every recovery probe stable)".into(),
+            EventKind::Aborted { reason } => format!("**aborted**: {reason}"),
+            EventKind::Mark { mark, text } => format!("mark {mark}: {text}"),
+        };
+        let trial = e.trial.map(|t| t.to_string()).unwrap_or_default();
+        let _ = writeln!(o, "| {:.3} | {} | {} |", e.at.as_secs_f64(), trial, what.replace('|', "\\|"));
+    }
+    if r.events_dropped > 0 {
+        let _ = writeln!(o, "\n{} further events were not kept.", r.events_dropped);
+    }
+    let _ = writeln!(
+        o,
+        "\n---\nExperiment `{}` (sha256 `{}`), firedrill {}.",
+        r.experiment.path,
+        r.experiment.content_hash.get(..12).unwrap_or(&r.experiment.content_hash),
+        r.firedrill_version
+    );
+    o
+}

@@ -1,0 +1,219 @@
+//! The JSON record of a run: the durable, versioned source every other view renders from.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::{ProbeVerdict, Stats, TrialVerdict};
+use crate::fault::RevertPlan;
+use crate::timeline::{secs, Event, Trace};
+
+/// Bumped on any incompatible change to the record's shape.
+pub const SCHEMA: &str = "firedrill.run/v1";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub schema: String,
+    pub run_id: String,
+    pub experiment: ExperimentInfo,
+    pub environment: String,
+    /// Seed of every random choice in the run (target selection, jitter): rerun with `--seed`.
+    pub seed: u64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub outcome: Outcome,
+    /// One sentence: why this outcome.
+    pub reason: String,
+    pub recovery: RecoveryInfo,
+    pub summary: Summary,
+    pub probes: Vec<ProbeInfo>,
+    pub trials: Vec<TrialRecord>,
+    /// Everything that happened, in order (phases, faults, probe state changes, marks).
+    pub events: Vec<Event>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub events_dropped: u64,
+    pub firedrill_version: String,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExperimentInfo {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub path: String,
+    pub content_hash: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryInfo {
+    #[serde(rename = "objective_s", with = "secs")]
+    pub objective: Duration,
+    #[serde(rename = "stable_for_s", with = "secs")]
+    pub stable_for: Duration,
+    #[serde(rename = "timeout_s", with = "secs")]
+    pub timeout: Duration,
+    pub probes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Every trial recovered within the objective.
+    Passed,
+    /// A trial missed the objective or never recovered before the timeout.
+    Failed,
+    /// An abort condition or an operator stopped it; faults were reverted.
+    Aborted,
+    /// Steady state did not hold before injection, or the platform errored.
+    Inconclusive,
+}
+
+impl Outcome {
+    /// The process exit code (DESIGN.md): 0 passed, 1 failed, 3 aborted or inconclusive.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::Passed => 0,
+            Outcome::Failed => 1,
+            Outcome::Aborted | Outcome::Inconclusive => 3,
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Passed => "passed",
+            Outcome::Failed => "failed",
+            Outcome::Aborted => "aborted",
+            Outcome::Inconclusive => "inconclusive",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub trials: usize,
+    pub recovered: usize,
+    pub objective_met: usize,
+    /// Trials in which no recovery probe saw any impact.
+    pub no_visible_impact: usize,
+    /// Mean time to recover over the trials that had impact and recovered (with n).
+    pub mttr: Option<Stats>,
+    pub ttd: Option<Stats>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeInfo {
+    pub name: String,
+    pub kind: String,
+    /// What it checks (url, address, argv, workload), with secrets redacted.
+    pub checks: String,
+    #[serde(rename = "every_s", with = "secs")]
+    pub every: Duration,
+    #[serde(rename = "every_during_s", with = "secs")]
+    pub every_during: Duration,
+    pub steady_state: bool,
+    pub recovery: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrialOutcome {
+    Recovered,
+    MissedObjective,
+    NotRecovered,
+    /// Recovered, but the steady state did not hold after the revert.
+    NotSteadyAfter,
+    Aborted,
+    Inconclusive,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrialRecord {
+    pub index: u32,
+    pub outcome: TrialOutcome,
+    /// Wall-clock label of the injection instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injected_at: Option<DateTime<Utc>>,
+    /// Monotonic offset of the injection from the run's start; every probe time is on this axis.
+    #[serde(rename = "t_inject_s", with = "secs::opt", default)]
+    pub t_inject: Option<Duration>,
+    /// When the trial was judged (recovered, timed out, aborted).
+    #[serde(rename = "t_judged_s", with = "secs::opt", default)]
+    pub t_judged: Option<Duration>,
+    pub verdict: Option<TrialVerdict>,
+    pub faults: Vec<FaultRecord>,
+    pub probes: Vec<ProbeTrial>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultRecord {
+    pub fault: String,
+    pub detail: String,
+    pub affected: Vec<String>,
+    #[serde(rename = "sent_s", with = "secs")]
+    pub sent: Duration,
+    #[serde(rename = "accepted_s", with = "secs")]
+    pub accepted: Duration,
+    pub revert: RevertPlan,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverted: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeTrial {
+    pub name: String,
+    /// Judged from the observed window (injection until the trial was judged).
+    pub verdict: ProbeVerdict,
+    pub latency: PhaseLatency,
+    /// How late checks started against their schedule, over the whole trial.
+    pub lateness: LatencySummary,
+    /// The observed window, run-length encoded (the picture in the HTML report).
+    pub trace: Trace,
+}
+
+/// Check latency before the injection, while observing, and after the trial was judged.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PhaseLatency {
+    pub before: LatencySummary,
+    pub during: LatencySummary,
+    pub after: LatencySummary,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    #[serde(rename = "p50_ms")]
+    pub p50: f64,
+    #[serde(rename = "p90_ms")]
+    pub p90: f64,
+    #[serde(rename = "p99_ms")]
+    pub p99: f64,
+    #[serde(rename = "max_ms")]
+    pub max: f64,
+}
+
+impl LatencySummary {
+    pub fn of(h: &hdrhistogram::Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let ms = |us: u64| (us as f64) / 1000.0;
+        LatencySummary {
+            count: h.len(),
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        }
+    }
+}

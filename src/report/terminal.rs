@@ -1,0 +1,74 @@
+//! The terminal summary printed on stdout after a run.
+
+use tabled::settings::Style;
+use tabled::{Table, Tabled};
+
+use super::markdown::{headline, opt_text, trial_outcome_text, ttr_text};
+use super::record::RunRecord;
+use crate::timeline::human;
+
+#[derive(Tabled)]
+struct Row {
+    trial: u32,
+    outcome: &'static str,
+    #[tabled(rename = "time to detect")]
+    ttd: String,
+    #[tabled(rename = "time to recover")]
+    ttr: String,
+    #[tabled(rename = "truth lies in")]
+    bracket: String,
+    #[tabled(rename = "worst probe")]
+    worst: String,
+}
+
+pub fn render(r: &RunRecord, report_path: Option<&std::path::Path>) -> String {
+    let rows: Vec<Row> = r
+        .trials
+        .iter()
+        .map(|t| {
+            let v = t.verdict.as_ref();
+            let worst = t
+                .probes
+                .iter()
+                .filter(|p| r.recovery.probes.contains(&p.name))
+                .max_by_key(|p| p.verdict.ttr.map(|b| b.estimate))
+                .filter(|p| p.verdict.impact())
+                .map(|p| {
+                    format!(
+                        "{} ({:.1}% avail.)",
+                        p.name,
+                        p.verdict.availability * 100.0
+                    )
+                })
+                .unwrap_or_default();
+            Row {
+                trial: t.index,
+                outcome: trial_outcome_text(t.outcome),
+                ttd: opt_text(v.and_then(|v| v.ttd)),
+                ttr: ttr_text(&v.and_then(|v| v.ttr)),
+                bracket: v
+                    .and_then(|v| v.ttr)
+                    .map(|b| format!("[{}, {}]", human(b.lower), human(b.upper)))
+                    .unwrap_or_default(),
+                worst,
+            }
+        })
+        .collect();
+    let mut out = format!(
+        "{} [{}] {} — {}\n",
+        r.experiment.name,
+        r.environment,
+        r.outcome.to_string().to_uppercase(),
+        headline(r)
+    );
+    if !rows.is_empty() {
+        out.push_str(&Table::new(rows).with(Style::rounded()).to_string());
+        out.push('\n');
+    }
+    out.push_str(&r.reason);
+    out.push('\n');
+    if let Some(p) = report_path {
+        out.push_str(&format!("report: {}\n", p.display()));
+    }
+    out
+}

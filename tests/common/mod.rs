@@ -1,0 +1,101 @@
+//! Shared test support: the demo service and its supervisor (tests/support/demo_service.py).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct DemoService {
+    pub dir: tempfile::TempDir,
+    pub pid_file: PathBuf,
+    pub truth_file: PathBuf,
+    pub port: u16,
+    supervisor: Child,
+}
+
+pub struct Truth {
+    /// Wall-clock nanoseconds at which the service was listening.
+    pub up: Vec<i64>,
+    pub down: Vec<i64>,
+}
+
+impl DemoService {
+    /// Start the supervised service and wait until it answers.
+    pub async fn start(restart_delay_ms: u64) -> DemoService {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("demo.pid");
+        let port_file = dir.path().join("demo.port");
+        let truth_file = dir.path().join("truth.log");
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/demo_service.py");
+        let supervisor = Command::new("python3")
+            .arg(&script)
+            .arg("supervise")
+            .arg("--port-file")
+            .arg(&port_file)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg("--truth")
+            .arg(&truth_file)
+            .arg("--restart-delay-ms")
+            .arg(restart_delay_ms.to_string())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("python3 runs the demo service");
+        let mut svc = DemoService {
+            dir,
+            pid_file,
+            truth_file,
+            port: 0,
+            supervisor,
+        };
+        for _ in 0..500 {
+            if let Ok(p) = std::fs::read_to_string(&port_file) {
+                if let Ok(port) = p.trim().parse() {
+                    svc.port = port;
+                    if svc.truth().up.len() == 1 {
+                        return svc;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("demo service did not start");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/healthz", self.port)
+    }
+
+    pub fn truth(&self) -> Truth {
+        let text = std::fs::read_to_string(&self.truth_file).unwrap_or_default();
+        let mut t = Truth { up: vec![], down: vec![] };
+        for line in text.lines() {
+            let mut it = line.split_whitespace();
+            match (it.next(), it.next().and_then(|n| n.parse().ok())) {
+                (Some("up"), Some(n)) => t.up.push(n),
+                (Some("down"), Some(n)) => t.down.push(n),
+                _ => {}
+            }
+        }
+        t
+    }
+
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg(self.supervisor.id().to_string())
+            .status();
+        let _ = self.supervisor.wait();
+        if let Ok(pid) = std::fs::read_to_string(&self.pid_file) {
+            let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+        }
+    }
+}
+
+impl Drop for DemoService {
+    fn drop(&mut self) {
+        let _ = self.supervisor.kill();
+        if let Ok(pid) = std::fs::read_to_string(&self.pid_file) {
+            let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+        }
+    }
+}
