@@ -10,3 +10,4 @@ pub mod probe;
 pub mod fault;
 pub mod drill;
 pub mod report;
+pub mod platform;

@@ -69,6 +69,8 @@ pub struct Event {
 pub enum EventKind {
     /// The drill entered a phase.
     Phase { phase: Phase },
+    /// A fault's targets were resolved and chosen; nothing was touched yet.
+    FaultTargets { fault: String, chosen: String },
     /// A fault was accepted by its target.
     FaultInjected { fault: String, detail: String },
     /// A fault could not be injected.

@@ -66,7 +66,7 @@ async fn reported_recovery_brackets_the_true_restart() {
     for delay_ms in [300u64, 800, 1500] {
         let svc = DemoService::start(delay_ms).await;
         let exp = experiment(&svc, every_during);
-        let faults = Plan::local_faults(&exp).unwrap();
+        let faults = Plan::build_faults(&exp, &Default::default()).unwrap();
         let plan = Plan::new(exp, Environment::local(), 1, faults);
         let record = drill::execute(&plan, Options::new(CancellationToken::new())).await;
         assert_eq!(record.outcome, Outcome::Passed, "{}", record.reason);

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::analysis::Stats;
 use crate::fault::{self, Injection};
-use crate::probe::{self, Checker, Pace, ProbeSample};
+use crate::probe::{self, Checker, Observation, Pace, SourceContext};
 use crate::report::record::{
     ExperimentInfo, FaultRecord, Outcome, ProbeInfo, RecoveryInfo, RunRecord, Summary,
     TrialOutcome, TrialRecord, SCHEMA,
@@ -43,10 +43,9 @@ pub struct Options {
     pub sources: Vec<SampleSource>,
 }
 
-/// Starts a watch-driven probe: given the probe index, clock, sender and a cancellation token,
-/// it spawns whatever it needs and returns.
-pub type SampleSource =
-    Box<dyn FnOnce(Clock, mpsc::Sender<ProbeSample>, CancellationToken) + Send>;
+/// Starts a watch-driven source (a kubernetes probe, a pod-phase watcher): it spawns what it
+/// needs with the context it is given and returns at once.
+pub type SampleSource = Box<dyn FnOnce(SourceContext) + Send>;
 
 impl Options {
     pub fn new(cancel: CancellationToken) -> Self {
@@ -72,7 +71,7 @@ pub async fn execute(plan: &Plan, mut opts: Options) -> RunRecord {
     let clock = Clock::start();
     let exp = &plan.experiment;
     let probes_stop = CancellationToken::new();
-    let (tx, rx) = mpsc::channel::<ProbeSample>(1 << 16);
+    let (tx, rx) = mpsc::channel::<Observation>(1 << 16);
     let (pace_tx, pace_rx) = watch::channel(Pace::Steady);
 
     let mut rec = Recorder::new(plan, clock, opts.observer.take());
@@ -96,7 +95,12 @@ pub async fn execute(plan: &Plan, mut opts: Options) -> RunRecord {
         }
     }
     for source in opts.sources.drain(..) {
-        source(clock, tx.clone(), probes_stop.clone());
+        source(SourceContext {
+            clock,
+            tx: tx.clone(),
+            cancel: probes_stop.clone(),
+            pace: pace_rx.clone(),
+        });
     }
     drop(tx);
 
@@ -121,7 +125,7 @@ struct Executor<'a> {
     plan: &'a Plan,
     opts: &'a Options,
     rec: &'a mut Recorder,
-    rx: mpsc::Receiver<ProbeSample>,
+    rx: mpsc::Receiver<Observation>,
     pace: watch::Sender<Pace>,
     clock: Clock,
 }
@@ -190,7 +194,25 @@ impl Executor<'_> {
             if self.opts.cancel.is_cancelled() {
                 break;
             }
-            match f.inject().await {
+            let prepared = match f.prepare().await {
+                Ok(Some(chosen)) => {
+                    self.rec.event(
+                        Some(index),
+                        EventKind::FaultTargets {
+                            fault: f.label(),
+                            chosen,
+                        },
+                    );
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            let injected_now = match prepared {
+                Ok(()) => f.inject().await,
+                Err(e) => Err(e),
+            };
+            match injected_now {
                 Ok(inj) => {
                     if injected.is_empty() {
                         self.rec.set_inject(self.clock.offset(inj.accepted_at));
@@ -355,7 +377,11 @@ impl Executor<'_> {
                 biased;
                 _ = self.opts.cancel.cancelled() => return Wait::Cancelled,
                 s = self.rx.recv() => match s {
-                    Some(s) => {
+                    Some(Observation::Platform { at, object, step }) => {
+                        let trial = self.rec.trial_index();
+                        self.rec.event_at(at, trial, EventKind::Recovery { object, step });
+                    }
+                    Some(Observation::Sample(s)) => {
                         self.rec.record(s);
                         if abortable {
                             if let Some(why) = self.rec.abort_reason(&self.plan.experiment) {

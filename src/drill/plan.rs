@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use rand::RngCore;
 
 use crate::experiment::{Environment, Experiment, ProbeKind, ProbeSpec};
-use crate::fault::{Fault, FaultError};
+use crate::fault::{BuildContext, Fault, FaultError};
 
 pub struct Plan {
     pub run_id: String,
@@ -49,12 +49,12 @@ impl Plan {
         }
     }
 
-    /// Build the faults that need nothing but the local machine.
-    pub fn local_faults(experiment: &Experiment) -> Result<Vec<Fault>, FaultError> {
+    /// Build the experiment's faults.
+    pub fn build_faults(experiment: &Experiment, ctx: &BuildContext) -> Result<Vec<Fault>, FaultError> {
         experiment
             .faults
             .iter()
-            .map(|f| Fault::build(f, experiment))
+            .map(|f| Fault::build(f, experiment, ctx))
             .collect()
     }
 }

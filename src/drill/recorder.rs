@@ -112,6 +112,14 @@ impl Recorder {
         self.push_event(event);
     }
 
+    pub fn event_at(&mut self, at: Duration, trial: Option<u32>, kind: EventKind) {
+        self.push_event(Event { at, trial, kind });
+    }
+
+    pub fn trial_index(&self) -> Option<u32> {
+        self.trial.as_ref().map(|t| t.index)
+    }
+
     fn push_event(&mut self, event: Event) {
         if let Some(observer) = &self.observer {
             observer(&self.clock, &event);

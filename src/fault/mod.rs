@@ -7,6 +7,7 @@
 //! [`RevertPlan::Irreversible`] instead of pretending.
 
 pub mod command;
+pub mod pod_kill;
 pub mod process_kill;
 
 use std::time::Duration;
@@ -63,10 +64,20 @@ pub struct Injection {
 pub enum Fault {
     ProcessKill(process_kill::ProcessKill),
     Command(command::CommandFault),
+    PodKill(pod_kill::PodKill),
+}
+
+/// What building faults needs from the platform.
+#[derive(Clone, Default)]
+pub struct BuildContext {
+    /// A client for the environment's cluster, when the experiment has Kubernetes targets.
+    pub kube: Option<kube::Client>,
+    /// The run's seed: every random choice derives from it.
+    pub seed: u64,
 }
 
 impl Fault {
-    pub fn build(spec: &FaultSpec, exp: &Experiment) -> Result<Fault, FaultError> {
+    pub fn build(spec: &FaultSpec, exp: &Experiment, ctx: &BuildContext) -> Result<Fault, FaultError> {
         match spec {
             FaultSpec::ProcessKill { target, signal } => {
                 let t = exp
@@ -90,10 +101,56 @@ impl Fault {
                 revert.clone(),
                 *timeout,
             ))),
-            FaultSpec::PodKill { .. } => Err(FaultError::Unsupported {
-                fault: "pod-kill".into(),
-                why: "this build has no Kubernetes support".into(),
-            }),
+            FaultSpec::PodKill {
+                target,
+                grace_period,
+            } => {
+                let t = exp
+                    .target(target)
+                    .ok_or_else(|| FaultError::NoTarget(format!("no target named `{target}`")))?;
+                let TargetKind::Kubernetes(k) = &t.kind else {
+                    return Err(FaultError::NoTarget(format!(
+                        "pod-kill needs a kubernetes target; `{target}` is not one"
+                    )));
+                };
+                let client = ctx.kube.clone().ok_or_else(|| FaultError::Unsupported {
+                    fault: "pod-kill".into(),
+                    why: "no Kubernetes cluster: set `kube-context` for the environment, or give the experiment a `simulation` for --env local".into(),
+                })?;
+                Ok(Fault::PodKill(pod_kill::PodKill::new(
+                    client,
+                    target,
+                    k,
+                    *grace_period,
+                    ctx.seed,
+                )))
+            }
+        }
+    }
+
+    /// Resolve this trial's targets before anything is touched; returns what was chosen,
+    /// for the record.
+    pub async fn prepare(&self) -> Result<Option<String>, FaultError> {
+        match self {
+            Fault::PodKill(f) => {
+                let c = f.prepare().await?;
+                Ok(Some(format!(
+                    "chose pod {} ({} of {} matching `{}` in `{}`, {} ready, cap {})",
+                    c.chosen.join(", "),
+                    c.chosen.len(),
+                    c.matched,
+                    f.selector(),
+                    f.namespace(),
+                    c.ready,
+                    c.cap
+                )))
+            }
+            Fault::ProcessKill(f) => {
+                let found = f.resolve()?;
+                let pids: Vec<String> = found.iter().map(|(p, _)| p.to_string()).collect();
+                Ok(Some(format!("chose pid {}", pids.join(", "))))
+            }
+            Fault::Command(_) => Ok(None),
         }
     }
 
@@ -101,6 +158,7 @@ impl Fault {
         match self {
             Fault::ProcessKill(f) => format!("process-kill {}", f.target_name()),
             Fault::Command(f) => format!("command {}", f.program()),
+            Fault::PodKill(f) => format!("pod-kill {}", f.target_name()),
         }
     }
 
@@ -109,6 +167,7 @@ impl Fault {
         match self {
             Fault::ProcessKill(f) => f.describe(),
             Fault::Command(f) => f.describe(),
+            Fault::PodKill(f) => f.describe(),
         }
     }
 
@@ -116,6 +175,7 @@ impl Fault {
         match self {
             Fault::ProcessKill(f) => f.inject(self.label()).await,
             Fault::Command(f) => f.inject(self.label()).await,
+            Fault::PodKill(f) => f.inject(self.label()).await,
         }
     }
 }

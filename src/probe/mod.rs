@@ -9,6 +9,7 @@
 
 pub mod command;
 pub mod http;
+pub mod kube;
 pub mod tcp;
 
 use std::time::Duration;
@@ -68,6 +69,27 @@ pub struct ProbeSample {
     pub sample: Sample,
 }
 
+/// What sources send the executor: probe samples, and steps observed on the platform (a pod
+/// deleted, a replacement ready) that belong on the timeline.
+#[derive(Debug, Clone)]
+pub enum Observation {
+    Sample(ProbeSample),
+    Platform {
+        at: Duration,
+        object: String,
+        step: String,
+    },
+}
+
+/// Everything a sample source needs to run beside the executor.
+#[derive(Clone)]
+pub struct SourceContext {
+    pub clock: Clock,
+    pub tx: mpsc::Sender<Observation>,
+    pub cancel: CancellationToken,
+    pub pace: watch::Receiver<Pace>,
+}
+
 /// How often to sample: the executor switches every probe to `Fast` while it observes a fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pace {
@@ -84,7 +106,7 @@ pub async fn run(
     every_during: Duration,
     clock: Clock,
     mut pace: watch::Receiver<Pace>,
-    tx: mpsc::Sender<ProbeSample>,
+    tx: mpsc::Sender<Observation>,
     cancel: CancellationToken,
 ) {
     let mut due = Instant::now();
@@ -104,7 +126,11 @@ pub async fn run(
             reason: result.err(),
         };
         let failing = !sample.ok;
-        if tx.send(ProbeSample { probe, sample }).await.is_err() {
+        if tx
+            .send(Observation::Sample(ProbeSample { probe, sample }))
+            .await
+            .is_err()
+        {
             return;
         }
         // Re-evaluate the interval whenever the pace changes, so an injection switches a probe
@@ -185,12 +211,16 @@ mod tests {
             tx,
             cancel.clone(),
         ));
-        let first = rx.recv().await.unwrap();
-        assert!(!first.sample.ok);
-        assert!(first.sample.reason.unwrap().contains("refused"));
+        let sample = |o: Option<Observation>| match o {
+            Some(Observation::Sample(s)) => s.sample,
+            other => panic!("expected a sample, got {other:?}"),
+        };
+        let first = sample(rx.recv().await);
+        assert!(!first.ok);
+        assert!(first.reason.clone().unwrap().contains("refused"));
         // Failing keeps it on the fast pace although the steady interval is an hour.
-        let second = rx.recv().await.unwrap();
-        assert!(second.sample.start - first.sample.start < Duration::from_secs(60));
+        let second = sample(rx.recv().await);
+        assert!(second.start - first.start < Duration::from_secs(60));
         pace_tx.send(Pace::Fast).unwrap();
         cancel.cancel();
         task.await.unwrap();

@@ -166,6 +166,7 @@ pub fn render(r: &RunRecord) -> String {
     for e in &r.events {
         let what = match &e.kind {
             EventKind::Phase { phase } => format!("phase: {phase}"),
+            EventKind::FaultTargets { fault, chosen } => format!("targets of {fault}: {chosen}"),
             EventKind::FaultInjected { fault, detail } => format!("**injected** {fault}: {detail}"),
             EventKind::FaultFailed { fault, error } => format!("**inject failed** {fault}: {error}"),
             EventKind::FaultReverted { fault, detail } => format!("reverted {fault}: {detail}"),

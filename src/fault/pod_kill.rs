@@ -1,0 +1,208 @@
+//! `pod-kill` fault: delete pods chosen at random (seeded) among those a label selector (and
+//! optionally a workload) matches, with a grace period.
+//!
+//! The choice is made once per trial by [`PodKill::prepare`], recorded, and only then acted on.
+//! The drill refuses when the selector matches nothing, when the choice asks for more pods
+//! than match, or when it would exceed the blast-radius cap: `max-targets`, by default 1 pod or
+//! 34% of the ready replicas, whichever is smaller.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::Client;
+use rand::seq::index::sample;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tokio::time::Instant;
+
+use super::{FaultError, Injection, RevertPlan};
+use crate::experiment::{Amount, KubeTarget};
+use crate::platform::kube::{describe, owned_by, pod_owner_uids, pod_ready};
+
+pub struct PodKill {
+    client: Client,
+    target_name: String,
+    target: KubeTarget,
+    grace: Duration,
+    rng: Mutex<ChaCha8Rng>,
+    chosen: Mutex<Vec<String>>,
+}
+
+/// The pods a selector matches now and the choice among them.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    pub matched: usize,
+    pub ready: usize,
+    pub cap: usize,
+    pub chosen: Vec<String>,
+}
+
+impl PodKill {
+    pub fn new(client: Client, target_name: &str, target: &KubeTarget, grace: Duration, seed: u64) -> Self {
+        PodKill {
+            client,
+            target_name: target_name.into(),
+            target: target.clone(),
+            grace,
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+            chosen: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn target_name(&self) -> &str {
+        &self.target_name
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.target.namespace
+    }
+
+    pub fn selector(&self) -> &str {
+        &self.target.selector
+    }
+
+    pub fn describe(&self) -> String {
+        let amount = match self.target.amount {
+            Amount::Count(n) => format!("{n} pod(s)"),
+            Amount::Percent(p) => format!("{p}% of the pods"),
+        };
+        format!(
+            "delete {amount} matching `{}` in namespace `{}` (grace {}s)",
+            self.target.selector,
+            self.target.namespace,
+            self.grace.as_secs()
+        )
+    }
+
+    /// Resolve and choose the pods for this trial; nothing is touched.
+    pub async fn prepare(&self) -> Result<Choice, FaultError> {
+        let t = &self.target;
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &t.namespace);
+        let pods = api
+            .list(&ListParams::default().labels(&t.selector))
+            .await
+            .map_err(|e| FaultError::Inject(format!("cannot list pods: {}", describe(&e))))?;
+        let owners = match &t.workload {
+            Some(w) => Some(pod_owner_uids(&self.client, w).await.map_err(|e| {
+                FaultError::NoTarget(format!("workload {}/{}: {e}", w.namespace, w.name))
+            })?),
+            None => None,
+        };
+        let mut live: Vec<&Pod> = pods
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| {
+                owners
+                    .as_ref()
+                    .is_none_or(|o| o.iter().any(|uid| owned_by(&p.metadata, uid)))
+            })
+            .collect();
+        live.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        if live.is_empty() {
+            return Err(FaultError::NoTarget(format!(
+                "selector `{}` matches no running pods in namespace `{}`",
+                t.selector, t.namespace
+            )));
+        }
+        let ready = live.iter().filter(|p| pod_ready(p)).count();
+        let want = match t.amount {
+            Amount::Count(n) => n as usize,
+            Amount::Percent(p) => (live.len() * p as usize).div_ceil(100).max(1),
+        };
+        let cap = match t.max_targets {
+            Some(m) => m as usize,
+            None => 1.min(ready * 34 / 100),
+        };
+        if want > live.len() {
+            return Err(FaultError::NoTarget(format!(
+                "target `{}` asks for {want} pods but only {} match",
+                self.target_name,
+                live.len()
+            )));
+        }
+        if want > cap {
+            let why = match t.max_targets {
+                Some(m) => format!("max-targets is {m}"),
+                None => format!(
+                    "the default cap is 1 pod or 34% of the {ready} ready replicas, whichever is smaller"
+                ),
+            };
+            return Err(FaultError::NoTarget(format!(
+                "target `{}` would kill {want} pod(s), more than the blast-radius cap allows ({why}); raise `max-targets` on the target to allow it",
+                self.target_name
+            )));
+        }
+        let chosen: Vec<String> = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            let mut idx = sample(&mut *rng, live.len(), want).into_vec();
+            idx.sort_unstable();
+            idx.into_iter()
+                .filter_map(|i| live[i].metadata.name.clone())
+                .collect()
+        };
+        *self.chosen.lock().unwrap_or_else(|e| e.into_inner()) = chosen.clone();
+        Ok(Choice {
+            matched: live.len(),
+            ready,
+            cap,
+            chosen,
+        })
+    }
+
+    pub async fn inject(&self, label: String) -> Result<Injection, FaultError> {
+        let chosen = self.chosen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if chosen.is_empty() {
+            return Err(FaultError::Inject("no pods were chosen (prepare first)".into()));
+        }
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.target.namespace);
+        let dp = DeleteParams {
+            grace_period_seconds: Some(self.grace.as_secs() as u32),
+            ..Default::default()
+        };
+        let mut first: Option<(Instant, Instant)> = None;
+        let mut deleted = Vec::new();
+        for name in &chosen {
+            let sent = Instant::now();
+            match api.delete(name, &dp).await {
+                Ok(_) => {
+                    first.get_or_insert((sent, Instant::now()));
+                    deleted.push(name.clone());
+                }
+                // Gone already (its controller or someone else deleted it): not our kill.
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => {
+                    if deleted.is_empty() {
+                        return Err(FaultError::Inject(format!(
+                            "cannot delete pod {name}: {}",
+                            describe(&e)
+                        )));
+                    }
+                    tracing::warn!(pod = %name, error = %describe(&e), "delete failed after other pods were deleted");
+                }
+            }
+        }
+        let Some((sent_at, accepted_at)) = first else {
+            return Err(FaultError::NoTarget(
+                "every chosen pod was gone before it could be deleted".into(),
+            ));
+        };
+        Ok(Injection {
+            fault: label,
+            sent_at,
+            accepted_at,
+            detail: format!(
+                "deleted pod {} in namespace {} (grace {}s)",
+                deleted.join(", "),
+                self.target.namespace,
+                self.grace.as_secs()
+            ),
+            affected: deleted,
+            revert: RevertPlan::Irreversible {
+                why: "a deleted pod is replaced by its workload controller, not by firedrill".into(),
+            },
+        })
+    }
+}

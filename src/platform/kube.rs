@@ -1,0 +1,132 @@
+//! Kubernetes through kube-rs: a client for an environment's kube context (or the in-cluster
+//! config when running as a pod), and the workload/pod helpers faults and probes share.
+//! TLS verification stays on: a drill that talks to the wrong cluster is the worst drill.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::experiment::{Environment, WorkloadKind, WorkloadRef};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("kubernetes config: {0}")]
+    Config(String),
+    #[error("kubernetes api: {0}")]
+    Api(String),
+}
+
+impl From<kube::Error> for KubeError {
+    fn from(e: kube::Error) -> Self {
+        KubeError::Api(describe(&e))
+    }
+}
+
+/// A short, actionable description of an API error (status code and message, not a debug dump).
+pub fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} {} ({})", s.code, s.message, s.reason),
+        other => crate::probe::root_cause(other),
+    }
+}
+
+/// A client for the environment: its `kube-context` from the default kubeconfig, or, without
+/// one, whatever `kube::Config::infer` finds (in-cluster service account, then kubeconfig).
+pub async fn client_for(env: &Environment) -> Result<Client, KubeError> {
+    let config = match &env.kube_context {
+        Some(ctx) => {
+            let kc = Kubeconfig::read().map_err(|e| KubeError::Config(e.to_string()))?;
+            let opts = KubeConfigOptions {
+                context: Some(ctx.clone()),
+                ..Default::default()
+            };
+            Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .map_err(|e| KubeError::Config(format!("context `{ctx}`: {e}")))?
+        }
+        None => Config::infer()
+            .await
+            .map_err(|e| KubeError::Config(e.to_string()))?,
+    };
+    Client::try_from(config).map_err(|e| KubeError::Config(describe(&e)))
+}
+
+/// Whether a pod is ready (its Ready condition is true) and not being deleted.
+pub fn pod_ready(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The uids of the objects that own the workload's pods: the workload itself, or for a
+/// deployment its replica sets.
+pub async fn pod_owner_uids(
+    client: &Client,
+    w: &WorkloadRef,
+) -> Result<BTreeSet<String>, KubeError> {
+    let uid = |m: &kube::api::ObjectMeta| m.uid.clone().unwrap_or_default();
+    Ok(match w.kind {
+        WorkloadKind::StatefulSet => {
+            let s = Api::<StatefulSet>::namespaced(client.clone(), &w.namespace)
+                .get(&w.name)
+                .await?;
+            BTreeSet::from([uid(&s.metadata)])
+        }
+        WorkloadKind::ReplicaSet => {
+            let s = Api::<ReplicaSet>::namespaced(client.clone(), &w.namespace)
+                .get(&w.name)
+                .await?;
+            BTreeSet::from([uid(&s.metadata)])
+        }
+        WorkloadKind::Deployment => {
+            let d = Api::<Deployment>::namespaced(client.clone(), &w.namespace)
+                .get(&w.name)
+                .await?;
+            let duid = uid(&d.metadata);
+            Api::<ReplicaSet>::namespaced(client.clone(), &w.namespace)
+                .list(&ListParams::default())
+                .await?
+                .items
+                .iter()
+                .filter(|rs| owned_by(&rs.metadata, &duid))
+                .map(|rs| uid(&rs.metadata))
+                .collect()
+        }
+    })
+}
+
+pub fn owned_by(m: &kube::api::ObjectMeta, owner_uid: &str) -> bool {
+    m.owner_references
+        .as_ref()
+        .is_some_and(|o| o.iter().any(|r| r.uid == owner_uid))
+}
+
+/// Desired and ready replicas of a workload object.
+pub fn replicas(obj: &WorkloadObject) -> (i32, i32) {
+    match obj {
+        WorkloadObject::Deployment(d) => (
+            d.spec.replicas.unwrap_or(1),
+            d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
+        ),
+        WorkloadObject::StatefulSet(s) => (
+            s.spec.replicas.unwrap_or(1),
+            s.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
+        ),
+        WorkloadObject::ReplicaSet(r) => (
+            r.spec.replicas.unwrap_or(1),
+            r.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
+        ),
+    }
+}
+
+pub enum WorkloadObject {
+    Deployment(Deployment),
+    StatefulSet(StatefulSet),
+    ReplicaSet(ReplicaSet),
+}

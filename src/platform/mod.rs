@@ -1,0 +1,3 @@
+//! Clients of real systems. Each speaks one platform's API and nothing else.
+
+pub mod kube;

@@ -1,0 +1,286 @@
+//! Watch-driven Kubernetes sources.
+//!
+//! - The `kubernetes` probe: a workload is healthy when its ready replicas reach the desired
+//!   count (or a floor). Driven by a watch (kube-runtime's watcher), not polling: a sample is
+//!   taken when the API's event *arrives*, so a transition is timed to the event's arrival.
+//!   When the state changes, the old state is sampled at the same instant as the new one: the
+//!   watch told us it held until then, so the recovery bracket closes on the arrival instant
+//!   and its remaining uncertainty is the API's event latency (measured in BENCHMARKS.md
+//!   against the simulated cluster's ground truth). Between events the cached state is sampled
+//!   at the probe's pace, which proves `stable-for`.
+//! - The pod-phase watcher: every lifecycle step of the pods a fault targets (deleted,
+//!   created, scheduled, running, ready) goes on the timeline as a platform observation.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher::{self, Event as WEvent};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+use tokio::time::Instant;
+
+use super::{Observation, Pace, ProbeSample, SourceContext};
+use crate::experiment::{KubeProbe, Readiness, WorkloadKind};
+use crate::platform::kube::{describe, pod_ready, replicas, WorkloadObject};
+use crate::timeline::Sample;
+
+/// The `kubernetes` probe as a source for the executor.
+pub fn workload_probe(
+    probe: usize,
+    client: Client,
+    spec: KubeProbe,
+    every: Duration,
+    every_during: Duration,
+) -> impl FnOnce(SourceContext) + Send {
+    move |ctx| {
+        tokio::spawn(run_workload(probe, client, spec, every, every_during, ctx));
+    }
+}
+
+fn judge(spec: &KubeProbe, (desired, ready): (i32, i32)) -> Result<(), String> {
+    let ok = match spec.ready {
+        Readiness::All => ready >= desired,
+        Readiness::AtLeast(n) => ready >= n as i32,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{ready}/{desired} replicas ready"))
+    }
+}
+
+async fn run_workload(
+    probe: usize,
+    client: Client,
+    spec: KubeProbe,
+    every: Duration,
+    every_during: Duration,
+    mut ctx: SourceContext,
+) {
+    let w = &spec.workload;
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={}", w.name));
+    let ns = w.namespace.clone();
+    // One stream type for the three workload kinds.
+    let mut events = match w.kind {
+        WorkloadKind::Deployment => {
+            workload_events(Api::<Deployment>::namespaced(client, &ns), cfg, WorkloadObject::Deployment)
+        }
+        WorkloadKind::StatefulSet => {
+            workload_events(Api::<StatefulSet>::namespaced(client, &ns), cfg, WorkloadObject::StatefulSet)
+        }
+        WorkloadKind::ReplicaSet => {
+            workload_events(Api::<ReplicaSet>::namespaced(client, &ns), cfg, WorkloadObject::ReplicaSet)
+        }
+    };
+    let mut state: Option<Result<(), String>> = None;
+    let mut last_beat = Instant::now();
+    loop {
+        let failing = matches!(state, Some(Err(_)));
+        let fast = failing || *ctx.pace.borrow() == Pace::Fast;
+        let beat = last_beat + if fast { every_during } else { every };
+        let next: Option<Result<(), String>> = tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => return,
+            e = events.next() => match e {
+                None => return,
+                Some(Ok(WEvent::Apply(obj) | WEvent::InitApply(obj))) => Some(judge(&spec, replicas(&obj))),
+                Some(Ok(WEvent::Delete(_))) => Some(Err(format!("{} {}/{} was deleted", kind_name(w.kind), w.namespace, w.name))),
+                Some(Ok(WEvent::Init | WEvent::InitDone)) => None,
+                // A probe that cannot see is failing, never passing.
+                Some(Err(e)) => Some(Err(format!("watch error: {}", watch_error(&e)))),
+            },
+            _ = tokio::time::sleep_until(beat) => {
+                last_beat = Instant::now();
+                if let Some(s) = &state {
+                    if send(&ctx, probe, s.clone()).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+            _ = ctx.pace.changed() => continue,
+        };
+        let Some(new) = next else { continue };
+        let changed = state.as_ref().map(Result::is_ok) != Some(new.is_ok())
+            || state.as_ref() != Some(&new);
+        if !changed {
+            continue;
+        }
+        if let Some(old) = &state {
+            if old.is_ok() != new.is_ok() && send(&ctx, probe, old.clone()).await.is_err() {
+                return;
+            }
+        }
+        if send(&ctx, probe, new.clone()).await.is_err() {
+            return;
+        }
+        let at = ctx.clock.now();
+        let step = match &new {
+            Ok(()) => "all replicas ready".to_string(),
+            Err(r) => r.clone(),
+        };
+        let _ = ctx
+            .tx
+            .send(Observation::Platform {
+                at,
+                object: format!("{}/{}", kind_name(w.kind), w.name),
+                step,
+            })
+            .await;
+        state = Some(new);
+        last_beat = Instant::now();
+    }
+}
+
+type WorkloadEvents =
+    futures::stream::BoxStream<'static, Result<WEvent<WorkloadObject>, watcher::Error>>;
+
+fn workload_events<K>(api: Api<K>, cfg: watcher::Config, wrap: fn(K) -> WorkloadObject) -> WorkloadEvents
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    watcher::watcher(api, cfg)
+        .default_backoff()
+        .map(move |e| {
+            e.map(|e| match e {
+                WEvent::Apply(k) => WEvent::Apply(wrap(k)),
+                WEvent::Delete(k) => WEvent::Delete(wrap(k)),
+                WEvent::InitApply(k) => WEvent::InitApply(wrap(k)),
+                WEvent::Init => WEvent::Init,
+                WEvent::InitDone => WEvent::InitDone,
+            })
+        })
+        .boxed()
+}
+
+fn watch_error(e: &watcher::Error) -> String {
+    match e {
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => describe(k),
+        other => other.to_string(),
+    }
+}
+
+fn kind_name(k: WorkloadKind) -> &'static str {
+    match k {
+        WorkloadKind::Deployment => "deployment",
+        WorkloadKind::StatefulSet => "statefulset",
+        WorkloadKind::ReplicaSet => "replicaset",
+    }
+}
+
+async fn send(ctx: &SourceContext, probe: usize, state: Result<(), String>) -> Result<(), ()> {
+    let now = ctx.clock.now();
+    let sample = Sample {
+        scheduled: now,
+        start: now,
+        end: now,
+        ok: state.is_ok(),
+        reason: state.err(),
+    };
+    ctx.tx
+        .send(Observation::Sample(ProbeSample { probe, sample }))
+        .await
+        .map_err(|_| ())
+}
+
+/// The pods' lifecycle steps as platform observations, for the recovery phases.
+pub fn pod_phases(client: Client, namespace: String, selector: String) -> impl FnOnce(SourceContext) + Send {
+    move |ctx| {
+        tokio::spawn(run_pod_phases(client, namespace, selector, ctx));
+    }
+}
+
+#[derive(Default, Clone, Copy, PartialEq)]
+struct PodState {
+    scheduled: bool,
+    running: bool,
+    ready: bool,
+    terminating: bool,
+}
+
+fn pod_state(p: &Pod) -> PodState {
+    let status = p.status.as_ref();
+    PodState {
+        scheduled: p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some(),
+        running: status.and_then(|s| s.phase.as_deref()) == Some("Running"),
+        ready: pod_ready(p),
+        terminating: p.metadata.deletion_timestamp.is_some(),
+    }
+}
+
+async fn run_pod_phases(client: Client, namespace: String, selector: String, ctx: SourceContext) {
+    let api: Api<Pod> = Api::namespaced(client, &namespace);
+    let mut events = watcher::watcher(api, watcher::Config::default().labels(&selector))
+        .default_backoff()
+        .boxed();
+    let mut pods: BTreeMap<String, PodState> = BTreeMap::new();
+    let mut initial = true;
+    loop {
+        let e = tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => return,
+            e = events.next() => e,
+        };
+        let at = ctx.clock.now();
+        let mut steps: Vec<(String, &'static str)> = Vec::new();
+        match e {
+            None => return,
+            Some(Ok(WEvent::Init)) => initial = true,
+            Some(Ok(WEvent::InitDone)) => initial = false,
+            Some(Ok(WEvent::InitApply(p))) => {
+                if let Some(name) = p.metadata.name.clone() {
+                    pods.insert(name, pod_state(&p));
+                }
+            }
+            Some(Ok(WEvent::Apply(p))) => {
+                let Some(name) = p.metadata.name.clone() else { continue };
+                let new = pod_state(&p);
+                let old = pods.insert(name.clone(), new);
+                let old = match old {
+                    Some(o) => o,
+                    None => {
+                        steps.push((name.clone(), "created"));
+                        PodState::default()
+                    }
+                };
+                if new.scheduled && !old.scheduled {
+                    steps.push((name.clone(), "scheduled"));
+                }
+                if new.running && !old.running {
+                    steps.push((name.clone(), "running"));
+                }
+                if new.ready && !old.ready {
+                    steps.push((name.clone(), "ready"));
+                }
+                if new.terminating && !old.terminating {
+                    steps.push((name.clone(), "terminating"));
+                }
+            }
+            Some(Ok(WEvent::Delete(p))) => {
+                if let Some(name) = p.metadata.name.clone() {
+                    pods.remove(&name);
+                    steps.push((name, "deleted"));
+                }
+            }
+            Some(Err(e)) => tracing::warn!(error = %watch_error(&e), "pod watch error"),
+        }
+        if initial {
+            continue;
+        }
+        for (name, step) in steps {
+            let obs = Observation::Platform {
+                at,
+                object: format!("pod/{name}"),
+                step: step.to_string(),
+            };
+            if ctx.tx.send(obs).await.is_err() {
+                return;
+            }
+        }
+    }
+}
