@@ -49,6 +49,9 @@ impl DeError {
     }
 }
 
+/// Separates message and help in `serde::de::Error::custom` messages of our own types.
+pub const HELP_SEPARATOR: char = '\u{1f}';
+
 /// Turns serde's names for what it expected into words a YAML author knows.
 fn humanize_expected(exp: &str) -> String {
     match exp {
@@ -82,7 +85,13 @@ fn describe_unexpected(u: &de::Unexpected<'_>) -> String {
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError::new(msg.to_string(), None)
+        // Our own `Deserialize` impls (durations, percentages) can only hand serde a message;
+        // they separate the help from it with HELP_SEPARATOR.
+        let msg = msg.to_string();
+        match msg.split_once(HELP_SEPARATOR) {
+            Some((m, h)) => DeError::new(m, Some(h.to_string())),
+            None => DeError::new(msg, None),
+        }
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
@@ -272,7 +281,11 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a> {
         visitor.visit_newtype_struct(self)
     }
 
-    fn deserialize_tuple<V: Visitor<'a>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'a>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_any(visitor)
     }
 
@@ -434,7 +447,10 @@ where
 {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'a>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'a>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         let Some(entry) = self.entries.next() else {
             return Ok(None);
         };
@@ -467,7 +483,10 @@ impl<'a> de::EnumAccess<'a> for EnumDe<'a, '_> {
     type Error = DeError;
     type Variant = VariantDe<'a>;
 
-    fn variant_seed<V: DeserializeSeed<'a>>(self, seed: V) -> Result<(V::Value, VariantDe<'a>), DeError> {
+    fn variant_seed<V: DeserializeSeed<'a>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, VariantDe<'a>), DeError> {
         let v = seed.deserialize(KeyDe {
             key: self.key,
             span: self.key_span,
@@ -563,7 +582,6 @@ mod tests {
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "kebab-case")]
     struct Outer {
-        #[allow(dead_code)]
         name: String,
         inner: Inner,
         #[serde(default)]
@@ -589,13 +607,17 @@ mod tests {
     fn ok() {
         let o = de("name: x\ninner: {count: 2}\nlist: [{count: 1, max-targets: 3}]\n").expect("ok");
         assert_eq!(o.inner.count, 2);
+        assert_eq!(o.name, "x");
         assert_eq!(o.list[0].max_targets, Some(3));
     }
 
     #[test]
     fn unknown_key_points_at_key_with_parent_path() {
         let e = de("name: x\ninner:\n  count: 2\n  max-target: 1\n").unwrap_err();
-        assert_eq!(first(&e), ("unknown key `max-target`", Span::new(4, 3), "inner"));
+        assert_eq!(
+            first(&e),
+            ("unknown key `max-target`", Span::new(4, 3), "inner")
+        );
         assert_eq!(e.0[0].help.as_deref(), Some("did you mean `max-targets`?"));
     }
 

@@ -194,7 +194,9 @@ mod tests {
             "error: unknown key `evry`\n  --> experiments/x.yaml:12:5 at probes.checkout-http\n  = help: did you mean `every`?"
         );
         let all = Diagnostics(vec![d.clone(), d]);
-        assert!(all.to_string().ends_with("\n\n2 errors in experiments/x.yaml"));
+        assert!(all
+            .to_string()
+            .ends_with("\n\n2 errors in experiments/x.yaml"));
     }
 
     #[test]

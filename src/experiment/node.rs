@@ -112,7 +112,9 @@ pub fn classify_plain(text: &str) -> Kind {
         "" | "~" | "null" | "Null" | "NULL" => return Kind::Null,
         "true" | "True" | "TRUE" => return Kind::Bool(true),
         "false" | "False" | "FALSE" => return Kind::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Kind::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Kind::Float(f64::INFINITY)
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Kind::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return Kind::Float(f64::NAN),
         _ => {}
@@ -238,10 +240,12 @@ pub fn parse(bytes: &[u8]) -> Parsed {
         }
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if text.trim().is_empty() || text.lines().all(|l| {
-        let l = l.trim();
-        l.is_empty() || l.starts_with('#')
-    }) {
+    if text.trim().is_empty()
+        || text.lines().all(|l| {
+            let l = l.trim();
+            l.is_empty() || l.starts_with('#')
+        })
+    {
         return fatal(
             Span::new(1, 1),
             "the file is empty",
@@ -468,7 +472,10 @@ mod tests {
         let p = parse(b"a: 1\nb:\n  c: 1\n  c: 2\n");
         assert_eq!(p.errors.len(), 1);
         assert_eq!(p.errors[0].span, Span::new(4, 3));
-        assert_eq!(p.errors[0].message, "duplicate key `c` (first defined at 3:3)");
+        assert_eq!(
+            p.errors[0].message,
+            "duplicate key `c` (first defined at 3:3)"
+        );
         assert!(p.root.is_some());
     }
 
