@@ -78,24 +78,27 @@ pub fn load_environments_bytes(path: &Path, bytes: &[u8]) -> Result<Environments
                     if let Err(inv) = super::check::dns_label("environment name", &e.key) {
                         cx.invalid(e.key_span, "environments", inv);
                     }
+                    if let Some(from) = e.value.get("promote-from").filter(|n| n.is_scalar()) {
+                        promotions.push((e.key.clone(), from.raw.clone(), from.span, path.clone()));
+                    }
                     if let Some(env) = environment(&mut cx, &e.key, &e.value, &path) {
-                        if let Some(p) = &env.promote_from {
-                            promotions.push((
-                                env.name.clone(),
-                                p.clone(),
-                                e.value.clone(),
-                                path.clone(),
-                            ));
-                        }
                         out.environments.push(env);
                     }
                 }
             }
         },
     }
-    let names: Vec<&str> = out.environments.iter().map(|e| e.name.as_str()).collect();
-    for (name, from, node, path) in &promotions {
-        let span = node.get("promote-from").map_or(node.span, |n| n.span);
+    // Every defined name counts, even of an environment with errors, so one mistake is
+    // not reported twice.
+    let names: Vec<&str> = root
+        .get("environments")
+        .and_then(Node::entries)
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e.key.as_str())
+        .collect();
+    for (name, from, span, path) in &promotions {
+        let span = *span;
         if from == name {
             cx.error(
                 span,
@@ -120,9 +123,14 @@ pub fn load_environments_bytes(path: &Path, bytes: &[u8]) -> Result<Environments
 }
 
 fn environment(cx: &mut Ctx<'_>, name: &str, node: &Node, path: &str) -> Option<Environment> {
-    let raw: RawEnvironment = cx.de(node, path)?;
+    let raw: Option<RawEnvironment> = cx.de(node, path);
+    // The value checks below read the nodes directly, so a typo in one key of an
+    // environment does not hide a bad time zone next to it.
     let at = |k: &str| node.get(k).map_or(node.span, |n| n.span);
-    let time_zone = raw.time_zone.unwrap_or_else(|| "UTC".into());
+    let time_zone = node
+        .get("time-zone")
+        .filter(|n| n.is_scalar())
+        .map_or_else(|| "UTC".to_string(), |n| n.raw.clone());
     if chrono_tz::Tz::from_str(&time_zone).is_err() {
         cx.error(
             at("time-zone"),
@@ -131,27 +139,28 @@ fn environment(cx: &mut Ctx<'_>, name: &str, node: &Node, path: &str) -> Option<
             Some("use an IANA name such as `Europe/Berlin`, `America/New_York` or `UTC`".into()),
         );
     }
-    let vars_node = node.get("vars");
-    for (k, v) in &raw.vars.0 {
-        let (_, errs) = expand(v, |r| match r {
+    let vars_path = child_path(path, "vars");
+    for e in node.get("vars").and_then(Node::entries).unwrap_or_default() {
+        if !e.value.is_scalar() {
+            continue;
+        }
+        let (_, errs) = expand(&e.value.raw, |r| match r {
             Ref::Env(_) => Ok(String::new()),
             Ref::Var(n) => Err((
                 format!("`${{{n}}}` is not supported in firedrill.yaml"),
                 Some("values here may only read the process environment with `${env:NAME}`".into()),
             )),
         });
-        let span = vars_node
-            .and_then(|vn| vn.get(k))
-            .map_or(node.span, |n| n.span);
-        for e in errs {
+        for err in errs {
             cx.error(
-                span,
-                &child_path(&child_path(path, "vars"), k),
-                e.message,
-                e.help,
+                e.value.span,
+                &child_path(&vars_path, &e.key),
+                err.message,
+                err.help,
             );
         }
     }
+    let raw = raw?;
     if name == "local" && raw.protected {
         cx.error(
             at("protected"),

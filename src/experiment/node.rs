@@ -282,6 +282,8 @@ fn scalar_node(value: String, style: TScalarStyle, tag_is_str: bool, span: Span)
 fn syntax_help(info: &str) -> Option<&'static str> {
     if info.contains("tab") {
         Some("indent with spaces: YAML does not allow tabs for indentation")
+    } else if info.contains("flow mapping") || info.contains("flow sequence") {
+        Some("inside `{ }` or `[ ]`, quote values that contain `{`, `}`, `[`, `]` or `,`, e.g. `\"${name}\"`")
     } else if info.contains("mapping values are not allowed") {
         Some("a value containing `: ` must be quoted, or a key is indented wrongly")
     } else {
