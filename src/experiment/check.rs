@@ -1,0 +1,517 @@
+//! Value checks that serde cannot express: names, Kubernetes label selectors, cron
+//! expressions, durations and signals. Each returns a message (and maybe help) that the
+//! loader positions at the offending node.
+
+use std::time::Duration;
+
+/// A failed check: lowercase message and optional help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl Invalid {
+    pub fn new(message: impl Into<String>) -> Self {
+        Invalid {
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+type Check<T = ()> = Result<T, Invalid>;
+
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters (RFC 1123 label).
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Dot-separated RFC 1123 labels, at most 253 characters.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// A name used in file paths and reports (experiment names).
+pub fn dns_label(what: &str, s: &str) -> Check {
+    if is_dns_label(s) {
+        return Ok(());
+    }
+    let hint = if s.len() > 63 {
+        format!(
+            "{what} must be at most 63 characters (this one has {})",
+            s.len()
+        )
+    } else {
+        format!("{what} must use lowercase letters, digits and `-`, and start and end with a letter or digit")
+    };
+    Err(Invalid::new(format!("invalid {what} `{s}`")).help(hint))
+}
+
+/// Names of targets and probes: they appear in reports and references.
+pub fn entry_name(what: &str, s: &str) -> Check {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::new(format!("invalid {what} name `{s}`")).help(
+            "names use letters, digits, `-`, `_` and `.`, start with a letter or digit and have at most 63 characters",
+        ))
+    }
+}
+
+/// The name part of a label key or a label value: `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`.
+fn is_label_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+fn label_key(key: &str) -> Check {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        if !is_dns_subdomain(p) {
+            return Err(
+                Invalid::new(format!("invalid label key prefix `{p}` in `{key}`"))
+                    .help("a prefix is a DNS subdomain such as `app.kubernetes.io`"),
+            );
+        }
+    }
+    if !is_label_token(name) {
+        return Err(Invalid::new(format!("invalid label key `{key}`")).help(
+            "label names have at most 63 characters: letters, digits, `-`, `_`, `.`, starting and ending with a letter or digit",
+        ));
+    }
+    Ok(())
+}
+
+fn label_value(v: &str) -> Check {
+    if v.is_empty() || is_label_token(v) {
+        Ok(())
+    } else {
+        Err(Invalid::new(format!("invalid label value `{v}`")).help(
+            "label values have at most 63 characters: letters, digits, `-`, `_`, `.`, starting and ending with a letter or digit",
+        ))
+    }
+}
+
+/// Splits at commas outside parentheses.
+fn split_requirements(s: &str) -> Check<Vec<&str>> {
+    let mut parts = Vec::new();
+    let mut depth = 0i32;
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err(Invalid::new("unbalanced `)` in selector"));
+                }
+            }
+            ',' if depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err(Invalid::new("unclosed `(` in selector"));
+    }
+    parts.push(&s[start..]);
+    Ok(parts)
+}
+
+/// A Kubernetes label selector: `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`,
+/// `!k`, joined by commas.
+pub fn label_selector(sel: &str) -> Check {
+    let help = "selectors look like `app=checkout,tier!=canary` or `env in (staging,prod)`";
+    let wrap = |e: Invalid| {
+        Invalid::new(format!("invalid label selector `{sel}`: {}", e.message))
+            .help(e.help.unwrap_or_else(|| help.to_string()))
+    };
+    if sel.trim().is_empty() {
+        return Err(Invalid::new("the label selector is empty")
+            .help("an empty selector would match every pod in the namespace; name the pods, e.g. `app=checkout`"));
+    }
+    for req in split_requirements(sel).map_err(wrap)? {
+        requirement(req.trim()).map_err(wrap)?;
+    }
+    Ok(())
+}
+
+fn requirement(req: &str) -> Check {
+    if req.is_empty() {
+        return Err(Invalid::new("empty requirement (a stray comma?)"));
+    }
+    if let Some(key) = req.strip_prefix('!') {
+        return label_key(key.trim());
+    }
+    let key_end = req
+        .find(|c: char| c == '=' || c == '!' || c == '(' || c.is_whitespace())
+        .unwrap_or(req.len());
+    let key = &req[..key_end];
+    let rest = req[key_end..].trim_start();
+    if key.is_empty() {
+        return Err(Invalid::new(format!("`{req}` has no label key")));
+    }
+    label_key(key)?;
+    if rest.is_empty() {
+        return Ok(());
+    }
+    for op in ["!=", "==", "="] {
+        if let Some(value) = rest.strip_prefix(op) {
+            let value = value.trim();
+            if value.contains(['=', '!', ' ', '(', ')']) {
+                return Err(Invalid::new(format!(
+                    "unexpected `{value}` after `{key}{op}`"
+                )));
+            }
+            return label_value(value);
+        }
+    }
+    for op in ["notin", "in"] {
+        if let Some(list) = rest.strip_prefix(op) {
+            let list = list.trim();
+            let Some(inner) = list.strip_prefix('(').and_then(|l| l.strip_suffix(')')) else {
+                return Err(Invalid::new(format!(
+                    "`{key} {op}` needs a parenthesised list, e.g. `{key} {op} (a,b)`"
+                )));
+            };
+            if inner.trim().is_empty() {
+                return Err(Invalid::new(format!("`{key} {op} ()` has no values")));
+            }
+            for v in inner.split(',') {
+                label_value(v.trim())?;
+            }
+            return Ok(());
+        }
+    }
+    Err(Invalid::new(format!(
+        "unexpected `{rest}` after label key `{key}`"
+    )))
+}
+
+struct CronField {
+    name: &'static str,
+    min: u32,
+    max: u32,
+    names: &'static [&'static str],
+    /// Value of names[0].
+    names_base: u32,
+}
+
+const MONTHS: &[&str] = &[
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
+const DAYS: &[&str] = &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+const CRON_FIELDS: [CronField; 5] = [
+    CronField {
+        name: "minute",
+        min: 0,
+        max: 59,
+        names: &[],
+        names_base: 0,
+    },
+    CronField {
+        name: "hour",
+        min: 0,
+        max: 23,
+        names: &[],
+        names_base: 0,
+    },
+    CronField {
+        name: "day of month",
+        min: 1,
+        max: 31,
+        names: &[],
+        names_base: 0,
+    },
+    CronField {
+        name: "month",
+        min: 1,
+        max: 12,
+        names: MONTHS,
+        names_base: 1,
+    },
+    CronField {
+        name: "day of week",
+        min: 0,
+        max: 7,
+        names: DAYS,
+        names_base: 0,
+    },
+];
+
+fn cron_value(f: &CronField, s: &str) -> Check<u32> {
+    if let Some(i) = f.names.iter().position(|n| n.eq_ignore_ascii_case(s)) {
+        return Ok(i as u32 + f.names_base);
+    }
+    let range = if f.names.is_empty() {
+        format!("{}-{}", f.min, f.max)
+    } else {
+        format!(
+            "{}-{} or {}-{}",
+            f.min,
+            f.max,
+            f.names[0],
+            f.names[f.names.len() - 1]
+        )
+    };
+    match s.parse::<u32>() {
+        Ok(v) if (f.min..=f.max).contains(&v) && s.bytes().all(|b| b.is_ascii_digit()) => Ok(v),
+        Ok(_) => Err(Invalid::new(format!(
+            "{} `{s}` is out of range ({range})",
+            f.name
+        ))),
+        Err(_) => Err(Invalid::new(format!(
+            "{} `{s}` is not a number or name ({range})",
+            f.name
+        ))),
+    }
+}
+
+fn cron_field(f: &CronField, text: &str) -> Check {
+    for item in text.split(',') {
+        if item.is_empty() {
+            return Err(Invalid::new(format!(
+                "{} `{text}` has an empty list item",
+                f.name
+            )));
+        }
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (item, None),
+        };
+        if range != "*" {
+            if let Some((a, b)) = range.split_once('-') {
+                if cron_value(f, a)? > cron_value(f, b)? {
+                    return Err(Invalid::new(format!(
+                        "{} range `{range}` runs backwards",
+                        f.name
+                    )));
+                }
+            } else {
+                cron_value(f, range)?;
+            }
+        }
+        if let Some(step) = step {
+            match step.parse::<u32>() {
+                Ok(s)
+                    if s >= 1
+                        && s <= f.max - f.min + 1
+                        && step.bytes().all(|b| b.is_ascii_digit()) => {}
+                _ => {
+                    return Err(Invalid::new(format!(
+                        "{} step `/{step}` must be a number from 1 to {}",
+                        f.name,
+                        f.max - f.min + 1
+                    )))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A classic 5-field cron expression (minute hour day-of-month month day-of-week).
+pub fn cron(expr: &str) -> Check {
+    let format_help =
+        "five fields: minute hour day-of-month month day-of-week, e.g. `0 10 * * MON-FRI`";
+    let macros = [
+        ("@hourly", "0 * * * *"),
+        ("@daily", "0 0 * * *"),
+        ("@midnight", "0 0 * * *"),
+        ("@weekly", "0 0 * * 0"),
+        ("@monthly", "0 0 1 * *"),
+        ("@yearly", "0 0 1 1 *"),
+        ("@annually", "0 0 1 1 *"),
+    ];
+    if let Some((m, e)) = macros.iter().find(|(m, _)| *m == expr.trim()) {
+        return Err(
+            Invalid::new(format!("invalid schedule `{expr}`: `{m}` is not supported"))
+                .help(format!("write it as `{e}`")),
+        );
+    }
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(Invalid::new(format!(
+            "invalid schedule `{expr}`: expected 5 fields, found {}",
+            fields.len()
+        ))
+        .help(format_help));
+    }
+    for (f, text) in CRON_FIELDS.iter().zip(&fields) {
+        cron_field(f, text).map_err(|e| {
+            Invalid::new(format!("invalid schedule `{expr}`: {}", e.message)).help(format_help)
+        })?;
+    }
+    Ok(())
+}
+
+/// Parses a humantime duration with messages for the usual mistakes.
+pub fn duration(text: &str) -> Check<Duration> {
+    let t = text.trim();
+    let help = "write a number and a unit, e.g. `500ms`, `30s`, `2m`, `1h 30m`";
+    if t.starts_with('-') {
+        return Err(Invalid::new(format!(
+            "invalid duration `{text}`: durations cannot be negative"
+        )));
+    }
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(
+            Invalid::new(format!("invalid duration `{text}`: a unit is required"))
+                .help(format!("e.g. `{t}ms` or `{t}s`")),
+        );
+    }
+    humantime::parse_duration(t).map_err(|e| {
+        let why = match e {
+            humantime::DurationError::UnknownUnit { unit, .. } => {
+                format!("unknown unit `{unit}`")
+            }
+            humantime::DurationError::NumberOverflow => "the number is too large".into(),
+            humantime::DurationError::Empty => "it is empty".into(),
+            humantime::DurationError::InvalidCharacter(_) => "unexpected character".into(),
+            humantime::DurationError::NumberExpected(_) => "expected a number".into(),
+        };
+        Invalid::new(format!("invalid duration `{text}`: {why}")).help(help)
+    })
+}
+
+/// Signal names a process-kill fault may send.
+pub const SIGNALS: &[&str] = &[
+    "SIGKILL", "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGSTOP", "SIGCONT",
+];
+
+/// `KILL`, `sigkill` or `SIGKILL` → `SIGKILL`.
+pub fn signal(name: &str) -> Check<String> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    if SIGNALS.contains(&full.as_str()) {
+        Ok(full)
+    } else {
+        Err(Invalid::new(format!("unknown signal `{name}`"))
+            .help(super::diag::suggest(&full, SIGNALS.iter().copied()).unwrap_or_default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors() {
+        for ok in [
+            "app=checkout",
+            "app==checkout, tier!=canary",
+            "env in (staging, prod),!legacy,app.kubernetes.io/name=shop",
+            "tier notin (a,b)",
+            "has-label",
+            "app=",
+        ] {
+            assert_eq!(label_selector(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "app=check out",
+            "app in a,b",
+            "env in (staging",
+            "-app=x",
+            "app=x,",
+            "app=-x",
+            "Bad_Prefix!/x=1",
+            "app =~ x",
+            "env in ()",
+        ] {
+            assert!(label_selector(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cron_expressions() {
+        for ok in [
+            "0 10 * * MON-FRI",
+            "*/5 * * * *",
+            "0 0 1,15 jan-jun 0",
+            "30 6 * * 7",
+            "0 8-18/2 * * *",
+        ] {
+            assert_eq!(cron(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            cron("0 24 * * *").unwrap_err().message,
+            "invalid schedule `0 24 * * *`: hour `24` is out of range (0-23)"
+        );
+        for bad in [
+            "* * * *",
+            "60 * * * *",
+            "0 0 0 * *",
+            "0 0 * 13 *",
+            "0 0 * * 8",
+            "0 0 * * FRI-MON",
+            "*/0 * * * *",
+            "@daily",
+            "0 0 * * MOM",
+            "1,,2 * * * *",
+        ] {
+            assert!(cron(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_and_signals() {
+        assert_eq!(duration("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(duration("0"), Ok(Duration::ZERO));
+        assert!(duration("-5s").unwrap_err().message.contains("negative"));
+        assert!(duration("5 parsecs")
+            .unwrap_err()
+            .message
+            .contains("unknown unit `parsecs`"));
+        assert!(duration("30")
+            .unwrap_err()
+            .message
+            .contains("unit is required"));
+        assert_eq!(signal("term"), Ok("SIGTERM".into()));
+        assert_eq!(
+            signal("SIGKIL").unwrap_err().help.as_deref(),
+            Some("did you mean `SIGKILL`?")
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_dns_label("checkout-pod-kill"));
+        assert!(!is_dns_label("Checkout"));
+        assert!(!is_dns_label(&"a".repeat(64)));
+        assert!(is_dns_subdomain("app.kubernetes.io"));
+    }
+}

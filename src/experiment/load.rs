@@ -1,0 +1,1493 @@
+//! The hand-written top level of the loader: walks an experiment document section by
+//! section and entry by entry, so that one bad probe does not hide a bad fault, then checks
+//! references and cross-field rules and builds the [`Experiment`].
+//!
+//! Every problem becomes a [`Diagnostic`] positioned at the node that caused it; the load
+//! fails when any error was found, and warnings travel with the result either way.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::check::{self, Invalid};
+use super::de::{child_path, from_node, DeError};
+use super::diag::{suggest, Diagnostic, Diagnostics};
+use super::interp::{interpolate_tree, Resolver};
+use super::model::*;
+use super::node::{self, Kind, Node, Span};
+use super::raw::*;
+use super::LoadOptions;
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+const HOUR: Duration = Duration::from_secs(3600);
+const MS: Duration = Duration::from_millis(1);
+
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "environments",
+    "schedule",
+    "simulation",
+    "targets",
+    "probes",
+    "steady-state",
+    "faults",
+    "recovery",
+    "abort-when",
+    "repeat",
+    "cooldown",
+];
+const TARGET_KINDS: &[&str] = &["kubernetes", "process"];
+const PROBE_KINDS: &[&str] = &["http", "tcp", "command", "kubernetes"];
+const PROBE_COMMON: &[&str] = &["every", "every-during"];
+const FAULT_KINDS: &[&str] = &["pod-kill", "process-kill", "command"];
+const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+
+/// Collects diagnostics for one file.
+pub(crate) struct Ctx<'f> {
+    pub file: &'f Path,
+    pub diags: Vec<Diagnostic>,
+}
+
+impl<'f> Ctx<'f> {
+    pub fn new(file: &'f Path) -> Self {
+        Ctx {
+            file,
+            diags: Vec::new(),
+        }
+    }
+
+    pub fn error(
+        &mut self,
+        span: Span,
+        path: &str,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) {
+        self.diags.push(
+            Diagnostic::error(self.file, span.line, span.col, message)
+                .with_path(path)
+                .with_help(help),
+        );
+    }
+
+    pub fn invalid(&mut self, span: Span, path: &str, inv: Invalid) {
+        self.error(span, path, inv.message, inv.help);
+    }
+
+    pub fn warn(
+        &mut self,
+        span: Span,
+        path: &str,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) {
+        self.diags.push(
+            Diagnostic::error(self.file, span.line, span.col, message)
+                .with_path(path)
+                .with_help(help)
+                .warning(),
+        );
+    }
+
+    fn de_error(&mut self, fallback: Span, fallback_path: &str, e: DeError) {
+        for p in e.0 {
+            let span = p.span.unwrap_or(fallback);
+            let path = p.path.unwrap_or_else(|| fallback_path.to_string());
+            self.error(span, &path, p.message, p.help);
+        }
+    }
+
+    /// Deserializes `node` as `T`, recording its errors.
+    pub fn de<T: DeserializeOwned>(&mut self, node: &Node, path: &str) -> Option<T> {
+        match from_node::<T>(node, path) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.de_error(node.span, path, e);
+                None
+            }
+        }
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.diags.iter().any(Diagnostic::is_error)
+    }
+
+    pub fn finish(self) -> Diagnostics {
+        let mut d = Diagnostics(self.diags);
+        d.sort();
+        d
+    }
+
+    /// Turns tree-building problems into diagnostics; `None` when no usable tree remains.
+    pub fn tree(&mut self, parsed: node::Parsed) -> Option<Node> {
+        let mut fatal = false;
+        for e in parsed.errors {
+            fatal |= e.fatal;
+            self.error(e.span, "", e.message, e.help);
+        }
+        if fatal {
+            None
+        } else {
+            parsed.root
+        }
+    }
+}
+
+/// Where the value of `key` in mapping `node` is, else the mapping itself.
+fn at(node: &Node, key: &str) -> Span {
+    node.get(key).map_or(node.span, |n| n.span)
+}
+
+/// Parses any document into `T` with positioned diagnostics (no interpolation).
+pub fn parse_yaml<T: DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<T, Diagnostics> {
+    let mut cx = Ctx::new(file);
+    let Some(root) = cx.tree(node::parse(bytes)) else {
+        return Err(cx.finish());
+    };
+    let value = cx.de::<T>(&root, "");
+    match value {
+        Some(v) if !cx.has_errors() => Ok(v),
+        _ => Err(cx.finish()),
+    }
+}
+
+/// Checks a duration against a lower and upper bound, reporting at `span`.
+fn bounded(
+    cx: &mut Ctx<'_>,
+    d: Duration,
+    span: Span,
+    path: &str,
+    what: &str,
+    allow_zero: bool,
+    max: Duration,
+) -> Duration {
+    if d.is_zero() && !allow_zero {
+        cx.error(
+            span,
+            path,
+            format!("{what} must be greater than zero"),
+            Some("write a positive duration such as `1s`".into()),
+        );
+    } else if d > max {
+        cx.error(
+            span,
+            path,
+            format!(
+                "{what} of {} is longer than the maximum of {}",
+                humantime::format_duration(d),
+                humantime::format_duration(max)
+            ),
+            Some("check the unit (`ms`, `s`, `m`, `h`)".into()),
+        );
+    }
+    d
+}
+
+/// Splits an entry mapping into its one kind key and its common keys.
+struct KindSplit<'n> {
+    kind: &'n str,
+    body: &'n Node,
+}
+
+fn split_kind<'n>(
+    cx: &mut Ctx<'_>,
+    node: &'n Node,
+    path: &str,
+    what: &str,
+    kinds: &[&str],
+    common: &[&str],
+) -> Option<KindSplit<'n>> {
+    let Some(entries) = node.entries() else {
+        cx.error(
+            node.span,
+            path,
+            format!(
+                "expected a mapping for this {what}, found {}",
+                node.describe()
+            ),
+            Some(format!(
+                "a {what} has one of the keys {}",
+                quote_list(kinds)
+            )),
+        );
+        return None;
+    };
+    let mut found: Option<KindSplit<'n>> = None;
+    let mut unknown = false;
+    let valid: Vec<&str> = kinds.iter().chain(common).copied().collect();
+    for e in entries {
+        if kinds.contains(&e.key.as_str()) {
+            if let Some(first) = &found {
+                cx.error(
+                    e.key_span,
+                    path,
+                    format!(
+                        "a {what} has exactly one kind, but this one has both `{}` and `{}`",
+                        first.kind, e.key
+                    ),
+                    Some(format!("split it into two {what}s")),
+                );
+                return None;
+            }
+            found = Some(KindSplit {
+                kind: &e.key,
+                body: &e.value,
+            });
+        } else if !common.contains(&e.key.as_str()) {
+            unknown = true;
+            cx.error(
+                e.key_span,
+                path,
+                format!("unknown key `{}`", e.key),
+                suggest(&e.key, valid.iter().copied()),
+            );
+        }
+    }
+    if found.is_none() && !unknown {
+        cx.error(
+            node.span,
+            path,
+            format!("this {what} has no kind"),
+            Some(format!("add one of {}", quote_list(kinds))),
+        );
+    }
+    found
+}
+
+fn quote_list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A name reference with its position, checked once every section is read.
+struct Reference {
+    name: String,
+    span: Span,
+    path: String,
+}
+
+/// Load an experiment from bytes; `path` names the file in diagnostics and resolves
+/// relative paths (the simulation scenario).
+pub fn load(
+    path: &Path,
+    bytes: &[u8],
+    opts: &LoadOptions<'_>,
+) -> Result<super::Loaded, Diagnostics> {
+    let mut cx = Ctx::new(path);
+    let Some(mut root) = cx.tree(node::parse(bytes)) else {
+        return Err(cx.finish());
+    };
+    if root.entries().is_none() {
+        cx.error(
+            root.span,
+            "",
+            format!(
+                "an experiment must be a mapping of keys such as `name:` and `faults:`, found {}",
+                root.describe()
+            ),
+            Some("start the file with `name: my-drill`".into()),
+        );
+        return Err(cx.finish());
+    }
+
+    let source = String::from_utf8_lossy(bytes);
+    let mut resolver = Resolver {
+        env_name: &opts.env.name,
+        env_vars: &opts.env.vars,
+        extra_vars: opts.extra_vars,
+        secrets: Vec::new(),
+    };
+    for e in interpolate_tree(&mut root, &source, &mut resolver, &["simulation.scenario"]) {
+        cx.error(e.span, &e.path, e.message, e.help);
+    }
+    let secrets = resolver.secrets;
+
+    let mut b = Builder {
+        cx,
+        dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        opts,
+        refs_probe: Vec::new(),
+        target_uses: Vec::new(),
+        target_spans: Vec::new(),
+    };
+    let exp = b.experiment(&root, path, bytes, secrets);
+    let mut cx = b.cx;
+    match exp {
+        Some(experiment) if !cx.has_errors() => {
+            let mut warnings = std::mem::take(&mut cx.diags);
+            warnings.sort_by_key(|d| (d.line, d.column));
+            Ok(super::Loaded {
+                experiment,
+                warnings,
+            })
+        }
+        _ => Err(cx.finish()),
+    }
+}
+
+struct Builder<'f, 'o> {
+    cx: Ctx<'f>,
+    dir: PathBuf,
+    opts: &'o LoadOptions<'o>,
+    refs_probe: Vec<Reference>,
+    /// Fault → target references: (reference, required target kind).
+    target_uses: Vec<(Reference, &'static str)>,
+    /// Where each target is defined, for the unused-target warning.
+    target_spans: Vec<(String, Span, String)>,
+}
+
+impl Builder<'_, '_> {
+    fn experiment(
+        &mut self,
+        root: &Node,
+        path: &Path,
+        bytes: &[u8],
+        secrets: Vec<String>,
+    ) -> Option<Experiment> {
+        let entries = root.entries().unwrap_or_default();
+        for e in entries {
+            if !TOP_KEYS.contains(&e.key.as_str()) {
+                self.cx.error(
+                    e.key_span,
+                    "",
+                    format!("unknown key `{}`", e.key),
+                    suggest(&e.key, TOP_KEYS.iter().copied()),
+                );
+            }
+        }
+        for required in ["name", "probes", "faults", "recovery"] {
+            if root.get(required).is_none() {
+                let help = match required {
+                    "name" => "add `name: my-drill` (lowercase letters, digits and `-`)",
+                    "probes" => "add at least one probe, e.g. `probes: { web: { http: { url: \"http://127.0.0.1:8080/\" } } }`",
+                    "faults" => "add at least one fault, e.g. `faults: [ { pod-kill: { target: my-pods } } ]`",
+                    _ => "add e.g. `recovery: { objective: 30s }`",
+                };
+                self.cx.error(
+                    root.span,
+                    "",
+                    format!("missing required key `{required}`"),
+                    Some(help.into()),
+                );
+            }
+        }
+
+        let name = root.get("name").and_then(|n| {
+            let s: String = self.cx.de(n, "name")?;
+            if let Err(inv) = check::dns_label("experiment name", &s) {
+                self.cx.invalid(n.span, "name", inv);
+            }
+            Some(s)
+        });
+        let description = root
+            .get("description")
+            .and_then(|n| self.cx.de::<Option<String>>(n, "description"))
+            .flatten();
+        let environments = self.environments(root);
+        let schedule = root.get("schedule").and_then(|n| {
+            let s: String = self.cx.de(n, "schedule")?;
+            if let Err(inv) = check::cron(&s) {
+                self.cx.invalid(n.span, "schedule", inv);
+            }
+            Some(s)
+        });
+        let simulation = root.get("simulation").and_then(|n| self.simulation(n));
+        let targets = self.targets(root);
+        let probes = self.probes(root);
+        let probe_names: Vec<String> = probes.iter().map(|p| p.name.clone()).collect();
+        let steady_state = match root.get("steady-state") {
+            Some(n) => self.probe_list(n, "steady-state"),
+            None => probe_names.clone(),
+        };
+        let faults = self.faults(root);
+        let recovery = root
+            .get("recovery")
+            .and_then(|n| self.recovery(n, &probe_names));
+        let abort_when = self.aborts(root);
+        let repeat = match root.get("repeat") {
+            None => 1,
+            Some(n) => match self.cx.de::<i64>(n, "repeat") {
+                Some(r @ 1..=1000) => r as u32,
+                Some(r) => {
+                    self.cx.error(
+                        n.span,
+                        "repeat",
+                        format!("repeat must be between 1 and 1000, found {r}"),
+                        Some("repeat is the number of trials in one run".into()),
+                    );
+                    1
+                }
+                None => 1,
+            },
+        };
+        let cooldown = match root.get("cooldown") {
+            None => Duration::from_secs(5),
+            Some(n) => self
+                .cx
+                .de::<Dur>(n, "cooldown")
+                .map(|d| {
+                    bounded(
+                        &mut self.cx,
+                        d.0,
+                        n.span,
+                        "cooldown",
+                        "cooldown",
+                        true,
+                        HOUR,
+                    )
+                })
+                .unwrap_or_default(),
+        };
+
+        self.check_references(&probe_names, &targets);
+
+        Some(Experiment {
+            name: name?,
+            description,
+            environments,
+            schedule,
+            simulation,
+            targets,
+            probes,
+            steady_state,
+            faults,
+            recovery: recovery?,
+            abort_when,
+            repeat,
+            cooldown,
+            source: Source {
+                path: path.to_path_buf(),
+                content_hash: hex_sha256(bytes),
+            },
+            secrets,
+        })
+    }
+
+    fn environments(&mut self, root: &Node) -> Vec<String> {
+        let Some(n) = root.get("environments") else {
+            return Vec::new();
+        };
+        let Some(list) = self.cx.de::<Vec<String>>(n, "environments") else {
+            return Vec::new();
+        };
+        let items: Vec<&Node> = match &n.kind {
+            Kind::Seq(items) => items.iter().collect(),
+            _ => Vec::new(),
+        };
+        let mut seen = BTreeSet::new();
+        for (i, env) in list.iter().enumerate() {
+            let span = items.get(i).map_or(n.span, |x| x.span);
+            let path = format!("environments[{i}]");
+            if !seen.insert(env.as_str()) {
+                self.cx.error(
+                    span,
+                    &path,
+                    format!("environment `{env}` is listed twice"),
+                    None,
+                );
+                continue;
+            }
+            if let Some(known) = self.opts.known_environments {
+                if env != "local" && !known.iter().any(|k| k == env) {
+                    let mut names: Vec<&str> = known.iter().map(String::as_str).collect();
+                    names.push("local");
+                    self.cx.error(
+                        span,
+                        &path,
+                        format!("unknown environment `{env}`"),
+                        suggest(env, names.iter().copied())
+                            .map(|h| format!("{h} (environments are defined in firedrill.yaml)")),
+                    );
+                }
+            }
+        }
+        list
+    }
+
+    fn simulation(&mut self, n: &Node) -> Option<Simulation> {
+        let raw: RawSimulation = self.cx.de(n, "simulation")?;
+        let span = at(n, "scenario");
+        if raw.scenario.contains("${") {
+            self.cx.error(
+                span,
+                "simulation.scenario",
+                "`simulation.scenario` cannot use `${...}`",
+                Some(
+                    "the scenario is read before variables are resolved; write the path literally"
+                        .into(),
+                ),
+            );
+            return None;
+        }
+        let scenario = self.dir.join(&raw.scenario);
+        if !scenario.is_file() {
+            self.cx.error(
+                span,
+                "simulation.scenario",
+                format!("simulation scenario `{}` does not exist", raw.scenario),
+                Some("the path is relative to the experiment file".into()),
+            );
+        }
+        Some(Simulation { scenario })
+    }
+
+    fn named_entries<'n>(
+        &mut self,
+        root: &'n Node,
+        key: &str,
+        what: &str,
+    ) -> Vec<(&'n str, Span, &'n Node, String)> {
+        let Some(n) = root.get(key) else {
+            return Vec::new();
+        };
+        let Some(entries) = n.entries() else {
+            if n.kind != Kind::Null {
+                self.cx.error(
+                    n.span,
+                    key,
+                    format!(
+                        "expected a mapping of {what} names to {what}s, found {}",
+                        n.describe()
+                    ),
+                    Some(format!(
+                        "write `{key}:` followed by indented `name: {{ ... }}` entries"
+                    )),
+                );
+            }
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            if let Err(inv) = check::entry_name(what, &e.key) {
+                self.cx.invalid(e.key_span, key, inv);
+            }
+            out.push((
+                e.key.as_str(),
+                e.key_span,
+                &e.value,
+                child_path(key, &e.key),
+            ));
+        }
+        out
+    }
+
+    fn targets(&mut self, root: &Node) -> Vec<Target> {
+        let mut out = Vec::new();
+        for (name, span, node, path) in self.named_entries(root, "targets", "target") {
+            self.target_spans
+                .push((name.to_string(), span, path.clone()));
+            let Some(split) = split_kind(&mut self.cx, node, &path, "target", TARGET_KINDS, &[])
+            else {
+                continue;
+            };
+            let bpath = child_path(&path, split.kind);
+            let kind = match split.kind {
+                "kubernetes" => self
+                    .kube_target(split.body, &bpath)
+                    .map(TargetKind::Kubernetes),
+                _ => self
+                    .process_target(split.body, &bpath)
+                    .map(TargetKind::Process),
+            };
+            if let Some(kind) = kind {
+                out.push(Target {
+                    name: name.to_string(),
+                    kind,
+                });
+            }
+        }
+        out
+    }
+
+    fn kube_target(&mut self, n: &Node, path: &str) -> Option<KubeTarget> {
+        let raw: RawKubeTarget = self.cx.de(n, path)?;
+        let ok_before = self.cx.diags.len();
+        if !check::is_dns_label(&raw.namespace) {
+            self.cx.error(
+                at(n, "namespace"),
+                &child_path(path, "namespace"),
+                format!("invalid namespace `{}`", raw.namespace),
+                Some(
+                    "namespaces use lowercase letters, digits and `-` (at most 63 characters)"
+                        .into(),
+                ),
+            );
+        }
+        if let Err(inv) = check::label_selector(&raw.selector) {
+            self.cx
+                .invalid(at(n, "selector"), &child_path(path, "selector"), inv);
+        }
+        let workload = raw.workload.as_deref().and_then(|w| {
+            let r = workload_ref(w, Some(&raw.namespace), '/');
+            r.map_err(|inv| {
+                self.cx
+                    .invalid(at(n, "workload"), &child_path(path, "workload"), inv);
+            })
+            .ok()
+        });
+        let amount = match (raw.count, raw.percent) {
+            (Some(_), Some(_)) => {
+                self.cx.error(
+                    at(n, "percent"),
+                    &child_path(path, "percent"),
+                    "`count` and `percent` cannot both be set",
+                    Some(
+                        "choose a fixed number of pods (`count`) or a share of them (`percent`)"
+                            .into(),
+                    ),
+                );
+                Amount::Count(1)
+            }
+            (Some(c), None) => {
+                if c < 1 || c > i64::from(u32::MAX) {
+                    self.cx.error(
+                        at(n, "count"),
+                        &child_path(path, "count"),
+                        format!("count must be at least 1, found {c}"),
+                        Some("count is how many pods the fault hits".into()),
+                    );
+                }
+                Amount::Count(u32::try_from(c).unwrap_or(1))
+            }
+            (None, Some(Percent(p))) => {
+                if !(1..=100).contains(&p) {
+                    self.cx.error(
+                        at(n, "percent"),
+                        &child_path(path, "percent"),
+                        format!("percent must be between 1 and 100, found {p}"),
+                        None,
+                    );
+                }
+                Amount::Percent(u8::try_from(p.clamp(1, 100)).unwrap_or(1))
+            }
+            (None, None) => Amount::Count(1),
+        };
+        let max_targets = raw.max_targets.map(|m| {
+            if m < 1 || m > i64::from(u32::MAX) {
+                self.cx.error(
+                    at(n, "max-targets"),
+                    &child_path(path, "max-targets"),
+                    format!("max-targets must be at least 1, found {m}"),
+                    Some("max-targets caps how many pods one injection may hit".into()),
+                );
+            }
+            u32::try_from(m).unwrap_or(1)
+        });
+        if self.cx.diags.len() != ok_before {
+            return None;
+        }
+        Some(KubeTarget {
+            namespace: raw.namespace,
+            selector: raw.selector,
+            workload,
+            amount,
+            max_targets,
+        })
+    }
+
+    fn process_target(&mut self, n: &Node, path: &str) -> Option<ProcessTarget> {
+        let raw: RawProcessTarget = self.cx.de(n, path)?;
+        match (raw.pid_file, raw.command_line) {
+            (Some(p), None) if !p.is_empty() => Some(ProcessTarget::PidFile(PathBuf::from(p))),
+            (None, Some(c)) if !c.trim().is_empty() => Some(ProcessTarget::CommandLine(c)),
+            (Some(_), Some(_)) => {
+                self.cx.error(
+                    at(n, "command-line"),
+                    &child_path(path, "command-line"),
+                    "`pid-file` and `command-line` cannot both be set",
+                    Some("choose one way to find the process".into()),
+                );
+                None
+            }
+            (None, None) => {
+                self.cx.error(
+                    n.span,
+                    path,
+                    "a process target needs `pid-file` or `command-line`",
+                    Some("e.g. `process: { pid-file: /run/demo.pid }`".into()),
+                );
+                None
+            }
+            (p, _) => {
+                let key = if p.is_some() {
+                    "pid-file"
+                } else {
+                    "command-line"
+                };
+                self.cx.error(
+                    at(n, key),
+                    &child_path(path, key),
+                    format!("`{key}` is empty"),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    fn probes(&mut self, root: &Node) -> Vec<ProbeSpec> {
+        let mut out = Vec::new();
+        let list = self.named_entries(root, "probes", "probe");
+        if list.is_empty() {
+            if let Some(n) = root.get("probes") {
+                if matches!(&n.kind, Kind::Null) || n.entries().is_some_and(<[_]>::is_empty) {
+                    self.cx.error(
+                        n.span,
+                        "probes",
+                        "at least one probe is needed to measure recovery",
+                        Some(
+                            "add e.g. `web: { http: { url: \"http://127.0.0.1:8080/\" } }`".into(),
+                        ),
+                    );
+                }
+            }
+        }
+        for (name, _, node, path) in list {
+            let Some(split) = split_kind(
+                &mut self.cx,
+                node,
+                &path,
+                "probe",
+                PROBE_KINDS,
+                PROBE_COMMON,
+            ) else {
+                continue;
+            };
+            let bpath = child_path(&path, split.kind);
+            let before = self.cx.diags.len();
+            let kind = match split.kind {
+                "http" => self.http_probe(split.body, &bpath).map(ProbeKind::Http),
+                "tcp" => self.tcp_probe(split.body, &bpath).map(ProbeKind::Tcp),
+                "command" => self
+                    .command_probe(split.body, &bpath)
+                    .map(ProbeKind::Command),
+                _ => self
+                    .kube_probe(split.body, &bpath)
+                    .map(ProbeKind::Kubernetes),
+            };
+            let every = self.duration_key(
+                node,
+                &path,
+                "every",
+                "every",
+                Duration::from_secs(1),
+                false,
+                HOUR,
+            );
+            let default_during = (every / 10).max(MS);
+            let during = self.duration_key(
+                node,
+                &path,
+                "every-during",
+                "every-during",
+                default_during,
+                false,
+                HOUR,
+            );
+            if during > every {
+                self.cx.error(
+                    at(node, "every-during"),
+                    &child_path(&path, "every-during"),
+                    format!(
+                        "every-during ({}) must not be longer than every ({})",
+                        humantime::format_duration(during),
+                        humantime::format_duration(every)
+                    ),
+                    Some("every-during is the faster sampling interval used while the system is disturbed".into()),
+                );
+            }
+            if let (Some(kind), true) = (kind, self.cx.diags.len() == before) {
+                out.push(ProbeSpec {
+                    name: name.to_string(),
+                    kind,
+                    every,
+                    every_during: during,
+                });
+            }
+        }
+        out
+    }
+
+    /// Reads optional duration `key` of mapping `n` with a default and bounds.
+    #[allow(clippy::too_many_arguments)]
+    fn duration_key(
+        &mut self,
+        n: &Node,
+        path: &str,
+        key: &str,
+        what: &str,
+        default: Duration,
+        allow_zero: bool,
+        max: Duration,
+    ) -> Duration {
+        let Some(v) = n.get(key) else {
+            return default;
+        };
+        let p = child_path(path, key);
+        match self.cx.de::<Dur>(v, &p) {
+            Some(d) => bounded(&mut self.cx, d.0, v.span, &p, what, allow_zero, max),
+            None => default,
+        }
+    }
+
+    fn opt_duration(
+        &mut self,
+        n: &Node,
+        path: &str,
+        key: &str,
+        value: Option<Dur>,
+        default: Duration,
+        allow_zero: bool,
+        max: Duration,
+    ) -> Duration {
+        match value {
+            None => default,
+            Some(d) => bounded(
+                &mut self.cx,
+                d.0,
+                at(n, key),
+                &child_path(path, key),
+                key,
+                allow_zero,
+                max,
+            ),
+        }
+    }
+
+    fn http_probe(&mut self, n: &Node, path: &str) -> Option<HttpProbe> {
+        let raw: RawHttpProbe = self.cx.de(n, path)?;
+        let url_path = child_path(path, "url");
+        match reqwest::Url::parse(&raw.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => self.cx.error(
+                at(n, "url"),
+                &url_path,
+                format!(
+                    "url `{}` must use http or https, not `{}`",
+                    raw.url,
+                    u.scheme()
+                ),
+                None,
+            ),
+            Ok(_) => self.cx.error(
+                at(n, "url"),
+                &url_path,
+                format!("url `{}` has no host", raw.url),
+                None,
+            ),
+            Err(e) => self.cx.error(
+                at(n, "url"),
+                &url_path,
+                format!("invalid url `{}`: {e}", raw.url),
+                Some("write a full url such as `http://127.0.0.1:8080/healthz`".into()),
+            ),
+        }
+        let method = match raw.method {
+            None => "GET".to_string(),
+            Some(m) => {
+                let upper = m.to_ascii_uppercase();
+                if !HTTP_METHODS.contains(&upper.as_str()) {
+                    self.cx.error(
+                        at(n, "method"),
+                        &child_path(path, "method"),
+                        format!("unknown http method `{m}`"),
+                        suggest(&upper, HTTP_METHODS.iter().copied()),
+                    );
+                }
+                upper
+            }
+        };
+        let headers_node = n.get("headers");
+        for (name, value) in &raw.headers.0 {
+            let hn = headers_node.map_or(n, |h| h);
+            let span = hn
+                .entries()
+                .and_then(|es| es.iter().find(|e| &e.key == name))
+                .map_or(hn.span, |e| e.key_span);
+            let hpath = child_path(path, "headers");
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                self.cx.error(
+                    span,
+                    &hpath,
+                    format!("invalid header name `{name}`"),
+                    Some("header names are letters, digits and `-`, without spaces or `:`".into()),
+                );
+            } else if reqwest::header::HeaderValue::from_str(value).is_err() {
+                self.cx.error(
+                    at(hn, name),
+                    &child_path(&hpath, name),
+                    format!("invalid value for header `{name}`"),
+                    Some("header values cannot contain line breaks or control characters".into()),
+                );
+            }
+        }
+        let mut expect_status = Vec::new();
+        for s in raw.expect_status.map(|s| s.0).unwrap_or_default() {
+            if (100..=599).contains(&s) {
+                expect_status.push(s as u16);
+            } else {
+                self.cx.error(
+                    at(n, "expect-status"),
+                    &child_path(path, "expect-status"),
+                    format!("{s} is not an http status code"),
+                    Some("status codes are between 100 and 599".into()),
+                );
+            }
+        }
+        let timeout = self.opt_duration(
+            n,
+            path,
+            "timeout",
+            raw.timeout,
+            Duration::from_secs(1),
+            false,
+            DAY,
+        );
+        let max_latency = raw
+            .max_latency
+            .map(|d| self.opt_duration(n, path, "max-latency", Some(d), d.0, false, DAY));
+        if let Some(ml) = max_latency {
+            if ml > timeout {
+                self.cx.error(
+                    at(n, "max-latency"),
+                    &child_path(path, "max-latency"),
+                    format!(
+                        "max-latency ({}) is longer than timeout ({})",
+                        humantime::format_duration(ml),
+                        humantime::format_duration(timeout)
+                    ),
+                    Some("requests are cut off at the timeout; raise `timeout` or lower `max-latency`".into()),
+                );
+            }
+        }
+        Some(HttpProbe {
+            url: raw.url,
+            method,
+            headers: raw.headers.0,
+            expect_status,
+            body_contains: raw.body_contains,
+            timeout,
+            max_latency,
+        })
+    }
+
+    fn tcp_probe(&mut self, n: &Node, path: &str) -> Option<TcpProbe> {
+        let raw: RawTcpProbe = self.cx.de(n, path)?;
+        let valid = raw.address.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !valid {
+            self.cx.error(
+                at(n, "address"),
+                &child_path(path, "address"),
+                format!("invalid address `{}`", raw.address),
+                Some("write host:port, e.g. `127.0.0.1:5432` or `db.internal:5432`".into()),
+            );
+        }
+        let timeout = self.opt_duration(
+            n,
+            path,
+            "timeout",
+            raw.timeout,
+            Duration::from_secs(1),
+            false,
+            DAY,
+        );
+        Some(TcpProbe {
+            address: raw.address,
+            timeout,
+        })
+    }
+
+    fn argv(&mut self, n: &Node, path: &str, key: &str, argv: &[String]) {
+        if argv.first().is_none_or(|a| a.trim().is_empty()) {
+            self.cx.error(
+                at(n, key),
+                &child_path(path, key),
+                format!("`{key}` needs a program to run"),
+                Some(format!("write the program and its arguments as a list, e.g. `{key}: [./check.sh, --quick]`")),
+            );
+        }
+    }
+
+    fn command_probe(&mut self, n: &Node, path: &str) -> Option<CommandProbe> {
+        let raw: RawCommandProbe = self.cx.de(n, path)?;
+        self.argv(n, path, "run", &raw.run);
+        let timeout = self.opt_duration(
+            n,
+            path,
+            "timeout",
+            raw.timeout,
+            Duration::from_secs(5),
+            false,
+            DAY,
+        );
+        Some(CommandProbe {
+            argv: raw.run,
+            timeout,
+        })
+    }
+
+    fn kube_probe(&mut self, n: &Node, path: &str) -> Option<KubeProbe> {
+        let raw: RawKubeProbe = self.cx.de(n, path)?;
+        let given: Vec<(&str, &String)> = [
+            ("deployment", raw.deployment.as_ref()),
+            ("statefulset", raw.statefulset.as_ref()),
+            ("replicaset", raw.replicaset.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+        let (key, value) = match given.as_slice() {
+            [one] => *one,
+            [] => {
+                self.cx.error(
+                    n.span,
+                    path,
+                    "a kubernetes probe needs one of `deployment`, `statefulset` or `replicaset`",
+                    Some("e.g. `kubernetes: { deployment: shop/checkout, ready: all }`".into()),
+                );
+                return None;
+            }
+            [_, (second, _), ..] => {
+                self.cx.error(
+                    at(n, second),
+                    &child_path(path, second),
+                    "a kubernetes probe watches exactly one workload",
+                    Some("split it into two probes".into()),
+                );
+                return None;
+            }
+        };
+        let kind = match key {
+            "deployment" => WorkloadKind::Deployment,
+            "statefulset" => WorkloadKind::StatefulSet,
+            _ => WorkloadKind::ReplicaSet,
+        };
+        let Some((ns, name)) = value.split_once('/') else {
+            self.cx.error(
+                at(n, key),
+                &child_path(path, key),
+                format!("`{value}` must be written as NAMESPACE/NAME"),
+                Some(format!("e.g. `{key}: shop/{value}`")),
+            );
+            return None;
+        };
+        let mut ok = true;
+        if !check::is_dns_label(ns) || !check::is_dns_subdomain(name) {
+            ok = false;
+            self.cx.error(
+                at(n, key),
+                &child_path(path, key),
+                format!("invalid workload `{value}`"),
+                Some(
+                    "namespace and name use lowercase letters, digits, `-` (and `.` in names)"
+                        .into(),
+                ),
+            );
+        }
+        let ready = match raw.ready {
+            None | Some(Ready::All) => Readiness::All,
+            Some(Ready::AtLeast(k)) => match u32::try_from(k) {
+                Ok(k) => Readiness::AtLeast(k),
+                Err(_) => {
+                    ok = false;
+                    self.cx.error(
+                        at(n, "ready"),
+                        &child_path(path, "ready"),
+                        format!("ready must be `all` or a number of replicas, found {k}"),
+                        None,
+                    );
+                    Readiness::All
+                }
+            },
+        };
+        ok.then(|| KubeProbe {
+            workload: WorkloadRef {
+                kind,
+                namespace: ns.to_string(),
+                name: name.to_string(),
+            },
+            ready,
+        })
+    }
+
+    fn probe_list(&mut self, n: &Node, path: &str) -> Vec<String> {
+        let Some(list) = self.cx.de::<Vec<String>>(n, path) else {
+            return Vec::new();
+        };
+        if let Kind::Seq(items) = &n.kind {
+            for (i, (name, item)) in list.iter().zip(items).enumerate() {
+                self.refs_probe.push(Reference {
+                    name: name.clone(),
+                    span: item.span,
+                    path: format!("{path}[{i}]"),
+                });
+            }
+        }
+        list
+    }
+
+    fn faults(&mut self, root: &Node) -> Vec<FaultSpec> {
+        let mut out = Vec::new();
+        let Some(n) = root.get("faults") else {
+            return out;
+        };
+        let items = match &n.kind {
+            Kind::Seq(items) if !items.is_empty() => items,
+            Kind::Seq(_) | Kind::Null => {
+                self.cx.error(
+                    n.span,
+                    "faults",
+                    "at least one fault is needed",
+                    Some("e.g. `faults: [ { pod-kill: { target: my-pods } } ]`".into()),
+                );
+                return out;
+            }
+            _ => {
+                self.cx.error(
+                    n.span,
+                    "faults",
+                    format!("expected a list of faults, found {}", n.describe()),
+                    Some(
+                        "write each fault as a list item: `- pod-kill: { target: my-pods }`".into(),
+                    ),
+                );
+                return out;
+            }
+        };
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("faults[{i}]");
+            let Some(split) = split_kind(&mut self.cx, item, &path, "fault", FAULT_KINDS, &[])
+            else {
+                continue;
+            };
+            let bpath = child_path(&path, split.kind);
+            let body = split.body;
+            let spec = match split.kind {
+                "pod-kill" => self.cx.de::<RawPodKill>(body, &bpath).map(|raw| {
+                    self.use_target(body, &bpath, &raw.target, "kubernetes");
+                    let grace = self.opt_duration(
+                        body,
+                        &bpath,
+                        "grace-period",
+                        raw.grace_period,
+                        Duration::ZERO,
+                        true,
+                        HOUR,
+                    );
+                    FaultSpec::PodKill {
+                        target: raw.target,
+                        grace_period: grace,
+                    }
+                }),
+                "process-kill" => self.cx.de::<RawProcessKill>(body, &bpath).map(|raw| {
+                    self.use_target(body, &bpath, &raw.target, "process");
+                    let signal = match raw.signal {
+                        None => "SIGKILL".to_string(),
+                        Some(s) => check::signal(&s).unwrap_or_else(|inv| {
+                            self.cx
+                                .invalid(at(body, "signal"), &child_path(&bpath, "signal"), inv);
+                            s
+                        }),
+                    };
+                    FaultSpec::ProcessKill {
+                        target: raw.target,
+                        signal,
+                    }
+                }),
+                _ => self.cx.de::<RawCommandFault>(body, &bpath).map(|raw| {
+                    self.argv(body, &bpath, "run", &raw.run);
+                    if let Some(r) = &raw.revert {
+                        self.argv(body, &bpath, "revert", r);
+                    }
+                    let timeout = self.opt_duration(
+                        body,
+                        &bpath,
+                        "timeout",
+                        raw.timeout,
+                        Duration::from_secs(30),
+                        false,
+                        DAY,
+                    );
+                    FaultSpec::Command {
+                        run: raw.run,
+                        revert: raw.revert,
+                        timeout,
+                    }
+                }),
+            };
+            out.extend(spec);
+        }
+        out
+    }
+
+    fn use_target(&mut self, body: &Node, path: &str, name: &str, kind: &'static str) {
+        self.target_uses.push((
+            Reference {
+                name: name.to_string(),
+                span: at(body, "target"),
+                path: child_path(path, "target"),
+            },
+            kind,
+        ));
+    }
+
+    fn recovery(&mut self, n: &Node, all_probes: &[String]) -> Option<Recovery> {
+        let raw: RawRecovery = self.cx.de(n, "recovery")?;
+        let p = "recovery";
+        let objective = self.opt_duration(
+            n,
+            p,
+            "objective",
+            Some(raw.objective),
+            Duration::ZERO,
+            false,
+            DAY,
+        );
+        let timeout = self.opt_duration(
+            n,
+            p,
+            "timeout",
+            raw.timeout,
+            Duration::from_secs(300),
+            false,
+            DAY,
+        );
+        let stable_for = self.opt_duration(
+            n,
+            p,
+            "stable-for",
+            raw.stable_for,
+            Duration::from_secs(3),
+            true,
+            DAY,
+        );
+        if objective > timeout {
+            self.cx.error(
+                at(n, "objective"),
+                "recovery.objective",
+                format!(
+                    "the objective ({}) is longer than the recovery timeout ({})",
+                    humantime::format_duration(objective),
+                    humantime::format_duration(timeout)
+                ),
+                Some("raise `recovery.timeout`; a drill gives up at the timeout, so a longer objective could never be met".into()),
+            );
+        }
+        if stable_for >= timeout {
+            self.cx.error(
+                at(n, "stable-for"),
+                "recovery.stable-for",
+                format!(
+                    "stable-for ({}) must be shorter than the recovery timeout ({})",
+                    humantime::format_duration(stable_for),
+                    humantime::format_duration(timeout)
+                ),
+                None,
+            );
+        }
+        let probes = match n.get("probes") {
+            Some(list) => self.probe_list(list, "recovery.probes"),
+            None => all_probes.to_vec(),
+        };
+        Some(Recovery {
+            objective,
+            stable_for,
+            timeout,
+            probes,
+        })
+    }
+
+    fn aborts(&mut self, root: &Node) -> Vec<AbortCondition> {
+        let mut out = Vec::new();
+        let Some(n) = root.get("abort-when") else {
+            return out;
+        };
+        let items = match &n.kind {
+            Kind::Seq(items) => items,
+            Kind::Null => return out,
+            _ => {
+                self.cx.error(
+                    n.span,
+                    "abort-when",
+                    format!(
+                        "expected a list of abort conditions, found {}",
+                        n.describe()
+                    ),
+                    Some("e.g. `abort-when: [ { probe: web, failing-for: 2m } ]`".into()),
+                );
+                return out;
+            }
+        };
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("abort-when[{i}]");
+            let Some(raw) = self.cx.de::<RawAbort>(item, &path) else {
+                continue;
+            };
+            self.refs_probe.push(Reference {
+                name: raw.probe.clone(),
+                span: at(item, "probe"),
+                path: child_path(&path, "probe"),
+            });
+            match (raw.failing_for, raw.error_rate, raw.window) {
+                (Some(f), None, None) => {
+                    let d = self.opt_duration(item, &path, "failing-for", Some(f), f.0, false, DAY);
+                    out.push(AbortCondition::FailingFor {
+                        probe: raw.probe,
+                        duration: d,
+                    });
+                }
+                (None, Some(Rate(r)), Some(w)) => {
+                    if !(r > 0.0 && r < 1.0) {
+                        self.cx.error(
+                            at(item, "error-rate"),
+                            &child_path(&path, "error-rate"),
+                            "error-rate must be above 0% and below 100%",
+                            Some(
+                                "write a fraction such as `0.5` or a percentage such as `50%`"
+                                    .into(),
+                            ),
+                        );
+                    }
+                    let window = self.opt_duration(item, &path, "window", Some(w), w.0, false, DAY);
+                    out.push(AbortCondition::ErrorRate {
+                        probe: raw.probe,
+                        above: r,
+                        window,
+                    });
+                }
+                (None, Some(_), None) => self.cx.error(
+                    item.span,
+                    &path,
+                    "`error-rate` needs a `window`",
+                    Some("e.g. `{ probe: web, error-rate: 50%, window: 30s }`".into()),
+                ),
+                (None, None, Some(_)) => self.cx.error(
+                    at(item, "window"),
+                    &path,
+                    "`window` is only used with `error-rate`",
+                    Some("add `error-rate`, or use `failing-for` without a window".into()),
+                ),
+                (Some(_), Some(_), _) | (Some(_), _, Some(_)) => self.cx.error(
+                    item.span,
+                    &path,
+                    "an abort condition has either `failing-for` or `error-rate`, not both",
+                    Some("write them as two conditions".into()),
+                ),
+                (None, None, None) => self.cx.error(
+                    item.span,
+                    &path,
+                    "an abort condition needs `failing-for` or `error-rate`",
+                    Some("e.g. `{ probe: web, failing-for: 2m }`".into()),
+                ),
+            }
+        }
+        out
+    }
+
+    fn check_references(&mut self, probes: &[String], targets: &[Target]) {
+        let refs = std::mem::take(&mut self.refs_probe);
+        for r in refs {
+            if !probes.contains(&r.name) {
+                let help = suggest(&r.name, probes.iter().map(String::as_str));
+                self.cx
+                    .error(r.span, &r.path, format!("unknown probe `{}`", r.name), help);
+            }
+        }
+        let uses = std::mem::take(&mut self.target_uses);
+        for (r, want) in &uses {
+            match targets.iter().find(|t| t.name == r.name) {
+                None => {
+                    let help = suggest(&r.name, targets.iter().map(|t| t.name.as_str()));
+                    self.cx.error(
+                        r.span,
+                        &r.path,
+                        format!("unknown target `{}`", r.name),
+                        help,
+                    );
+                }
+                Some(t) => {
+                    let have = match t.kind {
+                        TargetKind::Kubernetes(_) => "kubernetes",
+                        TargetKind::Process(_) => "process",
+                    };
+                    if have != *want {
+                        let fault = if *want == "kubernetes" {
+                            "pod-kill"
+                        } else {
+                            "process-kill"
+                        };
+                        self.cx.error(
+                            r.span,
+                            &r.path,
+                            format!(
+                                "`{fault}` needs a {want} target, but `{}` is a {have} target",
+                                r.name
+                            ),
+                            Some(if *want == "kubernetes" {
+                                "use `process-kill` for process targets".into()
+                            } else {
+                                "use `pod-kill` for kubernetes targets".into()
+                            }),
+                        );
+                    }
+                }
+            }
+        }
+        for (name, span, path) in std::mem::take(&mut self.target_spans) {
+            if !uses.iter().any(|(r, _)| r.name == name) {
+                self.cx.warn(
+                    span,
+                    &path,
+                    format!("target `{name}` is not used by any fault"),
+                    Some("remove it, or reference it from a fault's `target`".into()),
+                );
+            }
+        }
+    }
+}
+
+/// `deployment/NAME` (sep `/`) in the target's namespace.
+fn workload_ref(text: &str, namespace: Option<&str>, sep: char) -> Result<WorkloadRef, Invalid> {
+    let help = "write `deployment/NAME`, `statefulset/NAME` or `replicaset/NAME`";
+    let Some((kind, name)) = text.split_once(sep) else {
+        return Err(Invalid::new(format!("invalid workload `{text}`")).help(help));
+    };
+    let kind = match kind {
+        "deployment" => WorkloadKind::Deployment,
+        "statefulset" => WorkloadKind::StatefulSet,
+        "replicaset" => WorkloadKind::ReplicaSet,
+        other => {
+            return Err(
+                Invalid::new(format!("unknown workload kind `{other}`")).help(
+                    suggest(other, ["deployment", "statefulset", "replicaset"])
+                        .unwrap_or_else(|| help.into()),
+                ),
+            )
+        }
+    };
+    if !check::is_dns_subdomain(name) {
+        return Err(Invalid::new(format!("invalid workload name `{name}`"))
+            .help("workload names use lowercase letters, digits, `-` and `.`"));
+    }
+    Ok(WorkloadRef {
+        kind,
+        namespace: namespace.unwrap_or_default().to_string(),
+        name: name.to_string(),
+    })
+}
+
+pub fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
