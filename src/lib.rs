@@ -3,11 +3,12 @@
 //! The flow is one way: experiment → plan → drill → timeline → analysis → report.
 #![forbid(unsafe_code)]
 
-pub mod experiment;
 pub mod analysis;
-pub mod timeline;
-pub mod probe;
-pub mod fault;
+pub mod cli;
 pub mod drill;
-pub mod report;
+pub mod experiment;
+pub mod fault;
 pub mod platform;
+pub mod probe;
+pub mod report;
+pub mod timeline;

@@ -134,7 +134,11 @@ pub fn is_recovered(trace: &Trace, t_inject: Duration, stable_for: Duration) -> 
     let st = &trace.stretches;
     match st.last() {
         Some(last) if last.ok => {
-            let from = if st.len() == 1 { t_inject } else { last.first.start };
+            let from = if st.len() == 1 {
+                t_inject
+            } else {
+                last.first.start
+            };
             last.last.end.saturating_sub(from) >= stable_for
         }
         _ => false,
@@ -317,8 +321,16 @@ mod tests {
 
     #[test]
     fn trial_takes_the_latest_recovery_and_the_earliest_detection() {
-        let a = probe_verdict(&periodic(1000, 6000, 10, &[(1050, 1300)]), ms(1000), ms(1000));
-        let b = probe_verdict(&periodic(1000, 6000, 10, &[(1020, 2100)]), ms(1000), ms(1000));
+        let a = probe_verdict(
+            &periodic(1000, 6000, 10, &[(1050, 1300)]),
+            ms(1000),
+            ms(1000),
+        );
+        let b = probe_verdict(
+            &periodic(1000, 6000, 10, &[(1020, 2100)]),
+            ms(1000),
+            ms(1000),
+        );
         let v = trial_verdict([&a, &b], ms(1000));
         assert!(v.recovered && v.impact);
         assert_eq!(v.ttd, b.ttd);
@@ -329,8 +341,16 @@ mod tests {
 
     #[test]
     fn a_trial_with_an_unrecovered_probe_misses_its_objective() {
-        let a = probe_verdict(&periodic(1000, 6000, 10, &[(1050, 1300)]), ms(1000), ms(1000));
-        let b = probe_verdict(&periodic(1000, 6000, 10, &[(1020, 9999)]), ms(1000), ms(1000));
+        let a = probe_verdict(
+            &periodic(1000, 6000, 10, &[(1050, 1300)]),
+            ms(1000),
+            ms(1000),
+        );
+        let b = probe_verdict(
+            &periodic(1000, 6000, 10, &[(1020, 9999)]),
+            ms(1000),
+            ms(1000),
+        );
         let v = trial_verdict([&a, &b], ms(60_000));
         assert!(!v.recovered && !v.objective_met);
     }

@@ -68,7 +68,10 @@ mod tests {
         assert_eq!(st.mean, Duration::from_millis(300));
         assert_eq!(st.median, Duration::from_millis(300));
         assert_eq!(st.p90, Duration::from_millis(500));
-        assert_eq!((st.min, st.max), (Duration::from_millis(100), Duration::from_millis(500)));
+        assert_eq!(
+            (st.min, st.max),
+            (Duration::from_millis(100), Duration::from_millis(500))
+        );
     }
 
     #[test]

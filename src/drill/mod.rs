@@ -38,10 +38,13 @@ pub struct Options {
     /// How long to wait for the steady state before an injection and after a revert.
     pub steady_state_timeout: Duration,
     /// Sees every event as it happens (progress lines, the live view).
-    pub observer: Option<Box<dyn Fn(&Clock, &crate::timeline::Event) + Send + Sync>>,
+    pub observer: Option<Observer>,
     /// Extra sample sources (watch-driven probes); they send on the sender they are given.
     pub sources: Vec<SampleSource>,
 }
+
+/// Sees every event as it happens.
+pub type Observer = Box<dyn Fn(&Clock, &crate::timeline::Event) + Send + Sync>;
 
 /// Starts a watch-driven source (a kubernetes probe, a pod-phase watcher): it spawns what it
 /// needs with the context it is given and returns at once.
@@ -170,12 +173,14 @@ impl Executor<'_> {
         let since = self.clock.now();
         let deadline = Instant::now() + self.opts.steady_state_timeout;
         let plan = self.plan;
-        match self
-            .wait(deadline, false, |r| r.steady(plan, since))
-            .await
-        {
+        match self.wait(deadline, false, |r| r.steady(plan, since)).await {
             Wait::Met => {}
-            Wait::Cancelled => return self.rec.end_trial(TrialOutcome::Aborted, "stopped before injecting; nothing was injected".into()),
+            Wait::Cancelled => {
+                return self.rec.end_trial(
+                    TrialOutcome::Aborted,
+                    "stopped before injecting; nothing was injected".into(),
+                )
+            }
             _ => {
                 let why = format!(
                     "steady state did not hold before injecting ({}); nothing was injected",
@@ -243,7 +248,10 @@ impl Executor<'_> {
         let (mut outcome, mut why) = if let Some(e) = inject_error {
             (TrialOutcome::Inconclusive, e)
         } else if injected.is_empty() {
-            (TrialOutcome::Aborted, "stopped before injecting; nothing was injected".into())
+            (
+                TrialOutcome::Aborted,
+                "stopped before injecting; nothing was injected".into(),
+            )
         } else {
             self.observe(index).await
         };
@@ -292,7 +300,10 @@ impl Executor<'_> {
         self.pace.send_replace(Pace::Steady);
 
         // Final steady state, unless the drill was stopped (then we only revert and leave).
-        if matches!(outcome, TrialOutcome::Recovered | TrialOutcome::MissedObjective) {
+        if matches!(
+            outcome,
+            TrialOutcome::Recovered | TrialOutcome::MissedObjective
+        ) {
             self.rec.phase(Some(index), Phase::FinalSteadyState);
             let since = self.clock.now();
             let deadline = Instant::now() + self.opts.steady_state_timeout;
@@ -322,10 +333,7 @@ impl Executor<'_> {
         let t_inject = self.rec.t_inject().unwrap_or_default();
         let deadline = self.clock.instant(t_inject) + exp.recovery.timeout;
         let plan = self.plan;
-        match self
-            .wait(deadline, true, |r| r.recovered(plan))
-            .await
-        {
+        match self.wait(deadline, true, |r| r.recovered(plan)).await {
             Wait::Met => {
                 self.rec.event(Some(index), EventKind::Recovered);
                 let v = self.rec.trial_verdict(plan);
@@ -355,8 +363,16 @@ impl Executor<'_> {
                 "stopped by a signal or an operator; faults were reverted".into(),
             ),
             Wait::Aborted(why) => {
-                self.rec.event(Some(index), EventKind::Aborted { reason: why.clone() });
-                (TrialOutcome::Aborted, format!("{why}; faults were reverted"))
+                self.rec.event(
+                    Some(index),
+                    EventKind::Aborted {
+                        reason: why.clone(),
+                    },
+                );
+                (
+                    TrialOutcome::Aborted,
+                    format!("{why}; faults were reverted"),
+                )
             }
         }
     }

@@ -50,7 +50,10 @@ impl Plan {
     }
 
     /// Build the experiment's faults.
-    pub fn build_faults(experiment: &Experiment, ctx: &BuildContext) -> Result<Vec<Fault>, FaultError> {
+    pub fn build_faults(
+        experiment: &Experiment,
+        ctx: &BuildContext,
+    ) -> Result<Vec<Fault>, FaultError> {
         experiment
             .faults
             .iter()

@@ -21,7 +21,7 @@ use crate::timeline::{human, Clock, Event, EventKind, Phase, Sample, Trace};
 /// the record says how many were dropped.
 const MAX_EVENTS: usize = 50_000;
 
-type Observer = Box<dyn Fn(&Clock, &Event) + Send + Sync>;
+use super::Observer;
 
 struct Live {
     name: String,
@@ -406,7 +406,7 @@ impl Recorder {
     }
 
     fn is_recovery_probe(&self, l: &Live) -> bool {
-        self.recovery_names.iter().any(|n| *n == l.name)
+        self.recovery_names.contains(&l.name)
     }
 
     pub fn passed_reason(&self, plan: &Plan) -> String {

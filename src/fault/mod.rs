@@ -64,7 +64,7 @@ pub struct Injection {
 pub enum Fault {
     ProcessKill(process_kill::ProcessKill),
     Command(command::CommandFault),
-    PodKill(pod_kill::PodKill),
+    PodKill(Box<pod_kill::PodKill>),
 }
 
 /// What building faults needs from the platform.
@@ -77,7 +77,11 @@ pub struct BuildContext {
 }
 
 impl Fault {
-    pub fn build(spec: &FaultSpec, exp: &Experiment, ctx: &BuildContext) -> Result<Fault, FaultError> {
+    pub fn build(
+        spec: &FaultSpec,
+        exp: &Experiment,
+        ctx: &BuildContext,
+    ) -> Result<Fault, FaultError> {
         match spec {
             FaultSpec::ProcessKill { target, signal } => {
                 let t = exp
@@ -117,13 +121,13 @@ impl Fault {
                     fault: "pod-kill".into(),
                     why: "no Kubernetes cluster: set `kube-context` for the environment, or give the experiment a `simulation` for --env local".into(),
                 })?;
-                Ok(Fault::PodKill(pod_kill::PodKill::new(
+                Ok(Fault::PodKill(Box::new(pod_kill::PodKill::new(
                     client,
                     target,
                     k,
                     *grace_period,
                     ctx.seed,
-                )))
+                ))))
             }
         }
     }

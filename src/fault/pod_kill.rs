@@ -40,7 +40,13 @@ pub struct Choice {
 }
 
 impl PodKill {
-    pub fn new(client: Client, target_name: &str, target: &KubeTarget, grace: Duration, seed: u64) -> Self {
+    pub fn new(
+        client: Client,
+        target_name: &str,
+        target: &KubeTarget,
+        grace: Duration,
+        seed: u64,
+    ) -> Self {
         PodKill {
             client,
             target_name: target_name.into(),
@@ -153,9 +159,15 @@ impl PodKill {
     }
 
     pub async fn inject(&self, label: String) -> Result<Injection, FaultError> {
-        let chosen = self.chosen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let chosen = self
+            .chosen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         if chosen.is_empty() {
-            return Err(FaultError::Inject("no pods were chosen (prepare first)".into()));
+            return Err(FaultError::Inject(
+                "no pods were chosen (prepare first)".into(),
+            ));
         }
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.target.namespace);
         let dp = DeleteParams {
@@ -201,7 +213,8 @@ impl PodKill {
             ),
             affected: deleted,
             revert: RevertPlan::Irreversible {
-                why: "a deleted pod is replaced by its workload controller, not by firedrill".into(),
+                why: "a deleted pod is replaced by its workload controller, not by firedrill"
+                    .into(),
             },
         })
     }

@@ -20,7 +20,11 @@ pub struct ProcessKill {
 }
 
 impl ProcessKill {
-    pub fn new(target_name: &str, target: &ProcessTarget, signal: &str) -> Result<Self, FaultError> {
+    pub fn new(
+        target_name: &str,
+        target: &ProcessTarget,
+        signal: &str,
+    ) -> Result<Self, FaultError> {
         let name = if signal.starts_with("SIG") {
             signal.to_string()
         } else {
@@ -70,7 +74,9 @@ impl ProcessKill {
         };
         if found.is_empty() {
             let what = match &self.target {
-                ProcessTarget::CommandLine(c) => format!("no running process has the command line `{c}`"),
+                ProcessTarget::CommandLine(c) => {
+                    format!("no running process has the command line `{c}`")
+                }
                 ProcessTarget::PidFile(p) => format!("no process for pid file {}", p.display()),
             };
             return Err(FaultError::NoTarget(what));
@@ -113,8 +119,9 @@ impl ProcessKill {
 }
 
 fn read_pid_file(path: &Path) -> Result<i32, FaultError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| FaultError::NoTarget(format!("cannot read pid file {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        FaultError::NoTarget(format!("cannot read pid file {}: {e}", path.display()))
+    })?;
     let first = text.lines().next().unwrap_or("").trim();
     first.parse::<i32>().ok().filter(|p| *p > 0).ok_or_else(|| {
         FaultError::NoTarget(format!(
@@ -196,7 +203,11 @@ mod tests {
         let p = dir.path().join("x.pid");
         std::fs::write(&p, "not-a-pid\n").unwrap();
         let f = ProcessKill::new("x", &ProcessTarget::PidFile(p.clone()), "SIGKILL").unwrap();
-        assert!(f.resolve().unwrap_err().to_string().contains("does not start with a process id"));
+        assert!(f
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .contains("does not start with a process id"));
         std::fs::write(&p, "999999999\n").unwrap();
         assert!(f.resolve().unwrap_err().to_string().contains("not running"));
     }

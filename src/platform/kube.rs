@@ -112,15 +112,24 @@ pub fn replicas(obj: &WorkloadObject) -> (i32, i32) {
     match obj {
         WorkloadObject::Deployment(d) => (
             d.spec.replicas.unwrap_or(1),
-            d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
+            d.status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0),
         ),
         WorkloadObject::StatefulSet(s) => (
             s.spec.replicas.unwrap_or(1),
-            s.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
+            s.status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0),
         ),
         WorkloadObject::ReplicaSet(r) => (
             r.spec.replicas.unwrap_or(1),
-            r.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
+            r.status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0),
         ),
     }
 }

@@ -83,7 +83,11 @@ pub fn failure_reason(status: &std::process::ExitStatus, stderr: &str) -> String
 
 fn first_line(buf: &[u8]) -> String {
     let s = String::from_utf8_lossy(buf);
-    let line = s.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    let line = s
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
     line.chars().take(200).collect()
 }
 
@@ -116,7 +120,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_program_is_a_failure_not_a_pass() {
-        let r = checker(&["/nonexistent/firedrill-check"], 1000).check().await;
+        let r = checker(&["/nonexistent/firedrill-check"], 1000)
+            .check()
+            .await;
         assert!(r.unwrap_err().contains("cannot run"));
     }
 }

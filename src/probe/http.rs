@@ -35,8 +35,8 @@ impl HttpChecker {
         for (k, v) in &spec.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| format!("invalid header name `{k}`"))?;
-            let mut value = HeaderValue::from_str(v)
-                .map_err(|_| format!("invalid value for header `{k}`"))?;
+            let mut value =
+                HeaderValue::from_str(v).map_err(|_| format!("invalid value for header `{k}`"))?;
             // Keep credentials out of any debug output reqwest or hyper might produce.
             value.set_sensitive(true);
             headers.insert(name, value);
@@ -150,7 +150,10 @@ mod tests {
         let base = serve(
             Router::new()
                 .route("/ok", get(|| async { "all good" }))
-                .route("/down", get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "no") }))
+                .route(
+                    "/down",
+                    get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "no") }),
+                )
                 .route(
                     "/slow",
                     get(|| async {
@@ -191,7 +194,11 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/", l.local_addr().unwrap());
         drop(l);
-        let r = HttpChecker::new(&spec(url)).unwrap().check().await.unwrap_err();
+        let r = HttpChecker::new(&spec(url))
+            .unwrap()
+            .check()
+            .await
+            .unwrap_err();
         assert!(r.starts_with("connect: ") && r.contains("refused"), "{r}");
     }
 }

@@ -65,15 +65,21 @@ async fn run_workload(
     let ns = w.namespace.clone();
     // One stream type for the three workload kinds.
     let mut events = match w.kind {
-        WorkloadKind::Deployment => {
-            workload_events(Api::<Deployment>::namespaced(client, &ns), cfg, WorkloadObject::Deployment)
-        }
-        WorkloadKind::StatefulSet => {
-            workload_events(Api::<StatefulSet>::namespaced(client, &ns), cfg, WorkloadObject::StatefulSet)
-        }
-        WorkloadKind::ReplicaSet => {
-            workload_events(Api::<ReplicaSet>::namespaced(client, &ns), cfg, WorkloadObject::ReplicaSet)
-        }
+        WorkloadKind::Deployment => workload_events(
+            Api::<Deployment>::namespaced(client, &ns),
+            cfg,
+            WorkloadObject::Deployment,
+        ),
+        WorkloadKind::StatefulSet => workload_events(
+            Api::<StatefulSet>::namespaced(client, &ns),
+            cfg,
+            WorkloadObject::StatefulSet,
+        ),
+        WorkloadKind::ReplicaSet => workload_events(
+            Api::<ReplicaSet>::namespaced(client, &ns),
+            cfg,
+            WorkloadObject::ReplicaSet,
+        ),
     };
     let mut state: Option<Result<(), String>> = None;
     let mut last_beat = Instant::now();
@@ -104,8 +110,8 @@ async fn run_workload(
             _ = ctx.pace.changed() => continue,
         };
         let Some(new) = next else { continue };
-        let changed = state.as_ref().map(Result::is_ok) != Some(new.is_ok())
-            || state.as_ref() != Some(&new);
+        let changed =
+            state.as_ref().map(Result::is_ok) != Some(new.is_ok()) || state.as_ref() != Some(&new);
         if !changed {
             continue;
         }
@@ -138,7 +144,11 @@ async fn run_workload(
 type WorkloadEvents =
     futures::stream::BoxStream<'static, Result<WEvent<WorkloadObject>, watcher::Error>>;
 
-fn workload_events<K>(api: Api<K>, cfg: watcher::Config, wrap: fn(K) -> WorkloadObject) -> WorkloadEvents
+fn workload_events<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    wrap: fn(K) -> WorkloadObject,
+) -> WorkloadEvents
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
@@ -189,7 +199,11 @@ async fn send(ctx: &SourceContext, probe: usize, state: Result<(), String>) -> R
 }
 
 /// The pods' lifecycle steps as platform observations, for the recovery phases.
-pub fn pod_phases(client: Client, namespace: String, selector: String) -> impl FnOnce(SourceContext) + Send {
+pub fn pod_phases(
+    client: Client,
+    namespace: String,
+    selector: String,
+) -> impl FnOnce(SourceContext) + Send {
     move |ctx| {
         tokio::spawn(run_pod_phases(client, namespace, selector, ctx));
     }
@@ -238,7 +252,9 @@ async fn run_pod_phases(client: Client, namespace: String, selector: String, ctx
                 }
             }
             Some(Ok(WEvent::Apply(p))) => {
-                let Some(name) = p.metadata.name.clone() else { continue };
+                let Some(name) = p.metadata.name.clone() else {
+                    continue;
+                };
                 let new = pod_state(&p);
                 let old = pods.insert(name.clone(), new);
                 let old = match old {

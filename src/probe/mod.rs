@@ -32,7 +32,7 @@ pub enum ProbeError {
 
 /// One probe's checker. A closed set: each built-in probe kind is a variant.
 pub enum Checker {
-    Http(http::HttpChecker),
+    Http(Box<http::HttpChecker>),
     Tcp(tcp::TcpChecker),
     Command(command::CommandChecker),
 }
@@ -46,9 +46,11 @@ impl Checker {
             message,
         };
         Ok(Some(match &spec.kind {
-            ProbeKind::Http(h) => Checker::Http(http::HttpChecker::new(h).map_err(err)?),
+            ProbeKind::Http(h) => Checker::Http(Box::new(http::HttpChecker::new(h).map_err(err)?)),
             ProbeKind::Tcp(t) => Checker::Tcp(tcp::TcpChecker::new(t)),
-            ProbeKind::Command(c) => Checker::Command(command::CommandChecker::new(c).map_err(err)?),
+            ProbeKind::Command(c) => {
+                Checker::Command(command::CommandChecker::new(c).map_err(err)?)
+            }
             ProbeKind::Kubernetes(_) => return Ok(None),
         }))
     }

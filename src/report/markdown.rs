@@ -143,7 +143,10 @@ pub fn render(r: &RunRecord) -> String {
             );
         }
         if !t.faults.is_empty() {
-            let _ = writeln!(o, "\n| fault | what was done | accepted at | revert |\n|---|---|---|---|");
+            let _ = writeln!(
+                o,
+                "\n| fault | what was done | accepted at | revert |\n|---|---|---|---|"
+            );
             for f in &t.faults {
                 let revert = match (&f.reverted, &f.revert_error) {
                     (_, Some(e)) => format!("**FAILED: {e}**"),
@@ -162,15 +165,22 @@ pub fn render(r: &RunRecord) -> String {
         }
     }
 
-    let _ = writeln!(o, "\n## Timeline\n\n| t (s) | trial | event |\n|---|---|---|");
+    let _ = writeln!(
+        o,
+        "\n## Timeline\n\n| t (s) | trial | event |\n|---|---|---|"
+    );
     for e in &r.events {
         let what = match &e.kind {
             EventKind::Phase { phase } => format!("phase: {phase}"),
             EventKind::FaultTargets { fault, chosen } => format!("targets of {fault}: {chosen}"),
             EventKind::FaultInjected { fault, detail } => format!("**injected** {fault}: {detail}"),
-            EventKind::FaultFailed { fault, error } => format!("**inject failed** {fault}: {error}"),
+            EventKind::FaultFailed { fault, error } => {
+                format!("**inject failed** {fault}: {error}")
+            }
             EventKind::FaultReverted { fault, detail } => format!("reverted {fault}: {detail}"),
-            EventKind::RevertFailed { fault, error } => format!("**REVERT FAILED** {fault}: {error}"),
+            EventKind::RevertFailed { fault, error } => {
+                format!("**REVERT FAILED** {fault}: {error}")
+            }
             EventKind::ProbeChanged { probe, ok, reason } => match (ok, reason) {
                 (true, _) => format!("{probe} passing"),
                 (false, Some(r)) => format!("{probe} failing: {r}"),
@@ -182,7 +192,13 @@ pub fn render(r: &RunRecord) -> String {
             EventKind::Mark { mark, text } => format!("mark {mark}: {text}"),
         };
         let trial = e.trial.map(|t| t.to_string()).unwrap_or_default();
-        let _ = writeln!(o, "| {:.3} | {} | {} |", e.at.as_secs_f64(), trial, what.replace('|', "\\|"));
+        let _ = writeln!(
+            o,
+            "| {:.3} | {} | {} |",
+            e.at.as_secs_f64(),
+            trial,
+            what.replace('|', "\\|")
+        );
     }
     if r.events_dropped > 0 {
         let _ = writeln!(o, "\n{} further events were not kept.", r.events_dropped);
@@ -191,7 +207,10 @@ pub fn render(r: &RunRecord) -> String {
         o,
         "\n---\nExperiment `{}` (sha256 `{}`), firedrill {}.",
         r.experiment.path,
-        r.experiment.content_hash.get(..12).unwrap_or(&r.experiment.content_hash),
+        r.experiment
+            .content_hash
+            .get(..12)
+            .unwrap_or(&r.experiment.content_hash),
         r.firedrill_version
     );
     o

@@ -33,13 +33,7 @@ pub fn render(r: &RunRecord, report_path: Option<&std::path::Path>) -> String {
                 .filter(|p| r.recovery.probes.contains(&p.name))
                 .max_by_key(|p| p.verdict.ttr.map(|b| b.estimate))
                 .filter(|p| p.verdict.impact())
-                .map(|p| {
-                    format!(
-                        "{} ({:.1}% avail.)",
-                        p.name,
-                        p.verdict.availability * 100.0
-                    )
-                })
+                .map(|p| format!("{} ({:.1}% avail.)", p.name, p.verdict.availability * 100.0))
                 .unwrap_or_default();
             Row {
                 trial: t.index,

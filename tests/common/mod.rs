@@ -1,5 +1,8 @@
-//! Shared test support: the demo service and its supervisor (tests/support/demo_service.py).
+//! Shared test support: the built binary, and the demo service with its supervisor
+//! (tests/support/demo_service.py).
 #![allow(dead_code)]
+
+use std::path::Path;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -21,12 +24,13 @@ pub struct Truth {
 
 impl DemoService {
     /// Start the supervised service and wait until it answers.
-    pub async fn start(restart_delay_ms: u64) -> DemoService {
+    pub fn start(restart_delay_ms: u64) -> DemoService {
         let dir = tempfile::tempdir().unwrap();
         let pid_file = dir.path().join("demo.pid");
         let port_file = dir.path().join("demo.port");
         let truth_file = dir.path().join("truth.log");
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/demo_service.py");
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/demo_service.py");
         let supervisor = Command::new("python3")
             .arg(&script)
             .arg("supervise")
@@ -57,7 +61,7 @@ impl DemoService {
                     }
                 }
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            std::thread::sleep(Duration::from_millis(20));
         }
         panic!("demo service did not start");
     }
@@ -68,7 +72,10 @@ impl DemoService {
 
     pub fn truth(&self) -> Truth {
         let text = std::fs::read_to_string(&self.truth_file).unwrap_or_default();
-        let mut t = Truth { up: vec![], down: vec![] };
+        let mut t = Truth {
+            up: vec![],
+            down: vec![],
+        };
         for line in text.lines() {
             let mut it = line.split_whitespace();
             match (it.next(), it.next().and_then(|n| n.parse().ok())) {
@@ -98,4 +105,42 @@ impl Drop for DemoService {
             let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
         }
     }
+}
+
+/// The `firedrill` binary under test.
+pub fn firedrill() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_firedrill"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null());
+    c
+}
+
+/// Every JSON report under a report directory.
+pub fn reports(dir: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "json") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                out.push(serde_json::from_str(&text).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The one JSON report a run wrote.
+pub fn only_report(dir: &Path) -> serde_json::Value {
+    let mut all = reports(dir);
+    assert_eq!(
+        all.len(),
+        1,
+        "expected exactly one report under {}",
+        dir.display()
+    );
+    all.remove(0)
 }

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 
@@ -34,8 +35,7 @@ def serve(port, truth):
     record(truth, "up")
     body = b"ok\n"
     resp = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: text/plain\r\n\r\n%s" % (len(body), body)
-    while True:
-        conn, _ = s.accept()
+    def handle(conn):
         conn.settimeout(5)
         try:
             buf = b""
@@ -52,6 +52,10 @@ def serve(port, truth):
             pass
         finally:
             conn.close()
+
+    while True:
+        conn, _ = s.accept()
+        threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
 
 def free_port():

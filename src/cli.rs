@@ -1,0 +1,395 @@
+//! The command line: `validate`, `plan`, `run`, `sim`, `proxy`.
+//!
+//! Results go to stdout, logs and progress to stderr. Exit codes (DESIGN.md): 0 passed,
+//! 1 failed, 2 invalid input (nothing touched), 3 aborted or inconclusive, 4 internal error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::drill::{self, Options, Plan};
+use crate::experiment::{
+    self, Diagnostic, Diagnostics, Environment, EnvironmentsFile, LoadOptions,
+};
+use crate::fault::BuildContext;
+use crate::report;
+use crate::timeline::{human, Clock, Event, EventKind};
+
+pub const EXIT_INVALID: u8 = 2;
+pub const EXIT_INTERNAL: u8 = 4;
+
+#[derive(Parser)]
+#[command(
+    name = "firedrill",
+    version,
+    about = "Chaos and disaster-recovery drills that measure time to recover"
+)]
+struct Cli {
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check experiment files and report every problem with file:line:column.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        env: EnvArgs,
+    },
+    /// Show exactly what a drill would do in an environment, touching nothing.
+    Plan {
+        file: PathBuf,
+        #[command(flatten)]
+        env: EnvArgs,
+    },
+    /// Run a drill: inject, measure time to detect and to recover, revert, report.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args, Clone)]
+struct EnvArgs {
+    /// Environment from firedrill.yaml; `local` (built in) targets this machine and the
+    /// embedded simulated cluster.
+    #[arg(long, default_value = "local")]
+    env: String,
+    /// Environments file; default: firedrill.yaml beside the experiment (or its parent).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Set a variable for ${name} interpolation (repeatable), overriding the environment's.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    file: PathBuf,
+    #[command(flatten)]
+    env: EnvArgs,
+    /// Where reports go: <dir>/<experiment>/<environment>/<run-id>.{json,md}.
+    #[arg(long, default_value = "reports")]
+    report_dir: PathBuf,
+    /// Seed for every random choice (recorded in the report); default: random.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override the experiment's `repeat` (number of trials).
+    #[arg(long)]
+    repeat: Option<u32>,
+    /// How long to wait for the steady state before injecting and after reverting.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    steady_state_timeout: Duration,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_INTERNAL);
+        }
+    };
+    runtime.block_on(async {
+        match dispatch(cli.command).await {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_INTERNAL)
+            }
+        }
+    })
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
+    match cmd {
+        Command::Validate { files, env } => Ok(validate(&files, &env)),
+        Command::Plan { file, env } => plan(&file, &env).await,
+        Command::Run(args) => run(args).await,
+    }
+}
+
+/// An experiment's environment, from firedrill.yaml (or the built-in `local`).
+fn environment(file: &Path, args: &EnvArgs) -> Result<(Environment, Vec<String>), Diagnostics> {
+    let config = args
+        .config
+        .clone()
+        .or_else(|| experiment::find_environments_file(file));
+    let envs = match &config {
+        Some(path) => experiment::load_environments(path)?,
+        None => EnvironmentsFile::default(),
+    };
+    let known: Vec<String> = envs.environments.iter().map(|e| e.name.clone()).collect();
+    let mut env = match envs.environments.into_iter().find(|e| e.name == args.env) {
+        Some(e) => e,
+        None if args.env == "local" => Environment::local(),
+        None => {
+            let help = if known.is_empty() {
+                "define it in firedrill.yaml beside the experiment, or use --env local".into()
+            } else {
+                format!("known environments: local, {}", known.join(", "))
+            };
+            return Err(Diagnostics::single(
+                Diagnostic::error(
+                    config.as_deref().unwrap_or(file),
+                    1,
+                    1,
+                    format!("unknown environment `{}`", args.env),
+                )
+                .with_help(Some(help)),
+            ));
+        }
+    };
+    for (k, v) in &args.vars {
+        env.vars.insert(k.clone(), v.clone());
+    }
+    Ok((env, known))
+}
+
+fn load(
+    file: &Path,
+    env: &Environment,
+    known: &[String],
+    extra: &BTreeMap<String, String>,
+) -> Result<experiment::Loaded, Diagnostics> {
+    let opts = LoadOptions {
+        env,
+        extra_vars: extra,
+        known_environments: if known.is_empty() { None } else { Some(known) },
+    };
+    experiment::load_experiment(file, &opts)
+}
+
+fn validate(files: &[PathBuf], args: &EnvArgs) -> u8 {
+    let mut bad = false;
+    for file in files {
+        let result = environment(file, args).and_then(|(env, known)| {
+            let placeholders = simulation_placeholders(file)?;
+            load(file, &env, &known, &placeholders)
+        });
+        match result {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    eprintln!("{w}\n");
+                }
+                println!("ok: {} ({})", file.display(), loaded.experiment.name);
+            }
+            Err(d) => {
+                bad = true;
+                eprintln!("{d}");
+            }
+        }
+    }
+    if bad {
+        EXIT_INVALID
+    } else {
+        0
+    }
+}
+
+/// `${sim.NS.DEPLOY}` names for validation without starting the cluster.
+fn simulation_placeholders(file: &Path) -> Result<BTreeMap<String, String>, Diagnostics> {
+    let _ = experiment::peek_simulation(file)?;
+    Ok(BTreeMap::new())
+}
+
+async fn plan(file: &Path, args: &EnvArgs) -> anyhow::Result<u8> {
+    let (env, known) = match environment(file, args) {
+        Ok(x) => x,
+        Err(d) => {
+            eprintln!("{d}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let vars = match simulation_placeholders(file) {
+        Ok(v) => v,
+        Err(d) => {
+            eprintln!("{d}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let loaded = match load(file, &env, &known, &vars) {
+        Ok(l) => l,
+        Err(d) => {
+            eprintln!("{d}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let exp = &loaded.experiment;
+    println!("drill `{}` in environment `{}`", exp.name, env.name);
+    println!("  trials: {}, cooldown {}", exp.repeat, human(exp.cooldown));
+    println!(
+        "  recovery: objective {}, stable for {}, timeout {}",
+        human(exp.recovery.objective),
+        human(exp.recovery.stable_for),
+        human(exp.recovery.timeout)
+    );
+    for p in &exp.probes {
+        let (kind, checks) = drill::plan::probe_checks(p);
+        println!(
+            "  probe {} ({kind}): {checks} every {} ({} while observing)",
+            p.name,
+            human(p.every),
+            human(p.every_during)
+        );
+    }
+    match Plan::build_faults(exp, &Default::default()) {
+        Ok(faults) => {
+            for f in &faults {
+                println!("  fault {}: {}", f.label(), f.describe());
+            }
+        }
+        Err(e) => println!("  faults: {e}"),
+    }
+    println!("nothing was touched");
+    Ok(0)
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let file = &args.file;
+    let (env, known) = match environment(file, &args.env) {
+        Ok(x) => x,
+        Err(d) => {
+            eprintln!("{d}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let seed = args.seed.unwrap_or_else(rand::random);
+
+    let extra = BTreeMap::new();
+    let loaded = match load(file, &env, &known, &extra) {
+        Ok(l) => l,
+        Err(d) => {
+            eprintln!("{d}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    for w in &loaded.warnings {
+        eprintln!("{w}\n");
+    }
+    let mut exp = loaded.experiment;
+    if let Some(n) = args.repeat {
+        exp.repeat = n.max(1);
+    }
+    if env.name != "local" && !exp.environments.contains(&env.name) {
+        eprintln!(
+            "error: drill `{}` does not list environment `{}`\n  = help: add it to `environments:` in {}",
+            exp.name,
+            env.name,
+            file.display()
+        );
+        return Ok(EXIT_INVALID);
+    }
+    let ctx = BuildContext { kube: None, seed };
+    let faults = match Plan::build_faults(&exp, &ctx) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let plan = Plan::new(exp, env, seed, faults);
+    eprintln!(
+        "run {} of `{}` in `{}` (seed {})",
+        plan.run_id, plan.experiment.name, plan.environment.name, plan.seed
+    );
+    for f in &plan.faults {
+        eprintln!("  will inject {}: {}", f.label(), f.describe());
+    }
+
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone());
+    let mut opts = Options::new(cancel);
+    opts.steady_state_timeout = args.steady_state_timeout;
+    opts.observer = Some(Box::new(progress_line));
+    let record = drill::execute(&plan, opts).await;
+
+    let path = report::write(&args.report_dir, &record)?;
+    print!("{}", report::terminal::render(&record, Some(&path)));
+    Ok(record.outcome.exit_code() as u8)
+}
+
+/// SIGINT/SIGTERM cancel the drill; the executor then reverts. Further signals are reported
+/// but never skip the revert.
+fn spawn_signal_handler(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            tracing::warn!("cannot install signal handlers; Ctrl-C will kill without reverting");
+            return;
+        };
+        let mut n = 0;
+        loop {
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+            n += 1;
+            if n == 1 {
+                eprintln!("stopping: reverting every injected fault (signals now only repeat this message)");
+                cancel.cancel();
+            } else {
+                eprintln!("still reverting; firedrill exits when every fault is rolled back");
+            }
+        }
+    });
+}
+
+/// Plain progress lines on stderr, one per meaningful event.
+fn progress_line(_clock: &Clock, e: &Event) {
+    let what = match &e.kind {
+        EventKind::Phase { phase } => format!("{phase}"),
+        EventKind::FaultTargets { fault, chosen } => format!("{fault}: {chosen}"),
+        EventKind::FaultInjected { fault, detail } => format!("injected {fault}: {detail}"),
+        EventKind::FaultFailed { fault, error } => format!("could not inject {fault}: {error}"),
+        EventKind::FaultReverted { fault, detail } => format!("reverted {fault}: {detail}"),
+        EventKind::RevertFailed { fault, error } => format!("REVERT FAILED {fault}: {error}"),
+        EventKind::ProbeChanged {
+            probe, ok: true, ..
+        } => format!("{probe} passing"),
+        EventKind::ProbeChanged { probe, reason, .. } => {
+            format!("{probe} failing: {}", reason.as_deref().unwrap_or("failed"))
+        }
+        EventKind::Recovery { object, step } => format!("{object}: {step}"),
+        EventKind::Recovered => "recovered".into(),
+        EventKind::Aborted { reason } => reason.clone(),
+        EventKind::Mark { mark, text } => format!("{mark}: {text}"),
+    };
+    let trial = e.trial.map(|t| format!(" trial {t}")).unwrap_or_default();
+    eprintln!("[{:>9.3}s]{trial} {what}", e.at.as_secs_f64());
+}
