@@ -50,6 +50,9 @@ const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH",
 pub(crate) struct Ctx<'f> {
     pub file: &'f Path,
     pub diags: Vec<Diagnostic>,
+    /// Paths whose value could not be interpolated: checking what is left of it would only
+    /// repeat the same mistake in other words.
+    pub suppressed: BTreeSet<String>,
 }
 
 impl<'f> Ctx<'f> {
@@ -57,6 +60,7 @@ impl<'f> Ctx<'f> {
         Ctx {
             file,
             diags: Vec::new(),
+            suppressed: BTreeSet::new(),
         }
     }
 
@@ -67,6 +71,9 @@ impl<'f> Ctx<'f> {
         message: impl Into<String>,
         help: Option<String>,
     ) {
+        if self.suppressed.contains(path) {
+            return;
+        }
         self.diags.push(
             Diagnostic::error(self.file, span.line, span.col, message)
                 .with_path(path)
@@ -127,7 +134,7 @@ impl<'f> Ctx<'f> {
         let mut fatal = false;
         for e in parsed.errors {
             fatal |= e.fatal;
-            self.error(e.span, "", e.message, e.help);
+            self.error(e.span, &e.path, e.message, e.help);
         }
         if fatal {
             None
@@ -178,8 +185,8 @@ fn bounded(
             path,
             format!(
                 "{what} of {} is longer than the maximum of {}",
-                humantime::format_duration(d),
-                humantime::format_duration(max)
+                check::format_duration(d),
+                check::format_duration(max)
             ),
             Some("check the unit (`ms`, `s`, `m`, `h`)".into()),
         );
@@ -304,9 +311,12 @@ pub fn load(
         extra_vars: opts.extra_vars,
         secrets: Vec::new(),
     };
+    let mut failed = BTreeSet::new();
     for e in interpolate_tree(&mut root, &source, &mut resolver, &["simulation.scenario"]) {
         cx.error(e.span, &e.path, e.message, e.help);
+        failed.insert(e.path);
     }
+    cx.suppressed = failed;
     let secrets = resolver.secrets;
 
     let mut b = Builder {
@@ -315,7 +325,7 @@ pub fn load(
         opts,
         refs_probe: Vec::new(),
         target_uses: Vec::new(),
-        target_spans: Vec::new(),
+        declared_targets: Vec::new(),
     };
     let exp = b.experiment(&root, path, bytes, secrets);
     let mut cx = b.cx;
@@ -339,8 +349,9 @@ struct Builder<'f, 'o> {
     refs_probe: Vec<Reference>,
     /// Fault → target references: (reference, required target kind).
     target_uses: Vec<(Reference, &'static str)>,
-    /// Where each target is defined, for the unused-target warning.
-    target_spans: Vec<(String, Span, String)>,
+    /// Every target defined, valid or not, with its kind key and position: references are
+    /// checked against what the author wrote, so one bad target is not reported twice.
+    declared_targets: Vec<(String, Option<&'static str>, Span, String)>,
 }
 
 impl Builder<'_, '_> {
@@ -446,7 +457,14 @@ impl Builder<'_, '_> {
                 .unwrap_or_default(),
         };
 
-        self.check_references(&probe_names, &targets);
+        let declared_probes: Vec<String> = root
+            .get("probes")
+            .and_then(Node::entries)
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.key.clone())
+            .collect();
+        self.check_references(&declared_probes);
 
         Some(Experiment {
             name: name?,
@@ -581,8 +599,15 @@ impl Builder<'_, '_> {
     fn targets(&mut self, root: &Node) -> Vec<Target> {
         let mut out = Vec::new();
         for (name, span, node, path) in self.named_entries(root, "targets", "target") {
-            self.target_spans
-                .push((name.to_string(), span, path.clone()));
+            let kind = node
+                .entries()
+                .and_then(|es| {
+                    es.iter()
+                        .find_map(|e| TARGET_KINDS.iter().find(|k| **k == e.key))
+                })
+                .copied();
+            self.declared_targets
+                .push((name.to_string(), kind, span, path.clone()));
             let Some(split) = split_kind(&mut self.cx, node, &path, "target", TARGET_KINDS, &[])
             else {
                 continue;
@@ -781,7 +806,7 @@ impl Builder<'_, '_> {
                 false,
                 HOUR,
             );
-            let default_during = (every / 10).max(MS);
+            let default_during = (every / 10).max(MS).min(every);
             let during = self.duration_key(
                 node,
                 &path,
@@ -791,14 +816,14 @@ impl Builder<'_, '_> {
                 false,
                 HOUR,
             );
-            if during > every {
+            if node.get("every-during").is_some() && !every.is_zero() && during > every {
                 self.cx.error(
                     at(node, "every-during"),
                     &child_path(&path, "every-during"),
                     format!(
                         "every-during ({}) must not be longer than every ({})",
-                        humantime::format_duration(during),
-                        humantime::format_duration(every)
+                        check::format_duration(during),
+                        check::format_duration(every)
                     ),
                     Some("every-during is the faster sampling interval used while the system is disturbed".into()),
                 );
@@ -866,6 +891,15 @@ impl Builder<'_, '_> {
         let url_path = child_path(path, "url");
         match reqwest::Url::parse(&raw.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+            _ if !raw.url.contains("://") => self.cx.error(
+                at(n, "url"),
+                &url_path,
+                format!("url `{}` has no scheme", raw.url),
+                Some(format!(
+                    "start it with `http://` or `https://`, e.g. `http://{}`",
+                    raw.url
+                )),
+            ),
             Ok(u) if !matches!(u.scheme(), "http" | "https") => self.cx.error(
                 at(n, "url"),
                 &url_path,
@@ -960,8 +994,8 @@ impl Builder<'_, '_> {
                     &child_path(path, "max-latency"),
                     format!(
                         "max-latency ({}) is longer than timeout ({})",
-                        humantime::format_duration(ml),
-                        humantime::format_duration(timeout)
+                        check::format_duration(ml),
+                        check::format_duration(timeout)
                     ),
                     Some("requests are cut off at the timeout; raise `timeout` or lower `max-latency`".into()),
                 );
@@ -1171,9 +1205,18 @@ impl Builder<'_, '_> {
             };
             let bpath = child_path(&path, split.kind);
             let body = split.body;
+            // Recorded from the node, so a typo elsewhere in this fault does not turn into an
+            // "unused target" or hide a bad reference.
+            let wanted = match split.kind {
+                "pod-kill" => Some("kubernetes"),
+                "process-kill" => Some("process"),
+                _ => None,
+            };
+            if let (Some(kind), Some(t)) = (wanted, body.get("target").filter(|t| t.is_scalar())) {
+                self.use_target(body, &bpath, &t.raw, kind);
+            }
             let spec = match split.kind {
                 "pod-kill" => self.cx.de::<RawPodKill>(body, &bpath).map(|raw| {
-                    self.use_target(body, &bpath, &raw.target, "kubernetes");
                     let grace = self.opt_duration(
                         body,
                         &bpath,
@@ -1189,7 +1232,6 @@ impl Builder<'_, '_> {
                     }
                 }),
                 "process-kill" => self.cx.de::<RawProcessKill>(body, &bpath).map(|raw| {
-                    self.use_target(body, &bpath, &raw.target, "process");
                     let signal = match raw.signal {
                         None => "SIGKILL".to_string(),
                         Some(s) => check::signal(&s).unwrap_or_else(|inv| {
@@ -1276,8 +1318,8 @@ impl Builder<'_, '_> {
                 "recovery.objective",
                 format!(
                     "the objective ({}) is longer than the recovery timeout ({})",
-                    humantime::format_duration(objective),
-                    humantime::format_duration(timeout)
+                    check::format_duration(objective),
+                    check::format_duration(timeout)
                 ),
                 Some("raise `recovery.timeout`; a drill gives up at the timeout, so a longer objective could never be met".into()),
             );
@@ -1288,8 +1330,8 @@ impl Builder<'_, '_> {
                 "recovery.stable-for",
                 format!(
                     "stable-for ({}) must be shorter than the recovery timeout ({})",
-                    humantime::format_duration(stable_for),
-                    humantime::format_duration(timeout)
+                    check::format_duration(stable_for),
+                    check::format_duration(timeout)
                 ),
                 None,
             );
@@ -1393,7 +1435,7 @@ impl Builder<'_, '_> {
         out
     }
 
-    fn check_references(&mut self, probes: &[String], targets: &[Target]) {
+    fn check_references(&mut self, probes: &[String]) {
         let refs = std::mem::take(&mut self.refs_probe);
         for r in refs {
             if !probes.contains(&r.name) {
@@ -1403,10 +1445,11 @@ impl Builder<'_, '_> {
             }
         }
         let uses = std::mem::take(&mut self.target_uses);
+        let targets = std::mem::take(&mut self.declared_targets);
         for (r, want) in &uses {
-            match targets.iter().find(|t| t.name == r.name) {
+            match targets.iter().find(|t| t.0 == r.name) {
                 None => {
-                    let help = suggest(&r.name, targets.iter().map(|t| t.name.as_str()));
+                    let help = suggest(&r.name, targets.iter().map(|t| t.0.as_str()));
                     self.cx.error(
                         r.span,
                         &r.path,
@@ -1414,35 +1457,36 @@ impl Builder<'_, '_> {
                         help,
                     );
                 }
-                Some(t) => {
-                    let have = match t.kind {
-                        TargetKind::Kubernetes(_) => "kubernetes",
-                        TargetKind::Process(_) => "process",
+                Some((_, Some(have), _, _)) if have != want => {
+                    let fault = if *want == "kubernetes" {
+                        "pod-kill"
+                    } else {
+                        "process-kill"
                     };
-                    if have != *want {
-                        let fault = if *want == "kubernetes" {
-                            "pod-kill"
-                        } else {
-                            "process-kill"
-                        };
-                        self.cx.error(
-                            r.span,
-                            &r.path,
-                            format!(
-                                "`{fault}` needs a {want} target, but `{}` is a {have} target",
-                                r.name
-                            ),
-                            Some(if *want == "kubernetes" {
-                                "use `process-kill` for process targets".into()
-                            } else {
-                                "use `pod-kill` for kubernetes targets".into()
-                            }),
-                        );
-                    }
+                    let other = if *want == "kubernetes" {
+                        "process-kill"
+                    } else {
+                        "pod-kill"
+                    };
+                    self.cx.error(
+                        r.span,
+                        &r.path,
+                        format!(
+                            "`{fault}` needs a {want} target, but `{}` is a {have} target",
+                            r.name
+                        ),
+                        Some(format!("use `{other}` for {have} targets")),
+                    );
                 }
+                Some(_) => {}
             }
         }
-        for (name, span, path) in std::mem::take(&mut self.target_spans) {
+        // Only on an otherwise clean file: next to errors it is noise, and a fault that failed
+        // to parse may well be the one that meant to use the target.
+        if self.cx.has_errors() {
+            return;
+        }
+        for (name, _, span, path) in targets {
             if !uses.iter().any(|(r, _)| r.name == name) {
                 self.cx.warn(
                     span,
