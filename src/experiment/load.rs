@@ -163,16 +163,34 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<T, D
 }
 
 /// Checks a duration against a lower and upper bound, reporting at `span`.
+/// The default and the allowed range of one duration setting.
+#[derive(Debug, Clone, Copy)]
+struct Limit {
+    default: Duration,
+    allow_zero: bool,
+    max: Duration,
+}
+
+impl Limit {
+    fn new(default: Duration, allow_zero: bool, max: Duration) -> Self {
+        Limit {
+            default,
+            allow_zero,
+            max,
+        }
+    }
+}
+
 fn bounded(
     cx: &mut Ctx<'_>,
     d: Duration,
     span: Span,
     path: &str,
     what: &str,
-    allow_zero: bool,
-    max: Duration,
+    limit: Limit,
 ) -> Duration {
-    if d.is_zero() && !allow_zero {
+    let max = limit.max;
+    if d.is_zero() && !limit.allow_zero {
         cx.error(
             span,
             path,
@@ -450,8 +468,7 @@ impl Builder<'_, '_> {
                         n.span,
                         "cooldown",
                         "cooldown",
-                        true,
-                        HOUR,
+                        Limit::new(Duration::from_secs(5), true, HOUR),
                     )
                 })
                 .unwrap_or_default(),
@@ -801,20 +818,14 @@ impl Builder<'_, '_> {
                 node,
                 &path,
                 "every",
-                "every",
-                Duration::from_secs(1),
-                false,
-                HOUR,
+                Limit::new(Duration::from_secs(1), false, HOUR),
             );
             let default_during = (every / 10).max(MS).min(every);
             let during = self.duration_key(
                 node,
                 &path,
                 "every-during",
-                "every-during",
-                default_during,
-                false,
-                HOUR,
+                Limit::new(default_during, false, HOUR),
             );
             if node.get("every-during").is_some() && !every.is_zero() && during > every {
                 self.cx.error(
@@ -840,48 +851,36 @@ impl Builder<'_, '_> {
         out
     }
 
-    /// Reads optional duration `key` of mapping `n` with a default and bounds.
-    #[allow(clippy::too_many_arguments)]
-    fn duration_key(
-        &mut self,
-        n: &Node,
-        path: &str,
-        key: &str,
-        what: &str,
-        default: Duration,
-        allow_zero: bool,
-        max: Duration,
-    ) -> Duration {
+    /// Reads optional duration `key` of mapping `n` within `limit`.
+    fn duration_key(&mut self, n: &Node, path: &str, key: &str, limit: Limit) -> Duration {
         let Some(v) = n.get(key) else {
-            return default;
+            return limit.default;
         };
         let p = child_path(path, key);
         match self.cx.de::<Dur>(v, &p) {
-            Some(d) => bounded(&mut self.cx, d.0, v.span, &p, what, allow_zero, max),
-            None => default,
+            Some(d) => bounded(&mut self.cx, d.0, v.span, &p, key, limit),
+            None => limit.default,
         }
     }
 
+    /// Checks an already parsed optional duration `key` of mapping `n` against `limit`.
     fn opt_duration(
         &mut self,
         n: &Node,
         path: &str,
         key: &str,
         value: Option<Dur>,
-        default: Duration,
-        allow_zero: bool,
-        max: Duration,
+        limit: Limit,
     ) -> Duration {
         match value {
-            None => default,
+            None => limit.default,
             Some(d) => bounded(
                 &mut self.cx,
                 d.0,
                 at(n, key),
                 &child_path(path, key),
                 key,
-                allow_zero,
-                max,
+                limit,
             ),
         }
     }
@@ -980,13 +979,11 @@ impl Builder<'_, '_> {
             path,
             "timeout",
             raw.timeout,
-            Duration::from_secs(1),
-            false,
-            DAY,
+            Limit::new(Duration::from_secs(1), false, DAY),
         );
-        let max_latency = raw
-            .max_latency
-            .map(|d| self.opt_duration(n, path, "max-latency", Some(d), d.0, false, DAY));
+        let max_latency = raw.max_latency.map(|d| {
+            self.opt_duration(n, path, "max-latency", Some(d), Limit::new(d.0, false, DAY))
+        });
         if let Some(ml) = max_latency {
             if ml > timeout {
                 self.cx.error(
@@ -1030,9 +1027,7 @@ impl Builder<'_, '_> {
             path,
             "timeout",
             raw.timeout,
-            Duration::from_secs(1),
-            false,
-            DAY,
+            Limit::new(Duration::from_secs(1), false, DAY),
         );
         Some(TcpProbe {
             address: raw.address,
@@ -1059,9 +1054,7 @@ impl Builder<'_, '_> {
             path,
             "timeout",
             raw.timeout,
-            Duration::from_secs(5),
-            false,
-            DAY,
+            Limit::new(Duration::from_secs(5), false, DAY),
         );
         Some(CommandProbe {
             argv: raw.run,
@@ -1222,9 +1215,7 @@ impl Builder<'_, '_> {
                         &bpath,
                         "grace-period",
                         raw.grace_period,
-                        Duration::ZERO,
-                        true,
-                        HOUR,
+                        Limit::new(Duration::ZERO, true, HOUR),
                     );
                     FaultSpec::PodKill {
                         target: raw.target,
@@ -1255,9 +1246,7 @@ impl Builder<'_, '_> {
                         &bpath,
                         "timeout",
                         raw.timeout,
-                        Duration::from_secs(30),
-                        false,
-                        DAY,
+                        Limit::new(Duration::from_secs(30), false, DAY),
                     );
                     FaultSpec::Command {
                         run: raw.run,
@@ -1290,27 +1279,21 @@ impl Builder<'_, '_> {
             p,
             "objective",
             Some(raw.objective),
-            Duration::ZERO,
-            false,
-            DAY,
+            Limit::new(Duration::ZERO, false, DAY),
         );
         let timeout = self.opt_duration(
             n,
             p,
             "timeout",
             raw.timeout,
-            Duration::from_secs(300),
-            false,
-            DAY,
+            Limit::new(Duration::from_secs(300), false, DAY),
         );
         let stable_for = self.opt_duration(
             n,
             p,
             "stable-for",
             raw.stable_for,
-            Duration::from_secs(3),
-            true,
-            DAY,
+            Limit::new(Duration::from_secs(3), true, DAY),
         );
         if objective > timeout {
             self.cx.error(
@@ -1381,7 +1364,13 @@ impl Builder<'_, '_> {
             });
             match (raw.failing_for, raw.error_rate, raw.window) {
                 (Some(f), None, None) => {
-                    let d = self.opt_duration(item, &path, "failing-for", Some(f), f.0, false, DAY);
+                    let d = self.opt_duration(
+                        item,
+                        &path,
+                        "failing-for",
+                        Some(f),
+                        Limit::new(f.0, false, DAY),
+                    );
                     out.push(AbortCondition::FailingFor {
                         probe: raw.probe,
                         duration: d,
@@ -1399,7 +1388,13 @@ impl Builder<'_, '_> {
                             ),
                         );
                     }
-                    let window = self.opt_duration(item, &path, "window", Some(w), w.0, false, DAY);
+                    let window = self.opt_duration(
+                        item,
+                        &path,
+                        "window",
+                        Some(w),
+                        Limit::new(w.0, false, DAY),
+                    );
                     out.push(AbortCondition::ErrorRate {
                         probe: raw.probe,
                         above: r,
