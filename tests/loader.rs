@@ -172,6 +172,25 @@ fn no_input_panics() {
     for (path, bytes) in &inputs {
         let _ = load_experiment_bytes(path, bytes, &s.opts());
     }
+    // Deterministic mutations: YAML's special characters dropped at pseudo-random offsets.
+    const SPECIAL: &[u8] = b":{}[],-&*!|>'\"#%@\t\n ${}\xff";
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for (path, bytes) in &valid {
+        for _ in 0..400 {
+            let mut m = bytes.clone();
+            for _ in 0..1 + next() % 3 {
+                let at = (next() % m.len() as u64) as usize;
+                m[at] = SPECIAL[(next() % SPECIAL.len() as u64) as usize];
+            }
+            let _ = load_experiment_bytes(path, &m, &s.opts());
+        }
+    }
 }
 
 #[test]

@@ -167,17 +167,15 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<T, D
 #[derive(Debug, Clone, Copy)]
 struct Limit {
     default: Duration,
-    allow_zero: bool,
+    /// `Duration::ZERO` where zero means "none" (a grace period), else the shortest
+    /// meaningful value.
+    min: Duration,
     max: Duration,
 }
 
 impl Limit {
-    fn new(default: Duration, allow_zero: bool, max: Duration) -> Self {
-        Limit {
-            default,
-            allow_zero,
-            max,
-        }
+    fn new(default: Duration, min: Duration, max: Duration) -> Self {
+        Limit { default, min, max }
     }
 }
 
@@ -190,12 +188,22 @@ fn bounded(
     limit: Limit,
 ) -> Duration {
     let max = limit.max;
-    if d.is_zero() && !limit.allow_zero {
+    if d.is_zero() && !limit.min.is_zero() {
         cx.error(
             span,
             path,
             format!("{what} must be greater than zero"),
             Some("write a positive duration such as `1s`".into()),
+        );
+    } else if d < limit.min {
+        cx.error(
+            span,
+            path,
+            format!(
+                "{what} must be at least {}",
+                check::format_duration(limit.min)
+            ),
+            None,
         );
     } else if d > max {
         cx.error(
@@ -468,7 +476,7 @@ impl Builder<'_, '_> {
                         n.span,
                         "cooldown",
                         "cooldown",
-                        Limit::new(Duration::from_secs(5), true, HOUR),
+                        Limit::new(Duration::from_secs(5), Duration::ZERO, HOUR),
                     )
                 })
                 .unwrap_or_default(),
@@ -818,14 +826,14 @@ impl Builder<'_, '_> {
                 node,
                 &path,
                 "every",
-                Limit::new(Duration::from_secs(1), false, HOUR),
+                Limit::new(Duration::from_secs(1), MS, HOUR),
             );
             let default_during = (every / 10).max(MS).min(every);
             let during = self.duration_key(
                 node,
                 &path,
                 "every-during",
-                Limit::new(default_during, false, HOUR),
+                Limit::new(default_during, MS, HOUR),
             );
             if node.get("every-during").is_some() && !every.is_zero() && during > every {
                 self.cx.error(
@@ -979,11 +987,11 @@ impl Builder<'_, '_> {
             path,
             "timeout",
             raw.timeout,
-            Limit::new(Duration::from_secs(1), false, DAY),
+            Limit::new(Duration::from_secs(1), MS, DAY),
         );
-        let max_latency = raw.max_latency.map(|d| {
-            self.opt_duration(n, path, "max-latency", Some(d), Limit::new(d.0, false, DAY))
-        });
+        let max_latency = raw
+            .max_latency
+            .map(|d| self.opt_duration(n, path, "max-latency", Some(d), Limit::new(d.0, MS, DAY)));
         if let Some(ml) = max_latency {
             if ml > timeout {
                 self.cx.error(
@@ -1027,7 +1035,7 @@ impl Builder<'_, '_> {
             path,
             "timeout",
             raw.timeout,
-            Limit::new(Duration::from_secs(1), false, DAY),
+            Limit::new(Duration::from_secs(1), MS, DAY),
         );
         Some(TcpProbe {
             address: raw.address,
@@ -1054,7 +1062,7 @@ impl Builder<'_, '_> {
             path,
             "timeout",
             raw.timeout,
-            Limit::new(Duration::from_secs(5), false, DAY),
+            Limit::new(Duration::from_secs(5), MS, DAY),
         );
         Some(CommandProbe {
             argv: raw.run,
@@ -1147,9 +1155,14 @@ impl Builder<'_, '_> {
     }
 
     fn probe_list(&mut self, n: &Node, path: &str) -> Vec<String> {
-        let Some(list) = self.cx.de::<Vec<String>>(n, path) else {
-            return Vec::new();
-        };
+        match self.cx.de::<Vec<String>>(n, path) {
+            Some(list) => self.probe_refs(list, n, path),
+            None => Vec::new(),
+        }
+    }
+
+    /// Remembers each name of a parsed probe list (`n` is its node) for the reference check.
+    fn probe_refs(&mut self, list: Vec<String>, n: &Node, path: &str) -> Vec<String> {
         if let Kind::Seq(items) = &n.kind {
             for (i, (name, item)) in list.iter().zip(items).enumerate() {
                 self.refs_probe.push(Reference {
@@ -1215,7 +1228,7 @@ impl Builder<'_, '_> {
                         &bpath,
                         "grace-period",
                         raw.grace_period,
-                        Limit::new(Duration::ZERO, true, HOUR),
+                        Limit::new(Duration::ZERO, Duration::ZERO, HOUR),
                     );
                     FaultSpec::PodKill {
                         target: raw.target,
@@ -1246,7 +1259,7 @@ impl Builder<'_, '_> {
                         &bpath,
                         "timeout",
                         raw.timeout,
-                        Limit::new(Duration::from_secs(30), false, DAY),
+                        Limit::new(Duration::from_secs(30), MS, DAY),
                     );
                     FaultSpec::Command {
                         run: raw.run,
@@ -1279,21 +1292,21 @@ impl Builder<'_, '_> {
             p,
             "objective",
             Some(raw.objective),
-            Limit::new(Duration::ZERO, false, DAY),
+            Limit::new(Duration::ZERO, MS, DAY),
         );
         let timeout = self.opt_duration(
             n,
             p,
             "timeout",
             raw.timeout,
-            Limit::new(Duration::from_secs(300), false, DAY),
+            Limit::new(Duration::from_secs(300), MS, DAY),
         );
         let stable_for = self.opt_duration(
             n,
             p,
             "stable-for",
             raw.stable_for,
-            Limit::new(Duration::from_secs(3), true, DAY),
+            Limit::new(Duration::from_secs(3), Duration::ZERO, DAY),
         );
         if objective > timeout {
             self.cx.error(
@@ -1319,9 +1332,9 @@ impl Builder<'_, '_> {
                 None,
             );
         }
-        let probes = match n.get("probes") {
-            Some(list) => self.probe_list(list, "recovery.probes"),
-            None => all_probes.to_vec(),
+        let probes = match (raw.probes, n.get("probes")) {
+            (Some(list), Some(node)) => self.probe_refs(list, node, "recovery.probes"),
+            _ => all_probes.to_vec(),
         };
         Some(Recovery {
             objective,
@@ -1369,7 +1382,7 @@ impl Builder<'_, '_> {
                         &path,
                         "failing-for",
                         Some(f),
-                        Limit::new(f.0, false, DAY),
+                        Limit::new(f.0, MS, DAY),
                     );
                     out.push(AbortCondition::FailingFor {
                         probe: raw.probe,
@@ -1388,13 +1401,8 @@ impl Builder<'_, '_> {
                             ),
                         );
                     }
-                    let window = self.opt_duration(
-                        item,
-                        &path,
-                        "window",
-                        Some(w),
-                        Limit::new(w.0, false, DAY),
-                    );
+                    let window =
+                        self.opt_duration(item, &path, "window", Some(w), Limit::new(w.0, MS, DAY));
                     out.push(AbortCondition::ErrorRate {
                         probe: raw.probe,
                         above: r,

@@ -10,11 +10,11 @@ pub mod check;
 pub mod de;
 pub mod diag;
 pub mod env;
-pub mod interp;
+mod interp;
 mod load;
 pub mod model;
 pub mod node;
-pub mod raw;
+mod raw;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -50,8 +50,17 @@ fn read_capped(path: &Path) -> Result<Vec<u8>, Diagnostics> {
     let fail = |message: String, help: Option<String>| {
         Diagnostics::single(Diagnostic::error(path, 1, 1, message).with_help(help))
     };
-    let file = std::fs::File::open(path)
-        .map_err(|e| fail(format!("cannot read {}: {e}", path.display()), None))?;
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => fail(
+            format!("{} does not exist", path.display()),
+            Some("check the path; relative paths start at the current directory".into()),
+        ),
+        std::io::ErrorKind::PermissionDenied => fail(
+            format!("permission denied reading {}", path.display()),
+            None,
+        ),
+        _ => fail(format!("cannot read {}: {e}", path.display()), None),
+    })?;
     let mut bytes = Vec::new();
     // Read one byte past the cap so an oversized file is reported as such by the parser.
     file.take(node::MAX_FILE_SIZE as u64 + 1)
