@@ -383,7 +383,14 @@ pub fn duration(text: &str) -> Check<Duration> {
     if t == "0" {
         return Ok(Duration::ZERO);
     }
-    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+    if t.contains('.') {
+        // humantime has no fractions; `1.5s` is a natural thing to try.
+        return Err(Invalid::new(format!(
+            "invalid duration `{text}`: fractions are not supported"
+        ))
+        .help("use a smaller unit, e.g. `1500ms` or `1s 500ms` instead of `1.5s`"));
+    }
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
         return Err(
             Invalid::new(format!("invalid duration `{text}`: a unit is required"))
                 .help(format!("e.g. `{t}ms` or `{t}s`")),

@@ -1285,6 +1285,18 @@ impl Builder<'_, '_> {
     }
 
     fn recovery(&mut self, n: &Node, all_probes: &[String]) -> Option<Recovery> {
+        if n.is_scalar() {
+            self.cx.error(
+                n.span,
+                "recovery",
+                format!("expected a mapping, found {}", n.describe()),
+                Some(format!(
+                    "write `recovery: {{ objective: {} }}`",
+                    if n.raw.is_empty() { "30s" } else { &n.raw }
+                )),
+            );
+            return None;
+        }
         let raw: RawRecovery = self.cx.de(n, "recovery")?;
         let p = "recovery";
         let objective = self.opt_duration(
