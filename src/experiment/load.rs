@@ -330,7 +330,9 @@ pub fn load(
         return Err(cx.finish());
     }
 
+    // The same text the tree was built from (without a byte-order mark), so columns agree.
     let source = String::from_utf8_lossy(bytes);
+    let source = source.strip_prefix('\u{feff}').unwrap_or(&source);
     let mut resolver = Resolver {
         env_name: &opts.env.name,
         env_vars: &opts.env.vars,
@@ -338,7 +340,7 @@ pub fn load(
         secrets: Vec::new(),
     };
     let mut failed = BTreeSet::new();
-    for e in interpolate_tree(&mut root, &source, &mut resolver, &["simulation.scenario"]) {
+    for e in interpolate_tree(&mut root, source, &mut resolver, &["simulation.scenario"]) {
         cx.error(e.span, &e.path, e.message, e.help);
         failed.insert(e.path);
     }
@@ -675,7 +677,7 @@ impl Builder<'_, '_> {
                 .invalid(at(n, "selector"), &child_path(path, "selector"), inv);
         }
         let workload = raw.workload.as_deref().and_then(|w| {
-            let r = workload_ref(w, Some(&raw.namespace), '/');
+            let r = workload_ref(w, &raw.namespace);
             r.map_err(|inv| {
                 self.cx
                     .invalid(at(n, "workload"), &child_path(path, "workload"), inv);
@@ -1514,10 +1516,10 @@ impl Builder<'_, '_> {
     }
 }
 
-/// `deployment/NAME` (sep `/`) in the target's namespace.
-fn workload_ref(text: &str, namespace: Option<&str>, sep: char) -> Result<WorkloadRef, Invalid> {
+/// `deployment/NAME` (or `statefulset/`, `replicaset/`) in the target's namespace.
+fn workload_ref(text: &str, namespace: &str) -> Result<WorkloadRef, Invalid> {
     let help = "write `deployment/NAME`, `statefulset/NAME` or `replicaset/NAME`";
-    let Some((kind, name)) = text.split_once(sep) else {
+    let Some((kind, name)) = text.split_once('/') else {
         return Err(Invalid::new(format!("invalid workload `{text}`")).help(help));
     };
     let kind = match kind {
@@ -1539,7 +1541,7 @@ fn workload_ref(text: &str, namespace: Option<&str>, sep: char) -> Result<Worklo
     }
     Ok(WorkloadRef {
         kind,
-        namespace: namespace.unwrap_or_default().to_string(),
+        namespace: namespace.to_string(),
         name: name.to_string(),
     })
 }

@@ -2,8 +2,8 @@
 //! `${var}` interpolation and environments (`firedrill.yaml`).
 //!
 //! The loader reports every problem of a file at once. Layers, bottom up: [`node`] builds a
-//! positioned YAML tree, [`interp`] expands `${...}` in string values, [`de`] lets strict
-//! `serde` structs ([`raw`]) read that tree with positioned errors, and `load` walks the
+//! positioned YAML tree, `interp` expands `${...}` in string values, [`de`] lets strict
+//! `serde` structs (`raw`) read that tree with positioned errors, and `load` walks the
 //! document entry by entry, checks references and builds the validated [`model`].
 
 pub mod check;

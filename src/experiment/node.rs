@@ -46,7 +46,7 @@ pub enum Kind {
     Map(Vec<Entry>),
 }
 
-/// One `key: value` of a mapping; keys are always strings (see [`build`]).
+/// One `key: value` of a mapping; keys are always strings (complex keys are rejected while building).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub key: String,
