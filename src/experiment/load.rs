@@ -539,6 +539,10 @@ impl Builder<'_, '_> {
                 );
                 continue;
             }
+            if let Err(inv) = check::dns_label("environment name", env) {
+                self.cx.invalid(span, &path, inv);
+                continue;
+            }
             if let Some(known) = self.opts.known_environments {
                 if env != "local" && !known.iter().any(|k| k == env) {
                     let mut names: Vec<&str> = known.iter().map(String::as_str).collect();
