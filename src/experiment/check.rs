@@ -383,7 +383,14 @@ pub fn duration(text: &str) -> Check<Duration> {
     if t == "0" {
         return Ok(Duration::ZERO);
     }
-    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+    if t.contains('.') {
+        // humantime has no fractions; `1.5s` is a natural thing to try.
+        return Err(Invalid::new(format!(
+            "invalid duration `{text}`: fractions are not supported"
+        ))
+        .help("use a smaller unit, e.g. `1500ms` or `1s 500ms` instead of `1.5s`"));
+    }
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
         return Err(
             Invalid::new(format!("invalid duration `{text}`: a unit is required"))
                 .help(format!("e.g. `{t}ms` or `{t}s`")),
@@ -411,17 +418,32 @@ pub const SIGNALS: &[&str] = &[
 /// `KILL`, `sigkill` or `SIGKILL` → `SIGKILL`.
 pub fn signal(name: &str) -> Check<String> {
     let upper = name.trim().to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let full = format!("SIG{bare}");
     if SIGNALS.contains(&full.as_str()) {
-        Ok(full)
-    } else {
-        Err(Invalid::new(format!("unknown signal `{name}`"))
-            .help(super::diag::suggest(&full, SIGNALS.iter().copied()).unwrap_or_default()))
+        return Ok(full);
     }
+    // Compare without the shared `SIG` prefix, which would make everything look close.
+    let bare_names: Vec<&str> = SIGNALS.iter().map(|s| &s[3..]).collect();
+    let help = match super::diag::did_you_mean(bare, bare_names.iter().copied()) {
+        Some(m) => format!("did you mean `SIG{m}`?"),
+        None => format!("supported signals: {}", SIGNALS.join(", ")),
+    };
+    Err(Invalid::new(format!("unknown signal `{name}`")).help(help))
+}
+
+/// Renders a duration the way people write it (`48h`, `90s`, `250ms`).
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
+        return humantime::format_duration(d).to_string();
+    }
+    for (unit, size) in [("h", 3_600_000u128), ("m", 60_000), ("s", 1_000)] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
 }
 
 #[cfg(test)]
@@ -501,6 +523,14 @@ mod tests {
             .message
             .contains("unit is required"));
         assert_eq!(signal("term"), Ok("SIGTERM".into()));
+        assert!(signal("SIGBOGUS")
+            .unwrap_err()
+            .help
+            .unwrap_or_default()
+            .starts_with("supported"));
+        assert_eq!(format_duration(Duration::from_secs(48 * 3600)), "48h");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::ZERO), "0ms");
         assert_eq!(
             signal("SIGKIL").unwrap_err().help.as_deref(),
             Some("did you mean `SIGKILL`?")

@@ -310,8 +310,12 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a> {
         // Report every unknown key, then deserialize the rest so that type errors and
         // missing keys in the same mapping are found in the same pass.
         let mut unknown = Vec::new();
+        let mut meant = Vec::new();
         for e in entries {
             if !fields.contains(&e.key.as_str()) {
+                if let Some(m) = super::diag::did_you_mean(&e.key, fields.iter().copied()) {
+                    meant.push(format!("missing required key `{m}`"));
+                }
                 let mut err = DeError::new(
                     format!("unknown key `{}`", e.key),
                     suggest(&e.key, fields.iter().copied()),
@@ -334,7 +338,9 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a> {
             Ok(_) if !unknown.is_empty() => Err(DeError(unknown)),
             Ok(v) => Ok(v),
             Err(e) => {
-                unknown.extend(e.0);
+                // `objetive: 30s` already says what is wrong; "missing `objective`" would
+                // say it twice.
+                unknown.extend(e.0.into_iter().filter(|p| !meant.contains(&p.message)));
                 Err(DeError(unknown))
             }
         }

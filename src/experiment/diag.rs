@@ -149,15 +149,27 @@ impl fmt::Display for Diagnostics {
 impl std::error::Error for Diagnostics {}
 
 /// The closest candidate to `word`, if any is close enough to be a plausible typo.
+///
+/// Jaro-Winkler catches most typos, but it never matches swapped letters in short words
+/// (`tpc` for `tcp`), so a small edit distance qualifies too.
 pub fn did_you_mean<'a, I>(word: &str, candidates: I) -> Option<&'a str>
 where
     I: IntoIterator<Item = &'a str>,
 {
-    let mut best: Option<(f64, &'a str)> = None;
+    let limit = (word.chars().count() / 4).clamp(1, 3);
+    let mut best: Option<((usize, f64), &'a str)> = None;
     for c in candidates {
-        let score = strsim::jaro_winkler(word, c);
-        if score >= 0.8 && best.is_none_or(|(s, _)| score > s) {
-            best = Some((score, c));
+        let jw = strsim::jaro_winkler(word, c);
+        let dist = strsim::osa_distance(word, c);
+        if jw < 0.8 && dist > limit {
+            continue;
+        }
+        let better = match best {
+            None => true,
+            Some(((d, s), _)) => dist < d || (dist == d && jw > s),
+        };
+        if better {
+            best = Some(((dist, jw), c));
         }
     }
     best.map(|(_, c)| c)
@@ -204,6 +216,10 @@ mod tests {
         assert_eq!(
             suggest("htp", ["http", "tcp"]).as_deref(),
             Some("did you mean `http`?")
+        );
+        assert_eq!(
+            suggest("tpc", ["http", "tcp"]).as_deref(),
+            Some("did you mean `tcp`?")
         );
         assert_eq!(
             suggest("zzz", ["http", "tcp"]).as_deref(),

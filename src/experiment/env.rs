@@ -188,7 +188,7 @@ fn environment(cx: &mut Ctx<'_>, name: &str, node: &Node, path: &str) -> Option<
     Some(Environment {
         name: name.to_string(),
         kube_context: raw.kube_context,
-        time_zone,
+        time_zone: raw.time_zone.unwrap_or(time_zone),
         vars: raw.vars.0.into_iter().collect(),
         protected: raw.protected,
         promote_from: raw.promote_from,

@@ -50,6 +50,9 @@ const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH",
 pub(crate) struct Ctx<'f> {
     pub file: &'f Path,
     pub diags: Vec<Diagnostic>,
+    /// Paths whose value could not be interpolated: checking what is left of it would only
+    /// repeat the same mistake in other words.
+    pub suppressed: BTreeSet<String>,
 }
 
 impl<'f> Ctx<'f> {
@@ -57,6 +60,7 @@ impl<'f> Ctx<'f> {
         Ctx {
             file,
             diags: Vec::new(),
+            suppressed: BTreeSet::new(),
         }
     }
 
@@ -67,6 +71,9 @@ impl<'f> Ctx<'f> {
         message: impl Into<String>,
         help: Option<String>,
     ) {
+        if self.suppressed.contains(path) {
+            return;
+        }
         self.diags.push(
             Diagnostic::error(self.file, span.line, span.col, message)
                 .with_path(path)
@@ -127,7 +134,7 @@ impl<'f> Ctx<'f> {
         let mut fatal = false;
         for e in parsed.errors {
             fatal |= e.fatal;
-            self.error(e.span, "", e.message, e.help);
+            self.error(e.span, &e.path, e.message, e.help);
         }
         if fatal {
             None
@@ -156,21 +163,47 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<T, D
 }
 
 /// Checks a duration against a lower and upper bound, reporting at `span`.
+/// The default and the allowed range of one duration setting.
+#[derive(Debug, Clone, Copy)]
+struct Limit {
+    default: Duration,
+    /// `Duration::ZERO` where zero means "none" (a grace period), else the shortest
+    /// meaningful value.
+    min: Duration,
+    max: Duration,
+}
+
+impl Limit {
+    fn new(default: Duration, min: Duration, max: Duration) -> Self {
+        Limit { default, min, max }
+    }
+}
+
 fn bounded(
     cx: &mut Ctx<'_>,
     d: Duration,
     span: Span,
     path: &str,
     what: &str,
-    allow_zero: bool,
-    max: Duration,
+    limit: Limit,
 ) -> Duration {
-    if d.is_zero() && !allow_zero {
+    let max = limit.max;
+    if d.is_zero() && !limit.min.is_zero() {
         cx.error(
             span,
             path,
             format!("{what} must be greater than zero"),
             Some("write a positive duration such as `1s`".into()),
+        );
+    } else if d < limit.min {
+        cx.error(
+            span,
+            path,
+            format!(
+                "{what} must be at least {}",
+                check::format_duration(limit.min)
+            ),
+            None,
         );
     } else if d > max {
         cx.error(
@@ -178,8 +211,8 @@ fn bounded(
             path,
             format!(
                 "{what} of {} is longer than the maximum of {}",
-                humantime::format_duration(d),
-                humantime::format_duration(max)
+                check::format_duration(d),
+                check::format_duration(max)
             ),
             Some("check the unit (`ms`, `s`, `m`, `h`)".into()),
         );
@@ -297,16 +330,21 @@ pub fn load(
         return Err(cx.finish());
     }
 
+    // The same text the tree was built from (without a byte-order mark), so columns agree.
     let source = String::from_utf8_lossy(bytes);
+    let source = source.strip_prefix('\u{feff}').unwrap_or(&source);
     let mut resolver = Resolver {
         env_name: &opts.env.name,
         env_vars: &opts.env.vars,
         extra_vars: opts.extra_vars,
         secrets: Vec::new(),
     };
-    for e in interpolate_tree(&mut root, &source, &mut resolver, &["simulation.scenario"]) {
+    let mut failed = BTreeSet::new();
+    for e in interpolate_tree(&mut root, source, &mut resolver, &["simulation.scenario"]) {
         cx.error(e.span, &e.path, e.message, e.help);
+        failed.insert(e.path);
     }
+    cx.suppressed = failed;
     let secrets = resolver.secrets;
 
     let mut b = Builder {
@@ -315,7 +353,7 @@ pub fn load(
         opts,
         refs_probe: Vec::new(),
         target_uses: Vec::new(),
-        target_spans: Vec::new(),
+        declared_targets: Vec::new(),
     };
     let exp = b.experiment(&root, path, bytes, secrets);
     let mut cx = b.cx;
@@ -339,8 +377,9 @@ struct Builder<'f, 'o> {
     refs_probe: Vec<Reference>,
     /// Fault → target references: (reference, required target kind).
     target_uses: Vec<(Reference, &'static str)>,
-    /// Where each target is defined, for the unused-target warning.
-    target_spans: Vec<(String, Span, String)>,
+    /// Every target defined, valid or not, with its kind key and position: references are
+    /// checked against what the author wrote, so one bad target is not reported twice.
+    declared_targets: Vec<(String, Option<&'static str>, Span, String)>,
 }
 
 impl Builder<'_, '_> {
@@ -439,14 +478,20 @@ impl Builder<'_, '_> {
                         n.span,
                         "cooldown",
                         "cooldown",
-                        true,
-                        HOUR,
+                        Limit::new(Duration::from_secs(5), Duration::ZERO, HOUR),
                     )
                 })
                 .unwrap_or_default(),
         };
 
-        self.check_references(&probe_names, &targets);
+        let declared_probes: Vec<String> = root
+            .get("probes")
+            .and_then(Node::entries)
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.key.clone())
+            .collect();
+        self.check_references(&declared_probes);
 
         Some(Experiment {
             name: name?,
@@ -492,6 +537,10 @@ impl Builder<'_, '_> {
                     format!("environment `{env}` is listed twice"),
                     None,
                 );
+                continue;
+            }
+            if let Err(inv) = check::dns_label("environment name", env) {
+                self.cx.invalid(span, &path, inv);
                 continue;
             }
             if let Some(known) = self.opts.known_environments {
@@ -581,8 +630,15 @@ impl Builder<'_, '_> {
     fn targets(&mut self, root: &Node) -> Vec<Target> {
         let mut out = Vec::new();
         for (name, span, node, path) in self.named_entries(root, "targets", "target") {
-            self.target_spans
-                .push((name.to_string(), span, path.clone()));
+            let kind = node
+                .entries()
+                .and_then(|es| {
+                    es.iter()
+                        .find_map(|e| TARGET_KINDS.iter().find(|k| **k == e.key))
+                })
+                .copied();
+            self.declared_targets
+                .push((name.to_string(), kind, span, path.clone()));
             let Some(split) = split_kind(&mut self.cx, node, &path, "target", TARGET_KINDS, &[])
             else {
                 continue;
@@ -625,7 +681,7 @@ impl Builder<'_, '_> {
                 .invalid(at(n, "selector"), &child_path(path, "selector"), inv);
         }
         let workload = raw.workload.as_deref().and_then(|w| {
-            let r = workload_ref(w, Some(&raw.namespace), '/');
+            let r = workload_ref(w, &raw.namespace);
             r.map_err(|inv| {
                 self.cx
                     .invalid(at(n, "workload"), &child_path(path, "workload"), inv);
@@ -776,29 +832,23 @@ impl Builder<'_, '_> {
                 node,
                 &path,
                 "every",
-                "every",
-                Duration::from_secs(1),
-                false,
-                HOUR,
+                Limit::new(Duration::from_secs(1), MS, HOUR),
             );
-            let default_during = (every / 10).max(MS);
+            let default_during = (every / 10).max(MS).min(every);
             let during = self.duration_key(
                 node,
                 &path,
                 "every-during",
-                "every-during",
-                default_during,
-                false,
-                HOUR,
+                Limit::new(default_during, MS, HOUR),
             );
-            if during > every {
+            if node.get("every-during").is_some() && !every.is_zero() && during > every {
                 self.cx.error(
                     at(node, "every-during"),
                     &child_path(&path, "every-during"),
                     format!(
                         "every-during ({}) must not be longer than every ({})",
-                        humantime::format_duration(during),
-                        humantime::format_duration(every)
+                        check::format_duration(during),
+                        check::format_duration(every)
                     ),
                     Some("every-during is the faster sampling interval used while the system is disturbed".into()),
                 );
@@ -815,48 +865,36 @@ impl Builder<'_, '_> {
         out
     }
 
-    /// Reads optional duration `key` of mapping `n` with a default and bounds.
-    #[allow(clippy::too_many_arguments)]
-    fn duration_key(
-        &mut self,
-        n: &Node,
-        path: &str,
-        key: &str,
-        what: &str,
-        default: Duration,
-        allow_zero: bool,
-        max: Duration,
-    ) -> Duration {
+    /// Reads optional duration `key` of mapping `n` within `limit`.
+    fn duration_key(&mut self, n: &Node, path: &str, key: &str, limit: Limit) -> Duration {
         let Some(v) = n.get(key) else {
-            return default;
+            return limit.default;
         };
         let p = child_path(path, key);
         match self.cx.de::<Dur>(v, &p) {
-            Some(d) => bounded(&mut self.cx, d.0, v.span, &p, what, allow_zero, max),
-            None => default,
+            Some(d) => bounded(&mut self.cx, d.0, v.span, &p, key, limit),
+            None => limit.default,
         }
     }
 
+    /// Checks an already parsed optional duration `key` of mapping `n` against `limit`.
     fn opt_duration(
         &mut self,
         n: &Node,
         path: &str,
         key: &str,
         value: Option<Dur>,
-        default: Duration,
-        allow_zero: bool,
-        max: Duration,
+        limit: Limit,
     ) -> Duration {
         match value {
-            None => default,
+            None => limit.default,
             Some(d) => bounded(
                 &mut self.cx,
                 d.0,
                 at(n, key),
                 &child_path(path, key),
                 key,
-                allow_zero,
-                max,
+                limit,
             ),
         }
     }
@@ -866,6 +904,15 @@ impl Builder<'_, '_> {
         let url_path = child_path(path, "url");
         match reqwest::Url::parse(&raw.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+            _ if !raw.url.contains("://") => self.cx.error(
+                at(n, "url"),
+                &url_path,
+                format!("url `{}` has no scheme", raw.url),
+                Some(format!(
+                    "start it with `http://` or `https://`, e.g. `http://{}`",
+                    raw.url
+                )),
+            ),
             Ok(u) if !matches!(u.scheme(), "http" | "https") => self.cx.error(
                 at(n, "url"),
                 &url_path,
@@ -946,13 +993,11 @@ impl Builder<'_, '_> {
             path,
             "timeout",
             raw.timeout,
-            Duration::from_secs(1),
-            false,
-            DAY,
+            Limit::new(Duration::from_secs(1), MS, DAY),
         );
         let max_latency = raw
             .max_latency
-            .map(|d| self.opt_duration(n, path, "max-latency", Some(d), d.0, false, DAY));
+            .map(|d| self.opt_duration(n, path, "max-latency", Some(d), Limit::new(d.0, MS, DAY)));
         if let Some(ml) = max_latency {
             if ml > timeout {
                 self.cx.error(
@@ -960,8 +1005,8 @@ impl Builder<'_, '_> {
                     &child_path(path, "max-latency"),
                     format!(
                         "max-latency ({}) is longer than timeout ({})",
-                        humantime::format_duration(ml),
-                        humantime::format_duration(timeout)
+                        check::format_duration(ml),
+                        check::format_duration(timeout)
                     ),
                     Some("requests are cut off at the timeout; raise `timeout` or lower `max-latency`".into()),
                 );
@@ -996,9 +1041,7 @@ impl Builder<'_, '_> {
             path,
             "timeout",
             raw.timeout,
-            Duration::from_secs(1),
-            false,
-            DAY,
+            Limit::new(Duration::from_secs(1), MS, DAY),
         );
         Some(TcpProbe {
             address: raw.address,
@@ -1025,9 +1068,7 @@ impl Builder<'_, '_> {
             path,
             "timeout",
             raw.timeout,
-            Duration::from_secs(5),
-            false,
-            DAY,
+            Limit::new(Duration::from_secs(5), MS, DAY),
         );
         Some(CommandProbe {
             argv: raw.run,
@@ -1120,9 +1161,14 @@ impl Builder<'_, '_> {
     }
 
     fn probe_list(&mut self, n: &Node, path: &str) -> Vec<String> {
-        let Some(list) = self.cx.de::<Vec<String>>(n, path) else {
-            return Vec::new();
-        };
+        match self.cx.de::<Vec<String>>(n, path) {
+            Some(list) => self.probe_refs(list, n, path),
+            None => Vec::new(),
+        }
+    }
+
+    /// Remembers each name of a parsed probe list (`n` is its node) for the reference check.
+    fn probe_refs(&mut self, list: Vec<String>, n: &Node, path: &str) -> Vec<String> {
         if let Kind::Seq(items) = &n.kind {
             for (i, (name, item)) in list.iter().zip(items).enumerate() {
                 self.refs_probe.push(Reference {
@@ -1171,17 +1217,24 @@ impl Builder<'_, '_> {
             };
             let bpath = child_path(&path, split.kind);
             let body = split.body;
+            // Recorded from the node, so a typo elsewhere in this fault does not turn into an
+            // "unused target" or hide a bad reference.
+            let wanted = match split.kind {
+                "pod-kill" => Some("kubernetes"),
+                "process-kill" => Some("process"),
+                _ => None,
+            };
+            if let (Some(kind), Some(t)) = (wanted, body.get("target").filter(|t| t.is_scalar())) {
+                self.use_target(body, &bpath, &t.raw, kind);
+            }
             let spec = match split.kind {
                 "pod-kill" => self.cx.de::<RawPodKill>(body, &bpath).map(|raw| {
-                    self.use_target(body, &bpath, &raw.target, "kubernetes");
                     let grace = self.opt_duration(
                         body,
                         &bpath,
                         "grace-period",
                         raw.grace_period,
-                        Duration::ZERO,
-                        true,
-                        HOUR,
+                        Limit::new(Duration::ZERO, Duration::ZERO, HOUR),
                     );
                     FaultSpec::PodKill {
                         target: raw.target,
@@ -1189,7 +1242,6 @@ impl Builder<'_, '_> {
                     }
                 }),
                 "process-kill" => self.cx.de::<RawProcessKill>(body, &bpath).map(|raw| {
-                    self.use_target(body, &bpath, &raw.target, "process");
                     let signal = match raw.signal {
                         None => "SIGKILL".to_string(),
                         Some(s) => check::signal(&s).unwrap_or_else(|inv| {
@@ -1213,9 +1265,7 @@ impl Builder<'_, '_> {
                         &bpath,
                         "timeout",
                         raw.timeout,
-                        Duration::from_secs(30),
-                        false,
-                        DAY,
+                        Limit::new(Duration::from_secs(30), MS, DAY),
                     );
                     FaultSpec::Command {
                         run: raw.run,
@@ -1241,6 +1291,18 @@ impl Builder<'_, '_> {
     }
 
     fn recovery(&mut self, n: &Node, all_probes: &[String]) -> Option<Recovery> {
+        if n.is_scalar() {
+            self.cx.error(
+                n.span,
+                "recovery",
+                format!("expected a mapping, found {}", n.describe()),
+                Some(format!(
+                    "write `recovery: {{ objective: {} }}`",
+                    if n.raw.is_empty() { "30s" } else { &n.raw }
+                )),
+            );
+            return None;
+        }
         let raw: RawRecovery = self.cx.de(n, "recovery")?;
         let p = "recovery";
         let objective = self.opt_duration(
@@ -1248,27 +1310,21 @@ impl Builder<'_, '_> {
             p,
             "objective",
             Some(raw.objective),
-            Duration::ZERO,
-            false,
-            DAY,
+            Limit::new(Duration::ZERO, MS, DAY),
         );
         let timeout = self.opt_duration(
             n,
             p,
             "timeout",
             raw.timeout,
-            Duration::from_secs(300),
-            false,
-            DAY,
+            Limit::new(Duration::from_secs(300), MS, DAY),
         );
         let stable_for = self.opt_duration(
             n,
             p,
             "stable-for",
             raw.stable_for,
-            Duration::from_secs(3),
-            true,
-            DAY,
+            Limit::new(Duration::from_secs(3), Duration::ZERO, DAY),
         );
         if objective > timeout {
             self.cx.error(
@@ -1276,8 +1332,8 @@ impl Builder<'_, '_> {
                 "recovery.objective",
                 format!(
                     "the objective ({}) is longer than the recovery timeout ({})",
-                    humantime::format_duration(objective),
-                    humantime::format_duration(timeout)
+                    check::format_duration(objective),
+                    check::format_duration(timeout)
                 ),
                 Some("raise `recovery.timeout`; a drill gives up at the timeout, so a longer objective could never be met".into()),
             );
@@ -1288,15 +1344,15 @@ impl Builder<'_, '_> {
                 "recovery.stable-for",
                 format!(
                     "stable-for ({}) must be shorter than the recovery timeout ({})",
-                    humantime::format_duration(stable_for),
-                    humantime::format_duration(timeout)
+                    check::format_duration(stable_for),
+                    check::format_duration(timeout)
                 ),
                 None,
             );
         }
-        let probes = match n.get("probes") {
-            Some(list) => self.probe_list(list, "recovery.probes"),
-            None => all_probes.to_vec(),
+        let probes = match (raw.probes, n.get("probes")) {
+            (Some(list), Some(node)) => self.probe_refs(list, node, "recovery.probes"),
+            _ => all_probes.to_vec(),
         };
         Some(Recovery {
             objective,
@@ -1339,7 +1395,13 @@ impl Builder<'_, '_> {
             });
             match (raw.failing_for, raw.error_rate, raw.window) {
                 (Some(f), None, None) => {
-                    let d = self.opt_duration(item, &path, "failing-for", Some(f), f.0, false, DAY);
+                    let d = self.opt_duration(
+                        item,
+                        &path,
+                        "failing-for",
+                        Some(f),
+                        Limit::new(f.0, MS, DAY),
+                    );
                     out.push(AbortCondition::FailingFor {
                         probe: raw.probe,
                         duration: d,
@@ -1357,7 +1419,8 @@ impl Builder<'_, '_> {
                             ),
                         );
                     }
-                    let window = self.opt_duration(item, &path, "window", Some(w), w.0, false, DAY);
+                    let window =
+                        self.opt_duration(item, &path, "window", Some(w), Limit::new(w.0, MS, DAY));
                     out.push(AbortCondition::ErrorRate {
                         probe: raw.probe,
                         above: r,
@@ -1393,7 +1456,7 @@ impl Builder<'_, '_> {
         out
     }
 
-    fn check_references(&mut self, probes: &[String], targets: &[Target]) {
+    fn check_references(&mut self, probes: &[String]) {
         let refs = std::mem::take(&mut self.refs_probe);
         for r in refs {
             if !probes.contains(&r.name) {
@@ -1403,10 +1466,11 @@ impl Builder<'_, '_> {
             }
         }
         let uses = std::mem::take(&mut self.target_uses);
+        let targets = std::mem::take(&mut self.declared_targets);
         for (r, want) in &uses {
-            match targets.iter().find(|t| t.name == r.name) {
+            match targets.iter().find(|t| t.0 == r.name) {
                 None => {
-                    let help = suggest(&r.name, targets.iter().map(|t| t.name.as_str()));
+                    let help = suggest(&r.name, targets.iter().map(|t| t.0.as_str()));
                     self.cx.error(
                         r.span,
                         &r.path,
@@ -1414,35 +1478,36 @@ impl Builder<'_, '_> {
                         help,
                     );
                 }
-                Some(t) => {
-                    let have = match t.kind {
-                        TargetKind::Kubernetes(_) => "kubernetes",
-                        TargetKind::Process(_) => "process",
+                Some((_, Some(have), _, _)) if have != want => {
+                    let fault = if *want == "kubernetes" {
+                        "pod-kill"
+                    } else {
+                        "process-kill"
                     };
-                    if have != *want {
-                        let fault = if *want == "kubernetes" {
-                            "pod-kill"
-                        } else {
-                            "process-kill"
-                        };
-                        self.cx.error(
-                            r.span,
-                            &r.path,
-                            format!(
-                                "`{fault}` needs a {want} target, but `{}` is a {have} target",
-                                r.name
-                            ),
-                            Some(if *want == "kubernetes" {
-                                "use `process-kill` for process targets".into()
-                            } else {
-                                "use `pod-kill` for kubernetes targets".into()
-                            }),
-                        );
-                    }
+                    let other = if *want == "kubernetes" {
+                        "process-kill"
+                    } else {
+                        "pod-kill"
+                    };
+                    self.cx.error(
+                        r.span,
+                        &r.path,
+                        format!(
+                            "`{fault}` needs a {want} target, but `{}` is a {have} target",
+                            r.name
+                        ),
+                        Some(format!("use `{other}` for {have} targets")),
+                    );
                 }
+                Some(_) => {}
             }
         }
-        for (name, span, path) in std::mem::take(&mut self.target_spans) {
+        // Only on an otherwise clean file: next to errors it is noise, and a fault that failed
+        // to parse may well be the one that meant to use the target.
+        if self.cx.has_errors() {
+            return;
+        }
+        for (name, _, span, path) in targets {
             if !uses.iter().any(|(r, _)| r.name == name) {
                 self.cx.warn(
                     span,
@@ -1455,10 +1520,10 @@ impl Builder<'_, '_> {
     }
 }
 
-/// `deployment/NAME` (sep `/`) in the target's namespace.
-fn workload_ref(text: &str, namespace: Option<&str>, sep: char) -> Result<WorkloadRef, Invalid> {
+/// `deployment/NAME` (or `statefulset/`, `replicaset/`) in the target's namespace.
+fn workload_ref(text: &str, namespace: &str) -> Result<WorkloadRef, Invalid> {
     let help = "write `deployment/NAME`, `statefulset/NAME` or `replicaset/NAME`";
-    let Some((kind, name)) = text.split_once(sep) else {
+    let Some((kind, name)) = text.split_once('/') else {
         return Err(Invalid::new(format!("invalid workload `{text}`")).help(help));
     };
     let kind = match kind {
@@ -1480,7 +1545,7 @@ fn workload_ref(text: &str, namespace: Option<&str>, sep: char) -> Result<Worklo
     }
     Ok(WorkloadRef {
         kind,
-        namespace: namespace.unwrap_or_default().to_string(),
+        namespace: namespace.to_string(),
         name: name.to_string(),
     })
 }

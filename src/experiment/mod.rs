@@ -2,19 +2,19 @@
 //! `${var}` interpolation and environments (`firedrill.yaml`).
 //!
 //! The loader reports every problem of a file at once. Layers, bottom up: [`node`] builds a
-//! positioned YAML tree, [`interp`] expands `${...}` in string values, [`de`] lets strict
-//! `serde` structs ([`raw`]) read that tree with positioned errors, and `load` walks the
+//! positioned YAML tree, `interp` expands `${...}` in string values, [`de`] lets strict
+//! `serde` structs (`raw`) read that tree with positioned errors, and `load` walks the
 //! document entry by entry, checks references and builds the validated [`model`].
 
 pub mod check;
 pub mod de;
 pub mod diag;
 pub mod env;
-pub mod interp;
+mod interp;
 mod load;
 pub mod model;
 pub mod node;
-pub mod raw;
+mod raw;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -50,8 +50,17 @@ fn read_capped(path: &Path) -> Result<Vec<u8>, Diagnostics> {
     let fail = |message: String, help: Option<String>| {
         Diagnostics::single(Diagnostic::error(path, 1, 1, message).with_help(help))
     };
-    let file = std::fs::File::open(path)
-        .map_err(|e| fail(format!("cannot read {}: {e}", path.display()), None))?;
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => fail(
+            format!("{} does not exist", path.display()),
+            Some("check the path; relative paths start at the current directory".into()),
+        ),
+        std::io::ErrorKind::PermissionDenied => fail(
+            format!("permission denied reading {}", path.display()),
+            None,
+        ),
+        _ => fail(format!("cannot read {}: {e}", path.display()), None),
+    })?;
     let mut bytes = Vec::new();
     // Read one byte past the cap so an oversized file is reported as such by the parser.
     file.take(node::MAX_FILE_SIZE as u64 + 1)

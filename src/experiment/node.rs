@@ -46,7 +46,7 @@ pub enum Kind {
     Map(Vec<Entry>),
 }
 
-/// One `key: value` of a mapping; keys are always strings (see [`build`]).
+/// One `key: value` of a mapping; keys are always strings (complex keys are rejected while building).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub key: String,
@@ -172,6 +172,8 @@ fn is_float_text(s: &str) -> bool {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TreeError {
     pub span: Span,
+    /// YAML path of the mapping or list the problem is in ("" at the top).
+    pub path: String,
     pub message: String,
     pub help: Option<String>,
     /// Fatal errors leave no usable tree (syntax errors); the others (duplicate keys) do.
@@ -182,6 +184,7 @@ impl TreeError {
     fn fatal(span: Span, message: impl Into<String>, help: Option<&str>) -> Self {
         TreeError {
             span,
+            path: String::new(),
             message: message.into(),
             help: help.map(str::to_string),
             fatal: true,
@@ -283,12 +286,33 @@ fn syntax_help(info: &str) -> Option<&'static str> {
     if info.contains("tab") {
         Some("indent with spaces: YAML does not allow tabs for indentation")
     } else if info.contains("flow mapping") || info.contains("flow sequence") {
-        Some("inside `{ }` or `[ ]`, quote values that contain `{`, `}`, `[`, `]` or `,`, e.g. `\"${name}\"`")
+        Some("check that every `[` and `{` is closed, and quote values that contain `{`, `}`, `[`, `]` or `,`, e.g. `\"${name}\"`")
+    } else if info.contains("did not find expected key") {
+        Some("check the indentation: the keys of one mapping must line up")
     } else if info.contains("mapping values are not allowed") {
         Some("a value containing `: ` must be quoted, or a key is indented wrongly")
     } else {
         None
     }
+}
+
+/// The YAML path of the node being built in the innermost of `frames`.
+fn path_of(frames: &[Frame]) -> String {
+    let mut path = String::new();
+    for f in frames {
+        match f {
+            Frame::Seq(_, items) => path.push_str(&format!("[{}]", items.len())),
+            Frame::Map { pending_key, .. } => {
+                if let Some((k, _)) = pending_key {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(k);
+                }
+            }
+        }
+    }
+    path
 }
 
 fn build(text: &str) -> Parsed {
@@ -396,14 +420,17 @@ fn build(text: &str) -> Parsed {
             },
         };
         // Attach the finished node to its parent, or make it the root.
-        match stack.last_mut() {
-            None => parsed.root = Some(node),
-            Some(Frame::Seq(_, items)) => items.push(node),
-            Some(Frame::Map {
+        let Some((last, parents)) = stack.split_last_mut() else {
+            parsed.root = Some(node);
+            continue;
+        };
+        match last {
+            Frame::Seq(_, items) => items.push(node),
+            Frame::Map {
                 entries,
                 pending_key,
                 ..
-            }) => match pending_key.take() {
+            } => match pending_key.take() {
                 None => {
                     if !node.is_scalar() {
                         parsed.errors.push(TreeError::fatal(
@@ -417,8 +444,10 @@ fn build(text: &str) -> Parsed {
                 }
                 Some((key, key_span)) => {
                     if let Some(first) = entries.iter().find(|e| e.key == key) {
+                        let path = path_of(parents);
                         parsed.errors.push(TreeError {
                             span: key_span,
+                            path,
                             message: format!(
                                 "duplicate key `{key}` (first defined at {}:{})",
                                 first.key_span.line, first.key_span.col

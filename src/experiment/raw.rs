@@ -301,12 +301,6 @@ pub struct RawAbort {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawEnvironmentsFile {
-    pub environments: Option<OrderedMap<RawEnvironment>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawEnvironment {
     pub kube_context: Option<String>,
     pub time_zone: Option<String>,
@@ -316,28 +310,4 @@ pub struct RawEnvironment {
     pub protected: bool,
     pub promote_from: Option<String>,
     pub within: Option<Dur>,
-}
-
-/// A mapping of names to `T`, in file order.
-#[derive(Debug)]
-pub struct OrderedMap<T>(pub Vec<(String, T)>);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for OrderedMap<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
-            type Value = OrderedMap<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a mapping of names to settings")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, T>()? {
-                    out.push((k, v));
-                }
-                Ok(OrderedMap(out))
-            }
-        }
-        d.deserialize_map(V(PhantomData))
-    }
 }
