@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond the Rust toolchain, from Debian's packages:
+#   kubectl (kubernetes-client) — the real kubectl is tested against `firedrill sim`
+#   python3                    — the supervised demo service of the truth test
+# Idempotent: does nothing when everything is present. Needs root (or sudo).
+set -euo pipefail
+
+need=()
+command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+
+# Other capabilities add their own install scripts; run each that exists.
+for extra in "$(dirname "$0")"/install-*.sh; do
+  [ "$extra" = "$0" ] || [ ! -x "$extra" ] || "$extra"
+done
+
+[ ${#need[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing: ${need[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
