@@ -658,3 +658,145 @@ async fn ten_thousand_pods_are_all_listed() {
     .await;
     sim.shutdown().await;
 }
+
+/// The kubectl on PATH, or None when the test may be skipped (not in CI).
+fn kubectl() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("kubectl"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        assert!(!ci, "kubectl is not on PATH but CI is set: install it (Debian package `kubectl` or `kubernetes-client`)");
+        eprintln!("SKIPPED kubectl_works_against_the_simulated_cluster: kubectl is not on PATH (set CI=true to make this a failure)");
+    }
+    found
+}
+
+#[tokio::test]
+async fn kubectl_works_against_the_simulated_cluster() {
+    let Some(kubectl) = kubectl() else { return };
+    let (sim, _client) = start(TIMED).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, sim.kubeconfig_yaml()).unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = tokio::process::Command::new(&kubectl);
+        c.args([
+            "--cache-dir",
+            &dir.path().join("cache").to_string_lossy(),
+            "-n",
+            "shop",
+        ])
+        .args(args)
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOME", dir.path())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+        c
+    };
+    let run = |args: Vec<String>| {
+        let mut c = cmd(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        async move {
+            let out = tokio::time::timeout(Duration::from_secs(60), c.output())
+                .await
+                .expect("kubectl finished")
+                .expect("kubectl ran");
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "kubectl {args:?} failed: {}\n{stdout}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            eprintln!("$ kubectl {}\n{stdout}", args.join(" "));
+            stdout
+        }
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let client = sim.kube_client().await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client, "shop");
+    let before = ready_pods(&pods, "app=checkout", 3).await;
+
+    let out = run(args(&["get", "pods", "-l", "app=checkout"])).await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0]
+            .split_whitespace()
+            .eq(["NAME", "READY", "STATUS", "RESTARTS", "AGE"]),
+        "{out}"
+    );
+    assert_eq!(lines.len(), 4, "{out}");
+    for l in &lines[1..] {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        assert!(
+            cols[0].starts_with("checkout-") && cols[1] == "1/1" && cols[2] == "Running",
+            "{out}"
+        );
+    }
+    let out = run(args(&["get", "deploy"])).await;
+    assert!(
+        out.lines().next().unwrap().split_whitespace().eq([
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE"
+        ]),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l
+            .split_whitespace()
+            .take(4)
+            .eq(["checkout", "3/3", "3", "3"])),
+        "{out}"
+    );
+    let out = run(args(&["get", "po", "-o", "name"])).await;
+    assert!(out.lines().any(|l| l == "pod/db-0"), "{out}");
+
+    // Watch, delete, and read the watch until the replacement is running.
+    let mut watch = cmd(&["get", "pods", "-l", "app=checkout", "--watch"]);
+    let mut watch = watch
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let victim = before[0].metadata.name.clone().unwrap();
+    let out = run(args(&["delete", "pod", &victim])).await;
+    assert!(out.contains(&format!("pod \"{victim}\" deleted")), "{out}");
+    let old: BTreeSet<String> = before
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut seen = Vec::new();
+    let replacement = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            seen.push(line.clone());
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() >= 3
+                && !old.contains(cols[0])
+                && cols[0] != "NAME"
+                && cols[1] == "1/1"
+                && cols[2] == "Running"
+            {
+                return Some(cols[0].to_string());
+            }
+        }
+        None
+    })
+    .await;
+    let _ = watch.kill().await;
+    let replacement = replacement
+        .unwrap_or_else(|_| panic!("kubectl --watch never showed a replacement: {seen:#?}"));
+    assert!(replacement.is_some(), "kubectl --watch ended: {seen:#?}");
+    eprintln!("$ kubectl get pods --watch\n{}", seen.join("\n"));
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with(victim.as_str()) && l.contains("Terminating")),
+        "{seen:#?}"
+    );
+    sim.shutdown().await;
+}

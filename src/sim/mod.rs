@@ -40,6 +40,7 @@ mod controllers;
 mod scenario;
 mod select;
 mod store;
+mod table;
 mod traffic;
 
 use std::collections::{BTreeMap, HashMap};
