@@ -754,6 +754,54 @@ async fn kubectl_works_against_the_simulated_cluster() {
     );
     let out = run(args(&["get", "po", "-o", "name"])).await;
     assert!(out.lines().any(|l| l == "pod/db-0"), "{out}");
+    let out = run(args(&[
+        "get",
+        "pod",
+        "db-0",
+        "-o",
+        "jsonpath={.spec.nodeName} {.status.podIP}",
+    ]))
+    .await;
+    assert!(out.starts_with("sim-node-1 127."), "{out}");
+    let out = run(args(&["scale", "deploy", "cart", "--replicas=2"])).await;
+    assert!(out.contains("deployment.apps/cart scaled"), "{out}");
+    ready_pods(&pods, "app=cart", 2).await;
+    let manifest = dir.path().join("cm.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: calm\n",
+    )
+    .unwrap();
+    let out = run(args(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        &manifest.to_string_lossy(),
+    ]))
+    .await;
+    assert!(out.contains("configmap/settings created"), "{out}");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: chaos\n",
+    )
+    .unwrap();
+    let out = run(args(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        &manifest.to_string_lossy(),
+    ]))
+    .await;
+    assert!(out.contains("configmap/settings configured"), "{out}");
+    let out = run(args(&[
+        "get",
+        "cm",
+        "settings",
+        "-o",
+        "jsonpath={.data.mode}",
+    ]))
+    .await;
+    assert_eq!(out, "chaos");
 
     // Watch, delete, and read the watch until the replacement is running.
     let mut watch = cmd(&["get", "pods", "-l", "app=checkout", "--watch"]);

@@ -470,6 +470,13 @@ impl Api {
                 json!({"name": r.plural, "singularName": r.kind.to_lowercase(),
                 "namespaced": r.namespaced, "kind": r.kind, "verbs": verbs, "shortNames": r.short}),
             );
+            if r.group == "apps" {
+                resources.push(
+                    json!({"name": format!("{}/scale", r.plural), "singularName": "",
+                    "namespaced": true, "group": "autoscaling", "version": "v1", "kind": "Scale",
+                    "verbs": ["get", "patch", "update"]}),
+                );
+            }
             if r.status {
                 resources.push(json!({"name": format!("{}/status", r.plural), "singularName": "",
                     "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
@@ -599,10 +606,12 @@ impl Api {
         headers: &HeaderMap,
         body: Bytes,
     ) -> ApiResult {
-        if let Some(sub) = &t.sub {
-            if sub != "status" {
-                return Err(ApiError::no_route());
+        match (t.sub.as_deref(), t.name.as_deref()) {
+            (None | Some("status"), _) => {}
+            (Some("scale"), Some(name)) if t.info.group == "apps" => {
+                return self.scale(method, &t, name, headers, &body)
             }
+            _ => return Err(ApiError::no_route()),
         }
         match (method.clone(), t.name.clone()) {
             (Method::GET, None) if q.flag("watch") => self.watch(&t, q, headers),
@@ -958,6 +967,94 @@ impl Api {
             .update(&id, new, expect)
             .map_err(|e| ApiError::from_store(e, &t.info, name))?;
         Ok(json_response(StatusCode::OK, &stored))
+    }
+
+    /// The `scale` subresource of the apps workloads (`kubectl scale`).
+    fn scale(
+        &self,
+        method: &Method,
+        t: &Target,
+        name: &str,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> ApiResult {
+        let ns = t.ns.clone().unwrap_or_default();
+        let id = t.info.id();
+        let obj = self
+            .sim
+            .store
+            .get(&id, &ns, name)
+            .ok_or_else(|| ApiError::not_found(&t.info, name))?;
+        let view = |o: &Value| {
+            let selector = o
+                .pointer("/spec/selector/matchLabels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
+                "metadata": {"name": name, "namespace": ns, "uid": meta_str(o, "uid"),
+                    "resourceVersion": meta_str(o, "resourceVersion"),
+                    "creationTimestamp": meta_str(o, "creationTimestamp")},
+                "spec": {"replicas": o.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+                "status": {"replicas": o.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+                    "selector": selector}})
+        };
+        let mut scale = view(&obj);
+        match *method {
+            Method::GET => return Ok(json_response(StatusCode::OK, &scale)),
+            Method::PUT => scale = Self::parse_body(body)?,
+            Method::PATCH => {
+                let ctype = headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let patch: Value = serde_json::from_slice(body).map_err(|e| {
+                    ApiError::bad_request(format!("the patch is not valid JSON: {e}"))
+                })?;
+                if ctype.starts_with("application/json-patch+json") {
+                    json_patch(&mut scale, &patch).map_err(|e| {
+                        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e)
+                    })?;
+                } else {
+                    merge_patch(&mut scale, &patch);
+                }
+            }
+            _ => return Err(ApiError::no_route()),
+        }
+        let replicas = scale
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .filter(|r| *r >= 0)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    &t.info,
+                    name,
+                    "spec.replicas",
+                    "Invalid value: must be greater than or equal to 0",
+                )
+            })?;
+        let updated = self
+            .sim
+            .store
+            .mutate(&id, &ns, name, |o| {
+                if o.pointer("/spec/replicas").and_then(Value::as_i64) == Some(replicas) {
+                    return false;
+                }
+                o["spec"]["replicas"] = json!(replicas);
+                let generation = o
+                    .pointer("/metadata/generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1);
+                o["metadata"]["generation"] = json!(generation + 1);
+                true
+            })
+            .ok_or_else(|| ApiError::not_found(&t.info, name))?;
+        Ok(json_response(StatusCode::OK, &view(&updated)))
     }
 
     fn grace(q: &Query, body: &Bytes) -> Result<(Option<i64>, Option<Value>), ApiError> {
