@@ -848,3 +848,51 @@ async fn kubectl_works_against_the_simulated_cluster() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn streaming_list_watcher_and_garbage_collection() {
+    let (sim, client) = start(TIMED).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    ready_pods(&pods, "app=cart", 1).await;
+    let config = watcher::Config::default().labels("app=cart").streaming_lists();
+    let mut events = watcher(pods.clone(), config).boxed();
+    let mut initial = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.next()).await {
+            Ok(Some(Ok(watcher::Event::InitApply(p)))) => initial.push(p),
+            Ok(Some(Ok(watcher::Event::InitDone))) => break,
+            Ok(Some(Ok(_))) => {}
+            other => panic!("streaming list did not finish: {other:?}"),
+        }
+    }
+    assert_eq!(initial.len(), 1);
+    // Deleting the deployment takes its replica set and pods with it.
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "shop");
+    deploys.delete("cart", &DeleteParams::default()).await.unwrap();
+    let gone = initial[0].metadata.name.clone().unwrap();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(ev) = events.next().await {
+            if let Ok(watcher::Event::Delete(p)) = ev {
+                if p.metadata.name.as_deref() == Some(gone.as_str()) {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the deployment's pod was garbage-collected");
+    wait_for("no cart pods left", Duration::from_secs(10), || async {
+        let l = pods.list(&ListParams::default().labels("app=cart")).await.ok()?;
+        l.items.is_empty().then_some(())
+    })
+    .await;
+    // A watch with timeoutSeconds ends by itself.
+    let url = format!("{}/api/v1/namespaces/shop/pods?watch=true&timeoutSeconds=1", sim.api_url());
+    let body = tokio::time::timeout(Duration::from_secs(10), async {
+        reqwest::get(&url).await.unwrap().text().await.unwrap()
+    })
+    .await
+    .expect("watch ended after its timeout");
+    assert!(body.lines().all(|l| l.starts_with("{\"type\":\"ADDED\"")), "{body}");
+    sim.shutdown().await;
+}
