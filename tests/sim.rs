@@ -854,7 +854,9 @@ async fn streaming_list_watcher_and_garbage_collection() {
     let (sim, client) = start(TIMED).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
     ready_pods(&pods, "app=cart", 1).await;
-    let config = watcher::Config::default().labels("app=cart").streaming_lists();
+    let config = watcher::Config::default()
+        .labels("app=cart")
+        .streaming_lists();
     let mut events = watcher(pods.clone(), config).boxed();
     let mut initial = Vec::new();
     loop {
@@ -868,7 +870,10 @@ async fn streaming_list_watcher_and_garbage_collection() {
     assert_eq!(initial.len(), 1);
     // Deleting the deployment takes its replica set and pods with it.
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "shop");
-    deploys.delete("cart", &DeleteParams::default()).await.unwrap();
+    deploys
+        .delete("cart", &DeleteParams::default())
+        .await
+        .unwrap();
     let gone = initial[0].metadata.name.clone().unwrap();
     tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(ev) = events.next().await {
@@ -882,17 +887,120 @@ async fn streaming_list_watcher_and_garbage_collection() {
     .await
     .expect("the deployment's pod was garbage-collected");
     wait_for("no cart pods left", Duration::from_secs(10), || async {
-        let l = pods.list(&ListParams::default().labels("app=cart")).await.ok()?;
+        let l = pods
+            .list(&ListParams::default().labels("app=cart"))
+            .await
+            .ok()?;
         l.items.is_empty().then_some(())
     })
     .await;
     // A watch with timeoutSeconds ends by itself.
-    let url = format!("{}/api/v1/namespaces/shop/pods?watch=true&timeoutSeconds=1", sim.api_url());
+    let url = format!(
+        "{}/api/v1/namespaces/shop/pods?watch=true&timeoutSeconds=1",
+        sim.api_url()
+    );
     let body = tokio::time::timeout(Duration::from_secs(10), async {
         reqwest::get(&url).await.unwrap().text().await.unwrap()
     })
     .await
     .expect("watch ended after its timeout");
-    assert!(body.lines().all(|l| l.starts_with("{\"type\":\"ADDED\"")), "{body}");
+    assert!(
+        body.lines().all(|l| l.starts_with("{\"type\":\"ADDED\"")),
+        "{body}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn odd_objects_do_not_break_the_server_or_controllers() {
+    let (sim, client) = start(TIMED).await;
+    let http = reqwest::Client::new();
+    let base = sim.api_url();
+    let post = |path: &str, body: &str| {
+        http.post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    // A pod whose status is not an object still goes through the kubelet.
+    let r = post(
+        "/api/v1/namespaces/shop/pods",
+        r#"{"metadata":{"name":"odd","labels":{"app":"odd"}},"spec":{"containers":[{"name":"c"}]},"status":"weird"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    // A deployment whose template metadata is not an object.
+    let r = post(
+        "/apis/apps/v1/namespaces/shop/deployments",
+        r#"{"metadata":{"name":"odd"},"spec":{"replicas":1,"selector":{"matchLabels":{"app":"x"}},"template":{"metadata":"x","spec":{"containers":[{"name":"c"}]}}}}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let patch = |body: &'static str, ctype: &'static str| {
+        http.patch(format!("{base}/api/v1/namespaces/shop/pods/odd"))
+            .header("content-type", ctype)
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        patch(r#"{"metadata":"x"}"#, "application/merge-patch+json")
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
+    assert_eq!(
+        patch(r#"[1,2]"#, "application/merge-patch+json")
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        patch(
+            r#"[{"op":"replace","path":"","value":3}]"#,
+            "application/json-patch+json"
+        )
+        .await
+        .unwrap()
+        .status(),
+        422
+    );
+    assert_eq!(patch(r#"{}"#, "text/plain").await.unwrap().status(), 415);
+    assert_eq!(
+        post("/api/v1/namespaces/shop/pods", "not json")
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        http.get(format!(
+            "{base}/api/v1/namespaces/shop/pods?labelSelector=a%20in%20b"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .status(),
+        400
+    );
+    assert_eq!(
+        http.get(format!("{base}/api/v2/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    // Everything still works: the controllers keep reconciling.
+    let pods: Api<Pod> = Api::namespaced(client, "shop");
+    ready_pods(&pods, "app=odd", 1).await;
+    ready_pods(&pods, "app=db", 2).await;
+    pods.delete("db-0", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    ready_pods(&pods, "app=db", 2).await;
     sim.shutdown().await;
 }

@@ -17,7 +17,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
-use super::cluster::{pods, Sim};
+use super::cluster::{pods, set_at, Sim};
 use super::select::{json_patch, merge_patch, Selector};
 use super::store::{meta_str, rv_of, Change, ChangeKind, ResId, StoreError, WatchStart};
 use super::table::table;
@@ -445,7 +445,8 @@ impl Api {
                     .iter()
                     .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
                     .collect();
-                json!({"name": g, "versions": list, "preferredVersion": list[0]})
+                let preferred = list.first().cloned().unwrap_or(Value::Null);
+                json!({"name": g, "versions": list, "preferredVersion": preferred})
             })
             .collect()
     }
@@ -716,7 +717,7 @@ impl Api {
                         "the namespace of the provided object does not match the namespace sent on the request",
                     ));
                 }
-                obj["metadata"]["namespace"] = json!(ns);
+                set_at(obj, &["metadata", "namespace"], json!(ns));
             }
             (None, true) => {
                 return Err(ApiError::bad_request(
@@ -777,8 +778,11 @@ impl Api {
                     .get(&ResId::new("", "namespaces"), "", ns)
                     .is_none()
             {
-                let ns_info = &self.resources[0];
-                return Err(ApiError::not_found(ns_info, ns));
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("namespaces \"{ns}\" not found"),
+                ));
             }
         }
         self.sim.stamp_new(&mut obj);
@@ -791,7 +795,11 @@ impl Api {
         // generateName: retry a few suffixes on collision, as the real server does once.
         for _ in 0..8 {
             if name.is_empty() {
-                obj["metadata"]["name"] = json!(format!("{generate}{}", self.sim.suffix(5)));
+                set_at(
+                    &mut obj,
+                    &["metadata", "name"],
+                    json!(format!("{generate}{}", self.sim.suffix(5))),
+                );
             }
             self.validate(t, &obj)?;
             match self.sim.create(&t.info.id(), obj.clone()) {
@@ -824,7 +832,9 @@ impl Api {
             "deletionGracePeriodSeconds",
         ] {
             match old.pointer(&format!("/metadata/{f}")) {
-                Some(v) => new["metadata"][f] = v.clone(),
+                Some(v) => {
+                    set_at(new, &["metadata", f], v.clone());
+                }
                 None => {
                     if let Some(m) = new["metadata"].as_object_mut() {
                         m.remove(f);
@@ -850,7 +860,7 @@ impl Api {
         if old.get("spec") != new.get("spec") {
             generation += 1;
         }
-        new["metadata"]["generation"] = json!(generation);
+        set_at(new, &["metadata", "generation"], json!(generation));
     }
 
     fn update(&self, t: &Target, name: &str, body: &Bytes) -> ApiResult {
@@ -914,6 +924,9 @@ impl Api {
                 format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {ctype:?})"),
             ));
         };
+        if !matches!(kind, Kind::Json) && !patch.is_object() {
+            return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+        }
         let ns = t.ns.clone().unwrap_or_default();
         let id = t.info.id();
         let Some(old) = self.sim.store.get(&id, &ns, name) else {
@@ -923,7 +936,7 @@ impl Api {
                 if !obj.get("metadata").is_some_and(Value::is_object) {
                     obj["metadata"] = json!({});
                 }
-                obj["metadata"]["name"] = json!(name);
+                set_at(&mut obj, &["metadata", "name"], json!(name));
                 return self.create(t, &Bytes::from(obj.to_string()));
             }
             return Err(ApiError::not_found(&t.info, name));
@@ -944,8 +957,15 @@ impl Api {
             ),
             None => rv_of(&old),
         };
+        if !new.is_object() || !new.get("metadata").is_some_and(Value::is_object) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                "the patched object and its metadata must be JSON objects",
+            ));
+        }
         // Identity cannot be patched.
-        new["metadata"]["name"] = json!(name);
+        set_at(&mut new, &["metadata", "name"], json!(name));
         self.normalize(t, &mut new)?;
         if t.sub.is_some() {
             Self::carry_over(t, &old, &mut new, true);
@@ -1045,12 +1065,12 @@ impl Api {
                 if o.pointer("/spec/replicas").and_then(Value::as_i64) == Some(replicas) {
                     return false;
                 }
-                o["spec"]["replicas"] = json!(replicas);
+                set_at(o, &["spec", "replicas"], json!(replicas));
                 let generation = o
                     .pointer("/metadata/generation")
                     .and_then(Value::as_i64)
                     .unwrap_or(1);
-                o["metadata"]["generation"] = json!(generation + 1);
+                set_at(o, &["metadata", "generation"], json!(generation + 1));
                 true
             })
             .ok_or_else(|| ApiError::not_found(&t.info, name))?;

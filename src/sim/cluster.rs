@@ -69,6 +69,30 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Sets `v.path[0].path[1]... = value`, turning anything in the way that is not an object into
+/// one. Writers use it instead of `v["a"]["b"] = x`, which panics when a client stored a
+/// non-object there.
+pub fn set_at(v: &mut Value, path: &[&str], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        *v = value;
+        return;
+    };
+    let mut cur = v;
+    for key in parents {
+        if !cur.is_object() {
+            *cur = Value::Object(Default::default());
+        }
+        let Value::Object(m) = cur else { return };
+        cur = m.entry(key.to_string()).or_insert(Value::Null);
+    }
+    if !cur.is_object() {
+        *cur = Value::Object(Default::default());
+    }
+    if let Value::Object(m) = cur {
+        m.insert(last.to_string(), value);
+    }
+}
+
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

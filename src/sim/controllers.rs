@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::cluster::{
     deployments, endpoints, is_ready, is_terminating, now_rfc3339, owner, pods, replicasets,
-    statefulsets, Endpoint, Sim, NODE_IP, NODE_NAME,
+    set_at, statefulsets, Endpoint, Sim, NODE_IP, NODE_NAME,
 };
 use super::store::{meta_str, Change, ResId};
 use super::TruthKind;
@@ -99,11 +99,15 @@ pub fn spawn_kubelet(sim: Arc<Sim>, pod: Arc<Value>) {
             return;
         }
         let scheduled = kubelet_step(&sim, &pod, TruthKind::PodScheduled, |_, p| {
-            p["spec"]["nodeName"] = json!(NODE_NAME);
-            p["status"]["hostIP"] = json!(NODE_IP);
-            p["status"]["conditions"] = json!([condition("PodScheduled", true)]);
+            set_at(p, &["spec", "nodeName"], json!(NODE_NAME));
+            set_at(p, &["status", "hostIP"], json!(NODE_IP));
+            set_at(
+                p,
+                &["status", "conditions"],
+                json!([condition("PodScheduled", true)]),
+            );
             let cs = container_statuses(p, false, false, "");
-            p["status"]["containerStatuses"] = cs;
+            set_at(p, &["status", "containerStatuses"], cs);
         });
         if !scheduled || !sleep_or_cancel(&sim, delays[1]).await {
             return;
@@ -111,18 +115,22 @@ pub fn spawn_kubelet(sim: Arc<Sim>, pod: Arc<Value>) {
         let running = kubelet_step(&sim, &pod, TruthKind::PodRunning, |sim, p| {
             let now = now_rfc3339();
             let ip = sim.next_pod_ip();
-            p["status"]["phase"] = json!("Running");
-            p["status"]["podIP"] = json!(ip);
-            p["status"]["podIPs"] = json!([{"ip": ip}]);
-            p["status"]["startTime"] = json!(now);
-            p["status"]["conditions"] = json!([
-                condition("PodScheduled", true),
-                condition("Initialized", true),
-                condition("ContainersReady", false),
-                condition("Ready", false),
-            ]);
+            set_at(p, &["status", "phase"], json!("Running"));
+            set_at(p, &["status", "podIP"], json!(ip));
+            set_at(p, &["status", "podIPs"], json!([{"ip": ip}]));
+            set_at(p, &["status", "startTime"], json!(now));
+            set_at(
+                p,
+                &["status", "conditions"],
+                json!([
+                    condition("PodScheduled", true),
+                    condition("Initialized", true),
+                    condition("ContainersReady", false),
+                    condition("Ready", false),
+                ]),
+            );
             let cs = container_statuses(p, false, true, &now);
-            p["status"]["containerStatuses"] = cs;
+            set_at(p, &["status", "containerStatuses"], cs);
         });
         if !running || !sleep_or_cancel(&sim, delays[2]).await {
             return;
@@ -133,14 +141,18 @@ pub fn spawn_kubelet(sim: Arc<Sim>, pod: Arc<Value>) {
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
-            p["status"]["conditions"] = json!([
-                condition("PodScheduled", true),
-                condition("Initialized", true),
-                condition("ContainersReady", true),
-                condition("Ready", true),
-            ]);
+            set_at(
+                p,
+                &["status", "conditions"],
+                json!([
+                    condition("PodScheduled", true),
+                    condition("Initialized", true),
+                    condition("ContainersReady", true),
+                    condition("Ready", true),
+                ]),
+            );
             let cs = container_statuses(p, true, true, &started);
-            p["status"]["containerStatuses"] = cs;
+            set_at(p, &["status", "containerStatuses"], cs);
         });
     });
 }
@@ -280,7 +292,7 @@ fn set_status(obj: &mut Value, fields: &Value) -> bool {
     if let Some(f) = fields.as_object() {
         for (k, v) in f {
             if obj["status"].get(k) != Some(v) {
-                obj["status"][k] = v.clone();
+                set_at(obj, &["status", k.as_str()], v.clone());
                 changed = true;
             }
         }
@@ -401,7 +413,11 @@ impl Controllers {
     }
 
     fn new_pod(&self, template: &Value, ns: &str, name: &str, owner_refs: Value) -> Value {
-        let mut meta = template.get("metadata").cloned().unwrap_or(json!({}));
+        let mut meta = template
+            .get("metadata")
+            .filter(|m| m.is_object())
+            .cloned()
+            .unwrap_or(json!({}));
         meta["name"] = json!(name);
         meta["namespace"] = json!(ns);
         meta["ownerReferences"] = owner_refs;
@@ -495,7 +511,11 @@ impl Controllers {
         let desired = i64_at(&dep, "/spec/replicas").max(0);
         let mut template = dep.pointer("/spec/template").cloned().unwrap_or(json!({}));
         let hash = template_hash(&template);
-        template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+        set_at(
+            &mut template,
+            &["metadata", "labels", "pod-template-hash"],
+            json!(hash),
+        );
         let rs_name = format!("{name}-{hash}");
         let owned: Vec<_> = sim
             .store
@@ -505,7 +525,11 @@ impl Controllers {
             .collect();
         if !owned.iter().any(|rs| meta_str(rs, "name") == rs_name) {
             let mut selector = dep.pointer("/spec/selector").cloned().unwrap_or(json!({}));
-            selector["matchLabels"]["pod-template-hash"] = json!(hash);
+            set_at(
+                &mut selector,
+                &["matchLabels", "pod-template-hash"],
+                json!(hash),
+            );
             let mut labels = template["metadata"]["labels"].clone();
             labels["pod-template-hash"] = json!(hash);
             let mut rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
@@ -526,7 +550,7 @@ impl Controllers {
             if i64_at(rs, "/spec/replicas") != want {
                 sim.store
                     .mutate(&replicasets(), ns, meta_str(rs, "name"), |o| {
-                        o["spec"]["replicas"] = json!(want);
+                        set_at(o, &["spec", "replicas"], json!(want));
                         true
                     });
             }
@@ -596,8 +620,11 @@ impl Controllers {
                         &pod_name,
                         owner_ref("StatefulSet", "apps/v1", &sts),
                     );
-                    pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] =
-                        json!(pod_name);
+                    set_at(
+                        &mut pod,
+                        &["metadata", "labels", "statefulset.kubernetes.io/pod-name"],
+                        json!(pod_name),
+                    );
                     if sim.create(&pods(), pod).is_ok() {
                         replicas += 1;
                     }
