@@ -1004,3 +1004,49 @@ async fn odd_objects_do_not_break_the_server_or_controllers() {
     ready_pods(&pods, "app=db", 2).await;
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn standalone_writes_a_kubeconfig_and_stops_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let args = firedrill::sim::SimArgs {
+        listen: local(),
+        kubeconfig_out: Some(kubeconfig.clone()),
+        scenario: None,
+        seed: 3,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(firedrill::sim::run_standalone_until(args, async {
+        let _ = stopped.await;
+    }));
+    let text = wait_for("kubeconfig written", Duration::from_secs(10), || async {
+        std::fs::read_to_string(&kubeconfig)
+            .ok()
+            .filter(|t| t.contains("current-context"))
+    })
+    .await;
+    assert!(text.contains("name: firedrill-sim"), "{text}");
+    let server = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap()
+        .to_string();
+    assert!(server.starts_with("http://127.0.0.1:"), "{server}");
+    let version: serde_json::Value = reqwest::get(format!("{server}/version"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(version["major"], "1");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("stopped")
+        .unwrap()
+        .unwrap();
+    assert!(
+        reqwest::get(format!("{server}/version")).await.is_err(),
+        "server still up"
+    );
+}

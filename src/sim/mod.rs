@@ -425,6 +425,27 @@ pub struct SimArgs {
 
 pub async fn run_standalone(args: SimArgs) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    run_standalone_until(args, async move {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "cannot listen for Ctrl-C; stopping");
+                }
+            }
+            _ = term.recv() => {}
+        }
+    })
+    .await
+}
+
+/// [`run_standalone`] with the stop condition supplied (tests and embedders use it).
+pub async fn run_standalone_until(
+    args: SimArgs,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
     let scenario = match &args.scenario {
         Some(path) => load_scenario(path)?,
         None => parse_scenario(BUILTIN_SCENARIO)
@@ -432,21 +453,44 @@ pub async fn run_standalone(args: SimArgs) -> anyhow::Result<()> {
     };
     let handle = SimCluster::start(scenario, args.listen, args.seed).await?;
     if let Some(path) = &args.kubeconfig_out {
-        std::fs::write(path, handle.kubeconfig_yaml())
-            .with_context(|| format!("cannot write kubeconfig {}", path.display()))?;
+        if let Err(e) = std::fs::write(path, handle.kubeconfig_yaml()) {
+            handle.shutdown().await;
+            return Err(e).with_context(|| format!("cannot write kubeconfig {}", path.display()));
+        }
         println!("kubeconfig: {}", path.display());
     }
     println!("api: {}", handle.api_url());
     for (ns, d, url) in handle.traffic_urls() {
         println!("traffic {ns}/{d}: {url}");
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("cannot listen for Ctrl-C")?,
-        _ = term.recv() => {}
-    }
+    stop.await;
     eprintln!("shutting down the simulated cluster");
     handle.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    #[test]
+    fn listen_must_be_127_0_0_1() {
+        let ok = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(ok.sim.listen.to_string(), "127.0.0.1:6443");
+        assert_eq!(ok.sim.seed, 1);
+        for bad in ["0.0.0.0:6443", "10.0.0.1:80", "[::]:6443", "localhost:6443"] {
+            let e = Cli::try_parse_from(["x", "--listen", bad])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("127.0.0.1"), "{bad}: {e}");
+        }
+    }
 }
