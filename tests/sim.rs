@@ -763,6 +763,23 @@ async fn kubectl_works_against_the_simulated_cluster() {
     ]))
     .await;
     assert!(out.starts_with("sim-node-1 127."), "{out}");
+    let out = run(args(&["get", "all"])).await;
+    assert!(
+        out.contains("deployment.apps/checkout")
+            && out.contains("statefulset.apps/db")
+            && out.contains("pod/db-1"),
+        "{out}"
+    );
+    let out = run(args(&["get", "pods", "-A", "-o", "wide"])).await;
+    assert!(
+        out.lines().next().unwrap().starts_with("NAMESPACE"),
+        "{out}"
+    );
+    assert!(out.contains("sim-node-1"), "{out}");
+    let out = run(args(&["describe", "pod", "db-0"])).await;
+    assert!(out.contains("Node:") && out.contains("sim-node-1"), "{out}");
+    let out = run(args(&["logs", "db-0"])).await;
+    assert!(out.contains("simulated container"), "{out}");
     let out = run(args(&["scale", "deploy", "cart", "--replicas=2"])).await;
     assert!(out.contains("deployment.apps/cart scaled"), "{out}");
     ready_pods(&pods, "app=cart", 2).await;
@@ -811,6 +828,19 @@ async fn kubectl_works_against_the_simulated_cluster() {
         .spawn()
         .unwrap();
     let stdout = watch.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut seen = Vec::new();
+    // Delete only once the watch has printed its initial list, so the deletion is seen live.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while seen.len() < 4 {
+            match lines.next_line().await {
+                Ok(Some(line)) => seen.push(line),
+                other => panic!("kubectl --watch ended early: {other:?} {seen:#?}"),
+            }
+        }
+    })
+    .await
+    .expect("kubectl --watch printed the current pods");
     let victim = before[0].metadata.name.clone().unwrap();
     let out = run(args(&["delete", "pod", &victim])).await;
     assert!(out.contains(&format!("pod \"{victim}\" deleted")), "{out}");
@@ -818,8 +848,6 @@ async fn kubectl_works_against_the_simulated_cluster() {
         .iter()
         .filter_map(|p| p.metadata.name.clone())
         .collect();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let mut seen = Vec::new();
     let replacement = tokio::time::timeout(Duration::from_secs(30), async {
         while let Ok(Some(line)) = lines.next_line().await {
             seen.push(line.clone());

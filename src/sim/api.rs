@@ -112,6 +112,15 @@ const BUILTIN: &[BuiltinRow] = &[
     ),
 ];
 
+/// What `kubectl get all` lists, as on a real cluster.
+const ALL_CATEGORY: &[&str] = &[
+    "pods",
+    "services",
+    "deployments",
+    "replicasets",
+    "statefulsets",
+];
+
 fn builtin() -> Vec<ResInfo> {
     BUILTIN
         .iter()
@@ -469,7 +478,8 @@ impl Api {
             }
             resources.push(
                 json!({"name": r.plural, "singularName": r.kind.to_lowercase(),
-                "namespaced": r.namespaced, "kind": r.kind, "verbs": verbs, "shortNames": r.short}),
+                "namespaced": r.namespaced, "kind": r.kind, "verbs": verbs, "shortNames": r.short,
+                "categories": if ALL_CATEGORY.contains(&r.plural.as_str()) { json!(["all"]) } else { json!([]) }}),
             );
             if r.group == "apps" {
                 resources.push(
@@ -611,6 +621,21 @@ impl Api {
             (None | Some("status"), _) => {}
             (Some("scale"), Some(name)) if t.info.group == "apps" => {
                 return self.scale(method, &t, name, headers, &body)
+            }
+            (Some("log"), Some(name)) if t.info.id() == pods() && *method == Method::GET => {
+                let ns = t.ns.as_deref().unwrap_or("");
+                if self.sim.store.get(&pods(), ns, name).is_none() {
+                    return Err(ApiError::not_found(&t.info, name));
+                }
+                // Simulated containers print nothing but this, so `kubectl logs` works.
+                let mut r = Response::new(Body::from(format!(
+                    "simulated container of pod {ns}/{name}: no real output\n"
+                )));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("text/plain"),
+                );
+                return Ok(r);
             }
             _ => return Err(ApiError::no_route()),
         }
