@@ -1402,6 +1402,51 @@ mod tests {
         assert!(q.flag("watch"));
     }
 
+    #[tokio::test]
+    async fn watch_from_a_dropped_resource_version_is_gone() {
+        let sim = Arc::new(Sim::with_history(
+            Default::default(),
+            1,
+            Default::default(),
+            3,
+        ));
+        let api = Api {
+            sim: sim.clone(),
+            resources: builtin(),
+            custom: Mutex::new(BTreeMap::new()),
+        };
+        let cm = ResId::new("", "configmaps");
+        for i in 0..6 {
+            let obj = json!({"metadata": {"namespace": "a", "name": format!("c{i}")}});
+            sim.create(&cm, obj).unwrap();
+        }
+        let get = |query: &str| {
+            api.route(
+                &Method::GET,
+                "/api/v1/namespaces/a/configmaps",
+                query,
+                &HeaderMap::new(),
+                Bytes::new(),
+            )
+            .unwrap()
+        };
+        let body = axum::body::to_bytes(get("watch=1&resourceVersion=1").into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let ev: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(ev["type"], "ERROR");
+        assert_eq!(ev["object"]["code"], 410);
+        assert_eq!(ev["object"]["reason"], "Expired");
+        // A list still works and gives an rv to resume from.
+        let body = axum::body::to_bytes(get("").into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let list: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(list["items"].as_array().unwrap().len(), 6);
+        assert_eq!(list["kind"], "ConfigMapList");
+        sim.cancel.cancel();
+    }
+
     #[test]
     fn names() {
         assert!(is_dns_subdomain("checkout-7d9f.x"));

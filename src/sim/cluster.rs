@@ -133,10 +133,19 @@ impl Sim {
         seed: u64,
         routes: HashMap<(String, String), Arc<Route>>,
     ) -> Self {
+        // 200k changes cover several transitions of every pod of a 10,000-pod scenario, so
+        // watchers resuming after a short disconnect rarely need to re-list.
+        Self::with_history(scenario, seed, routes, 200_000)
+    }
+
+    pub fn with_history(
+        scenario: Scenario,
+        seed: u64,
+        routes: HashMap<(String, String), Arc<Route>>,
+        history: usize,
+    ) -> Self {
         Sim {
-            // 200k changes cover several transitions of every pod of a 10,000-pod scenario, so
-            // watchers resuming after a short disconnect rarely need to re-list.
-            store: Store::new(200_000),
+            store: Store::new(history),
             scenario,
             cancel: CancellationToken::new(),
             routes,

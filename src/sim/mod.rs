@@ -33,6 +33,27 @@
 //! Ranges are sampled per pod from the ChaCha RNG seeded with `--seed`, as are pod name
 //! suffixes and uids. Unknown keys are errors. `replicas` defaults to 1 and `labels` to
 //! `app: <name>`; `http: true` adds a Service, its Endpoints and a traffic URL.
+//!
+//! # API surface
+//!
+//! Discovery (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}[/{version}]`, with short
+//! names and the `all` category); core/v1 namespaces, nodes, pods (+`status`, `log`), services,
+//! endpoints, events, configmaps; apps/v1 deployments, replicasets, statefulsets (+`status`,
+//! `scale`); coordination.k8s.io/v1 leases; any other `/apis/{group}/{version}/...` resource is
+//! stored as opaque JSON and listed in discovery once written. Verbs: list (label selectors in
+//! full syntax, field selectors on any dotted path; `limit`/`continue` ignored: one page), get,
+//! create (`generateName`), update (rv conflict → 409), patch (merge; strategic treated as
+//! merge; JSON patch; server-side apply approximated as merge), delete (grace via query or
+//! DeleteOptions, preconditions), deletecollection, watch (from an rv, from a snapshot, or
+//! `sendInitialEvents`; bookmarks; selectors; `timeoutSeconds`; 410 via an ERROR event when the
+//! rv is older than the retained history). `Accept: ...;as=Table` gets a meta.k8s.io/v1 Table.
+//!
+//! # Simplifications
+//!
+//! Rollouts are all at once (a new template gets a new replica set with every replica, older
+//! ones are scaled to zero). A terminating pod stops serving at once. No Events are generated,
+//! no OpenAPI documents are served (so `kubectl apply` needs `--validate=false`), no
+//! authentication, no admission, no protobuf.
 
 mod api;
 mod cluster;
