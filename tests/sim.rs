@@ -790,6 +790,16 @@ async fn kubectl_works_against_the_simulated_cluster() {
     let out = run(args(&["scale", "deploy", "cart", "--replicas=2"])).await;
     assert!(out.contains("deployment.apps/cart scaled"), "{out}");
     ready_pods(&pods, "app=cart", 2).await;
+    let out = run(args(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod",
+        "-l",
+        "app=cart",
+        "--timeout=30s",
+    ]))
+    .await;
+    assert_eq!(out.lines().count(), 2, "{out}");
     let manifest = dir.path().join("cm.yaml");
     std::fs::write(
         &manifest,
@@ -881,6 +891,17 @@ async fn kubectl_works_against_the_simulated_cluster() {
             .any(|l| l.starts_with(victim.as_str()) && l.contains("Terminating")),
         "{seen:#?}"
     );
+    // A rollout replaces every pod and reports success once the new ones are available.
+    let out = run(args(&["rollout", "restart", "deploy/checkout"])).await;
+    assert!(out.contains("restarted"), "{out}");
+    let out = run(args(&[
+        "rollout",
+        "status",
+        "deploy/checkout",
+        "--timeout=30s",
+    ]))
+    .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
     sim.shutdown().await;
 }
 
