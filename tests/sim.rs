@@ -1106,3 +1106,67 @@ async fn standalone_writes_a_kubeconfig_and_stops_on_request() {
         "server still up"
     );
 }
+
+#[tokio::test]
+async fn rolling_update_respects_surge_and_unavailability() {
+    let (sim, client) = start(
+        r#"
+kubelet: { schedule-delay: 10ms, start-delay: 50ms, ready-delay: 100ms }
+namespaces:
+  shop:
+    deployments:
+      web: { replicas: 4 }
+"#,
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    let before = ready_pods(&pods, "app=web", 4).await;
+    let deploys: Api<Deployment> = Api::namespaced(client, "shop");
+    // What `kubectl rollout restart` does.
+    let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {"restartedAt": "now"}}}}});
+    deploys
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    let (mut min_ready, mut max_pods) = (usize::MAX, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let live = pods
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .unwrap();
+        let active: Vec<_> = live
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        max_pods = max_pods.max(active.len());
+        min_ready = min_ready.min(active.iter().filter(|p| pod_ready(p)).count());
+        let s = deploys.get("web").await.unwrap().status.unwrap_or_default();
+        if s.observed_generation == Some(2)
+            && s.updated_replicas == Some(4)
+            && s.replicas == Some(4)
+            && s.available_replicas == Some(4)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rollout did not finish: {s:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Defaults: maxSurge 25% (1 of 4, rounded up), maxUnavailable 25% (1 of 4, rounded down).
+    assert!(min_ready >= 3, "ready pods fell to {min_ready}");
+    assert_eq!(max_pods, 5, "one surge pod at a time");
+    let after = ready_pods(&pods, "app=web", 4).await;
+    let old: BTreeSet<_> = before
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    assert!(after
+        .iter()
+        .all(|p| !old.contains(p.metadata.name.as_deref().unwrap_or(""))));
+    sim.shutdown().await;
+}

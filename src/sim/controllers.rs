@@ -343,6 +343,87 @@ fn labels_match(pod: &Value, want: &BTreeMap<String, String>) -> bool {
             .all(|(k, v)| labels.and_then(|l| l.get(k)).and_then(Value::as_str) == Some(v.as_str()))
 }
 
+fn scale_rs(sim: &Sim, ns: &str, rs: &Value, want: i64) {
+    if i64_at(rs, "/spec/replicas") != want {
+        sim.store
+            .mutate(&replicasets(), ns, meta_str(rs, "name"), |o| {
+                set_at(o, &["spec", "replicas"], json!(want));
+                true
+            });
+    }
+}
+
+/// `maxSurge` / `maxUnavailable` as a count: an integer, or a percentage of `desired` (surge
+/// rounds up, unavailability down, as in Kubernetes); both default to 25%.
+fn rolling_limits(dep: &Value, desired: i64) -> (i64, i64) {
+    let resolve = |field: &str, round_up: bool| {
+        let v = dep.pointer(&format!("/spec/strategy/rollingUpdate/{field}"));
+        let pct = match v {
+            Some(Value::Number(n)) => return n.as_i64().unwrap_or(0).max(0),
+            Some(Value::String(s)) => s.trim_end_matches('%').parse::<i64>().unwrap_or(25),
+            _ => 25,
+        };
+        let scaled = desired * pct.max(0);
+        if round_up {
+            (scaled + 99) / 100
+        } else {
+            scaled / 100
+        }
+    };
+    let surge = resolve("maxSurge", true);
+    let unavailable = resolve("maxUnavailable", false);
+    // Both zero would never make progress; Kubernetes rejects it, we allow one unavailable.
+    if surge == 0 && unavailable == 0 {
+        (0, 1)
+    } else {
+        (surge, unavailable)
+    }
+}
+
+/// Replica counts for the current replica set and each old one (oldest first): a rolling
+/// update bounded by maxSurge and maxUnavailable, or Recreate (old ones to zero first).
+fn rollout_targets(
+    dep: &Value,
+    desired: i64,
+    current: Option<&Value>,
+    olds: &[&Arc<Value>],
+) -> (i64, Vec<i64>) {
+    let spec = |rs: &Value| i64_at(rs, "/spec/replicas").max(0);
+    let ready = |rs: &Value| i64_at(rs, "/status/readyReplicas").max(0);
+    let new_spec = current.map_or(0, spec);
+    let old_spec: i64 = olds.iter().map(|rs| spec(rs)).sum();
+    if dep.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate") {
+        let old_running: i64 = olds.iter().map(|rs| i64_at(rs, "/status/replicas")).sum();
+        let new = if old_spec == 0 && old_running == 0 {
+            desired
+        } else {
+            new_spec.min(desired)
+        };
+        return (new, vec![0; olds.len()]);
+    }
+    let (surge, unavailable) = rolling_limits(dep, desired);
+    let new = if new_spec >= desired || old_spec == 0 {
+        desired
+    } else {
+        let room = (desired + surge - new_spec - old_spec).max(0);
+        (new_spec + room).min(desired)
+    };
+    // Old replicas go when enough others are ready: unready old ones first, then ready ones
+    // while at least desired - maxUnavailable stay ready.
+    let all_ready = current.map_or(0, ready) + olds.iter().map(|rs| ready(rs)).sum::<i64>();
+    let mut removable = (all_ready - (desired - unavailable)).max(0);
+    let olds = olds
+        .iter()
+        .map(|rs| {
+            let (spec, ready) = (spec(rs), ready(rs).min(spec(rs)));
+            let from_ready = removable.min(ready);
+            removable -= from_ready;
+            spec - (spec - ready) - from_ready
+        })
+        .collect();
+    (new, olds)
+}
+
 impl Controllers {
     async fn run(&mut self, mut rx: broadcast::Receiver<Arc<Change>>) {
         let mut dirty = Dirty {
@@ -523,37 +604,36 @@ impl Controllers {
             .into_iter()
             .filter(|rs| owned_by(rs, "Deployment", uid))
             .collect();
-        if !owned.iter().any(|rs| meta_str(rs, "name") == rs_name) {
-            let mut selector = dep.pointer("/spec/selector").cloned().unwrap_or(json!({}));
-            set_at(
-                &mut selector,
-                &["matchLabels", "pod-template-hash"],
-                json!(hash),
-            );
-            let mut labels = template["metadata"]["labels"].clone();
-            labels["pod-template-hash"] = json!(hash);
-            let mut rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                "metadata": {"name": rs_name, "namespace": ns, "labels": labels,
-                    "ownerReferences": owner_ref("Deployment", "apps/v1", &dep)},
-                "spec": {"replicas": desired, "selector": selector, "template": template},
-                "status": {"replicas": 0}});
-            sim.stamp_new(&mut rs);
-            let _ = sim.create(&replicasets(), rs);
-        }
-        // Rollouts are all-at-once: the current replica set gets every replica, older ones none.
-        for rs in &owned {
-            let want = if meta_str(rs, "name") == rs_name {
-                desired
-            } else {
-                0
-            };
-            if i64_at(rs, "/spec/replicas") != want {
-                sim.store
-                    .mutate(&replicasets(), ns, meta_str(rs, "name"), |o| {
-                        set_at(o, &["spec", "replicas"], json!(want));
-                        true
-                    });
+        let current = owned.iter().find(|rs| meta_str(rs, "name") == rs_name);
+        let mut olds: Vec<_> = owned
+            .iter()
+            .filter(|rs| meta_str(rs, "name") != rs_name)
+            .collect();
+        olds.sort_by_key(|rs| meta_str(rs, "creationTimestamp").to_string());
+        let (new_targets, old_targets) =
+            rollout_targets(&dep, desired, current.map(|rs| &**rs), &olds);
+        match current {
+            None => {
+                let mut selector = dep.pointer("/spec/selector").cloned().unwrap_or(json!({}));
+                set_at(
+                    &mut selector,
+                    &["matchLabels", "pod-template-hash"],
+                    json!(hash),
+                );
+                let mut labels = template["metadata"]["labels"].clone();
+                labels["pod-template-hash"] = json!(hash);
+                let mut rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                    "metadata": {"name": rs_name, "namespace": ns, "labels": labels,
+                        "ownerReferences": owner_ref("Deployment", "apps/v1", &dep)},
+                    "spec": {"replicas": new_targets, "selector": selector, "template": template},
+                    "status": {"replicas": 0}});
+                sim.stamp_new(&mut rs);
+                let _ = sim.create(&replicasets(), rs);
             }
+            Some(rs) => scale_rs(&sim, ns, rs, new_targets),
+        }
+        for (rs, want) in olds.iter().zip(old_targets) {
+            scale_rs(&sim, ns, rs, want);
         }
         let (mut replicas, mut ready, mut updated) = (0, 0, 0);
         for rs in &owned {
@@ -691,5 +771,61 @@ impl Controllers {
         let due = Instant::now() + self.sim.scenario.endpoints.propagation_delay;
         let _ = tx.send((due, eps.clone()));
         self.last_published.insert(key, eps);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rs(spec: i64, ready: i64) -> Arc<Value> {
+        Arc::new(
+            json!({"spec": {"replicas": spec}, "status": {"replicas": spec, "readyReplicas": ready}}),
+        )
+    }
+
+    #[test]
+    fn rolling_update_steps() {
+        let dep = json!({"spec": {"replicas": 4}});
+        assert_eq!(rolling_limits(&dep, 4), (1, 1));
+        // Start: one surge pod, one old pod may go.
+        let old = rs(4, 4);
+        assert_eq!(
+            rollout_targets(&dep, 4, Some(&rs(0, 0)), &[&old]),
+            (1, vec![3])
+        );
+        // New pods not ready yet: no further old pod goes, no further surge.
+        let old = rs(3, 3);
+        assert_eq!(
+            rollout_targets(&dep, 4, Some(&rs(1, 0)), &[&old]),
+            (2, vec![3])
+        );
+        // Unready old pods go first.
+        let old = rs(3, 1);
+        assert_eq!(
+            rollout_targets(&dep, 4, Some(&rs(2, 2)), &[&old]),
+            (2, vec![1])
+        );
+        // Done.
+        let old = rs(0, 0);
+        assert_eq!(
+            rollout_targets(&dep, 4, Some(&rs(4, 4)), &[&old]),
+            (4, vec![0])
+        );
+        // Recreate: old ones to zero first, new ones once they are gone.
+        let dep = json!({"spec": {"replicas": 2, "strategy": {"type": "Recreate"}}});
+        let old = rs(2, 2);
+        assert_eq!(rollout_targets(&dep, 2, None, &[&old]), (0, vec![0]));
+        let old = rs(0, 0);
+        assert_eq!(
+            rollout_targets(&dep, 2, Some(&rs(0, 0)), &[&old]),
+            (2, vec![0])
+        );
+        // Explicit limits.
+        let dep = json!({"spec": {"strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "50%"}}}});
+        assert_eq!(rolling_limits(&dep, 4), (0, 2));
+        let dep =
+            json!({"spec": {"strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}}});
+        assert_eq!(rolling_limits(&dep, 4), (0, 1));
     }
 }

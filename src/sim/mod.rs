@@ -50,8 +50,9 @@
 //!
 //! # Simplifications
 //!
-//! Rollouts are all at once (a new template gets a new replica set with every replica, older
-//! ones are scaled to zero). A terminating pod stops serving at once. No Events are generated,
+//! A new pod template rolls out through a new replica set, bounded by maxSurge/maxUnavailable
+//! (default 25%) or Recreate; there is no progress deadline, pause or revision history limit.
+//! A terminating pod stops serving at once (no preStop hooks). No Events are generated,
 //! no OpenAPI documents are served (so `kubectl apply` needs `--validate=false`), no
 //! authentication, no admission, no protobuf.
 
