@@ -371,6 +371,49 @@ async fn api_errors_are_shaped_like_the_real_api() {
         (404, "NotFound".to_string())
     );
 
+    // Leases, as a scheduler lock would use them: the loser of a race gets a 409.
+    use k8s_openapi::api::coordination::v1::Lease;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "shop");
+    let lease: Lease = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "drill-lock"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 30}
+    }))
+    .unwrap();
+    let held = leases.create(&PostParams::default(), &lease).await.unwrap();
+    assert_eq!(
+        err(leases
+            .create(&PostParams::default(), &lease)
+            .await
+            .unwrap_err())
+        .0,
+        409
+    );
+    let mut mine = held.clone();
+    mine.spec.as_mut().unwrap().holder_identity = Some("b".into());
+    leases
+        .replace("drill-lock", &PostParams::default(), &mine)
+        .await
+        .unwrap();
+    let mut theirs = held;
+    theirs.spec.as_mut().unwrap().holder_identity = Some("c".into());
+    assert_eq!(
+        err(leases
+            .replace("drill-lock", &PostParams::default(), &theirs)
+            .await
+            .unwrap_err()),
+        (409, "Conflict".to_string())
+    );
+    assert_eq!(
+        leases
+            .get("drill-lock")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .holder_identity
+            .as_deref(),
+        Some("b")
+    );
+
     // Custom resources are stored as opaque JSON and show up in discovery.
     let http = reqwest::Client::new();
     let base = sim.api_url();

@@ -402,9 +402,9 @@ impl SimHandle {
     }
 
     /// Stops the servers, watches and controllers; open connections get a short grace.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.sim.cancel.cancel();
-        for mut t in self.tasks {
+        for mut t in std::mem::take(&mut self.tasks) {
             if tokio::time::timeout(Duration::from_secs(2), &mut t)
                 .await
                 .is_err()
@@ -412,6 +412,13 @@ impl SimHandle {
                 t.abort();
             }
         }
+    }
+}
+
+impl Drop for SimHandle {
+    /// A handle dropped without [`SimHandle::shutdown`] still stops everything it started.
+    fn drop(&mut self) {
+        self.sim.cancel.cancel();
     }
 }
 
