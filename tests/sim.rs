@@ -642,7 +642,12 @@ namespaces:
         .map(|e| e.mono)
         .min()
         .expect("a replacement became ready");
-    assert!(first_ok >= first_ready);
+    // ...and only once the first ready replacement has been published.
+    assert!(
+        first_ok >= first_ready + Duration::from_millis(690),
+        "served {:?} after the first replacement was ready",
+        first_ok.saturating_duration_since(first_ready)
+    );
     sim.shutdown().await;
 }
 
