@@ -11,4 +11,5 @@ pub mod fault;
 pub mod platform;
 pub mod probe;
 pub mod report;
+pub mod sim;
 pub mod timeline;

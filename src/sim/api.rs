@@ -1,0 +1,1456 @@
+//! The HTTP face of the simulated cluster: discovery, CRUD, patch, watch and the Table format
+//! kubectl asks for, with errors shaped like the real API server's `Status` objects.
+//!
+//! Routing is by hand rather than by axum routes because Kubernetes paths are a small grammar
+//! (`/api/v1/namespaces/{ns}/{plural}/{name}/{sub}`, `/apis/{group}/{version}/...`) that must
+//! also accept resources nobody declared (custom resources are stored as opaque JSON).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::Router;
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, mpsc};
+
+use super::cluster::{pods, set_at, Sim};
+use super::select::{json_patch, merge_patch, Selector};
+use super::store::{meta_str, rv_of, Change, ChangeKind, ResId, StoreError, WatchStart};
+use super::table::table;
+use super::RequestRecord;
+
+/// A resource the server knows: built in, or a custom resource seen in a request.
+#[derive(Debug, Clone)]
+pub struct ResInfo {
+    pub group: String,
+    pub version: String,
+    pub plural: String,
+    pub kind: String,
+    pub namespaced: bool,
+    pub short: Vec<String>,
+    pub status: bool,
+}
+
+impl ResInfo {
+    fn id(&self) -> ResId {
+        ResId::new(&self.group, &self.plural)
+    }
+    fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+    fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+}
+
+/// (group, version, plural, kind, namespaced, short names, has a status subresource)
+type BuiltinRow = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    bool,
+    &'static [&'static str],
+    bool,
+);
+
+const BUILTIN: &[BuiltinRow] = &[
+    ("", "v1", "namespaces", "Namespace", false, &["ns"], true),
+    ("", "v1", "nodes", "Node", false, &["no"], true),
+    ("", "v1", "pods", "Pod", true, &["po"], true),
+    ("", "v1", "services", "Service", true, &["svc"], true),
+    ("", "v1", "endpoints", "Endpoints", true, &["ep"], false),
+    ("", "v1", "events", "Event", true, &["ev"], false),
+    ("", "v1", "configmaps", "ConfigMap", true, &["cm"], false),
+    (
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        true,
+        &["deploy"],
+        true,
+    ),
+    (
+        "apps",
+        "v1",
+        "replicasets",
+        "ReplicaSet",
+        true,
+        &["rs"],
+        true,
+    ),
+    (
+        "apps",
+        "v1",
+        "statefulsets",
+        "StatefulSet",
+        true,
+        &["sts"],
+        true,
+    ),
+    (
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        "Lease",
+        true,
+        &[],
+        false,
+    ),
+];
+
+/// What `kubectl get all` lists, as on a real cluster.
+const ALL_CATEGORY: &[&str] = &[
+    "pods",
+    "services",
+    "deployments",
+    "replicasets",
+    "statefulsets",
+];
+
+fn builtin() -> Vec<ResInfo> {
+    BUILTIN
+        .iter()
+        .map(|&(g, v, p, k, ns, short, status)| ResInfo {
+            group: g.into(),
+            version: v.into(),
+            plural: p.into(),
+            kind: k.into(),
+            namespaced: ns,
+            short: short.iter().map(|s| s.to_string()).collect(),
+            status,
+        })
+        .collect()
+}
+
+fn is_builtin_group(g: &str) -> bool {
+    BUILTIN.iter().any(|b| b.0 == g)
+}
+
+/// RFC 1123 label: what namespaces and generated workload names must be.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// RFC 1123 subdomain: what most object names must be.
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+pub struct Api {
+    sim: Arc<Sim>,
+    resources: Vec<ResInfo>,
+    /// Custom resources seen so far, by (group, version, plural).
+    custom: Mutex<BTreeMap<(String, String, String), ResInfo>>,
+}
+
+pub fn router(sim: Arc<Sim>) -> Router {
+    let api = Arc::new(Api {
+        sim,
+        resources: builtin(),
+        custom: Mutex::new(BTreeMap::new()),
+    });
+    Router::new().fallback(handle).with_state(api)
+}
+
+/// An API error rendered as a `Status` object.
+#[derive(Debug)]
+pub struct ApiError {
+    code: StatusCode,
+    reason: &'static str,
+    message: String,
+    details: Value,
+}
+
+impl ApiError {
+    fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: Value::Null,
+        }
+    }
+    fn not_found(info: &ResInfo, name: &str) -> Self {
+        ApiError {
+            details: json!({"name": name, "group": info.group, "kind": info.plural}),
+            ..Self::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("{} \"{name}\" not found", info.qualified()),
+            )
+        }
+    }
+    fn no_route() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    }
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+    }
+    fn invalid(info: &ResInfo, name: &str, field: &str, detail: &str) -> Self {
+        ApiError {
+            details: json!({"name": name, "group": info.group, "kind": info.kind,
+                "causes": [{"reason": "FieldValueInvalid", "message": detail, "field": field}]}),
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                format!("{} \"{name}\" is invalid: {field}: {detail}", info.kind),
+            )
+        }
+    }
+    fn from_store(e: StoreError, info: &ResInfo, name: &str) -> Self {
+        let details = json!({"name": name, "group": info.group, "kind": info.plural});
+        let (code, reason, message) = match &e {
+            StoreError::NotFound => return Self::not_found(info, name),
+            StoreError::AlreadyExists => (
+                StatusCode::CONFLICT,
+                "AlreadyExists",
+                format!("{} \"{name}\" already exists", info.qualified()),
+            ),
+            StoreError::Conflict => (
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": {e}",
+                    info.qualified()
+                ),
+            ),
+            StoreError::Gone { .. } => (StatusCode::GONE, "Expired", e.to_string()),
+        };
+        ApiError {
+            details,
+            ..Self::new(code, reason, message)
+        }
+    }
+    fn status_value(&self) -> Value {
+        let mut v = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": self.message, "reason": self.reason,
+            "code": self.code.as_u16()});
+        if !self.details.is_null() {
+            v["details"] = self.details.clone();
+        }
+        v
+    }
+    fn into_response(self) -> Response {
+        json_response(self.code, &self.status_value())
+    }
+}
+
+fn json_response(code: StatusCode, v: &Value) -> Response {
+    bytes_response(code, serde_json::to_vec(v).unwrap_or_default())
+}
+
+fn bytes_response(code: StatusCode, body: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+async fn handle(
+    axum::extract::State(api): axum::extract::State<Arc<Api>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let at = SystemTime::now();
+    let query = uri.query().unwrap_or("").to_string();
+    let response = match api.route(&method, uri.path(), &query, &headers, body) {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    tracing::debug!(%method, path = uri.path(), %query, status = response.status().as_u16(), "sim api");
+    api.sim.record_request(RequestRecord {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        query,
+        status: response.status().as_u16(),
+        at,
+    });
+    response
+}
+
+/// Decoded query parameters (percent-decoding and `+` as space, as Go's url.ParseQuery does).
+struct Query(BTreeMap<String, String>);
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Query {
+    fn parse(q: &str) -> Self {
+        Query(
+            q.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (percent_decode(k), percent_decode(v))
+                })
+                .collect(),
+        )
+    }
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(String::as_str)
+    }
+    fn flag(&self, k: &str) -> bool {
+        matches!(self.get(k), Some("1" | "true" | "True"))
+    }
+}
+
+/// What a resource path addresses.
+struct Target {
+    info: ResInfo,
+    ns: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"))
+}
+
+impl Api {
+    fn route(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> ApiResult {
+        let segs: Vec<&str> = path
+            .trim_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        let q = Query::parse(query);
+        match segs.as_slice() {
+            ["version"] => Ok(json_response(
+                StatusCode::OK,
+                &json!({"major": "1", "minor": "32", "gitVersion": "v1.32.0-firedrill-sim",
+                    "gitCommit": "", "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z",
+                    "goVersion": "go1.23", "compiler": "gc", "platform": "linux/amd64"}),
+            )),
+            ["healthz" | "readyz" | "livez"] => {
+                let mut r = Response::new(Body::from("ok"));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("text/plain"),
+                );
+                Ok(r)
+            }
+            ["api"] => Ok(json_response(
+                StatusCode::OK,
+                &json!({"kind": "APIVersions", "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
+            )),
+            ["api", "v1"] => Ok(self.resource_list("", "v1")),
+            ["apis"] => Ok(json_response(
+                StatusCode::OK,
+                &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": self.groups()}),
+            )),
+            ["apis", group] => self
+                .groups()
+                .into_iter()
+                .find(|g| g["name"] == *group)
+                .map(|mut g| {
+                    g["kind"] = json!("APIGroup");
+                    g["apiVersion"] = json!("v1");
+                    json_response(StatusCode::OK, &g)
+                })
+                .ok_or_else(ApiError::no_route),
+            ["apis", group, version] => {
+                if self.groups().iter().any(|g| g["name"] == *group) {
+                    Ok(self.resource_list(group, version))
+                } else {
+                    Err(ApiError::no_route())
+                }
+            }
+            ["api", "v1", rest @ ..] => {
+                let t = self.target("", "v1", rest, method, &body)?;
+                self.serve(method, t, &q, headers, body)
+            }
+            ["apis", group, version, rest @ ..] => {
+                let t = self.target(group, version, rest, method, &body)?;
+                self.serve(method, t, &q, headers, body)
+            }
+            _ => Err(ApiError::no_route()),
+        }
+    }
+
+    fn all_resources(&self) -> Vec<ResInfo> {
+        let custom = self.custom.lock().unwrap_or_else(|p| p.into_inner());
+        self.resources
+            .iter()
+            .cloned()
+            .chain(custom.values().cloned())
+            .collect()
+    }
+
+    fn groups(&self) -> Vec<Value> {
+        let mut versions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for r in self.all_resources() {
+            if r.group.is_empty() {
+                continue;
+            }
+            let v = versions.entry(r.group.clone()).or_default();
+            if !v.contains(&r.version) {
+                v.push(r.version.clone());
+            }
+        }
+        versions
+            .into_iter()
+            .map(|(g, vs)| {
+                let list: Vec<Value> = vs
+                    .iter()
+                    .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+                    .collect();
+                let preferred = list.first().cloned().unwrap_or(Value::Null);
+                json!({"name": g, "versions": list, "preferredVersion": preferred})
+            })
+            .collect()
+    }
+
+    fn resource_list(&self, group: &str, version: &str) -> Response {
+        let verbs = json!([
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch"
+        ]);
+        let mut resources = Vec::new();
+        for r in self.all_resources() {
+            if r.group != group || r.version != version {
+                continue;
+            }
+            resources.push(
+                json!({"name": r.plural, "singularName": r.kind.to_lowercase(),
+                "namespaced": r.namespaced, "kind": r.kind, "verbs": verbs, "shortNames": r.short,
+                "categories": if ALL_CATEGORY.contains(&r.plural.as_str()) { json!(["all"]) } else { json!([]) }}),
+            );
+            if r.group == "apps" {
+                resources.push(
+                    json!({"name": format!("{}/scale", r.plural), "singularName": "",
+                    "namespaced": true, "group": "autoscaling", "version": "v1", "kind": "Scale",
+                    "verbs": ["get", "patch", "update"]}),
+                );
+            }
+            if r.status {
+                resources.push(json!({"name": format!("{}/status", r.plural), "singularName": "",
+                    "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
+            }
+        }
+        let gv = if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        };
+        json_response(
+            StatusCode::OK,
+            &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+        )
+    }
+
+    fn lookup(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+        namespaced: bool,
+        method: &Method,
+        body: &Bytes,
+    ) -> Result<ResInfo, ApiError> {
+        if let Some(r) = self
+            .resources
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
+        {
+            return Ok(r.clone());
+        }
+        if group.is_empty() || is_builtin_group(group) {
+            return Err(ApiError::no_route());
+        }
+        let key = (group.to_string(), version.to_string(), plural.to_string());
+        let mut custom = self.custom.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = custom.get(&key) {
+            return Ok(r.clone());
+        }
+        // The kind comes from the first object written; before that, a guess from the plural.
+        let kind = (*method == Method::POST || *method == Method::PUT)
+            .then(|| serde_json::from_slice::<Value>(body).ok())
+            .flatten()
+            .and_then(|v| v.get("kind").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| {
+                let mut k = plural.trim_end_matches('s').to_string();
+                if let Some(first) = k.get(..1) {
+                    k = first.to_uppercase() + k.get(1..).unwrap_or("");
+                }
+                k
+            });
+        let info = ResInfo {
+            group: group.into(),
+            version: version.into(),
+            plural: plural.into(),
+            kind,
+            namespaced,
+            short: Vec::new(),
+            status: false,
+        };
+        // Only a write declares a custom resource; reads of unknown ones answer with empty data.
+        if *method == Method::POST || *method == Method::PUT {
+            custom.insert(key, info.clone());
+        }
+        Ok(info)
+    }
+
+    fn target(
+        &self,
+        group: &str,
+        version: &str,
+        rest: &[&str],
+        method: &Method,
+        body: &Bytes,
+    ) -> Result<Target, ApiError> {
+        let own = |s: &&str| Some(s.to_string());
+        match rest {
+            ["namespaces", ns, plural, tail @ ..]
+                if !matches!(*plural, "status" | "finalize") || !tail.is_empty() =>
+            {
+                let info = self.lookup(group, version, plural, true, method, body)?;
+                if !info.namespaced {
+                    return Err(ApiError::no_route());
+                }
+                let (name, sub) = match tail {
+                    [] => (None, None),
+                    [name] => (own(name), None),
+                    [name, sub] => (own(name), own(sub)),
+                    _ => return Err(ApiError::no_route()),
+                };
+                Ok(Target {
+                    info,
+                    ns: Some(ns.to_string()),
+                    name,
+                    sub,
+                })
+            }
+            [plural, tail @ ..] => {
+                let info = self.lookup(group, version, plural, false, method, body)?;
+                let (name, sub) = match tail {
+                    [] => (None, None),
+                    [name] => (own(name), None),
+                    [name, sub] => (own(name), own(sub)),
+                    _ => return Err(ApiError::no_route()),
+                };
+                // A namespaced resource listed across all namespaces: /api/v1/pods.
+                if info.namespaced && name.is_some() {
+                    return Err(ApiError::no_route());
+                }
+                Ok(Target {
+                    info,
+                    ns: None,
+                    name,
+                    sub,
+                })
+            }
+            [] => Err(ApiError::no_route()),
+        }
+    }
+
+    fn serve(
+        &self,
+        method: &Method,
+        t: Target,
+        q: &Query,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> ApiResult {
+        match (t.sub.as_deref(), t.name.as_deref()) {
+            (None | Some("status"), _) => {}
+            (Some("scale"), Some(name)) if t.info.group == "apps" => {
+                return self.scale(method, &t, name, headers, &body)
+            }
+            (Some("log"), Some(name)) if t.info.id() == pods() && *method == Method::GET => {
+                let ns = t.ns.as_deref().unwrap_or("");
+                if self.sim.store.get(&pods(), ns, name).is_none() {
+                    return Err(ApiError::not_found(&t.info, name));
+                }
+                // Simulated containers print nothing but this, so `kubectl logs` works.
+                let mut r = Response::new(Body::from(format!(
+                    "simulated container of pod {ns}/{name}: no real output\n"
+                )));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("text/plain"),
+                );
+                return Ok(r);
+            }
+            _ => return Err(ApiError::no_route()),
+        }
+        match (method.clone(), t.name.clone()) {
+            (Method::GET, None) if q.flag("watch") => self.watch(&t, q, headers),
+            (Method::GET, None) => self.list(&t, q, headers),
+            (Method::GET, Some(name)) => {
+                let ns = t.ns.as_deref().unwrap_or("");
+                let obj = self
+                    .sim
+                    .store
+                    .get(&t.info.id(), ns, &name)
+                    .ok_or_else(|| ApiError::not_found(&t.info, &name))?;
+                if wants_table(headers) {
+                    let rv = rv_of(&obj).unwrap_or(0);
+                    return Ok(json_response(
+                        StatusCode::OK,
+                        &table(&t.info, &[obj], rv, q.get("includeObject"), true),
+                    ));
+                }
+                Ok(json_response(StatusCode::OK, &obj))
+            }
+            (Method::POST, None) => self.create(&t, &body),
+            (Method::PUT, Some(name)) => self.update(&t, &name, &body),
+            (Method::PATCH, Some(name)) => self.patch(&t, &name, headers, &body),
+            (Method::DELETE, Some(name)) => self.delete(&t, &name, q, &body),
+            (Method::DELETE, None) => self.delete_collection(&t, q, &body),
+            _ => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource".to_string(),
+            )),
+        }
+    }
+
+    fn selectors(q: &Query) -> Result<(Selector, Selector), ApiError> {
+        let labels = Selector::parse_labels(q.get("labelSelector").unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+        let fields = Selector::parse_fields(q.get("fieldSelector").unwrap_or(""))
+            .map_err(ApiError::bad_request)?;
+        Ok((labels, fields))
+    }
+
+    fn list(&self, t: &Target, q: &Query, headers: &HeaderMap) -> ApiResult {
+        let (labels, fields) = Self::selectors(q)?;
+        let (items, rv) = self.sim.store.list(&t.info.id(), t.ns.as_deref(), |o| {
+            labels.matches_labels(o) && fields.matches_fields(o)
+        });
+        if wants_table(headers) {
+            return Ok(json_response(
+                StatusCode::OK,
+                &table(&t.info, &items, rv, q.get("includeObject"), true),
+            ));
+        }
+        // Written by hand so that a 10,000-item list is serialized once, without building a
+        // second tree of the items.
+        let mut out = Vec::with_capacity(items.len() * 1024 + 256);
+        out.extend_from_slice(
+            format!(
+                r#"{{"kind":"{}List","apiVersion":"{}","metadata":{{"resourceVersion":"{rv}"}},"items":["#,
+                t.info.kind,
+                t.info.api_version()
+            )
+            .as_bytes(),
+        );
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            if serde_json::to_writer(&mut out, item.as_ref()).is_err() {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "serialization failed",
+                ));
+            }
+        }
+        out.extend_from_slice(b"]}");
+        Ok(bytes_response(StatusCode::OK, out))
+    }
+
+    fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
+        let v: Value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
+        })?;
+        if !v.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        Ok(v)
+    }
+
+    /// Checks and fills what create and update share: namespace, kind, apiVersion.
+    fn normalize(&self, t: &Target, obj: &mut Value) -> Result<(), ApiError> {
+        if !obj.get("metadata").is_some_and(Value::is_object) {
+            obj["metadata"] = json!({});
+        }
+        let body_ns = meta_str(obj, "namespace").to_string();
+        match (&t.ns, t.info.namespaced) {
+            (Some(ns), true) => {
+                if !body_ns.is_empty() && body_ns != *ns {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                set_at(obj, &["metadata", "namespace"], json!(ns));
+            }
+            (None, true) => {
+                return Err(ApiError::bad_request(
+                    "a namespaced object needs a namespace in the path",
+                ))
+            }
+            _ => {
+                if let Some(m) = obj["metadata"].as_object_mut() {
+                    m.remove("namespace");
+                }
+            }
+        }
+        obj["kind"] = json!(t.info.kind);
+        obj["apiVersion"] = json!(t.info.api_version());
+        Ok(())
+    }
+
+    fn validate(&self, t: &Target, obj: &Value) -> Result<(), ApiError> {
+        let name = meta_str(obj, "name");
+        if !is_dns_subdomain(name) {
+            return Err(ApiError::invalid(&t.info, name, "metadata.name",
+                "Invalid value: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"));
+        }
+        if t.info.id() == pods()
+            && obj
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
+        {
+            return Err(ApiError::invalid(
+                &t.info,
+                name,
+                "spec.containers",
+                "Required value",
+            ));
+        }
+        Ok(())
+    }
+
+    fn create(&self, t: &Target, body: &Bytes) -> ApiResult {
+        let mut obj = Self::parse_body(body)?;
+        self.normalize(t, &mut obj)?;
+        let name = meta_str(&obj, "name").to_string();
+        let generate = meta_str(&obj, "generateName").to_string();
+        if name.is_empty() && generate.is_empty() {
+            return Err(ApiError::invalid(
+                &t.info,
+                "",
+                "metadata.name",
+                "Required value: name or generateName is required",
+            ));
+        }
+        if let Some(ns) = &t.ns {
+            if t.info.plural != "namespaces"
+                && self
+                    .sim
+                    .store
+                    .get(&ResId::new("", "namespaces"), "", ns)
+                    .is_none()
+            {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("namespaces \"{ns}\" not found"),
+                ));
+            }
+        }
+        self.sim.stamp_new(&mut obj);
+        if t.info.plural == "namespaces" && obj.pointer("/status/phase").is_none() {
+            obj["status"] = json!({"phase": "Active"});
+        }
+        if t.info.id() == pods() && obj.pointer("/status/phase").is_none() {
+            obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+        }
+        // generateName: retry a few suffixes on collision, as the real server does once.
+        for _ in 0..8 {
+            if name.is_empty() {
+                set_at(
+                    &mut obj,
+                    &["metadata", "name"],
+                    json!(format!("{generate}{}", self.sim.suffix(5))),
+                );
+            }
+            self.validate(t, &obj)?;
+            match self.sim.create(&t.info.id(), obj.clone()) {
+                Ok(stored) => return Ok(json_response(StatusCode::CREATED, &stored)),
+                Err(StoreError::AlreadyExists) if name.is_empty() => continue,
+                Err(e) => return Err(ApiError::from_store(e, &t.info, meta_str(&obj, "name"))),
+            }
+        }
+        Err(ApiError::from_store(
+            StoreError::AlreadyExists,
+            &t.info,
+            &generate,
+        ))
+    }
+
+    /// Carries server-owned fields from the stored object into a replacement.
+    fn carry_over(t: &Target, old: &Value, new: &mut Value, status_only: bool) {
+        if status_only {
+            let status = new.get("status").cloned();
+            *new = old.clone();
+            if let Some(s) = status {
+                new["status"] = s;
+            }
+            return;
+        }
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
+            match old.pointer(&format!("/metadata/{f}")) {
+                Some(v) => {
+                    set_at(new, &["metadata", f], v.clone());
+                }
+                None => {
+                    if let Some(m) = new["metadata"].as_object_mut() {
+                        m.remove(f);
+                    }
+                }
+            }
+        }
+        // Built-in workloads own their status through the status subresource.
+        if t.info.status {
+            match old.get("status") {
+                Some(s) => new["status"] = s.clone(),
+                None => {
+                    if let Some(m) = new.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+        }
+        let mut generation = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        if old.get("spec") != new.get("spec") {
+            generation += 1;
+        }
+        set_at(new, &["metadata", "generation"], json!(generation));
+    }
+
+    fn update(&self, t: &Target, name: &str, body: &Bytes) -> ApiResult {
+        let mut obj = Self::parse_body(body)?;
+        self.normalize(t, &mut obj)?;
+        if meta_str(&obj, "name") != name {
+            return Err(ApiError::bad_request(
+                "the name of the object does not match the name on the URL",
+            ));
+        }
+        let expect = match meta_str(&obj, "resourceVersion") {
+            "" => None,
+            s => Some(
+                s.parse::<u64>()
+                    .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {s:?}")))?,
+            ),
+        };
+        let ns = t.ns.clone().unwrap_or_default();
+        let id = t.info.id();
+        let old = self
+            .sim
+            .store
+            .get(&id, &ns, name)
+            .ok_or_else(|| ApiError::not_found(&t.info, name))?;
+        Self::carry_over(t, &old, &mut obj, t.sub.is_some());
+        self.validate(t, &obj)?;
+        // The expected rv is checked against the stored object atomically by the store.
+        let expect = expect.or(rv_of(&old));
+        let stored = self
+            .sim
+            .store
+            .update(&id, obj, expect)
+            .map_err(|e| ApiError::from_store(e, &t.info, name))?;
+        Ok(json_response(StatusCode::OK, &stored))
+    }
+
+    fn patch(&self, t: &Target, name: &str, headers: &HeaderMap, body: &Bytes) -> ApiResult {
+        let ctype = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let patch: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
+        enum Kind {
+            Merge,
+            Json,
+            Apply,
+        }
+        let kind = if ctype.starts_with("application/merge-patch+json")
+            || ctype.starts_with("application/strategic-merge-patch+json")
+        {
+            Kind::Merge
+        } else if ctype.starts_with("application/json-patch+json") {
+            Kind::Json
+        } else if ctype.starts_with("application/apply-patch") {
+            Kind::Apply
+        } else {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {ctype:?})"),
+            ));
+        };
+        if !matches!(kind, Kind::Json) && !patch.is_object() {
+            return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+        }
+        let ns = t.ns.clone().unwrap_or_default();
+        let id = t.info.id();
+        let Some(old) = self.sim.store.get(&id, &ns, name) else {
+            if matches!(kind, Kind::Apply) {
+                // Server-side apply of a missing object creates it; approximated as a create.
+                let mut obj = patch;
+                if !obj.get("metadata").is_some_and(Value::is_object) {
+                    obj["metadata"] = json!({});
+                }
+                set_at(&mut obj, &["metadata", "name"], json!(name));
+                return self.create(t, &Bytes::from(obj.to_string()));
+            }
+            return Err(ApiError::not_found(&t.info, name));
+        };
+        let mut new = (*old).clone();
+        match kind {
+            Kind::Merge | Kind::Apply => merge_patch(&mut new, &patch),
+            Kind::Json => json_patch(&mut new, &patch)
+                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e))?,
+        }
+        let expect = match patch
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+        {
+            Some(s) => Some(
+                s.parse::<u64>()
+                    .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {s:?}")))?,
+            ),
+            None => rv_of(&old),
+        };
+        if !new.is_object() || !new.get("metadata").is_some_and(Value::is_object) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                "the patched object and its metadata must be JSON objects",
+            ));
+        }
+        // Identity cannot be patched.
+        set_at(&mut new, &["metadata", "name"], json!(name));
+        self.normalize(t, &mut new)?;
+        if t.sub.is_some() {
+            Self::carry_over(t, &old, &mut new, true);
+        } else {
+            let status = new.get("status").cloned();
+            Self::carry_over(t, &old, &mut new, false);
+            // A patch of the main resource may still set status on kinds without a status
+            // subresource; for the others the status stays the server's.
+            if !t.info.status {
+                if let Some(s) = status {
+                    new["status"] = s;
+                }
+            }
+        }
+        self.validate(t, &new)?;
+        let stored = self
+            .sim
+            .store
+            .update(&id, new, expect)
+            .map_err(|e| ApiError::from_store(e, &t.info, name))?;
+        Ok(json_response(StatusCode::OK, &stored))
+    }
+
+    /// The `scale` subresource of the apps workloads (`kubectl scale`).
+    fn scale(
+        &self,
+        method: &Method,
+        t: &Target,
+        name: &str,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> ApiResult {
+        let ns = t.ns.clone().unwrap_or_default();
+        let id = t.info.id();
+        let obj = self
+            .sim
+            .store
+            .get(&id, &ns, name)
+            .ok_or_else(|| ApiError::not_found(&t.info, name))?;
+        let view = |o: &Value| {
+            let selector = o
+                .pointer("/spec/selector/matchLabels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
+                "metadata": {"name": name, "namespace": ns, "uid": meta_str(o, "uid"),
+                    "resourceVersion": meta_str(o, "resourceVersion"),
+                    "creationTimestamp": meta_str(o, "creationTimestamp")},
+                "spec": {"replicas": o.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+                "status": {"replicas": o.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+                    "selector": selector}})
+        };
+        let mut scale = view(&obj);
+        match *method {
+            Method::GET => return Ok(json_response(StatusCode::OK, &scale)),
+            Method::PUT => scale = Self::parse_body(body)?,
+            Method::PATCH => {
+                let ctype = headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let patch: Value = serde_json::from_slice(body).map_err(|e| {
+                    ApiError::bad_request(format!("the patch is not valid JSON: {e}"))
+                })?;
+                if ctype.starts_with("application/json-patch+json") {
+                    json_patch(&mut scale, &patch).map_err(|e| {
+                        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e)
+                    })?;
+                } else {
+                    merge_patch(&mut scale, &patch);
+                }
+            }
+            _ => return Err(ApiError::no_route()),
+        }
+        let replicas = scale
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .filter(|r| *r >= 0)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    &t.info,
+                    name,
+                    "spec.replicas",
+                    "Invalid value: must be greater than or equal to 0",
+                )
+            })?;
+        let updated = self
+            .sim
+            .store
+            .mutate(&id, &ns, name, |o| {
+                if o.pointer("/spec/replicas").and_then(Value::as_i64) == Some(replicas) {
+                    return false;
+                }
+                set_at(o, &["spec", "replicas"], json!(replicas));
+                let generation = o
+                    .pointer("/metadata/generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1);
+                set_at(o, &["metadata", "generation"], json!(generation + 1));
+                true
+            })
+            .ok_or_else(|| ApiError::not_found(&t.info, name))?;
+        Ok(json_response(StatusCode::OK, &view(&updated)))
+    }
+
+    fn grace(q: &Query, body: &Bytes) -> Result<(Option<i64>, Option<Value>), ApiError> {
+        let opts: Value = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+        };
+        let grace =
+            match q.get("gracePeriodSeconds") {
+                Some(g) => Some(g.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}"))
+                })?),
+                None => opts.get("gracePeriodSeconds").and_then(Value::as_i64),
+            };
+        Ok((grace, opts.get("preconditions").cloned()))
+    }
+
+    fn delete(&self, t: &Target, name: &str, q: &Query, body: &Bytes) -> ApiResult {
+        let (grace, pre) = Self::grace(q, body)?;
+        let ns = t.ns.clone().unwrap_or_default();
+        let id = t.info.id();
+        let current = self
+            .sim
+            .store
+            .get(&id, &ns, name)
+            .ok_or_else(|| ApiError::not_found(&t.info, name))?;
+        if let Some(pre) = pre {
+            let uid_ok = pre
+                .get("uid")
+                .and_then(Value::as_str)
+                .is_none_or(|u| u == meta_str(&current, "uid"));
+            let rv_ok = pre
+                .get("resourceVersion")
+                .and_then(Value::as_str)
+                .is_none_or(|r| r == meta_str(&current, "resourceVersion"));
+            if !uid_ok || !rv_ok {
+                return Err(ApiError::from_store(StoreError::Conflict, &t.info, name));
+            }
+        }
+        if t.info.plural == "namespaces" {
+            // Namespace deletion removes everything inside it.
+            for res in self.sim.store.resources() {
+                for o in self.sim.store.list(&res, Some(name), |_| true).0 {
+                    self.sim.remove(&res, name, meta_str(&o, "name"), None);
+                }
+            }
+        }
+        let gone = self
+            .sim
+            .delete(&id, &ns, name, grace)
+            .map_err(|e| ApiError::from_store(e, &t.info, name))?;
+        Ok(json_response(StatusCode::OK, &gone))
+    }
+
+    fn delete_collection(&self, t: &Target, q: &Query, body: &Bytes) -> ApiResult {
+        let (grace, _) = Self::grace(q, body)?;
+        let (labels, fields) = Self::selectors(q)?;
+        let id = t.info.id();
+        let (items, _) = self.sim.store.list(&id, t.ns.as_deref(), |o| {
+            labels.matches_labels(o) && fields.matches_fields(o)
+        });
+        let mut out = Vec::new();
+        for o in items {
+            if let Ok(g) =
+                self.sim
+                    .delete(&id, meta_str(&o, "namespace"), meta_str(&o, "name"), grace)
+            {
+                out.push((*g).clone());
+            }
+        }
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"kind": format!("{}List", t.info.kind), "apiVersion": t.info.api_version(),
+                "metadata": {}, "items": out}),
+        ))
+    }
+
+    fn watch(&self, t: &Target, q: &Query, headers: &HeaderMap) -> ApiResult {
+        let (labels, fields) = Self::selectors(q)?;
+        let id = t.info.id();
+        let initial_events = q.flag("sendInitialEvents");
+        let since = match q.get("resourceVersion") {
+            None | Some("") | Some("0") => None,
+            Some(_) if initial_events => None,
+            Some(s) => Some(
+                s.parse::<u64>()
+                    .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {s:?}")))?,
+            ),
+        };
+        let timeout = q
+            .get("timeoutSeconds")
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(Duration::from_secs)
+            // Real servers end watches after a while; clients are built to resume.
+            .unwrap_or(Duration::from_secs(1800));
+        let bookmarks = q.flag("allowWatchBookmarks");
+        let table_info = wants_table(headers).then(|| t.info.clone());
+        let (tx, rx) = mpsc::channel::<Bytes>(256);
+        let sim = self.sim.clone();
+        let ns = t.ns.clone();
+        let info = t.info.clone();
+        let (mut w, start) = match sim.store.watch(&id, ns.as_deref(), since) {
+            Ok((start, live)) => (
+                Watch {
+                    labels,
+                    fields,
+                    ns,
+                    table: table_info,
+                    q_include: q.get("includeObject").map(str::to_string),
+                    first: true,
+                    info,
+                    live,
+                    tx,
+                    last_rv: 0,
+                },
+                start,
+            ),
+            Err(e) => {
+                // Like the real server: a 200 stream carrying one ERROR event with the 410.
+                let status = ApiError::from_store(e, &t.info, "").status_value();
+                let line = format!("{}\n", json!({"type": "ERROR", "object": status}));
+                return Ok(stream_response(futures::stream::iter([
+                    Ok::<_, Infallible>(Bytes::from(line)),
+                ])));
+            }
+        };
+        let cancel = sim.cancel.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::sleep(timeout);
+            tokio::pin!(deadline);
+            match start {
+                WatchStart::Snapshot(items, rv) => {
+                    w.last_rv = rv;
+                    for o in items {
+                        if w.selected(&o) && !w.send_obj("ADDED", &o).await {
+                            return;
+                        }
+                    }
+                    if initial_events {
+                        let bm = json!({"kind": w.info.kind, "apiVersion": w.info.api_version(),
+                            "metadata": {"resourceVersion": rv.to_string(),
+                                "annotations": {"k8s.io/initial-events-end": "true"}}});
+                        if !w
+                            .send_line(&json!({"type": "BOOKMARK", "object": bm}))
+                            .await
+                        {
+                            return;
+                        }
+                    }
+                }
+                WatchStart::Backlog(changes) => {
+                    w.last_rv = since.unwrap_or(0);
+                    for c in changes {
+                        if !w.send_change(&c).await {
+                            return;
+                        }
+                    }
+                }
+            }
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = &mut deadline => return,
+                    _ = tick.tick(), if bookmarks => {
+                        let bm = json!({"kind": w.info.kind, "apiVersion": w.info.api_version(),
+                            "metadata": {"resourceVersion": w.last_rv.to_string()}});
+                        if !w.send_line(&json!({"type": "BOOKMARK", "object": bm})).await {
+                            return;
+                        }
+                    }
+                    r = w.live.recv() => match r {
+                        Ok(c) => {
+                            if !w.send_change(&c).await {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            let status = ApiError::new(StatusCode::GONE, "Expired",
+                                "watch fell too far behind; list again").status_value();
+                            w.send_line(&json!({"type": "ERROR", "object": status})).await;
+                            return;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }
+        });
+        Ok(stream_response(futures::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) },
+        )))
+    }
+}
+
+fn stream_response<S>(s: S) -> Response
+where
+    S: futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
+{
+    let mut r = Response::new(Body::from_stream(s));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// One open watch: its filters and where it writes.
+struct Watch {
+    labels: Selector,
+    fields: Selector,
+    ns: Option<String>,
+    table: Option<ResInfo>,
+    q_include: Option<String>,
+    first: bool,
+    info: ResInfo,
+    live: broadcast::Receiver<Arc<Change>>,
+    tx: mpsc::Sender<Bytes>,
+    last_rv: u64,
+}
+
+impl Watch {
+    fn selected(&self, o: &Value) -> bool {
+        self.ns
+            .as_deref()
+            .is_none_or(|ns| meta_str(o, "namespace") == ns)
+            && self.labels.matches_labels(o)
+            && self.fields.matches_fields(o)
+    }
+
+    async fn send_line(&mut self, v: &Value) -> bool {
+        let mut line = serde_json::to_vec(v).unwrap_or_default();
+        line.push(b'\n');
+        self.tx.send(Bytes::from(line)).await.is_ok()
+    }
+
+    async fn send_obj(&mut self, kind: &str, o: &Value) -> bool {
+        let object = match &self.table {
+            Some(info) => {
+                let rv = rv_of(o).unwrap_or(0);
+                // Column definitions go with the first event only, as the real server does.
+                let t = table(
+                    info,
+                    std::slice::from_ref(&Arc::new(o.clone())),
+                    rv,
+                    self.q_include.as_deref(),
+                    self.first,
+                );
+                self.first = false;
+                t
+            }
+            None => {
+                // Avoid a deep clone for the common case: splice the serialized object.
+                let mut line = format!(r#"{{"type":"{kind}","object":"#).into_bytes();
+                if serde_json::to_writer(&mut line, o).is_err() {
+                    return true;
+                }
+                line.extend_from_slice(b"}\n");
+                return self.tx.send(Bytes::from(line)).await.is_ok();
+            }
+        };
+        self.send_line(&json!({"type": kind, "object": object}))
+            .await
+    }
+
+    async fn send_change(&mut self, c: &Change) -> bool {
+        self.last_rv = self.last_rv.max(c.rv);
+        if c.res != self.info.id() {
+            return true;
+        }
+        let now = self.selected(&c.obj);
+        let kind = match c.kind {
+            ChangeKind::Modified => {
+                let before = c.prev.as_ref().is_some_and(|p| self.selected(p));
+                match (before, now) {
+                    (true, true) => "MODIFIED",
+                    (false, true) => "ADDED",
+                    (true, false) => "DELETED",
+                    (false, false) => return true,
+                }
+            }
+            k if now => k.as_str(),
+            _ => return true,
+        };
+        self.send_obj(kind, &c.obj).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        let q = Query::parse("labelSelector=app%3Dcheckout%2Ctier+in+%28a%29&watch=true");
+        assert_eq!(q.get("labelSelector"), Some("app=checkout,tier in (a)"));
+        assert!(q.flag("watch"));
+    }
+
+    #[tokio::test]
+    async fn watch_from_a_dropped_resource_version_is_gone() {
+        let sim = Arc::new(Sim::with_history(
+            Default::default(),
+            1,
+            Default::default(),
+            3,
+        ));
+        let api = Api {
+            sim: sim.clone(),
+            resources: builtin(),
+            custom: Mutex::new(BTreeMap::new()),
+        };
+        let cm = ResId::new("", "configmaps");
+        for i in 0..6 {
+            let obj = json!({"metadata": {"namespace": "a", "name": format!("c{i}")}});
+            sim.create(&cm, obj).unwrap();
+        }
+        let get = |query: &str| {
+            api.route(
+                &Method::GET,
+                "/api/v1/namespaces/a/configmaps",
+                query,
+                &HeaderMap::new(),
+                Bytes::new(),
+            )
+            .unwrap()
+        };
+        let body = axum::body::to_bytes(get("watch=1&resourceVersion=1").into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let ev: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(ev["type"], "ERROR");
+        assert_eq!(ev["object"]["code"], 410);
+        assert_eq!(ev["object"]["reason"], "Expired");
+        // A list still works and gives an rv to resume from.
+        let body = axum::body::to_bytes(get("").into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let list: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(list["items"].as_array().unwrap().len(), 6);
+        assert_eq!(list["kind"], "ConfigMapList");
+        sim.cancel.cancel();
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_dns_subdomain("checkout-7d9f.x"));
+        assert!(!is_dns_subdomain("Checkout"));
+        assert!(!is_dns_label("-a"));
+    }
+}

@@ -1,0 +1,335 @@
+//! The shared core of the simulated cluster: the store plus the side effects every writer
+//! (API handlers and controllers alike) must trigger — a new pod gets a kubelet, a removed pod
+//! is recorded — and the ground-truth and request logs.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::scenario::{Delay, KubeletTimings, Scenario};
+use super::store::{meta_str, ResId, Store, StoreError};
+use super::{RequestRecord, TruthEvent, TruthKind};
+
+pub const NODE_NAME: &str = "sim-node-1";
+/// Node and pod addresses live in 127.0.0.0/8 so that nothing built on them can route anywhere.
+pub const NODE_IP: &str = "127.0.0.1";
+
+pub fn pods() -> ResId {
+    ResId::new("", "pods")
+}
+pub fn replicasets() -> ResId {
+    ResId::new("apps", "replicasets")
+}
+pub fn deployments() -> ResId {
+    ResId::new("apps", "deployments")
+}
+pub fn statefulsets() -> ResId {
+    ResId::new("apps", "statefulsets")
+}
+pub fn endpoints() -> ResId {
+    ResId::new("", "endpoints")
+}
+
+/// One published endpoint of an HTTP deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub pod: String,
+    pub uid: String,
+    pub ip: String,
+}
+
+/// Round-robin routing state of one HTTP deployment, as last published.
+#[derive(Debug, Default)]
+pub struct Route {
+    pub endpoints: Mutex<Vec<Endpoint>>,
+    pub next: AtomicUsize,
+    pub url: Mutex<String>,
+}
+
+pub struct Sim {
+    pub store: Store,
+    pub scenario: Scenario,
+    pub cancel: CancellationToken,
+    pub routes: HashMap<(String, String), Arc<Route>>,
+    rng: Mutex<ChaCha8Rng>,
+    truth: Mutex<Vec<TruthEvent>>,
+    requests: Mutex<Vec<RequestRecord>>,
+    next_ip: AtomicU32,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Logs and the RNG stay usable after a panic elsewhere; they hold no invariants.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sets `v.path[0].path[1]... = value`, turning anything in the way that is not an object into
+/// one. Writers use it instead of `v["a"]["b"] = x`, which panics when a client stored a
+/// non-object there.
+pub fn set_at(v: &mut Value, path: &[&str], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        *v = value;
+        return;
+    };
+    let mut cur = v;
+    for key in parents {
+        if !cur.is_object() {
+            *cur = Value::Object(Default::default());
+        }
+        let Value::Object(m) = cur else { return };
+        cur = m.entry(key.to_string()).or_insert(Value::Null);
+    }
+    if !cur.is_object() {
+        *cur = Value::Object(Default::default());
+    }
+    if let Value::Object(m) = cur {
+        m.insert(last.to_string(), value);
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+pub fn is_terminating(pod: &Value) -> bool {
+    pod.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
+}
+
+pub fn is_ready(pod: &Value) -> bool {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("Ready")
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        })
+}
+
+/// The first controller owner reference as (kind, name, uid).
+pub fn owner(obj: &Value) -> Option<(&str, &str, &str)> {
+    let refs = obj.pointer("/metadata/ownerReferences")?.as_array()?;
+    let r = refs
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        .or_else(|| refs.first())?;
+    Some((
+        r.get("kind")?.as_str()?,
+        r.get("name")?.as_str()?,
+        r.get("uid").and_then(Value::as_str).unwrap_or(""),
+    ))
+}
+
+impl Sim {
+    pub fn new(
+        scenario: Scenario,
+        seed: u64,
+        routes: HashMap<(String, String), Arc<Route>>,
+    ) -> Self {
+        // 200k changes cover several transitions of every pod of a 10,000-pod scenario, so
+        // watchers resuming after a short disconnect rarely need to re-list.
+        Self::with_history(scenario, seed, routes, 200_000)
+    }
+
+    pub fn with_history(
+        scenario: Scenario,
+        seed: u64,
+        routes: HashMap<(String, String), Arc<Route>>,
+        history: usize,
+    ) -> Self {
+        Sim {
+            store: Store::new(history),
+            scenario,
+            cancel: CancellationToken::new(),
+            routes,
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+            truth: Mutex::new(Vec::new()),
+            requests: Mutex::new(Vec::new()),
+            next_ip: AtomicU32::new(1),
+        }
+    }
+
+    pub fn truth(&self) -> Vec<TruthEvent> {
+        lock(&self.truth).clone()
+    }
+
+    pub fn record_truth(&self, namespace: &str, object: &str, what: TruthKind) {
+        lock(&self.truth).push(TruthEvent {
+            at: SystemTime::now(),
+            mono: tokio::time::Instant::now(),
+            namespace: namespace.to_string(),
+            object: object.to_string(),
+            what,
+        });
+    }
+
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.requests).clone()
+    }
+
+    pub fn record_request(&self, r: RequestRecord) {
+        lock(&self.requests).push(r);
+    }
+
+    pub fn sample(&self, d: &Delay) -> Duration {
+        d.sample(&mut *lock(&self.rng))
+    }
+
+    /// Random lowercase suffix from the alphabet Kubernetes uses for generated names (no vowels,
+    /// so no accidental words).
+    pub fn suffix(&self, len: usize) -> String {
+        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        let mut rng = lock(&self.rng);
+        (0..len)
+            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+            .collect()
+    }
+
+    pub fn new_uid(&self) -> String {
+        let mut rng = lock(&self.rng);
+        let (a, b, c, d, e): (u32, u16, u16, u16, u64) = (
+            rng.random(),
+            rng.random(),
+            rng.random(),
+            rng.random(),
+            rng.random(),
+        );
+        format!(
+            "{a:08x}-{b:04x}-4{:03x}-{:04x}-{:012x}",
+            c & 0x0fff,
+            (d & 0x3fff) | 0x8000,
+            e & 0xffff_ffff_ffff
+        )
+    }
+
+    /// Next pod address, 127.1.0.1 upwards: loopback, so a fake address can never leave the host.
+    pub fn next_pod_ip(&self) -> String {
+        let n = self.next_ip.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "127.{}.{}.{}",
+            1 + (n >> 16) % 200,
+            (n >> 8) & 0xff,
+            n & 0xff
+        )
+    }
+
+    /// Fills the server-owned metadata of a new object.
+    pub fn stamp_new(&self, obj: &mut Value) {
+        let uid = self.new_uid();
+        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("uid".into(), Value::String(uid));
+            meta.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
+            meta.insert("generation".into(), json!(1));
+            meta.remove("deletionTimestamp");
+            meta.remove("resourceVersion");
+        }
+    }
+
+    /// Stores a new object and starts what follows from it (a kubelet for a pod).
+    pub fn create(self: &Arc<Self>, res: &ResId, obj: Value) -> Result<Arc<Value>, StoreError> {
+        let stored = self.store.create(res, obj)?;
+        if *res == pods() {
+            let ns = meta_str(&stored, "namespace");
+            let name = meta_str(&stored, "name");
+            self.record_truth(ns, name, TruthKind::PodCreated);
+            super::controllers::spawn_kubelet(self.clone(), stored.clone());
+        }
+        Ok(stored)
+    }
+
+    /// Removes an object now.
+    pub fn remove(
+        &self,
+        res: &ResId,
+        ns: &str,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Option<Arc<Value>> {
+        let gone = self.store.remove(res, ns, name, uid)?;
+        if *res == pods() {
+            self.record_truth(ns, name, TruthKind::PodDeleted);
+        }
+        Some(gone)
+    }
+
+    /// Deletes like the API server: a scheduled pod with a grace period is marked terminating
+    /// and removed when the grace ends; everything else is removed at once.
+    pub fn delete(
+        self: &Arc<Self>,
+        res: &ResId,
+        ns: &str,
+        name: &str,
+        grace: Option<i64>,
+    ) -> Result<Arc<Value>, StoreError> {
+        let current = self.store.get(res, ns, name).ok_or(StoreError::NotFound)?;
+        if *res != pods() {
+            return self.remove(res, ns, name, None).ok_or(StoreError::NotFound);
+        }
+        let grace = grace
+            .or_else(|| {
+                current
+                    .pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
+            .unwrap_or(30)
+            .max(0);
+        let scheduled = current
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        if grace == 0 || !scheduled {
+            return self.remove(res, ns, name, None).ok_or(StoreError::NotFound);
+        }
+        if is_terminating(&current) {
+            return Ok(current);
+        }
+        let uid = meta_str(&current, "uid").to_string();
+        let marked = self
+            .store
+            .mutate(res, ns, name, |pod| {
+                if let Some(meta) = pod.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
+                    meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                }
+                true
+            })
+            .ok_or(StoreError::NotFound)?;
+        let sim = self.clone();
+        let (res, ns, name) = (res.clone(), ns.to_string(), name.to_string());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = sim.cancel.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_secs(grace as u64)) => {
+                    sim.remove(&res, &ns, &name, Some(&uid));
+                }
+            }
+        });
+        Ok(marked)
+    }
+
+    /// Kubelet timings of the workload owning `pod` (scenario overrides), else the defaults.
+    pub fn timings_for(&self, pod: &Value) -> KubeletTimings {
+        let s = &self.scenario;
+        let ns = meta_str(pod, "namespace");
+        let ns_spec = s.namespaces.get(ns);
+        let spec = match owner(pod) {
+            Some(("ReplicaSet", rs, _)) => self
+                .store
+                .get(&replicasets(), ns, rs)
+                .and_then(|rs| owner(&rs).map(|(_, d, _)| d.to_string()))
+                .and_then(|d| ns_spec?.deployments.get(&d).map(|d| d.kubelet.clone())),
+            Some(("StatefulSet", sts, _)) => {
+                ns_spec.and_then(|n| n.statefulsets.get(sts).map(|s| s.kubelet.clone()))
+            }
+            _ => None,
+        };
+        spec.unwrap_or_default().resolve(&s.kubelet)
+    }
+}

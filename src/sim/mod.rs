@@ -1,0 +1,525 @@
+//! The embedded simulated Kubernetes cluster (`firedrill sim`), in the spirit of kwok: a small
+//! API server on 127.0.0.1 that kubectl and kube-rs talk to like to a real one, with simulated
+//! controllers and a simulated kubelet, and a loopback HTTP endpoint per web deployment.
+//!
+//! It owns: the object store (one global resourceVersion, watches that resume from it), the
+//! API surface (discovery, list/get/create/update/patch/delete/watch, Tables for kubectl,
+//! custom resources as opaque JSON), the controllers (deployment → replica set → pods, stateful
+//! sets, endpoints) and the ground truth of every simulated transition ([`SimHandle::truth`]),
+//! which tests and benchmarks compare measured recovery times against.
+//!
+//! It guarantees: it listens on 127.0.0.1 only, and every address it puts into an object is in
+//! 127.0.0.0/8 (pods 127.1.x.y, node 127.0.0.1), so nothing built on it can reach another host.
+//! It is a stand-in for a cluster, never a replacement for testing against one.
+//!
+//! # Scenario file
+//!
+//! ```yaml
+//! kubelet:                      # defaults for every pod; each a duration or a range "a..b"
+//!   schedule-delay: 20ms        # created → spec.nodeName set, PodScheduled
+//!   start-delay: 200ms          # scheduled → phase Running, podIP, startTime
+//!   ready-delay: 300ms          # running → Ready and ContainersReady
+//!   termination-grace: 1s       # terminationGracePeriodSeconds of created pods
+//! endpoints: { propagation-delay: 100ms }   # readiness change → Endpoints and traffic routing
+//! namespaces:
+//!   shop:
+//!     labels: { firedrill.io/allow: "true" }
+//!     deployments:
+//!       checkout: { replicas: 3, labels: { app: checkout }, http: true, kubelet: { ready-delay: 1200ms } }
+//!     statefulsets:
+//!       db: { replicas: 2, labels: { app: db } }
+//! ```
+//!
+//! Ranges are sampled per pod from the ChaCha RNG seeded with `--seed`, as are pod name
+//! suffixes and uids. Unknown keys are errors. `replicas` defaults to 1 and `labels` to
+//! `app: <name>`; `http: true` adds a Service, its Endpoints and a traffic URL.
+//!
+//! # API surface
+//!
+//! Discovery (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}[/{version}]`, with short
+//! names and the `all` category); core/v1 namespaces, nodes, pods (+`status`, `log`), services,
+//! endpoints, events, configmaps; apps/v1 deployments, replicasets, statefulsets (+`status`,
+//! `scale`); coordination.k8s.io/v1 leases; any other `/apis/{group}/{version}/...` resource is
+//! stored as opaque JSON and listed in discovery once written. Verbs: list (label selectors in
+//! full syntax, field selectors on any dotted path; `limit`/`continue` ignored: one page), get,
+//! create (`generateName`), update (rv conflict → 409), patch (merge; strategic treated as
+//! merge; JSON patch; server-side apply approximated as merge), delete (grace via query or
+//! DeleteOptions, preconditions), deletecollection, watch (from an rv, from a snapshot, or
+//! `sendInitialEvents`; bookmarks; selectors; `timeoutSeconds`; 410 via an ERROR event when the
+//! rv is older than the retained history). `Accept: ...;as=Table` gets a meta.k8s.io/v1 Table.
+//!
+//! # Simplifications
+//!
+//! A new pod template rolls out through a new replica set, bounded by maxSurge/maxUnavailable
+//! (default 25%) or Recreate; there is no progress deadline, pause or revision history limit.
+//! A terminating pod stops serving at once (no preStop hooks). No Events are generated,
+//! no OpenAPI documents are served (so `kubectl apply` needs `--validate=false`), no
+//! authentication, no admission, no protobuf.
+
+mod api;
+mod cluster;
+mod controllers;
+mod scenario;
+mod select;
+mod store;
+mod table;
+mod traffic;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+
+use cluster::{Route, Sim, NODE_IP, NODE_NAME};
+use store::ResId;
+
+pub use scenario::{
+    load_scenario, parse_scenario, Delay, DeploymentSpec, EndpointsSpec, KubeletSpec,
+    NamespaceSpec, Scenario, StatefulSetSpec, BUILTIN_SCENARIO,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot read scenario {path}: {source}")]
+    ScenarioRead {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid scenario {path}: {message}")]
+    Scenario { path: String, message: String },
+    #[error(
+        "the simulated cluster listens on 127.0.0.1 only, not {0}: use --listen 127.0.0.1:PORT"
+    )]
+    NotLoopback(SocketAddr),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build a client for the simulated cluster: {0}")]
+    Client(String),
+}
+
+/// One simulated transition, stamped when it happened (both clocks).
+#[derive(Debug, Clone)]
+pub struct TruthEvent {
+    pub at: SystemTime,
+    pub mono: tokio::time::Instant,
+    pub namespace: String,
+    /// The pod for pod and endpoint events, the workload for workload events.
+    pub object: String,
+    pub what: TruthKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TruthKind {
+    PodCreated,
+    PodScheduled,
+    PodRunning,
+    PodReady,
+    /// The pod object was removed from the store.
+    PodDeleted,
+    EndpointAdded,
+    EndpointRemoved,
+    /// readyReplicas reached the desired count.
+    WorkloadReady,
+    /// readyReplicas fell below the desired count after having reached it.
+    WorkloadDegraded,
+}
+
+/// One API request as the server answered it.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub status: u16,
+    pub at: SystemTime,
+}
+
+impl RequestRecord {
+    /// Whether the request could change state (what safety tests count).
+    pub fn is_mutating(&self) -> bool {
+        !matches!(self.method.as_str(), "GET" | "HEAD" | "OPTIONS")
+    }
+}
+
+pub struct SimCluster;
+
+pub struct SimHandle {
+    sim: Arc<Sim>,
+    addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn ns_obj(name: &str, labels: &BTreeMap<String, String>) -> Value {
+    let mut labels: serde_json::Map<String, Value> =
+        labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+    json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "labels": labels}, "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"}})
+}
+
+fn workload_labels(name: &str, labels: &BTreeMap<String, String>) -> Value {
+    if labels.is_empty() {
+        json!({"app": name})
+    } else {
+        json!(labels)
+    }
+}
+
+fn pod_template(labels: &Value, grace: i64) -> Value {
+    json!({"metadata": {"labels": labels},
+        "spec": {"containers": [{"name": "app", "image": "firedrill/sim-app:1",
+            "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}]}],
+            "restartPolicy": "Always", "terminationGracePeriodSeconds": grace}})
+}
+
+impl SimCluster {
+    /// Starts the API server on `listen` (127.0.0.1 only; port 0 picks one), the controllers,
+    /// and one traffic endpoint per `http: true` deployment, then creates the scenario's objects.
+    pub async fn start(
+        scenario: Scenario,
+        listen: SocketAddr,
+        seed: u64,
+    ) -> Result<SimHandle, SimError> {
+        if listen.ip() != IpAddr::V4(Ipv4Addr::LOCALHOST) {
+            return Err(SimError::NotLoopback(listen));
+        }
+        let bind = |addr: SocketAddr| async move {
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| SimError::Bind { addr, source })
+        };
+        let api_listener = bind(listen).await?;
+        let addr = api_listener.local_addr().map_err(|source| SimError::Bind {
+            addr: listen,
+            source,
+        })?;
+
+        let mut routes = HashMap::new();
+        let mut traffic_listeners = Vec::new();
+        for (ns, spec) in &scenario.namespaces {
+            for (name, d) in &spec.deployments {
+                if !d.http {
+                    continue;
+                }
+                let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+                let l = bind(local).await?;
+                let port = l
+                    .local_addr()
+                    .map_err(|source| SimError::Bind {
+                        addr: local,
+                        source,
+                    })?
+                    .port();
+                let route = Arc::new(Route::default());
+                *route.url.lock().unwrap_or_else(|p| p.into_inner()) =
+                    format!("http://127.0.0.1:{port}");
+                routes.insert((ns.clone(), name.clone()), route.clone());
+                traffic_listeners.push((ns.clone(), route, l));
+            }
+        }
+
+        let sim = Arc::new(Sim::new(scenario, seed, routes));
+        let mut tasks = Vec::new();
+        let shutdown = sim.cancel.clone();
+        let app = api::router(sim.clone());
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(api_listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "simulated API server stopped");
+            }
+        }));
+        for (ns, route, l) in traffic_listeners {
+            let app = traffic::router(sim.clone(), ns, route);
+            let shutdown = sim.cancel.clone();
+            tasks.push(tokio::spawn(async move {
+                let served = axum::serve(l, app)
+                    .with_graceful_shutdown(shutdown.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    tracing::warn!(error = %e, "simulated traffic endpoint stopped");
+                }
+            }));
+        }
+        tasks.push(controllers::start(sim.clone()));
+        bootstrap(&sim);
+        tracing::info!(api = %addr, "simulated cluster started");
+        Ok(SimHandle { sim, addr, tasks })
+    }
+}
+
+/// Creates the objects a fresh cluster has plus the scenario's workloads.
+fn bootstrap(sim: &Arc<Sim>) {
+    let create = |group: &str, plural: &str, mut obj: Value| {
+        sim.stamp_new(&mut obj);
+        if let Err(e) = sim.create(&ResId::new(group, plural), obj) {
+            tracing::warn!(error = %e, plural, "cannot create scenario object");
+        }
+    };
+    let empty = BTreeMap::new();
+    let scenario = sim.scenario.clone();
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        if !scenario.namespaces.contains_key(ns) {
+            create("", "namespaces", ns_obj(ns, &empty));
+        }
+    }
+    create(
+        "",
+        "nodes",
+        json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}},
+        "spec": {},
+        "status": {"addresses": [{"type": "InternalIP", "address": NODE_IP}],
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+            "nodeInfo": {"kubeletVersion": "v1.32.0-firedrill-sim"}}}),
+    );
+    let mut service_ip = 0u32;
+    for (ns, spec) in &scenario.namespaces {
+        create("", "namespaces", ns_obj(ns, &spec.labels));
+        for (name, d) in &spec.deployments {
+            let labels = workload_labels(name, &d.labels);
+            let grace = d
+                .kubelet
+                .resolve(&scenario.kubelet)
+                .termination_grace_seconds;
+            create(
+                "apps",
+                "deployments",
+                json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "namespace": ns, "labels": labels},
+                "spec": {"replicas": d.replicas, "selector": {"matchLabels": labels},
+                    "template": pod_template(&labels, grace),
+                    "strategy": {"type": "RollingUpdate"}},
+                "status": {}}),
+            );
+            if d.http {
+                service_ip += 1;
+                // Cluster IPs also stay on loopback (127.2.x.y).
+                let ip = format!("127.2.{}.{}", (service_ip >> 8) & 0xff, service_ip & 0xff);
+                create(
+                    "",
+                    "services",
+                    json!({"apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": name, "namespace": ns, "labels": labels},
+                    "spec": {"selector": labels, "type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip],
+                        "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}}),
+                );
+                create(
+                    "",
+                    "endpoints",
+                    json!({"apiVersion": "v1", "kind": "Endpoints",
+                    "metadata": {"name": name, "namespace": ns, "labels": labels}, "subsets": []}),
+                );
+            }
+        }
+        for (name, s) in &spec.statefulsets {
+            let labels = workload_labels(name, &s.labels);
+            let grace = s
+                .kubelet
+                .resolve(&scenario.kubelet)
+                .termination_grace_seconds;
+            create(
+                "apps",
+                "statefulsets",
+                json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": name, "namespace": ns, "labels": labels},
+                "spec": {"replicas": s.replicas, "selector": {"matchLabels": labels},
+                    "serviceName": name, "podManagementPolicy": "Parallel",
+                    "template": pod_template(&labels, grace)},
+                "status": {}}),
+            );
+        }
+    }
+}
+
+impl SimHandle {
+    /// `http://127.0.0.1:PORT` of the API server.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig whose cluster, context and user are all named `firedrill-sim`, no auth.
+    pub fn kubeconfig_yaml(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: firedrill-sim\n  cluster:\n    server: {}\n\
+             contexts:\n- name: firedrill-sim\n  context:\n    cluster: firedrill-sim\n    user: firedrill-sim\n\
+             current-context: firedrill-sim\nusers:\n- name: firedrill-sim\n  user: {{}}\npreferences: {{}}\n",
+            self.api_url()
+        )
+    }
+
+    /// A kube client built from [`Self::kubeconfig_yaml`], the same path a user's config takes.
+    pub async fn kube_client(&self) -> Result<kube::Client, SimError> {
+        let kc = kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml())
+            .map_err(|e| SimError::Client(e.to_string()))?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| SimError::Client(e.to_string()))?;
+        kube::Client::try_from(config).map_err(|e| SimError::Client(e.to_string()))
+    }
+
+    /// The loopback HTTP endpoint of an `http: true` deployment.
+    pub fn traffic_url(&self, namespace: &str, deployment: &str) -> Option<String> {
+        self.sim
+            .routes
+            .get(&(namespace.to_string(), deployment.to_string()))
+            .map(|r| r.url.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    /// Every traffic endpoint as (namespace, deployment, url), sorted.
+    pub fn traffic_urls(&self) -> Vec<(String, String, String)> {
+        let mut all: Vec<_> = self
+            .sim
+            .routes
+            .iter()
+            .map(|((ns, d), r)| {
+                let url = r.url.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                (ns.clone(), d.clone(), url)
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// Ground truth of the simulated transitions so far, in order.
+    pub fn truth(&self) -> Vec<TruthEvent> {
+        self.sim.truth()
+    }
+
+    /// Every API request answered so far, in order.
+    pub fn request_log(&self) -> Vec<RequestRecord> {
+        self.sim.requests()
+    }
+
+    /// Stops the servers, watches and controllers; open connections get a short grace.
+    pub async fn shutdown(mut self) {
+        self.sim.cancel.cancel();
+        for mut t in std::mem::take(&mut self.tasks) {
+            if tokio::time::timeout(Duration::from_secs(2), &mut t)
+                .await
+                .is_err()
+            {
+                t.abort();
+            }
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    /// A handle dropped without [`SimHandle::shutdown`] still stops everything it started.
+    fn drop(&mut self) {
+        self.sim.cancel.cancel();
+    }
+}
+
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not an address like 127.0.0.1:6443: {e}"))?;
+    if addr.ip() != IpAddr::V4(Ipv4Addr::LOCALHOST) {
+        return Err(format!(
+            "the simulated cluster listens on 127.0.0.1 only, not {}",
+            addr.ip()
+        ));
+    }
+    Ok(addr)
+}
+
+/// `firedrill sim`: run the simulated cluster until Ctrl-C or SIGTERM.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// Address of the API server; only 127.0.0.1 is accepted.
+    #[arg(long, default_value = "127.0.0.1:6443", value_parser = parse_listen)]
+    pub listen: SocketAddr,
+    /// Write a kubeconfig for the simulated cluster to this file.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig_out: Option<PathBuf>,
+    /// Scenario YAML; without it, a small built-in scenario (namespace `shop`).
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Seed of pod names, uids and sampled delays.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+pub async fn run_standalone(args: SimArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    run_standalone_until(args, async move {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "cannot listen for Ctrl-C; stopping");
+                }
+            }
+            _ = term.recv() => {}
+        }
+    })
+    .await
+}
+
+/// [`run_standalone`] with the stop condition supplied (tests and embedders use it).
+pub async fn run_standalone_until(
+    args: SimArgs,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let scenario = match &args.scenario {
+        Some(path) => load_scenario(path)?,
+        None => parse_scenario(BUILTIN_SCENARIO)
+            .map_err(|m| anyhow::anyhow!("built-in scenario is invalid: {m}"))?,
+    };
+    let handle = SimCluster::start(scenario, args.listen, args.seed).await?;
+    if let Some(path) = &args.kubeconfig_out {
+        if let Err(e) = std::fs::write(path, handle.kubeconfig_yaml()) {
+            handle.shutdown().await;
+            return Err(e).with_context(|| format!("cannot write kubeconfig {}", path.display()));
+        }
+        println!("kubeconfig: {}", path.display());
+    }
+    println!("api: {}", handle.api_url());
+    for (ns, d, url) in handle.traffic_urls() {
+        println!("traffic {ns}/{d}: {url}");
+    }
+    stop.await;
+    eprintln!("shutting down the simulated cluster");
+    handle.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    #[test]
+    fn listen_must_be_127_0_0_1() {
+        let ok = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(ok.sim.listen.to_string(), "127.0.0.1:6443");
+        assert_eq!(ok.sim.seed, 1);
+        for bad in ["0.0.0.0:6443", "10.0.0.1:80", "[::]:6443", "localhost:6443"] {
+            let e = Cli::try_parse_from(["x", "--listen", bad])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("127.0.0.1"), "{bad}: {e}");
+        }
+    }
+}
