@@ -20,7 +20,9 @@ fn start_server() -> String {
             .build()
             .expect("runtime");
         rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
             tx.send(listener.local_addr().expect("addr")).expect("send");
             let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
             axum::serve(listener, app).await.expect("serve");

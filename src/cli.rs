@@ -53,6 +53,8 @@ enum Command {
     },
     /// Run a drill: inject, measure time to detect and to recover, revert, report.
     Run(RunArgs),
+    /// Run the embedded simulated Kubernetes API server on 127.0.0.1.
+    Sim(crate::sim::SimArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -138,6 +140,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         Command::Validate { files, env } => Ok(validate(&files, &env)),
         Command::Plan { file, env } => plan(&file, &env).await,
         Command::Run(args) => run(args).await,
+        Command::Sim(args) => crate::sim::run_standalone(args).await.map(|_| 0),
     }
 }
 
@@ -221,8 +224,58 @@ fn validate(files: &[PathBuf], args: &EnvArgs) -> u8 {
 
 /// `${sim.NS.DEPLOY}` names for validation without starting the cluster.
 fn simulation_placeholders(file: &Path) -> Result<BTreeMap<String, String>, Diagnostics> {
-    let _ = experiment::peek_simulation(file)?;
-    Ok(BTreeMap::new())
+    let mut vars = BTreeMap::new();
+    if let Some(path) = experiment::peek_simulation(file)? {
+        for (ns, deploy) in crate::sim::load_scenario(&path)?.http_deployments() {
+            vars.insert(sim_var(&ns, &deploy), "http://127.0.0.1:0".into());
+        }
+    }
+    Ok(vars)
+}
+
+/// The variable that holds a simulated deployment's loopback URL.
+fn sim_var(namespace: &str, deployment: &str) -> String {
+    format!("sim.{namespace}.{deployment}")
+}
+
+/// Whether the experiment needs a Kubernetes API at all.
+fn needs_kube(exp: &experiment::Experiment) -> bool {
+    exp.targets
+        .iter()
+        .any(|t| matches!(t.kind, experiment::TargetKind::Kubernetes(_)))
+        || exp
+            .probes
+            .iter()
+            .any(|p| matches!(p.kind, experiment::ProbeKind::Kubernetes(_)))
+}
+
+/// Watch-driven sources: the kubernetes probes, and the pod phases of every pod-kill target.
+fn kube_sources(exp: &experiment::Experiment, client: &kube::Client) -> Vec<drill::SampleSource> {
+    let mut sources: Vec<drill::SampleSource> = Vec::new();
+    for (i, p) in exp.probes.iter().enumerate() {
+        if let experiment::ProbeKind::Kubernetes(k) = &p.kind {
+            sources.push(Box::new(crate::probe::kube::workload_probe(
+                i,
+                client.clone(),
+                k.clone(),
+                p.every,
+                p.every_during,
+            )));
+        }
+    }
+    for f in &exp.faults {
+        if let experiment::FaultSpec::PodKill { target, .. } = f {
+            if let Some(experiment::TargetKind::Kubernetes(k)) = exp.target(target).map(|t| &t.kind)
+            {
+                sources.push(Box::new(crate::probe::kube::pod_phases(
+                    client.clone(),
+                    k.namespace.clone(),
+                    k.selector.clone(),
+                )));
+            }
+        }
+    }
+    sources
 }
 
 async fn plan(file: &Path, args: &EnvArgs) -> anyhow::Result<u8> {
@@ -288,7 +341,36 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     };
     let seed = args.seed.unwrap_or_else(rand::random);
 
-    let extra = BTreeMap::new();
+    // A simulated cluster starts before the full load: its URLs are variables.
+    let mut sim = None;
+    let mut extra = BTreeMap::new();
+    match experiment::peek_simulation(file) {
+        Ok(Some(path)) if env.kube_context.is_none() => {
+            let scenario = match crate::sim::load_scenario(&path) {
+                Ok(sc) => sc,
+                Err(d) => {
+                    eprintln!("{d}");
+                    return Ok(EXIT_INVALID);
+                }
+            };
+            let handle =
+                crate::sim::SimCluster::start(scenario, "127.0.0.1:0".parse()?, seed).await?;
+            for (ns, deploy, url) in handle.traffic_urls() {
+                extra.insert(sim_var(&ns, &deploy), url);
+            }
+            eprintln!(
+                "simulated cluster: {} ({})",
+                handle.api_url(),
+                path.display()
+            );
+            sim = Some(handle);
+        }
+        Ok(_) => {}
+        Err(d) => {
+            eprintln!("{d}");
+            return Ok(EXIT_INVALID);
+        }
+    }
     let loaded = match load(file, &env, &known, &extra) {
         Ok(l) => l,
         Err(d) => {
@@ -312,7 +394,23 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         );
         return Ok(EXIT_INVALID);
     }
-    let ctx = BuildContext { kube: None, seed };
+    let kube = if !needs_kube(&exp) {
+        None
+    } else if let Some(handle) = &sim {
+        Some(handle.kube_client().await?)
+    } else {
+        match crate::platform::kube::client_for(&env).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("error: {e}\n  = help: set `kube-context` for environment `{}` in firedrill.yaml, or give the experiment a `simulation` to run it on the embedded simulated cluster", env.name);
+                return Ok(3);
+            }
+        }
+    };
+    let ctx = BuildContext {
+        kube: kube.clone(),
+        seed,
+    };
     let faults = match Plan::build_faults(&exp, &ctx) {
         Ok(f) => f,
         Err(e) => {
@@ -334,7 +432,13 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let mut opts = Options::new(cancel);
     opts.steady_state_timeout = args.steady_state_timeout;
     opts.observer = Some(Box::new(progress_line));
+    if let Some(client) = &kube {
+        opts.sources = kube_sources(&plan.experiment, client);
+    }
     let record = drill::execute(&plan, opts).await;
+    if let Some(handle) = sim {
+        handle.shutdown().await;
+    }
 
     let path = report::write(&args.report_dir, &record)?;
     print!("{}", report::terminal::render(&record, Some(&path)));

@@ -390,7 +390,30 @@ impl Recorder {
                     trace: t.during[i].clone(),
                 })
                 .collect();
+            let killed: Vec<String> = t
+                .faults
+                .iter()
+                .filter(|f| f.fault.starts_with("pod-kill"))
+                .flat_map(|f| f.affected.iter().cloned())
+                .collect();
+            // Steps are counted from the first delete *sent*: the watch may report the deletion
+            // before the API's answer to the delete arrives.
+            let sent = t.faults.iter().map(|f| f.sent).min();
+            let (pod_recovery, workload_ready) = match (t.t_inject, sent) {
+                (Some(inject), Some(sent)) if !killed.is_empty() => {
+                    let mine: Vec<Event> = self
+                        .events
+                        .iter()
+                        .filter(|e| e.trial == Some(t.index))
+                        .cloned()
+                        .collect();
+                    analysis::phases::pod_recovery(&mine, inject, sent.min(inject), &killed)
+                }
+                _ => (vec![], None),
+            };
             self.done.push(TrialRecord {
+                pod_recovery,
+                workload_ready,
                 index: t.index,
                 outcome,
                 injected_at: t.t_inject.map(|d| self.clock.wall(d)),

@@ -142,6 +142,30 @@ pub fn render(r: &RunRecord) -> String {
                 p.lateness.p99
             );
         }
+        if !t.pod_recovery.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n| killed pod | deleted | replacement | created | scheduled | running | ready |\n|---|---|---|---|---|---|---|"
+            );
+            for p in &t.pod_recovery {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    p.pod,
+                    opt_text(p.deleted),
+                    p.replacement.as_deref().unwrap_or("—"),
+                    opt_text(p.created),
+                    opt_text(p.scheduled),
+                    opt_text(p.running),
+                    opt_text(p.ready)
+                );
+            }
+            let _ = writeln!(
+                o,
+                "\nWorkload back at full capacity: {} after the kill.",
+                opt_text(t.workload_ready)
+            );
+        }
         if !t.faults.is_empty() {
             let _ = writeln!(
                 o,

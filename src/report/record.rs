@@ -5,6 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::phases::PodRecovery;
 use crate::analysis::{ProbeVerdict, Stats, TrialVerdict};
 use crate::fault::RevertPlan;
 use crate::timeline::{secs, Event, Trace};
@@ -149,6 +150,17 @@ pub struct TrialRecord {
     pub verdict: Option<TrialVerdict>,
     pub faults: Vec<FaultRecord>,
     pub probes: Vec<ProbeTrial>,
+    /// Per killed pod: deleted, replacement created, scheduled, running, ready.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pod_recovery: Vec<PodRecovery>,
+    /// When the workload had all its replicas ready again, from the injection.
+    #[serde(
+        rename = "workload_ready_s",
+        with = "secs::opt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub workload_ready: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }

@@ -21,6 +21,22 @@ struct Row {
     worst: String,
 }
 
+/// Recovery phases of a killed pod, from the injection.
+#[derive(Tabled)]
+struct PhaseRow {
+    trial: u32,
+    #[tabled(rename = "killed pod")]
+    pod: String,
+    deleted: String,
+    replacement: String,
+    created: String,
+    scheduled: String,
+    running: String,
+    ready: String,
+    #[tabled(rename = "all ready")]
+    whole: String,
+}
+
 pub fn render(r: &RunRecord, report_path: Option<&std::path::Path>) -> String {
     let rows: Vec<Row> = r
         .trials
@@ -57,6 +73,27 @@ pub fn render(r: &RunRecord, report_path: Option<&std::path::Path>) -> String {
     );
     if !rows.is_empty() {
         out.push_str(&Table::new(rows).with(Style::rounded()).to_string());
+        out.push('\n');
+    }
+    let phases: Vec<PhaseRow> = r
+        .trials
+        .iter()
+        .flat_map(|t| {
+            t.pod_recovery.iter().map(move |p| PhaseRow {
+                trial: t.index,
+                pod: p.pod.clone(),
+                replacement: p.replacement.clone().unwrap_or_else(|| "—".into()),
+                deleted: opt_text(p.deleted),
+                created: opt_text(p.created),
+                scheduled: opt_text(p.scheduled),
+                running: opt_text(p.running),
+                ready: opt_text(p.ready),
+                whole: opt_text(t.workload_ready),
+            })
+        })
+        .collect();
+    if !phases.is_empty() {
+        out.push_str(&Table::new(phases).with(Style::rounded()).to_string());
         out.push('\n');
     }
     out.push_str(&r.reason);

@@ -12,8 +12,6 @@ use std::time::Duration;
 use rand::Rng;
 use serde::Deserialize;
 
-use super::SimError;
-
 /// A whole simulated cluster: default timings and the namespaces with their workloads.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -208,16 +206,55 @@ namespaces:
       db: { replicas: 2, labels: { app: db } }
 "#;
 
-/// Reads and validates a scenario file; errors name the file.
-pub fn load_scenario(path: &Path) -> Result<Scenario, SimError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SimError::ScenarioRead {
-        path: path.display().to_string(),
-        source,
+/// Reads and validates a scenario file with the project's YAML loader: every error names
+/// file:line:column and the YAML path.
+pub fn load_scenario(path: &Path) -> Result<Scenario, crate::experiment::Diagnostics> {
+    use crate::experiment::{parse_yaml, Diagnostic, Diagnostics};
+    let bytes = std::fs::read(path).map_err(|e| {
+        Diagnostics::single(Diagnostic::error(
+            path,
+            1,
+            1,
+            format!("cannot read scenario: {e}"),
+        ))
     })?;
-    parse_scenario(&text).map_err(|message| SimError::Scenario {
-        path: path.display().to_string(),
-        message,
-    })
+    let scenario: Scenario = parse_yaml(path, &bytes)?;
+    scenario.check_names().map_err(|m| {
+        Diagnostics::single(
+            Diagnostic::error(path, 1, 1, m)
+                .with_help(Some("namespace and workload names are DNS labels".into())),
+        )
+    })?;
+    Ok(scenario)
+}
+
+impl Scenario {
+    /// Namespace and name of every deployment with a loopback HTTP endpoint.
+    pub fn http_deployments(&self) -> Vec<(String, String)> {
+        self.namespaces
+            .iter()
+            .flat_map(|(ns, spec)| {
+                spec.deployments
+                    .iter()
+                    .filter(|(_, d)| d.http)
+                    .map(move |(name, _)| (ns.clone(), name.clone()))
+            })
+            .collect()
+    }
+
+    fn check_names(&self) -> Result<(), String> {
+        for (ns, spec) in &self.namespaces {
+            let names = spec.deployments.keys().chain(spec.statefulsets.keys());
+            for name in std::iter::once(ns).chain(names) {
+                if !super::api::is_dns_label(name) {
+                    return Err(format!(
+                        "{name:?} is not a valid name: use lowercase letters, digits and '-'"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Parses scenario YAML text; the error is a message without the file name.
