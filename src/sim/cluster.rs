@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::scenario::{Delay, KubeletTimings, Scenario};
-use super::store::{meta_str, ResId, Store, StoreError};
+use super::store::{meta_str, Obj, ResId, Store, StoreError};
 use super::{RequestRecord, TruthEvent, TruthKind};
 
 pub const NODE_NAME: &str = "sim-node-1";
@@ -233,7 +233,7 @@ impl Sim {
     }
 
     /// Stores a new object and starts what follows from it (a kubelet for a pod).
-    pub fn create(self: &Arc<Self>, res: &ResId, obj: Value) -> Result<Arc<Value>, StoreError> {
+    pub fn create(self: &Arc<Self>, res: &ResId, obj: Value) -> Result<Arc<Obj>, StoreError> {
         let stored = self.store.create(res, obj)?;
         if *res == pods() {
             let ns = meta_str(&stored, "namespace");
@@ -245,13 +245,7 @@ impl Sim {
     }
 
     /// Removes an object now.
-    pub fn remove(
-        &self,
-        res: &ResId,
-        ns: &str,
-        name: &str,
-        uid: Option<&str>,
-    ) -> Option<Arc<Value>> {
+    pub fn remove(&self, res: &ResId, ns: &str, name: &str, uid: Option<&str>) -> Option<Arc<Obj>> {
         let gone = self.store.remove(res, ns, name, uid)?;
         if *res == pods() {
             self.record_truth(ns, name, TruthKind::PodDeleted);
@@ -267,7 +261,7 @@ impl Sim {
         ns: &str,
         name: &str,
         grace: Option<i64>,
-    ) -> Result<Arc<Value>, StoreError> {
+    ) -> Result<Arc<Obj>, StoreError> {
         let current = self.store.get(res, ns, name).ok_or(StoreError::NotFound)?;
         if *res != pods() {
             return self.remove(res, ns, name, None).ok_or(StoreError::NotFound);

@@ -19,7 +19,7 @@ use super::cluster::{
     deployments, endpoints, is_ready, is_terminating, now_rfc3339, owner, pods, replicasets,
     set_at, statefulsets, Endpoint, Sim, NODE_IP, NODE_NAME,
 };
-use super::store::{meta_str, Change, ResId};
+use super::store::{meta_str, Change, Obj, ResId};
 use super::TruthKind;
 
 async fn sleep_or_cancel(sim: &Sim, d: Duration) -> bool {
@@ -87,7 +87,7 @@ fn container_statuses(pod: &Value, ready: bool, running: bool, ip_time: &str) ->
 }
 
 /// Drives one pod through Pending → scheduled → Running → Ready with the workload's delays.
-pub fn spawn_kubelet(sim: Arc<Sim>, pod: Arc<Value>) {
+pub fn spawn_kubelet(sim: Arc<Sim>, pod: Arc<Obj>) {
     tokio::spawn(async move {
         let t = sim.timings_for(&pod);
         let delays = [
@@ -386,7 +386,7 @@ fn rollout_targets(
     dep: &Value,
     desired: i64,
     current: Option<&Value>,
-    olds: &[&Arc<Value>],
+    olds: &[&Arc<Obj>],
 ) -> (i64, Vec<i64>) {
     let spec = |rs: &Value| i64_at(rs, "/spec/replicas").max(0);
     let ready = |rs: &Value| i64_at(rs, "/status/readyReplicas").max(0);
@@ -611,7 +611,7 @@ impl Controllers {
             .collect();
         olds.sort_by_key(|rs| meta_str(rs, "creationTimestamp").to_string());
         let (new_targets, old_targets) =
-            rollout_targets(&dep, desired, current.map(|rs| &**rs), &olds);
+            rollout_targets(&dep, desired, current.map(|rs| rs.value()), &olds);
         match current {
             None => {
                 let mut selector = dep.pointer("/spec/selector").cloned().unwrap_or(json!({}));
@@ -672,7 +672,7 @@ impl Controllers {
         };
         let uid = meta_str(&sts, "uid");
         let desired = i64_at(&sts, "/spec/replicas").max(0) as usize;
-        let existing: BTreeMap<usize, Arc<Value>> = sim
+        let existing: BTreeMap<usize, Arc<Obj>> = sim
             .store
             .list_prefix(&pods(), ns, &prefix)
             .into_iter()
@@ -778,10 +778,10 @@ impl Controllers {
 mod tests {
     use super::*;
 
-    fn rs(spec: i64, ready: i64) -> Arc<Value> {
-        Arc::new(
+    fn rs(spec: i64, ready: i64) -> Arc<Obj> {
+        Arc::new(Obj::new(
             json!({"spec": {"replicas": spec}, "status": {"replicas": spec, "readyReplicas": ready}}),
-        )
+        ))
     }
 
     #[test]
