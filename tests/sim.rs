@@ -1242,3 +1242,35 @@ namespaces:
         .all(|p| !old.contains(p.metadata.name.as_deref().unwrap_or(""))));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_seed_fixes_pod_names() {
+    let yaml = r#"
+kubelet: { schedule-delay: 1ms, start-delay: 5ms..50ms, ready-delay: 5ms..50ms }
+namespaces:
+  a:
+    deployments: { web: { replicas: 3 }, api: { replicas: 2 } }
+    statefulsets: { db: { replicas: 1 } }
+"#;
+    let names = |seed: u64| async move {
+        let sim = SimCluster::start(parse_scenario(yaml).unwrap(), local(), seed)
+            .await
+            .unwrap();
+        let pods: Api<Pod> = Api::namespaced(sim.kube_client().await.unwrap(), "a");
+        ready_pods(&pods, "app in (web,api,db)", 6).await;
+        let mut names: Vec<String> = pods
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        names.sort();
+        sim.shutdown().await;
+        names
+    };
+    let first = names(11).await;
+    assert_eq!(first, names(11).await);
+    assert_ne!(first, names(12).await);
+}

@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::cluster::{pods, set_at, Sim};
 use super::select::{json_patch, merge_patch, Selector};
-use super::store::{meta_str, rv_of, Change, ChangeKind, ResId, StoreError, WatchStart};
+use super::store::{meta_str, rv_of, Change, ChangeKind, Obj, ResId, StoreError, WatchStart};
 use super::table::table;
 use super::RequestRecord;
 
@@ -262,8 +262,13 @@ fn json_response(code: StatusCode, v: &Value) -> Response {
     bytes_response(code, serde_json::to_vec(v).unwrap_or_default())
 }
 
-fn bytes_response(code: StatusCode, body: Vec<u8>) -> Response {
-    let mut r = Response::new(Body::from(body));
+/// A stored object as the response, from its cached JSON.
+fn obj_response(code: StatusCode, obj: &Obj) -> Response {
+    bytes_response(code, obj.json().clone())
+}
+
+fn bytes_response(code: StatusCode, body: impl Into<Bytes>) -> Response {
+    let mut r = Response::new(Body::from(body.into()));
     *r.status_mut() = code;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -656,7 +661,7 @@ impl Api {
                         &table(&t.info, &[obj], rv, q.get("includeObject"), true),
                     ));
                 }
-                Ok(json_response(StatusCode::OK, &obj))
+                Ok(obj_response(StatusCode::OK, &obj))
             }
             (Method::POST, None) => self.create(&t, &body),
             (Method::PUT, Some(name)) => self.update(&t, &name, &body),
@@ -705,13 +710,7 @@ impl Api {
             if i > 0 {
                 out.push(b',');
             }
-            if serde_json::to_writer(&mut out, item.as_ref()).is_err() {
-                return Err(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalError",
-                    "serialization failed",
-                ));
-            }
+            out.extend_from_slice(item.json());
         }
         out.extend_from_slice(b"]}");
         Ok(bytes_response(StatusCode::OK, out))
@@ -828,7 +827,7 @@ impl Api {
             }
             self.validate(t, &obj)?;
             match self.sim.create(&t.info.id(), obj.clone()) {
-                Ok(stored) => return Ok(json_response(StatusCode::CREATED, &stored)),
+                Ok(stored) => return Ok(obj_response(StatusCode::CREATED, &stored)),
                 Err(StoreError::AlreadyExists) if name.is_empty() => continue,
                 Err(e) => return Err(ApiError::from_store(e, &t.info, meta_str(&obj, "name"))),
             }
@@ -919,7 +918,7 @@ impl Api {
             .store
             .update(&id, obj, expect)
             .map_err(|e| ApiError::from_store(e, &t.info, name))?;
-        Ok(json_response(StatusCode::OK, &stored))
+        Ok(obj_response(StatusCode::OK, &stored))
     }
 
     fn patch(&self, t: &Target, name: &str, headers: &HeaderMap, body: &Bytes) -> ApiResult {
@@ -1011,7 +1010,7 @@ impl Api {
             .store
             .update(&id, new, expect)
             .map_err(|e| ApiError::from_store(e, &t.info, name))?;
-        Ok(json_response(StatusCode::OK, &stored))
+        Ok(obj_response(StatusCode::OK, &stored))
     }
 
     /// The `scale` subresource of the apps workloads (`kubectl scale`).
@@ -1153,7 +1152,7 @@ impl Api {
             .sim
             .delete(&id, &ns, name, grace)
             .map_err(|e| ApiError::from_store(e, &t.info, name))?;
-        Ok(json_response(StatusCode::OK, &gone))
+        Ok(obj_response(StatusCode::OK, &gone))
     }
 
     fn delete_collection(&self, t: &Target, q: &Query, body: &Bytes) -> ApiResult {
@@ -1339,14 +1338,14 @@ impl Watch {
         self.tx.send(Bytes::from(line)).await.is_ok()
     }
 
-    async fn send_obj(&mut self, kind: &str, o: &Value) -> bool {
+    async fn send_obj(&mut self, kind: &str, o: &Arc<Obj>) -> bool {
         let object = match &self.table {
             Some(info) => {
                 let rv = rv_of(o).unwrap_or(0);
                 // Column definitions go with the first event only, as the real server does.
                 let t = table(
                     info,
-                    std::slice::from_ref(&Arc::new(o.clone())),
+                    std::slice::from_ref(o),
                     rv,
                     self.q_include.as_deref(),
                     self.first,
@@ -1355,11 +1354,11 @@ impl Watch {
                 t
             }
             None => {
-                // Avoid a deep clone for the common case: splice the serialized object.
-                let mut line = format!(r#"{{"type":"{kind}","object":"#).into_bytes();
-                if serde_json::to_writer(&mut line, o).is_err() {
-                    return true;
-                }
+                // The common case splices the object's cached JSON into the event line.
+                let json = o.json();
+                let mut line = Vec::with_capacity(json.len() + 40);
+                line.extend_from_slice(format!(r#"{{"type":"{kind}","object":"#).as_bytes());
+                line.extend_from_slice(json);
                 line.extend_from_slice(b"}\n");
                 return self.tx.send(Bytes::from(line)).await.is_ok();
             }

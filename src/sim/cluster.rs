@@ -13,8 +13,8 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::scenario::{Delay, KubeletTimings, Scenario};
-use super::store::{meta_str, ResId, Store, StoreError};
+use super::scenario::{KubeletTimings, Scenario};
+use super::store::{meta_str, Obj, ResId, Store, StoreError};
 use super::{RequestRecord, TruthEvent, TruthKind};
 
 pub const NODE_NAME: &str = "sim-node-1";
@@ -62,6 +62,7 @@ pub struct Sim {
     truth: Mutex<Vec<TruthEvent>>,
     requests: Mutex<Vec<RequestRecord>>,
     next_ip: AtomicU32,
+    seed: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,6 +92,25 @@ pub fn set_at(v: &mut Value, path: &[&str], value: Value) {
     if let Value::Object(m) = cur {
         m.insert(last.to_string(), value);
     }
+}
+
+/// FNV-1a: a hash that is stable across releases and platforms, unlike std's DefaultHasher.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Lowercase suffix from the alphabet Kubernetes uses for generated names (no vowels, so no
+/// accidental words).
+pub fn suffix(rng: &mut impl Rng, len: usize) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 pub fn now_rfc3339() -> String {
@@ -153,6 +173,7 @@ impl Sim {
             truth: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
             next_ip: AtomicU32::new(1),
+            seed,
         }
     }
 
@@ -178,18 +199,18 @@ impl Sim {
         lock(&self.requests).push(r);
     }
 
-    pub fn sample(&self, d: &Delay) -> Duration {
-        d.sample(&mut *lock(&self.rng))
+    /// A generator derived from the cluster seed, a stable key and a draw number. Pod names and
+    /// kubelet delays come from these rather than from one shared stream, so that the same seed
+    /// gives the same names and delays however the concurrent tasks happen to interleave.
+    pub fn keyed_rng(&self, key: &str, n: u64) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(
+            fnv1a(key.as_bytes()) ^ self.seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        )
     }
 
-    /// Random lowercase suffix from the alphabet Kubernetes uses for generated names (no vowels,
-    /// so no accidental words).
+    /// Random suffix from the cluster's shared stream (generateName of API requests).
     pub fn suffix(&self, len: usize) -> String {
-        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-        let mut rng = lock(&self.rng);
-        (0..len)
-            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-            .collect()
+        suffix(&mut *lock(&self.rng), len)
     }
 
     pub fn new_uid(&self) -> String {
@@ -233,7 +254,7 @@ impl Sim {
     }
 
     /// Stores a new object and starts what follows from it (a kubelet for a pod).
-    pub fn create(self: &Arc<Self>, res: &ResId, obj: Value) -> Result<Arc<Value>, StoreError> {
+    pub fn create(self: &Arc<Self>, res: &ResId, obj: Value) -> Result<Arc<Obj>, StoreError> {
         let stored = self.store.create(res, obj)?;
         if *res == pods() {
             let ns = meta_str(&stored, "namespace");
@@ -245,13 +266,7 @@ impl Sim {
     }
 
     /// Removes an object now.
-    pub fn remove(
-        &self,
-        res: &ResId,
-        ns: &str,
-        name: &str,
-        uid: Option<&str>,
-    ) -> Option<Arc<Value>> {
+    pub fn remove(&self, res: &ResId, ns: &str, name: &str, uid: Option<&str>) -> Option<Arc<Obj>> {
         let gone = self.store.remove(res, ns, name, uid)?;
         if *res == pods() {
             self.record_truth(ns, name, TruthKind::PodDeleted);
@@ -267,7 +282,7 @@ impl Sim {
         ns: &str,
         name: &str,
         grace: Option<i64>,
-    ) -> Result<Arc<Value>, StoreError> {
+    ) -> Result<Arc<Obj>, StoreError> {
         let current = self.store.get(res, ns, name).ok_or(StoreError::NotFound)?;
         if *res != pods() {
             return self.remove(res, ns, name, None).ok_or(StoreError::NotFound);

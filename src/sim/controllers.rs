@@ -16,10 +16,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use super::cluster::{
-    deployments, endpoints, is_ready, is_terminating, now_rfc3339, owner, pods, replicasets,
-    set_at, statefulsets, Endpoint, Sim, NODE_IP, NODE_NAME,
+    deployments, endpoints, fnv1a, is_ready, is_terminating, now_rfc3339, owner, pods, replicasets,
+    set_at, statefulsets, suffix, Endpoint, Sim, NODE_IP, NODE_NAME,
 };
-use super::store::{meta_str, Change, ResId};
+use super::store::{meta_str, Change, Obj, ResId};
 use super::TruthKind;
 
 async fn sleep_or_cancel(sim: &Sim, d: Duration) -> bool {
@@ -87,13 +87,15 @@ fn container_statuses(pod: &Value, ready: bool, running: bool, ip_time: &str) ->
 }
 
 /// Drives one pod through Pending → scheduled → Running → Ready with the workload's delays.
-pub fn spawn_kubelet(sim: Arc<Sim>, pod: Arc<Value>) {
+pub fn spawn_kubelet(sim: Arc<Sim>, pod: Arc<Obj>) {
     tokio::spawn(async move {
         let t = sim.timings_for(&pod);
+        let key = format!("{}/{}", meta_str(&pod, "namespace"), meta_str(&pod, "name"));
+        let mut rng = sim.keyed_rng(&key, 0);
         let delays = [
-            sim.sample(&t.schedule_delay),
-            sim.sample(&t.start_delay),
-            sim.sample(&t.ready_delay),
+            t.schedule_delay.sample(&mut rng),
+            t.start_delay.sample(&mut rng),
+            t.ready_delay.sample(&mut rng),
         ];
         if !sleep_or_cancel(&sim, delays[0]).await {
             return;
@@ -201,6 +203,8 @@ struct Controllers {
     ready: HashMap<(&'static str, String, String), bool>,
     publishers: HashMap<(String, String), Publish>,
     last_published: HashMap<(String, String), Vec<Endpoint>>,
+    /// Pod names drawn per replica set, so each name comes from (seed, replica set, n).
+    name_draws: HashMap<(String, String), u64>,
 }
 
 /// Starts the controllers; call before the scenario objects are created so they see them all.
@@ -223,6 +227,7 @@ pub fn start(sim: Arc<Sim>) -> tokio::task::JoinHandle<()> {
         ready: HashMap::new(),
         publishers,
         last_published: HashMap::new(),
+        name_draws: HashMap::new(),
     };
     tokio::spawn(async move { c.run(rx).await })
 }
@@ -303,12 +308,7 @@ fn set_status(obj: &mut Value, fields: &Value) -> bool {
 /// A short, stable hash of the pod template, as the `pod-template-hash` label.
 fn template_hash(template: &Value) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    // FNV-1a: stable across releases and platforms, unlike std's DefaultHasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in template.to_string().bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = fnv1a(template.to_string().as_bytes());
     (0..10)
         .map(|i| ALPHABET[((h >> (i * 6)) % ALPHABET.len() as u64) as usize] as char)
         .collect()
@@ -386,7 +386,7 @@ fn rollout_targets(
     dep: &Value,
     desired: i64,
     current: Option<&Value>,
-    olds: &[&Arc<Value>],
+    olds: &[&Arc<Obj>],
 ) -> (i64, Vec<i64>) {
     let spec = |rs: &Value| i64_at(rs, "/spec/replicas").max(0);
     let ready = |rs: &Value| i64_at(rs, "/status/readyReplicas").max(0);
@@ -538,7 +538,15 @@ impl Controllers {
         let template = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
         let mut created = 0;
         while active.len() + created < desired {
-            let pod_name = format!("{name}-{}", sim.suffix(5));
+            let draw = self
+                .name_draws
+                .entry((ns.to_string(), name.to_string()))
+                .or_insert(0);
+            *draw += 1;
+            let pod_name = format!(
+                "{name}-{}",
+                suffix(&mut sim.keyed_rng(&format!("{ns}/{name}"), *draw), 5)
+            );
             let pod = self.new_pod(
                 &template,
                 ns,
@@ -611,7 +619,7 @@ impl Controllers {
             .collect();
         olds.sort_by_key(|rs| meta_str(rs, "creationTimestamp").to_string());
         let (new_targets, old_targets) =
-            rollout_targets(&dep, desired, current.map(|rs| &**rs), &olds);
+            rollout_targets(&dep, desired, current.map(|rs| rs.value()), &olds);
         match current {
             None => {
                 let mut selector = dep.pointer("/spec/selector").cloned().unwrap_or(json!({}));
@@ -672,7 +680,7 @@ impl Controllers {
         };
         let uid = meta_str(&sts, "uid");
         let desired = i64_at(&sts, "/spec/replicas").max(0) as usize;
-        let existing: BTreeMap<usize, Arc<Value>> = sim
+        let existing: BTreeMap<usize, Arc<Obj>> = sim
             .store
             .list_prefix(&pods(), ns, &prefix)
             .into_iter()
@@ -778,10 +786,10 @@ impl Controllers {
 mod tests {
     use super::*;
 
-    fn rs(spec: i64, ready: i64) -> Arc<Value> {
-        Arc::new(
+    fn rs(spec: i64, ready: i64) -> Arc<Obj> {
+        Arc::new(Obj::new(
             json!({"spec": {"replicas": spec}, "status": {"replicas": spec, "readyReplicas": ready}}),
-        )
+        ))
     }
 
     #[test]

@@ -30,8 +30,10 @@
 //!       db: { replicas: 2, labels: { app: db } }
 //! ```
 //!
-//! Ranges are sampled per pod from the ChaCha RNG seeded with `--seed`, as are pod name
-//! suffixes and uids. Unknown keys are errors. `replicas` defaults to 1 and `labels` to
+//! Ranges are sampled per pod, and pod name suffixes drawn per replica set, from ChaCha
+//! generators derived from `--seed` and the pod's or replica set's name, so one seed reproduces
+//! the same names and delays however the tasks interleave (uids are not reproducible). Unknown
+//! keys are errors. `replicas` defaults to 1 and `labels` to
 //! `app: <name>`; `http: true` adds a Service, its Endpoints and a traffic URL.
 //!
 //! # API surface

@@ -2,11 +2,14 @@
 //! etcd), a bounded history of changes for watches that resume from a resourceVersion, and a
 //! broadcast channel for live watches and the simulated controllers.
 //!
-//! Objects are immutable `Arc<Value>` once stored, so list and watch share them instead of
+//! Objects are immutable `Arc<Obj>` once stored, so list and watch share them instead of
 //! cloning the world per request. All methods take the lock briefly and never await.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use bytes::Bytes;
 
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -24,6 +27,42 @@ impl ResId {
             group: group.to_string(),
             plural: plural.to_string(),
         }
+    }
+}
+
+/// A stored object. Immutable once stored, so its JSON encoding is computed at most once and
+/// shared by every list and watch that sends it.
+#[derive(Debug)]
+pub struct Obj {
+    value: Value,
+    json: OnceLock<Bytes>,
+}
+
+impl Obj {
+    pub fn new(value: Value) -> Self {
+        Obj {
+            value,
+            json: OnceLock::new(),
+        }
+    }
+
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// The object as JSON text.
+    pub fn json(&self) -> &Bytes {
+        self.json.get_or_init(|| {
+            // Serializing a Value cannot fail: its keys are strings.
+            Bytes::from(serde_json::to_vec(&self.value).unwrap_or_default())
+        })
+    }
+}
+
+impl Deref for Obj {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        &self.value
     }
 }
 
@@ -54,8 +93,8 @@ pub struct Change {
     pub rv: u64,
     pub res: ResId,
     pub kind: ChangeKind,
-    pub obj: Arc<Value>,
-    pub prev: Option<Arc<Value>>,
+    pub obj: Arc<Obj>,
+    pub prev: Option<Arc<Obj>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +111,7 @@ pub enum StoreError {
 
 struct Inner {
     rv: u64,
-    tables: HashMap<ResId, BTreeMap<ObjKey, Arc<Value>>>,
+    tables: HashMap<ResId, BTreeMap<ObjKey, Arc<Obj>>>,
     history: VecDeque<Arc<Change>>,
 }
 
@@ -84,7 +123,7 @@ pub struct Store {
 
 /// What a watch starts from: a snapshot of matching objects, or the changes after an rv.
 pub enum WatchStart {
-    Snapshot(Vec<Arc<Value>>, u64),
+    Snapshot(Vec<Arc<Obj>>, u64),
     Backlog(Vec<Arc<Change>>),
 }
 
@@ -157,7 +196,7 @@ impl Store {
         let _ = self.tx.send(change);
     }
 
-    pub fn get(&self, res: &ResId, ns: &str, name: &str) -> Option<Arc<Value>> {
+    pub fn get(&self, res: &ResId, ns: &str, name: &str) -> Option<Arc<Obj>> {
         let inner = self.lock();
         inner
             .tables
@@ -172,7 +211,7 @@ impl Store {
         res: &ResId,
         ns: Option<&str>,
         mut keep: impl FnMut(&Value) -> bool,
-    ) -> (Vec<Arc<Value>>, u64) {
+    ) -> (Vec<Arc<Obj>>, u64) {
         let inner = self.lock();
         let Some(table) = inner.tables.get(res) else {
             return (Vec::new(), inner.rv);
@@ -191,7 +230,7 @@ impl Store {
     }
 
     /// Objects of `res` in `ns` whose name starts with `prefix` (controllers find owned pods so).
-    pub fn list_prefix(&self, res: &ResId, ns: &str, prefix: &str) -> Vec<Arc<Value>> {
+    pub fn list_prefix(&self, res: &ResId, ns: &str, prefix: &str) -> Vec<Arc<Obj>> {
         let inner = self.lock();
         let Some(table) = inner.tables.get(res) else {
             return Vec::new();
@@ -203,7 +242,7 @@ impl Store {
             .collect()
     }
 
-    pub fn create(&self, res: &ResId, mut obj: Value) -> Result<Arc<Value>, StoreError> {
+    pub fn create(&self, res: &ResId, mut obj: Value) -> Result<Arc<Obj>, StoreError> {
         let key = obj_key(&obj);
         let mut inner = self.lock();
         if inner.tables.get(res).is_some_and(|t| t.contains_key(&key)) {
@@ -212,7 +251,7 @@ impl Store {
         inner.rv += 1;
         let rv = inner.rv;
         stamp_rv(&mut obj, rv);
-        let obj = Arc::new(obj);
+        let obj = Arc::new(Obj::new(obj));
         inner
             .tables
             .entry(res.clone())
@@ -237,7 +276,7 @@ impl Store {
         res: &ResId,
         mut obj: Value,
         expect_rv: Option<u64>,
-    ) -> Result<Arc<Value>, StoreError> {
+    ) -> Result<Arc<Obj>, StoreError> {
         let key = obj_key(&obj);
         let mut inner = self.lock();
         let prev = inner
@@ -254,7 +293,7 @@ impl Store {
         inner.rv += 1;
         let rv = inner.rv;
         stamp_rv(&mut obj, rv);
-        let obj = Arc::new(obj);
+        let obj = Arc::new(Obj::new(obj));
         inner
             .tables
             .entry(res.clone())
@@ -281,18 +320,18 @@ impl Store {
         ns: &str,
         name: &str,
         f: impl FnOnce(&mut Value) -> bool,
-    ) -> Option<Arc<Value>> {
+    ) -> Option<Arc<Obj>> {
         let key = (ns.to_string(), name.to_string());
         let mut inner = self.lock();
         let prev = inner.tables.get(res)?.get(&key)?.clone();
-        let mut obj = (*prev).clone();
+        let mut obj = prev.value().clone();
         if !f(&mut obj) {
             return Some(prev);
         }
         inner.rv += 1;
         let rv = inner.rv;
         stamp_rv(&mut obj, rv);
-        let obj = Arc::new(obj);
+        let obj = Arc::new(Obj::new(obj));
         inner
             .tables
             .entry(res.clone())
@@ -312,13 +351,7 @@ impl Store {
     }
 
     /// Removes an object; with `uid`, only if it is still that incarnation.
-    pub fn remove(
-        &self,
-        res: &ResId,
-        ns: &str,
-        name: &str,
-        uid: Option<&str>,
-    ) -> Option<Arc<Value>> {
+    pub fn remove(&self, res: &ResId, ns: &str, name: &str, uid: Option<&str>) -> Option<Arc<Obj>> {
         let key = (ns.to_string(), name.to_string());
         let mut inner = self.lock();
         let table = inner.tables.get_mut(res)?;
@@ -330,9 +363,9 @@ impl Store {
         let prev = table.remove(&key)?;
         inner.rv += 1;
         let rv = inner.rv;
-        let mut obj = (*prev).clone();
+        let mut obj = prev.value().clone();
         stamp_rv(&mut obj, rv);
-        let obj = Arc::new(obj);
+        let obj = Arc::new(Obj::new(obj));
         self.commit(
             &mut inner,
             Change {

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::api::ResInfo;
 use super::cluster::is_terminating;
-use super::store::meta_str;
+use super::store::{meta_str, Obj};
 
 type CellFn = Box<dyn Fn(&Value) -> Vec<Value>>;
 
@@ -93,7 +93,7 @@ fn num(o: &Value, ptr: &str) -> i64 {
 /// A meta.k8s.io/v1 Table of `items`, with per-kind columns like kubectl's built-in printers.
 pub fn table(
     info: &ResInfo,
-    items: &[Arc<Value>],
+    items: &[Arc<Obj>],
     rv: u64,
     include: Option<&str>,
     headers: bool,
@@ -203,7 +203,7 @@ pub fn table(
             let mut row = json!({"cells": cells(o)});
             match include {
                 "None" => {}
-                "Object" => row["object"] = (**o).clone(),
+                "Object" => row["object"] = o.value().clone(),
                 _ => {
                     row["object"] = json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
                         "metadata": o.get("metadata").cloned().unwrap_or(json!({}))})
