@@ -18,6 +18,7 @@
 //! - Downtime: the summed length of failing stretches, each edge estimated the same way.
 //! - Availability: passing samples / all samples in the observed window.
 
+pub mod rpo;
 pub mod stats;
 
 use std::time::Duration;
