@@ -10,6 +10,7 @@
 pub mod command;
 pub mod http;
 pub mod kube;
+pub mod postgres;
 pub mod tcp;
 
 use std::time::Duration;
@@ -35,6 +36,7 @@ pub enum Checker {
     Http(http::HttpChecker),
     Tcp(tcp::TcpChecker),
     Command(command::CommandChecker),
+    Postgres(postgres::PostgresChecker),
 }
 
 impl Checker {
@@ -58,6 +60,7 @@ impl Checker {
             Checker::Http(c) => c.check().await,
             Checker::Tcp(c) => c.check().await,
             Checker::Command(c) => c.check().await,
+            Checker::Postgres(c) => c.check().await,
         }
     }
 }

@@ -99,3 +99,4 @@ impl Drop for DemoService {
         }
     }
 }
+pub mod patroni;
