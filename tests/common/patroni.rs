@@ -370,6 +370,27 @@ impl PatroniCluster {
         self.nodes.iter().find(|n| n.name == name).expect("a node of this cluster")
     }
 
+    /// Switch synchronous replication on or off (`PATCH /config`) and wait until the cluster
+    /// is ready again (in synchronous mode: a synchronous standby is chosen).
+    pub async fn set_synchronous_mode(&mut self, on: bool) {
+        let http = reqwest::Client::new();
+        let mut done = false;
+        for url in self.api_urls() {
+            let r = http
+                .patch(format!("{url}/config"))
+                .json(&serde_json::json!({ "synchronous_mode": on }))
+                .send()
+                .await;
+            if r.is_ok_and(|r| r.status().is_success()) {
+                done = true;
+                break;
+            }
+        }
+        assert!(done, "PATCH /config failed on every node");
+        self.options.synchronous_mode = on;
+        self.wait_ready(Duration::from_secs(60)).await;
+    }
+
     /// Wait until every node is back as a streaming replica or the leader (after a failover,
     /// the old primary is rewound and rejoins).
     pub async fn wait_healthy(&self, within: Duration) {
