@@ -17,9 +17,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::patroni::{Options, PatroniCluster};
-use firedrill::analysis::rpo::{check_writes, write_path_recovery, RpoReport, WriteOutcome, WritePathRecovery};
-use firedrill::fault::db_failover::{DbFailover, DbFailoverProvider, DbFailoverSpec, PatroniAction};
-use firedrill::probe::postgres::{self, PostgresChecker, PostgresMode, PostgresProbeSpec, PostgresWriter, Target};
+use firedrill::analysis::rpo::{
+    check_writes, write_path_recovery, RpoReport, WriteOutcome, WritePathRecovery,
+};
+use firedrill::fault::db_failover::{
+    DbFailover, DbFailoverProvider, DbFailoverSpec, PatroniAction,
+};
+use firedrill::probe::postgres::{
+    self, PostgresChecker, PostgresMode, PostgresProbeSpec, PostgresWriter, Target,
+};
 use firedrill::probe::{Observation, Pace, SourceContext};
 use firedrill::timeline::{Clock, Sample};
 use tokio::sync::{mpsc, watch};
@@ -55,7 +61,10 @@ async fn drill(cluster: &PatroniCluster, fault: &DbFailover, run_id: &str) -> Dr
     let clock = Clock::start();
     let spec = writer_spec(&cluster.dsn());
     let mut writer = PostgresWriter::new(&spec, run_id, clock).unwrap();
-    writer.prepare().await.expect("the drill table can be created");
+    writer
+        .prepare()
+        .await
+        .expect("the drill table can be created");
     let interval = writer.interval();
     let (tx, mut rx) = mpsc::channel(1024);
     let (_pace_tx, pace) = watch::channel(Pace::Fast);
@@ -82,10 +91,16 @@ async fn drill(cluster: &PatroniCluster, fault: &DbFailover, run_id: &str) -> Dr
     .await
     .expect("the writer writes before the fault");
 
-    let (inj, mut record) = fault.inject_recorded("db-failover test".into()).await.expect("inject");
+    let (inj, mut record) = fault
+        .inject_recorded("db-failover test".into())
+        .await
+        .expect("inject");
     let t_inject = clock.offset(inj.accepted_at);
     if record.new_leader.is_none() {
-        fault.await_new_leader(&mut record, Duration::from_secs(30)).await.expect("a new leader");
+        fault
+            .await_new_leader(&mut record, Duration::from_secs(30))
+            .await
+            .expect("a new leader");
     }
     // Recovered: a failure after the fault, then 25 acknowledged writes in a row.
     let recovered = wait_until(Duration::from_secs(30), || {
@@ -99,14 +114,20 @@ async fn drill(cluster: &PatroniCluster, fault: &DbFailover, run_id: &str) -> Dr
     cancel.cancel();
     let history = task.await.unwrap();
     drain.await.unwrap();
-    recovered.unwrap_or_else(|_| panic!("the write path did not recover; last samples: {:?}", tail(&samples)));
+    recovered.unwrap_or_else(|_| {
+        panic!(
+            "the write path did not recover; last samples: {:?}",
+            tail(&samples)
+        )
+    });
 
     let target = Target::new(&spec).unwrap();
     let back = postgres::read_back(&target, TABLE, run_id, Duration::from_secs(15))
         .await
         .expect("read back on the new primary");
     let rpo = check_writes(&history.attempts, &back);
-    let recovery = write_path_recovery(&history.attempts, t_inject).expect("impact and recovery on the write path");
+    let recovery = write_path_recovery(&history.attempts, t_inject)
+        .expect("impact and recovery on the write path");
 
     // The independent view: the table itself, through a connection of the test's own.
     let client = cluster.connect().await.expect("connect to the new primary");
@@ -144,7 +165,11 @@ async fn drill(cluster: &PatroniCluster, fault: &DbFailover, run_id: &str) -> Dr
         recovery.outage.estimate.as_secs_f64(),
         recovery.outage.uncertainty().as_secs_f64(),
     );
-    assert!(rpo.failed_but_found.is_empty(), "writes classified failed were committed: {:?}", rpo.failed_but_found);
+    assert!(
+        rpo.failed_but_found.is_empty(),
+        "writes classified failed were committed: {:?}",
+        rpo.failed_but_found
+    );
     assert_eq!(rpo.unexpected, 0);
     DrillResult {
         rpo,
@@ -157,7 +182,11 @@ async fn drill(cluster: &PatroniCluster, fault: &DbFailover, run_id: &str) -> Dr
 
 fn tail(s: &Arc<Mutex<Vec<Sample>>>) -> Vec<(bool, Option<String>)> {
     let s = s.lock().unwrap();
-    s.iter().rev().take(5).map(|x| (x.ok, x.reason.clone())).collect()
+    s.iter()
+        .rev()
+        .take(5)
+        .map(|x| (x.ok, x.reason.clone()))
+        .collect()
 }
 
 async fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> Result<(), ()> {
@@ -210,10 +239,20 @@ async fn failover_drills_measure_rto_and_rpo_against_the_database_itself() {
     )
     .unwrap();
     let d = drill(&cluster, &switchover, "switchover-1").await;
-    assert_eq!(d.rpo.lost, 0, "a switchover must not lose acknowledged writes");
-    let before = d.recovery.last_ack_before.expect("writes before the outage");
+    assert_eq!(
+        d.rpo.lost, 0,
+        "a switchover must not lose acknowledged writes"
+    );
+    let before = d
+        .recovery
+        .last_ack_before
+        .expect("writes before the outage");
     let after = d.recovery.first_ack_after;
-    let window: Vec<&(u64, f64)> = d.rows.iter().filter(|(s, _)| (before..=after).contains(s)).collect();
+    let window: Vec<&(u64, f64)> = d
+        .rows
+        .iter()
+        .filter(|(s, _)| (before..=after).contains(s))
+        .collect();
     let db_gap = window
         .windows(2)
         .map(|w| w[1].1 - w[0].1)
@@ -233,15 +272,29 @@ async fn failover_drills_measure_rto_and_rpo_against_the_database_itself() {
     // (b) Kill the primary's postmaster, asynchronous replication: firedrill's RPO is exactly
     // the independent count, whatever it is in each run.
     for (i, by_pid_file) in [true, false, true].into_iter().enumerate() {
-        let d = drill(&cluster, &kill_primary(&cluster, by_pid_file), &format!("kill-async-{i}")).await;
-        assert_eq!(d.rpo.lost, independent_lost(&d), "run {i}: firedrill and the table disagree");
+        let d = drill(
+            &cluster,
+            &kill_primary(&cluster, by_pid_file),
+            &format!("kill-async-{i}"),
+        )
+        .await;
+        assert_eq!(
+            d.rpo.lost,
+            independent_lost(&d),
+            "run {i}: firedrill and the table disagree"
+        );
         cluster.wait_healthy(Duration::from_secs(60)).await;
     }
 
     // (c) Synchronous replication: nothing acknowledged is lost.
     cluster.set_synchronous_mode(true).await;
     for i in 0..2 {
-        let d = drill(&cluster, &kill_primary(&cluster, true), &format!("kill-sync-{i}")).await;
+        let d = drill(
+            &cluster,
+            &kill_primary(&cluster, true),
+            &format!("kill-sync-{i}"),
+        )
+        .await;
         assert_eq!(d.rpo.lost, 0, "synchronous mode lost {:?}", d.rpo.lost_seqs);
         assert_eq!(independent_lost(&d), 0);
         cluster.wait_healthy(Duration::from_secs(60)).await;
@@ -256,9 +309,13 @@ async fn failover_drills_measure_rto_and_rpo_against_the_database_itself() {
         )
         .await
         .unwrap();
-    let dsn = cluster.dsn().replace("user=postgres", "user=firedrill_pw password=wrong-secret-2");
+    let dsn = cluster
+        .dsn()
+        .replace("user=postgres", "user=firedrill_pw password=wrong-secret-2");
     let mut read = PostgresChecker::new(&PostgresProbeSpec {
-        mode: PostgresMode::Read { query: "SELECT 1".into() },
+        mode: PostgresMode::Read {
+            query: "SELECT 1".into(),
+        },
         ..writer_spec(&dsn)
     })
     .unwrap();
@@ -267,15 +324,22 @@ async fn failover_drills_measure_rto_and_rpo_against_the_database_itself() {
     assert!(!e.contains("wrong-secret-2"), "{e}");
     let mut w = PostgresWriter::new(&writer_spec(&dsn), "bad-pw", Clock::start()).unwrap();
     let e = w.prepare().await.unwrap_err().to_string();
-    assert!(e.contains("password authentication failed") && !e.contains("wrong-secret-2"), "{e}");
+    assert!(
+        e.contains("password authentication failed") && !e.contains("wrong-secret-2"),
+        "{e}"
+    );
     std::env::set_var("FIREDRILL_TEST_PG_PASSWORD", "right-secret-1");
     let mut ok = PostgresChecker::new(&PostgresProbeSpec {
-        mode: PostgresMode::Read { query: "SELECT 1".into() },
+        mode: PostgresMode::Read {
+            query: "SELECT 1".into(),
+        },
         password_env: Some("FIREDRILL_TEST_PG_PASSWORD".into()),
         ..writer_spec(&cluster.dsn().replace("user=postgres", "user=firedrill_pw"))
     })
     .unwrap();
-    ok.check().await.expect("the right password from the environment works");
+    ok.check()
+        .await
+        .expect("the right password from the environment works");
 }
 
 #[tokio::test]
@@ -286,7 +350,10 @@ async fn bad_inputs_are_clear_errors_without_a_cluster() {
     let dsn = format!("host=127.0.0.1,127.0.0.1 port={port},{port} user=u password=hunter2 dbname=d target_session_attrs=read-write");
     let mut w = PostgresWriter::new(&writer_spec(&dsn), "r", Clock::start()).unwrap();
     let e = w.prepare().await.unwrap_err().to_string();
-    assert!(e.starts_with("cannot connect to postgres") && e.contains("refused"), "{e}");
+    assert!(
+        e.starts_with("cannot connect to postgres") && e.contains("refused"),
+        "{e}"
+    );
     assert!(!e.contains("hunter2") && e.contains("password=***"), "{e}");
 
     let fault = DbFailover::new(
@@ -299,7 +366,10 @@ async fn bad_inputs_are_clear_errors_without_a_cluster() {
     )
     .unwrap();
     let e = fault.prepare().await.unwrap_err().to_string();
-    assert!(e.contains("patroni REST API unreachable") && e.contains("refused"), "{e}");
+    assert!(
+        e.contains("patroni REST API unreachable") && e.contains("refused"),
+        "{e}"
+    );
     let e = fault.inject("x".into()).await.unwrap_err().to_string();
     assert!(e.contains("unreachable"), "{e}");
 }

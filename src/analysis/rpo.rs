@@ -179,16 +179,24 @@ pub struct WritePathRecovery {
 ///
 /// Like a probe's TTR, the outage ends at the first acknowledged write after the *last*
 /// unacknowledged one, and starts at the first unacknowledged attempt at or after `t_inject`.
-pub fn write_path_recovery(history: &[WriteAttempt], t_inject: Duration) -> Option<WritePathRecovery> {
+pub fn write_path_recovery(
+    history: &[WriteAttempt],
+    t_inject: Duration,
+) -> Option<WritePathRecovery> {
     let acked = |w: &WriteAttempt| w.outcome == WriteOutcome::Acknowledged;
-    let first_bad = history.iter().position(|w| w.done >= t_inject && !acked(w))?;
+    let first_bad = history
+        .iter()
+        .position(|w| w.done >= t_inject && !acked(w))?;
     let last_bad = history.iter().rposition(|w| !acked(w))?;
     let after = history[last_bad + 1..].iter().find(|w| acked(w))?;
     let before = history[..first_bad].iter().rev().find(|w| acked(w));
     let since = |d: Duration| d.saturating_sub(t_inject);
     let rto = Bracket::new(since(history[last_bad].sent), since(after.done));
     let outage = match before {
-        Some(b) => Bracket::new(after.sent.saturating_sub(b.done), after.done.saturating_sub(b.sent)),
+        Some(b) => Bracket::new(
+            after.sent.saturating_sub(b.done),
+            after.done.saturating_sub(b.sent),
+        ),
         None => Bracket::new(
             after.sent.saturating_sub(history[first_bad].sent),
             after.done.saturating_sub(history[first_bad].sent),
@@ -199,7 +207,10 @@ pub fn write_path_recovery(history: &[WriteAttempt], t_inject: Duration) -> Opti
         outage,
         last_ack_before: before.map(|b| b.seq),
         first_ack_after: after.seq,
-        unacknowledged: history[first_bad..=last_bad].iter().filter(|w| !acked(w)).count() as u64,
+        unacknowledged: history[first_bad..=last_bad]
+            .iter()
+            .filter(|w| !acked(w))
+            .count() as u64,
     })
 }
 
@@ -265,7 +276,10 @@ mod tests {
             assert_eq!(r.lost, 0, "{r:?}");
             assert!(r.lost_span.is_none());
             assert!(r.failed_but_found.is_empty());
-            assert_eq!(r.indeterminate_found + r.indeterminate_missing, r.indeterminate);
+            assert_eq!(
+                r.indeterminate_found + r.indeterminate_missing,
+                r.indeterminate
+            );
             assert_eq!(r.acknowledged + r.failed + r.indeterminate, r.attempted);
             assert_eq!(r.unexpected, 0);
         }
@@ -300,7 +314,10 @@ mod tests {
             assert_eq!(r.lost_seqs, dropped);
             let span = r.lost_span.unwrap();
             let first = h.iter().find(|w| w.seq == dropped[0]).unwrap();
-            let last = h.iter().find(|w| w.seq == *dropped.last().unwrap()).unwrap();
+            let last = h
+                .iter()
+                .find(|w| w.seq == *dropped.last().unwrap())
+                .unwrap();
             assert_eq!(span.from, first.sent);
             assert_eq!(span.to, last.done);
         }

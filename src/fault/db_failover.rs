@@ -57,7 +57,9 @@ pub enum DbFailoverProvider {
         #[serde(default)]
         data_dir: Option<String>,
     },
-    Command { run: Vec<String> },
+    Command {
+        run: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,7 +113,9 @@ impl DbFailover {
         }
         if let DbFailoverProvider::Command { run } = &spec.provider {
             if run.is_empty() {
-                return Err(FaultError::NoTarget(format!("db-failover `{name}`: `run` is empty")));
+                return Err(FaultError::NoTarget(format!(
+                    "db-failover `{name}`: `run` is empty"
+                )));
             }
         }
         if let DbFailoverProvider::Patroni {
@@ -196,10 +200,14 @@ impl DbFailover {
         } = &self.spec.provider
         {
             let m = cluster.member(want).ok_or_else(|| {
-                self.err(PatroniError::NoCandidate(format!("no member named `{want}`")))
+                self.err(PatroniError::NoCandidate(format!(
+                    "no member named `{want}`"
+                )))
             })?;
             if m.is_leader() {
-                return Err(self.err(PatroniError::NoCandidate(format!("`{want}` is the leader already"))));
+                return Err(self.err(PatroniError::NoCandidate(format!(
+                    "`{want}` is the leader already"
+                ))));
             }
             if *action == PatroniAction::Switchover
                 && cluster.members.iter().any(|m| m.role == Role::SyncStandby)
@@ -211,14 +219,18 @@ impl DbFailover {
             }
             candidates = vec![m.clone()];
         }
-        if candidates.is_empty() && !matches!(self.spec.provider, DbFailoverProvider::Command { .. }) {
+        if candidates.is_empty()
+            && !matches!(self.spec.provider, DbFailoverProvider::Command { .. })
+        {
             return Err(self.err(PatroniError::NoCandidate(format!(
                 "no running replica besides the leader `{}`",
                 leader.name
             ))));
         }
         let pid = match &self.spec.provider {
-            DbFailoverProvider::KillPrimary { data_dir } => Some(self.postmaster_pid(&leader, data_dir.as_deref())?),
+            DbFailoverProvider::KillPrimary { data_dir } => {
+                Some(self.postmaster_pid(&leader, data_dir.as_deref())?)
+            }
             _ => None,
         };
         Ok(Resolved {
@@ -233,21 +245,31 @@ impl DbFailover {
     }
 
     /// Inject, and return what happened in a structured form beside the [`Injection`].
-    pub async fn inject_recorded(&self, label: String) -> Result<(Injection, FailoverRecord), FaultError> {
+    pub async fn inject_recorded(
+        &self,
+        label: String,
+    ) -> Result<(Injection, FailoverRecord), FaultError> {
         let resolved = self.prepare().await?;
         let old = resolved.leader.as_ref().map(|m| m.name.clone());
         let why = "the cluster heals itself (the old primary rejoins as a replica); firedrill does not switch back".to_string();
         match &self.spec.provider {
             DbFailoverProvider::Patroni { action, candidate } => {
-                let client = self.client.as_ref().ok_or_else(|| FaultError::Inject("no Patroni client".into()))?;
+                let client = self
+                    .client
+                    .as_ref()
+                    .ok_or_else(|| FaultError::Inject("no Patroni client".into()))?;
                 let leader = old.clone().unwrap_or_default();
                 // Patroni records the request at once and replies when the switch is done:
                 // the fault is accepted when the request is sent.
                 let sent_at = Instant::now();
                 let reply = match action {
-                    PatroniAction::Switchover => client.switchover(&leader, candidate.as_deref()).await,
+                    PatroniAction::Switchover => {
+                        client.switchover(&leader, candidate.as_deref()).await
+                    }
                     PatroniAction::Failover => {
-                        client.failover(candidate.as_deref().unwrap_or_default()).await
+                        client
+                            .failover(candidate.as_deref().unwrap_or_default())
+                            .await
                     }
                 }
                 .map_err(|e| FaultError::Inject(format!("db-failover `{}`: {e}", self.name)))?;
@@ -291,7 +313,9 @@ impl DbFailover {
                     .leader
                     .as_ref()
                     .ok_or_else(|| FaultError::Inject("no leader".into()))?;
-                let pid = resolved.pid.ok_or_else(|| FaultError::Inject("no postmaster pid".into()))?;
+                let pid = resolved
+                    .pid
+                    .ok_or_else(|| FaultError::Inject("no postmaster pid".into()))?;
                 // Re-check right before the signal: the pid must still be this postmaster.
                 let again = self.postmaster_pid(leader, data_dir.as_deref())?;
                 if again != pid {
@@ -302,10 +326,16 @@ impl DbFailover {
                 }
                 let sent_at = Instant::now();
                 kill(Pid::from_raw(pid), Signal::SIGKILL).map_err(|e| {
-                    FaultError::Inject(format!("cannot SIGKILL the postmaster (pid {pid}) of `{}`: {e}", leader.name))
+                    FaultError::Inject(format!(
+                        "cannot SIGKILL the postmaster (pid {pid}) of `{}`: {e}",
+                        leader.name
+                    ))
                 })?;
                 let accepted_at = Instant::now();
-                let detail = format!("sent SIGKILL to the postmaster (pid {pid}) of leader `{}`", leader.name);
+                let detail = format!(
+                    "sent SIGKILL to the postmaster (pid {pid}) of leader `{}`",
+                    leader.name
+                );
                 Ok((
                     Injection {
                         fault: label,
@@ -365,12 +395,13 @@ impl DbFailover {
         record: &mut FailoverRecord,
         within: Duration,
     ) -> Result<(), FaultError> {
-        let client = self.client.as_ref().ok_or_else(|| {
-            FaultError::Unsupported {
+        let client = self
+            .client
+            .as_ref()
+            .ok_or_else(|| FaultError::Unsupported {
                 fault: self.name.clone(),
                 why: "no Patroni URLs to ask who leads".into(),
-            }
-        })?;
+            })?;
         let deadline = Instant::now() + within;
         loop {
             if let Ok(c) = client.cluster().await {
@@ -417,11 +448,15 @@ impl DbFailover {
         match data_dir {
             Some(template) => {
                 let dir = PathBuf::from(template.replace("{member}", &leader.name));
-                pid_from_data_dir(&dir).map_err(|why| FaultError::NoTarget(format!("leader `{}`: {why}", leader.name)))
+                pid_from_data_dir(&dir)
+                    .map_err(|why| FaultError::NoTarget(format!("leader `{}`: {why}", leader.name)))
             }
             None => {
                 let port = leader.port.ok_or_else(|| {
-                    FaultError::NoTarget(format!("Patroni gives no port for leader `{}`", leader.name))
+                    FaultError::NoTarget(format!(
+                        "Patroni gives no port for leader `{}`",
+                        leader.name
+                    ))
                 })?;
                 pid_by_port(port).ok_or_else(|| {
                     FaultError::NoTarget(format!(
@@ -438,23 +473,30 @@ fn is_local(host: &str) -> bool {
     host == "localhost"
         || host == "::1"
         || host.starts_with('/')
-        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|a| a.is_loopback())
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback())
 }
 
 /// The first line of `postmaster.pid`, checked against the running process's command line.
 fn pid_from_data_dir(dir: &Path) -> Result<i32, String> {
     let file = dir.join("postmaster.pid");
-    let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let pid: i32 = text
         .lines()
         .next()
         .and_then(|l| l.trim().parse().ok())
         .filter(|p| *p > 0)
         .ok_or_else(|| format!("{} does not start with a pid", file.display()))?;
-    let cmd = argv(pid).ok_or_else(|| format!("{} names pid {pid}, which is not running", file.display()))?;
+    let cmd = argv(pid)
+        .ok_or_else(|| format!("{} names pid {pid}, which is not running", file.display()))?;
     let want = dir.to_string_lossy();
     if !cmd.iter().any(|a| a.contains(want.as_ref())) {
-        return Err(format!("pid {pid} from {} is not that data directory's postmaster", file.display()));
+        return Err(format!(
+            "pid {pid} from {} is not that data directory's postmaster",
+            file.display()
+        ));
     }
     Ok(pid)
 }
@@ -473,8 +515,8 @@ fn pid_by_port(port: u16) -> Option<i32> {
             if !(prog == "postgres" || prog.ends_with("/postgres")) {
                 return None;
             }
-            let matches = a.iter().any(|x| *x == want_long)
-                || a.windows(2).any(|w| w[0] == "-p" && w[1] == want_short);
+            let matches =
+                a.contains(&want_long) || a.windows(2).any(|w| w[0] == "-p" && w[1] == want_short);
             matches.then(|| (pid, ppid(pid).unwrap_or(0)))
         })
         .collect();
@@ -519,9 +561,12 @@ mod tests {
 
     #[test]
     fn specs_that_cannot_work_are_refused_before_anything_runs() {
-        let e = DbFailover::new("db", spec(DbFailoverProvider::KillPrimary { data_dir: None }, vec![]))
-            .err()
-            .unwrap();
+        let e = DbFailover::new(
+            "db",
+            spec(DbFailoverProvider::KillPrimary { data_dir: None }, vec![]),
+        )
+        .err()
+        .unwrap();
         assert!(e.to_string().contains("Patroni REST URLs"), "{e}");
         let e = DbFailover::new(
             "db",
@@ -536,7 +581,11 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.to_string().contains("named `candidate`"), "{e}");
-        assert!(DbFailover::new("db", spec(DbFailoverProvider::Command { run: vec![] }, vec![])).is_err());
+        assert!(DbFailover::new(
+            "db",
+            spec(DbFailoverProvider::Command { run: vec![] }, vec![])
+        )
+        .is_err());
     }
 
     #[tokio::test]
@@ -561,12 +610,35 @@ mod tests {
 
     #[tokio::test]
     async fn the_command_provider_runs_its_argv() {
-        let f = DbFailover::new("db", spec(DbFailoverProvider::Command { run: vec!["true".into()] }, vec![])).unwrap();
+        let f = DbFailover::new(
+            "db",
+            spec(
+                DbFailoverProvider::Command {
+                    run: vec!["true".into()],
+                },
+                vec![],
+            ),
+        )
+        .unwrap();
         let (inj, rec) = f.inject_recorded("db-failover db".into()).await.unwrap();
         assert!(matches!(inj.revert, RevertPlan::Irreversible { .. }));
         assert_eq!(rec.old_leader, None);
-        let f = DbFailover::new("db", spec(DbFailoverProvider::Command { run: vec!["false".into()] }, vec![])).unwrap();
-        assert!(f.inject("x".into()).await.unwrap_err().to_string().contains("exit status 1"));
+        let f = DbFailover::new(
+            "db",
+            spec(
+                DbFailoverProvider::Command {
+                    run: vec!["false".into()],
+                },
+                vec![],
+            ),
+        )
+        .unwrap();
+        assert!(f
+            .inject("x".into())
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("exit status 1"));
     }
 
     #[test]

@@ -31,7 +31,11 @@ pub enum PatroniError {
         body: String,
     },
     #[error("patroni at {url} sent an unreadable answer to {what}: {cause}")]
-    Decode { url: String, what: String, cause: String },
+    Decode {
+        url: String,
+        what: String,
+        cause: String,
+    },
     #[error("the cluster has no leader right now")]
     NoLeader,
     #[error("no candidate to fail over to: {0}")]
@@ -159,7 +163,11 @@ impl RetryPolicy {
             .saturating_mul(1u32 << attempt.min(16))
             .min(self.max);
         let ms = cap.as_millis() as u64;
-        Duration::from_millis(if ms == 0 { 0 } else { rand::rng().random_range(0..=ms) })
+        Duration::from_millis(if ms == 0 {
+            0
+        } else {
+            rand::rng().random_range(0..=ms)
+        })
     }
 }
 
@@ -187,9 +195,13 @@ impl PatroniClient {
             return Err(PatroniError::BadUrl(String::new(), "no URL given".into()));
         }
         for b in &bases {
-            let u = reqwest::Url::parse(b).map_err(|e| PatroniError::BadUrl(b.clone(), e.to_string()))?;
+            let u = reqwest::Url::parse(b)
+                .map_err(|e| PatroniError::BadUrl(b.clone(), e.to_string()))?;
             if !matches!(u.scheme(), "http" | "https") {
-                return Err(PatroniError::BadUrl(b.clone(), "scheme must be http or https".into()));
+                return Err(PatroniError::BadUrl(
+                    b.clone(),
+                    "scheme must be http or https".into(),
+                ));
             }
         }
         let http = reqwest::Client::builder()
@@ -226,7 +238,11 @@ impl PatroniClient {
 
     /// The current leader, from `/cluster`.
     pub async fn primary_member(&self) -> Result<Member, PatroniError> {
-        self.cluster().await?.leader().cloned().ok_or(PatroniError::NoLeader)
+        self.cluster()
+            .await?
+            .leader()
+            .cloned()
+            .ok_or(PatroniError::NoLeader)
     }
 
     /// `GET /history`: the cluster's timeline switches, oldest first.
@@ -253,7 +269,11 @@ impl PatroniClient {
     /// `POST /switchover`: a graceful change of leader away from `leader`, to `candidate` or
     /// to whichever member Patroni picks. Returns Patroni's answer ("Successfully switched over
     /// to …"), which arrives only once the new leader holds the lock.
-    pub async fn switchover(&self, leader: &str, candidate: Option<&str>) -> Result<String, PatroniError> {
+    pub async fn switchover(
+        &self,
+        leader: &str,
+        candidate: Option<&str>,
+    ) -> Result<String, PatroniError> {
         let mut body = serde_json::json!({ "leader": leader });
         if let Some(c) = candidate {
             body["candidate"] = c.into();
@@ -287,7 +307,8 @@ impl PatroniClient {
                         if status.is_success() {
                             return Ok((url, body));
                         }
-                        let retryable = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+                        let retryable =
+                            status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
                         let err = status_error(&url, &what, status, &body);
                         if !retryable {
                             return Err(err);
@@ -299,7 +320,11 @@ impl PatroniClient {
                 }
             }
             if attempt + 1 < self.retry.attempts {
-                tokio::time::sleep(wait.unwrap_or_else(|| self.retry.delay(attempt)).min(self.retry.max * 5)).await;
+                tokio::time::sleep(
+                    wait.unwrap_or_else(|| self.retry.delay(attempt))
+                        .min(self.retry.max * 5),
+                )
+                .await;
             }
         }
         Err(last.unwrap_or_else(|| PatroniError::Unreachable {
@@ -333,7 +358,8 @@ impl PatroniClient {
                         let err = status_error(&url, &what, status, &text);
                         // Nothing was changed: Patroni could not even record the request.
                         let nothing_done = status == StatusCode::TOO_MANY_REQUESTS
-                            || (status == StatusCode::SERVICE_UNAVAILABLE && text.contains("failed to write"));
+                            || (status == StatusCode::SERVICE_UNAVAILABLE
+                                && text.contains("failed to write"));
                         if !nothing_done {
                             return Err(err);
                         }
@@ -346,7 +372,11 @@ impl PatroniClient {
                 }
             }
             if attempt + 1 < self.retry.attempts {
-                tokio::time::sleep(wait.unwrap_or_else(|| self.retry.delay(attempt)).min(self.retry.max * 5)).await;
+                tokio::time::sleep(
+                    wait.unwrap_or_else(|| self.retry.delay(attempt))
+                        .min(self.retry.max * 5),
+                )
+                .await;
             }
         }
         Err(last.unwrap_or_else(|| PatroniError::Unreachable {
@@ -374,7 +404,11 @@ fn status_error(url: &str, what: &str, status: StatusCode, body: &str) -> Patron
         url: url.to_string(),
         what: what.to_string(),
         status: status.as_u16(),
-        body: if body.is_empty() { "(no body)".into() } else { body },
+        body: if body.is_empty() {
+            "(no body)".into()
+        } else {
+            body
+        },
     }
 }
 
@@ -429,7 +463,10 @@ mod tests {
         assert_eq!(l.name, "n2");
         assert_eq!(l.api_base().as_deref(), Some("http://127.0.0.1:8009"));
         assert_eq!(c.member("n3").unwrap().role, Role::SyncStandby);
-        assert_eq!(c.member("n3").unwrap().lag, Some(Lag::Unknown("unknown".into())));
+        assert_eq!(
+            c.member("n3").unwrap().lag,
+            Some(Lag::Unknown("unknown".into()))
+        );
         assert_eq!(c.member("n1").unwrap().lag, Some(Lag::Bytes(0)));
         assert_eq!(c.candidates().len(), 2);
     }
@@ -485,10 +522,17 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         drop(l);
-        let c = PatroniClient::new([format!("http://{addr}")]).unwrap().with_retry(fast());
+        let c = PatroniClient::new([format!("http://{addr}")])
+            .unwrap()
+            .with_retry(fast());
         let e = c.cluster().await.unwrap_err().to_string();
         assert!(e.starts_with("patroni REST API unreachable"), "{e}");
         assert!(e.contains("refused"), "{e}");
-        assert!(c.failover("").await.unwrap_err().to_string().contains("no candidate"));
+        assert!(c
+            .failover("")
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("no candidate"));
     }
 }

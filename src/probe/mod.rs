@@ -36,7 +36,7 @@ pub enum Checker {
     Http(http::HttpChecker),
     Tcp(tcp::TcpChecker),
     Command(command::CommandChecker),
-    Postgres(postgres::PostgresChecker),
+    Postgres(Box<postgres::PostgresChecker>),
 }
 
 impl Checker {

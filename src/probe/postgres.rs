@@ -184,7 +184,9 @@ impl Target {
             PgError::Config(format!("dsn `{shown}`: {}", error_text(&e)))
         })?;
         if let Some(p) = config.get_password() {
-            redactor.secrets.push(String::from_utf8_lossy(p).into_owned());
+            redactor
+                .secrets
+                .push(String::from_utf8_lossy(p).into_owned());
         }
         let external = match (&spec.password_env, &spec.password_file) {
             (Some(_), Some(_)) => {
@@ -192,9 +194,10 @@ impl Target {
                     "give password-env or password-file, not both".into(),
                 ))
             }
-            (Some(var), None) => Some(std::env::var(var).map_err(|_| {
-                PgError::Config(format!("password-env `{var}` is not set"))
-            })?),
+            (Some(var), None) => Some(
+                std::env::var(var)
+                    .map_err(|_| PgError::Config(format!("password-env `{var}` is not set")))?,
+            ),
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     PgError::Config(format!("cannot read password-file {}: {e}", path.display()))
@@ -276,7 +279,12 @@ impl Drop for Session {
 /// database errors, the innermost cause otherwise.
 fn error_text(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
-        return format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code());
+        return format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        );
     }
     let mut text = e.to_string();
     let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
@@ -461,7 +469,11 @@ impl PostgresWriter {
 
     async fn attempt(&mut self, seq: u64) -> (WriteOutcome, Option<String>) {
         let failed = |why: String| (WriteOutcome::Failed, Some(why));
-        if self.session.as_ref().is_some_and(|(s, _)| s.client.is_closed()) {
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|(s, _)| s.client.is_closed())
+        {
             self.session = None;
         }
         if self.session.is_none() {
@@ -473,10 +485,13 @@ impl PostgresWriter {
                 return failed(e.to_string());
             }
             let sql = format!("INSERT INTO {} (run_id, seq) VALUES ($1, $2)", self.table);
-            let stmt = match tokio::time::timeout(self.target.timeout, s.client.prepare(&sql)).await {
+            let stmt = match tokio::time::timeout(self.target.timeout, s.client.prepare(&sql)).await
+            {
                 Ok(Ok(stmt)) => stmt,
                 Ok(Err(e)) => return failed(self.target.query_error("prepare", &e).to_string()),
-                Err(_) => return failed(format!("prepare timed out after {:?}", self.target.timeout)),
+                Err(_) => {
+                    return failed(format!("prepare timed out after {:?}", self.target.timeout))
+                }
             };
             self.session = Some((s, stmt));
         }
@@ -485,16 +500,15 @@ impl PostgresWriter {
         };
         let seq_param = seq as i64;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&self.run_id, &seq_param];
-        let result = tokio::time::timeout(self.target.timeout, s.client.execute(stmt, &params)).await;
+        let result =
+            tokio::time::timeout(self.target.timeout, s.client.execute(stmt, &params)).await;
         match result {
             Ok(Ok(_)) => (WriteOutcome::Acknowledged, None),
             Ok(Err(e)) => {
                 let text = self.target.query_error("insert", &e).to_string();
                 // An ERROR rolls the autocommit statement back; anything else (FATAL, a lost
                 // connection) may have come after the commit was made durable.
-                let rolled_back = e
-                    .as_db_error()
-                    .is_some_and(|db| db.severity() == "ERROR");
+                let rolled_back = e.as_db_error().is_some_and(|db| db.severity() == "ERROR");
                 self.session = None;
                 if rolled_back {
                     (WriteOutcome::Failed, Some(text))
@@ -572,7 +586,9 @@ pub async fn read_back(
     wait: Duration,
 ) -> Result<HashSet<u64>, PgError> {
     if !valid_table_name(table) {
-        return Err(PgError::Config(format!("table `{table}` is not a plain identifier")));
+        return Err(PgError::Config(format!(
+            "table `{table}` is not a plain identifier"
+        )));
     }
     let deadline = Instant::now() + wait;
     let sql = format!("SELECT seq FROM {table} WHERE run_id = $1");
@@ -635,9 +651,20 @@ mod tests {
             redact_dsn("host=a password = 'it\\'s x' user=u"),
             "host=a password=*** user=u"
         );
-        assert_eq!(redact_dsn("postgres://u:s3cr3t@h:5/d?sslmode=disable"), "postgres://u:***@h:5/d?sslmode=disable");
-        assert_eq!(redact_dsn("postgresql://h/d?password=x&user=u"), "postgresql://h/d?password=***&user=u");
-        let s = spec("host=127.0.0.1 password=hunter2", PostgresMode::Read { query: "select 1".into() });
+        assert_eq!(
+            redact_dsn("postgres://u:s3cr3t@h:5/d?sslmode=disable"),
+            "postgres://u:***@h:5/d?sslmode=disable"
+        );
+        assert_eq!(
+            redact_dsn("postgresql://h/d?password=x&user=u"),
+            "postgresql://h/d?password=***&user=u"
+        );
+        let s = spec(
+            "host=127.0.0.1 password=hunter2",
+            PostgresMode::Read {
+                query: "select 1".into(),
+            },
+        );
         assert!(!format!("{s:?}").contains("hunter2"));
     }
 
@@ -647,12 +674,24 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         drop(l);
         let dsn = format!("host=127.0.0.1 port={port} user=u password=hunter2 dbname=d");
-        let mut c = PostgresChecker::new(&spec(&dsn, PostgresMode::Read { query: "select 1".into() })).unwrap();
+        let mut c = PostgresChecker::new(&spec(
+            &dsn,
+            PostgresMode::Read {
+                query: "select 1".into(),
+            },
+        ))
+        .unwrap();
         let e = c.check().await.unwrap_err();
         assert!(e.contains("cannot connect") && e.contains("refused"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
         let mut w = PostgresWriter::new(
-            &spec(&dsn, PostgresMode::Write { rate_hz: 10.0, table: "t".into() }),
+            &spec(
+                &dsn,
+                PostgresMode::Write {
+                    rate_hz: 10.0,
+                    table: "t".into(),
+                },
+            ),
             "r1",
             Clock::start(),
         )
@@ -666,7 +705,13 @@ mod tests {
     fn bad_specs_are_refused() {
         let w = |rate_hz: f64, table: &str| {
             PostgresWriter::new(
-                &spec("host=h", PostgresMode::Write { rate_hz, table: table.into() }),
+                &spec(
+                    "host=h",
+                    PostgresMode::Write {
+                        rate_hz,
+                        table: table.into(),
+                    },
+                ),
                 "r",
                 Clock::start(),
             )
@@ -674,12 +719,28 @@ mod tests {
             .map(|e| e.to_string())
         };
         assert!(w(0.0, "t").unwrap().contains("rate-hz"));
-        assert!(w(10.0, "t; drop table x").unwrap().contains("plain identifier"));
+        assert!(w(10.0, "t; drop table x")
+            .unwrap()
+            .contains("plain identifier"));
         assert!(w(10.0, "drill.writes").is_none());
-        let mut s = spec("host=h", PostgresMode::Read { query: "select 1".into() });
+        let mut s = spec(
+            "host=h",
+            PostgresMode::Read {
+                query: "select 1".into(),
+            },
+        );
         s.password_env = Some("FIREDRILL_TEST_SURELY_UNSET".into());
-        assert!(PostgresChecker::new(&s).err().unwrap().to_string().contains("is not set"));
-        let bad = spec("host=h port=notaport password=hunter2", PostgresMode::Read { query: "select 1".into() });
+        assert!(PostgresChecker::new(&s)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("is not set"));
+        let bad = spec(
+            "host=h port=notaport password=hunter2",
+            PostgresMode::Read {
+                query: "select 1".into(),
+            },
+        );
         let e = PostgresChecker::new(&bad).err().unwrap().to_string();
         assert!(e.contains("invalid") && !e.contains("hunter2"), "{e}");
     }

@@ -120,7 +120,10 @@ fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<std::net::TcpListener> = (0..n)
         .map(|_| std::net::TcpListener::bind((HOST, 0)).expect("bind 127.0.0.1:0"))
         .collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 fn is_root() -> bool {
@@ -178,7 +181,11 @@ impl PatroniCluster {
         for n in &nodes {
             let d = base.join(&n.name);
             std::fs::create_dir_all(&d).unwrap();
-            std::fs::write(d.join("patroni.yml"), patroni_yaml(&base, n, etcd_port, &bins.pg_bin, options)).unwrap();
+            std::fs::write(
+                d.join("patroni.yml"),
+                patroni_yaml(&base, n, etcd_port, &bins.pg_bin, options),
+            )
+            .unwrap();
         }
         if root {
             let ok = Command::new("chown")
@@ -187,7 +194,11 @@ impl PatroniCluster {
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
-            assert!(ok, "chown -R postgres {} failed (is there a `postgres` user?)", base.display());
+            assert!(
+                ok,
+                "chown -R postgres {} failed (is there a `postgres` user?)",
+                base.display()
+            );
         }
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -256,7 +267,11 @@ impl PatroniCluster {
             cluster.spawn(&bins, root, &args, &base.join(&n.name).join("patroni.log"));
         }
         cluster.wait_ready(Duration::from_secs(120)).await;
-        eprintln!("patroni cluster ready in {:.1}s under {}", t0.elapsed().as_secs_f64(), base.display());
+        eprintln!(
+            "patroni cluster ready in {:.1}s under {}",
+            t0.elapsed().as_secs_f64(),
+            base.display()
+        );
         Some(cluster)
     }
 
@@ -271,7 +286,12 @@ impl PatroniCluster {
         let mut cmd = Command::new("setsid");
         cmd.arg(&bins.python).arg(self.base.join("reaper.py"));
         if root {
-            cmd.args(["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]);
+            cmd.args([
+                "setpriv",
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+            ]);
         }
         cmd.arg("env")
             .arg(format!("HOME={}", self.base.display()))
@@ -293,7 +313,13 @@ impl PatroniCluster {
             .unwrap();
         let code = |url: String| {
             let http = http.clone();
-            async move { http.get(url).send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+            async move {
+                http.get(url)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }
         };
         let t0 = Instant::now();
         loop {
@@ -340,7 +366,9 @@ impl PatroniCluster {
 
     /// A client on the current primary (through the multi-host DSN), or `None`.
     pub async fn connect(&self) -> Option<tokio_postgres::Client> {
-        let (c, conn) = tokio_postgres::connect(&self.dsn(), tokio_postgres::NoTls).await.ok()?;
+        let (c, conn) = tokio_postgres::connect(&self.dsn(), tokio_postgres::NoTls)
+            .await
+            .ok()?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -367,7 +395,10 @@ impl PatroniCluster {
     }
 
     pub fn node(&self, name: &str) -> &Node {
-        self.nodes.iter().find(|n| n.name == name).expect("a node of this cluster")
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .expect("a node of this cluster")
     }
 
     /// Switch synchronous replication on or off (`PATCH /config`) and wait until the cluster
@@ -519,7 +550,9 @@ fn owned_by(pid: i32, base: &Path) -> bool {
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
-            let state = s.rfind(')').and_then(|i| s[i + 1..].split_whitespace().next().map(str::to_string));
+            let state = s
+                .rfind(')')
+                .and_then(|i| s[i + 1..].split_whitespace().next().map(str::to_string));
             state.as_deref() != Some("Z")
         })
         .unwrap_or(false)
