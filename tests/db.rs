@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::patroni::{Options, PatroniCluster};
+use firedrill::analysis::probe_verdict;
 use firedrill::analysis::rpo::{
     check_writes, write_path_recovery, RpoReport, WriteOutcome, WritePathRecovery,
 };
@@ -27,7 +28,7 @@ use firedrill::probe::postgres::{
     self, PostgresChecker, PostgresMode, PostgresProbeSpec, PostgresWriter, Target,
 };
 use firedrill::probe::{Observation, Pace, SourceContext};
-use firedrill::timeline::{Clock, Sample};
+use firedrill::timeline::{Clock, Sample, Trace};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -128,6 +129,25 @@ async fn drill(cluster: &PatroniCluster, fault: &DbFailover, run_id: &str) -> Dr
     let rpo = check_writes(&history.attempts, &back);
     let recovery = write_path_recovery(&history.attempts, t_inject)
         .expect("impact and recovery on the write path");
+    // The writer is also a probe: the executor's TTD/TTR on its samples agree with the
+    // write-path numbers.
+    let mut trace = Trace::default();
+    for x in samples.lock().unwrap().iter().filter(|x| x.end >= t_inject) {
+        trace.push(x);
+    }
+    let verdict = probe_verdict(&trace, t_inject, Duration::from_millis(300));
+    assert!(verdict.recovered && verdict.ttd.is_some(), "{verdict:?}");
+    assert_eq!(
+        verdict.ttr,
+        Some(recovery.rto),
+        "probe TTR vs write-path RTO"
+    );
+    eprintln!(
+        "{run_id}: writer-probe TTD {:.3}s, downtime {:.3}s, availability {:.3}",
+        verdict.ttd.unwrap_or_default().as_secs_f64(),
+        verdict.downtime.as_secs_f64(),
+        verdict.availability
+    );
 
     // The independent view: the table itself, through a connection of the test's own.
     let client = cluster.connect().await.expect("connect to the new primary");
