@@ -28,7 +28,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 echo "install-db: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
+export DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 

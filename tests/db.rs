@@ -24,6 +24,7 @@ use firedrill::analysis::rpo::{
 use firedrill::fault::db_failover::{
     DbFailover, DbFailoverProvider, DbFailoverSpec, PatroniAction,
 };
+use firedrill::platform::patroni::PatroniClient;
 use firedrill::probe::postgres::{
     self, PostgresChecker, PostgresMode, PostgresProbeSpec, PostgresWriter, Target,
 };
@@ -55,6 +56,7 @@ struct DrillResult {
     rows: Vec<(u64, f64)>,
     acked: Vec<u64>,
     interval: Duration,
+    new_leader: Option<String>,
 }
 
 /// Run the writer, inject `fault`, wait for the write path to recover, stop, read back.
@@ -185,6 +187,10 @@ async fn drill(cluster: &PatroniCluster, fault: &DbFailover, run_id: &str) -> Dr
         recovery.outage.estimate.as_secs_f64(),
         recovery.outage.uncertainty().as_secs_f64(),
     );
+    eprintln!(
+        "{run_id}: Patroni's timeline switch at {:?}",
+        record.switched_at
+    );
     assert!(
         rpo.failed_but_found.is_empty(),
         "writes classified failed were committed: {:?}",
@@ -197,6 +203,7 @@ async fn drill(cluster: &PatroniCluster, fault: &DbFailover, run_id: &str) -> Dr
         rows,
         acked,
         interval,
+        new_leader: record.new_leader.clone(),
     }
 }
 
@@ -225,18 +232,27 @@ fn independent_lost(d: &DrillResult) -> u64 {
     d.acked.iter().filter(|s| !present.contains(s)).count() as u64
 }
 
-fn kill_primary(cluster: &PatroniCluster, by_pid_file: bool) -> DbFailover {
+fn fault(urls: Vec<String>, provider: DbFailoverProvider) -> DbFailover {
     DbFailover::new(
         "db",
         DbFailoverSpec {
-            patroni: cluster.api_urls(),
-            provider: DbFailoverProvider::KillPrimary {
-                data_dir: by_pid_file.then(|| cluster.data_dir_template()),
-            },
+            patroni: urls,
+            provider,
+            patroni_username: None,
+            patroni_password_env: None,
             timeout: Duration::from_secs(30),
         },
     )
     .unwrap()
+}
+
+fn kill_primary(cluster: &PatroniCluster, by_pid_file: bool) -> DbFailover {
+    fault(
+        cluster.api_urls(),
+        DbFailoverProvider::KillPrimary {
+            data_dir: by_pid_file.then(|| cluster.data_dir_template()),
+        },
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,18 +262,13 @@ async fn failover_drills_measure_rto_and_rpo_against_the_database_itself() {
     };
 
     // (a) Switchover: firedrill's write-path outage vs the gap the table shows.
-    let switchover = DbFailover::new(
-        "db",
-        DbFailoverSpec {
-            patroni: cluster.api_urls(),
-            provider: DbFailoverProvider::Patroni {
-                action: PatroniAction::Switchover,
-                candidate: None,
-            },
-            timeout: Duration::from_secs(30),
+    let switchover = fault(
+        cluster.api_urls(),
+        DbFailoverProvider::Patroni {
+            action: PatroniAction::Switchover,
+            candidate: None,
         },
-    )
-    .unwrap();
+    );
     let d = drill(&cluster, &switchover, "switchover-1").await;
     assert_eq!(
         d.rpo.lost, 0,
@@ -287,6 +298,31 @@ async fn failover_drills_measure_rto_and_rpo_against_the_database_itself() {
         (measured - db_gap).abs() <= tolerance,
         "outage {measured:.3}s vs table gap {db_gap:.3}s: more than ±{tolerance:.3}s apart"
     );
+    cluster.wait_healthy(Duration::from_secs(60)).await;
+
+    // A failover to a named candidate on a healthy cluster is graceful too.
+    let leader = PatroniClient::new(cluster.api_urls())
+        .unwrap()
+        .primary_member()
+        .await
+        .unwrap();
+    let candidate = cluster
+        .nodes
+        .iter()
+        .find(|n| n.name != leader.name)
+        .unwrap()
+        .name
+        .clone();
+    let failover = fault(
+        cluster.api_urls(),
+        DbFailoverProvider::Patroni {
+            action: PatroniAction::Failover,
+            candidate: Some(candidate.clone()),
+        },
+    );
+    let d = drill(&cluster, &failover, "failover-1").await;
+    assert_eq!(d.rpo.lost, 0);
+    assert_eq!(d.new_leader.as_deref(), Some(candidate.as_str()));
     cluster.wait_healthy(Duration::from_secs(60)).await;
 
     // (b) Kill the primary's postmaster, asynchronous replication: firedrill's RPO is exactly
@@ -376,15 +412,10 @@ async fn bad_inputs_are_clear_errors_without_a_cluster() {
     );
     assert!(!e.contains("hunter2") && e.contains("password=***"), "{e}");
 
-    let fault = DbFailover::new(
-        "db",
-        DbFailoverSpec {
-            patroni: vec![format!("http://127.0.0.1:{port}")],
-            provider: DbFailoverProvider::KillPrimary { data_dir: None },
-            timeout: Duration::from_secs(5),
-        },
-    )
-    .unwrap();
+    let fault = fault(
+        vec![format!("http://127.0.0.1:{port}")],
+        DbFailoverProvider::KillPrimary { data_dir: None },
+    );
     let e = fault.prepare().await.unwrap_err().to_string();
     assert!(
         e.contains("patroni REST API unreachable") && e.contains("refused"),

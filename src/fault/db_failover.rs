@@ -35,6 +35,12 @@ pub struct DbFailoverSpec {
     #[serde(default)]
     pub patroni: Vec<String>,
     pub provider: DbFailoverProvider,
+    /// User for a REST API that requires authentication (`restapi.authentication`).
+    #[serde(default)]
+    pub patroni_username: Option<String>,
+    /// The environment variable holding that user's password.
+    #[serde(default)]
+    pub patroni_password_env: Option<String>,
     /// Bound on the whole injection (Patroni's reply, the command).
     #[serde(with = "humantime_serde", default = "default_timeout")]
     pub timeout: Duration,
@@ -45,7 +51,7 @@ fn default_timeout() -> Duration {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", rename_all_fields = "kebab-case")]
 pub enum DbFailoverProvider {
     Patroni {
         action: PatroniAction,
@@ -133,6 +139,22 @@ impl DbFailover {
             let mut c = PatroniClient::new(spec.patroni.clone())
                 .map_err(|e| FaultError::NoTarget(format!("db-failover `{name}`: {e}")))?;
             c.action_timeout = spec.timeout;
+            match (&spec.patroni_username, &spec.patroni_password_env) {
+                (Some(user), Some(var)) => {
+                    let password = std::env::var(var).map_err(|_| {
+                        FaultError::NoTarget(format!(
+                            "db-failover `{name}`: patroni-password-env `{var}` is not set"
+                        ))
+                    })?;
+                    c = c.with_basic_auth(user, &password);
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(FaultError::NoTarget(format!(
+                        "db-failover `{name}`: give both patroni-username and patroni-password-env, or neither"
+                    )))
+                }
+            }
             Some(c)
         };
         Ok(DbFailover {
@@ -555,6 +577,8 @@ mod tests {
         DbFailoverSpec {
             patroni: urls,
             provider,
+            patroni_username: None,
+            patroni_password_env: None,
             timeout: Duration::from_secs(5),
         }
     }
@@ -639,6 +663,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("exit status 1"));
+    }
+
+    #[test]
+    fn the_spec_reads_as_an_experiment_file_writes_it() {
+        let s: DbFailoverSpec = serde_json::from_value(serde_json::json!({
+            "patroni": ["http://127.0.0.1:8008"],
+            "provider": {"patroni": {"action": "switchover", "candidate": "n2"}},
+            "timeout": "20s"
+        }))
+        .unwrap();
+        assert_eq!(s.timeout, Duration::from_secs(20));
+        let k: DbFailoverSpec = serde_json::from_value(serde_json::json!({
+            "patroni": ["http://127.0.0.1:8008"],
+            "provider": {"kill-primary": {"data-dir": "/srv/{member}/data"}}
+        }))
+        .unwrap();
+        assert_eq!(k.timeout, Duration::from_secs(30));
+        let bad = serde_json::from_value::<DbFailoverSpec>(serde_json::json!({
+            "provider": {"command": {"run": ["x"]}}, "nope": 1
+        }));
+        assert!(bad.is_err());
     }
 
     #[test]

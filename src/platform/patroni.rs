@@ -176,6 +176,7 @@ pub struct PatroniClient {
     http: reqwest::Client,
     bases: Vec<String>,
     retry: RetryPolicy,
+    auth: Option<(String, String)>,
     /// How long a switchover or failover may take: Patroni answers only when it is done.
     pub action_timeout: Duration,
 }
@@ -213,6 +214,7 @@ impl PatroniClient {
             http,
             bases,
             retry: RetryPolicy::default(),
+            auth: None,
             action_timeout: Duration::from_secs(30),
         })
     }
@@ -220,6 +222,21 @@ impl PatroniClient {
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// HTTP basic credentials, for a REST API with `restapi.authentication` (Patroni asks for
+    /// them on the calls that change the cluster).
+    pub fn with_basic_auth(mut self, username: &str, password: &str) -> Self {
+        self.auth = Some((username.to_string(), password.to_string()));
+        self
+    }
+
+    fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, url);
+        match &self.auth {
+            Some((u, p)) => r.basic_auth(u, Some(p)),
+            None => r,
+        }
     }
 
     pub fn bases(&self) -> &[String] {
@@ -299,7 +316,7 @@ impl PatroniClient {
             let mut wait = None;
             for base in &self.bases {
                 let url = format!("{base}{path}");
-                match self.http.get(&url).send().await {
+                match self.request(Method::GET, &url).send().await {
                     Ok(resp) => {
                         let status = resp.status();
                         let retry_after = retry_after(&resp);
@@ -341,7 +358,6 @@ impl PatroniClient {
             for base in &self.bases {
                 let url = format!("{base}{path}");
                 let sent = self
-                    .http
                     .request(Method::POST, &url)
                     .timeout(self.action_timeout)
                     .json(&body)

@@ -54,7 +54,7 @@ fn default_timeout() -> Duration {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", rename_all_fields = "kebab-case")]
 pub enum PostgresMode {
     /// Healthy when `query` answers within the timeout.
     Read { query: String },
@@ -699,6 +699,24 @@ mod tests {
         let a = w.write_once().await;
         assert_eq!(a.outcome, WriteOutcome::Failed);
         assert!(!a.reason.unwrap().contains("hunter2"));
+    }
+
+    #[test]
+    fn the_spec_reads_as_an_experiment_file_writes_it() {
+        let s: PostgresProbeSpec = serde_json::from_value(serde_json::json!({
+            "dsn": "host=127.0.0.1 port=5432 user=app target_session_attrs=read-write",
+            "password-env": "PGPASSWORD_APP",
+            "mode": {"write": {"rate-hz": 50.0, "table": "firedrill_writes"}},
+            "timeout": "500ms"
+        }))
+        .unwrap();
+        assert_eq!(s.timeout, Duration::from_millis(500));
+        assert!(matches!(s.mode, PostgresMode::Write { .. }));
+        let r: PostgresProbeSpec = serde_json::from_value(serde_json::json!({
+            "dsn": "host=h", "mode": {"read": {"query": "SELECT 1"}}
+        }))
+        .unwrap();
+        assert_eq!(r.timeout, Duration::from_secs(1));
     }
 
     #[test]
