@@ -99,12 +99,10 @@ async fn drill(cluster: &PatroniCluster, fault: &DbFailover, run_id: &str) -> Dr
         .await
         .expect("inject");
     let t_inject = clock.offset(inj.accepted_at);
-    if record.new_leader.is_none() {
-        fault
-            .await_new_leader(&mut record, Duration::from_secs(30))
-            .await
-            .expect("a new leader");
-    }
+    fault
+        .await_new_leader(&mut record, Duration::from_secs(15))
+        .await
+        .expect("a new leader");
     // Recovered: a failure after the fault, then 25 acknowledged writes in a row.
     let recovered = wait_until(Duration::from_secs(30), || {
         let s = samples.lock().unwrap();

@@ -51,7 +51,11 @@ fn default_timeout() -> Duration {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case", rename_all_fields = "kebab-case")]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case"
+)]
 pub enum DbFailoverProvider {
     Patroni {
         action: PatroniAction,
@@ -90,6 +94,8 @@ pub struct Resolved {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailoverRecord {
     pub old_leader: Option<String>,
+    /// The timeline the old leader was on (it ends with the switch).
+    pub old_timeline: Option<u64>,
     /// Known at once for `patroni` (Patroni replies after the change); otherwise see
     /// [`DbFailover::await_new_leader`].
     pub new_leader: Option<String>,
@@ -98,7 +104,8 @@ pub struct FailoverRecord {
     /// How long after the request Patroni replied (`patroni` only).
     #[serde(with = "humantime_serde", default)]
     pub reply_after: Option<Duration>,
-    /// Patroni's own timestamp of the timeline switch, from `/history`, when known.
+    /// Patroni's own wall-clock timestamp of the switch away from `old_timeline`, from
+    /// `/history`, when known.
     pub switched_at: Option<String>,
 }
 
@@ -297,11 +304,10 @@ impl DbFailover {
                 .map_err(|e| FaultError::Inject(format!("db-failover `{}`: {e}", self.name)))?;
                 let reply_after = sent_at.elapsed();
                 let new_leader = client.primary_member().await.ok().map(|m| m.name);
-                let switched_at = client
-                    .history()
-                    .await
-                    .ok()
-                    .and_then(|h| h.last().and_then(|s| s.at.clone()));
+                let old_timeline = resolved.leader.as_ref().and_then(|m| m.timeline);
+                // One look only: Patroni may record the switch a few seconds later;
+                // `await_new_leader` waits for it.
+                let switched_at = switch_time(client, old_timeline, Duration::ZERO).await;
                 let detail = format!(
                     "{} from {leader} to {}: Patroni replied after {} `{reply}`",
                     match action {
@@ -313,6 +319,7 @@ impl DbFailover {
                 );
                 let record = FailoverRecord {
                     old_leader: old.clone(),
+                    old_timeline,
                     new_leader,
                     detail: detail.clone(),
                     reply_after: Some(reply_after),
@@ -369,6 +376,7 @@ impl DbFailover {
                     },
                     FailoverRecord {
                         old_leader: old,
+                        old_timeline: resolved.leader.as_ref().and_then(|m| m.timeline),
                         new_leader: None,
                         detail,
                         reply_after: None,
@@ -400,6 +408,7 @@ impl DbFailover {
                     },
                     FailoverRecord {
                         old_leader: old,
+                        old_timeline: resolved.leader.as_ref().and_then(|m| m.timeline),
                         new_leader: None,
                         detail,
                         reply_after: None,
@@ -410,8 +419,9 @@ impl DbFailover {
         }
     }
 
-    /// Poll `/cluster` until a leader other than `old` is running, and fill in the record's
-    /// new leader and Patroni's timestamp of the switch.
+    /// Poll `/cluster` until a leader other than the old one is running, and fill in the
+    /// record's new leader and Patroni's timestamp of the switch (which Patroni writes to
+    /// `/history` after the promotion's checkpoint: this waits for it, up to `within` in all).
     pub async fn await_new_leader(
         &self,
         record: &mut FailoverRecord,
@@ -430,11 +440,11 @@ impl DbFailover {
                 if let Some(l) = c.leader() {
                     if Some(&l.name) != record.old_leader.as_ref() && l.state == "running" {
                         record.new_leader = Some(l.name.clone());
-                        record.switched_at = client
-                            .history()
-                            .await
-                            .ok()
-                            .and_then(|h| h.last().and_then(|s| s.at.clone()));
+                        if record.switched_at.is_none() {
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            record.switched_at =
+                                switch_time(client, record.old_timeline, left).await;
+                        }
                         return Ok(());
                     }
                 }
@@ -488,6 +498,28 @@ impl DbFailover {
                 })
             }
         }
+    }
+}
+
+/// Patroni's timestamp of the switch away from `timeline`: Patroni writes the history entry
+/// on its next loop after the promotion, so poll briefly.
+async fn switch_time(
+    client: &PatroniClient,
+    timeline: Option<u64>,
+    within: Duration,
+) -> Option<String> {
+    let tl = timeline?;
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(h) = client.history().await {
+            if let Some(s) = h.iter().rev().find(|s| s.timeline == tl) {
+                return s.at.clone();
+            }
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

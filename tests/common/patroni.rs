@@ -340,6 +340,7 @@ impl PatroniCluster {
                 && replicas == self.nodes.len() - 1
                 && (sync || !self.options.synchronous_mode)
                 && self.writable().await
+                && self.streaming().await >= self.nodes.len() - 1
             {
                 return;
             }
@@ -362,6 +363,23 @@ impl PatroniCluster {
                 .is_ok(),
             None => false,
         }
+    }
+
+    /// How many replicas stream from the primary with nothing left to replay: Patroni's
+    /// `/replica` answers 200 as soon as a rejoined node runs, before it streams, and a failover
+    /// to such a node loses what it missed.
+    pub async fn streaming(&self) -> usize {
+        let Some(c) = self.connect().await else {
+            return 0;
+        };
+        c.query_one(
+            "SELECT count(*) FROM pg_stat_replication \
+             WHERE state = 'streaming' AND replay_lsn = pg_current_wal_lsn()",
+            &[],
+        )
+        .await
+        .map(|r| r.get::<_, i64>(0) as usize)
+        .unwrap_or(0)
     }
 
     /// A client on the current primary (through the multi-host DSN), or `None`.
