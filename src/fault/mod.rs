@@ -7,6 +7,7 @@
 //! [`RevertPlan::Irreversible`] instead of pretending.
 
 pub mod command;
+pub mod db_failover;
 pub mod pod_kill;
 pub mod process_kill;
 
@@ -65,6 +66,7 @@ pub enum Fault {
     ProcessKill(process_kill::ProcessKill),
     Command(command::CommandFault),
     PodKill(Box<pod_kill::PodKill>),
+    DbFailover(Box<db_failover::DbFailover>),
 }
 
 /// What building faults needs from the platform.
@@ -77,11 +79,14 @@ pub struct BuildContext {
 }
 
 impl Fault {
-    pub fn build(
-        spec: &FaultSpec,
-        exp: &Experiment,
-        ctx: &BuildContext,
-    ) -> Result<Fault, FaultError> {
+    /// A `db-failover` fault named `name` (the experiment loader builds its spec).
+    pub fn db_failover(name: &str, spec: db_failover::DbFailoverSpec) -> Result<Fault, FaultError> {
+        Ok(Fault::DbFailover(Box::new(db_failover::DbFailover::new(
+            name, spec,
+        )?)))
+    }
+
+    pub fn build(spec: &FaultSpec, exp: &Experiment, ctx: &BuildContext) -> Result<Fault, FaultError> {
         match spec {
             FaultSpec::ProcessKill { target, signal } => {
                 let t = exp
@@ -155,6 +160,18 @@ impl Fault {
                 Ok(Some(format!("chose pid {}", pids.join(", "))))
             }
             Fault::Command(_) => Ok(None),
+            Fault::DbFailover(f) => {
+                let r = f.prepare().await?;
+                let leader = r.leader.as_ref().map(|m| m.name.as_str()).unwrap_or("unknown");
+                let candidates: Vec<&str> = r.candidates.iter().map(|m| m.name.as_str()).collect();
+                Ok(Some(match r.pid {
+                    Some(pid) => format!(
+                        "leader {leader} (postmaster pid {pid}); candidates {}",
+                        candidates.join(", ")
+                    ),
+                    None => format!("leader {leader}; candidates {}", candidates.join(", ")),
+                }))
+            }
         }
     }
 
@@ -163,6 +180,7 @@ impl Fault {
             Fault::ProcessKill(f) => format!("process-kill {}", f.target_name()),
             Fault::Command(f) => format!("command {}", f.program()),
             Fault::PodKill(f) => format!("pod-kill {}", f.target_name()),
+            Fault::DbFailover(f) => format!("db-failover {}", f.name()),
         }
     }
 
@@ -172,6 +190,7 @@ impl Fault {
             Fault::ProcessKill(f) => f.describe(),
             Fault::Command(f) => f.describe(),
             Fault::PodKill(f) => f.describe(),
+            Fault::DbFailover(f) => f.describe(),
         }
     }
 
@@ -180,6 +199,7 @@ impl Fault {
             Fault::ProcessKill(f) => f.inject(self.label()).await,
             Fault::Command(f) => f.inject(self.label()).await,
             Fault::PodKill(f) => f.inject(self.label()).await,
+            Fault::DbFailover(f) => f.inject(self.label()).await,
         }
     }
 }

@@ -1,3 +1,4 @@
 //! Clients of real systems. Each speaks one platform's API and nothing else.
 
 pub mod kube;
+pub mod patroni;

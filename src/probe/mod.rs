@@ -10,6 +10,7 @@
 pub mod command;
 pub mod http;
 pub mod kube;
+pub mod postgres;
 pub mod tcp;
 
 use std::time::Duration;
@@ -35,6 +36,7 @@ pub enum Checker {
     Http(Box<http::HttpChecker>),
     Tcp(tcp::TcpChecker),
     Command(command::CommandChecker),
+    Postgres(Box<postgres::PostgresChecker>),
 }
 
 impl Checker {
@@ -60,6 +62,7 @@ impl Checker {
             Checker::Http(c) => c.check().await,
             Checker::Tcp(c) => c.check().await,
             Checker::Command(c) => c.check().await,
+            Checker::Postgres(c) => c.check().await,
         }
     }
 }

@@ -2,6 +2,8 @@
 //! (tests/support/demo_service.py).
 #![allow(dead_code)]
 
+pub mod patroni;
+
 use std::path::Path;
 
 use std::path::PathBuf;
