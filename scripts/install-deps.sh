@@ -2,6 +2,7 @@
 # Installs what the test suite needs beyond the Rust toolchain, from Debian's packages:
 #   kubectl (kubernetes-client) — the real kubectl is tested against `firedrill sim`
 #   python3                    — the supervised demo service of the truth test
+# and every scripts/install-*.sh of other capabilities (databases, browsers, …).
 # Idempotent: does nothing when everything is present. Needs root (or sudo).
 set -euo pipefail
 
@@ -9,9 +10,9 @@ need=()
 command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 
-# Other capabilities add their own install scripts; run each that exists.
-for extra in "$(dirname "$0")"/install-*.sh; do
-  [ "$extra" = "$0" ] || [ ! -x "$extra" ] || "$extra"
+here="$(cd "$(dirname "$0")" && pwd)"
+for extra in "$here"/install-*.sh; do
+  [ "$(basename "$extra")" = "install-deps.sh" ] || bash "$extra"
 done
 
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -19,11 +19,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::analysis::Stats;
+use crate::analysis::{rpo, Stats};
+use crate::experiment::ProbeKind;
 use crate::fault::{self, Injection};
+use crate::probe::postgres::{PostgresMode, PostgresWriter, WriteHistory};
 use crate::probe::{self, Checker, Observation, Pace, SourceContext};
 use crate::report::record::{
-    ExperimentInfo, FaultRecord, Outcome, ProbeInfo, RecoveryInfo, RunRecord, Summary,
+    DataLoss, ExperimentInfo, FaultRecord, Outcome, ProbeInfo, RecoveryInfo, RunRecord, Summary,
     TrialOutcome, TrialRecord, SCHEMA,
 };
 use crate::timeline::{human, Clock, EventKind, Phase};
@@ -97,6 +99,34 @@ pub async fn execute(plan: &Plan, mut opts: Options) -> RunRecord {
             Err(e) => start_error = Some(e.to_string()),
         }
     }
+    // Database writers: each keeps a history of its writes for the lost-write check.
+    let mut writers = Vec::new();
+    for (i, spec) in exp.probes.iter().enumerate() {
+        let ProbeKind::Postgres(p) = &spec.kind else {
+            continue;
+        };
+        if !matches!(p.mode, PostgresMode::Write { .. }) {
+            continue;
+        }
+        let started = async {
+            let mut w = PostgresWriter::new(p, &plan.run_id, clock)?;
+            w.prepare().await?;
+            Ok::<_, crate::probe::postgres::PgError>(w)
+        };
+        match started.await {
+            Ok(w) => {
+                let target = w.target().clone();
+                let ctx = SourceContext {
+                    clock,
+                    tx: tx.clone(),
+                    cancel: probes_stop.clone(),
+                    pace: pace_rx.clone(),
+                };
+                writers.push((spec.name.clone(), target, tokio::spawn(w.run(i, ctx))));
+            }
+            Err(e) => start_error = Some(format!("probe `{}`: {e}", spec.name)),
+        }
+    }
     for source in opts.sources.drain(..) {
         source(SourceContext {
             clock,
@@ -120,8 +150,64 @@ pub async fn execute(plan: &Plan, mut opts: Options) -> RunRecord {
         None => ex.trials().await,
     };
     probes_stop.cancel();
+    let data_loss = check_writers(writers, &rec).await;
     rec.event(None, EventKind::Phase { phase: Phase::Done });
-    rec.finish(plan, outcome, reason)
+    let mut record = rec.finish(plan, outcome, reason);
+    record.data_loss = data_loss;
+    record
+}
+
+/// After the drill: read back what each writer wrote and judge lost writes (RPO) and the
+/// write-path recovery of every trial.
+async fn check_writers(
+    writers: Vec<(
+        String,
+        crate::probe::postgres::Target,
+        tokio::task::JoinHandle<WriteHistory>,
+    )>,
+    rec: &Recorder,
+) -> Vec<DataLoss> {
+    let mut out = Vec::new();
+    for (probe, target, handle) in writers {
+        let history = match handle.await {
+            Ok(h) => h,
+            Err(e) => {
+                out.push(DataLoss {
+                    probe,
+                    rpo: None,
+                    error: Some(format!("the writer stopped unexpectedly: {e}")),
+                    write_path: vec![],
+                    writes: 0,
+                });
+                continue;
+            }
+        };
+        let write_path = rec
+            .injections()
+            .into_iter()
+            .map(|t| t.and_then(|at| rpo::write_path_recovery(&history.attempts, at)))
+            .collect();
+        // The cluster may still be settling: read back for up to 30s.
+        let read = crate::probe::postgres::read_back(
+            &target,
+            &history.table,
+            &history.run_id,
+            Duration::from_secs(30),
+        )
+        .await;
+        let (rpo, error) = match read {
+            Ok(seqs) => (Some(rpo::check_writes(&history.attempts, &seqs)), None),
+            Err(e) => (None, Some(format!("cannot read the writes back: {e}"))),
+        };
+        out.push(DataLoss {
+            probe,
+            rpo,
+            error,
+            write_path,
+            writes: history.attempts.len() as u64,
+        });
+    }
+    out
 }
 
 struct Executor<'a> {
@@ -490,6 +576,7 @@ pub(crate) fn new_record(plan: &Plan, clock: &Clock) -> RunRecord {
         summary: summarize(&[]),
         probes,
         trials: vec![],
+        data_loss: vec![],
         events: vec![],
         events_dropped: 0,
         firedrill_version: env!("CARGO_PKG_VERSION").into(),

@@ -75,6 +75,21 @@ pub fn probe_checks(p: &ProbeSpec) -> (String, String) {
         ProbeKind::Http(h) => ("http".into(), format!("{} {}", h.method, h.url)),
         ProbeKind::Tcp(t) => ("tcp".into(), format!("connect {}", t.address)),
         ProbeKind::Command(c) => ("command".into(), format!("{:?}", c.argv)),
+        ProbeKind::Postgres(p) => (
+            "postgres".into(),
+            match &p.mode {
+                crate::probe::postgres::PostgresMode::Read { query } => {
+                    format!(
+                        "{query:?} on {}",
+                        crate::probe::postgres::redact_dsn(&p.dsn)
+                    )
+                }
+                crate::probe::postgres::PostgresMode::Write { rate_hz, table } => format!(
+                    "write {rate_hz}/s into {table} on {}",
+                    crate::probe::postgres::redact_dsn(&p.dsn)
+                ),
+            },
+        ),
         ProbeKind::Kubernetes(k) => (
             "kubernetes".into(),
             format!(

@@ -116,6 +116,11 @@ impl Recorder {
         self.push_event(Event { at, trial, kind });
     }
 
+    /// The injection instant of every finished trial, in order.
+    pub fn injections(&self) -> Vec<Option<Duration>> {
+        self.done.iter().map(|t| t.t_inject).collect()
+    }
+
     pub fn trial_index(&self) -> Option<u32> {
         self.trial.as_ref().map(|t| t.index)
     }

@@ -41,9 +41,9 @@ const TOP_KEYS: &[&str] = &[
     "cooldown",
 ];
 const TARGET_KINDS: &[&str] = &["kubernetes", "process"];
-const PROBE_KINDS: &[&str] = &["http", "tcp", "command", "kubernetes"];
+const PROBE_KINDS: &[&str] = &["http", "tcp", "command", "kubernetes", "postgres"];
 const PROBE_COMMON: &[&str] = &["every", "every-during"];
-const FAULT_KINDS: &[&str] = &["pod-kill", "process-kill", "command"];
+const FAULT_KINDS: &[&str] = &["pod-kill", "process-kill", "command", "db-failover"];
 const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
 
 /// Collects diagnostics for one file.
@@ -824,6 +824,9 @@ impl Builder<'_, '_> {
                 "command" => self
                     .command_probe(split.body, &bpath)
                     .map(ProbeKind::Command),
+                "postgres" => self
+                    .postgres_probe(split.body, &bpath)
+                    .map(ProbeKind::Postgres),
                 _ => self
                     .kube_probe(split.body, &bpath)
                     .map(ProbeKind::Kubernetes),
@@ -1021,6 +1024,75 @@ impl Builder<'_, '_> {
             timeout,
             max_latency,
         })
+    }
+
+    fn postgres_probe(
+        &mut self,
+        n: &Node,
+        path: &str,
+    ) -> Option<crate::probe::postgres::PostgresProbeSpec> {
+        use crate::probe::postgres::{PostgresMode, PostgresProbeSpec};
+        let spec: PostgresProbeSpec = self.cx.de(n, path)?;
+        if spec.dsn.trim().is_empty() {
+            self.cx.error(
+                at(n, "dsn"),
+                &child_path(path, "dsn"),
+                "`dsn` is empty",
+                Some("e.g. `host=127.0.0.1,127.0.0.1 port=5441,5442 user=postgres dbname=postgres target_session_attrs=read-write`".into()),
+            );
+        }
+        if let PostgresMode::Write { rate_hz, .. } = &spec.mode {
+            if !(rate_hz.is_finite() && *rate_hz > 0.0 && *rate_hz <= 1000.0) {
+                self.cx.error(
+                    at(n, "mode"),
+                    &child_path(path, "mode"),
+                    format!("rate-hz must be more than 0 and at most 1000, not {rate_hz}"),
+                    Some("a writer at 20 to 100 writes per second brackets an outage well".into()),
+                );
+            }
+        }
+        if spec.timeout.is_zero() || spec.timeout > DAY {
+            self.cx.error(
+                at(n, "timeout"),
+                &child_path(path, "timeout"),
+                "timeout must be between 1ms and 24h",
+                None,
+            );
+        }
+        Some(spec)
+    }
+
+    fn db_failover(
+        &mut self,
+        n: &Node,
+        path: &str,
+        spec: &crate::fault::db_failover::DbFailoverSpec,
+    ) {
+        use crate::fault::db_failover::DbFailoverProvider;
+        let needs_patroni = !matches!(spec.provider, DbFailoverProvider::Command { .. });
+        if needs_patroni && spec.patroni.is_empty() {
+            self.cx.error(
+                at(n, "provider"),
+                &child_path(path, "patroni"),
+                "this provider needs the Patroni REST API",
+                Some("list the members' REST URLs: `patroni: [\"http://127.0.0.1:8008\", \"http://127.0.0.1:8009\"]`".into()),
+            );
+        }
+        for u in &spec.patroni {
+            if reqwest::Url::parse(u).map(|u| u.scheme() == "http" || u.scheme() == "https")
+                != Ok(true)
+            {
+                self.cx.error(
+                    at(n, "patroni"),
+                    &child_path(path, "patroni"),
+                    format!("invalid Patroni REST URL `{u}`"),
+                    Some("write e.g. `http://127.0.0.1:8008`".into()),
+                );
+            }
+        }
+        if let DbFailoverProvider::Command { run } = &spec.provider {
+            self.argv(n, path, "provider", run);
+        }
     }
 
     fn tcp_probe(&mut self, n: &Node, path: &str) -> Option<TcpProbe> {
@@ -1255,6 +1327,13 @@ impl Builder<'_, '_> {
                         signal,
                     }
                 }),
+                "db-failover" => self
+                    .cx
+                    .de::<crate::fault::db_failover::DbFailoverSpec>(body, &bpath)
+                    .map(|spec| {
+                        self.db_failover(body, &bpath, &spec);
+                        FaultSpec::DbFailover(spec)
+                    }),
                 _ => self.cx.de::<RawCommandFault>(body, &bpath).map(|raw| {
                     self.argv(body, &bpath, "run", &raw.run);
                     if let Some(r) = &raw.revert {

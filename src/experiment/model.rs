@@ -128,6 +128,8 @@ pub enum ProbeKind {
     Tcp(TcpProbe),
     Command(CommandProbe),
     Kubernetes(KubeProbe),
+    /// A read check, or a writer whose acknowledged writes are later checked for loss (RPO).
+    Postgres(crate::probe::postgres::PostgresProbeSpec),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -193,6 +195,8 @@ pub enum FaultSpec {
         /// default 30s
         timeout: Duration,
     },
+    /// Fail a database cluster over (Patroni switchover/failover, kill the primary, or a command).
+    DbFailover(crate::fault::db_failover::DbFailoverSpec),
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -54,6 +54,13 @@ impl Checker {
                 Checker::Command(command::CommandChecker::new(c).map_err(err)?)
             }
             ProbeKind::Kubernetes(_) => return Ok(None),
+            // The writer is a source of its own (it keeps a history for the RPO check).
+            ProbeKind::Postgres(p) if matches!(p.mode, postgres::PostgresMode::Write { .. }) => {
+                return Ok(None)
+            }
+            ProbeKind::Postgres(p) => Checker::Postgres(Box::new(
+                postgres::PostgresChecker::new(p).map_err(|e| err(e.to_string()))?,
+            )),
         }))
     }
 

@@ -189,6 +189,60 @@ pub fn render(r: &RunRecord) -> String {
         }
     }
 
+    for d in &r.data_loss {
+        let _ = writeln!(o, "\n## Data loss: {}\n", d.probe);
+        match (&d.rpo, &d.error) {
+            (Some(rpo), _) => {
+                let span = rpo
+                    .lost_span
+                    .map(|s| format!(", covering {}", human(s.length())))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    o,
+                    "**{} acknowledged write(s) lost{span}** (RPO) of {} acknowledged; {} failed; {} indeterminate ({} committed, {} not — never counted as lost).\n",
+                    rpo.lost,
+                    rpo.acknowledged,
+                    rpo.failed,
+                    rpo.indeterminate,
+                    rpo.indeterminate_found,
+                    rpo.indeterminate_missing
+                );
+                if !rpo.lost_seqs.is_empty() {
+                    let seqs: Vec<String> = rpo.lost_seqs.iter().map(u64::to_string).collect();
+                    let _ = writeln!(o, "Lost sequence numbers: {}.\n", seqs.join(", "));
+                }
+            }
+            (None, Some(e)) => {
+                let _ = writeln!(o, "**Data loss unknown**: {e}.\n");
+            }
+            (None, None) => {}
+        }
+        let _ = writeln!(
+            o,
+            "| trial | write-path RTO | writes impossible for | last ack before | first ack after |\n|---|---|---|---|---|"
+        );
+        for (i, w) in d.write_path.iter().enumerate() {
+            match w {
+                Some(w) => {
+                    let _ = writeln!(
+                        o,
+                        "| {} | {} | {} | {} | {} |",
+                        i + 1,
+                        ttr_text(&Some(w.rto)),
+                        ttr_text(&Some(w.outage)),
+                        w.last_ack_before
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "—".into()),
+                        w.first_ack_after
+                    );
+                }
+                None => {
+                    let _ = writeln!(o, "| {} | no write failed | — | — | — |", i + 1);
+                }
+            }
+        }
+    }
+
     let _ = writeln!(
         o,
         "\n## Timeline\n\n| t (s) | trial | event |\n|---|---|---|"

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::phases::PodRecovery;
+use crate::analysis::rpo::{RpoReport, WritePathRecovery};
 use crate::analysis::{ProbeVerdict, Stats, TrialVerdict};
 use crate::fault::RevertPlan;
 use crate::timeline::{secs, Event, Trace};
@@ -30,6 +31,9 @@ pub struct RunRecord {
     pub summary: Summary,
     pub probes: Vec<ProbeInfo>,
     pub trials: Vec<TrialRecord>,
+    /// Per database writer: acknowledged writes lost (RPO) and the write-path recovery.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_loss: Vec<DataLoss>,
     /// Everything that happened, in order (phases, faults, probe state changes, marks).
     pub events: Vec<Event>,
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -59,6 +63,19 @@ pub struct RecoveryInfo {
     #[serde(rename = "timeout_s", with = "secs")]
     pub timeout: Duration,
     pub probes: Vec<String>,
+}
+
+/// What a database writer probe found after the drill.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DataLoss {
+    pub probe: String,
+    /// The lost-write check over the whole run (`None` when the rows could not be read back).
+    pub rpo: Option<RpoReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Per trial (in order): recovery as the write path saw it.
+    pub write_path: Vec<Option<WritePathRecovery>>,
+    pub writes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

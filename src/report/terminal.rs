@@ -96,6 +96,19 @@ pub fn render(r: &RunRecord, report_path: Option<&std::path::Path>) -> String {
         out.push_str(&Table::new(phases).with(Style::rounded()).to_string());
         out.push('\n');
     }
+    for d in &r.data_loss {
+        match &d.rpo {
+            Some(rpo) => out.push_str(&format!(
+                "data loss ({}): {} of {} acknowledged writes lost; {} indeterminate\n",
+                d.probe, rpo.lost, rpo.acknowledged, rpo.indeterminate
+            )),
+            None => out.push_str(&format!(
+                "data loss ({}): unknown — {}\n",
+                d.probe,
+                d.error.as_deref().unwrap_or("not checked")
+            )),
+        }
+    }
     out.push_str(&r.reason);
     out.push('\n');
     if let Some(p) = report_path {
