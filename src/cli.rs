@@ -59,10 +59,11 @@ enum Command {
 
 #[derive(clap::Args, Clone)]
 struct EnvArgs {
-    /// Environment from firedrill.yaml; `local` (built in) targets this machine and the
-    /// embedded simulated cluster.
-    #[arg(long, default_value = "local")]
-    env: String,
+    /// Environment from firedrill.yaml; `local` (built in, the default) targets this machine
+    /// and the embedded simulated cluster. `validate` without it checks every environment the
+    /// experiment lists.
+    #[arg(long)]
+    env: Option<String>,
     /// Environments file; default: firedrill.yaml beside the experiment (or its parent).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -146,6 +147,14 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
 
 /// An experiment's environment, from firedrill.yaml (or the built-in `local`).
 fn environment(file: &Path, args: &EnvArgs) -> Result<(Environment, Vec<String>), Diagnostics> {
+    environment_named(file, args, args.env.as_deref().unwrap_or("local"))
+}
+
+fn environment_named(
+    file: &Path,
+    args: &EnvArgs,
+    name: &str,
+) -> Result<(Environment, Vec<String>), Diagnostics> {
     let config = args
         .config
         .clone()
@@ -155,9 +164,9 @@ fn environment(file: &Path, args: &EnvArgs) -> Result<(Environment, Vec<String>)
         None => EnvironmentsFile::default(),
     };
     let known: Vec<String> = envs.environments.iter().map(|e| e.name.clone()).collect();
-    let mut env = match envs.environments.into_iter().find(|e| e.name == args.env) {
+    let mut env = match envs.environments.into_iter().find(|e| e.name == name) {
         Some(e) => e,
-        None if args.env == "local" => Environment::local(),
+        None if name == "local" => Environment::local(),
         None => {
             let help = if known.is_empty() {
                 "define it in firedrill.yaml beside the experiment, or use --env local".into()
@@ -169,7 +178,7 @@ fn environment(file: &Path, args: &EnvArgs) -> Result<(Environment, Vec<String>)
                     config.as_deref().unwrap_or(file),
                     1,
                     1,
-                    format!("unknown environment `{}`", args.env),
+                    format!("unknown environment `{name}`"),
                 )
                 .with_help(Some(help)),
             ));
@@ -198,17 +207,8 @@ fn load(
 fn validate(files: &[PathBuf], args: &EnvArgs) -> u8 {
     let mut bad = false;
     for file in files {
-        let result = environment(file, args).and_then(|(env, known)| {
-            let placeholders = simulation_placeholders(file)?;
-            load(file, &env, &known, &placeholders)
-        });
-        match result {
-            Ok(loaded) => {
-                for w in &loaded.warnings {
-                    eprintln!("{w}\n");
-                }
-                println!("ok: {} ({})", file.display(), loaded.experiment.name);
-            }
+        match validate_one(file, args) {
+            Ok(summary) => println!("ok: {} ({summary})", file.display()),
             Err(d) => {
                 bad = true;
                 eprintln!("{d}");
@@ -222,10 +222,73 @@ fn validate(files: &[PathBuf], args: &EnvArgs) -> u8 {
     }
 }
 
+/// Validate an experiment in the environment asked for, or else in every environment it lists
+/// (`local` when it lists none); an environments file is validated as one.
+fn validate_one(file: &Path, args: &EnvArgs) -> Result<String, Diagnostics> {
+    if file
+        .file_name()
+        .is_some_and(|n| n == experiment::ENVIRONMENTS_FILE)
+    {
+        let envs = experiment::load_environments(file)?;
+        let names: Vec<&str> = envs.environments.iter().map(|e| e.name.as_str()).collect();
+        return Ok(format!("environments: {}", names.join(", ")));
+    }
+    let placeholders = simulation_placeholders(file)?;
+    let names = match &args.env {
+        Some(name) => vec![name.clone()],
+        None => match listed_environments(file) {
+            Some(listed) if !listed.is_empty() => listed,
+            _ => vec!["local".to_string()],
+        },
+    };
+    let mut all = Diagnostics::default();
+    let mut name_of_drill = String::new();
+    for name in &names {
+        let loaded = environment_named(file, args, name)
+            .and_then(|(env, known)| load(file, &env, &known, &placeholders));
+        match loaded {
+            Ok(l) => {
+                if name_of_drill.is_empty() {
+                    for w in &l.warnings {
+                        eprintln!("{w}\n");
+                    }
+                }
+                name_of_drill = l.experiment.name;
+            }
+            // The same mistake in every environment is reported once.
+            Err(d) => {
+                for diag in d.0 {
+                    if !all.0.contains(&diag) {
+                        all.0.push(diag);
+                    }
+                }
+            }
+        }
+    }
+    if all.0.is_empty() {
+        Ok(format!("{name_of_drill} in {}", names.join(", ")))
+    } else {
+        Err(all)
+    }
+}
+
+/// The `environments:` an experiment lists, read leniently (the full load reports any error).
+fn listed_environments(file: &Path) -> Option<Vec<String>> {
+    let bytes = std::fs::read(file).ok()?;
+    let doc: BTreeMap<String, serde_json::Value> = experiment::parse_yaml(file, &bytes).ok()?;
+    let list = doc.get("environments")?.as_array()?;
+    Some(
+        list.iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+    )
+}
+
 /// `${sim.NS.DEPLOY}` names for validation without starting the cluster.
 fn simulation_placeholders(file: &Path) -> Result<BTreeMap<String, String>, Diagnostics> {
     let mut vars = BTreeMap::new();
-    if let Some(path) = experiment::peek_simulation(file)? {
+    // A missing scenario is reported by the full load, at the experiment's `simulation` key.
+    if let Some(path) = experiment::peek_simulation(file)?.filter(|p| p.exists()) {
         for (ns, deploy) in crate::sim::load_scenario(&path)?.http_deployments() {
             vars.insert(sim_var(&ns, &deploy), "http://127.0.0.1:0".into());
         }
@@ -345,7 +408,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let mut sim = None;
     let mut extra = BTreeMap::new();
     match experiment::peek_simulation(file) {
-        Ok(Some(path)) if env.kube_context.is_none() => {
+        Ok(Some(path)) if env.kube_context.is_none() && path.exists() => {
             let scenario = match crate::sim::load_scenario(&path) {
                 Ok(sc) => sc,
                 Err(d) => {

@@ -1,0 +1,123 @@
+//! The command line as a user meets it: every shipped example validates, bad input exits 2
+//! with file:line:column and touches nothing, and the README's first command runs a real drill.
+
+mod common;
+
+use common::firedrill;
+
+#[test]
+fn every_example_in_experiments_validates() {
+    let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/experiments"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    let out = firedrill().arg("validate").args(&files).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok: ")).count(),
+        files.len()
+    );
+}
+
+#[test]
+fn invalid_files_exit_2_naming_file_line_and_column() {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/experiments/invalid"
+    );
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 40);
+    for file in &files {
+        let out = firedrill().arg("validate").arg(file).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", file.display());
+        let name = file.file_name().unwrap().to_string_lossy();
+        // `--> path/name.yaml:LINE:COLUMN`
+        let located = stderr.lines().any(|l| {
+            let Some(rest) = l.split_once(&format!("{name}:")).map(|(_, r)| r) else {
+                return false;
+            };
+            let mut parts = rest.splitn(3, ':');
+            let line = parts.next().and_then(|p| p.parse::<usize>().ok());
+            let col = parts
+                .next()
+                .and_then(|p| p.split_whitespace().next())
+                .and_then(|p| p.parse::<usize>().ok());
+            l.trim_start().starts_with("--> ") && line >= Some(1) && col >= Some(1)
+        });
+        assert!(
+            located,
+            "{}: no file:line:column in\n{stderr}",
+            file.display()
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn running_an_invalid_drill_exits_2_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(&file, "name: bad\nprobes: { web: { htp: { url: x } } }\n").unwrap();
+    let reports = dir.path().join("reports");
+    let out = firedrill()
+        .args(["run", "--report-dir"])
+        .arg(&reports)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.yaml:2:"), "{stderr}");
+    assert!(stderr.contains("did you mean `http`"), "{stderr}");
+    assert!(!reports.exists(), "an invalid drill writes no report");
+}
+
+#[test]
+fn the_quickstart_runs_a_real_drill_and_writes_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = firedrill()
+        .args(["run", "experiments/quickstart.yaml", "--report-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("quickstart [local] PASSED"), "{stdout}");
+    let record = common::only_report(dir.path());
+    assert_eq!(record["schema"], "firedrill.run/v1");
+    assert_eq!(record["outcome"], "passed");
+    let run_dir = dir.path().join("quickstart/local");
+    let md = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "md"))
+        .expect("a Markdown report beside the JSON");
+    let text = std::fs::read_to_string(md.path()).unwrap();
+    assert!(text.starts_with("# quickstart — passed"), "{text}");
+    // Reports may name internal hosts: only the owner can read them.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = md.metadata().unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
