@@ -91,7 +91,11 @@ fn pct(v: &[Duration], p: f64) -> Duration {
     v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
 }
 
-async fn proxy_to(server: &ProxyServer, name: &str, upstream: SocketAddr) -> anyhow::Result<SocketAddr> {
+async fn proxy_to(
+    server: &ProxyServer,
+    name: &str,
+    upstream: SocketAddr,
+) -> anyhow::Result<SocketAddr> {
     let info = server
         .add_proxy(ProxyConfig {
             name: name.into(),

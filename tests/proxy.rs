@@ -172,7 +172,9 @@ async fn latency_added_through_the_api_is_accurate() {
         .call(
             "POST",
             "/proxies/p/toxics",
-            Some(json!({"type": "latency", "stream": "downstream", "attributes": {"latency": 100}})),
+            Some(
+                json!({"type": "latency", "stream": "downstream", "attributes": {"latency": 100}}),
+            ),
         )
         .await;
     assert_eq!(status, 200);
@@ -185,7 +187,10 @@ async fn latency_added_through_the_api_is_accurate() {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let (min, p50, p99) = (ms(rtts[0]), ms(rtts[500]), ms(rtts[989]));
     eprintln!("round trips with 100ms latency: min {min:.3}ms p50 {p50:.3}ms p99 {p99:.3}ms");
-    assert!(min >= 100.0, "a round trip took {min}ms, less than the latency");
+    assert!(
+        min >= 100.0,
+        "a round trip took {min}ms, less than the latency"
+    );
     assert!(p50 <= 102.0, "p50 {p50}ms");
     assert!(p99 <= 105.0, "p99 {p99}ms");
 }
@@ -215,7 +220,10 @@ async fn removing_a_toxic_releases_data_already_waiting() {
     s.read_exact(&mut back).await.unwrap();
     let after = deleted.elapsed();
     assert_eq!(&back, b"ping");
-    assert!(after < Duration::from_millis(200), "released {after:?} after DELETE");
+    assert!(
+        after < Duration::from_millis(200),
+        "released {after:?} after DELETE"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,7 +348,10 @@ async fn a_disabled_proxy_refuses_connections_until_enabled() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["enabled"], false);
-    assert!(TcpStream::connect(f.proxy).await.is_err(), "connected to a disabled proxy");
+    assert!(
+        TcpStream::connect(f.proxy).await.is_err(),
+        "connected to a disabled proxy"
+    );
     // The open connection was closed too.
     let mut buf = [0u8; 4];
     let n = tokio::time::timeout(Duration::from_secs(2), open.read(&mut buf))
@@ -449,18 +460,26 @@ async fn api_speaks_toxiproxy() {
         json!({"type": "latency", "toxicity": 2}),
     ];
     for body in bad {
-        let (status, v) = f.call("POST", "/proxies/db/toxics", Some(body.clone())).await;
+        let (status, v) = f
+            .call("POST", "/proxies/db/toxics", Some(body.clone()))
+            .await;
         assert_eq!(status, 400, "{body} → {v}");
         assert_eq!(v["status"], 400);
         assert!(!v["error"].as_str().unwrap().is_empty());
     }
     let (status, v) = f
-        .call("POST", "/proxies", Some(json!({"name": "x", "upstream": "no-port"})))
+        .call(
+            "POST",
+            "/proxies",
+            Some(json!({"name": "x", "upstream": "no-port"})),
+        )
         .await;
     assert_eq!(status, 400, "{v}");
 
     let lat = json!({"type": "latency", "attributes": {"latency": 10, "jitter": 2}});
-    let (status, v) = f.call("POST", "/proxies/db/toxics", Some(lat.clone())).await;
+    let (status, v) = f
+        .call("POST", "/proxies/db/toxics", Some(lat.clone()))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(
         v,
@@ -478,8 +497,13 @@ async fn api_speaks_toxiproxy() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(v["attributes"], json!({"latency": 20, "jitter": 2}));
-    let (status, v) = f.call("GET", "/proxies/db/toxics/latency_downstream", None).await;
-    assert_eq!((status, v["attributes"]["latency"].clone()), (200, json!(20)));
+    let (status, v) = f
+        .call("GET", "/proxies/db/toxics/latency_downstream", None)
+        .await;
+    assert_eq!(
+        (status, v["attributes"]["latency"].clone()),
+        (200, json!(20))
+    );
     let (status, _) = f.call("GET", "/proxies/db/toxics/other", None).await;
     assert_eq!(status, 404);
 
@@ -490,7 +514,10 @@ async fn api_speaks_toxiproxy() {
     let (status, _) = f.call("POST", "/reset", None).await;
     assert_eq!(status, 204);
     let (_, v) = f.call("GET", "/proxies/db", None).await;
-    assert_eq!((v["enabled"].clone(), v["toxics"].clone()), (json!(true), json!([])));
+    assert_eq!(
+        (v["enabled"].clone(), v["toxics"].clone()),
+        (json!(true), json!([]))
+    );
 
     let pop = json!([{"name": "db", "listen": v["listen"], "upstream": echo.to_string()},
                      {"name": "cache", "listen": "127.0.0.1:0", "upstream": echo.to_string()}]);
