@@ -608,3 +608,67 @@ proxy.destroy()
     let (status, _) = f.call("GET", "/proxies/pyclient", None).await;
     assert_eq!(status, 404, "the client's destroy did not remove the proxy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toggling_toxics_mid_transfer_loses_and_reorders_nothing() {
+    let (echo, _e) = echo_server().await;
+    let f = fixture(echo).await;
+    let s = f.connect().await;
+    let total = 16 << 20;
+    let (mut r, mut w) = s.into_split();
+    let writer = tokio::spawn(async move {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut hash = Sha256::new();
+        let mut buf = vec![0u8; 64 << 10];
+        for _ in 0..(total / buf.len()) {
+            rng.fill_bytes(&mut buf);
+            hash.update(&buf);
+            w.write_all(&buf).await.unwrap();
+        }
+        w.shutdown().await.unwrap();
+        hash.finalize()
+    });
+    let server = f.server.clone();
+    let toggler = tokio::spawn(async move {
+        for i in 0..60u64 {
+            let (kind, stream) = match i % 3 {
+                0 => (
+                    ToxicKind::Latency {
+                        latency: Duration::from_millis(2),
+                        jitter: Duration::from_millis(1),
+                    },
+                    Stream::Downstream,
+                ),
+                1 => (
+                    ToxicKind::Slicer {
+                        average_size: 1000,
+                        size_variation: 500,
+                        delay: Duration::ZERO,
+                    },
+                    Stream::Upstream,
+                ),
+                _ => (ToxicKind::Bandwidth { rate_kb: 50_000 }, Stream::Downstream),
+            };
+            let t = Toxic::new(kind, stream);
+            let name = t.name.clone();
+            server.add_toxic("p", t).unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            server.remove_toxic("p", &name).unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0usize;
+    loop {
+        let n = r.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        got += n;
+    }
+    toggler.await.unwrap();
+    assert_eq!(got, total);
+    assert_eq!(hash.finalize(), writer.await.unwrap());
+}

@@ -350,9 +350,13 @@ where
                 Chunk::Data(buf.split().freeze(), Instant::now())
             };
             let eof = matches!(msg, Chunk::Eof);
+            // Send first: when the writer went back to the fast path the queue was empty, so
+            // this send completes and the chunk is drained after the join, not lost. Only a
+            // full queue of a closing connection takes the stop branch.
             tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
+                biased;
                 r = tx.send(msg) => if r.is_err() { return Ok(()) },
+                _ = stop.cancelled() => return Ok(()),
             }
             if eof {
                 return Ok::<(), io::Error>(());
