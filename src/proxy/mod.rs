@@ -13,6 +13,12 @@
 //! - a toxic with a `ttl` removes itself when it expires, even if nobody reverts it;
 //! - the network paths never panic: an unreachable upstream closes the client connection
 //!   and is logged.
+//!
+//! The control API ([`ProxyServer::serve_api`], loopback only) speaks Toxiproxy 2.x:
+//! `GET /version`, `GET|POST /proxies`, `POST /populate`, `GET|POST|DELETE /proxies/{name}`,
+//! `GET|POST /proxies/{name}/toxics`, `GET|POST|DELETE /proxies/{name}/toxics/{toxic}`,
+//! `POST /reset`. The one extension is the optional toxic attribute `ttl` (milliseconds).
+//! Toxic types: latency, bandwidth, timeout, reset_peer, slicer, limit_data.
 
 mod api;
 mod link;
