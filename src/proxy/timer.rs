@@ -134,7 +134,8 @@ pub(crate) async fn precise_sleep_until(deadline: Instant) {
     match timer_thread() {
         Some(t) => {
             // An error means the thread dropped the sender, which it never does while alive.
-            let _ = t.schedule((deadline - WAKE_EARLY).into_std()).await;
+            let at = deadline.checked_sub(WAKE_EARLY).unwrap_or(deadline);
+            let _ = t.schedule(at.into_std()).await;
         }
         None => {
             if deadline > Instant::now() + SPIN_WINDOW {

@@ -15,6 +15,11 @@ use super::ProxyError;
 /// Longest duration any attribute may ask for: beyond an hour a value is a typo, not a drill.
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 
+/// Fastest bandwidth limit (100 GB/s): anything above is no limit at all on any network.
+const MAX_RATE_KB: u64 = 100_000_000;
+/// Largest slice (1 GiB): larger than any read, so the slicer would do nothing.
+const MAX_SLICE: u64 = 1 << 30;
+
 /// Which direction of a connection a toxic applies to, named as Toxiproxy names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -142,6 +147,11 @@ impl ToxicKind {
                             .into(),
                     ));
                 }
+                if rate_kb > MAX_RATE_KB {
+                    return Err(ProxyError::InvalidToxic(format!(
+                        "attribute \"rate\" is {rate_kb} KB/s, more than the {MAX_RATE_KB} limit"
+                    )));
+                }
                 ToxicKind::Bandwidth { rate_kb }
             }
             "timeout" => ToxicKind::Timeout {
@@ -157,6 +167,11 @@ impl ToxicKind {
                     return Err(ProxyError::InvalidToxic(
                         "attribute \"average_size\" must be at least 1 byte".into(),
                     ));
+                }
+                if average_size > MAX_SLICE {
+                    return Err(ProxyError::InvalidToxic(format!(
+                        "attribute \"average_size\" is {average_size} bytes, more than the {MAX_SLICE} limit"
+                    )));
                 }
                 if size_variation >= average_size {
                     return Err(ProxyError::InvalidToxic(
