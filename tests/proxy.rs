@@ -641,3 +641,17 @@ async fn toggling_toxics_mid_transfer_loses_and_reorders_nothing() {
     assert_eq!(got, total);
     assert_eq!(hash.finalize(), writer.await.unwrap());
 }
+
+#[tokio::test]
+async fn standalone_refuses_a_non_loopback_api_address() {
+    // Refused before anything is bound: the unspecified address below is never listened on.
+    let args = firedrill::proxy::ProxyArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: "127.0.0.1:9".into(),
+        name: "firedrill".into(),
+        api: "0.0.0.0:8474".parse().unwrap(),
+        seed: 0,
+    };
+    let err = firedrill::proxy::run_standalone(args).await.unwrap_err();
+    assert!(err.to_string().contains("loopback"), "{err}");
+}
