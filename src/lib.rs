@@ -10,6 +10,7 @@ pub mod experiment;
 pub mod fault;
 pub mod platform;
 pub mod probe;
+pub mod proxy;
 pub mod report;
 pub mod sim;
 pub mod timeline;
