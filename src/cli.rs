@@ -55,6 +55,8 @@ enum Command {
     Run(RunArgs),
     /// Run the embedded simulated Kubernetes API server on 127.0.0.1.
     Sim(crate::sim::SimArgs),
+    /// Run the fault-injecting TCP proxy with its Toxiproxy-compatible control API.
+    Proxy(crate::proxy::ProxyArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -142,6 +144,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         Command::Plan { file, env } => plan(&file, &env).await,
         Command::Run(args) => run(args).await,
         Command::Sim(args) => crate::sim::run_standalone(args).await.map(|_| 0),
+        Command::Proxy(args) => crate::proxy::run_standalone(args).await.map(|_| 0),
     }
 }
 
