@@ -3,11 +3,11 @@
 //! - The `kubernetes` probe: a workload is healthy when its ready replicas reach the desired
 //!   count (or a floor). Driven by a watch (kube-runtime's watcher), not polling: a sample is
 //!   taken when the API's event *arrives*, so a transition is timed to the event's arrival.
-//!   When the state changes, the old state is sampled at the same instant as the new one: the
-//!   watch told us it held until then, so the recovery bracket closes on the arrival instant
-//!   and its remaining uncertainty is the API's event latency (measured in BENCHMARKS.md
-//!   against the simulated cluster's ground truth). Between events the cached state is sampled
-//!   at the probe's pace, which proves `stable-for`.
+//!   Between events the cached state is re-confirmed at the probe's pace (`every-during` while
+//!   failing or observing), which proves `stable-for`. When an event changes the state, the
+//!   old state is recorded as a check that ran from its last confirmation to the event's
+//!   arrival: the truth lies in that interval, so the recovery bracket is honest about the
+//!   API's event latency instead of pretending the arrival instant is exact.
 //! - The pod-phase watcher: every lifecycle step of the pods a fault targets (deleted,
 //!   created, scheduled, running, ready) goes on the timeline as a platform observation.
 
@@ -116,7 +116,11 @@ async fn run_workload(
             continue;
         }
         if let Some(old) = &state {
-            if old.is_ok() != new.is_ok() && send(&ctx, probe, old.clone()).await.is_err() {
+            if old.is_ok() != new.is_ok()
+                && send_span(&ctx, probe, old.clone(), ctx.clock.offset(last_beat))
+                    .await
+                    .is_err()
+            {
                 return;
             }
         }
@@ -184,10 +188,20 @@ fn kind_name(k: WorkloadKind) -> &'static str {
 }
 
 async fn send(ctx: &SourceContext, probe: usize, state: Result<(), String>) -> Result<(), ()> {
+    send_span(ctx, probe, state, ctx.clock.now()).await
+}
+
+/// A sample of `state` confirmed over `[since, now]`.
+async fn send_span(
+    ctx: &SourceContext,
+    probe: usize,
+    state: Result<(), String>,
+    since: Duration,
+) -> Result<(), ()> {
     let now = ctx.clock.now();
     let sample = Sample {
-        scheduled: now,
-        start: now,
+        scheduled: since,
+        start: since.min(now),
         end: now,
         ok: state.is_ok(),
         reason: state.err(),
