@@ -473,9 +473,18 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
             }
         }
     };
+    let proxy = match start_proxies(&exp, seed).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(3);
+        }
+    };
     let ctx = BuildContext {
         kube: kube.clone(),
         seed,
+        proxy: proxy.clone(),
+        run_id: drill::plan::new_run_id(),
     };
     let faults = match Plan::build_faults(&exp, &ctx) {
         Ok(f) => f,
@@ -484,7 +493,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(EXIT_INVALID);
         }
     };
-    let plan = Plan::new(exp, env, seed, faults);
+    let plan = Plan::new(exp, env, seed, faults, &ctx);
     eprintln!(
         "run {} of `{}` in `{}` (seed {})",
         plan.run_id, plan.experiment.name, plan.environment.name, plan.seed
@@ -509,6 +518,30 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let path = report::write(&args.report_dir, &record)?;
     print!("{}", report::terminal::render(&record, Some(&path)));
     Ok(record.outcome.exit_code() as u8)
+}
+
+/// Start the proxies of the experiment's `proxy:` section; they live as long as the run.
+async fn start_proxies(
+    exp: &experiment::Experiment,
+    seed: u64,
+) -> Result<Option<std::sync::Arc<crate::proxy::ProxyServer>>, String> {
+    if exp.proxies.is_empty() {
+        return Ok(None);
+    }
+    let server = crate::proxy::ProxyServer::new(seed);
+    for p in &exp.proxies {
+        let info = server
+            .add_proxy(crate::proxy::ProxyConfig {
+                name: p.name.clone(),
+                listen: p.listen,
+                upstream: p.upstream.clone(),
+                enabled: true,
+            })
+            .await
+            .map_err(|e| format!("cannot start proxy `{}` on {}: {e}", p.name, p.listen))?;
+        eprintln!("proxy {}: {} -> {}", p.name, info.listen, p.upstream);
+    }
+    Ok(Some(server))
 }
 
 /// SIGINT/SIGTERM cancel the drill; the executor then reverts. Further signals are reported

@@ -101,6 +101,8 @@ pub enum EventKind {
 pub enum Phase {
     Preflight,
     Inject,
+    /// A lasting fault (latency) is in place for its duration.
+    Hold,
     Observe,
     Revert,
     FinalSteadyState,
@@ -113,6 +115,7 @@ impl std::fmt::Display for Phase {
         let s = match self {
             Phase::Preflight => "preflight",
             Phase::Inject => "inject",
+            Phase::Hold => "fault held",
             Phase::Observe => "observe",
             Phase::Revert => "revert",
             Phase::FinalSteadyState => "final steady state",

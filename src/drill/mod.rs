@@ -331,7 +331,8 @@ impl Executor<'_> {
             }
         }
 
-        let (mut outcome, mut why) = if let Some(e) = inject_error {
+        let mut records: Vec<Option<FaultRecord>> = vec![None; injected.len()];
+        let (outcome, why) = if let Some(e) = inject_error {
             (TrialOutcome::Inconclusive, e)
         } else if injected.is_empty() {
             (
@@ -339,15 +340,70 @@ impl Executor<'_> {
                 "stopped before injecting; nothing was injected".into(),
             )
         } else {
-            self.observe(index).await
+            match self.hold(index, &injected, &mut records).await {
+                Some(stopped) => stopped,
+                None => self.observe(index).await,
+            }
         };
         self.rec.set_judged(self.clock.now());
 
         // Revert: always, whatever ended the trial, and never cut short by cancellation.
         self.rec.phase(Some(index), Phase::Revert);
-        let mut records = Vec::new();
-        for inj in injected.iter().rev() {
-            let result = fault::revert(&inj.revert).await;
+        for (i, inj) in injected.iter().enumerate().rev() {
+            if records[i].is_none() {
+                records[i] = Some(self.revert_one(index, inj).await);
+            }
+        }
+        self.rec.set_faults(records.into_iter().flatten().collect());
+        self.pace.send_replace(Pace::Steady);
+        self.final_steady_state(index, outcome, why).await
+    }
+
+    /// Faults that last (latency) stay for their duration while the probes are watched, then
+    /// are removed; recovery is judged after that. `Some` when the drill stopped meanwhile.
+    async fn hold(
+        &mut self,
+        index: u32,
+        injected: &[Injection],
+        records: &mut [Option<FaultRecord>],
+    ) -> Option<(TrialOutcome, String)> {
+        let hold = injected.iter().filter_map(|i| i.duration).max()?;
+        let t_inject = self.rec.t_inject().unwrap_or_default();
+        self.rec.phase(Some(index), Phase::Hold);
+        let until = self.clock.instant(t_inject) + hold;
+        let stopped = match self.wait(until, true, |_| false).await {
+            Wait::Cancelled => Some((
+                TrialOutcome::Aborted,
+                "stopped by a signal or an operator; faults were reverted".into(),
+            )),
+            Wait::Aborted(why) => {
+                self.rec.event(
+                    Some(index),
+                    EventKind::Aborted {
+                        reason: why.clone(),
+                    },
+                );
+                Some((
+                    TrialOutcome::Aborted,
+                    format!("{why}; faults were reverted"),
+                ))
+            }
+            Wait::Met | Wait::Deadline => None,
+        };
+        if stopped.is_none() {
+            for (i, inj) in injected.iter().enumerate().rev() {
+                if inj.duration.is_some() {
+                    records[i] = Some(self.revert_one(index, inj).await);
+                }
+            }
+            self.rec.set_fault_removed(self.clock.now());
+        }
+        stopped
+    }
+
+    async fn revert_one(&mut self, index: u32, inj: &Injection) -> FaultRecord {
+        {
+            let result = fault::revert(&inj.revert, &self.plan.revert_ctx).await;
             let (reverted, revert_error) = match result {
                 Ok(detail) => {
                     self.rec.event(
@@ -370,7 +426,7 @@ impl Executor<'_> {
                     (None, Some(e.to_string()))
                 }
             };
-            records.push(FaultRecord {
+            FaultRecord {
                 fault: inj.fault.clone(),
                 detail: inj.detail.clone(),
                 affected: inj.affected.clone(),
@@ -379,12 +435,17 @@ impl Executor<'_> {
                 revert: inj.revert.clone(),
                 reverted,
                 revert_error,
-            });
+            }
         }
-        records.reverse();
-        self.rec.set_faults(records);
-        self.pace.send_replace(Pace::Steady);
+    }
 
+    async fn final_steady_state(
+        &mut self,
+        index: u32,
+        mut outcome: TrialOutcome,
+        mut why: String,
+    ) -> (TrialOutcome, String) {
+        let plan = self.plan;
         // Final steady state, unless the drill was stopped (then we only revert and leave).
         if matches!(
             outcome,

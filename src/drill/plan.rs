@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use rand::RngCore;
 
 use crate::experiment::{Environment, Experiment, ProbeKind, ProbeSpec};
-use crate::fault::{BuildContext, Fault, FaultError};
+use crate::fault::{BuildContext, Fault, FaultError, RevertContext};
 
 pub struct Plan {
     pub run_id: String,
@@ -18,6 +18,8 @@ pub struct Plan {
     pub steady_state: BTreeSet<String>,
     /// Names of the probes whose recovery decides the trial.
     pub recovery: BTreeSet<String>,
+    /// What reverting needs (the drill's proxies, the cluster client).
+    pub revert_ctx: RevertContext,
 }
 
 impl Plan {
@@ -26,6 +28,7 @@ impl Plan {
         environment: Environment,
         seed: u64,
         faults: Vec<Fault>,
+        ctx: &BuildContext,
     ) -> Plan {
         let all = || experiment.probes.iter().map(|p| p.name.clone()).collect();
         let steady_state = if experiment.steady_state.is_empty() {
@@ -39,13 +42,14 @@ impl Plan {
             experiment.recovery.probes.iter().cloned().collect()
         };
         Plan {
-            run_id: new_run_id(),
+            run_id: ctx.run_id.clone(),
             experiment,
             environment,
             seed,
             faults,
             steady_state,
             recovery,
+            revert_ctx: ctx.revert_context(),
         }
     }
 

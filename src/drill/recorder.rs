@@ -39,6 +39,8 @@ struct Trial {
     index: u32,
     t_inject: Option<Duration>,
     t_judged: Option<Duration>,
+    /// When a lasting fault was removed.
+    t_removed: Option<Duration>,
     /// Per probe: samples from the injection until the trial was judged.
     during: Vec<Trace>,
     /// Per probe: check latency before, during and after (µs).
@@ -147,6 +149,7 @@ impl Recorder {
             index,
             t_inject: None,
             t_judged: None,
+            t_removed: None,
             during: vec![Trace::default(); n],
             latency: (0..n)
                 .map(|_| [histogram(), histogram(), histogram()])
@@ -171,6 +174,12 @@ impl Recorder {
             if t.t_inject.is_some() {
                 t.t_judged = Some(at);
             }
+        }
+    }
+
+    pub fn set_fault_removed(&mut self, at: Duration) {
+        if let Some(t) = &mut self.trial {
+            t.t_removed = Some(at);
         }
     }
 
@@ -215,7 +224,13 @@ impl Recorder {
                 (Some(_), Some(_)) => 2,
                 (None, _) => 0,
             };
-            let _ = t.latency[ps.probe][window].record(us(s.latency()));
+            // Latency phases follow the fault: after a lasting fault is removed, checks count
+            // as "after" even while recovery is still being judged.
+            let phase = match t.t_removed {
+                Some(removed) if window == 1 && s.start >= removed => 2,
+                _ => window,
+            };
+            let _ = t.latency[ps.probe][phase].record(us(s.latency()));
             if window == 1 {
                 t.during[ps.probe].push(&s);
             }
@@ -424,6 +439,7 @@ impl Recorder {
                 injected_at: t.t_inject.map(|d| self.clock.wall(d)),
                 t_inject: t.t_inject,
                 t_judged: t.t_judged,
+                t_removed: t.t_removed,
                 verdict,
                 faults: t.faults,
                 probes,

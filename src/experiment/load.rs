@@ -31,6 +31,7 @@ const TOP_KEYS: &[&str] = &[
     "environments",
     "schedule",
     "simulation",
+    "proxy",
     "targets",
     "probes",
     "steady-state",
@@ -43,7 +44,13 @@ const TOP_KEYS: &[&str] = &[
 const TARGET_KINDS: &[&str] = &["kubernetes", "process"];
 const PROBE_KINDS: &[&str] = &["http", "tcp", "command", "kubernetes", "postgres"];
 const PROBE_COMMON: &[&str] = &["every", "every-during"];
-const FAULT_KINDS: &[&str] = &["pod-kill", "process-kill", "command", "db-failover"];
+const FAULT_KINDS: &[&str] = &[
+    "pod-kill",
+    "process-kill",
+    "command",
+    "db-failover",
+    "latency",
+];
 const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
 
 /// Collects diagnostics for one file.
@@ -438,6 +445,11 @@ impl Builder<'_, '_> {
             Some(s)
         });
         let simulation = root.get("simulation").and_then(|n| self.simulation(n));
+        let proxies = root
+            .get("proxy")
+            .map(|n| self.proxies(n))
+            .unwrap_or_default();
+        let proxy_names: Vec<String> = proxies.iter().map(|p| p.name.clone()).collect();
         let targets = self.targets(root);
         let probes = self.probes(root);
         let probe_names: Vec<String> = probes.iter().map(|p| p.name.clone()).collect();
@@ -445,7 +457,7 @@ impl Builder<'_, '_> {
             Some(n) => self.probe_list(n, "steady-state"),
             None => probe_names.clone(),
         };
-        let faults = self.faults(root);
+        let faults = self.faults(root, &proxy_names);
         let recovery = root
             .get("recovery")
             .and_then(|n| self.recovery(n, &probe_names));
@@ -499,6 +511,7 @@ impl Builder<'_, '_> {
             environments,
             schedule,
             simulation,
+            proxies,
             targets,
             probes,
             steady_state,
@@ -1253,7 +1266,142 @@ impl Builder<'_, '_> {
         list
     }
 
-    fn faults(&mut self, root: &Node) -> Vec<FaultSpec> {
+    fn proxies(&mut self, n: &Node) -> Vec<ProxyDecl> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        struct RawProxy {
+            listen: String,
+            upstream: String,
+        }
+        let Some(entries) = n.entries() else {
+            self.cx.error(
+                n.span,
+                "proxy",
+                format!("expected a mapping of proxies, found {}", n.describe()),
+                Some("write `proxy: { db: { listen: \"127.0.0.1:15432\", upstream: \"127.0.0.1:5432\" } }`".into()),
+            );
+            return vec![];
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let path = child_path("proxy", &e.key);
+            let Some(raw) = self.cx.de::<RawProxy>(&e.value, &path) else {
+                continue;
+            };
+            let listen = match raw.listen.parse::<std::net::SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    self.cx.error(
+                        at(&e.value, "listen"),
+                        &child_path(&path, "listen"),
+                        format!("invalid listen address `{}`", raw.listen),
+                        Some("write ip:port, e.g. `127.0.0.1:15432`".into()),
+                    );
+                    None
+                }
+            };
+            let upstream_ok = raw
+                .upstream
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !upstream_ok {
+                self.cx.error(
+                    at(&e.value, "upstream"),
+                    &child_path(&path, "upstream"),
+                    format!("invalid upstream `{}`", raw.upstream),
+                    Some("write host:port, e.g. `127.0.0.1:5432`".into()),
+                );
+            }
+            if let (Some(listen), true) = (listen, upstream_ok) {
+                out.push(ProxyDecl {
+                    name: e.key.clone(),
+                    listen,
+                    upstream: raw.upstream,
+                });
+            }
+        }
+        out
+    }
+
+    fn latency(
+        &mut self,
+        n: &Node,
+        path: &str,
+        spec: &crate::fault::latency::LatencySpec,
+        proxies: &[String],
+    ) {
+        let backends = [
+            spec.proxy.is_some(),
+            spec.toxiproxy.is_some(),
+            spec.chaos_mesh.is_some(),
+        ];
+        if backends.iter().filter(|b| **b).count() != 1 {
+            self.cx.error(
+                n.span,
+                path,
+                "a latency fault needs exactly one of `proxy`, `toxiproxy` or `chaos-mesh`",
+                Some("e.g. `proxy: db` for a proxy of the `proxy:` section".into()),
+            );
+        }
+        if let Some(p) = &spec.proxy {
+            if !proxies.contains(p) {
+                let help =
+                    crate::experiment::diag::did_you_mean(p, proxies.iter().map(String::as_str))
+                        .map(|m| format!("did you mean `{m}`?"))
+                        .or_else(|| Some("declare it in the `proxy:` section".into()));
+                self.cx.error(
+                    at(n, "proxy"),
+                    &child_path(path, "proxy"),
+                    format!("no proxy named `{p}`"),
+                    help,
+                );
+            }
+        }
+        if let Some(c) = &spec.chaos_mesh {
+            if c.selector.split(',').any(|kv| {
+                kv.split_once('=').is_none_or(|(k, v)| {
+                    k.trim().is_empty() || v.trim().is_empty() || v.contains('=') || k.contains('!')
+                })
+            }) {
+                self.cx.error(
+                    at(n, "chaos-mesh"),
+                    &child_path(path, "chaos-mesh.selector"),
+                    format!(
+                        "Chaos Mesh needs an equality selector, not `{}`",
+                        c.selector
+                    ),
+                    Some("write `key=value[,key=value]`".into()),
+                );
+            }
+        }
+        let limit = |d: Duration, what: &str, min: Duration, max: Duration, cx: &mut Ctx| {
+            if d < min || d > max {
+                cx.error(
+                    at(n, what),
+                    &child_path(path, what),
+                    format!(
+                        "`{what}` must be between {} and {}",
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                    None,
+                );
+            }
+        };
+        limit(spec.latency, "latency", MS, HOUR, &mut self.cx);
+        limit(spec.jitter, "jitter", Duration::ZERO, HOUR, &mut self.cx);
+        limit(spec.duration, "duration", MS, DAY, &mut self.cx);
+        if spec.correlation.is_some_and(|c| c > 100) {
+            self.cx.error(
+                at(n, "correlation"),
+                &child_path(path, "correlation"),
+                "correlation is a percentage, 0 to 100",
+                None,
+            );
+        }
+    }
+
+    fn faults(&mut self, root: &Node, proxies: &[String]) -> Vec<FaultSpec> {
         let mut out = Vec::new();
         let Some(n) = root.get("faults") else {
             return out;
@@ -1327,6 +1475,13 @@ impl Builder<'_, '_> {
                         signal,
                     }
                 }),
+                "latency" => self
+                    .cx
+                    .de::<crate::fault::latency::LatencySpec>(body, &bpath)
+                    .map(|spec| {
+                        self.latency(body, &bpath, &spec, proxies);
+                        FaultSpec::Latency(spec)
+                    }),
                 "db-failover" => self
                     .cx
                     .de::<crate::fault::db_failover::DbFailoverSpec>(body, &bpath)

@@ -22,6 +22,8 @@ pub struct Experiment {
     pub schedule: Option<String>,
     /// The simulated cluster to start in-process when the environment has no kube context.
     pub simulation: Option<Simulation>,
+    /// Proxies firedrill runs for the drill (latency faults act on them).
+    pub proxies: Vec<ProxyDecl>,
     pub targets: Vec<Target>,
     pub probes: Vec<ProbeSpec>,
     /// Probe names that must all pass before each injection and after the final revert.
@@ -197,6 +199,17 @@ pub enum FaultSpec {
     },
     /// Fail a database cluster over (Patroni switchover/failover, kill the primary, or a command).
     DbFailover(crate::fault::db_failover::DbFailoverSpec),
+    /// Add network latency for a duration (built-in proxy, Toxiproxy or Chaos Mesh).
+    Latency(crate::fault::latency::LatencySpec),
+}
+
+/// A TCP proxy firedrill runs for the drill's duration (the `proxy:` section).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyDecl {
+    pub name: String,
+    pub listen: std::net::SocketAddr,
+    /// host:port
+    pub upstream: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -63,6 +63,7 @@ impl CommandFault {
                     why: "the experiment gives no revert command".into(),
                 },
             },
+            duration: None,
         })
     }
 }

@@ -333,6 +333,7 @@ impl DbFailover {
                         detail,
                         affected: old.into_iter().collect(),
                         revert: RevertPlan::Irreversible { why },
+                        duration: None,
                     },
                     record,
                 ))
@@ -373,6 +374,7 @@ impl DbFailover {
                         detail: detail.clone(),
                         affected: vec![leader.name.clone(), format!("pid {pid}")],
                         revert: RevertPlan::Irreversible { why },
+                        duration: None,
                     },
                     FailoverRecord {
                         old_leader: old,
@@ -405,6 +407,7 @@ impl DbFailover {
                         detail: detail.clone(),
                         affected: old.clone().into_iter().collect(),
                         revert: RevertPlan::Irreversible { why },
+                        duration: None,
                     },
                     FailoverRecord {
                         old_leader: old,

@@ -8,6 +8,7 @@
 
 pub mod command;
 pub mod db_failover;
+pub mod latency;
 pub mod pod_kill;
 pub mod process_kill;
 
@@ -33,7 +34,7 @@ pub enum FaultError {
 /// How to undo an injected fault. Serializable so it can be journalled before the fault is
 /// applied; reverting twice is harmless.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(tag = "action", rename_all = "kebab-case")]
 pub enum RevertPlan {
     /// Nothing to undo, and why (the platform heals it, or the fault has no inverse).
     Irreversible { why: String },
@@ -42,6 +43,17 @@ pub enum RevertPlan {
         argv: Vec<String>,
         #[serde(with = "humantime_serde")]
         timeout: Duration,
+    },
+    /// Remove a toxic from a proxy the drill runs (it also expires by itself).
+    ProxyToxic { proxy: String, toxic: String },
+    /// DELETE this URL (a Toxiproxy toxic); 404 means already reverted.
+    HttpDelete { url: String },
+    /// Delete this Kubernetes object (a NetworkChaos); 404 means already reverted.
+    KubeDelete {
+        api_version: String,
+        kind: String,
+        namespace: String,
+        name: String,
     },
 }
 
@@ -59,6 +71,9 @@ pub struct Injection {
     /// The objects affected (pids, pod names).
     pub affected: Vec<String>,
     pub revert: RevertPlan,
+    /// A fault that lasts (latency) is reverted this long after injection; instant faults
+    /// (a kill) have none.
+    pub duration: Option<Duration>,
 }
 
 /// A fault ready to inject, built from the experiment.
@@ -66,6 +81,7 @@ pub enum Fault {
     ProcessKill(process_kill::ProcessKill),
     Command(command::CommandFault),
     PodKill(Box<pod_kill::PodKill>),
+    Latency(Box<latency::LatencyFault>),
     DbFailover(Box<db_failover::DbFailover>),
 }
 
@@ -76,6 +92,22 @@ pub struct BuildContext {
     pub kube: Option<kube::Client>,
     /// The run's seed: every random choice derives from it.
     pub seed: u64,
+    /// The proxies the drill runs (its `proxy:` section).
+    pub proxy: Option<std::sync::Arc<crate::proxy::ProxyServer>>,
+    /// Names what the run creates (toxics, NetworkChaos objects), so it can be found later.
+    pub run_id: String,
+}
+
+pub use latency::RevertContext;
+
+impl BuildContext {
+    /// What reverting needs from this context.
+    pub fn revert_context(&self) -> RevertContext {
+        RevertContext {
+            proxy: self.proxy.clone(),
+            kube: self.kube.clone(),
+        }
+    }
 }
 
 impl Fault {
@@ -115,6 +147,12 @@ impl Fault {
                 *timeout,
             ))),
             FaultSpec::DbFailover(spec) => Fault::db_failover("db", spec.clone()),
+            FaultSpec::Latency(spec) => Ok(Fault::Latency(Box::new(latency::LatencyFault::new(
+                spec.clone(),
+                ctx.proxy.clone(),
+                ctx.kube.clone(),
+                &ctx.run_id,
+            )?))),
             FaultSpec::PodKill {
                 target,
                 grace_period,
@@ -164,7 +202,7 @@ impl Fault {
                 let pids: Vec<String> = found.iter().map(|(p, _)| p.to_string()).collect();
                 Ok(Some(format!("chose pid {}", pids.join(", "))))
             }
-            Fault::Command(_) => Ok(None),
+            Fault::Command(_) | Fault::Latency(_) => Ok(None),
             Fault::DbFailover(f) => {
                 let r = f.prepare().await?;
                 let leader = r
@@ -189,6 +227,7 @@ impl Fault {
             Fault::ProcessKill(f) => format!("process-kill {}", f.target_name()),
             Fault::Command(f) => format!("command {}", f.program()),
             Fault::PodKill(f) => format!("pod-kill {}", f.target_name()),
+            Fault::Latency(f) => f.label(),
             Fault::DbFailover(f) => format!("db-failover {}", f.name()),
         }
     }
@@ -199,6 +238,7 @@ impl Fault {
             Fault::ProcessKill(f) => f.describe(),
             Fault::Command(f) => f.describe(),
             Fault::PodKill(f) => f.describe(),
+            Fault::Latency(f) => f.describe(),
             Fault::DbFailover(f) => f.describe(),
         }
     }
@@ -208,15 +248,19 @@ impl Fault {
             Fault::ProcessKill(f) => f.inject(self.label()).await,
             Fault::Command(f) => f.inject(self.label()).await,
             Fault::PodKill(f) => f.inject(self.label()).await,
+            Fault::Latency(f) => f.inject(self.label()).await,
             Fault::DbFailover(f) => f.inject(self.label()).await,
         }
     }
 }
 
 /// Undo an injection. Idempotent: reverting what is already reverted succeeds.
-pub async fn revert(plan: &RevertPlan) -> Result<String, FaultError> {
+pub async fn revert(plan: &RevertPlan, ctx: &RevertContext) -> Result<String, FaultError> {
     match plan {
         RevertPlan::Irreversible { why } => Ok(format!("nothing to revert: {why}")),
         RevertPlan::Command { argv, timeout } => command::run_revert(argv, *timeout).await,
+        RevertPlan::ProxyToxic { .. }
+        | RevertPlan::HttpDelete { .. }
+        | RevertPlan::KubeDelete { .. } => latency::revert(plan, ctx).await,
     }
 }

@@ -216,6 +216,7 @@ impl PodKill {
                 why: "a deleted pod is replaced by its workload controller, not by firedrill"
                     .into(),
             },
+            duration: None,
         })
     }
 }

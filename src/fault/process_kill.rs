@@ -114,6 +114,7 @@ impl ProcessKill {
             revert: RevertPlan::Irreversible {
                 why: "a signalled process is restarted by its supervisor, not by firedrill".into(),
             },
+            duration: None,
         })
     }
 }

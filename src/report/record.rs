@@ -164,6 +164,14 @@ pub struct TrialRecord {
     /// When the trial was judged (recovered, timed out, aborted).
     #[serde(rename = "t_judged_s", with = "secs::opt", default)]
     pub t_judged: Option<Duration>,
+    /// When a lasting fault (latency) was removed; recovery after it is TTR minus this.
+    #[serde(
+        rename = "t_removed_s",
+        with = "secs::opt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub t_removed: Option<Duration>,
     pub verdict: Option<TrialVerdict>,
     pub faults: Vec<FaultRecord>,
     pub probes: Vec<ProbeTrial>,

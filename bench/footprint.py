@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Footprint of a one-probe drill: start-up to first probe, and peak memory.
+
+    python3 bench/footprint.py [--runs N] [--bin target/release/firedrill]
+    python3 bench/footprint.py --long 3600 [--rate-hz 1000]   # memory of a long 1 kHz drill
+
+Start-up: the wall-clock time from spawning `firedrill run` to the first request arriving at a
+local HTTP server the probe checks. Peak memory: the child's maximum resident set size
+(getrusage). The long mode samples VmRSS every 10s while a 1 kHz HTTP probe runs for the given
+number of seconds against `firedrill sim`'s loopback endpoint, and prints the growth.
+Everything runs on 127.0.0.1.
+"""
+import argparse
+import http.server
+import json
+import os
+import re
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+
+class FirstHit(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    first = None
+
+    def do_GET(self):
+        if FirstHit.first is None:
+            FirstHit.first = time.time_ns()
+        body = b"ok\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+DRILL = """name: footprint
+targets: {{}}
+probes:
+  web:
+    http: {{ url: "{url}", timeout: 1s }}
+    every: {every}
+    every-during: {every}
+faults:
+  - command: {{ run: [true] }}
+recovery: {{ objective: 1s, stable-for: {stable}, timeout: {timeout} }}
+"""
+
+
+def startup(binary, runs):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FirstHit)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = "http://127.0.0.1:%d/" % server.server_address[1]
+    starts, rss = [], []
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "drill.yaml")
+        with open(path, "w") as f:
+            f.write(DRILL.format(url=url, every="100ms", stable="300ms", timeout="10s"))
+        for _ in range(runs):
+            FirstHit.first = None
+            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            t0 = time.time_ns()
+            p = subprocess.run([binary, "run", path, "--report-dir", os.path.join(d, "r")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if p.returncode != 0 or FirstHit.first is None:
+                sys.exit("drill failed (exit %d)" % p.returncode)
+            starts.append((FirstHit.first - t0) / 1e6)
+            # ru_maxrss of children is the max over all waited children so far (KiB)
+            rss.append(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    server.shutdown()
+    starts.sort()
+    print("start-up to first probe over %d runs: p50 %.2f ms, min %.2f ms, max %.2f ms"
+          % (runs, statistics.median(starts), starts[0], starts[-1]))
+    print("peak RSS of a one-probe drill: %.1f MiB" % max(rss))
+
+
+def long_run(binary, seconds, rate_hz):
+    with tempfile.TemporaryDirectory() as d:
+        kubeconfig = os.path.join(d, "kubeconfig")
+        sim = subprocess.Popen([binary, "sim", "--listen", "127.0.0.1:0", "--kubeconfig-out", kubeconfig],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        url = None
+        for line in sim.stdout:
+            m = re.search(r"(http://127\.0\.0\.1:\d+)\S*\s*$", line)
+            if "checkout" in line and m:
+                url = m.group(1) + "/"
+                break
+        if url is None:
+            sim.kill()
+            sys.exit("firedrill sim printed no traffic url")
+        every = "%dus" % int(1e6 / rate_hz)
+        path = os.path.join(d, "drill.yaml")
+        with open(path, "w") as f:
+            f.write(DRILL.format(url=url, every=every, stable="%ds" % seconds, timeout="%ds" % (seconds + 60)))
+        p = subprocess.Popen([binary, "run", path, "--report-dir", os.path.join(d, "r")],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        samples = []
+        t0 = time.time()
+        while p.poll() is None:
+            try:
+                with open("/proc/%d/status" % p.pid) as f:
+                    kb = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+                samples.append((time.time() - t0, kb / 1024))
+            except (OSError, AttributeError):
+                pass
+            time.sleep(10)
+        out = p.stdout.read()
+        sim.terminate()
+        sim.wait()
+        reports = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(d, "r")) for f in fs if f.endswith(".json")]
+        checks = 0
+        if reports:
+            rec = json.load(open(reports[0]))
+            checks = sum(pr["verdict"]["samples"] for t in rec["trials"] for pr in t["probes"])
+        print("long drill: %ds at %d Hz, %d checks in the observed window, exit %d" % (seconds, rate_hz, checks, p.returncode))
+        if samples:
+            print("RSS: first %.1f MiB, max %.1f MiB, last %.1f MiB" % (samples[0][1], max(s[1] for s in samples), samples[-1][1]))
+        print(out.strip().splitlines()[0] if out.strip() else "(no summary)")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default="target/release/firedrill")
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--long", type=int, default=0, help="seconds of a long 1 kHz drill")
+    ap.add_argument("--rate-hz", type=int, default=1000)
+    a = ap.parse_args()
+    if a.long:
+        long_run(a.bin, a.long, a.rate_hz)
+    else:
+        startup(a.bin, a.runs)
