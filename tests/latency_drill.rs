@@ -105,7 +105,7 @@ recovery: {{ objective: 3s, stable-for: 500ms, timeout: 20s }}
     // Degradation is measured per phase: ~100ms while the fault held, fast before.
     let during = probe["latency"]["during"]["p50_ms"].as_f64().unwrap();
     let before = probe["latency"]["before"]["p50_ms"].as_f64().unwrap();
-    assert!(during >= 100.0 && during < 150.0, "during p50 {during}ms");
+    assert!((100.0..150.0).contains(&during), "during p50 {during}ms");
     assert!(before < 50.0, "before p50 {before}ms");
     let fault = &trial["faults"][0];
     assert!(
