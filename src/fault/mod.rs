@@ -86,7 +86,11 @@ impl Fault {
         )?)))
     }
 
-    pub fn build(spec: &FaultSpec, exp: &Experiment, ctx: &BuildContext) -> Result<Fault, FaultError> {
+    pub fn build(
+        spec: &FaultSpec,
+        exp: &Experiment,
+        ctx: &BuildContext,
+    ) -> Result<Fault, FaultError> {
         match spec {
             FaultSpec::ProcessKill { target, signal } => {
                 let t = exp
@@ -162,7 +166,11 @@ impl Fault {
             Fault::Command(_) => Ok(None),
             Fault::DbFailover(f) => {
                 let r = f.prepare().await?;
-                let leader = r.leader.as_ref().map(|m| m.name.as_str()).unwrap_or("unknown");
+                let leader = r
+                    .leader
+                    .as_ref()
+                    .map(|m| m.name.as_str())
+                    .unwrap_or("unknown");
                 let candidates: Vec<&str> = r.candidates.iter().map(|m| m.name.as_str()).collect();
                 Ok(Some(match r.pid {
                     Some(pid) => format!(
