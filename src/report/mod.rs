@@ -4,6 +4,8 @@
 //! Layout: `<dir>/<experiment>/<environment>/<run-id>.{json,md,html}`. Files are written atomically
 //! (temporary file, fsync, rename) and created with mode 0600: reports may name internal hosts.
 
+pub mod ci;
+pub mod history;
 pub mod html;
 pub mod markdown;
 pub mod record;
