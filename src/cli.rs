@@ -1,4 +1,4 @@
-//! The command line: `validate`, `plan`, `run`, `sim`, `proxy`.
+//! The command line: `validate`, `plan`, `run`, `sim`, `report`, `proxy`.
 //!
 //! Results go to stdout, logs and progress to stderr. Exit codes (DESIGN.md): 0 passed,
 //! 1 failed, 2 invalid input (nothing touched), 3 aborted or inconclusive, 4 internal error.
@@ -55,6 +55,23 @@ enum Command {
     Run(RunArgs),
     /// Run the embedded simulated Kubernetes API server on 127.0.0.1.
     Sim(crate::sim::SimArgs),
+    /// Read every run record under a reports folder: MTTR per drill over time, trends, overdue drills.
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// The reports folder (<dir>/<experiment>/<environment>/<run-id>.json).
+    #[arg(default_value = "reports")]
+    dir: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    format: report::history::Format,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A drill without a run for longer than this is overdue.
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    overdue: Duration,
 }
 
 #[derive(clap::Args, Clone)]
@@ -76,7 +93,7 @@ struct RunArgs {
     file: PathBuf,
     #[command(flatten)]
     env: EnvArgs,
-    /// Where reports go: <dir>/<experiment>/<environment>/<run-id>.{json,md}.
+    /// Where reports go: <dir>/<experiment>/<environment>/<run-id>.{json,md,html}.
     #[arg(long, default_value = "reports")]
     report_dir: PathBuf,
     /// Seed for every random choice (recorded in the report); default: random.
@@ -88,6 +105,19 @@ struct RunArgs {
     /// How long to wait for the steady state before injecting and after reverting.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     steady_state_timeout: Duration,
+    /// Also write JUnit XML: one testcase per trial and per probe, TTR/TTD as properties.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Append a Markdown summary for a CI job (e.g. "$GITHUB_STEP_SUMMARY").
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
+    /// Fail (exit 1) when recovery is slower than these records (a .json file or a reports
+    /// folder; same experiment and environment) by more than --max-regression, with p < 0.05.
+    #[arg(long, value_name = "FILE|DIR")]
+    baseline: Option<PathBuf>,
+    /// The slowdown the regression gate allows.
+    #[arg(long, default_value = "20%", value_parser = crate::analysis::regression::parse_margin)]
+    max_regression: f64,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -141,6 +171,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         Command::Plan { file, env } => plan(&file, &env).await,
         Command::Run(args) => run(args).await,
         Command::Sim(args) => crate::sim::run_standalone(args).await.map(|_| 0),
+        Command::Report(a) => {
+            report::history::command(&a.dir, a.format, a.out.as_deref(), a.overdue)?;
+            Ok(0)
+        }
     }
 }
 
@@ -339,6 +373,10 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(EXIT_INVALID);
         }
     };
+    if let Some(b) = args.baseline.as_ref().filter(|b| !b.exists()) {
+        eprintln!("error: baseline {} does not exist", b.display());
+        return Ok(EXIT_INVALID);
+    }
     let seed = args.seed.unwrap_or_else(rand::random);
 
     // A simulated cluster starts before the full load: its URLs are variables.
@@ -442,7 +480,57 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
 
     let path = report::write(&args.report_dir, &record)?;
     print!("{}", report::terminal::render(&record, Some(&path)));
-    Ok(record.outcome.exit_code() as u8)
+    ci_outputs(&args, &record, &path)
+}
+
+/// The CI side of a run: the regression gate, JUnit XML and the job summary.
+fn ci_outputs(
+    args: &RunArgs,
+    record: &report::record::RunRecord,
+    path: &Path,
+) -> anyhow::Result<u8> {
+    let mut code = record.outcome.exit_code() as u8;
+    let gate = match &args.baseline {
+        Some(b) => {
+            let (base, runs) = report::ci::baseline_ttrs(
+                b,
+                &record.experiment.name,
+                &record.environment,
+                &record.run_id,
+            )
+            .map_err(anyhow::Error::msg)?;
+            let current: Vec<Duration> = record
+                .trials
+                .iter()
+                .filter_map(|t| t.verdict.as_ref())
+                .filter(|v| v.recovered)
+                .filter_map(|v| v.ttr.map(|b| b.estimate))
+                .collect();
+            let g =
+                crate::analysis::regression::compare(&current, &base, args.max_regression, 0.05);
+            println!("regression gate ({runs} baseline run(s)): {}", g.explain());
+            if g.failed() && code == 0 {
+                code = 1;
+            }
+            Some(g)
+        }
+        None => None,
+    };
+    if let Some(j) = &args.junit {
+        let xml = report::ci::junit(record, gate.as_ref()).map_err(anyhow::Error::msg)?;
+        report::write_atomic(j, xml.as_bytes())?;
+    }
+    if let Some(s) = &args.summary {
+        use std::io::Write;
+        let text = report::ci::summary(record, gate.as_ref(), Some(path));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(s)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| anyhow::anyhow!("cannot write the summary {}: {e}", s.display()))?;
+    }
+    Ok(code)
 }
 
 /// SIGINT/SIGTERM cancel the drill; the executor then reverts. Further signals are reported
