@@ -68,7 +68,12 @@ fn within(what: &str, got: Duration, truth: Duration, tolerance: Duration) {
 #[test]
 fn killing_one_of_three_pods_reports_phases_and_recovery_matching_the_simulation() {
     let (record, out) = run_drill(1, 1);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(record["outcome"], "passed");
     assert_eq!(record["seed"], 7);
     let trial = &record["trials"][0];
@@ -78,33 +83,71 @@ fn killing_one_of_three_pods_reports_phases_and_recovery_matching_the_simulation
     let phases = &trial["pod_recovery"][0];
     assert!(phases["replacement"].is_string(), "{phases}");
     let created = secs(&phases["created_s"]);
-    within("scheduled", secs(&phases["scheduled_s"]), created + Duration::from_millis(100), tol);
-    within("running", secs(&phases["running_s"]), created + Duration::from_millis(600), tol);
-    within("ready", secs(&phases["ready_s"]), created + Duration::from_millis(1200), tol);
+    within(
+        "scheduled",
+        secs(&phases["scheduled_s"]),
+        created + Duration::from_millis(100),
+        tol,
+    );
+    within(
+        "running",
+        secs(&phases["running_s"]),
+        created + Duration::from_millis(600),
+        tol,
+    );
+    within(
+        "ready",
+        secs(&phases["ready_s"]),
+        created + Duration::from_millis(1200),
+        tol,
+    );
 
     // The readiness probe (watch-driven) recovers when the replacement is ready; the HTTP
     // probe when the dead pod leaves the endpoints, one propagation delay after the kill.
     let probes = trial["probes"].as_array().unwrap();
     let probe = |name: &str| probes.iter().find(|p| p["name"] == name).unwrap();
     let ready_ttr = secs(&probe("web-ready")["verdict"]["ttr"]["estimate_s"]);
-    within("readiness TTR", ready_ttr, created + Duration::from_millis(1200), tol);
+    within(
+        "readiness TTR",
+        ready_ttr,
+        created + Duration::from_millis(1200),
+        tol,
+    );
     let http = &probe("web-http")["verdict"];
     let http_ttr = secs(&http["ttr"]["estimate_s"]);
-    within("http TTR", http_ttr, Duration::from_millis(300), Duration::from_millis(10) + tol);
+    within(
+        "http TTR",
+        http_ttr,
+        Duration::from_millis(300),
+        Duration::from_millis(10) + tol,
+    );
     // One of three endpoints was gone: a partial outage, not a full one.
     let availability = http["availability"].as_f64().unwrap();
     assert!(availability > 0.5 && availability < 1.0, "{availability}");
     // The trial's TTR is the slowest probe's.
-    within("trial TTR", secs(&trial["verdict"]["ttr"]["estimate_s"]), ready_ttr, Duration::ZERO);
+    within(
+        "trial TTR",
+        secs(&trial["verdict"]["ttr"]["estimate_s"]),
+        ready_ttr,
+        Duration::ZERO,
+    );
 }
 
 #[test]
 fn the_blast_radius_cap_refuses_before_anything_is_deleted() {
     let (record, out) = run_drill(2, 1);
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(record["outcome"], "inconclusive");
     let reason = record["reason"].as_str().unwrap();
-    assert!(reason.contains("blast-radius cap") && reason.contains("max-targets"), "{reason}");
+    assert!(
+        reason.contains("blast-radius cap") && reason.contains("max-targets"),
+        "{reason}"
+    );
     assert!(record["trials"][0]["faults"].as_array().unwrap().is_empty());
 }
 
@@ -128,22 +171,40 @@ fn an_unreachable_cluster_ends_inconclusive_with_a_clear_message() {
     std::fs::write(
         &file,
         drill(1, 1)
-            .replace("simulation: { scenario: scenario.yaml }\n", "environments: [staging]\n")
+            .replace(
+                "simulation: { scenario: scenario.yaml }\n",
+                "environments: [staging]\n",
+            )
             .replace("${sim.shop.web}", &format!("http://127.0.0.1:{port}")),
     )
     .unwrap();
     let reports = dir.path().join("reports");
     let out = firedrill()
         .env("KUBECONFIG", dir.path().join("kubeconfig"))
-        .args(["run", "--env", "staging", "--steady-state-timeout", "2s", "--report-dir"])
+        .args([
+            "run",
+            "--env",
+            "staging",
+            "--steady-state-timeout",
+            "2s",
+            "--report-dir",
+        ])
         .arg(&reports)
         .arg(&file)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let record = common::only_report(&reports);
     assert_eq!(record["outcome"], "inconclusive");
     let reason = record["reason"].as_str().unwrap();
     assert!(reason.contains("nothing was injected"), "{reason}");
-    assert!(reason.contains("web-ready"), "names the probe that could not see: {reason}");
+    assert!(
+        reason.contains("web-ready"),
+        "names the probe that could not see: {reason}"
+    );
 }

@@ -461,7 +461,9 @@ pub const X0: f64 = 170.0;
 pub const WIDTH: f64 = 780.0;
 const ROW: f64 = 22.0;
 const GAP: f64 = 8.0;
-const TOP: f64 = 26.0;
+const LABEL_LANES: usize = 3;
+/// Below the marker labels.
+const TOP: f64 = 12.0 + LABEL_LANES as f64 * 13.0 + 4.0;
 
 /// Map a time to an x coordinate.
 pub fn x_of(t: f64, t0: f64, t1: f64) -> f64 {
@@ -520,7 +522,7 @@ pub fn timeline_svg(r: &RunRecord, t: &TrialRecord) -> String {
     let pod_rows = t.pod_recovery.len();
     let rows = t.probes.len() + pod_rows;
     let plot_h = rows as f64 * (ROW + GAP);
-    let height = TOP + plot_h + 44.0;
+    let height = TOP + plot_h + 30.0;
     let total_w = X0 + WIDTH + 20.0;
     let mut o = String::new();
     let _ = writeln!(
@@ -604,11 +606,11 @@ pub fn timeline_svg(r: &RunRecord, t: &TrialRecord) -> String {
         let abs = |d: Option<Duration>| d.map(|d| ti + d.as_secs_f64());
         let _ = writeln!(
             o,
-            "<g class=\"pod\" data-pod=\"{}\"><text x=\"{}\" y=\"{}\" text-anchor=\"end\">pod {}</text><rect class=\"lane\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"/>",
+            "<g class=\"pod\" data-pod=\"{}\"><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><rect class=\"lane\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"/>",
             esc(&p.pod),
             f(X0 - 8.0),
             f(y + ROW * 0.7),
-            esc(&short(&p.pod, 20)),
+            esc(&short(&p.pod, 22)),
             f(X0),
             f(y),
             f(WIDTH),
@@ -652,9 +654,6 @@ pub fn timeline_svg(r: &RunRecord, t: &TrialRecord) -> String {
     for e in &trial_events {
         let at = e.at.as_secs_f64();
         match &e.kind {
-            EventKind::FaultInjected { fault, detail } => {
-                markers.push(("inject", "fault".into(), at, format!("{fault}: {detail}")))
-            }
             EventKind::FaultReverted { fault, detail } => {
                 markers.push(("revert", "revert".into(), at, format!("{fault}: {detail}")))
             }
@@ -679,6 +678,15 @@ pub fn timeline_svg(r: &RunRecord, t: &TrialRecord) -> String {
             _ => {}
         }
     }
+    // A fault is drawn at the instant its target accepted it: the origin of TTD and TTR.
+    for fr in &t.faults {
+        markers.push((
+            "inject",
+            "fault".into(),
+            fr.accepted.as_secs_f64(),
+            format!("{}: {}", fr.fault, fr.detail),
+        ));
+    }
     if let (Some(ti), Some(v)) = (t_inject, t.verdict.as_ref()) {
         if let Some(d) = v.ttd {
             markers.push((
@@ -701,13 +709,21 @@ pub fn timeline_svg(r: &RunRecord, t: &TrialRecord) -> String {
             ));
         }
     }
-    let mut label_ends: Vec<f64> = Vec::new();
+    markers.sort_by(|a, b| a.2.total_cmp(&b.2));
+    // Labels sit above the plot, each in the first lane where it overlaps no other label.
+    let mut placed: Vec<(usize, f64, f64)> = Vec::new();
     for (class, label, at, title) in &markers {
         let mx = x(*at);
-        // Stagger labels that would overlap the previous ones.
-        let lane = label_ends.iter().filter(|end| **end > mx - 2.0).count() % 3;
-        let ly = TOP + plot_h + 14.0 + lane as f64 * 12.0;
-        label_ends.push(mx + label.len() as f64 * 6.5);
+        let (a, z) = (mx, mx + 4.0 + label.chars().count() as f64 * 6.5);
+        let lane = (0..LABEL_LANES)
+            .find(|l| {
+                !placed
+                    .iter()
+                    .any(|(pl, pa, pz)| pl == l && *pa < z && a < *pz)
+            })
+            .unwrap_or(LABEL_LANES - 1);
+        placed.push((lane, a, z));
+        let ly = 12.0 + lane as f64 * 13.0;
         let extra = if *class == "mark" {
             format!(" data-mark=\"{}\"", esc(label))
         } else {
@@ -718,7 +734,7 @@ pub fn timeline_svg(r: &RunRecord, t: &TrialRecord) -> String {
             "<g class=\"marker {class}\" data-t=\"{at:.6}\"{extra}><line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text><title>{} at {:.3}s: {}</title></g>",
             f(mx),
             f(mx),
-            f(TOP - 8.0),
+            f(ly + 2.0),
             f(TOP + plot_h + 2.0),
             f(mx + 2.0),
             f(ly),
@@ -732,7 +748,7 @@ pub fn timeline_svg(r: &RunRecord, t: &TrialRecord) -> String {
     // Axis: seconds from the injection (what people talk about), ticks at round steps.
     let origin = t_inject.unwrap_or(t0);
     let step = nice_step((t1 - t0) / 8.0);
-    let ay = TOP + plot_h + 40.0;
+    let ay = TOP + plot_h + 26.0;
     let _ = writeln!(
         o,
         "<g class=\"axis\"><line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\"/>",
