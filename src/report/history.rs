@@ -79,7 +79,13 @@ struct LeanVerdict {
 
 /// Parse the fields history needs from one record's bytes.
 pub fn parse(bytes: &[u8]) -> Result<RunSummary, String> {
-    let l: Lean = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    // Most of a record is probe traces and events, which history never looks at. Records are
+    // written pretty-printed by `report::write`, so those parts can be cut out by their
+    // indentation before parsing; anything unexpected falls back to parsing the whole file.
+    let l: Lean = match skim(bytes).map(|b| serde_json::from_str::<Lean>(&b)) {
+        Some(Ok(l)) => l,
+        _ => serde_json::from_slice(bytes).map_err(|e| e.to_string())?,
+    };
     if l.schema != SCHEMA {
         return Err(format!(
             "schema `{}` is not the supported `{SCHEMA}`",
@@ -101,6 +107,27 @@ pub fn parse(bytes: &[u8]) -> Result<RunSummary, String> {
             .filter_map(|v| v.ttr.map(|b| b.estimate))
             .collect(),
     })
+}
+
+/// The record without its top-level `events` and without each trial's `probes`, relying on
+/// the layout of `serde_json::to_vec_pretty` (two spaces per level). `None` when the layout is
+/// not the expected one. (`str::find` runs std's optimised substring search.)
+fn skim(bytes: &[u8]) -> Option<String> {
+    const EVENTS: &str = ",\n  \"events\": [";
+    const PROBES: &str = ",\n      \"probes\": [\n";
+    const PROBES_END: &str = "\n      ]";
+    let text = std::str::from_utf8(bytes).ok()?;
+    let head = &text[..text.find(EVENTS)?];
+    let mut out = String::with_capacity(head.len() / 4);
+    let mut rest = head;
+    while let Some(p) = rest.find(PROBES) {
+        out.push_str(&rest[..p]);
+        let after = &rest[p + PROBES.len()..];
+        rest = &after[after.find(PROBES_END)? + PROBES_END.len()..];
+    }
+    out.push_str(rest);
+    out.push_str("\n}");
+    Some(out)
 }
 
 /// Every `*.json` under `root` (or `root` itself when it is a file).
@@ -748,6 +775,25 @@ mod tests {
 
     fn now(day: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + day * 86_400, 0).unwrap()
+    }
+
+    #[test]
+    fn skimming_keeps_what_history_reads() {
+        let json = r#"{"schema":"firedrill.run/v1","run_id":"r1","experiment":{"name":"e","path":"x"},
+            "environment":"staging","started_at":"2025-01-01T00:00:00Z","outcome":"passed",
+            "recovery":{"objective_s":5.0},
+            "trials":[{"verdict":{"ttd_s":0.1,"ttr":{"estimate_s":1.5,"lower_s":1.4,"upper_s":1.6},"recovered":true},
+                       "probes":[{"name":"p","trace":{"stretches":[]}}]},
+                      {"verdict":null,"probes":[]}],
+            "events":[{"at_s":0.0,"event":"recovered"}]}"#;
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        let pretty = serde_json::to_vec_pretty(&v).unwrap();
+        let skimmed = skim(&pretty).expect("pretty records can be skimmed");
+        assert!(skimmed.len() < pretty.len());
+        let run = parse(&pretty).unwrap();
+        assert_eq!(run, parse(json.as_bytes()).unwrap());
+        assert_eq!(run.ttrs, [Duration::from_millis(1500)]);
+        assert!(serde_json::from_str::<serde_json::Value>(&skimmed).is_ok());
     }
 
     #[test]

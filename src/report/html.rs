@@ -500,16 +500,22 @@ pub fn timeline_svg(r: &RunRecord, t: &TrialRecord) -> String {
             EventKind::Phase { .. } | EventKind::ProbeChanged { .. }
         )
     });
+    // From the first observed check (or the fault) to the last thing that happened in the trial.
     let mut lo = f64::INFINITY;
     let mut hi = f64::NEG_INFINITY;
     for v in stretch_starts
-        .chain(stretch_ends)
-        .chain(interesting.map(|e| e.at.as_secs_f64()))
         .chain(t_inject)
-        .chain(t.t_judged.map(|d| d.as_secs_f64()))
+        .chain(t.faults.iter().map(|f| f.sent.as_secs_f64()))
     {
         lo = lo.min(v);
         hi = hi.max(v);
+    }
+    for v in stretch_ends
+        .chain(interesting.map(|e| e.at.as_secs_f64()))
+        .chain(t.t_judged.map(|d| d.as_secs_f64()))
+    {
+        hi = hi.max(v);
+        lo = lo.min(if lo.is_finite() { lo } else { v });
     }
     if !lo.is_finite() {
         lo = 0.0;
@@ -522,7 +528,7 @@ pub fn timeline_svg(r: &RunRecord, t: &TrialRecord) -> String {
     let pod_rows = t.pod_recovery.len();
     let rows = t.probes.len() + pod_rows;
     let plot_h = rows as f64 * (ROW + GAP);
-    let height = TOP + plot_h + 30.0;
+    let height = TOP + plot_h + 36.0;
     let total_w = X0 + WIDTH + 20.0;
     let mut o = String::new();
     let _ = writeln!(
