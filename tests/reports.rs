@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use common::{firedrill, only_report};
 use quick_xml::events::Event as XmlEvent;
-use quick_xml::Reader;
+use quick_xml::{Reader, XmlVersion};
 use serde_json::Value;
 
 /// A short drill on the simulated shop: three trials, no cooldown.
@@ -106,8 +106,7 @@ fn fixture() -> &'static Fixture {
 struct El {
     name: String,
     attrs: Vec<(String, String)>,
-    /// `data-probe`/`data-pod`/class of the enclosing `<g>`.
-    parent_class: String,
+    /// `data-probe` of the enclosing `<g>`.
     parent_probe: Option<String>,
 }
 
@@ -130,7 +129,7 @@ impl El {
 fn svg_elements(svg: &str) -> Vec<El> {
     let mut r = Reader::from_str(svg);
     let mut out = Vec::new();
-    let mut stack: Vec<(String, Option<String>)> = Vec::new();
+    let mut stack: Vec<Option<String>> = Vec::new();
     loop {
         let ev = r.read_event().expect("the timeline SVG is well-formed XML");
         let (e, empty) = match &ev {
@@ -150,21 +149,20 @@ fn svg_elements(svg: &str) -> Vec<El> {
                 let a = a.unwrap();
                 (
                     String::from_utf8(a.key.as_ref().to_vec()).unwrap(),
-                    a.unescape_value().unwrap().into_owned(),
+                    a.normalized_value(XmlVersion::Implicit1_0)
+                        .unwrap()
+                        .into_owned(),
                 )
             })
             .collect();
-        let (parent_class, parent_probe) = stack.last().cloned().unwrap_or_default();
+        let parent_probe = stack.last().cloned().flatten();
         let el = El {
             name,
             attrs,
-            parent_class,
             parent_probe,
         };
         if !empty {
-            let class = el.attr("class").unwrap_or_default().to_string();
-            let probe = el.attr("data-probe").map(str::to_string);
-            stack.push((class, probe));
+            stack.push(el.attr("data-probe").map(str::to_string));
         }
         out.push(el);
     }
@@ -340,7 +338,11 @@ fn junit_has_a_testcase_per_trial_and_probe_with_ttr_properties() {
                     e.attributes()
                         .flatten()
                         .find(|a| a.key.as_ref() == k)
-                        .map(|a| a.unescape_value().unwrap().into_owned())
+                        .map(|a| {
+                            a.normalized_value(XmlVersion::Implicit1_0)
+                                .unwrap()
+                                .into_owned()
+                        })
                 };
                 match e.name().as_ref() {
                     b"testcase" => cases.push(get(b"name").unwrap()),
@@ -440,7 +442,7 @@ fn regression_gate_fails_a_slowdown_and_passes_noise() {
 fn history_folder(dir: &Path) {
     let f = fixture();
     let now = chrono::Utc::now();
-    let mut write = |exp: &str, env: &str, i: usize, days_ago: f64, ttr: f64| {
+    let write = |exp: &str, env: &str, i: usize, days_ago: f64, ttr: f64| {
         let mut r = f.record.clone();
         let id = format!("{exp}-{env}-{i}");
         r["run_id"] = id.clone().into();
