@@ -115,6 +115,9 @@ struct RunArgs {
     /// folder; same experiment and environment) by more than --max-regression, with p < 0.05.
     #[arg(long, value_name = "FILE|DIR")]
     baseline: Option<PathBuf>,
+    /// Plain progress lines even on a terminal (no live view, no game-day keys).
+    #[arg(long)]
+    no_live: bool,
     /// The slowdown the regression gate allows.
     #[arg(long, default_value = "20%", value_parser = crate::analysis::regression::parse_margin)]
     max_regression: f64,
@@ -469,11 +472,38 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     spawn_signal_handler(cancel.clone());
     let mut opts = Options::new(cancel);
     opts.steady_state_timeout = args.steady_state_timeout;
-    opts.observer = Some(Box::new(progress_line));
     if let Some(client) = &kube {
         opts.sources = kube_sources(&plan.experiment, client);
     }
+    // On a terminal: the game-day live view with its keys; otherwise plain progress lines.
+    let mut live = None;
+    if !args.no_live && crate::live::available() {
+        let probes: Vec<String> = plan
+            .experiment
+            .probes
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        let title = format!(
+            "firedrill: {} in {} (run {})",
+            plan.experiment.name, plan.environment.name, plan.run_id
+        );
+        match crate::live::Live::start(title, &probes, opts.cancel.clone()) {
+            Ok((view, observer, marks)) => {
+                opts.observer = Some(observer);
+                opts.marks = Some(marks);
+                live = Some(view);
+            }
+            Err(e) => eprintln!("no live view ({e}); plain progress lines"),
+        }
+    }
+    if opts.observer.is_none() {
+        opts.observer = Some(Box::new(progress_line));
+    }
     let record = drill::execute(&plan, opts).await;
+    if let Some(view) = live {
+        view.finish();
+    }
     if let Some(handle) = sim {
         handle.shutdown().await;
     }
@@ -564,7 +594,13 @@ fn spawn_signal_handler(cancel: CancellationToken) {
 
 /// Plain progress lines on stderr, one per meaningful event.
 fn progress_line(_clock: &Clock, e: &Event) {
-    let what = match &e.kind {
+    let trial = e.trial.map(|t| format!(" trial {t}")).unwrap_or_default();
+    eprintln!("[{:>9.3}s]{trial} {}", e.at.as_secs_f64(), event_text(e));
+}
+
+/// One event in a few words, for progress lines and the live view.
+pub fn event_text(e: &Event) -> String {
+    match &e.kind {
         EventKind::Phase { phase } => format!("{phase}"),
         EventKind::FaultTargets { fault, chosen } => format!("{fault}: {chosen}"),
         EventKind::FaultInjected { fault, detail } => format!("injected {fault}: {detail}"),
@@ -581,7 +617,5 @@ fn progress_line(_clock: &Clock, e: &Event) {
         EventKind::Recovered => "recovered".into(),
         EventKind::Aborted { reason } => reason.clone(),
         EventKind::Mark { mark, text } => format!("{mark}: {text}"),
-    };
-    let trial = e.trial.map(|t| format!(" trial {t}")).unwrap_or_default();
-    eprintln!("[{:>9.3}s]{trial} {what}", e.at.as_secs_f64());
+    }
 }
