@@ -39,6 +39,9 @@ struct State {
     t_inject: Option<Duration>,
     /// Current state of each probe, and its strip of past states (one per tick).
     probes: BTreeMap<String, (Option<bool>, VecDeque<Option<bool>>)>,
+    /// Probes that failed at some point since the last tick: a blip shorter than a tick
+    /// still shows in the strip.
+    blips: Vec<String>,
     recent: VecDeque<String>,
     note: Option<String>,
     message: String,
@@ -84,8 +87,10 @@ impl Live {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     if let Ok(mut s) = state.lock() {
-                        for (cur, strip) in s.probes.values_mut() {
-                            strip.push_back(*cur);
+                        let blips = std::mem::take(&mut s.blips);
+                        for (name, (cur, strip)) in s.probes.iter_mut() {
+                            let blip = blips.contains(name);
+                            strip.push_back(if blip { Some(false) } else { *cur });
                             if strip.len() > STRIP {
                                 strip.pop_front();
                             }
@@ -151,6 +156,9 @@ fn observe(s: &mut State, clock: &Clock, e: &Event) {
         EventKind::ProbeChanged { probe, ok, .. } => {
             if let Some((cur, _)) = s.probes.get_mut(probe) {
                 *cur = Some(*ok);
+            }
+            if !ok {
+                s.blips.push(probe.clone());
             }
         }
         _ => {}

@@ -173,7 +173,12 @@ pub fn summary(r: &RunRecord, gate: Option<&Comparison>, report_path: Option<&Pa
         ));
     }
     if let Some(g) = gate {
-        let mark = if g.failed() { "❌" } else { "✅" };
+        use crate::analysis::regression::Verdict;
+        let mark = match g.verdict {
+            Verdict::Regressed => "❌",
+            Verdict::WithinNoise => "✅",
+            Verdict::TooFewSamples | Verdict::NoData => "⚠️",
+        };
         o.push_str(&format!("\n{mark} **Regression gate:** {}\n", g.explain()));
     }
     if let Some(p) = report_path {

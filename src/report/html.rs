@@ -81,6 +81,21 @@ pub fn human_marks(
     (first("detected"), first("mitigated"))
 }
 
+/// The operators' times beside the probes', in words; `None` without marks in the trial.
+pub fn human_marks_text(r: &RunRecord, t: &TrialRecord) -> Option<String> {
+    let (d, m) = human_marks(&r.events, t.index, t.t_inject);
+    if d.is_none() && m.is_none() {
+        return None;
+    }
+    Some(format!(
+        "operators detected it after {} (probes: {}) and mitigated it after {} (recovered: {})",
+        opt_text(d),
+        opt_text(t.verdict.as_ref().and_then(|v| v.ttd)),
+        opt_text(m),
+        ttr_text(&t.verdict.as_ref().and_then(|v| v.ttr))
+    ))
+}
+
 pub fn render(r: &RunRecord) -> String {
     let mut o = String::new();
     let title = format!("{} — {}", r.experiment.name, r.outcome);

@@ -119,6 +119,12 @@ pub fn render(r: &RunRecord) -> String {
     }
 
     for t in &r.trials {
+        if let Some(line) = super::html::human_marks_text(r, t) {
+            let _ = writeln!(o, "\nTrial {}: {line}.", t.index);
+        }
+    }
+
+    for t in &r.trials {
         let _ = writeln!(o, "\n## Trial {}: probes\n", t.index);
         let _ = writeln!(
             o,

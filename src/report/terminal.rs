@@ -96,6 +96,11 @@ pub fn render(r: &RunRecord, report_path: Option<&std::path::Path>) -> String {
         out.push_str(&Table::new(phases).with(Style::rounded()).to_string());
         out.push('\n');
     }
+    for t in &r.trials {
+        if let Some(line) = super::html::human_marks_text(r, t) {
+            out.push_str(&format!("trial {}: {line}\n", t.index));
+        }
+    }
     out.push_str(&r.reason);
     out.push('\n');
     if let Some(p) = report_path {
