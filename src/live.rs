@@ -47,6 +47,9 @@ struct State {
     message: String,
 }
 
+/// Operators' marks, `(mark, text)`, for `drill::Options::marks`.
+pub type Marks = mpsc::UnboundedReceiver<(String, String)>;
+
 /// A running live view. Dropping it without [`Live::finish`] still restores the terminal.
 pub struct Live {
     state: Arc<Mutex<State>>,
@@ -61,11 +64,7 @@ impl Live {
         title: String,
         probes: &[String],
         cancel: CancellationToken,
-    ) -> std::io::Result<(
-        Live,
-        crate::drill::Observer,
-        mpsc::UnboundedReceiver<(String, String)>,
-    )> {
+    ) -> std::io::Result<(Live, crate::drill::Observer, Marks)> {
         terminal::enable_raw_mode()?;
         let state = Arc::new(Mutex::new(State {
             title,
