@@ -221,7 +221,7 @@ fn normal_upper_tail(x: &[f64], y: &[f64], doubled_r1: usize) -> f64 {
 
 /// Φ(z) from the complementary error function (Numerical Recipes' erfc approximation,
 /// relative error below 1.2e-7: ample for a p-value compared with 0.05).
-fn std_normal_cdf(z: f64) -> f64 {
+pub fn std_normal_cdf(z: f64) -> f64 {
     0.5 * erfc(-z / std::f64::consts::SQRT_2)
 }
 

@@ -210,6 +210,9 @@ pub const MIN_TREND_RUNS: usize = 4;
 pub const TREND_WINDOW: usize = 20;
 /// A fitted change smaller than this fraction of the median TTR is "steady".
 pub const STEADY_WITHIN: f64 = 0.10;
+/// A trend is only called when the Mann–Kendall test rejects "no trend" at this level:
+/// Theil–Sen always finds *some* slope, even in pure noise.
+pub const TREND_ALPHA: f64 = 0.05;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trend {
@@ -221,6 +224,8 @@ pub struct Trend {
     /// Fitted TTR at the first and the last run of the window, seconds.
     pub from: f64,
     pub to: f64,
+    /// Two-sided Mann–Kendall p-value of a monotonic trend (1 when not computed).
+    pub p_value: f64,
 }
 
 impl Trend {
@@ -253,8 +258,13 @@ impl Trend {
             Direction::Faster => "recovery is getting faster",
             _ => "recovery time is steady",
         };
+        let support = if self.direction == Direction::Steady {
+            format!("no clear trend, Mann–Kendall p={:.2}", self.p_value)
+        } else {
+            format!("Mann–Kendall p={:.3}", self.p_value)
+        };
         format!(
-            "{verb}: {} → {} ({pct:+.0}%) over the last {} runs (Theil–Sen slope {}{}/week)",
+            "{verb}: fitted {} → {} ({pct:+.0}%) over the last {} runs (Theil–Sen slope {}{}/week; {support})",
             d(self.from),
             d(self.to),
             self.runs,
@@ -306,6 +316,7 @@ pub fn trend(runs: &[RunSummary]) -> Trend {
         slope_per_day: 0.0,
         from: 0.0,
         to: 0.0,
+        p_value: 1.0,
     };
     if recent.len() < MIN_TREND_RUNS {
         return too_few;
@@ -323,20 +334,60 @@ pub fn trend(runs: &[RunSummary]) -> Trend {
     let mut ys: Vec<f64> = xy.iter().map(|p| p.1).collect();
     let typical = median(&mut ys).unwrap_or(0.0);
     let change = to - from;
-    let direction = if typical <= 0.0 || change.abs() < STEADY_WITHIN * typical {
-        Direction::Steady
-    } else if change > 0.0 {
-        Direction::Slower
-    } else {
-        Direction::Faster
-    };
+    let ys: Vec<f64> = xy.iter().map(|p| p.1).collect();
+    let p_value = mann_kendall(&ys);
+    let direction =
+        if typical <= 0.0 || change.abs() < STEADY_WITHIN * typical || p_value >= TREND_ALPHA {
+            Direction::Steady
+        } else if change > 0.0 {
+            Direction::Slower
+        } else {
+            Direction::Faster
+        };
     Trend {
         direction,
         runs: recent.len(),
         slope_per_day: slope,
         from,
         to,
+        p_value,
     }
+}
+
+/// Two-sided Mann–Kendall test of a monotonic trend in a series (normal approximation with
+/// continuity correction; ties reduce the variance). Returns the p-value of "no trend".
+pub fn mann_kendall(y: &[f64]) -> f64 {
+    let n = y.len();
+    if n < 3 {
+        return 1.0;
+    }
+    let mut s = 0i64;
+    for i in 0..n {
+        for j in i + 1..n {
+            s += match y[j].total_cmp(&y[i]) {
+                std::cmp::Ordering::Greater => 1,
+                std::cmp::Ordering::Less => -1,
+                std::cmp::Ordering::Equal => 0,
+            };
+        }
+    }
+    let mut sorted = y.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mut ties = 0.0;
+    let mut i = 0;
+    while i < n {
+        let t = sorted[i..].iter().take_while(|v| **v == sorted[i]).count();
+        let t = t as f64;
+        ties += t * (t - 1.0) * (2.0 * t + 5.0);
+        i += t as usize;
+    }
+    let nf = n as f64;
+    let var = (nf * (nf - 1.0) * (2.0 * nf + 5.0) - ties) / 18.0;
+    if var <= 0.0 || s == 0 {
+        return 1.0;
+    }
+    let z = (s.abs() as f64 - 1.0) / var.sqrt();
+    (2.0 * (1.0 - crate::analysis::regression::std_normal_cdf(z))).clamp(0.0, 1.0)
 }
 
 /// One drill (experiment × environment) over time.
@@ -794,6 +845,20 @@ mod tests {
         assert_eq!(run, parse(json.as_bytes()).unwrap());
         assert_eq!(run.ttrs, [Duration::from_millis(1500)]);
         assert!(serde_json::from_str::<serde_json::Value>(&skimmed).is_ok());
+    }
+
+    #[test]
+    fn noise_is_not_a_trend() {
+        // A scrambled but flat series: Theil–Sen finds a slope, Mann–Kendall says it is noise.
+        let ttrs = [1300, 1000, 1500, 1100, 1250, 1450, 1050, 1350, 1200, 1400];
+        let runs: Vec<_> = ttrs
+            .iter()
+            .enumerate()
+            .map(|(d, t)| run("a", "s", d as i64, &[*t]))
+            .collect();
+        let t = trend(&runs);
+        assert_eq!(t.direction, Direction::Steady, "{}", t.explain());
+        assert!(t.p_value > 0.05);
     }
 
     #[test]
