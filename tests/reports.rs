@@ -517,7 +517,7 @@ fn history_reports_mttr_trends_and_overdue_drills() {
     let db = row("db-failover", "staging");
     assert_eq!(db[9], "faster");
     assert!(
-        md.contains("recovery is getting slower: 1.000s → 2.400s"),
+        md.contains("recovery is getting slower: fitted 1.000s → 2.400s"),
         "{md}"
     );
     assert!(
