@@ -1,4 +1,4 @@
-//! The command line: `validate`, `plan`, `run`, `sim`, `proxy`.
+//! The command line: `validate`, `plan`, `run`, `sim`, `report`, `proxy`.
 //!
 //! Results go to stdout, logs and progress to stderr. Exit codes (DESIGN.md): 0 passed,
 //! 1 failed, 2 invalid input (nothing touched), 3 aborted or inconclusive, 4 internal error.
@@ -57,6 +57,23 @@ enum Command {
     Sim(crate::sim::SimArgs),
     /// Run the fault-injecting TCP proxy with its Toxiproxy-compatible control API.
     Proxy(crate::proxy::ProxyArgs),
+    /// Read every run record under a reports folder: MTTR per drill over time, trends, overdue drills.
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// The reports folder (<dir>/<experiment>/<environment>/<run-id>.json).
+    #[arg(default_value = "reports")]
+    dir: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    format: report::history::Format,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A drill without a run for longer than this is overdue.
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    overdue: Duration,
 }
 
 #[derive(clap::Args, Clone)]
@@ -79,7 +96,7 @@ struct RunArgs {
     file: PathBuf,
     #[command(flatten)]
     env: EnvArgs,
-    /// Where reports go: <dir>/<experiment>/<environment>/<run-id>.{json,md}.
+    /// Where reports go: <dir>/<experiment>/<environment>/<run-id>.{json,md,html}.
     #[arg(long, default_value = "reports")]
     report_dir: PathBuf,
     /// Seed for every random choice (recorded in the report); default: random.
@@ -91,6 +108,22 @@ struct RunArgs {
     /// How long to wait for the steady state before injecting and after reverting.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     steady_state_timeout: Duration,
+    /// Also write JUnit XML: one testcase per trial and per probe, TTR/TTD as properties.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Append a Markdown summary for a CI job (e.g. "$GITHUB_STEP_SUMMARY").
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
+    /// Fail (exit 1) when recovery is slower than these records (a .json file or a reports
+    /// folder; same experiment and environment) by more than --max-regression, with p < 0.05.
+    #[arg(long, value_name = "FILE|DIR")]
+    baseline: Option<PathBuf>,
+    /// Plain progress lines even on a terminal (no live view, no game-day keys).
+    #[arg(long)]
+    no_live: bool,
+    /// The slowdown the regression gate allows.
+    #[arg(long, default_value = "20%", value_parser = crate::analysis::regression::parse_margin)]
+    max_regression: f64,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -145,6 +178,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         Command::Run(args) => run(args).await,
         Command::Sim(args) => crate::sim::run_standalone(args).await.map(|_| 0),
         Command::Proxy(args) => crate::proxy::run_standalone(args).await.map(|_| 0),
+        Command::Report(a) => {
+            report::history::command(&a.dir, a.format, a.out.as_deref(), a.overdue)?;
+            Ok(0)
+        }
     }
 }
 
@@ -405,6 +442,10 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(EXIT_INVALID);
         }
     };
+    if let Some(b) = args.baseline.as_ref().filter(|b| !b.exists()) {
+        eprintln!("error: baseline {} does not exist", b.display());
+        return Ok(EXIT_INVALID);
+    }
     let seed = args.seed.unwrap_or_else(rand::random);
 
     // A simulated cluster starts before the full load: its URLs are variables.
@@ -506,18 +547,95 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     spawn_signal_handler(cancel.clone());
     let mut opts = Options::new(cancel);
     opts.steady_state_timeout = args.steady_state_timeout;
-    opts.observer = Some(Box::new(progress_line));
     if let Some(client) = &kube {
         opts.sources = kube_sources(&plan.experiment, client);
     }
+    // On a terminal: the game-day live view with its keys; otherwise plain progress lines.
+    let mut live = None;
+    if !args.no_live && crate::live::available() {
+        let probes: Vec<String> = plan
+            .experiment
+            .probes
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        let title = format!(
+            "firedrill: {} in {} (run {})",
+            plan.experiment.name, plan.environment.name, plan.run_id
+        );
+        match crate::live::Live::start(title, &probes, opts.cancel.clone()) {
+            Ok((view, observer, marks)) => {
+                opts.observer = Some(observer);
+                opts.marks = Some(marks);
+                live = Some(view);
+            }
+            Err(e) => eprintln!("no live view ({e}); plain progress lines"),
+        }
+    }
+    if opts.observer.is_none() {
+        opts.observer = Some(Box::new(progress_line));
+    }
     let record = drill::execute(&plan, opts).await;
+    if let Some(view) = live {
+        view.finish();
+    }
     if let Some(handle) = sim {
         handle.shutdown().await;
     }
 
     let path = report::write(&args.report_dir, &record)?;
     print!("{}", report::terminal::render(&record, Some(&path)));
-    Ok(record.outcome.exit_code() as u8)
+    ci_outputs(&args, &record, &path)
+}
+
+/// The CI side of a run: the regression gate, JUnit XML and the job summary.
+fn ci_outputs(
+    args: &RunArgs,
+    record: &report::record::RunRecord,
+    path: &Path,
+) -> anyhow::Result<u8> {
+    let mut code = record.outcome.exit_code() as u8;
+    let gate = match &args.baseline {
+        Some(b) => {
+            let (base, runs) = report::ci::baseline_ttrs(
+                b,
+                &record.experiment.name,
+                &record.environment,
+                &record.run_id,
+            )
+            .map_err(anyhow::Error::msg)?;
+            let current: Vec<Duration> = record
+                .trials
+                .iter()
+                .filter_map(|t| t.verdict.as_ref())
+                .filter(|v| v.recovered)
+                .filter_map(|v| v.ttr.map(|b| b.estimate))
+                .collect();
+            let g =
+                crate::analysis::regression::compare(&current, &base, args.max_regression, 0.05);
+            println!("regression gate ({runs} baseline run(s)): {}", g.explain());
+            if g.failed() && code == 0 {
+                code = 1;
+            }
+            Some(g)
+        }
+        None => None,
+    };
+    if let Some(j) = &args.junit {
+        let xml = report::ci::junit(record, gate.as_ref()).map_err(anyhow::Error::msg)?;
+        report::write_atomic(j, xml.as_bytes())?;
+    }
+    if let Some(s) = &args.summary {
+        use std::io::Write;
+        let text = report::ci::summary(record, gate.as_ref(), Some(path));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(s)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| anyhow::anyhow!("cannot write the summary {}: {e}", s.display()))?;
+    }
+    Ok(code)
 }
 
 /// Start the proxies of the experiment's `proxy:` section; they live as long as the run.
@@ -575,7 +693,13 @@ fn spawn_signal_handler(cancel: CancellationToken) {
 
 /// Plain progress lines on stderr, one per meaningful event.
 fn progress_line(_clock: &Clock, e: &Event) {
-    let what = match &e.kind {
+    let trial = e.trial.map(|t| format!(" trial {t}")).unwrap_or_default();
+    eprintln!("[{:>9.3}s]{trial} {}", e.at.as_secs_f64(), event_text(e));
+}
+
+/// One event in a few words, for progress lines and the live view.
+pub fn event_text(e: &Event) -> String {
+    match &e.kind {
         EventKind::Phase { phase } => format!("{phase}"),
         EventKind::FaultTargets { fault, chosen } => format!("{fault}: {chosen}"),
         EventKind::FaultInjected { fault, detail } => format!("injected {fault}: {detail}"),
@@ -592,7 +716,5 @@ fn progress_line(_clock: &Clock, e: &Event) {
         EventKind::Recovered => "recovered".into(),
         EventKind::Aborted { reason } => reason.clone(),
         EventKind::Mark { mark, text } => format!("{mark}: {text}"),
-    };
-    let trial = e.trial.map(|t| format!(" trial {t}")).unwrap_or_default();
-    eprintln!("[{:>9.3}s]{trial} {what}", e.at.as_secs_f64());
+    }
 }

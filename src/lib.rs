@@ -8,6 +8,7 @@ pub mod cli;
 pub mod drill;
 pub mod experiment;
 pub mod fault;
+pub mod live;
 pub mod platform;
 pub mod probe;
 pub mod proxy;

@@ -662,7 +662,7 @@ async fn bad_scenarios_and_addresses_are_refused_clearly() {
     .unwrap();
     let e = load_scenario(&path).unwrap_err().to_string();
     assert!(
-        e.contains("bad.yaml") && e.contains("unknown field `htp`"),
+        e.contains("bad.yaml") && e.contains("unknown key `htp`"),
         "{e}"
     );
     let e = load_scenario(&dir.path().join("missing.yaml"))

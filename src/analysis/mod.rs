@@ -19,6 +19,7 @@
 //! - Availability: passing samples / all samples in the observed window.
 
 pub mod phases;
+pub mod regression;
 pub mod rpo;
 pub mod stats;
 

@@ -43,6 +43,9 @@ pub struct Options {
     pub observer: Option<Observer>,
     /// Extra sample sources (watch-driven probes); they send on the sender they are given.
     pub sources: Vec<SampleSource>,
+    /// Operators' marks from a game day, `(mark, text)`: recorded on the timeline as
+    /// `EventKind::Mark` when they arrive (while waiting on probes, which is most of a drill).
+    pub marks: Option<mpsc::UnboundedReceiver<(String, String)>>,
 }
 
 /// Sees every event as it happens.
@@ -59,6 +62,7 @@ impl Options {
             steady_state_timeout: Duration::from_secs(30),
             observer: None,
             sources: Vec::new(),
+            marks: None,
         }
     }
 }
@@ -137,8 +141,10 @@ pub async fn execute(plan: &Plan, mut opts: Options) -> RunRecord {
     }
     drop(tx);
 
+    let marks = opts.marks.take();
     let mut ex = Executor {
         plan,
+        marks,
         opts: &opts,
         rec: &mut rec,
         rx,
@@ -212,6 +218,7 @@ async fn check_writers(
 
 struct Executor<'a> {
     plan: &'a Plan,
+    marks: Option<mpsc::UnboundedReceiver<(String, String)>>,
     opts: &'a Options,
     rec: &'a mut Recorder,
     rx: mpsc::Receiver<Observation>,
@@ -539,6 +546,13 @@ impl Executor<'_> {
             tokio::select! {
                 biased;
                 _ = self.opts.cancel.cancelled() => return Wait::Cancelled,
+                m = next_mark(&mut self.marks) => match m {
+                    Some((mark, text)) => {
+                        let trial = self.rec.trial_index();
+                        self.rec.event(trial, EventKind::Mark { mark, text });
+                    }
+                    None => self.marks = None,
+                },
                 s = self.rx.recv() => match s {
                     Some(Observation::Platform { at, object, step }) => {
                         let trial = self.rec.trial_index();
@@ -566,6 +580,16 @@ impl Executor<'_> {
                 _ = sleep_until(deadline) => return Wait::Deadline,
             }
         }
+    }
+}
+
+/// The next operator mark; never resolves when there is no (longer a) sender.
+async fn next_mark(
+    marks: &mut Option<mpsc::UnboundedReceiver<(String, String)>>,
+) -> Option<(String, String)> {
+    match marks {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

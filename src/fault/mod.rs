@@ -57,6 +57,26 @@ pub enum RevertPlan {
     },
 }
 
+impl RevertPlan {
+    /// For people: what the revert does.
+    pub fn describe(&self) -> String {
+        match self {
+            RevertPlan::Irreversible { why } => why.clone(),
+            RevertPlan::Command { argv, .. } => format!("run `{}`", argv.join(" ")),
+            RevertPlan::ProxyToxic { proxy, toxic } => {
+                format!("remove toxic {toxic} from proxy {proxy}")
+            }
+            RevertPlan::HttpDelete { url } => format!("DELETE {url}"),
+            RevertPlan::KubeDelete {
+                kind,
+                namespace,
+                name,
+                ..
+            } => format!("delete {kind} {namespace}/{name}"),
+        }
+    }
+}
+
 /// What an injection did.
 #[derive(Debug, Clone)]
 pub struct Injection {

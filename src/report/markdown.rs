@@ -139,7 +139,11 @@ pub fn render(r: &RunRecord) -> String {
                 human(held)
             );
         }
+        if let Some(line) = super::html::human_marks_text(r, t) {
+            let _ = writeln!(o, "\nTrial {}: {line}.", t.index);
+        }
     }
+
     for t in &r.trials {
         let _ = writeln!(o, "\n## Trial {}: probes\n", t.index);
         let _ = writeln!(

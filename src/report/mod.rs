@@ -1,9 +1,12 @@
-//! Reports: the JSON record is the durable source of truth; Markdown and the terminal summary
-//! are views rendered from it (and can be rendered again later from the file alone).
+//! Reports: the JSON record is the durable source of truth; Markdown, HTML and the terminal
+//! summary are views rendered from it (and can be rendered again later from the file alone).
 //!
-//! Layout: `<dir>/<experiment>/<environment>/<run-id>.{json,md}`. Files are written atomically
+//! Layout: `<dir>/<experiment>/<environment>/<run-id>.{json,md,html}`. Files are written atomically
 //! (temporary file, fsync, rename) and created with mode 0600: reports may name internal hosts.
 
+pub mod ci;
+pub mod history;
+pub mod html;
 pub mod markdown;
 pub mod record;
 pub mod terminal;
@@ -31,7 +34,7 @@ pub fn run_dir(root: &Path, record: &RunRecord) -> PathBuf {
     root.join(&record.experiment.name).join(&record.environment)
 }
 
-/// Write the JSON record and its Markdown view; returns the JSON path.
+/// Write the JSON record and its Markdown and HTML views; returns the JSON path.
 pub fn write(root: &Path, record: &RunRecord) -> Result<PathBuf, ReportError> {
     let dir = run_dir(root, record);
     fs::create_dir_all(&dir).map_err(|source| ReportError::Write {
@@ -47,6 +50,8 @@ pub fn write(root: &Path, record: &RunRecord) -> Result<PathBuf, ReportError> {
     write_atomic(&json_path, &json)?;
     let md_path = dir.join(format!("{}.md", record.run_id));
     write_atomic(&md_path, markdown::render(record).as_bytes())?;
+    let html_path = dir.join(format!("{}.html", record.run_id));
+    write_atomic(&html_path, html::render(record).as_bytes())?;
     Ok(json_path)
 }
 

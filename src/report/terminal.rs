@@ -109,6 +109,11 @@ pub fn render(r: &RunRecord, report_path: Option<&std::path::Path>) -> String {
             )),
         }
     }
+    for t in &r.trials {
+        if let Some(line) = super::html::human_marks_text(r, t) {
+            out.push_str(&format!("trial {}: {line}\n", t.index));
+        }
+    }
     out.push_str(&r.reason);
     out.push('\n');
     if let Some(p) = report_path {

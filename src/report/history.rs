@@ -1,0 +1,924 @@
+//! History: every run record under a reports folder, per experiment and environment — runs over
+//! time, MTTR with n/median/p90/max, whether recovery is trending slower or faster, and which
+//! drills are overdue.
+//!
+//! Records are read with a lean view that keeps only the fields history needs (serde skips the
+//! rest, traces and events included, without building them) and parsed on every core, so a
+//! folder of ten thousand runs reads in well under a second. The summaries are pure functions
+//! of the runs and of `now`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use tabled::settings::Style;
+use tabled::{Table, Tabled};
+
+use super::html::{esc, CSS};
+use super::record::{Outcome, SCHEMA};
+use crate::analysis::{Bracket, Stats};
+use crate::timeline::{human, secs};
+
+/// What history keeps of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub experiment: String,
+    pub environment: String,
+    pub started_at: DateTime<Utc>,
+    pub outcome: Outcome,
+    pub objective: Duration,
+    /// TTR estimates of the trials that had impact and recovered.
+    pub ttrs: Vec<Duration>,
+}
+
+impl RunSummary {
+    pub fn median_ttr(&self) -> Option<Duration> {
+        let mut v = self.ttrs.clone();
+        v.sort_unstable();
+        (!v.is_empty()).then(|| crate::analysis::stats::percentile(&v, 50.0))
+    }
+}
+
+#[derive(Deserialize)]
+struct Lean {
+    schema: String,
+    run_id: String,
+    experiment: LeanExperiment,
+    environment: String,
+    started_at: DateTime<Utc>,
+    outcome: Outcome,
+    recovery: LeanRecovery,
+    trials: Vec<LeanTrial>,
+}
+
+#[derive(Deserialize)]
+struct LeanExperiment {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct LeanRecovery {
+    #[serde(rename = "objective_s", with = "secs")]
+    objective: Duration,
+}
+
+#[derive(Deserialize)]
+struct LeanTrial {
+    verdict: Option<LeanVerdict>,
+}
+
+#[derive(Deserialize)]
+struct LeanVerdict {
+    ttr: Option<Bracket>,
+    recovered: bool,
+}
+
+/// Parse the fields history needs from one record's bytes.
+pub fn parse(bytes: &[u8]) -> Result<RunSummary, String> {
+    // Most of a record is probe traces and events, which history never looks at. Records are
+    // written pretty-printed by `report::write`, so those parts can be cut out by their
+    // indentation before parsing; anything unexpected falls back to parsing the whole file.
+    let l: Lean = match skim(bytes).map(|b| serde_json::from_str::<Lean>(&b)) {
+        Some(Ok(l)) => l,
+        _ => serde_json::from_slice(bytes).map_err(|e| e.to_string())?,
+    };
+    if l.schema != SCHEMA {
+        return Err(format!(
+            "schema `{}` is not the supported `{SCHEMA}`",
+            l.schema
+        ));
+    }
+    Ok(RunSummary {
+        run_id: l.run_id,
+        experiment: l.experiment.name,
+        environment: l.environment,
+        started_at: l.started_at,
+        outcome: l.outcome,
+        objective: l.recovery.objective,
+        ttrs: l
+            .trials
+            .iter()
+            .filter_map(|t| t.verdict.as_ref())
+            .filter(|v| v.recovered)
+            .filter_map(|v| v.ttr.map(|b| b.estimate))
+            .collect(),
+    })
+}
+
+/// The record without its top-level `events` and without each trial's `probes`, relying on
+/// the layout of `serde_json::to_vec_pretty` (two spaces per level). `None` when the layout is
+/// not the expected one. (`str::find` runs std's optimised substring search.)
+fn skim(bytes: &[u8]) -> Option<String> {
+    const EVENTS: &str = ",\n  \"events\": [";
+    const PROBES: &str = ",\n      \"probes\": [\n";
+    const PROBES_END: &str = "\n      ]";
+    let text = std::str::from_utf8(bytes).ok()?;
+    let head = &text[..text.find(EVENTS)?];
+    let mut out = String::with_capacity(head.len() / 4);
+    let mut rest = head;
+    while let Some(p) = rest.find(PROBES) {
+        out.push_str(&rest[..p]);
+        let after = &rest[p + PROBES.len()..];
+        rest = &after[after.find(PROBES_END)? + PROBES_END.len()..];
+    }
+    out.push_str(rest);
+    out.push_str("\n}");
+    Some(out)
+}
+
+/// Every `*.json` under `root` (or `root` itself when it is a file).
+pub fn record_paths(root: &Path) -> Vec<PathBuf> {
+    if root.is_file() {
+        return vec![root.to_path_buf()];
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(p),
+                Ok(_) if p.extension().is_some_and(|x| x == "json") => out.push(p),
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Read every record under `root` in parallel; unreadable files are returned beside the runs.
+pub fn read_runs(root: &Path) -> (Vec<RunSummary>, Vec<(PathBuf, String)>) {
+    let paths = record_paths(root);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 16);
+    let chunk = paths.len().div_ceil(threads).max(1);
+    let results: Vec<Vec<Result<RunSummary, (PathBuf, String)>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = paths
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|p| {
+                            std::fs::read(p)
+                                .map_err(|e| e.to_string())
+                                .and_then(|b| parse(&b))
+                                .map_err(|e| (p.clone(), e))
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut runs = Vec::with_capacity(paths.len());
+    let mut errors = Vec::new();
+    for r in results.into_iter().flatten() {
+        match r {
+            Ok(run) => runs.push(run),
+            Err(e) => errors.push(e),
+        }
+    }
+    (runs, errors)
+}
+
+/// Which way recovery is heading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Slower,
+    Faster,
+    Steady,
+    /// Fewer than [`MIN_TREND_RUNS`] runs with a recovery time.
+    TooFew,
+}
+
+/// A trend needs at least this many runs with a TTR.
+pub const MIN_TREND_RUNS: usize = 4;
+/// The trend looks at this many most recent runs.
+pub const TREND_WINDOW: usize = 20;
+/// A fitted change smaller than this fraction of the median TTR is "steady".
+pub const STEADY_WITHIN: f64 = 0.10;
+/// A trend is only called when the Mann–Kendall test rejects "no trend" at this level:
+/// Theil–Sen always finds *some* slope, even in pure noise.
+pub const TREND_ALPHA: f64 = 0.05;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trend {
+    pub direction: Direction,
+    /// Runs the trend was fitted on.
+    pub runs: usize,
+    /// Theil–Sen slope, seconds of TTR per day.
+    pub slope_per_day: f64,
+    /// Fitted TTR at the first and the last run of the window, seconds.
+    pub from: f64,
+    pub to: f64,
+    /// Two-sided Mann–Kendall p-value of a monotonic trend (1 when not computed).
+    pub p_value: f64,
+}
+
+impl Trend {
+    pub fn word(&self) -> &'static str {
+        match self.direction {
+            Direction::Slower => "slower",
+            Direction::Faster => "faster",
+            Direction::Steady => "steady",
+            Direction::TooFew => "—",
+        }
+    }
+
+    /// The trend in plain words, with the evidence.
+    pub fn explain(&self) -> String {
+        if self.direction == Direction::TooFew {
+            return format!(
+                "too few runs with a recovery time for a trend ({} of {MIN_TREND_RUNS})",
+                self.runs
+            );
+        }
+        let d = |s: f64| human(Duration::from_secs_f64(s.max(0.0)));
+        let pct = if self.from > 0.0 {
+            (self.to - self.from) / self.from * 100.0
+        } else {
+            0.0
+        };
+        let week = self.slope_per_day * 7.0;
+        let verb = match self.direction {
+            Direction::Slower => "recovery is getting slower",
+            Direction::Faster => "recovery is getting faster",
+            _ => "recovery time is steady",
+        };
+        let support = if self.direction == Direction::Steady {
+            format!("no clear trend, Mann–Kendall p={:.2}", self.p_value)
+        } else {
+            format!("Mann–Kendall p={:.3}", self.p_value)
+        };
+        format!(
+            "{verb}: fitted {} → {} ({pct:+.0}%) over the last {} runs (Theil–Sen slope {}{}/week; {support})",
+            d(self.from),
+            d(self.to),
+            self.runs,
+            if week < 0.0 { "-" } else { "+" },
+            d(week.abs())
+        )
+    }
+}
+
+/// Theil–Sen estimator: the median of all pairwise slopes, and the median intercept. Robust to
+/// a few wild runs, unlike least squares. `None` with fewer than two distinct x.
+pub fn theil_sen(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let mut slopes = Vec::new();
+    for (i, a) in points.iter().enumerate() {
+        for b in &points[i + 1..] {
+            if (b.0 - a.0).abs() > 1e-12 {
+                slopes.push((b.1 - a.1) / (b.0 - a.0));
+            }
+        }
+    }
+    let slope = median(&mut slopes)?;
+    let mut intercepts: Vec<f64> = points.iter().map(|(x, y)| y - slope * x).collect();
+    Some((slope, median(&mut intercepts)?))
+}
+
+fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// The trend of a drill's recent runs (sorted by time): per-run median TTR over days.
+pub fn trend(runs: &[RunSummary]) -> Trend {
+    let pts: Vec<(DateTime<Utc>, f64)> = runs
+        .iter()
+        .filter_map(|r| r.median_ttr().map(|t| (r.started_at, t.as_secs_f64())))
+        .collect();
+    let recent = &pts[pts.len().saturating_sub(TREND_WINDOW)..];
+    let too_few = Trend {
+        direction: Direction::TooFew,
+        runs: recent.len(),
+        slope_per_day: 0.0,
+        from: 0.0,
+        to: 0.0,
+        p_value: 1.0,
+    };
+    if recent.len() < MIN_TREND_RUNS {
+        return too_few;
+    }
+    let origin = recent[0].0;
+    let xy: Vec<(f64, f64)> = recent
+        .iter()
+        .map(|(at, y)| ((*at - origin).num_milliseconds() as f64 / 86_400_000.0, *y))
+        .collect();
+    let Some((slope, icpt)) = theil_sen(&xy) else {
+        return too_few;
+    };
+    let (x0, x1) = (xy[0].0, xy[xy.len() - 1].0);
+    let (from, to) = (icpt + slope * x0, icpt + slope * x1);
+    let mut ys: Vec<f64> = xy.iter().map(|p| p.1).collect();
+    let typical = median(&mut ys).unwrap_or(0.0);
+    let change = to - from;
+    let ys: Vec<f64> = xy.iter().map(|p| p.1).collect();
+    let p_value = mann_kendall(&ys);
+    let direction =
+        if typical <= 0.0 || change.abs() < STEADY_WITHIN * typical || p_value >= TREND_ALPHA {
+            Direction::Steady
+        } else if change > 0.0 {
+            Direction::Slower
+        } else {
+            Direction::Faster
+        };
+    Trend {
+        direction,
+        runs: recent.len(),
+        slope_per_day: slope,
+        from,
+        to,
+        p_value,
+    }
+}
+
+/// Two-sided Mann–Kendall test of a monotonic trend in a series (normal approximation with
+/// continuity correction; ties reduce the variance). Returns the p-value of "no trend".
+pub fn mann_kendall(y: &[f64]) -> f64 {
+    let n = y.len();
+    if n < 3 {
+        return 1.0;
+    }
+    let mut s = 0i64;
+    for i in 0..n {
+        for j in i + 1..n {
+            s += match y[j].total_cmp(&y[i]) {
+                std::cmp::Ordering::Greater => 1,
+                std::cmp::Ordering::Less => -1,
+                std::cmp::Ordering::Equal => 0,
+            };
+        }
+    }
+    let mut sorted = y.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mut ties = 0.0;
+    let mut i = 0;
+    while i < n {
+        let t = sorted[i..].iter().take_while(|v| **v == sorted[i]).count();
+        let t = t as f64;
+        ties += t * (t - 1.0) * (2.0 * t + 5.0);
+        i += t as usize;
+    }
+    let nf = n as f64;
+    let var = (nf * (nf - 1.0) * (2.0 * nf + 5.0) - ties) / 18.0;
+    if var <= 0.0 || s == 0 {
+        return 1.0;
+    }
+    let z = (s.abs() as f64 - 1.0) / var.sqrt();
+    (2.0 * (1.0 - crate::analysis::regression::std_normal_cdf(z))).clamp(0.0, 1.0)
+}
+
+/// One drill (experiment × environment) over time.
+#[derive(Debug, Clone)]
+pub struct Drill {
+    pub experiment: String,
+    pub environment: String,
+    /// Sorted by start time.
+    pub runs: Vec<RunSummary>,
+    /// Over every recovered trial of every run.
+    pub mttr: Option<Stats>,
+    pub passed: usize,
+    pub trend: Trend,
+    /// How long since the last run, when longer than the threshold.
+    pub overdue: Option<Duration>,
+}
+
+impl Drill {
+    pub fn last(&self) -> Option<&RunSummary> {
+        self.runs.last()
+    }
+}
+
+/// Group runs per experiment and environment, with their numbers as of `now`.
+pub fn summarize(runs: Vec<RunSummary>, now: DateTime<Utc>, overdue_after: Duration) -> Vec<Drill> {
+    let mut groups: BTreeMap<(String, String), Vec<RunSummary>> = BTreeMap::new();
+    for r in runs {
+        groups
+            .entry((r.experiment.clone(), r.environment.clone()))
+            .or_default()
+            .push(r);
+    }
+    groups
+        .into_iter()
+        .map(|((experiment, environment), mut runs)| {
+            runs.sort_by(|a, b| {
+                a.started_at
+                    .cmp(&b.started_at)
+                    .then(a.run_id.cmp(&b.run_id))
+            });
+            let ttrs: Vec<Duration> = runs.iter().flat_map(|r| r.ttrs.iter().copied()).collect();
+            let since = runs
+                .last()
+                .map(|r| (now - r.started_at).to_std().unwrap_or_default())
+                .unwrap_or_default();
+            Drill {
+                mttr: Stats::of(&ttrs),
+                passed: runs.iter().filter(|r| r.outcome == Outcome::Passed).count(),
+                trend: trend(&runs),
+                overdue: (since > overdue_after).then_some(since),
+                experiment,
+                environment,
+                runs,
+            }
+        })
+        .collect()
+}
+
+/// A duration in days and hours for "last run" columns.
+pub fn ago(d: Duration) -> String {
+    let h = d.as_secs() / 3600;
+    match (h / 24, h % 24) {
+        (0, 0) => format!("{}m", d.as_secs() / 60),
+        (0, h) => format!("{h}h"),
+        (days, _) => format!("{days}d"),
+    }
+}
+
+fn stats_cells(m: &Option<Stats>) -> [String; 4] {
+    match m {
+        Some(m) => [
+            format!("{} (n={})", human(m.mean), m.n),
+            human(m.median),
+            human(m.p90),
+            human(m.max),
+        ],
+        None => ["—".into(), "—".into(), "—".into(), "—".into()],
+    }
+}
+
+#[derive(Tabled)]
+struct Row {
+    drill: String,
+    env: String,
+    runs: String,
+    #[tabled(rename = "last run")]
+    last: String,
+    #[tabled(rename = "MTTR (n)")]
+    mttr: String,
+    median: String,
+    p90: String,
+    max: String,
+    trend: String,
+    overdue: String,
+}
+
+fn row(d: &Drill, now: DateTime<Utc>) -> Row {
+    let [mttr, median, p90, max] = stats_cells(&d.mttr);
+    let last = d
+        .last()
+        .map(|r| {
+            format!(
+                "{} ago, {}",
+                ago((now - r.started_at).to_std().unwrap_or_default()),
+                r.outcome
+            )
+        })
+        .unwrap_or_default();
+    Row {
+        drill: d.experiment.clone(),
+        env: d.environment.clone(),
+        runs: format!("{} ({} passed)", d.runs.len(), d.passed),
+        last,
+        mttr,
+        median,
+        p90,
+        max,
+        trend: d.trend.word().into(),
+        overdue: d
+            .overdue
+            .map(|s| format!("OVERDUE ({} since)", ago(s)))
+            .unwrap_or_else(|| "no".into()),
+    }
+}
+
+/// The terminal table, then one line of evidence per drill with a trend or overdue.
+pub fn render_table(drills: &[Drill], now: DateTime<Utc>, overdue_after: Duration) -> String {
+    if drills.is_empty() {
+        return "no run records found\n".into();
+    }
+    let rows: Vec<Row> = drills.iter().map(|d| row(d, now)).collect();
+    let mut out = Table::new(rows).with(Style::rounded()).to_string();
+    out.push('\n');
+    for d in drills {
+        out.push_str(&format!(
+            "{} [{}]: {}\n",
+            d.experiment,
+            d.environment,
+            d.trend.explain()
+        ));
+    }
+    let overdue: Vec<&Drill> = drills.iter().filter(|d| d.overdue.is_some()).collect();
+    if !overdue.is_empty() {
+        out.push_str(&format!(
+            "{} drill(s) without a run for more than {}\n",
+            overdue.len(),
+            humantime::format_duration(overdue_after)
+        ));
+    }
+    out
+}
+
+pub fn render_markdown(drills: &[Drill], now: DateTime<Utc>, overdue_after: Duration) -> String {
+    let mut o = String::from("# Drill history\n\n");
+    if drills.is_empty() {
+        o.push_str("No run records found.\n");
+        return o;
+    }
+    o.push_str("| drill | env | runs | last run | MTTR (n) | median | p90 | max | trend | overdue |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for d in drills {
+        let r = row(d, now);
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.drill, r.env, r.runs, r.last, r.mttr, r.median, r.p90, r.max, r.trend, r.overdue
+        );
+    }
+    o.push('\n');
+    for d in drills {
+        let _ = writeln!(
+            o,
+            "- **{}** [{}]: {}",
+            d.experiment,
+            d.environment,
+            d.trend.explain()
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nOverdue: no run for more than {}. As of {}.",
+        humantime::format_duration(overdue_after),
+        now.format("%Y-%m-%d %H:%M UTC")
+    );
+    o
+}
+
+pub fn render_html(drills: &[Drill], now: DateTime<Utc>, overdue_after: Duration) -> String {
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>Drill history</title><style>{CSS}</style></head><body><main>\n<h1>Drill history</h1>\n<p class=\"muted\">As of {}; a drill is overdue after {} without a run.</p>\n",
+        now.format("%Y-%m-%d %H:%M UTC"),
+        humantime::format_duration(overdue_after)
+    );
+    if drills.is_empty() {
+        o.push_str("<p>No run records found.</p></main></body></html>\n");
+        return o;
+    }
+    o.push_str("<table class=\"history\"><tr><th>drill</th><th>env</th><th>runs</th><th>last run</th><th>MTTR (n)</th><th>median</th><th>p90</th><th>max</th><th>trend</th><th>overdue</th></tr>\n");
+    for (i, d) in drills.iter().enumerate() {
+        let r = row(d, now);
+        let overdue = if d.overdue.is_some() {
+            format!("<span class=\"bad\">{}</span>", esc(&r.overdue))
+        } else {
+            esc(&r.overdue)
+        };
+        let _ = writeln!(
+            o,
+            "<tr data-drill=\"{}\" data-env=\"{}\"><td><a href=\"#drill-{i}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{overdue}</td></tr>",
+            esc(&d.experiment),
+            esc(&d.environment),
+            esc(&r.drill),
+            esc(&r.env),
+            esc(&r.runs),
+            esc(&r.last),
+            esc(&r.mttr),
+            esc(&r.median),
+            esc(&r.p90),
+            esc(&r.max),
+            esc(&r.trend)
+        );
+    }
+    o.push_str("</table>\n");
+    for (i, d) in drills.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "<h2 id=\"drill-{i}\">{} <span class=\"muted\">[{}]</span></h2><p>{}</p>",
+            esc(&d.experiment),
+            esc(&d.environment),
+            esc(&d.trend.explain())
+        );
+        o.push_str(&ttr_chart(d));
+    }
+    o.push_str("</main></body></html>\n");
+    o
+}
+
+/// TTR over time: a dot per recovered trial, the per-run median joined by a line, the
+/// objective as a dashed line and the fitted trend.
+fn ttr_chart(d: &Drill) -> String {
+    let (x0, w, top, h) = (60.0, 860.0, 14.0, 200.0);
+    let mut o = String::new();
+    let points: Vec<(DateTime<Utc>, Vec<f64>)> = d
+        .runs
+        .iter()
+        .map(|r| {
+            (
+                r.started_at,
+                r.ttrs.iter().map(|t| t.as_secs_f64()).collect(),
+            )
+        })
+        .collect();
+    let (Some(first), Some(last)) = (d.runs.first(), d.runs.last()) else {
+        return o;
+    };
+    let t0 = first.started_at;
+    let span = ((last.started_at - t0).num_milliseconds() as f64 / 1000.0).max(1.0);
+    let objective = last.objective.as_secs_f64();
+    let ymax = points
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(objective, f64::max)
+        * 1.1;
+    let ymax = if ymax > 0.0 { ymax } else { 1.0 };
+    let x = |at: DateTime<Utc>| x0 + (at - t0).num_milliseconds() as f64 / 1000.0 / span * w;
+    let y = |v: f64| top + h - v / ymax * h;
+    let _ = writeln!(
+        o,
+        "<svg class=\"ttr-chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {} {}\" width=\"100%\" data-drill=\"{}\" data-env=\"{}\" data-ymax=\"{ymax:.6}\">",
+        x0 + w + 20.0,
+        top + h + 34.0,
+        esc(&d.experiment),
+        esc(&d.environment)
+    );
+    let _ = writeln!(
+        o,
+        "<g class=\"axis\"><line x1=\"{x0}\" x2=\"{x0}\" y1=\"{top}\" y2=\"{}\"/><line x1=\"{x0}\" x2=\"{}\" y1=\"{}\" y2=\"{}\"/>",
+        top + h,
+        x0 + w,
+        top + h,
+        top + h
+    );
+    for k in 0..=4 {
+        let v = ymax * k as f64 / 4.0;
+        let _ = writeln!(
+            o,
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            x0 - 6.0,
+            y(v) + 4.0,
+            human(Duration::from_secs_f64(v))
+        );
+    }
+    let _ = writeln!(
+        o,
+        "<text x=\"{x0}\" y=\"{}\">{}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text></g>",
+        top + h + 16.0,
+        t0.format("%Y-%m-%d"),
+        x0 + w,
+        top + h + 16.0,
+        last.started_at.format("%Y-%m-%d")
+    );
+    let _ = writeln!(
+        o,
+        "<g class=\"objective\"><line x1=\"{x0}\" x2=\"{}\" y1=\"{:.2}\" y2=\"{:.2}\" style=\"stroke:#c0392b;stroke-dasharray:6 4\"/><text x=\"{}\" y=\"{:.2}\" text-anchor=\"end\" style=\"fill:#c0392b\">objective {}</text></g>",
+        x0 + w,
+        y(objective),
+        y(objective),
+        x0 + w,
+        y(objective) - 4.0,
+        human(last.objective)
+    );
+    let mut line = String::new();
+    for r in &d.runs {
+        if let Some(m) = r.median_ttr() {
+            let _ = write!(line, "{:.2},{:.2} ", x(r.started_at), y(m.as_secs_f64()));
+        }
+    }
+    if !line.is_empty() {
+        let _ = writeln!(
+            o,
+            "<polyline class=\"median\" points=\"{}\" style=\"fill:none;stroke:#2b6cb0;stroke-width:1.5\"/>",
+            line.trim_end()
+        );
+    }
+    for (r, (at, vals)) in d.runs.iter().zip(&points) {
+        for v in vals {
+            let color = if *v > r.objective.as_secs_f64() {
+                "#c0392b"
+            } else {
+                "#2b6cb0"
+            };
+            let _ = writeln!(
+                o,
+                "<circle class=\"run\" data-run=\"{}\" data-ttr=\"{v:.6}\" cx=\"{:.2}\" cy=\"{:.2}\" r=\"3\" style=\"fill:{color}\"><title>{} {}: TTR {}</title></circle>",
+                esc(&r.run_id),
+                x(*at),
+                y(*v),
+                r.started_at.format("%Y-%m-%d %H:%M"),
+                r.outcome,
+                human(Duration::from_secs_f64(*v))
+            );
+        }
+        if vals.is_empty() {
+            let _ = writeln!(
+                o,
+                "<circle class=\"run no-ttr\" data-run=\"{}\" cx=\"{:.2}\" cy=\"{:.2}\" r=\"3\" style=\"fill:none;stroke:#6b7280\"><title>{} {}: no recovery time</title></circle>",
+                esc(&r.run_id),
+                x(*at),
+                top + h,
+                r.started_at.format("%Y-%m-%d %H:%M"),
+                r.outcome
+            );
+        }
+    }
+    if d.trend.direction != Direction::TooFew {
+        let recent: Vec<&RunSummary> = d.runs.iter().filter(|r| !r.ttrs.is_empty()).collect();
+        let window = &recent[recent.len().saturating_sub(TREND_WINDOW)..];
+        if let (Some(a), Some(b)) = (window.first(), window.last()) {
+            let _ = writeln!(
+                o,
+                "<line class=\"trend {}\" x1=\"{:.2}\" x2=\"{:.2}\" y1=\"{:.2}\" y2=\"{:.2}\" style=\"stroke:#dd6b20;stroke-width:2;stroke-dasharray:3 3\"/>",
+                d.trend.word(),
+                x(a.started_at),
+                x(b.started_at),
+                y(d.trend.from),
+                y(d.trend.to)
+            );
+        }
+    }
+    o.push_str("</svg>\n");
+    o
+}
+
+/// How `firedrill report` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Markdown,
+    Html,
+}
+
+/// `firedrill report`: read the folder, summarise, render to stdout or `out`.
+pub fn command(
+    dir: &Path,
+    format: Format,
+    out: Option<&Path>,
+    overdue_after: Duration,
+) -> Result<(), super::ReportError> {
+    if !dir.exists() {
+        return Err(super::ReportError::Read {
+            path: dir.to_path_buf(),
+            message: "no such reports folder".into(),
+        });
+    }
+    let (runs, errors) = read_runs(dir);
+    for (p, e) in errors.iter().take(5) {
+        eprintln!("warning: skipped {}: {e}", p.display());
+    }
+    if errors.len() > 5 {
+        eprintln!(
+            "warning: skipped {} more unreadable records",
+            errors.len() - 5
+        );
+    }
+    let now = Utc::now();
+    let drills = summarize(runs, now, overdue_after);
+    let text = match format {
+        Format::Table => render_table(&drills, now, overdue_after),
+        Format::Markdown => render_markdown(&drills, now, overdue_after),
+        Format::Html => render_html(&drills, now, overdue_after),
+    };
+    match out {
+        Some(p) => super::write_atomic(p, text.as_bytes()),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(exp: &str, env: &str, day: i64, ttrs_ms: &[u64]) -> RunSummary {
+        RunSummary {
+            run_id: format!("{exp}-{env}-{day}"),
+            experiment: exp.into(),
+            environment: env.into(),
+            started_at: DateTime::from_timestamp(1_700_000_000 + day * 86_400, 0).unwrap(),
+            outcome: Outcome::Passed,
+            objective: Duration::from_secs(5),
+            ttrs: ttrs_ms.iter().map(|&m| Duration::from_millis(m)).collect(),
+        }
+    }
+
+    fn now(day: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + day * 86_400, 0).unwrap()
+    }
+
+    #[test]
+    fn skimming_keeps_what_history_reads() {
+        let json = r#"{"schema":"firedrill.run/v1","run_id":"r1","experiment":{"name":"e","path":"x"},
+            "environment":"staging","started_at":"2025-01-01T00:00:00Z","outcome":"passed",
+            "recovery":{"objective_s":5.0},
+            "trials":[{"verdict":{"ttd_s":0.1,"ttr":{"estimate_s":1.5,"lower_s":1.4,"upper_s":1.6},"recovered":true},
+                       "probes":[{"name":"p","trace":{"stretches":[]}}]},
+                      {"verdict":null,"probes":[]}],
+            "events":[{"at_s":0.0,"event":"recovered"}]}"#;
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        let pretty = serde_json::to_vec_pretty(&v).unwrap();
+        let skimmed = skim(&pretty).expect("pretty records can be skimmed");
+        assert!(skimmed.len() < pretty.len());
+        let run = parse(&pretty).unwrap();
+        assert_eq!(run, parse(json.as_bytes()).unwrap());
+        assert_eq!(run.ttrs, [Duration::from_millis(1500)]);
+        assert!(serde_json::from_str::<serde_json::Value>(&skimmed).is_ok());
+    }
+
+    #[test]
+    fn noise_is_not_a_trend() {
+        // A scrambled but flat series: Theil–Sen finds a slope, Mann–Kendall says it is noise.
+        let ttrs = [1300, 1000, 1500, 1100, 1250, 1450, 1050, 1350, 1200, 1400];
+        let runs: Vec<_> = ttrs
+            .iter()
+            .enumerate()
+            .map(|(d, t)| run("a", "s", d as i64, &[*t]))
+            .collect();
+        let t = trend(&runs);
+        assert_eq!(t.direction, Direction::Steady, "{}", t.explain());
+        assert!(t.p_value > 0.05);
+    }
+
+    #[test]
+    fn theil_sen_ignores_one_wild_point() {
+        let pts: Vec<(f64, f64)> = (0..10)
+            .map(|i| (i as f64, if i == 5 { 100.0 } else { 2.0 * i as f64 + 1.0 }))
+            .collect();
+        let (m, b) = theil_sen(&pts).unwrap();
+        assert!((m - 2.0).abs() < 1e-9 && (b - 1.0).abs() < 1e-9, "{m} {b}");
+    }
+
+    #[test]
+    fn slower_faster_steady_and_too_few() {
+        let slower: Vec<_> = (0..8)
+            .map(|d| run("a", "s", d, &[1000 + d as u64 * 200]))
+            .collect();
+        let t = trend(&slower);
+        assert_eq!(t.direction, Direction::Slower);
+        assert!(t.explain().contains("slower"), "{}", t.explain());
+        assert!((t.slope_per_day - 0.2).abs() < 1e-9);
+        let faster: Vec<_> = (0..8)
+            .map(|d| run("a", "s", d, &[3000 - d as u64 * 200]))
+            .collect();
+        assert_eq!(trend(&faster).direction, Direction::Faster);
+        let steady: Vec<_> = (0..8)
+            .map(|d| run("a", "s", d, &[1000 + (d as u64 % 2) * 20]))
+            .collect();
+        assert_eq!(trend(&steady).direction, Direction::Steady);
+        assert_eq!(trend(&slower[..3]).direction, Direction::TooFew);
+    }
+
+    #[test]
+    fn groups_per_experiment_and_environment_with_overdue_flags() {
+        let runs = vec![
+            run("checkout", "staging", 0, &[1000, 1200]),
+            run("checkout", "staging", 9, &[1400]),
+            run("checkout", "production", 1, &[2000]),
+            run("db", "staging", 2, &[]),
+        ];
+        let drills = summarize(runs, now(10), Duration::from_secs(7 * 86_400));
+        let names: Vec<_> = drills
+            .iter()
+            .map(|d| (d.experiment.as_str(), d.environment.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("checkout", "production"),
+                ("checkout", "staging"),
+                ("db", "staging")
+            ]
+        );
+        let staging = &drills[1];
+        assert_eq!(staging.mttr.unwrap().n, 3);
+        assert_eq!(staging.mttr.unwrap().mean, Duration::from_millis(1200));
+        assert!(staging.overdue.is_none());
+        assert_eq!(drills[0].overdue, Some(Duration::from_secs(9 * 86_400)));
+        assert!(drills[2].mttr.is_none());
+        let table = render_table(&drills, now(10), Duration::from_secs(7 * 86_400));
+        assert!(table.contains("OVERDUE (9d since)"), "{table}");
+        assert!(table.contains("1.200s (n=3)"), "{table}");
+    }
+}
