@@ -11,5 +11,6 @@ pub mod fault;
 pub mod platform;
 pub mod probe;
 pub mod report;
+pub mod safety;
 pub mod sim;
 pub mod timeline;
