@@ -458,7 +458,7 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
     // One drill per scope: the lock is held until this function returns.
     let run_id = drill::plan::new_run_id();
     let since = safety::now_rfc3339();
-    let scopes = lock::scopes(&exp, &env.name);
+    let scopes = lock::scopes(&exp, &env.name, sim.is_some());
     let holder = lock::Holder {
         pid: std::process::id(),
         run_id: run_id.clone(),
@@ -648,10 +648,12 @@ async fn recover_stale(state_dir: &Path, scopes: &[String]) -> bool {
         {
             continue;
         }
-        eprintln!(
-            "recovering run {} of `{}` (pid {}, no longer running)",
-            state.header.run_id, state.header.experiment, state.header.pid
-        );
+        if state.pending().next().is_some() {
+            eprintln!(
+                "recovering run {} of `{}` (pid {}, no longer running)",
+                state.header.run_id, state.header.experiment, state.header.pid
+            );
+        }
         match journal::recover(&state.path).await {
             Ok(done) => {
                 for r in &done {

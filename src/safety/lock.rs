@@ -49,12 +49,20 @@ fn held_message(scope: &str, holder: Option<&Holder>) -> String {
 
 /// The scopes a drill touches in an environment, sorted: each Kubernetes namespace of a
 /// pod-kill target, each database cluster (its Patroni endpoints) of a db-failover, and the
-/// experiment itself for faults without a narrower scope.
-pub fn scopes(exp: &crate::experiment::Experiment, environment: &str) -> Vec<String> {
+/// experiment itself for faults without a narrower scope. A cluster simulated inside this
+/// process (`simulated`) is private to it: its scope names this process.
+pub fn scopes(
+    exp: &crate::experiment::Experiment,
+    environment: &str,
+    simulated: bool,
+) -> Vec<String> {
     use crate::experiment::{FaultSpec, TargetKind};
     let mut out = Vec::new();
     for f in &exp.faults {
         let scope = match f {
+            FaultSpec::PodKill { .. } if simulated => {
+                format!("simulation/pid-{}", std::process::id())
+            }
             FaultSpec::PodKill { target, .. } => match exp.target(target).map(|t| &t.kind) {
                 Some(TargetKind::Kubernetes(k)) => format!("kube/{}", k.namespace),
                 _ => format!("experiment/{}", exp.name),
