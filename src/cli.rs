@@ -24,6 +24,7 @@ use crate::timeline::{human, Clock, Event, EventKind};
 // Every line this module prints goes through the central redactor: the macro of that name
 // masks secrets, so no message here (or added later) can print one.
 use crate::eprintln_redacted as eprintln;
+use crate::println_redacted as println;
 
 pub const EXIT_INVALID: u8 = 2;
 pub const EXIT_INTERNAL: u8 = 4;
@@ -181,7 +182,7 @@ fn init_tracing(verbose: u8) {
 async fn dispatch(cmd: Command, state_dir: &Path) -> anyhow::Result<u8> {
     match cmd {
         Command::Validate { files, env } => Ok(validate(&files, &env)),
-        Command::Plan { file, env } => plan(&file, &env).await,
+        Command::Plan { file, env } => plan(&file, &env, state_dir).await,
         Command::Run(args) => run(args, state_dir).await,
         Command::Recover { run, all } => recover(state_dir, run.as_deref(), all).await,
         Command::Halt { reason, release } => halt_command(state_dir, reason.as_deref(), release),
@@ -327,7 +328,7 @@ fn kube_sources(exp: &experiment::Experiment, client: &kube::Client) -> Vec<dril
     sources
 }
 
-async fn plan(file: &Path, args: &EnvArgs) -> anyhow::Result<u8> {
+async fn plan(file: &Path, args: &EnvArgs, state_dir: &Path) -> anyhow::Result<u8> {
     let (env, known) = match environment(file, args) {
         Ok(x) => x,
         Err(d) => {
@@ -350,7 +351,19 @@ async fn plan(file: &Path, args: &EnvArgs) -> anyhow::Result<u8> {
         }
     };
     let exp = &loaded.experiment;
+    safety::redact::register_experiment(exp);
     println!("drill `{}` in environment `{}`", exp.name, env.name);
+    if env.protected {
+        println!("  environment `{}` is protected: `run` needs --env {}, the experiment listing it, the kubeconfig's current context `{}`, and a typed confirmation or --yes", env.name, env.name, env.kube_context.as_deref().unwrap_or("(none set)"));
+    }
+    if let Some(h) = halt::current(state_dir) {
+        println!("  HALTED: {}", h.describe());
+    }
+    let simulated = exp.simulation.is_some() && env.kube_context.is_none();
+    println!(
+        "  locks: {}",
+        lock::scopes(exp, &env.name, simulated).join(", ")
+    );
     println!("  trials: {}, cooldown {}", exp.repeat, human(exp.cooldown));
     println!(
         "  recovery: objective {}, stable for {}, timeout {}",
@@ -367,10 +380,25 @@ async fn plan(file: &Path, args: &EnvArgs) -> anyhow::Result<u8> {
             human(p.every_during)
         );
     }
-    match Plan::build_faults(exp, &Default::default()) {
+    // Targets are resolved read-only (lists and gets) where the cluster is reachable.
+    let mut ctx = BuildContext::default();
+    if needs_kube(exp) && !simulated && (env.name != "local") {
+        match crate::platform::kube::client_for(&env).await {
+            Ok(c) => ctx.kube = Some(c),
+            Err(e) => println!("  cluster: {e} (targets not resolved)"),
+        }
+    } else if simulated {
+        println!("  cluster: the embedded simulated cluster, started by `run`");
+    }
+    match Plan::build_faults(exp, &ctx) {
         Ok(faults) => {
             for f in &faults {
                 println!("  fault {}: {}", f.label(), f.describe());
+                match f.prepare().await {
+                    Ok(Some(chosen)) => println!("    resolved now (a run chooses again): {chosen}"),
+                    Ok(None) => {}
+                    Err(e) => println!("    cannot resolve its targets now: {e}"),
+                }
             }
         }
         Err(e) => println!("  faults: {e}"),

@@ -503,6 +503,25 @@ fn a_halt_refuses_with_no_mutating_call() {
     assert_eq!(c.mutating(), 0);
 }
 
+#[test]
+fn plan_resolves_targets_read_only() {
+    let c = Cluster::start();
+    let file = c.drill("staging, production");
+    let out = firedrill()
+        .env("KUBECONFIG", c.dir.path().join("kubeconfig"))
+        .args(["plan", "--env", "production"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("is protected"), "{stdout}");
+    assert!(stdout.contains("locks: production/kube/shop"), "{stdout}");
+    assert!(stdout.contains("resolved now (a run chooses again): chose pod web-"), "{stdout}");
+    assert!(stdout.contains("(1 of 3 matching"), "{stdout}");
+    assert_eq!(c.mutating(), 0);
+}
+
 // ---- secrets ----
 
 #[test]

@@ -187,6 +187,15 @@ macro_rules! eprintln_redacted {
     };
 }
 
+/// `println!` with the line masked (see [`eprintln_redacted`]).
+#[macro_export]
+macro_rules! println_redacted {
+    () => { ::std::println!() };
+    ($($arg:tt)*) => {
+        ::std::println!("{}", $crate::safety::redact::text(&::std::format!($($arg)*)))
+    };
+}
+
 /// A `tracing` writer that masks each formatted event before it reaches stderr.
 #[derive(Clone, Copy, Default)]
 pub struct Stderr;
