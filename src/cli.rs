@@ -395,7 +395,9 @@ async fn plan(file: &Path, args: &EnvArgs, state_dir: &Path) -> anyhow::Result<u
             for f in &faults {
                 println!("  fault {}: {}", f.label(), f.describe());
                 match f.prepare().await {
-                    Ok(Some(chosen)) => println!("    resolved now (a run chooses again): {chosen}"),
+                    Ok(Some(chosen)) => {
+                        println!("    resolved now (a run chooses again): {chosen}")
+                    }
                     Ok(None) => {}
                     Err(e) => println!("    cannot resolve its targets now: {e}"),
                 }

@@ -517,7 +517,10 @@ fn plan_resolves_targets_read_only() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stdout.contains("is protected"), "{stdout}");
     assert!(stdout.contains("locks: production/kube/shop"), "{stdout}");
-    assert!(stdout.contains("resolved now (a run chooses again): chose pod web-"), "{stdout}");
+    assert!(
+        stdout.contains("resolved now (a run chooses again): chose pod web-"),
+        "{stdout}"
+    );
     assert!(stdout.contains("(1 of 3 matching"), "{stdout}");
     assert_eq!(c.mutating(), 0);
 }
