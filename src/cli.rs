@@ -522,6 +522,17 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
             }
         }
     };
+    if let Some(h) = match &kube {
+        Some(c) => halt::in_cluster(c).await,
+        None => None,
+    } {
+        eprintln!(
+            "error: {}\n  = help: delete the ConfigMap (or its `{}` annotation) to lift it",
+            h.describe(),
+            halt::CLUSTER_ANNOTATION
+        );
+        return Ok(EXIT_REFUSED);
+    }
     let ctx = BuildContext {
         kube: kube.clone(),
         seed,
@@ -564,7 +575,7 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
 
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
-    let halted = spawn_halt_watcher(state_dir.to_path_buf(), cancel.clone());
+    let halted = spawn_halt_watcher(state_dir.to_path_buf(), kube.clone(), cancel.clone());
     let mut opts = Options::new(cancel);
     opts.journal = Some(journal.clone());
     opts.steady_state_timeout = args.steady_state_timeout;
@@ -798,13 +809,23 @@ fn halt_command(state_dir: &Path, reason: Option<&str>, release: bool) -> anyhow
 /// Polls the halt file; when it appears, records why and cancels the drill (which reverts).
 fn spawn_halt_watcher(
     state_dir: PathBuf,
+    kube: Option<kube::Client>,
     cancel: CancellationToken,
 ) -> std::sync::Arc<std::sync::Mutex<Option<halt::Halt>>> {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
     let out = seen.clone();
     tokio::spawn(async move {
+        let mut tick = 0u32;
         loop {
-            if let Some(h) = halt::current(&state_dir) {
+            // The local file every tick; the cluster's ConfigMap every fourth (≤ 1s apart).
+            let mut found = halt::current(&state_dir);
+            if found.is_none() && tick.is_multiple_of(4) {
+                if let Some(c) = &kube {
+                    found = halt::in_cluster(c).await;
+                }
+            }
+            tick = tick.wrapping_add(1);
+            if let Some(h) = found {
                 eprintln!("stopping: {}; reverting every injected fault", h.describe());
                 *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
                 cancel.cancel();

@@ -504,6 +504,38 @@ fn a_halt_refuses_with_no_mutating_call() {
 }
 
 #[test]
+fn an_annotated_configmap_in_the_cluster_halts_with_no_mutating_call() {
+    let c = Cluster::start();
+    let file = c.drill("staging");
+    let sim = c.sim.as_ref().unwrap();
+    c.rt.block_on(async {
+        use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+        let client = sim.kube_client().await.unwrap();
+        let pp = kube::api::PostParams::default();
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "firedrill"}})).unwrap();
+        kube::Api::<Namespace>::all(client.clone())
+            .create(&pp, &ns)
+            .await
+            .unwrap();
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {
+            "name": "firedrill-halt", "namespace": "firedrill",
+            "annotations": {"firedrill.io/halt": "cluster freeze"}}}))
+        .unwrap();
+        kube::Api::<ConfigMap>::namespaced(client, "firedrill")
+            .create(&pp, &cm)
+            .await
+            .unwrap();
+    });
+    let before = c.mutating();
+    let out = c.run(&file, "kubeconfig", &["--env", "staging"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("cluster freeze"), "{stderr}");
+    assert_eq!(c.mutating(), before);
+}
+
+#[test]
 fn plan_resolves_targets_read_only() {
     let c = Cluster::start();
     let file = c.drill("staging, production");

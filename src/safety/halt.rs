@@ -1,6 +1,10 @@
 //! The halt lever: `firedrill halt --reason TEXT` writes `<state-dir>/HALT`; while it exists,
 //! running drills stop and revert (they poll it every [`POLL`]) and new runs refuse before
 //! touching anything. `firedrill halt --release` removes it.
+//!
+//! In a cluster, the same lever is a ConfigMap `firedrill-halt` in namespace `firedrill`
+//! annotated `firedrill.io/halt: REASON` ([`in_cluster`]): every drill whose environment
+//! talks to that cluster refuses to start and stops while it exists, wherever it runs.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -67,6 +71,33 @@ pub fn current(state_dir: &Path) -> Option<Halt> {
             by: "unknown".into(),
         }),
     }
+}
+
+pub const CLUSTER_NAMESPACE: &str = "firedrill";
+pub const CLUSTER_CONFIGMAP: &str = "firedrill-halt";
+pub const CLUSTER_ANNOTATION: &str = "firedrill.io/halt";
+
+/// The cluster's halt, when the annotated ConfigMap exists. Read-only; an unreachable API
+/// is not a halt (the drill's own calls will fail and end it inconclusive).
+pub async fn in_cluster(client: &kube::Client) -> Option<Halt> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), CLUSTER_NAMESPACE);
+    let cm = api.get_opt(CLUSTER_CONFIGMAP).await.ok()??;
+    let reason = cm
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(CLUSTER_ANNOTATION)?
+        .clone();
+    Some(Halt {
+        reason,
+        since: cm
+            .metadata
+            .creation_timestamp
+            .map(|t| t.0.to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        by: format!("ConfigMap {CLUSTER_NAMESPACE}/{CLUSTER_CONFIGMAP} in the cluster"),
+    })
 }
 
 #[cfg(test)]
