@@ -533,6 +533,27 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         );
         return Ok(EXIT_REFUSED);
     }
+    // Drills on other machines share the cluster, not this state directory: a Lease per
+    // namespace scope. An API that refuses leases (RBAC) only warns; the file lock stands.
+    let mut leases = Vec::new();
+    if let (Some(c), None) = (&kube, &sim) {
+        for ns in scopes
+            .iter()
+            .filter_map(|s| s.split_once("/kube/").map(|(_, ns)| ns))
+        {
+            match lock::acquire_lease(c, ns, &holder).await {
+                Ok(l) => leases.push(l),
+                Err(e @ lock::LockError::Held { .. }) => {
+                    eprintln!("error: {e}\n  = help: wait for it to finish, or stop it");
+                    for l in leases {
+                        l.release().await;
+                    }
+                    return Ok(EXIT_REFUSED);
+                }
+                Err(e) => eprintln!("warning: {e}; relying on the local lock only"),
+            }
+        }
+    }
     let ctx = BuildContext {
         kube: kube.clone(),
         seed,
@@ -597,6 +618,9 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         if record.outcome == report::record::Outcome::Aborted {
             record.reason = format!("halted ({}); faults were reverted", h.describe());
         }
+    }
+    for l in leases {
+        l.release().await;
     }
     if let Some(handle) = sim {
         handle.shutdown().await;

@@ -234,7 +234,7 @@ impl Setup {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(r, _)| r.starts_with("DELETE "))
+            .filter(|(r, _)| r.starts_with("DELETE /api/v1/namespaces/shop/pods"))
             .map(|(_, t)| *t)
             .collect()
     }

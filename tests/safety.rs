@@ -536,6 +536,46 @@ fn an_annotated_configmap_in_the_cluster_halts_with_no_mutating_call() {
 }
 
 #[test]
+fn a_live_lease_in_the_cluster_refuses_and_an_own_lease_is_released() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let c = Cluster::start();
+    let file = c.drill("staging");
+    let sim = c.sim.as_ref().unwrap();
+    let client = c.rt.block_on(sim.kube_client()).unwrap();
+    let api = kube::Api::<Lease>::namespaced(client, "shop");
+    // A run takes the namespace's lease and deletes it when done.
+    let out = c.run(&file, "kubeconfig", &["--env", "staging"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert!(c
+        .rt
+        .block_on(api.get_opt("firedrill-drill"))
+        .unwrap()
+        .is_none());
+    // Another machine's drill holds it (renewed just now): refused, naming the holder.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let lease: Lease = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "firedrill-drill", "namespace": "shop", "annotations": {
+            "firedrill.io/holder": "{\"pid\":42,\"run_id\":\"elsewhere-1\",\"experiment\":\"web-kill\",\"since\":\"2026-01-01T00:00:00Z\"}"}},
+        "spec": {"holderIdentity": "other", "leaseDurationSeconds": 60, "renewTime": now}}))
+    .unwrap();
+    c.rt.block_on(api.create(&Default::default(), &lease))
+        .unwrap();
+    let before = c.mutating();
+    let out = c.run(&file, "kubeconfig", &["--env", "staging"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("elsewhere-1") && stderr.contains("pid 42"),
+        "{stderr}"
+    );
+    assert_eq!(
+        c.mutating(),
+        before,
+        "a refused lease makes no call: {stderr}"
+    );
+}
+
+#[test]
 fn plan_resolves_targets_read_only() {
     let c = Cluster::start();
     let file = c.drill("staging, production");

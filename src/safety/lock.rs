@@ -4,6 +4,11 @@
 //! `<state-dir>/locks/<scope>.lock`, which the holder fills with who it is (pid, run id,
 //! since). The kernel drops the lock when the holder exits however it exits, so a crash never
 //! leaves a scope locked; the file itself is kept (deleting it would race with new lockers).
+//!
+//! Drills on other machines share a cluster, not a file system: for each `kube/<namespace>`
+//! scope of a real cluster the run also holds a `coordination.k8s.io/v1` Lease
+//! `firedrill-drill` in that namespace ([`acquire_lease`]), renewed every 20s, deleted at the
+//! end, and taken over only once expired (60s after its last renewal).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -174,6 +179,152 @@ fn read_holder(path: &Path) -> Option<Holder> {
         std::thread::sleep(Duration::from_millis(10));
     }
     None
+}
+
+pub const LEASE_NAME: &str = "firedrill-drill";
+const LEASE_SECONDS: i64 = 60;
+const HOLDER_ANNOTATION: &str = "firedrill.io/holder";
+
+/// A held cluster Lease; [`ClusterLease::release`] deletes it.
+pub struct ClusterLease {
+    api: kube::Api<k8s_openapi::api::coordination::v1::Lease>,
+    renew: tokio_util::sync::CancellationToken,
+}
+
+fn lease_json(namespace: &str, holder: &Holder, rv: Option<&str>) -> serde_json::Value {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let mut meta = serde_json::json!({
+        "name": LEASE_NAME,
+        "namespace": namespace,
+        "annotations": { HOLDER_ANNOTATION: serde_json::to_string(holder).unwrap_or_default() },
+    });
+    if let Some(rv) = rv {
+        meta["resourceVersion"] = rv.into();
+    }
+    serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": meta,
+        "spec": {
+            "holderIdentity": format!("firedrill pid {} run {}", holder.pid, holder.run_id),
+            "leaseDurationSeconds": LEASE_SECONDS,
+            "acquireTime": now,
+            "renewTime": now,
+        }
+    })
+}
+
+/// Takes the scope's Lease in `namespace`. `Held` names the holder when another drill
+/// renewed it within its duration; other API errors are returned as `Io` for the caller
+/// to decide.
+pub async fn acquire_lease(
+    client: &kube::Client,
+    namespace: &str,
+    holder: &Holder,
+) -> Result<ClusterLease, LockError> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let api: kube::Api<Lease> = kube::Api::namespaced(client.clone(), namespace);
+    let scope = format!("lease {namespace}/{LEASE_NAME}");
+    let io = |e: kube::Error| LockError::Io {
+        scope: scope.clone(),
+        path: PathBuf::from(format!("{namespace}/{LEASE_NAME}")),
+        source: std::io::Error::other(crate::platform::kube::describe(&e)),
+    };
+    let parse = |v: serde_json::Value| -> Lease { serde_json::from_value(v).unwrap_or_default() };
+    let pp = kube::api::PostParams::default();
+    let held = |holder| LockError::Held {
+        scope: format!("{scope} (cluster)"),
+        holder,
+    };
+    // Read first: a live lease is refused without any write.
+    match api.get_opt(LEASE_NAME).await.map_err(io)? {
+        None => match api
+            .create(&pp, &parse(lease_json(namespace, holder, None)))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => return Err(held(None)),
+            Err(e) => return Err(io(e)),
+        },
+        Some(current) => {
+            let spec = current.spec.clone().unwrap_or_default();
+            let renewed = spec.renew_time.as_ref().map(|t| t.0);
+            let duration = i64::from(spec.lease_duration_seconds.unwrap_or(0));
+            let expired = match renewed {
+                Some(t) => {
+                    let age = age_secs(&t.to_string());
+                    age.is_none_or(|a| a > duration)
+                }
+                None => true,
+            };
+            let named: Option<Holder> = current
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(HOLDER_ANNOTATION))
+                .and_then(|h| serde_json::from_str(h).ok());
+            if !expired {
+                return Err(held(named));
+            }
+            let rv = current.metadata.resource_version.clone();
+            api.replace(
+                LEASE_NAME,
+                &pp,
+                &parse(lease_json(namespace, holder, rv.as_deref())),
+            )
+            .await
+            .map_err(|e| match &e {
+                kube::Error::Api(s) if s.code == 409 => held(None),
+                _ => io(e),
+            })?;
+        }
+    }
+    let renew = tokio_util::sync::CancellationToken::new();
+    let (api2, stop, ns, h) = (
+        api.clone(),
+        renew.clone(),
+        namespace.to_string(),
+        holder.clone(),
+    );
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(20)) => {}
+            }
+            let patch = serde_json::json!({"spec": {"renewTime": lease_json(&ns, &h, None)["spec"]["renewTime"].clone()}});
+            if let Err(e) = api2
+                .patch(
+                    LEASE_NAME,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+            {
+                tracing::warn!(error = %crate::platform::kube::describe(&e), "cannot renew the drill's lease");
+            }
+        }
+    });
+    Ok(ClusterLease { api, renew })
+}
+
+/// Seconds since an RFC 3339 instant (None when unparseable).
+fn age_secs(rfc3339: &str) -> Option<i64> {
+    let t = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
+    Some((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
+}
+
+impl ClusterLease {
+    pub async fn release(self) {
+        self.renew.cancel();
+        if let Err(e) = self
+            .api
+            .delete(LEASE_NAME, &kube::api::DeleteParams::default())
+            .await
+        {
+            tracing::warn!(error = %crate::platform::kube::describe(&e), "cannot delete the drill's lease; it expires on its own");
+        }
+    }
 }
 
 #[cfg(test)]
