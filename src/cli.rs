@@ -562,6 +562,9 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         Ok(f) => f,
         Err(e) => {
             eprintln!("error: {e}");
+            for l in leases {
+                l.release().await;
+            }
             return Ok(EXIT_INVALID);
         }
     };
@@ -589,6 +592,9 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         Ok(j) => std::sync::Arc::new(j),
         Err(e) => {
             eprintln!("error: {e}\n  = help: nothing was touched; check --state-dir");
+            for l in leases {
+                l.release().await;
+            }
             return Ok(EXIT_INTERNAL);
         }
     };
