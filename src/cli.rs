@@ -1,7 +1,10 @@
-//! The command line: `validate`, `plan`, `run`, `sim`, `report`, `proxy`.
+//! The command line: `validate`, `plan`, `run`, `recover`, `halt`, `report`, `status`,
+//! `schedule`, `deploy`, `sim`, `proxy`.
 //!
 //! Results go to stdout, logs and progress to stderr. Exit codes (DESIGN.md): 0 passed,
 //! 1 failed, 2 invalid input (nothing touched), 3 aborted or inconclusive, 4 internal error.
+//! Safety refusals (src/safety): an unauthorized run in a protected environment exits 2; a
+//! halt in force or a busy scope exits 3; neither touches anything.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,10 +20,17 @@ use crate::experiment::{
 };
 use crate::fault::BuildContext;
 use crate::report;
+use crate::safety::{self, halt, journal, lock};
 use crate::timeline::{human, Clock, Event, EventKind};
+// Every line this module prints goes through the central redactor: the macro of that name
+// masks secrets, so no message here (or added later) can print one.
+use crate::eprintln_redacted as eprintln;
+use crate::println_redacted as println;
 
 pub const EXIT_INVALID: u8 = 2;
 pub const EXIT_INTERNAL: u8 = 4;
+/// Aborted or inconclusive; also a refusal by the halt lever or a busy scope.
+pub const EXIT_REFUSED: u8 = 3;
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +42,10 @@ struct Cli {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Journals, scope locks and the halt file [default: $XDG_STATE_HOME/firedrill or
+    /// ~/.local/state/firedrill].
+    #[arg(long, env = "FIREDRILL_STATE_DIR", global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +67,25 @@ enum Command {
     },
     /// Run a drill: inject, measure time to detect and to recover, revert, report.
     Run(RunArgs),
+    /// Revert what interrupted runs left behind, from their journals (idempotent).
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["run", "all"])))]
+    Recover {
+        /// The run id whose journal to replay.
+        #[arg(long)]
+        run: Option<String>,
+        /// Every journal whose drill is no longer running.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Stop running drills and refuse new ones until released.
+    Halt {
+        /// Why (shown to every drill that stops or refuses).
+        #[arg(long, required_unless_present = "release", conflicts_with = "release")]
+        reason: Option<String>,
+        /// Lift the halt.
+        #[arg(long)]
+        release: bool,
+    },
     /// Run the embedded simulated Kubernetes API server on 127.0.0.1.
     Sim(crate::sim::SimArgs),
     /// Run the fault-injecting TCP proxy with its Toxiproxy-compatible control API.
@@ -124,6 +157,9 @@ struct RunArgs {
     /// The slowdown the regression gate allows.
     #[arg(long, default_value = "20%", value_parser = crate::analysis::regression::parse_margin)]
     max_regression: f64,
+    /// Confirm a run in a protected environment without the interactive prompt.
+    #[arg(long)]
+    yes: bool,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -135,6 +171,7 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    journal::install_panic_hook();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -146,8 +183,9 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_INTERNAL);
         }
     };
+    let state_dir = safety::state_dir(cli.state_dir.as_deref());
     runtime.block_on(async {
-        match dispatch(cli.command).await {
+        match dispatch(cli.command, &state_dir).await {
             Ok(code) => ExitCode::from(code),
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -167,15 +205,17 @@ fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(safety::redact::Stderr)
         .try_init();
 }
 
-async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
+async fn dispatch(cmd: Command, state_dir: &Path) -> anyhow::Result<u8> {
     match cmd {
         Command::Validate { files, env } => Ok(validate(&files, &env)),
-        Command::Plan { file, env } => plan(&file, &env).await,
-        Command::Run(args) => run(args).await,
+        Command::Plan { file, env } => plan(&file, &env, state_dir).await,
+        Command::Run(args) => run(args, state_dir).await,
+        Command::Recover { run, all } => recover(state_dir, run.as_deref(), all).await,
+        Command::Halt { reason, release } => halt_command(state_dir, reason.as_deref(), release),
         Command::Sim(args) => crate::sim::run_standalone(args).await.map(|_| 0),
         Command::Proxy(args) => crate::proxy::run_standalone(args).await.map(|_| 0),
         Command::Report(a) => {
@@ -381,7 +421,7 @@ fn kube_sources(exp: &experiment::Experiment, client: &kube::Client) -> Vec<dril
     sources
 }
 
-async fn plan(file: &Path, args: &EnvArgs) -> anyhow::Result<u8> {
+async fn plan(file: &Path, args: &EnvArgs, state_dir: &Path) -> anyhow::Result<u8> {
     let (env, known) = match environment(file, args) {
         Ok(x) => x,
         Err(d) => {
@@ -404,7 +444,19 @@ async fn plan(file: &Path, args: &EnvArgs) -> anyhow::Result<u8> {
         }
     };
     let exp = &loaded.experiment;
+    safety::redact::register_experiment(exp);
     println!("drill `{}` in environment `{}`", exp.name, env.name);
+    if env.protected {
+        println!("  environment `{}` is protected: `run` needs --env {}, the experiment listing it, the kubeconfig's current context `{}`, and a typed confirmation or --yes", env.name, env.name, env.kube_context.as_deref().unwrap_or("(none set)"));
+    }
+    if let Some(h) = halt::current(state_dir) {
+        println!("  HALTED: {}", h.describe());
+    }
+    let simulated = exp.simulation.is_some() && env.kube_context.is_none();
+    println!(
+        "  locks: {}",
+        lock::scopes(exp, &env.name, simulated).join(", ")
+    );
     println!("  trials: {}, cooldown {}", exp.repeat, human(exp.cooldown));
     println!(
         "  recovery: objective {}, stable for {}, timeout {}",
@@ -421,10 +473,27 @@ async fn plan(file: &Path, args: &EnvArgs) -> anyhow::Result<u8> {
             human(p.every_during)
         );
     }
-    match Plan::build_faults(exp, &Default::default()) {
+    // Targets are resolved read-only (lists and gets) where the cluster is reachable.
+    let mut ctx = BuildContext::default();
+    if needs_kube(exp) && !simulated && (env.name != "local") {
+        match crate::platform::kube::client_for(&env).await {
+            Ok(c) => ctx.kube = Some(c),
+            Err(e) => println!("  cluster: {e} (targets not resolved)"),
+        }
+    } else if simulated {
+        println!("  cluster: the embedded simulated cluster, started by `run`");
+    }
+    match Plan::build_faults(exp, &ctx) {
         Ok(faults) => {
             for f in &faults {
                 println!("  fault {}: {}", f.label(), f.describe());
+                match f.prepare().await {
+                    Ok(Some(chosen)) => {
+                        println!("    resolved now (a run chooses again): {chosen}")
+                    }
+                    Ok(None) => {}
+                    Err(e) => println!("    cannot resolve its targets now: {e}"),
+                }
             }
         }
         Err(e) => println!("  faults: {e}"),
@@ -433,7 +502,7 @@ async fn plan(file: &Path, args: &EnvArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<u8> {
+async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
     let file = &args.file;
     let (env, known) = match environment(file, &args.env) {
         Ok(x) => x,
@@ -445,6 +514,14 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     if let Some(b) = args.baseline.as_ref().filter(|b| !b.exists()) {
         eprintln!("error: baseline {} does not exist", b.display());
         return Ok(EXIT_INVALID);
+    }
+    // The halt lever refuses before anything starts.
+    if let Some(h) = halt::current(state_dir) {
+        eprintln!(
+            "error: {}\n  = help: `firedrill halt --release` lifts it",
+            h.describe()
+        );
+        return Ok(EXIT_REFUSED);
     }
     let seed = args.seed.unwrap_or_else(rand::random);
 
@@ -489,6 +566,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         eprintln!("{w}\n");
     }
     let mut exp = loaded.experiment;
+    safety::redact::register_experiment(&exp);
     if let Some(n) = args.repeat {
         exp.repeat = n.max(1);
     }
@@ -500,6 +578,33 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
             file.display()
         );
         return Ok(EXIT_INVALID);
+    }
+    if let Err(code) = guard(&args, &env, &exp, sim.is_some()) {
+        return Ok(code);
+    }
+    // One drill per scope: the lock is held until this function returns.
+    let run_id = drill::plan::new_run_id();
+    let since = safety::now_rfc3339();
+    let scopes = lock::scopes(&exp, &env.name, sim.is_some());
+    let holder = lock::Holder {
+        pid: std::process::id(),
+        run_id: run_id.clone(),
+        experiment: exp.name.clone(),
+        since: since.clone(),
+    };
+    let _scope_lock = match lock::acquire(state_dir, &scopes, &holder) {
+        Ok(l) => l,
+        Err(e @ lock::LockError::Held { .. }) => {
+            eprintln!("error: {e}\n  = help: wait for it to finish, or stop it (Ctrl-C in its terminal, or `firedrill halt`)");
+            return Ok(EXIT_REFUSED);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_INTERNAL);
+        }
+    };
+    if !recover_stale(state_dir, &scopes).await {
+        return Ok(EXIT_REFUSED);
     }
     let kube = if !needs_kube(&exp) {
         None
@@ -514,6 +619,38 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
             }
         }
     };
+    if let Some(h) = match &kube {
+        Some(c) => halt::in_cluster(c).await,
+        None => None,
+    } {
+        eprintln!(
+            "error: {}\n  = help: delete the ConfigMap (or its `{}` annotation) to lift it",
+            h.describe(),
+            halt::CLUSTER_ANNOTATION
+        );
+        return Ok(EXIT_REFUSED);
+    }
+    // Drills on other machines share the cluster, not this state directory: a Lease per
+    // namespace scope. An API that refuses leases (RBAC) only warns; the file lock stands.
+    let mut leases = Vec::new();
+    if let (Some(c), None) = (&kube, &sim) {
+        for ns in scopes
+            .iter()
+            .filter_map(|s| s.split_once("/kube/").map(|(_, ns)| ns))
+        {
+            match lock::acquire_lease(c, ns, &holder).await {
+                Ok(l) => leases.push(l),
+                Err(e @ lock::LockError::Held { .. }) => {
+                    eprintln!("error: {e}\n  = help: wait for it to finish, or stop it");
+                    for l in leases {
+                        l.release().await;
+                    }
+                    return Ok(EXIT_REFUSED);
+                }
+                Err(e) => eprintln!("warning: {e}; relying on the local lock only"),
+            }
+        }
+    }
     let proxy = match start_proxies(&exp, seed).await {
         Ok(p) => p,
         Err(e) => {
@@ -531,6 +668,9 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         Ok(f) => f,
         Err(e) => {
             eprintln!("error: {e}");
+            for l in leases {
+                l.release().await;
+            }
             return Ok(EXIT_INVALID);
         }
     };
@@ -543,9 +683,33 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         eprintln!("  will inject {}: {}", f.label(), f.describe());
     }
 
+    let journal = match journal::Journal::create(
+        state_dir,
+        journal::Header {
+            run_id: plan.run_id.clone(),
+            pid: std::process::id(),
+            experiment: plan.experiment.name.clone(),
+            environment: plan.environment.name.clone(),
+            scopes: scopes.clone(),
+            since,
+        },
+    ) {
+        Ok(j) => std::sync::Arc::new(j),
+        Err(e) => {
+            eprintln!("error: {e}\n  = help: nothing was touched; check --state-dir");
+            for l in leases {
+                l.release().await;
+            }
+            return Ok(EXIT_INTERNAL);
+        }
+    };
+    journal::set_current(Some(journal.path().to_path_buf()));
+
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
+    let halted = spawn_halt_watcher(state_dir.to_path_buf(), kube.clone(), cancel.clone());
     let mut opts = Options::new(cancel);
+    opts.journal = Some(journal.clone());
     opts.steady_state_timeout = args.steady_state_timeout;
     if let Some(client) = &kube {
         opts.sources = kube_sources(&plan.experiment, client);
@@ -575,16 +739,36 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     if opts.observer.is_none() {
         opts.observer = Some(Box::new(progress_line));
     }
-    let record = drill::execute(&plan, opts).await;
+    let mut record = drill::execute(&plan, opts).await;
     if let Some(view) = live {
         view.finish();
+    }
+    journal::set_current(None);
+    match journal.finish() {
+        Ok(true) => {}
+        Ok(false) => eprintln!(
+            "warning: some faults of this run may still be in place; `firedrill recover --run {}` retries their revert",
+            plan.run_id
+        ),
+        Err(e) => eprintln!("warning: {e}"),
+    }
+    if let Some(h) = halted.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        if record.outcome == report::record::Outcome::Aborted {
+            record.reason = format!("halted ({}); faults were reverted", h.describe());
+        }
+    }
+    for l in leases {
+        l.release().await;
     }
     if let Some(handle) = sim {
         handle.shutdown().await;
     }
 
     let path = report::write(&args.report_dir, &record)?;
-    print!("{}", report::terminal::render(&record, Some(&path)));
+    print!(
+        "{}",
+        safety::redact::text(&report::terminal::render(&record, Some(&path)))
+    );
     ci_outputs(&args, &record, &path)
 }
 
@@ -691,8 +875,216 @@ fn spawn_signal_handler(cancel: CancellationToken) {
     });
 }
 
+/// The safety checks before anything is touched: a protected environment's conditions
+/// (src/safety/guard.rs), and `local` never reaching a real cluster. `Err` is the exit code.
+fn guard(
+    args: &RunArgs,
+    env: &Environment,
+    exp: &experiment::Experiment,
+    simulated: bool,
+) -> Result<(), u8> {
+    let kube = needs_kube(exp);
+    if env.name == "local" && kube && !simulated {
+        eprintln!(
+            "error: the built-in `local` environment only targets the embedded simulated cluster, and drill `{}` has no `simulation`\n  = help: give it a `simulation`, or run it with `--env ENV` for an environment whose `kube-context` names the cluster",
+            exp.name
+        );
+        return Err(EXIT_INVALID);
+    }
+    let current = safety::guard::current_context();
+    let request = safety::guard::Request {
+        environment: &env.name,
+        protected: env.protected,
+        env_explicit: args.env.env.is_some(),
+        listed: exp.environments.contains(&env.name),
+        needs_kube: kube,
+        kube_context: env.kube_context.as_deref(),
+        current_context: current.as_deref(),
+        yes: args.yes,
+    };
+    let confirmed = match safety::guard::check(&request) {
+        Ok(false) => Ok(()),
+        Ok(true) => safety::guard::confirm(&env.name),
+        Err(r) => Err(r),
+    };
+    confirmed.map_err(|refusal| {
+        eprintln!("error: {refusal}\n  = help: nothing was touched");
+        EXIT_INVALID
+    })
+}
+
+/// Under the scope lock, every open journal of an overlapping scope belongs to a run that is
+/// gone (it would hold the lock otherwise): revert what it left. `false` when something could
+/// not be reverted, and then this run must not start.
+async fn recover_stale(state_dir: &Path, scopes: &[String]) -> bool {
+    let mut ok = true;
+    for state in journal::list(state_dir).into_iter().flatten() {
+        if state.closed
+            || state.header.pid == std::process::id()
+            || !state.header.scopes.iter().any(|s| scopes.contains(s))
+        {
+            continue;
+        }
+        if state.pending().next().is_some() {
+            eprintln!(
+                "recovering run {} of `{}` (pid {}, no longer running)",
+                state.header.run_id, state.header.experiment, state.header.pid
+            );
+        }
+        match journal::recover(&state.path).await {
+            Ok(done) => {
+                for r in &done {
+                    eprintln!("  {}", journal::describe(r));
+                    if matches!(r.result, journal::RecoverResult::Failed(_)) {
+                        ok = false;
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("  {e}");
+                ok = false;
+            }
+        }
+        if !ok {
+            eprintln!(
+                "error: faults of run {} could not be reverted; fix them, then `firedrill recover --run {}`",
+                state.header.run_id, state.header.run_id
+            );
+        }
+    }
+    ok
+}
+
+/// `firedrill recover`: replay the undo records of journals whose drill is gone.
+async fn recover(state_dir: &Path, run: Option<&str>, all: bool) -> anyhow::Result<u8> {
+    let states: Vec<_> = match run {
+        Some(id) => {
+            let path = journal::journal_dir(state_dir).join(format!("{id}.jsonl"));
+            if !path.is_file() {
+                eprintln!(
+                    "error: no journal for run `{id}` in {}",
+                    journal::journal_dir(state_dir).display()
+                );
+                return Ok(EXIT_INVALID);
+            }
+            vec![journal::read(&path)]
+        }
+        None if all => journal::list(state_dir),
+        None => vec![],
+    };
+    let mut code = 0;
+    let mut recovered = 0;
+    for state in states {
+        let state = match state {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                code = EXIT_REFUSED;
+                continue;
+            }
+        };
+        let h = &state.header;
+        if state.closed {
+            continue;
+        }
+        if h.pid != std::process::id() && safety::pid_alive(h.pid) {
+            println!(
+                "run {} of `{}`: still running (pid {}), skipped",
+                h.run_id, h.experiment, h.pid
+            );
+            continue;
+        }
+        let done = match journal::recover(&state.path).await {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: {e}");
+                code = EXIT_REFUSED;
+                continue;
+            }
+        };
+        recovered += 1;
+        println!(
+            "run {} of `{}` in `{}`:",
+            h.run_id, h.experiment, h.environment
+        );
+        if done.is_empty() {
+            println!("  nothing was left in place");
+        }
+        for r in &done {
+            println!("  {}", safety::redact::text(&journal::describe(r)));
+            if matches!(r.result, journal::RecoverResult::Failed(_)) {
+                code = EXIT_REFUSED;
+            }
+        }
+    }
+    if recovered == 0 && code == 0 {
+        println!("nothing to recover");
+    }
+    Ok(code)
+}
+
+/// `firedrill halt`: pull or release the lever.
+fn halt_command(state_dir: &Path, reason: Option<&str>, release: bool) -> anyhow::Result<u8> {
+    if release {
+        if halt::release(state_dir)? {
+            println!("halt released: drills may run again");
+        } else {
+            println!("no halt was in force");
+        }
+        return Ok(0);
+    }
+    let reason = reason.unwrap_or("halted by an operator");
+    let h = halt::set(state_dir, reason)?;
+    println!(
+        "{}\nrunning drills revert and stop; new drills refuse until `firedrill halt --release`",
+        h.describe()
+    );
+    Ok(0)
+}
+
+/// Polls the halt file; when it appears, records why and cancels the drill (which reverts).
+fn spawn_halt_watcher(
+    state_dir: PathBuf,
+    kube: Option<kube::Client>,
+    cancel: CancellationToken,
+) -> std::sync::Arc<std::sync::Mutex<Option<halt::Halt>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let out = seen.clone();
+    tokio::spawn(async move {
+        let mut tick = 0u32;
+        loop {
+            // The local file every tick; the cluster's ConfigMap every fourth (≤ 1s apart).
+            let mut found = halt::current(&state_dir);
+            if found.is_none() && tick.is_multiple_of(4) {
+                if let Some(c) = &kube {
+                    found = halt::in_cluster(c).await;
+                }
+            }
+            tick = tick.wrapping_add(1);
+            if let Some(h) = found {
+                eprintln!("stopping: {}; reverting every injected fault", h.describe());
+                *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+                cancel.cancel();
+                return;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(halt::POLL) => {}
+            }
+        }
+    });
+    out
+}
+
 /// Plain progress lines on stderr, one per meaningful event.
 fn progress_line(_clock: &Clock, e: &Event) {
+    // Lets the tests prove the panic hook reverts; debug builds only.
+    #[cfg(debug_assertions)]
+    if matches!(e.kind, EventKind::FaultInjected { .. })
+        && std::env::var_os("FIREDRILL_DEBUG_PANIC_AFTER_INJECT").is_some()
+    {
+        panic!("FIREDRILL_DEBUG_PANIC_AFTER_INJECT is set");
+    }
     let trial = e.trial.map(|t| format!(" trial {t}")).unwrap_or_default();
     eprintln!("[{:>9.3}s]{trial} {}", e.at.as_secs_f64(), event_text(e));
 }

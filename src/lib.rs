@@ -13,5 +13,6 @@ pub mod platform;
 pub mod probe;
 pub mod proxy;
 pub mod report;
+pub mod safety;
 pub mod sim;
 pub mod timeline;

@@ -13,6 +13,7 @@
 pub mod plan;
 mod recorder;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -46,6 +47,8 @@ pub struct Options {
     /// Operators' marks from a game day, `(mark, text)`: recorded on the timeline as
     /// `EventKind::Mark` when they arrive (while waiting on probes, which is most of a drill).
     pub marks: Option<mpsc::UnboundedReceiver<(String, String)>>,
+    /// The write-ahead journal: every mutating call is recorded in it before it is made.
+    pub journal: Option<Arc<crate::safety::journal::Journal>>,
 }
 
 /// Sees every event as it happens.
@@ -63,6 +66,7 @@ impl Options {
             observer: None,
             sources: Vec::new(),
             marks: None,
+            journal: None,
         }
     }
 }
@@ -286,7 +290,9 @@ impl Executor<'_> {
         // Inject, fast-sampling from just before the first fault.
         self.pace.send_replace(Pace::Fast);
         self.rec.phase(Some(index), Phase::Inject);
-        let mut injected: Vec<Injection> = Vec::new();
+        let mut injected: Vec<(Injection, Option<u64>)> = Vec::new();
+        // Calls that failed or timed out: they may have been applied, so they are reverted too.
+        let mut maybe: Vec<(String, crate::fault::RevertPlan, Option<u64>)> = Vec::new();
         let mut inject_error = None;
         for f in &self.plan.faults {
             if self.opts.cancel.is_cancelled() {
@@ -298,18 +304,43 @@ impl Executor<'_> {
                         Some(index),
                         EventKind::FaultTargets {
                             fault: f.label(),
-                            chosen,
+                            chosen: chosen.clone(),
                         },
                     );
-                    Ok(())
+                    Ok(chosen)
                 }
-                Ok(None) => Ok(()),
+                Ok(None) => Ok(String::new()),
                 Err(e) => Err(e),
+            };
+            // Write ahead: the intent and its undo are durable before the call is made.
+            let seq = match (&prepared, &self.opts.journal) {
+                (Ok(chosen), Some(j)) => {
+                    match j.intent(&f.label(), &f.describe(), chosen, &f.planned_revert()) {
+                        Ok(seq) => Some(seq),
+                        Err(e) => {
+                            inject_error = Some(format!(
+                                "cannot write the journal, so {} was not injected: {e}",
+                                f.label()
+                            ));
+                            break;
+                        }
+                    }
+                }
+                _ => None,
             };
             let injected_now = match prepared {
-                Ok(()) => f.inject().await,
+                Ok(_) => f.inject().await,
                 Err(e) => Err(e),
             };
+            if let (Some(seq), Some(j)) = (seq, &self.opts.journal) {
+                let written = match &injected_now {
+                    Ok(inj) => j.applied(seq, &inj.revert),
+                    Err(e) => j.maybe_applied(seq, &e.to_string()),
+                };
+                if let Err(e) = written {
+                    tracing::error!(error = %e, "cannot record the injection's outcome in the journal");
+                }
+            }
             match injected_now {
                 Ok(inj) => {
                     if injected.is_empty() {
@@ -322,9 +353,12 @@ impl Executor<'_> {
                             detail: inj.detail.clone(),
                         },
                     );
-                    injected.push(inj);
+                    injected.push((inj, seq));
                 }
                 Err(e) => {
+                    if seq.is_some() {
+                        maybe.push((f.label(), f.planned_revert(), seq));
+                    }
                     self.rec.event(
                         Some(index),
                         EventKind::FaultFailed {
@@ -341,7 +375,7 @@ impl Executor<'_> {
         let mut records: Vec<Option<FaultRecord>> = vec![None; injected.len()];
         let (outcome, why) = if let Some(e) = inject_error {
             (TrialOutcome::Inconclusive, e)
-        } else if injected.is_empty() {
+        } else if injected.is_empty() && maybe.is_empty() {
             (
                 TrialOutcome::Aborted,
                 "stopped before injecting; nothing was injected".into(),
@@ -356,9 +390,24 @@ impl Executor<'_> {
 
         // Revert: always, whatever ended the trial, and never cut short by cancellation.
         self.rec.phase(Some(index), Phase::Revert);
-        for (i, inj) in injected.iter().enumerate().rev() {
+        for (label, plan, seq) in maybe.iter().rev() {
+            let result = fault::revert(plan, &self.plan.revert_ctx).await;
+            self.journal_revert(*seq, &result);
+            let kind = match result {
+                Ok(detail) => EventKind::FaultReverted {
+                    fault: label.clone(),
+                    detail: format!("{detail} (its injection may have been applied)"),
+                },
+                Err(e) => EventKind::RevertFailed {
+                    fault: label.clone(),
+                    error: e.to_string(),
+                },
+            };
+            self.rec.event(Some(index), kind);
+        }
+        for (i, (inj, seq)) in injected.iter().enumerate().rev() {
             if records[i].is_none() {
-                records[i] = Some(self.revert_one(index, inj).await);
+                records[i] = Some(self.revert_one(index, inj, *seq).await);
             }
         }
         self.rec.set_faults(records.into_iter().flatten().collect());
@@ -371,10 +420,10 @@ impl Executor<'_> {
     async fn hold(
         &mut self,
         index: u32,
-        injected: &[Injection],
+        injected: &[(Injection, Option<u64>)],
         records: &mut [Option<FaultRecord>],
     ) -> Option<(TrialOutcome, String)> {
-        let hold = injected.iter().filter_map(|i| i.duration).max()?;
+        let hold = injected.iter().filter_map(|(i, _)| i.duration).max()?;
         let t_inject = self.rec.t_inject().unwrap_or_default();
         self.rec.phase(Some(index), Phase::Hold);
         let until = self.clock.instant(t_inject) + hold;
@@ -398,9 +447,9 @@ impl Executor<'_> {
             Wait::Met | Wait::Deadline => None,
         };
         if stopped.is_none() {
-            for (i, inj) in injected.iter().enumerate().rev() {
+            for (i, (inj, seq)) in injected.iter().enumerate().rev() {
                 if inj.duration.is_some() {
-                    records[i] = Some(self.revert_one(index, inj).await);
+                    records[i] = Some(self.revert_one(index, inj, *seq).await);
                 }
             }
             self.rec.set_fault_removed(self.clock.now());
@@ -408,9 +457,10 @@ impl Executor<'_> {
         stopped
     }
 
-    async fn revert_one(&mut self, index: u32, inj: &Injection) -> FaultRecord {
+    async fn revert_one(&mut self, index: u32, inj: &Injection, seq: Option<u64>) -> FaultRecord {
         {
             let result = fault::revert(&inj.revert, &self.plan.revert_ctx).await;
+            self.journal_revert(seq, &result);
             let (reverted, revert_error) = match result {
                 Ok(detail) => {
                     self.rec.event(
@@ -477,6 +527,19 @@ impl Executor<'_> {
             }
         }
         self.rec.end_trial(outcome, why)
+    }
+
+    fn journal_revert(&self, seq: Option<u64>, result: &Result<String, fault::FaultError>) {
+        let (Some(seq), Some(j)) = (seq, &self.opts.journal) else {
+            return;
+        };
+        let written = match result {
+            Ok(detail) => j.reverted(seq, detail),
+            Err(e) => j.revert_failed(seq, &e.to_string()),
+        };
+        if let Err(e) = written {
+            tracing::error!(error = %e, "cannot record a revert in the journal");
+        }
     }
 
     /// Watch the system heal: until every recovery probe is stable, the timeout passes, an

@@ -54,17 +54,21 @@ impl CommandFault {
             accepted_at,
             detail: format!("ran {:?}", self.run),
             affected: vec![],
-            revert: match &self.revert {
-                Some(argv) => RevertPlan::Command {
-                    argv: argv.clone(),
-                    timeout: self.timeout,
-                },
-                None => RevertPlan::Irreversible {
-                    why: "the experiment gives no revert command".into(),
-                },
-            },
+            revert: self.revert_plan(),
             duration: None,
         })
+    }
+
+    pub fn revert_plan(&self) -> RevertPlan {
+        match &self.revert {
+            Some(argv) => RevertPlan::Command {
+                argv: argv.clone(),
+                timeout: self.timeout,
+            },
+            None => RevertPlan::Irreversible {
+                why: "the experiment gives no revert command".into(),
+            },
+        }
     }
 }
 

@@ -193,6 +193,10 @@ impl LatencyFault {
     /// A name unique in this run and recognisable later (`firedrill recover` finds it by it).
     fn name(&self) -> String {
         let n = self.injected.fetch_add(1, Ordering::Relaxed) + 1;
+        self.name_for(n)
+    }
+
+    fn name_for(&self, n: u32) -> String {
         let id: String = self
             .run_id
             .to_lowercase()
@@ -200,6 +204,26 @@ impl LatencyFault {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .collect();
         format!("firedrill-{id}-{n}")
+    }
+
+    /// The revert of the next injection, known before it is made (the journal's intent).
+    pub fn planned_revert(&self) -> RevertPlan {
+        let name = self.name_for(self.injected.load(Ordering::Relaxed) + 1);
+        match &self.backend {
+            Backend::Proxy { proxy, .. } => RevertPlan::ProxyToxic {
+                proxy: proxy.clone(),
+                toxic: name,
+            },
+            Backend::Toxiproxy { url, proxy, .. } => RevertPlan::HttpDelete {
+                url: format!("{url}/proxies/{proxy}/toxics/{name}"),
+            },
+            Backend::ChaosMesh { namespace, .. } => RevertPlan::KubeDelete {
+                api_version: "chaos-mesh.org/v1alpha1".into(),
+                kind: "NetworkChaos".into(),
+                namespace: namespace.clone(),
+                name,
+            },
+        }
     }
 
     fn stream(&self) -> Stream {
@@ -355,9 +379,13 @@ fn name_safe(s: &str) -> String {
 pub async fn revert(plan: &RevertPlan, ctx: &RevertContext) -> Result<String, FaultError> {
     match plan {
         RevertPlan::ProxyToxic { proxy, toxic } => {
-            let server = ctx.proxy.as_ref().ok_or_else(|| {
-                FaultError::Revert("the drill's proxy is gone (and with it the toxic)".into())
-            })?;
+            // Recovering from a journal in another process: the proxy lived inside the
+            // drill's process, so the toxic ended with it.
+            let Some(server) = ctx.proxy.as_ref() else {
+                return Ok(format!(
+                    "toxic {toxic} ended with the drill's proxy {proxy}, which ran in the drill's process"
+                ));
+            };
             match server.remove_toxic(proxy, toxic) {
                 Ok(()) => Ok(format!("removed toxic {toxic} from proxy {proxy}")),
                 Err(e) if e.status() == 404 => Ok(format!("toxic {toxic} was already gone")),

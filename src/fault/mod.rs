@@ -263,6 +263,25 @@ impl Fault {
         }
     }
 
+    /// How the injection will be undone, known before it is made: the write-ahead journal
+    /// records it with the intent, so that a crash mid-call can still be reverted.
+    pub fn planned_revert(&self) -> RevertPlan {
+        match self {
+            Fault::Command(f) => f.revert_plan(),
+            Fault::ProcessKill(_) => RevertPlan::Irreversible {
+                why: "a killed process is restarted by its supervisor, not by firedrill".into(),
+            },
+            Fault::PodKill(_) => RevertPlan::Irreversible {
+                why: "a deleted pod is replaced by its workload controller, not by firedrill"
+                    .into(),
+            },
+            Fault::DbFailover(_) => RevertPlan::Irreversible {
+                why: "a failover is settled by the cluster manager, not undone by firedrill".into(),
+            },
+            Fault::Latency(f) => f.planned_revert(),
+        }
+    }
+
     pub async fn inject(&self) -> Result<Injection, FaultError> {
         match self {
             Fault::ProcessKill(f) => f.inject(self.label()).await,

@@ -19,7 +19,8 @@ use tokio::time::Instant;
 
 use super::{FaultError, Injection, RevertPlan};
 use crate::experiment::{Amount, KubeTarget};
-use crate::platform::kube::{describe, owned_by, pod_owner_uids, pod_ready};
+use crate::platform::kube::{owned_by, pod_owner_uids, pod_ready};
+use crate::platform::retry::{retry, Backoff};
 
 pub struct PodKill {
     client: Client,
@@ -86,10 +87,10 @@ impl PodKill {
     pub async fn prepare(&self) -> Result<Choice, FaultError> {
         let t = &self.target;
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &t.namespace);
-        let pods = api
-            .list(&ListParams::default().labels(&t.selector))
+        let lp = ListParams::default().labels(&t.selector);
+        let pods = retry("list pods", &Backoff::default(), || api.list(&lp))
             .await
-            .map_err(|e| FaultError::Inject(format!("cannot list pods: {}", describe(&e))))?;
+            .map_err(|e| FaultError::Inject(format!("cannot list pods: {e}")))?;
         let owners = match &t.workload {
             Some(w) => Some(pod_owner_uids(&self.client, w).await.map_err(|e| {
                 FaultError::NoTarget(format!("workload {}/{}: {e}", w.namespace, w.name))
@@ -178,21 +179,24 @@ impl PodKill {
         let mut deleted = Vec::new();
         for name in &chosen {
             let sent = Instant::now();
-            match api.delete(name, &dp).await {
+            match retry("delete pod", &Backoff::default(), || api.delete(name, &dp)).await {
                 Ok(_) => {
                     first.get_or_insert((sent, Instant::now()));
                     deleted.push(name.clone());
                 }
+                // A 404 after a failed attempt: that attempt may have deleted it.
+                Err(f) if f.uncertain => {
+                    return Err(FaultError::Inject(format!(
+                        "the outcome of deleting pod {name} is unknown: {f}"
+                    )));
+                }
                 // Gone already (its controller or someone else deleted it): not our kill.
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => {
+                Err(f) if matches!(&f.last, Some(kube::Error::Api(s)) if s.code == 404) => {}
+                Err(f) => {
                     if deleted.is_empty() {
-                        return Err(FaultError::Inject(format!(
-                            "cannot delete pod {name}: {}",
-                            describe(&e)
-                        )));
+                        return Err(FaultError::Inject(format!("cannot delete pod {name}: {f}")));
                     }
-                    tracing::warn!(pod = %name, error = %describe(&e), "delete failed after other pods were deleted");
+                    tracing::warn!(pod = %name, error = %f, "delete failed after other pods were deleted");
                 }
             }
         }

@@ -37,7 +37,7 @@ pub fn describe(e: &kube::Error) -> String {
 /// A client for the environment: its `kube-context` from the default kubeconfig, or, without
 /// one, whatever `kube::Config::infer` finds (in-cluster service account, then kubeconfig).
 pub async fn client_for(env: &Environment) -> Result<Client, KubeError> {
-    let config = match &env.kube_context {
+    let mut config = match &env.kube_context {
         Some(ctx) => {
             let kc = Kubeconfig::read().map_err(|e| KubeError::Config(e.to_string()))?;
             let opts = KubeConfigOptions {
@@ -52,6 +52,10 @@ pub async fn client_for(env: &Environment) -> Result<Client, KubeError> {
             .await
             .map_err(|e| KubeError::Config(e.to_string()))?,
     };
+    // kube's own retry layer retries 429/503/504 up to 15 times with delays growing to
+    // minutes, hidden from us; the faults retry with their own bounded, jittered policy
+    // (platform::retry) so that a drill knows how many calls it made and gives up in time.
+    config.default_retry = false;
     Client::try_from(config).map_err(|e| KubeError::Config(describe(&e)))
 }
 

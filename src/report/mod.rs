@@ -36,6 +36,9 @@ pub fn run_dir(root: &Path, record: &RunRecord) -> PathBuf {
 
 /// Write the JSON record and its Markdown and HTML views; returns the JSON path.
 pub fn write(root: &Path, record: &RunRecord) -> Result<PathBuf, ReportError> {
+    // Secrets never reach a report, whichever field carries them.
+    let redacted = redacted(record);
+    let record = redacted.as_ref().unwrap_or(record);
     let dir = run_dir(root, record);
     fs::create_dir_all(&dir).map_err(|source| ReportError::Write {
         path: dir.clone(),
@@ -53,6 +56,17 @@ pub fn write(root: &Path, record: &RunRecord) -> Result<PathBuf, ReportError> {
     let html_path = dir.join(format!("{}.html", record.run_id));
     write_atomic(&html_path, html::render(record).as_bytes())?;
     Ok(json_path)
+}
+
+/// The record with every string masked by the central redactor (`None`: it had no secrets).
+fn redacted(record: &RunRecord) -> Option<RunRecord> {
+    let mut v = serde_json::to_value(record).ok()?;
+    let before = v.clone();
+    crate::safety::redact::json(&mut v);
+    if v == before {
+        return None;
+    }
+    serde_json::from_value(v).ok()
 }
 
 pub fn read(path: &Path) -> Result<RunRecord, ReportError> {

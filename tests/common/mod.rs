@@ -113,7 +113,12 @@ impl Drop for DemoService {
 pub fn firedrill() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_firedrill"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        // Journals, locks and the halt file of tests stay out of the user's state directory.
+        .env(
+            "FIREDRILL_STATE_DIR",
+            std::env::temp_dir().join(format!("firedrill-test-state-{}", std::process::id())),
+        );
     c
 }
 

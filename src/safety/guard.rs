@@ -1,0 +1,147 @@
+//! Guarding protected environments. A drill in an environment with `protected: true` runs only
+//! when every one of these holds, checked before any mutating call:
+//! 1. the environment was chosen with an explicit `--env`;
+//! 2. the experiment lists it in `environments:`;
+//! 3. the environment names a `kube-context` and it is the kubeconfig's current context (the
+//!    operator's shell points at the cluster the drill will touch), when the drill needs
+//!    Kubernetes;
+//! 4. a person confirmed by typing the environment's name on a terminal, or `--yes` was given.
+//!
+//! Anything else is refused with exit code 2 (the invocation is not authorized; nothing was
+//! touched). Separately, the built-in `local` environment never talks to a real cluster: a
+//! drill that needs Kubernetes under `local` must bring its own `simulation`.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+/// What the guard looks at.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub environment: &'a str,
+    pub protected: bool,
+    pub env_explicit: bool,
+    pub listed: bool,
+    pub needs_kube: bool,
+    /// The environment's `kube-context`.
+    pub kube_context: Option<&'a str>,
+    /// The kubeconfig's `current-context`, when one could be read.
+    pub current_context: Option<&'a str>,
+    pub yes: bool,
+}
+
+/// Why a protected run was refused: every unmet condition, so one attempt shows them all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("refusing to run in protected environment `{environment}`: {}", .unmet.join("; "))]
+pub struct Refusal {
+    pub environment: String,
+    pub unmet: Vec<String>,
+}
+
+/// The conditions that do not need a person. `Ok(true)` means a confirmation is still needed.
+pub fn check(r: &Request<'_>) -> Result<bool, Refusal> {
+    if !r.protected {
+        return Ok(false);
+    }
+    let mut unmet = Vec::new();
+    if !r.env_explicit {
+        unmet.push(format!(
+            "choose it explicitly with `--env {}`",
+            r.environment
+        ));
+    }
+    if !r.listed {
+        unmet.push(format!(
+            "the experiment does not list `{}` in `environments:`",
+            r.environment
+        ));
+    }
+    if r.needs_kube {
+        match (r.kube_context, r.current_context) {
+            (None, _) => unmet.push(
+                "the environment has no `kube-context`; a protected cluster must be named".into(),
+            ),
+            (Some(want), Some(cur)) if want == cur => {}
+            (Some(want), Some(cur)) => unmet.push(format!(
+                "the kubeconfig's current context is `{cur}`, not the environment's `{want}`: run `kubectl config use-context {want}` first"
+            )),
+            (Some(want), None) => unmet.push(format!(
+                "no current context in the kubeconfig; it must be the environment's `{want}`"
+            )),
+        }
+    }
+    if !unmet.is_empty() {
+        return Err(Refusal {
+            environment: r.environment.into(),
+            unmet,
+        });
+    }
+    Ok(!r.yes)
+}
+
+/// Asks on the terminal to type the environment's name. Without a terminal, refuses.
+pub fn confirm(environment: &str) -> Result<(), Refusal> {
+    let refuse = |why: &str| Refusal {
+        environment: environment.into(),
+        unmet: vec![why.into()],
+    };
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(refuse(
+            "no terminal to confirm on: pass `--yes` to confirm non-interactively",
+        ));
+    }
+    eprint!("environment `{environment}` is protected; type its name to run the drill: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if stdin.lock().read_line(&mut line).is_err() || line.trim() != environment {
+        return Err(refuse(
+            "the confirmation did not match the environment's name",
+        ));
+    }
+    Ok(())
+}
+
+/// The kubeconfig's current context (`KUBECONFIG` or `~/.kube/config`).
+pub fn current_context() -> Option<String> {
+    kube::config::Kubeconfig::read()
+        .ok()
+        .and_then(|k| k.current_context)
+        .filter(|c| !c.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_every_condition_together_authorizes() {
+        for bits in 0u8..16 {
+            let r = Request {
+                environment: "production",
+                protected: true,
+                env_explicit: bits & 1 != 0,
+                listed: bits & 2 != 0,
+                needs_kube: true,
+                kube_context: Some("prod"),
+                current_context: Some(if bits & 4 != 0 { "prod" } else { "staging" }),
+                yes: bits & 8 != 0,
+            };
+            let got = check(&r);
+            match bits {
+                15 => assert_eq!(got, Ok(false)),
+                7 => assert_eq!(got, Ok(true), "needs a confirmation"),
+                _ => assert!(got.is_err(), "{bits:04b}: {got:?}"),
+            }
+        }
+        let open = Request {
+            environment: "staging",
+            protected: false,
+            env_explicit: false,
+            listed: false,
+            needs_kube: true,
+            kube_context: None,
+            current_context: None,
+            yes: false,
+        };
+        assert_eq!(check(&open), Ok(false));
+    }
+}

@@ -1,0 +1,117 @@
+//! The halt lever: `firedrill halt --reason TEXT` writes `<state-dir>/HALT`; while it exists,
+//! running drills stop and revert (they poll it every [`POLL`]) and new runs refuse before
+//! touching anything. `firedrill halt --release` removes it.
+//!
+//! In a cluster, the same lever is a ConfigMap `firedrill-halt` in namespace `firedrill`
+//! annotated `firedrill.io/halt: REASON` ([`in_cluster`]): every drill whose environment
+//! talks to that cluster refuses to start and stops while it exists, wherever it runs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How often a running drill looks for the halt file.
+pub const POLL: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Halt {
+    pub reason: String,
+    pub since: String,
+    /// Who pulled the lever (`$USER`, else the pid).
+    pub by: String,
+}
+
+impl Halt {
+    pub fn describe(&self) -> String {
+        format!(
+            "drills are halted since {} by {}: {}",
+            self.since, self.by, self.reason
+        )
+    }
+}
+
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join("HALT")
+}
+
+pub fn set(state_dir: &Path, reason: &str) -> std::io::Result<Halt> {
+    let halt = Halt {
+        reason: reason.into(),
+        since: super::now_rfc3339(),
+        by: std::env::var("USER").unwrap_or_else(|_| format!("pid {}", std::process::id())),
+    };
+    let bytes = serde_json::to_vec_pretty(&halt).map_err(std::io::Error::other)?;
+    super::write_file_atomic(&path(state_dir), &bytes)?;
+    Ok(halt)
+}
+
+/// Removes the halt; `false` when there was none.
+pub fn release(state_dir: &Path) -> std::io::Result<bool> {
+    match std::fs::remove_file(path(state_dir)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The current halt. A halt file that exists but cannot be parsed still halts: failing
+/// closed is the point of a lever.
+pub fn current(state_dir: &Path) -> Option<Halt> {
+    match std::fs::read(path(state_dir)) {
+        Ok(bytes) => Some(serde_json::from_slice(&bytes).unwrap_or_else(|_| Halt {
+            reason: String::from_utf8_lossy(&bytes).trim().to_string(),
+            since: "unknown".into(),
+            by: "unknown".into(),
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => Some(Halt {
+            reason: format!("the halt file cannot be read: {e}"),
+            since: "unknown".into(),
+            by: "unknown".into(),
+        }),
+    }
+}
+
+pub const CLUSTER_NAMESPACE: &str = "firedrill";
+pub const CLUSTER_CONFIGMAP: &str = "firedrill-halt";
+pub const CLUSTER_ANNOTATION: &str = "firedrill.io/halt";
+
+/// The cluster's halt, when the annotated ConfigMap exists. Read-only; an unreachable API
+/// is not a halt (the drill's own calls will fail and end it inconclusive).
+pub async fn in_cluster(client: &kube::Client) -> Option<Halt> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), CLUSTER_NAMESPACE);
+    let cm = api.get_opt(CLUSTER_CONFIGMAP).await.ok()??;
+    let reason = cm
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(CLUSTER_ANNOTATION)?
+        .clone();
+    Some(Halt {
+        reason,
+        since: cm
+            .metadata
+            .creation_timestamp
+            .map(|t| t.0.to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        by: format!("ConfigMap {CLUSTER_NAMESPACE}/{CLUSTER_CONFIGMAP} in the cluster"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_current_release() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(current(dir.path()).is_none());
+        set(dir.path(), "incident 42").unwrap();
+        assert_eq!(current(dir.path()).unwrap().reason, "incident 42");
+        assert!(release(dir.path()).unwrap());
+        assert!(current(dir.path()).is_none());
+        assert!(!release(dir.path()).unwrap());
+    }
+}

@@ -1,0 +1,592 @@
+//! The write-ahead journal: before every mutating call the executor records what it is about
+//! to do and how to undo it; after the call, whether it was applied. The file is JSON lines,
+//! one fsynced record per line, 0600, in `<state-dir>/journal/<run-id>.jsonl`.
+//!
+//! Guarantees: an intent is durable before the call is made, so a crash at any point leaves a
+//! journal from which `firedrill recover` can undo what may have been done. A call whose
+//! outcome is unknown (an error, a timeout, a crash mid-call) counts as applied for revert
+//! purposes. Recovery is idempotent: reverts are idempotent by contract, each success is
+//! recorded, and a journal whose every entry is settled is closed (a second recover does
+//! nothing). Irreversible faults are recorded and reported as such, never pretended undone.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fault::{self, RevertPlan};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("journal {path} is unreadable: {message}")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+/// Who wrote a journal, and for which scope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub run_id: String,
+    pub pid: u32,
+    pub experiment: String,
+    pub environment: String,
+    /// The lock scopes of the run (see [`super::lock`]).
+    pub scopes: Vec<String>,
+    pub since: String,
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+enum Record {
+    Open(Header),
+    /// Written (and fsynced) before the mutating call.
+    Intent {
+        seq: u64,
+        fault: String,
+        what: String,
+        #[serde(rename = "where")]
+        at: String,
+        revert: RevertPlan,
+    },
+    /// The call succeeded; `revert` is the plan the fault returned.
+    Applied {
+        seq: u64,
+        revert: RevertPlan,
+    },
+    /// The call failed or timed out: it may have been applied.
+    MaybeApplied {
+        seq: u64,
+        error: String,
+    },
+    Reverted {
+        seq: u64,
+        detail: String,
+    },
+    RevertFailed {
+        seq: u64,
+        error: String,
+    },
+    /// Every entry is settled; recover skips the journal.
+    Closed {
+        at: String,
+    },
+}
+
+/// Where an entry stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// The intent is recorded but not the outcome: the process stopped during the call.
+    Intended,
+    Applied,
+    MaybeApplied {
+        error: String,
+    },
+    Reverted {
+        detail: String,
+    },
+    RevertFailed {
+        error: String,
+    },
+}
+
+impl Status {
+    /// Whether recovery must still undo it (unknown outcomes count as applied).
+    pub fn pending(&self) -> bool {
+        !matches!(self, Status::Reverted { .. })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub seq: u64,
+    pub fault: String,
+    pub what: String,
+    pub at: String,
+    pub revert: RevertPlan,
+    pub status: Status,
+}
+
+/// A journal read back.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub path: PathBuf,
+    pub header: Header,
+    pub entries: Vec<Entry>,
+    pub closed: bool,
+}
+
+impl State {
+    pub fn pending(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| e.status.pending())
+    }
+}
+
+/// The journal of a running drill.
+pub struct Journal {
+    path: PathBuf,
+    file: Mutex<File>,
+    next: Mutex<u64>,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub fn journal_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("journal")
+}
+
+fn open_append(path: &Path) -> Result<File, JournalError> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))
+}
+
+fn append(file: &mut File, path: &Path, record: &Record) -> Result<(), JournalError> {
+    let mut line = serde_json::to_vec(record).map_err(|e| JournalError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    line.push(b'\n');
+    file.write_all(&line).map_err(io(path))?;
+    file.sync_data().map_err(io(path))
+}
+
+impl Journal {
+    /// Creates `<state-dir>/journal/<run-id>.jsonl` and records its header.
+    pub fn create(state_dir: &Path, header: Header) -> Result<Journal, JournalError> {
+        let dir = journal_dir(state_dir);
+        super::ensure_dir(&dir).map_err(io(&dir))?;
+        let path = dir.join(format!("{}.jsonl", header.run_id));
+        let mut file = open_append(&path)?;
+        append(&mut file, &path, &Record::Open(header))?;
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(Journal {
+            path,
+            file: Mutex::new(file),
+            next: Mutex::new(1),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write(&self, record: &Record) -> Result<(), JournalError> {
+        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        append(&mut f, &self.path, record)
+    }
+
+    /// Records the intent before the mutating call; the call must not be made on error.
+    pub fn intent(
+        &self,
+        fault: &str,
+        what: &str,
+        at: &str,
+        revert: &RevertPlan,
+    ) -> Result<u64, JournalError> {
+        let seq = {
+            let mut n = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            let s = *n;
+            *n += 1;
+            s
+        };
+        self.write(&Record::Intent {
+            seq,
+            fault: fault.into(),
+            what: super::redact::text(what),
+            at: super::redact::text(at),
+            revert: revert.clone(),
+        })?;
+        Ok(seq)
+    }
+
+    pub fn applied(&self, seq: u64, revert: &RevertPlan) -> Result<(), JournalError> {
+        self.write(&Record::Applied {
+            seq,
+            revert: revert.clone(),
+        })
+    }
+
+    pub fn maybe_applied(&self, seq: u64, error: &str) -> Result<(), JournalError> {
+        self.write(&Record::MaybeApplied {
+            seq,
+            error: super::redact::text(error),
+        })
+    }
+
+    pub fn reverted(&self, seq: u64, detail: &str) -> Result<(), JournalError> {
+        self.write(&Record::Reverted {
+            seq,
+            detail: super::redact::text(detail),
+        })
+    }
+
+    pub fn revert_failed(&self, seq: u64, error: &str) -> Result<(), JournalError> {
+        self.write(&Record::RevertFailed {
+            seq,
+            error: super::redact::text(error),
+        })
+    }
+
+    /// Closes the journal when every entry is settled; otherwise leaves it for `recover`.
+    pub fn finish(&self) -> Result<bool, JournalError> {
+        let state = read(&self.path)?;
+        if state.pending().next().is_some() {
+            return Ok(false);
+        }
+        self.write(&Record::Closed {
+            at: super::now_rfc3339(),
+        })?;
+        Ok(true)
+    }
+}
+
+/// Reads a journal back. A torn last line (a crash mid-write) is ignored: its call was never
+/// made, since calls follow a complete, fsynced intent.
+pub fn read(path: &Path) -> Result<State, JournalError> {
+    let text = fs::read_to_string(path).map_err(io(path))?;
+    let corrupt = |message: String| JournalError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut header = None;
+    let mut entries: BTreeMap<u64, Entry> = BTreeMap::new();
+    let mut closed = false;
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Record = match serde_json::from_str(line) {
+            Ok(r) => r,
+            Err(_) if i + 1 == lines.len() => break,
+            Err(e) => return Err(corrupt(format!("line {}: {e}", i + 1))),
+        };
+        let set = |entries: &mut BTreeMap<u64, Entry>, seq: u64, status: Status| {
+            if let Some(e) = entries.get_mut(&seq) {
+                e.status = status;
+            }
+        };
+        match record {
+            Record::Open(h) => header = Some(h),
+            Record::Intent {
+                seq,
+                fault,
+                what,
+                at,
+                revert,
+            } => {
+                entries.insert(
+                    seq,
+                    Entry {
+                        seq,
+                        fault,
+                        what,
+                        at,
+                        revert,
+                        status: Status::Intended,
+                    },
+                );
+            }
+            Record::Applied { seq, revert } => {
+                if let Some(e) = entries.get_mut(&seq) {
+                    e.revert = revert;
+                    e.status = Status::Applied;
+                }
+            }
+            Record::MaybeApplied { seq, error } => {
+                set(&mut entries, seq, Status::MaybeApplied { error })
+            }
+            Record::Reverted { seq, detail } => set(&mut entries, seq, Status::Reverted { detail }),
+            Record::RevertFailed { seq, error } => {
+                set(&mut entries, seq, Status::RevertFailed { error })
+            }
+            Record::Closed { .. } => closed = true,
+        }
+    }
+    let header = header.ok_or_else(|| corrupt("no header line".into()))?;
+    Ok(State {
+        path: path.to_path_buf(),
+        header,
+        entries: entries.into_values().collect(),
+        closed,
+    })
+}
+
+/// Every journal in the state directory, oldest run first. Unreadable ones are returned as
+/// errors so that recover can name them.
+pub fn list(state_dir: &Path) -> Vec<Result<State, JournalError>> {
+    let dir = journal_dir(state_dir);
+    let mut paths: Vec<PathBuf> = fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| read(p)).collect()
+}
+
+/// What recovering one entry did.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    pub fault: String,
+    pub what: String,
+    pub at: String,
+    pub result: RecoverResult,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoverResult {
+    Reverted(String),
+    /// Nothing firedrill can undo; `why` says who heals it.
+    Irreversible(String),
+    Failed(String),
+}
+
+/// Undoes every pending entry of a journal (newest first), records each result, and closes
+/// the journal when nothing is left. Returns what it did (empty when there was nothing).
+pub async fn recover(path: &Path) -> Result<Vec<Recovered>, JournalError> {
+    let state = read(path)?;
+    if state.closed {
+        return Ok(vec![]);
+    }
+    let mut file = open_append(path)?;
+    let mut out = Vec::new();
+    let pending: Vec<Entry> = state.pending().cloned().collect();
+    for e in pending.iter().rev() {
+        let result = match &e.revert {
+            RevertPlan::Irreversible { why } => {
+                append(
+                    &mut file,
+                    path,
+                    &Record::Reverted {
+                        seq: e.seq,
+                        detail: format!("irreversible: {why}"),
+                    },
+                )?;
+                RecoverResult::Irreversible(why.clone())
+            }
+            plan => match fault::revert(plan, &recover_context(plan).await).await {
+                Ok(detail) => {
+                    let detail = super::redact::text(&detail);
+                    append(
+                        &mut file,
+                        path,
+                        &Record::Reverted {
+                            seq: e.seq,
+                            detail: detail.clone(),
+                        },
+                    )?;
+                    RecoverResult::Reverted(detail)
+                }
+                Err(err) => {
+                    let error = super::redact::text(&err.to_string());
+                    append(
+                        &mut file,
+                        path,
+                        &Record::RevertFailed {
+                            seq: e.seq,
+                            error: error.clone(),
+                        },
+                    )?;
+                    RecoverResult::Failed(error)
+                }
+            },
+        };
+        out.push(Recovered {
+            fault: e.fault.clone(),
+            what: e.what.clone(),
+            at: e.at.clone(),
+            result,
+        });
+    }
+    if out
+        .iter()
+        .all(|r| !matches!(r.result, RecoverResult::Failed(_)))
+    {
+        append(
+            &mut file,
+            path,
+            &Record::Closed {
+                at: super::now_rfc3339(),
+            },
+        )?;
+    }
+    Ok(out)
+}
+
+/// The journal of the drill running in this process, for the panic hook.
+static CURRENT: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
+
+fn current() -> &'static Mutex<Option<PathBuf>> {
+    CURRENT.get_or_init(|| Mutex::new(None))
+}
+
+pub fn set_current(path: Option<PathBuf>) {
+    *current().lock().unwrap_or_else(|e| e.into_inner()) = path;
+}
+
+/// Installs a panic hook that, after the default message, reverts the current journal. It
+/// runs the reverts on a fresh thread with a small current-thread runtime, because the
+/// panicking thread may be a runtime worker (where a nested runtime is refused) and the
+/// process's runtime may be gone.
+pub fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let path = current().lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(path) = path else {
+            return;
+        };
+        eprintln!(
+            "firedrill panicked: reverting every fault in {}",
+            path.display()
+        );
+        let worker = std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start a runtime to revert: {e}; run `firedrill recover`");
+                    return;
+                }
+            };
+            match rt.block_on(recover(&path)) {
+                Ok(done) => {
+                    for r in done {
+                        eprintln!("{}", super::redact::text(&describe(&r)));
+                    }
+                }
+                Err(e) => eprintln!(
+                    "{}; run `firedrill recover`",
+                    super::redact::text(&e.to_string())
+                ),
+            }
+        });
+        let _ = worker.join();
+    }));
+}
+
+/// One line per recovered entry, for people.
+pub fn describe(r: &Recovered) -> String {
+    match &r.result {
+        RecoverResult::Reverted(d) => format!("reverted {} ({}): {d}", r.fault, r.at),
+        RecoverResult::Irreversible(why) => {
+            format!(
+                "irreversible {} ({}): nothing to revert: {why}",
+                r.fault, r.at
+            )
+        }
+        RecoverResult::Failed(e) => format!("REVERT FAILED {} ({}): {e}", r.fault, r.at),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn header(run: &str) -> Header {
+        Header {
+            run_id: run.into(),
+            pid: 1,
+            experiment: "x".into(),
+            environment: "local".into(),
+            scopes: vec!["local/experiment/x".into()],
+            since: "now".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn recover_reverts_unknown_outcomes_once_and_names_irreversible_faults() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("reverted");
+        let j = Journal::create(dir.path(), header("r1")).unwrap();
+        let touch = RevertPlan::Command {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("echo x >> {}", marker.display()),
+            ],
+            timeout: Duration::from_secs(5),
+        };
+        let a = j.intent("command a", "run a", "here", &touch).unwrap();
+        j.maybe_applied(a, "timed out").unwrap();
+        let b = j
+            .intent(
+                "pod-kill web",
+                "delete",
+                "shop",
+                &RevertPlan::Irreversible {
+                    why: "the controller replaces it".into(),
+                },
+            )
+            .unwrap();
+        j.applied(
+            b,
+            &RevertPlan::Irreversible {
+                why: "the controller replaces it".into(),
+            },
+        )
+        .unwrap();
+        // A crash during the third call: only its intent is on disk.
+        let _c = j.intent("command c", "run c", "here", &touch).unwrap();
+        assert!(!j.finish().unwrap(), "pending entries keep it open");
+        drop(j);
+
+        let path = journal_dir(dir.path()).join("r1.jsonl");
+        let first = recover(&path).await.unwrap();
+        assert_eq!(first.len(), 3);
+        assert!(matches!(first[1].result, RecoverResult::Irreversible(_)));
+        assert_eq!(fs::read_to_string(&marker).unwrap().lines().count(), 2);
+        assert!(read(&path).unwrap().closed);
+        let second = recover(&path).await.unwrap();
+        assert!(second.is_empty());
+        assert_eq!(fs::read_to_string(&marker).unwrap().lines().count(), 2);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::create(dir.path(), header("r2")).unwrap();
+        let path = j.path().to_path_buf();
+        drop(j);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"type\":\"intent\",\"se").unwrap();
+        let s = read(&path).unwrap();
+        assert!(s.entries.is_empty() && !s.closed);
+    }
+}
+
+/// What a revert replayed from a journal can use: a Kubernetes client from the default
+/// kubeconfig (or in-cluster config) when the plan deletes an object. The drill's own proxies
+/// ended with its process, and their toxics with them.
+async fn recover_context(plan: &crate::fault::RevertPlan) -> crate::fault::RevertContext {
+    let kube = match plan {
+        crate::fault::RevertPlan::KubeDelete { .. } => kube::Client::try_default().await.ok(),
+        _ => None,
+    };
+    crate::fault::RevertContext { proxy: None, kube }
+}

@@ -1,0 +1,361 @@
+//! One drill per target scope. A scope names what a drill touches within an environment:
+//! `<env>/kube/<namespace>`, `<env>/db/<cluster>`, or `<env>/experiment/<name>` when the
+//! faults have no narrower scope. Each scope is an advisory `flock(2)` on
+//! `<state-dir>/locks/<scope>.lock`, which the holder fills with who it is (pid, run id,
+//! since). The kernel drops the lock when the holder exits however it exits, so a crash never
+//! leaves a scope locked; the file itself is kept (deleting it would race with new lockers).
+//!
+//! Drills on other machines share a cluster, not a file system: for each `kube/<namespace>`
+//! scope of a real cluster the run also holds a `coordination.k8s.io/v1` Lease
+//! `firedrill-drill` in that namespace ([`acquire_lease`]), renewed every 20s, deleted at the
+//! end, and taken over only once expired (60s after its last renewal).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Holder {
+    pub pid: u32,
+    pub run_id: String,
+    pub experiment: String,
+    pub since: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("{}", held_message(.scope, .holder.as_ref()))]
+    Held {
+        scope: String,
+        holder: Option<Holder>,
+    },
+    #[error("cannot lock scope `{scope}` ({path}): {source}")]
+    Io {
+        scope: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn held_message(scope: &str, holder: Option<&Holder>) -> String {
+    match holder {
+        Some(h) => format!(
+            "scope `{scope}` is busy: drill `{}` (run {}, pid {}) holds it since {}",
+            h.experiment, h.run_id, h.pid, h.since
+        ),
+        None => format!("scope `{scope}` is busy: another drill holds it"),
+    }
+}
+
+/// The scopes a drill touches in an environment, sorted: each Kubernetes namespace of a
+/// pod-kill target, each database cluster (its Patroni endpoints) of a db-failover, and the
+/// experiment itself for faults without a narrower scope. A cluster simulated inside this
+/// process (`simulated`) is private to it: its scope names this process.
+pub fn scopes(
+    exp: &crate::experiment::Experiment,
+    environment: &str,
+    simulated: bool,
+) -> Vec<String> {
+    use crate::experiment::{FaultSpec, TargetKind};
+    let mut out = Vec::new();
+    for f in &exp.faults {
+        let scope = match f {
+            FaultSpec::PodKill { .. } if simulated => {
+                format!("simulation/pid-{}", std::process::id())
+            }
+            FaultSpec::PodKill { target, .. } => match exp.target(target).map(|t| &t.kind) {
+                Some(TargetKind::Kubernetes(k)) => format!("kube/{}", k.namespace),
+                _ => format!("experiment/{}", exp.name),
+            },
+            FaultSpec::DbFailover(spec) if !spec.patroni.is_empty() => {
+                let mut members = spec.patroni.clone();
+                members.sort();
+                format!("db/{}", members.join(","))
+            }
+            _ => format!("experiment/{}", exp.name),
+        };
+        out.push(format!("{environment}/{scope}"));
+    }
+    if out.is_empty() {
+        out.push(format!("{environment}/experiment/{}", exp.name));
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The locks of one run; dropping releases them.
+pub struct ScopeLock {
+    _held: Vec<Flock<File>>,
+    pub scopes: Vec<String>,
+}
+
+/// A file name for a scope: readable, and unique through a short hash of the full name.
+fn file_name(scope: &str) -> String {
+    use sha2::Digest;
+    let readable: String = scope
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect();
+    let hash = sha2::Sha256::digest(scope.as_bytes());
+    let tag: String = hash.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{readable}-{tag}.lock")
+}
+
+/// Takes every scope's lock without waiting, in sorted order; fails naming the holder of the
+/// first busy one (and releases what it took).
+pub fn acquire(
+    state_dir: &Path,
+    scopes: &[String],
+    holder: &Holder,
+) -> Result<ScopeLock, LockError> {
+    let dir = state_dir.join("locks");
+    let mut sorted = scopes.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    let mut held = Vec::new();
+    for scope in &sorted {
+        let path = dir.join(file_name(scope));
+        let err = |source| LockError::Io {
+            scope: scope.clone(),
+            path: path.clone(),
+            source,
+        };
+        super::ensure_dir(&dir).map_err(err)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(err)?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(mut f) => {
+                let info = serde_json::to_vec(holder).unwrap_or_default();
+                f.set_len(0).map_err(err)?;
+                f.seek(SeekFrom::Start(0)).map_err(err)?;
+                f.write_all(&info).map_err(err)?;
+                f.sync_data().map_err(err)?;
+                held.push(f);
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(LockError::Held {
+                    scope: scope.clone(),
+                    holder: read_holder(&path),
+                });
+            }
+            Err((_, e)) => return Err(err(std::io::Error::from(e))),
+        }
+    }
+    Ok(ScopeLock {
+        _held: held,
+        scopes: sorted,
+    })
+}
+
+/// The holder a lock file names. The holder writes right after locking: retry briefly.
+fn read_holder(path: &Path) -> Option<Holder> {
+    for _ in 0..20 {
+        let mut text = String::new();
+        if let Ok(mut f) = File::open(path) {
+            let _ = f.read_to_string(&mut text);
+        }
+        if let Ok(h) = serde_json::from_str(&text) {
+            return Some(h);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+pub const LEASE_NAME: &str = "firedrill-drill";
+const LEASE_SECONDS: i64 = 60;
+const HOLDER_ANNOTATION: &str = "firedrill.io/holder";
+
+/// A held cluster Lease; [`ClusterLease::release`] deletes it.
+pub struct ClusterLease {
+    api: kube::Api<k8s_openapi::api::coordination::v1::Lease>,
+    renew: tokio_util::sync::CancellationToken,
+}
+
+fn lease_json(namespace: &str, holder: &Holder, rv: Option<&str>) -> serde_json::Value {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let mut meta = serde_json::json!({
+        "name": LEASE_NAME,
+        "namespace": namespace,
+        "annotations": { HOLDER_ANNOTATION: serde_json::to_string(holder).unwrap_or_default() },
+    });
+    if let Some(rv) = rv {
+        meta["resourceVersion"] = rv.into();
+    }
+    serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": meta,
+        "spec": {
+            "holderIdentity": format!("firedrill pid {} run {}", holder.pid, holder.run_id),
+            "leaseDurationSeconds": LEASE_SECONDS,
+            "acquireTime": now,
+            "renewTime": now,
+        }
+    })
+}
+
+/// Takes the scope's Lease in `namespace`. `Held` names the holder when another drill
+/// renewed it within its duration; other API errors are returned as `Io` for the caller
+/// to decide.
+pub async fn acquire_lease(
+    client: &kube::Client,
+    namespace: &str,
+    holder: &Holder,
+) -> Result<ClusterLease, LockError> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let api: kube::Api<Lease> = kube::Api::namespaced(client.clone(), namespace);
+    let scope = format!("lease {namespace}/{LEASE_NAME}");
+    let io = |e: kube::Error| LockError::Io {
+        scope: scope.clone(),
+        path: PathBuf::from(format!("{namespace}/{LEASE_NAME}")),
+        source: std::io::Error::other(crate::platform::kube::describe(&e)),
+    };
+    let parse = |v: serde_json::Value| -> Lease { serde_json::from_value(v).unwrap_or_default() };
+    let pp = kube::api::PostParams::default();
+    let held = |holder| LockError::Held {
+        scope: format!("{scope} (cluster)"),
+        holder,
+    };
+    // Read first: a live lease is refused without any write.
+    match api.get_opt(LEASE_NAME).await.map_err(io)? {
+        None => match api
+            .create(&pp, &parse(lease_json(namespace, holder, None)))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => return Err(held(None)),
+            Err(e) => return Err(io(e)),
+        },
+        Some(current) => {
+            let spec = current.spec.clone().unwrap_or_default();
+            let renewed = spec.renew_time.as_ref().map(|t| t.0);
+            let duration = i64::from(spec.lease_duration_seconds.unwrap_or(0));
+            let expired = match renewed {
+                Some(t) => {
+                    let age = age_secs(&t.to_string());
+                    age.is_none_or(|a| a > duration)
+                }
+                None => true,
+            };
+            let named: Option<Holder> = current
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(HOLDER_ANNOTATION))
+                .and_then(|h| serde_json::from_str(h).ok());
+            if !expired {
+                return Err(held(named));
+            }
+            let rv = current.metadata.resource_version.clone();
+            api.replace(
+                LEASE_NAME,
+                &pp,
+                &parse(lease_json(namespace, holder, rv.as_deref())),
+            )
+            .await
+            .map_err(|e| match &e {
+                kube::Error::Api(s) if s.code == 409 => held(None),
+                _ => io(e),
+            })?;
+        }
+    }
+    let renew = tokio_util::sync::CancellationToken::new();
+    let (api2, stop, ns, h) = (
+        api.clone(),
+        renew.clone(),
+        namespace.to_string(),
+        holder.clone(),
+    );
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(20)) => {}
+            }
+            let patch = serde_json::json!({"spec": {"renewTime": lease_json(&ns, &h, None)["spec"]["renewTime"].clone()}});
+            if let Err(e) = api2
+                .patch(
+                    LEASE_NAME,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+            {
+                tracing::warn!(error = %crate::platform::kube::describe(&e), "cannot renew the drill's lease");
+            }
+        }
+    });
+    Ok(ClusterLease { api, renew })
+}
+
+/// Seconds since an RFC 3339 instant (None when unparseable).
+fn age_secs(rfc3339: &str) -> Option<i64> {
+    let t = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
+    Some((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
+}
+
+impl ClusterLease {
+    pub async fn release(self) {
+        self.renew.cancel();
+        if let Err(e) = self
+            .api
+            .delete(LEASE_NAME, &kube::api::DeleteParams::default())
+            .await
+        {
+            tracing::warn!(error = %crate::platform::kube::describe(&e), "cannot delete the drill's lease; it expires on its own");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(run: &str) -> Holder {
+        Holder {
+            pid: std::process::id(),
+            run_id: run.into(),
+            experiment: "e".into(),
+            since: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn a_second_holder_is_refused_naming_the_first_until_it_releases() {
+        let dir = tempfile::tempdir().unwrap();
+        let scopes = vec!["staging/kube/shop".to_string()];
+        let first = acquire(dir.path(), &scopes, &holder("r1")).unwrap();
+        let e = acquire(dir.path(), &scopes, &holder("r2")).err().unwrap();
+        let msg = e.to_string();
+        assert!(msg.contains("r1") && msg.contains("2026-01-01"), "{msg}");
+        // Another scope is free.
+        acquire(
+            dir.path(),
+            &["staging/kube/other".to_string()],
+            &holder("r3"),
+        )
+        .unwrap();
+        drop(first);
+        acquire(dir.path(), &scopes, &holder("r2")).unwrap();
+    }
+}

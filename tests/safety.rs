@@ -1,0 +1,673 @@
+//! Safety end to end through the binary: the write-ahead journal and `recover`, signals and
+//! panics that still revert, the halt lever, one drill per scope, the protected-environment
+//! guard (counting mutating calls on a simulated cluster), and secrets that never leave.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::firedrill;
+
+/// A drill whose command fault creates `injected`, whose revert appends a line to `reverted`,
+/// and whose probe fails while `injected` exists: it never recovers on its own, so the drill
+/// sits observing until it is stopped.
+struct Sticky {
+    dir: tempfile::TempDir,
+}
+
+impl Sticky {
+    fn new(extra_faults: &str) -> Sticky {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sticky { dir };
+        let yaml = format!(
+            r#"name: sticky
+probes:
+  clean:
+    command: {{ run: [test, "!", -e, "{injected}"] }}
+    every: 50ms
+faults:
+  - command:
+      run: [touch, "{injected}"]
+      revert: [sh, -c, "rm -f '{injected}'; echo x >> '{reverted}'"]
+      timeout: 5s
+{extra_faults}recovery: {{ objective: 5s, stable-for: 200ms, timeout: 60s }}
+"#,
+            injected = s.injected().display(),
+            reverted = s.reverted().display(),
+        );
+        std::fs::write(s.file(), yaml).unwrap();
+        s
+    }
+    fn file(&self) -> PathBuf {
+        self.dir.path().join("sticky.yaml")
+    }
+    fn injected(&self) -> PathBuf {
+        self.dir.path().join("injected")
+    }
+    fn reverted(&self) -> PathBuf {
+        self.dir.path().join("reverted")
+    }
+    fn reverts(&self) -> usize {
+        std::fs::read_to_string(self.reverted())
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+    fn reports(&self) -> PathBuf {
+        self.dir.path().join("reports")
+    }
+    fn cmd(&self) -> Command {
+        let mut c = firedrill();
+        c.env("FIREDRILL_STATE_DIR", self.state());
+        c
+    }
+    fn spawn_run(&self) -> Child {
+        self.cmd()
+            .arg("run")
+            .arg(self.file())
+            .arg("--report-dir")
+            .arg(self.reports())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for the child to exit within `limit`; kills it and fails otherwise.
+fn finish(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "did not exit within {limit:?}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn sigint_twice_reverts_within_a_second_and_exits_3() {
+    let d = Sticky::new("");
+    let child = d.spawn_run();
+    wait_for("the injection", Duration::from_secs(30), || {
+        d.injected().exists()
+    });
+    let sent = Instant::now();
+    signal(&child, "INT");
+    std::thread::sleep(Duration::from_millis(20));
+    signal(&child, "INT");
+    wait_for("the revert", Duration::from_secs(1), || d.reverts() > 0);
+    assert!(sent.elapsed() <= Duration::from_secs(1));
+    let out = finish(child, Duration::from_secs(20));
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(d.reverts(), 1, "reverted exactly once");
+    assert!(!d.injected().exists());
+    let record = common::only_report(&d.reports());
+    assert_eq!(record["outcome"], "aborted");
+    // The journal is closed: nothing is left to recover.
+    let rec = d.cmd().args(["recover", "--all"]).output().unwrap();
+    assert!(
+        text(&rec).0.contains("nothing to recover"),
+        "{:?}",
+        text(&rec)
+    );
+}
+
+#[test]
+fn a_panic_reverts_the_current_journal_before_exiting() {
+    let d = Sticky::new("");
+    let out = d
+        .cmd()
+        .env("FIREDRILL_DEBUG_PANIC_AFTER_INJECT", "1")
+        .arg("run")
+        .arg(d.file())
+        .arg("--report-dir")
+        .arg(d.reports())
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(101), "{stderr}");
+    assert!(stderr.contains("reverting every fault"), "{stderr}");
+    assert_eq!(d.reverts(), 1, "{stderr}");
+    let rec = d.cmd().args(["recover", "--all"]).output().unwrap();
+    assert!(
+        text(&rec).0.contains("nothing to recover"),
+        "{:?}",
+        text(&rec)
+    );
+}
+
+/// SIGKILL leaves the fault in place; the journal lets `recover` (or the next run) undo it.
+fn killed_run(d: &Sticky) -> String {
+    let child = d.spawn_run();
+    wait_for("the injection", Duration::from_secs(30), || {
+        d.injected().exists()
+    });
+    // The second (irreversible) fault follows the first at once.
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, "KILL");
+    let _ = finish(child, Duration::from_secs(5));
+    let journals: Vec<PathBuf> = std::fs::read_dir(d.state().join("journal"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let newest = journals.iter().max().unwrap();
+    newest.file_stem().unwrap().to_string_lossy().into_owned()
+}
+
+const IRREVERSIBLE: &str = "  - command: { run: [\"true\"] }\n";
+
+#[test]
+fn recover_replays_a_killed_run_once_and_says_what_it_cannot_undo() {
+    let d = Sticky::new(IRREVERSIBLE);
+    let run_id = killed_run(&d);
+    assert_eq!(d.reverts(), 0, "SIGKILL skipped the revert");
+    let out = d
+        .cmd()
+        .args(["recover", "--run", &run_id])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains(&run_id), "{stdout}");
+    assert!(stdout.contains("reverted command touch"), "{stdout}");
+    assert!(
+        stdout.contains("irreversible command true") && stdout.contains("no revert command"),
+        "{stdout}"
+    );
+    assert_eq!(d.reverts(), 1);
+    assert!(!d.injected().exists());
+    // A second recover is a no-op.
+    let again = d.cmd().args(["recover", "--all"]).output().unwrap();
+    assert!(text(&again).0.contains("nothing to recover"));
+    assert_eq!(d.reverts(), 1);
+}
+
+#[test]
+fn a_new_run_first_recovers_the_stale_journal_of_its_scope() {
+    let d = Sticky::new("");
+    let run_id = killed_run(&d);
+    assert_eq!(d.reverts(), 0);
+    // The next run recovers, then runs (and is stopped) as usual.
+    let child = d.spawn_run();
+    wait_for("the stale revert", Duration::from_secs(30), || {
+        d.reverts() == 1
+    });
+    wait_for("the new injection", Duration::from_secs(30), || {
+        d.injected().exists()
+    });
+    signal(&child, "TERM");
+    let out = finish(child, Duration::from_secs(20));
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains(&format!("recovering run {run_id}")),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(d.reverts(), 2);
+}
+
+#[test]
+fn halt_stops_a_running_drill_and_refuses_new_ones_until_released() {
+    let d = Sticky::new("");
+    let child = d.spawn_run();
+    wait_for("the injection", Duration::from_secs(30), || {
+        d.injected().exists()
+    });
+    let halted = Instant::now();
+    let h = d
+        .cmd()
+        .args(["halt", "--reason", "incident 4711"])
+        .output()
+        .unwrap();
+    assert_eq!(h.status.code(), Some(0), "{:?}", text(&h));
+    wait_for("the revert", Duration::from_secs(5), || d.reverts() > 0);
+    assert!(halted.elapsed() < Duration::from_secs(5));
+    let out = finish(child, Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
+    let record = common::only_report(&d.reports());
+    assert_eq!(record["outcome"], "aborted");
+    let reason = record["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("halted") && reason.contains("incident 4711"),
+        "{reason}"
+    );
+
+    // While halted, a new run refuses at once and touches nothing.
+    std::fs::remove_file(d.reverted()).unwrap();
+    let refused = d.cmd().arg("run").arg(d.file()).output().unwrap();
+    let (_, stderr) = text(&refused);
+    assert_eq!(refused.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("incident 4711"), "{stderr}");
+    assert!(!d.injected().exists() && d.reverts() == 0);
+
+    let r = d.cmd().args(["halt", "--release"]).output().unwrap();
+    assert!(text(&r).0.contains("released"));
+}
+
+#[test]
+fn one_drill_per_scope_among_thirty_concurrent_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let file = dir.path().join("busy.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name: busy
+probes:
+  go:
+    command: {{ run: [test, -e, "{go}"] }}
+    every: 50ms
+faults:
+  - command: {{ run: ["true"] }}
+recovery: {{ objective: 5s, stable-for: 100ms, timeout: 20s }}
+"#,
+            go = go.display()
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let n = 30;
+    let started = Instant::now();
+    let mut children: Vec<Option<Child>> = (0..n)
+        .map(|_| {
+            Some(
+                firedrill()
+                    .env("FIREDRILL_STATE_DIR", &state)
+                    .arg("run")
+                    .arg(&file)
+                    .args(["--steady-state-timeout", "120s", "--report-dir"])
+                    .arg(dir.path().join("reports"))
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    // Every loser exits promptly, naming the holder, while the winner waits for `go`.
+    let mut refused = Vec::new();
+    while refused.len() < n - 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "only {} of {} refused",
+            refused.len(),
+            n - 1
+        );
+        for c in children.iter_mut() {
+            if c.as_mut()
+                .is_some_and(|ch| ch.try_wait().unwrap().is_some())
+            {
+                refused.push(c.take().unwrap().wait_with_output().unwrap());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for out in &refused {
+        let (_, stderr) = text(out);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(
+            stderr.contains("is busy: drill `busy` (run ") && stderr.contains("holds it since"),
+            "{stderr}"
+        );
+    }
+    std::fs::write(&go, "").unwrap();
+    let winner = children.into_iter().flatten().next().unwrap();
+    let out = finish(winner, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+}
+
+// ---- the protected-environment guard, against a simulated cluster ----
+
+struct Cluster {
+    rt: tokio::runtime::Runtime,
+    sim: Option<firedrill::sim::SimHandle>,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(sim) = self.sim.take() {
+            self.rt.block_on(sim.shutdown());
+        }
+    }
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let scenario = firedrill::sim::parse_scenario(
+            "kubelet: { schedule-delay: 10ms, start-delay: 50ms, ready-delay: 50ms }\nnamespaces:\n  shop:\n    deployments:\n      web: { replicas: 3, labels: { app: web } }\n",
+        )
+        .unwrap();
+        let sim = rt
+            .block_on(firedrill::sim::SimCluster::start(
+                scenario,
+                "127.0.0.1:0".parse().unwrap(),
+                3,
+            ))
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("firedrill.yaml"),
+            "environments:\n  staging:\n    kube-context: firedrill-sim\n  production:\n    kube-context: firedrill-sim\n    protected: true\n",
+        )
+        .unwrap();
+        for (name, current) in [
+            ("kubeconfig", "firedrill-sim"),
+            ("kubeconfig-other", "other"),
+        ] {
+            let kc = format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: sim\n  cluster: {{ server: \"{url}\" }}\ncontexts:\n- name: firedrill-sim\n  context: {{ cluster: sim, user: u }}\n- name: other\n  context: {{ cluster: sim, user: u }}\nusers:\n- name: u\n  user: {{}}\ncurrent-context: {current}\n",
+                url = sim.api_url()
+            );
+            std::fs::write(dir.path().join(name), kc).unwrap();
+        }
+        Cluster {
+            rt,
+            sim: Some(sim),
+            dir,
+        }
+    }
+
+    fn mutating(&self) -> usize {
+        let sim = self.sim.as_ref().unwrap();
+        sim.request_log().iter().filter(|r| r.is_mutating()).count()
+    }
+
+    fn drill(&self, environments: &str) -> PathBuf {
+        let file = self.dir.path().join(format!("drill-{environments}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                r#"name: web-kill
+environments: [{environments}]
+targets:
+  web:
+    kubernetes: {{ namespace: shop, selector: app=web, count: 1, max-targets: 1 }}
+probes:
+  web-ready:
+    kubernetes: {{ deployment: shop/web, ready: all }}
+faults:
+  - pod-kill: {{ target: web, grace-period: 0s }}
+recovery: {{ objective: 10s, stable-for: 300ms, timeout: 30s }}
+"#
+            ),
+        )
+        .unwrap();
+        file
+    }
+
+    fn run(&self, file: &Path, kubeconfig: &str, args: &[&str]) -> Output {
+        firedrill()
+            .env("KUBECONFIG", self.dir.path().join(kubeconfig))
+            .env("FIREDRILL_STATE_DIR", self.dir.path().join("state"))
+            .arg("run")
+            .arg(file)
+            .arg("--report-dir")
+            .arg(self.dir.path().join("reports"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+#[test]
+fn a_protected_environment_runs_only_when_every_condition_holds() {
+    let c = Cluster::start();
+    let listed = c.drill("staging, production");
+    let unlisted = c.drill("staging");
+    for bits in 0u8..16 {
+        let explicit = bits & 1 != 0;
+        let file = if bits & 2 != 0 { &listed } else { &unlisted };
+        let kubeconfig = if bits & 4 != 0 {
+            "kubeconfig"
+        } else {
+            "kubeconfig-other"
+        };
+        let mut args = vec![];
+        if explicit {
+            args.extend(["--env", "production"]);
+        }
+        if bits & 8 != 0 {
+            args.push("--yes");
+        }
+        let before = c.mutating();
+        let out = c.run(file, kubeconfig, &args);
+        let (_, stderr) = text(&out);
+        let after = c.mutating();
+        if bits == 15 {
+            assert_eq!(out.status.code(), Some(0), "authorized: {stderr}");
+            assert!(after > before, "the authorized run deleted a pod");
+        } else {
+            assert_eq!(out.status.code(), Some(2), "{bits:04b}: {stderr}");
+            assert_eq!(after, before, "{bits:04b} made mutating calls: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn a_halt_refuses_with_no_mutating_call() {
+    let c = Cluster::start();
+    let file = c.drill("staging");
+    let h = firedrill()
+        .env("FIREDRILL_STATE_DIR", c.dir.path().join("state"))
+        .args(["halt", "--reason", "freeze"])
+        .output()
+        .unwrap();
+    assert!(h.status.success());
+    let out = c.run(&file, "kubeconfig", &["--env", "staging"]);
+    assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
+    assert_eq!(c.mutating(), 0);
+}
+
+#[test]
+fn an_annotated_configmap_in_the_cluster_halts_with_no_mutating_call() {
+    let c = Cluster::start();
+    let file = c.drill("staging");
+    let sim = c.sim.as_ref().unwrap();
+    c.rt.block_on(async {
+        use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+        let client = sim.kube_client().await.unwrap();
+        let pp = kube::api::PostParams::default();
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "firedrill"}})).unwrap();
+        kube::Api::<Namespace>::all(client.clone())
+            .create(&pp, &ns)
+            .await
+            .unwrap();
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {
+            "name": "firedrill-halt", "namespace": "firedrill",
+            "annotations": {"firedrill.io/halt": "cluster freeze"}}}))
+        .unwrap();
+        kube::Api::<ConfigMap>::namespaced(client, "firedrill")
+            .create(&pp, &cm)
+            .await
+            .unwrap();
+    });
+    let before = c.mutating();
+    let out = c.run(&file, "kubeconfig", &["--env", "staging"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("cluster freeze"), "{stderr}");
+    assert_eq!(c.mutating(), before);
+}
+
+#[test]
+fn a_live_lease_in_the_cluster_refuses_and_an_own_lease_is_released() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let c = Cluster::start();
+    let file = c.drill("staging");
+    let sim = c.sim.as_ref().unwrap();
+    let client = c.rt.block_on(sim.kube_client()).unwrap();
+    let api = kube::Api::<Lease>::namespaced(client, "shop");
+    // A run takes the namespace's lease and deletes it when done.
+    let out = c.run(&file, "kubeconfig", &["--env", "staging"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert!(c
+        .rt
+        .block_on(api.get_opt("firedrill-drill"))
+        .unwrap()
+        .is_none());
+    // Another machine's drill holds it (renewed just now): refused, naming the holder.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let lease: Lease = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "firedrill-drill", "namespace": "shop", "annotations": {
+            "firedrill.io/holder": "{\"pid\":42,\"run_id\":\"elsewhere-1\",\"experiment\":\"web-kill\",\"since\":\"2026-01-01T00:00:00Z\"}"}},
+        "spec": {"holderIdentity": "other", "leaseDurationSeconds": 60, "renewTime": now}}))
+    .unwrap();
+    c.rt.block_on(api.create(&Default::default(), &lease))
+        .unwrap();
+    let before = c.mutating();
+    let out = c.run(&file, "kubeconfig", &["--env", "staging"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("elsewhere-1") && stderr.contains("pid 42"),
+        "{stderr}"
+    );
+    assert_eq!(
+        c.mutating(),
+        before,
+        "a refused lease makes no call: {stderr}"
+    );
+}
+
+#[test]
+fn plan_resolves_targets_read_only() {
+    let c = Cluster::start();
+    let file = c.drill("staging, production");
+    let out = firedrill()
+        .env("KUBECONFIG", c.dir.path().join("kubeconfig"))
+        .args(["plan", "--env", "production"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("is protected"), "{stdout}");
+    assert!(stdout.contains("locks: production/kube/shop"), "{stdout}");
+    assert!(
+        stdout.contains("resolved now (a run chooses again): chose pod web-"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(1 of 3 matching"), "{stdout}");
+    assert_eq!(c.mutating(), 0);
+}
+
+// ---- secrets ----
+
+#[test]
+fn secret_canaries_never_leave_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let canaries = [
+        "canary-env-7f3a91",
+        "canary-bearer-91c2d4",
+        "canary-dsn-55e1b8",
+    ];
+    let file = dir.path().join("secret.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name: secrets
+probes:
+  api:
+    http:
+      url: "http://127.0.0.1:{port}/healthz?token=${{env:FIREDRILL_TEST_CANARY}}"
+      headers:
+        Authorization: "Bearer canary-bearer-91c2d4"
+      timeout: 200ms
+    every: 100ms
+  db:
+    postgres:
+      dsn: "postgres://app:canary-dsn-55e1b8@127.0.0.1:{port}/db"
+      mode: {{ read: {{ query: "select 1" }} }}
+      timeout: 200ms
+    every: 100ms
+faults:
+  - command: {{ run: [echo, "${{env:FIREDRILL_TEST_CANARY}}"] }}
+recovery: {{ objective: 5s, timeout: 10s }}
+"#
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let reports = dir.path().join("reports");
+    let out = firedrill()
+        .env("FIREDRILL_TEST_CANARY", canaries[0])
+        .env("FIREDRILL_STATE_DIR", &state)
+        .env("RUST_LOG", "debug")
+        .args(["-vv", "run", "--steady-state-timeout", "1s", "--report-dir"])
+        .arg(&reports)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("***"), "something was masked: {stderr}");
+    let mut outputs = vec![("stdout".to_string(), stdout), ("stderr".into(), stderr)];
+    let mut stack = vec![reports, state];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let t = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+                outputs.push((p.display().to_string(), t));
+            }
+        }
+    }
+    assert!(outputs.len() > 3, "reports were written");
+    for (name, t) in &outputs {
+        for c in canaries {
+            assert!(!t.contains(c), "{c} leaked into {name}:\n{t}");
+        }
+    }
+}
