@@ -11,5 +11,6 @@ pub mod fault;
 pub mod platform;
 pub mod probe;
 pub mod report;
+pub mod schedule;
 pub mod sim;
 pub mod timeline;
