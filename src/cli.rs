@@ -1,4 +1,4 @@
-//! The command line: `validate`, `plan`, `run`, `sim`, `proxy`.
+//! The command line: `validate`, `plan`, `run`, `status`, `schedule`, `sim`, `proxy`.
 //!
 //! Results go to stdout, logs and progress to stderr. Exit codes (DESIGN.md): 0 passed,
 //! 1 failed, 2 invalid input (nothing touched), 3 aborted or inconclusive, 4 internal error.
@@ -55,6 +55,16 @@ enum Command {
     Run(RunArgs),
     /// Run the embedded simulated Kubernetes API server on 127.0.0.1.
     Sim(crate::sim::SimArgs),
+    /// Per drill and environment: last run, outcome, last TTR, next run, why it is held back.
+    Status {
+        /// Folder of experiments (with firedrill.yaml).
+        #[arg(default_value = "experiments")]
+        dir: PathBuf,
+        #[arg(long, default_value = "reports")]
+        report_dir: PathBuf,
+    },
+    /// Run drills when due: cron in each environment's time zone, windows, promotion gates.
+    Schedule(crate::schedule::daemon::ScheduleArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -141,6 +151,8 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         Command::Plan { file, env } => plan(&file, &env).await,
         Command::Run(args) => run(args).await,
         Command::Sim(args) => crate::sim::run_standalone(args).await.map(|_| 0),
+        Command::Status { dir, report_dir } => Ok(status(&dir, &report_dir)),
+        Command::Schedule(args) => crate::schedule::daemon::main(args).await,
     }
 }
 
@@ -193,6 +205,24 @@ fn load(
         known_environments: if known.is_empty() { None } else { Some(known) },
     };
     experiment::load_experiment(file, &opts)
+}
+
+/// Loads an experiment for one environment the way `validate` does (simulated URLs as
+/// placeholders): what the scheduler needs to know of a drill without running it.
+pub fn load_for(
+    file: &Path,
+    env: &str,
+    config: Option<&Path>,
+) -> Result<(experiment::Experiment, Environment), Diagnostics> {
+    let args = EnvArgs {
+        env: env.to_string(),
+        config: config.map(Path::to_path_buf),
+        vars: Vec::new(),
+    };
+    let (env, known) = environment(file, &args)?;
+    let placeholders = simulation_placeholders(file)?;
+    let loaded = load(file, &env, &known, &placeholders)?;
+    Ok((loaded.experiment, env))
 }
 
 fn validate(files: &[PathBuf], args: &EnvArgs) -> u8 {
@@ -331,16 +361,69 @@ async fn plan(file: &Path, args: &EnvArgs) -> anyhow::Result<u8> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<u8> {
-    let file = &args.file;
-    let (env, known) = match environment(file, &args.env) {
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone());
+    let req = DrillRequest {
+        file: args.file.clone(),
+        env: args.env.env.clone(),
+        config: args.env.config.clone(),
+        vars: args.env.vars.clone(),
+        seed: args.seed,
+        repeat: args.repeat,
+        steady_state_timeout: args.steady_state_timeout,
+    };
+    match run_one(&req, cancel, Some(Box::new(progress_line))).await? {
+        Ran::Invalid(code) => Ok(code),
+        Ran::Done(record) => {
+            let path = report::write(&args.report_dir, &record)?;
+            print!("{}", report::terminal::render(&record, Some(&path)));
+            Ok(record.outcome.exit_code() as u8)
+        }
+    }
+}
+
+/// One drill to run: what `firedrill run` takes, and what the scheduler asks for.
+#[derive(Debug, Clone)]
+pub struct DrillRequest {
+    pub file: PathBuf,
+    pub env: String,
+    /// Environments file; default: firedrill.yaml beside the experiment (or its parent).
+    pub config: Option<PathBuf>,
+    pub vars: Vec<(String, String)>,
+    pub seed: Option<u64>,
+    pub repeat: Option<u32>,
+    pub steady_state_timeout: Duration,
+}
+
+/// What became of a [`DrillRequest`].
+pub enum Ran {
+    /// Nothing was touched; the diagnostics went to stderr; the exit code to use.
+    Invalid(u8),
+    /// The drill ran (whatever its outcome); the record is not written yet.
+    Done(Box<report::record::RunRecord>),
+}
+
+/// Loads, plans and executes one drill (starting its simulated cluster when it has one).
+/// Cancelling `cancel` stops it; the executor reverts what it injected.
+pub async fn run_one(
+    req: &DrillRequest,
+    cancel: CancellationToken,
+    observer: Option<drill::Observer>,
+) -> anyhow::Result<Ran> {
+    let file = &req.file;
+    let env_args = EnvArgs {
+        env: req.env.clone(),
+        config: req.config.clone(),
+        vars: req.vars.clone(),
+    };
+    let (env, known) = match environment(file, &env_args) {
         Ok(x) => x,
         Err(d) => {
             eprintln!("{d}");
-            return Ok(EXIT_INVALID);
+            return Ok(Ran::Invalid(EXIT_INVALID));
         }
     };
-    let seed = args.seed.unwrap_or_else(rand::random);
-
+    let seed = req.seed.unwrap_or_else(rand::random);
     // A simulated cluster starts before the full load: its URLs are variables.
     let mut sim = None;
     let mut extra = BTreeMap::new();
@@ -350,7 +433,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
                 Ok(sc) => sc,
                 Err(d) => {
                     eprintln!("{d}");
-                    return Ok(EXIT_INVALID);
+                    return Ok(Ran::Invalid(EXIT_INVALID));
                 }
             };
             let handle =
@@ -368,21 +451,21 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         Ok(_) => {}
         Err(d) => {
             eprintln!("{d}");
-            return Ok(EXIT_INVALID);
+            return Ok(Ran::Invalid(EXIT_INVALID));
         }
     }
     let loaded = match load(file, &env, &known, &extra) {
         Ok(l) => l,
         Err(d) => {
             eprintln!("{d}");
-            return Ok(EXIT_INVALID);
+            return Ok(Ran::Invalid(EXIT_INVALID));
         }
     };
     for w in &loaded.warnings {
         eprintln!("{w}\n");
     }
     let mut exp = loaded.experiment;
-    if let Some(n) = args.repeat {
+    if let Some(n) = req.repeat {
         exp.repeat = n.max(1);
     }
     if env.name != "local" && !exp.environments.contains(&env.name) {
@@ -392,7 +475,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
             env.name,
             file.display()
         );
-        return Ok(EXIT_INVALID);
+        return Ok(Ran::Invalid(EXIT_INVALID));
     }
     let kube = if !needs_kube(&exp) {
         None
@@ -403,7 +486,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
             Ok(c) => Some(c),
             Err(e) => {
                 eprintln!("error: {e}\n  = help: set `kube-context` for environment `{}` in firedrill.yaml, or give the experiment a `simulation` to run it on the embedded simulated cluster", env.name);
-                return Ok(3);
+                return Ok(Ran::Invalid(3));
             }
         }
     };
@@ -415,7 +498,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         Ok(f) => f,
         Err(e) => {
             eprintln!("error: {e}");
-            return Ok(EXIT_INVALID);
+            return Ok(Ran::Invalid(EXIT_INVALID));
         }
     };
     let plan = Plan::new(exp, env, seed, faults);
@@ -427,11 +510,9 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         eprintln!("  will inject {}: {}", f.label(), f.describe());
     }
 
-    let cancel = CancellationToken::new();
-    spawn_signal_handler(cancel.clone());
     let mut opts = Options::new(cancel);
-    opts.steady_state_timeout = args.steady_state_timeout;
-    opts.observer = Some(Box::new(progress_line));
+    opts.steady_state_timeout = req.steady_state_timeout;
+    opts.observer = observer;
     if let Some(client) = &kube {
         opts.sources = kube_sources(&plan.experiment, client);
     }
@@ -439,10 +520,23 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     if let Some(handle) = sim {
         handle.shutdown().await;
     }
+    Ok(Ran::Done(Box::new(record)))
+}
 
-    let path = report::write(&args.report_dir, &record)?;
-    print!("{}", report::terminal::render(&record, Some(&path)));
-    Ok(record.outcome.exit_code() as u8)
+fn status(dir: &Path, report_dir: &Path) -> u8 {
+    use crate::schedule::{catalog, promotion, status};
+    let cat = catalog::load(dir);
+    for (file, err) in &cat.errors {
+        eprintln!("skipping {}:\n{err}\n", file.display());
+    }
+    let history = promotion::history(report_dir);
+    let rows = status::rows(&cat.entries, &history, chrono::Utc::now());
+    print!("{}", status::render(&rows));
+    if cat.errors.is_empty() {
+        0
+    } else {
+        EXIT_INVALID
+    }
 }
 
 /// SIGINT/SIGTERM cancel the drill; the executor then reverts. Further signals are reported

@@ -4,7 +4,11 @@
 //! The deciding parts are pure functions over times and report records ([`cron`], [`window`],
 //! [`promotion`]); the daemon only wires them to a clock and the drill runner.
 
+pub mod catalog;
 pub mod cron;
+pub mod daemon;
+pub mod promotion;
+pub mod status;
 pub mod window;
 
 use std::time::Duration;
@@ -42,6 +46,24 @@ impl Rules {
     pub fn passes(&self) -> u32 {
         self.promote_passes.max(1)
     }
+}
+
+/// The first tick after `after` that falls in a window and outside every blackout (looking
+/// at most a thousand ticks ahead).
+pub fn next_open(
+    schedule: &cron::CronSchedule,
+    rules: &Rules,
+    after: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let mut t = after;
+    for _ in 0..1000 {
+        t = schedule.next_after(t)?;
+        let local = t.with_timezone(&schedule.time_zone());
+        if window::open_at(&local, &rules.windows, &rules.blackouts).is_ok() {
+            return Some(t);
+        }
+    }
+    None
 }
 
 /// The jitter delay of one tick: a pure function of the seed, the drill, the environment and
