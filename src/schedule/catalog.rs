@@ -30,8 +30,8 @@ pub struct Catalog {
     pub entries: Vec<Entry>,
     /// Files that did not load, with the rendered diagnostics.
     pub errors: Vec<(PathBuf, String)>,
-    /// Modification times of what was read, to notice changes.
-    pub stamps: Vec<(PathBuf, Option<SystemTime>)>,
+    /// Modification times and sizes of what was read, to notice changes.
+    pub stamps: Vec<(PathBuf, Option<(SystemTime, u64)>)>,
 }
 
 fn is_experiment(p: &Path) -> bool {
@@ -42,7 +42,7 @@ fn is_experiment(p: &Path) -> bool {
 }
 
 /// What [`load`] would read, with modification times: a change means reload.
-pub fn stamps(dir: &Path) -> Vec<(PathBuf, Option<SystemTime>)> {
+pub fn stamps(dir: &Path) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -55,7 +55,9 @@ pub fn stamps(dir: &Path) -> Vec<(PathBuf, Option<SystemTime>)> {
     files
         .into_iter()
         .map(|p| {
-            let m = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
+            let m = std::fs::metadata(&p)
+                .and_then(|m| Ok((m.modified()?, m.len())))
+                .ok();
             (p, m)
         })
         .collect()

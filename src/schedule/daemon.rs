@@ -85,6 +85,8 @@ pub struct Job {
     pub file: PathBuf,
     pub experiment: String,
     pub environment: String,
+    /// The version scheduled (the file may change while the drill waits or runs).
+    pub content_hash: String,
     pub tick: DateTime<Utc>,
     pub seed: u64,
 }
@@ -235,6 +237,7 @@ impl Daemon {
                                 file: e.file.clone(),
                                 experiment: e.experiment.name.clone(),
                                 environment: e.env.name.clone(),
+                                content_hash: e.experiment.source.content_hash.clone(),
                                 tick,
                                 seed: self.seed ^ tick.timestamp() as u64,
                             };
