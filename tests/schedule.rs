@@ -256,3 +256,56 @@ async fn windows_and_reload_without_restart() {
         ]
     );
 }
+
+/// The real runner against the simulated cluster: the daemon starts the drill at its tick,
+/// the drill kills a pod, measures recovery and writes its report; the promotion gate then
+/// reads that report back from the folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_drill_on_the_simulated_cluster() {
+    let dir = folder(&[("quick", "* * * * *", "[local]")]);
+    let reports = tempfile::tempdir().unwrap();
+    let daemon = Daemon {
+        dir: dir.path().to_path_buf(),
+        report_dir: reports.path().to_path_buf(),
+        // Two seconds before a minute's tick.
+        clock: Clock::starting_at(utc("2026-11-23T09:59:58Z")),
+        runner: firedrill::schedule::daemon::drill_runner(
+            reports.path().to_path_buf(),
+            Duration::from_secs(20),
+        ),
+        seed: 3,
+        poll: Duration::from_secs(1),
+    };
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let watch = reports.path().join("quick/local");
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(50);
+        while tokio::time::Instant::now() < deadline {
+            let done = std::fs::read_dir(&watch)
+                .map(|rd| {
+                    rd.flatten()
+                        .any(|e| e.path().extension().is_some_and(|x| x == "json"))
+                })
+                .unwrap_or(false);
+            if done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        stop.cancel();
+    });
+    let log = summary(&daemon.run(shutdown).await);
+    assert_eq!(
+        log.first().map(String::as_str),
+        Some("quick/local start 10:00")
+    );
+    assert!(
+        log.iter().any(|l| l.starts_with("quick/local passed")),
+        "{log:#?}"
+    );
+    let history = firedrill::schedule::promotion::history(reports.path());
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].outcome, Outcome::Passed);
+    assert!(history[0].ttr.is_some(), "a pod kill has a time to recover");
+}
