@@ -98,6 +98,7 @@ fn scripted(ran: Arc<Mutex<Vec<Job>>>, clock: Clock) -> Runner {
                 outcome,
                 finished_at: clock.now(),
                 ttr: None,
+                ttd: None,
             })
         }) as futures::future::BoxFuture<'static, Option<RunSummary>>
     })
@@ -138,6 +139,7 @@ async fn three_drills_over_a_compressed_clock() {
         runner: scripted(ran.clone(), clock),
         seed: 1,
         poll: Duration::from_secs(60),
+        metrics: None,
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
@@ -231,6 +233,7 @@ async fn windows_and_reload_without_restart() {
         runner: scripted(ran.clone(), clock),
         seed: 1,
         poll: Duration::from_secs(60),
+        metrics: None,
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
@@ -275,6 +278,7 @@ async fn real_drill_on_the_simulated_cluster() {
         ),
         seed: 3,
         poll: Duration::from_secs(1),
+        metrics: None,
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

@@ -40,6 +40,9 @@ pub struct ScheduleArgs {
     /// How long to wait for the steady state before injecting and after reverting.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub steady_state_timeout: Duration,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464); off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Wall-clock time for the scheduler. `System` reads the real clock; `Virtual` starts at a
@@ -135,6 +138,8 @@ pub struct Daemon {
     pub seed: u64,
     /// The longest sleep between wake-ups (reload checks).
     pub poll: Duration,
+    /// Updated after every run and wake-up when `--metrics` is on.
+    pub metrics: Option<Arc<super::metrics::Metrics>>,
 }
 
 impl Daemon {
@@ -256,6 +261,13 @@ impl Daemon {
                 if let Some(next) = schedule.next_after(now) {
                     wake = wake.min(next);
                 }
+                if let Some(m) = &self.metrics {
+                    let next = scope
+                        .pending
+                        .map(|(_, start)| start)
+                        .or_else(|| super::next_open(schedule, &e.env.schedule, now));
+                    m.set_next_run(&e.experiment.name, &e.env.name, next);
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -263,6 +275,9 @@ impl Daemon {
                     running.remove(&key);
                     if let Some(s) = summary {
                         note(&mut log, self.clock.now(), &key, What::Finished { outcome: s.outcome });
+                        if let Some(m) = &self.metrics {
+                            m.record(&s);
+                        }
                         history.push(s);
                     }
                 }
@@ -391,6 +406,15 @@ pub async fn main(args: ScheduleArgs) -> anyhow::Result<u8> {
     }
     let shutdown = CancellationToken::new();
     spawn_signals(shutdown.clone());
+    let metrics = match args.metrics {
+        None => None,
+        Some(addr) => {
+            let m = Arc::new(super::metrics::Metrics::new());
+            let bound = super::metrics::serve(m.clone(), addr, shutdown.clone()).await?;
+            eprintln!("metrics: http://{bound}/metrics");
+            Some(m)
+        }
+    };
     let daemon = Daemon {
         dir: args.dir.clone(),
         report_dir: args.report_dir.clone(),
@@ -398,6 +422,7 @@ pub async fn main(args: ScheduleArgs) -> anyhow::Result<u8> {
         runner: drill_runner(args.report_dir.clone(), args.steady_state_timeout),
         seed: args.seed.unwrap_or_else(rand::random),
         poll: Duration::from_secs(5),
+        metrics,
     };
     let cat = catalog::load(&args.dir);
     eprintln!(

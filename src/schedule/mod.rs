@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod cron;
 pub mod daemon;
+pub mod metrics;
 pub mod promotion;
 pub mod status;
 pub mod window;

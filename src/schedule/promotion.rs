@@ -23,6 +23,8 @@ pub struct RunSummary {
     pub finished_at: DateTime<Utc>,
     /// Mean TTR of the run's trials, when any recovered.
     pub ttr: Option<Duration>,
+    /// Mean TTD of the run's trials, when any saw impact.
+    pub ttd: Option<Duration>,
 }
 
 impl From<&RunRecord> for RunSummary {
@@ -34,6 +36,7 @@ impl From<&RunRecord> for RunSummary {
             outcome: r.outcome,
             finished_at: r.finished_at,
             ttr: r.summary.mttr.as_ref().map(|s| s.mean),
+            ttd: r.summary.ttd.as_ref().map(|s| s.mean),
         }
     }
 }
@@ -181,6 +184,7 @@ mod tests {
             outcome,
             finished_at: t(at),
             ttr: None,
+            ttd: None,
         }
     }
 
