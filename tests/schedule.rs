@@ -140,6 +140,7 @@ async fn three_drills_over_a_compressed_clock() {
         seed: 1,
         poll: Duration::from_secs(60),
         metrics: None,
+        notifier: None,
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
@@ -234,6 +235,7 @@ async fn windows_and_reload_without_restart() {
         seed: 1,
         poll: Duration::from_secs(60),
         metrics: None,
+        notifier: None,
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
@@ -279,6 +281,7 @@ async fn real_drill_on_the_simulated_cluster() {
         seed: 3,
         poll: Duration::from_secs(1),
         metrics: None,
+        notifier: None,
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

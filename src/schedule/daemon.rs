@@ -43,6 +43,12 @@ pub struct ScheduleArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464); off by default.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Post Slack-compatible notifications (`{"text": ...}`) here (repeatable).
+    #[arg(long, value_name = "URL")]
+    pub slack_webhook: Vec<String>,
+    /// Post each event as a JSON object here (repeatable).
+    #[arg(long, value_name = "URL")]
+    pub webhook: Vec<String>,
 }
 
 /// Wall-clock time for the scheduler. `System` reads the real clock; `Virtual` starts at a
@@ -140,6 +146,8 @@ pub struct Daemon {
     pub poll: Duration,
     /// Updated after every run and wake-up when `--metrics` is on.
     pub metrics: Option<Arc<super::metrics::Metrics>>,
+    /// Webhooks told of starts and finishes, off the daemon's path.
+    pub notifier: Option<Arc<super::notify::Notifier>>,
 }
 
 impl Daemon {
@@ -236,6 +244,10 @@ impl Daemon {
                             note(&mut log, now, &key, What::Skipped { tick, reason });
                         } else {
                             note(&mut log, now, &key, What::Started { tick });
+                            self.notify(vec![super::notify::Event::Started {
+                                experiment: e.experiment.name.clone(),
+                                environment: e.env.name.clone(),
+                            }]);
                             let cancel = shutdown.child_token();
                             running.insert(key.clone(), cancel.clone());
                             let job = Job {
@@ -278,6 +290,7 @@ impl Daemon {
                         if let Some(m) = &self.metrics {
                             m.record(&s);
                         }
+                        self.notify(super::notify::Event::for_finished(&s));
                         history.push(s);
                     }
                 }
@@ -292,6 +305,7 @@ impl Daemon {
             c.cancel();
         }
         while tasks.join_next().await.is_some() {}
+        let mut last = Vec::new();
         while let Ok((key, Some(s))) = done_rx.try_recv() {
             note(
                 &mut log,
@@ -299,8 +313,25 @@ impl Daemon {
                 &key,
                 What::Finished { outcome: s.outcome },
             );
+            last.extend(super::notify::Event::for_finished(&s));
+        }
+        // Drills cancelled by the shutdown are reported before the daemon exits.
+        if let Some(n) = &self.notifier {
+            for event in &last {
+                n.send(event).await;
+            }
         }
         log
+    }
+
+    fn notify(&self, events: Vec<super::notify::Event>) {
+        if let Some(n) = self.notifier.clone() {
+            tokio::spawn(async move {
+                for event in &events {
+                    n.send(event).await;
+                }
+            });
+        }
     }
 
     fn reload(&self, previous: Option<Catalog>) -> Catalog {
@@ -423,6 +454,7 @@ pub async fn main(args: ScheduleArgs) -> anyhow::Result<u8> {
         seed: args.seed.unwrap_or_else(rand::random),
         poll: Duration::from_secs(5),
         metrics,
+        notifier: notifier(&args),
     };
     let cat = catalog::load(&args.dir);
     eprintln!(
@@ -436,6 +468,18 @@ pub async fn main(args: ScheduleArgs) -> anyhow::Result<u8> {
     }
     daemon.run(shutdown).await;
     Ok(0)
+}
+
+fn notifier(args: &ScheduleArgs) -> Option<Arc<super::notify::Notifier>> {
+    use super::notify::{Format, Notifier, Webhook};
+    let hooks: Vec<Webhook> = (args.slack_webhook.iter().map(|u| (u, Format::Slack)))
+        .chain(args.webhook.iter().map(|u| (u, Format::Json)))
+        .map(|(url, format)| Webhook {
+            url: url.clone(),
+            format,
+        })
+        .collect();
+    (!hooks.is_empty()).then(|| Arc::new(Notifier::new(hooks)))
 }
 
 fn spawn_signals(shutdown: CancellationToken) {

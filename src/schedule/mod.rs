@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod cron;
 pub mod daemon;
 pub mod metrics;
+pub mod notify;
 pub mod promotion;
 pub mod status;
 pub mod window;
