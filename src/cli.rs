@@ -65,6 +65,16 @@ enum Command {
     },
     /// Run drills when due: cron in each environment's time zone, windows, promotion gates.
     Schedule(crate::schedule::daemon::ScheduleArgs),
+    /// Print Kubernetes manifests (a JSON List) that run the folder's drills as CronJobs.
+    Deploy {
+        #[arg(long)]
+        namespace: String,
+        /// Container image with the firedrill binary.
+        #[arg(long, default_value = "firedrill:latest")]
+        image: String,
+        #[arg(default_value = "experiments")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -153,6 +163,23 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         Command::Sim(args) => crate::sim::run_standalone(args).await.map(|_| 0),
         Command::Status { dir, report_dir } => Ok(status(&dir, &report_dir)),
         Command::Schedule(args) => crate::schedule::daemon::main(args).await,
+        Command::Deploy {
+            namespace,
+            image,
+            dir,
+        } => {
+            let cat = crate::schedule::catalog::load(&dir);
+            for (file, err) in &cat.errors {
+                eprintln!("skipping {}:\n{err}\n", file.display());
+            }
+            let m = crate::schedule::deploy::render(&dir, &cat, &namespace, &image);
+            println!("{}", serde_json::to_string_pretty(&m.to_list())?);
+            Ok(if cat.errors.is_empty() {
+                0
+            } else {
+                EXIT_INVALID
+            })
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod cron;
 pub mod daemon;
+pub mod deploy;
 pub mod metrics;
 pub mod notify;
 pub mod promotion;
