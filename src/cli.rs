@@ -108,6 +108,9 @@ struct RunArgs {
     /// How long to wait for the steady state before injecting and after reverting.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     steady_state_timeout: Duration,
+    /// Push this run's metrics to a Prometheus Pushgateway (e.g. http://127.0.0.1:9091).
+    #[arg(long, value_name = "URL")]
+    pushgateway: Option<String>,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -404,6 +407,10 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         Ran::Done(record) => {
             let path = report::write(&args.report_dir, &record)?;
             print!("{}", report::terminal::render(&record, Some(&path)));
+            if let Some(url) = &args.pushgateway {
+                let summary = crate::schedule::promotion::RunSummary::from(record.as_ref());
+                crate::schedule::metrics::push(url, &summary).await;
+            }
             Ok(record.outcome.exit_code() as u8)
         }
     }

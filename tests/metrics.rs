@@ -96,3 +96,41 @@ async fn scraped_metrics_parse_and_add_up() {
         1_800_003_600.0
     );
 }
+
+#[tokio::test]
+async fn pushgateway_gets_the_run_in_text_format() {
+    use axum::extract::{Path, State};
+    type Seen = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+    async fn put(State(seen): State<Seen>, Path(rest): Path<String>, body: String) -> &'static str {
+        seen.lock().unwrap().push((rest, body));
+        ""
+    }
+    let seen: Seen = Arc::default();
+    let app = axum::Router::new()
+        .route("/metrics/{*rest}", axum::routing::put(put))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    firedrill::schedule::metrics::push(
+        &format!("http://{addr}/"),
+        &run("production", Outcome::Passed, 2_000, 1_800_000_000),
+    )
+    .await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].0,
+        "job/firedrill/experiment/checkout-pod-kill/environment/production"
+    );
+    let scrape = Scrape::parse(seen[0].1.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let drill = [
+        ("experiment", "checkout-pod-kill"),
+        ("environment", "production"),
+    ];
+    assert!(matches!(
+        value(&scrape, "firedrill_time_to_recover_seconds", &drill),
+        Some(Value::Histogram(_))
+    ));
+    assert!(!seen[0].1.contains("# EOF"));
+}

@@ -185,3 +185,39 @@ pub async fn serve(
     });
     Ok(bound)
 }
+
+/// `firedrill run --pushgateway URL`: a one-shot run's metrics, pushed (PUT) to a Prometheus
+/// Pushgateway under `job="firedrill"` and the drill's labels. A failure is logged, never
+/// returned: the drill's outcome does not depend on it.
+pub async fn push(gateway: &str, run: &RunSummary) {
+    let metrics = Metrics::new();
+    metrics.record(run);
+    // The Pushgateway takes the classic text format; drop the OpenMetrics end marker.
+    let body: String = metrics
+        .encode()
+        .lines()
+        .filter(|l| *l != "# EOF")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let url = format!(
+        "{}/metrics/job/firedrill/experiment/{}/environment/{}",
+        gateway.trim_end_matches('/'),
+        run.experiment,
+        run.environment
+    );
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap_or_default();
+    match client
+        .put(&url)
+        .header("content-type", "text/plain; version=0.0.4")
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(r) if r.status().is_success() => tracing::info!(url, "metrics pushed"),
+        Ok(r) => tracing::warn!(url, status = %r.status(), "pushgateway refused the metrics"),
+        Err(e) => tracing::warn!(url, error = %e, "cannot push metrics"),
+    }
+}
