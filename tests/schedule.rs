@@ -316,3 +316,66 @@ async fn real_drill_on_the_simulated_cluster() {
     assert_eq!(history[0].outcome, Outcome::Passed);
     assert!(history[0].ttr.is_some(), "a pod kill has a time to recover");
 }
+
+/// `firedrill status`: production is held until its staging twin passes, judged from the
+/// reports a real run wrote.
+#[test]
+fn status_shows_last_run_next_run_and_why_held() {
+    let dir = folder(&[("gate", "0 12 * * MON-FRI", "[staging, production]")]);
+    let reports = tempfile::tempdir().unwrap();
+    let firedrill = || std::process::Command::new(env!("CARGO_BIN_EXE_firedrill"));
+    let status = || {
+        let out = firedrill()
+            .arg("status")
+            .arg(dir.path())
+            .arg("--report-dir")
+            .arg(reports.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let row = |text: &str, env: &str| -> String {
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(env))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let before = status();
+    assert!(
+        row(&before, "production")
+            .contains("needs 1 passing run(s) of this version in staging within"),
+        "{before}"
+    );
+    assert!(
+        row(&before, "staging").contains(" UTC"),
+        "a next run: {before}"
+    );
+
+    let run = firedrill()
+        .arg("run")
+        .arg(dir.path().join("gate.yaml"))
+        .args(["--env", "staging", "--seed", "5", "--report-dir"])
+        .arg(reports.path())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let after = status();
+    let staging = row(&after, "staging");
+    assert!(staging.contains("passed"), "{after}");
+    assert!(staging.contains('s'), "a TTR: {after}");
+    let production = row(&after, "production");
+    assert!(!production.contains("needs"), "promoted: {after}");
+    assert!(
+        production.trim_end().ends_with('-'),
+        "nothing holds it: {after}"
+    );
+}
