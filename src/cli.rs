@@ -88,6 +88,26 @@ enum Command {
     },
     /// Run the embedded simulated Kubernetes API server on 127.0.0.1.
     Sim(crate::sim::SimArgs),
+    /// Per drill and environment: last run, outcome, last TTR, next run, why it is held back.
+    Status {
+        /// Folder of experiments (with firedrill.yaml).
+        #[arg(default_value = "experiments")]
+        dir: PathBuf,
+        #[arg(long, default_value = "reports")]
+        report_dir: PathBuf,
+    },
+    /// Run drills when due: cron in each environment's time zone, windows, promotion gates.
+    Schedule(crate::schedule::daemon::ScheduleArgs),
+    /// Print Kubernetes manifests (a JSON List) that run the folder's drills as CronJobs.
+    Deploy {
+        #[arg(long)]
+        namespace: String,
+        /// Container image with the firedrill binary.
+        #[arg(long, default_value = "firedrill:latest")]
+        image: String,
+        #[arg(default_value = "experiments")]
+        dir: PathBuf,
+    },
     /// Run the fault-injecting TCP proxy with its Toxiproxy-compatible control API.
     Proxy(crate::proxy::ProxyArgs),
     /// Read every run record under a reports folder: MTTR per drill over time, trends, overdue drills.
@@ -160,6 +180,9 @@ struct RunArgs {
     /// Confirm a run in a protected environment without the interactive prompt.
     #[arg(long)]
     yes: bool,
+    /// Push this run's metrics to a Prometheus Pushgateway (e.g. http://127.0.0.1:9091).
+    #[arg(long, value_name = "URL")]
+    pushgateway: Option<String>,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -218,6 +241,25 @@ async fn dispatch(cmd: Command, state_dir: &Path) -> anyhow::Result<u8> {
         Command::Halt { reason, release } => halt_command(state_dir, reason.as_deref(), release),
         Command::Sim(args) => crate::sim::run_standalone(args).await.map(|_| 0),
         Command::Proxy(args) => crate::proxy::run_standalone(args).await.map(|_| 0),
+        Command::Status { dir, report_dir } => Ok(status(&dir, &report_dir)),
+        Command::Schedule(args) => crate::schedule::daemon::main(args).await,
+        Command::Deploy {
+            namespace,
+            image,
+            dir,
+        } => {
+            let cat = crate::schedule::catalog::load(&dir);
+            for (file, err) in &cat.errors {
+                eprintln!("skipping {}:\n{err}\n", file.display());
+            }
+            let m = crate::schedule::deploy::render(&dir, &cat, &namespace, &image);
+            println!("{}", serde_json::to_string_pretty(&m.to_list())?);
+            Ok(if cat.errors.is_empty() {
+                0
+            } else {
+                EXIT_INVALID
+            })
+        }
         Command::Report(a) => {
             report::history::command(&a.dir, a.format, a.out.as_deref(), a.overdue)?;
             Ok(0)
@@ -282,6 +324,24 @@ fn load(
         known_environments: if known.is_empty() { None } else { Some(known) },
     };
     experiment::load_experiment(file, &opts)
+}
+
+/// Loads an experiment for one environment the way `validate` does (simulated URLs as
+/// placeholders): what the scheduler needs to know of a drill without running it.
+pub fn load_for(
+    file: &Path,
+    env: &str,
+    config: Option<&Path>,
+) -> Result<(experiment::Experiment, Environment), Diagnostics> {
+    let args = EnvArgs {
+        env: Some(env.to_string()),
+        config: config.map(Path::to_path_buf),
+        vars: Vec::new(),
+    };
+    let (env, known) = environment(file, &args)?;
+    let placeholders = simulation_placeholders(file)?;
+    let loaded = load(file, &env, &known, &placeholders)?;
+    Ok((loaded.experiment, env))
 }
 
 fn validate(files: &[PathBuf], args: &EnvArgs) -> u8 {
@@ -769,7 +829,27 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         "{}",
         safety::redact::text(&report::terminal::render(&record, Some(&path)))
     );
+    if let Some(url) = &args.pushgateway {
+        let summary = crate::schedule::promotion::RunSummary::from(&record);
+        crate::schedule::metrics::push(url, &summary).await;
+    }
     ci_outputs(&args, &record, &path)
+}
+
+fn status(dir: &Path, report_dir: &Path) -> u8 {
+    use crate::schedule::{catalog, promotion, status};
+    let cat = catalog::load(dir);
+    for (file, err) in &cat.errors {
+        eprintln!("skipping {}:\n{err}\n", file.display());
+    }
+    let history = promotion::history(report_dir);
+    let rows = status::rows(&cat.entries, &history, chrono::Utc::now());
+    print!("{}", status::render(&rows));
+    if cat.errors.is_empty() {
+        0
+    } else {
+        EXIT_INVALID
+    }
 }
 
 /// The CI side of a run: the regression gate, JUnit XML and the job summary.

@@ -14,5 +14,6 @@ pub mod probe;
 pub mod proxy;
 pub mod report;
 pub mod safety;
+pub mod schedule;
 pub mod sim;
 pub mod timeline;

@@ -292,6 +292,18 @@ fn simulation_peek_and_environments_file() {
         Some(std::time::Duration::from_secs(7 * 24 * 3600))
     );
     assert_eq!(envs.environments[1].time_zone, "Europe/Berlin");
+    let rules = &prod.schedule;
+    assert_eq!(rules.passes(), 2);
+    let windows: Vec<String> = rules.windows.iter().map(|w| w.to_string()).collect();
+    assert_eq!(windows, ["Mon-Fri 10:00-16:00", "Sat 22:00-02:00"]);
+    let blackouts: Vec<String> = rules.blackouts.iter().map(|b| b.to_string()).collect();
+    assert_eq!(blackouts, ["2026-12-24", "2026-12-30..2027-01-02"]);
+    assert_eq!(rules.jitter, std::time::Duration::from_secs(300));
+    assert_eq!(
+        rules.starting_deadline,
+        Some(std::time::Duration::from_secs(600))
+    );
+    assert_eq!(envs.environments[1].schedule.passes(), 1, "default");
 }
 
 #[test]

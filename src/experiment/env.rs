@@ -4,14 +4,15 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use super::de::child_path;
 use super::diag::{suggest, Diagnostics};
 use super::interp::{expand, Ref};
 use super::load::Ctx;
 use super::model::{Environment, EnvironmentsFile};
-use super::node::{self, Node};
-use super::raw::RawEnvironment;
+use super::node::{self, Kind, Node};
+use super::raw::{RawConcurrency, RawEnvironment};
 
 /// The file name looked up beside experiments.
 pub const ENVIRONMENTS_FILE: &str = "firedrill.yaml";
@@ -160,7 +161,24 @@ fn environment(cx: &mut Ctx<'_>, name: &str, node: &Node, path: &str) -> Option<
             );
         }
     }
+    check_windows(cx, node, path);
     let raw = raw?;
+    if raw.passes.is_some() && raw.promote_from.is_none() {
+        cx.error(
+            at("passes"),
+            &child_path(path, "passes"),
+            "`passes` is only used with `promote-from`",
+            Some("add `promote-from: ENVIRONMENT`".into()),
+        );
+    }
+    if raw.passes == Some(0) {
+        cx.error(
+            at("passes"),
+            &child_path(path, "passes"),
+            "passes must be at least 1",
+            None,
+        );
+    }
     if name == "local" && raw.protected {
         cx.error(
             at("protected"),
@@ -193,7 +211,51 @@ fn environment(cx: &mut Ctx<'_>, name: &str, node: &Node, path: &str) -> Option<
         protected: raw.protected,
         promote_from: raw.promote_from,
         promote_within: raw.within.map(|w| w.0),
+        schedule: crate::schedule::Rules {
+            jitter: raw.jitter.map_or(Duration::ZERO, |d| d.0),
+            starting_deadline: raw.starting_deadline.map(|d| d.0),
+            promote_passes: raw.passes.unwrap_or(1),
+            // Positioned errors came from `check_windows`; what parses here is what passed.
+            windows: raw
+                .windows
+                .iter()
+                .filter_map(|w| crate::schedule::window::Window::parse(w).ok())
+                .collect(),
+            blackouts: raw
+                .blackouts
+                .iter()
+                .filter_map(|b| crate::schedule::window::Blackout::parse(b).ok())
+                .collect(),
+            concurrency: match raw.concurrency {
+                None | Some(RawConcurrency::Forbid) => crate::schedule::Concurrency::Forbid,
+            },
+        },
     })
+}
+
+/// `windows:` and `blackouts:`, each item checked on its own so every bad one is reported
+/// at its position.
+fn check_windows(cx: &mut Ctx<'_>, node: &Node, path: &str) {
+    use crate::schedule::window::{Blackout, Window};
+    for (key, is_window) in [("windows", true), ("blackouts", false)] {
+        let Some(Kind::Seq(items)) = node.get(key).map(|n| &n.kind) else {
+            continue;
+        };
+        for (i, item) in items.iter().enumerate() {
+            if !item.is_scalar() {
+                continue; // the strict struct reports the type
+            }
+            let at = format!("{}[{i}]", child_path(path, key));
+            let parsed = if is_window {
+                Window::parse(&item.raw).map(drop)
+            } else {
+                Blackout::parse(&item.raw).map(drop)
+            };
+            if let Err(e) = parsed {
+                cx.error(item.span, &at, e.message, Some(e.help.into()));
+            }
+        }
+    }
 }
 
 /// The environment `name` from a loaded file; `local` exists even when the file does not

@@ -254,6 +254,8 @@ pub struct Environment {
     pub protected: bool,
     pub promote_from: Option<String>,
     pub promote_within: Option<Duration>,
+    /// Windows, blackouts, jitter, starting deadline and promotion passes for scheduled drills.
+    pub schedule: crate::schedule::Rules,
 }
 
 impl Environment {
@@ -267,6 +269,7 @@ impl Environment {
             protected: false,
             promote_from: None,
             promote_within: None,
+            schedule: Default::default(),
         }
     }
 }

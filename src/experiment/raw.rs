@@ -310,4 +310,21 @@ pub struct RawEnvironment {
     pub protected: bool,
     pub promote_from: Option<String>,
     pub within: Option<Dur>,
+    /// Passing runs in `promote-from` needed within `within` (default 1).
+    pub passes: Option<u32>,
+    /// When scheduled drills may start; checked item by item in env.rs.
+    #[serde(default)]
+    pub windows: Vec<String>,
+    #[serde(default)]
+    pub blackouts: Vec<String>,
+    pub jitter: Option<Dur>,
+    pub concurrency: Option<RawConcurrency>,
+    pub starting_deadline: Option<Dur>,
+}
+
+/// Only `forbid` today: a tick while the drill still runs is skipped.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawConcurrency {
+    Forbid,
 }

@@ -75,6 +75,15 @@ const BUILTIN: &[BuiltinRow] = &[
     ("", "v1", "events", "Event", true, &["ev"], false),
     ("", "v1", "configmaps", "ConfigMap", true, &["cm"], false),
     (
+        "",
+        "v1",
+        "serviceaccounts",
+        "ServiceAccount",
+        true,
+        &["sa"],
+        false,
+    ),
+    (
         "apps",
         "v1",
         "deployments",

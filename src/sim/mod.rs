@@ -40,7 +40,7 @@
 //!
 //! Discovery (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}[/{version}]`, with short
 //! names and the `all` category); core/v1 namespaces, nodes, pods (+`status`, `log`), services,
-//! endpoints, events, configmaps; apps/v1 deployments, replicasets, statefulsets (+`status`,
+//! endpoints, events, configmaps, serviceaccounts; apps/v1 deployments, replicasets, statefulsets (+`status`,
 //! `scale`); coordination.k8s.io/v1 leases; any other `/apis/{group}/{version}/...` resource is
 //! stored as opaque JSON and listed in discovery once written. Verbs: list (label selectors in
 //! full syntax, field selectors on any dotted path; `limit`/`continue` ignored: one page), get,

@@ -1,0 +1,141 @@
+//! Webhook notifications of scheduled drills: start, finish (outcome, TTR), abort, and a
+//! missed objective. Two bodies: Slack-compatible (`{"text": ...}`) and a generic JSON
+//! object. A failure to notify is logged and never fails or delays a drill.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::report::record::Outcome;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `{"text": "..."}`: Slack incoming webhooks and the many tools that copy them.
+    Slack,
+    /// The event as a JSON object.
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub url: String,
+    pub format: Format,
+}
+
+/// What happened, as sent in the generic JSON body.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    Started {
+        experiment: String,
+        environment: String,
+    },
+    Finished {
+        experiment: String,
+        environment: String,
+        outcome: Outcome,
+        ttr_seconds: Option<f64>,
+    },
+    Aborted {
+        experiment: String,
+        environment: String,
+    },
+    ObjectiveMissed {
+        experiment: String,
+        environment: String,
+        ttr_seconds: Option<f64>,
+    },
+}
+
+impl Event {
+    /// The events a finished run sends: always `finished`, then `aborted` or
+    /// `objective-missed` when that is what happened.
+    pub fn for_finished(run: &super::promotion::RunSummary) -> Vec<Event> {
+        let (experiment, environment) = (run.experiment.clone(), run.environment.clone());
+        let ttr_seconds = run.ttr.map(|d| d.as_secs_f64());
+        let mut out = vec![Event::Finished {
+            experiment: experiment.clone(),
+            environment: environment.clone(),
+            outcome: run.outcome,
+            ttr_seconds,
+        }];
+        match run.outcome {
+            Outcome::Aborted => out.push(Event::Aborted {
+                experiment,
+                environment,
+            }),
+            Outcome::Failed => out.push(Event::ObjectiveMissed {
+                experiment,
+                environment,
+                ttr_seconds,
+            }),
+            Outcome::Passed | Outcome::Inconclusive => {}
+        }
+        out
+    }
+
+    pub fn text(&self) -> String {
+        let ttr = |t: &Option<f64>| t.map_or("not recovered".into(), |s| format!("TTR {s:.1}s"));
+        match self {
+            Event::Started {
+                experiment,
+                environment,
+            } => format!("firedrill: drill `{experiment}` started in {environment}"),
+            Event::Finished {
+                experiment,
+                environment,
+                outcome,
+                ttr_seconds,
+            } => format!(
+                "firedrill: drill `{experiment}` in {environment} {outcome} ({})",
+                ttr(ttr_seconds)
+            ),
+            Event::Aborted {
+                experiment,
+                environment,
+            } => format!(
+                "firedrill: drill `{experiment}` in {environment} was aborted; faults reverted"
+            ),
+            Event::ObjectiveMissed {
+                experiment,
+                environment,
+                ttr_seconds,
+            } => format!(
+                "firedrill: drill `{experiment}` in {environment} missed its recovery objective ({})",
+                ttr(ttr_seconds)
+            ),
+        }
+    }
+}
+
+pub struct Notifier {
+    hooks: Vec<Webhook>,
+    client: reqwest::Client,
+}
+
+impl Notifier {
+    pub fn new(hooks: Vec<Webhook>) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Notifier { hooks, client }
+    }
+
+    /// Sends to every webhook; failures are logged, never returned.
+    pub async fn send(&self, event: &Event) {
+        for hook in &self.hooks {
+            let body = match hook.format {
+                Format::Slack => serde_json::json!({ "text": event.text() }),
+                Format::Json => serde_json::to_value(event).unwrap_or_default(),
+            };
+            match self.client.post(&hook.url).json(&body).send().await {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => {
+                    tracing::warn!(url = hook.url, status = %r.status(), "webhook refused the notification")
+                }
+                Err(e) => tracing::warn!(url = hook.url, error = %e, "cannot notify webhook"),
+            }
+        }
+    }
+}

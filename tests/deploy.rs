@@ -1,0 +1,144 @@
+//! `firedrill deploy`: the manifests parse as Kubernetes objects, carry the schedule rules,
+//! grant no wildcard, and apply to the simulated cluster through kube-rs.
+
+use std::path::Path;
+
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, PostParams};
+
+const ENVIRONMENTS: &str = "\
+environments:
+  staging:
+    time-zone: Europe/Berlin
+  production:
+    time-zone: America/New_York
+    promote-from: staging
+    starting-deadline: 10m
+";
+
+fn folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(dir.path().join("sim")).unwrap();
+    std::fs::copy(
+        root.join("experiments/sim/shop.yaml"),
+        dir.path().join("sim/shop.yaml"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("firedrill.yaml"), ENVIRONMENTS).unwrap();
+    let quick = std::fs::read_to_string(root.join("experiments/quickstart.yaml")).unwrap();
+    let drill = quick.replace(
+        "name: quickstart\n",
+        "name: checkout-kill\nenvironments: [staging, production]\nschedule: \"0 10 * * MON-FRI\"\n",
+    );
+    std::fs::write(dir.path().join("checkout-kill.yaml"), drill).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_parse_have_least_privilege_and_apply() {
+    let dir = folder();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .args(["deploy", "--namespace", "drills"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = list["items"].as_array().unwrap().clone();
+    let of = |kind: &str| -> Vec<serde_json::Value> {
+        items
+            .iter()
+            .filter(|i| i["kind"] == kind)
+            .cloned()
+            .collect()
+    };
+    let sa: ServiceAccount = serde_json::from_value(of("ServiceAccount")[0].clone()).unwrap();
+    let role: Role = serde_json::from_value(of("Role")[0].clone()).unwrap();
+    let binding: RoleBinding = serde_json::from_value(of("RoleBinding")[0].clone()).unwrap();
+    let cm: ConfigMap = serde_json::from_value(of("ConfigMap")[0].clone()).unwrap();
+    let jobs: Vec<CronJob> = of("CronJob")
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
+
+    // No wildcard anywhere in the role.
+    for rule in role.rules.as_deref().unwrap_or_default() {
+        let all = rule
+            .verbs
+            .iter()
+            .chain(rule.resources.iter().flatten())
+            .chain(rule.api_groups.iter().flatten());
+        for v in all {
+            assert!(!v.contains('*'), "wildcard in {rule:?}");
+        }
+        assert!(!rule.verbs.is_empty());
+    }
+    assert_eq!(binding.role_ref.name, "firedrill");
+    let data = cm.data.clone().unwrap_or_default();
+    assert!(data.contains_key("checkout-kill.yaml"));
+    assert!(data.contains_key("firedrill.yaml"));
+
+    // One CronJob per drill and environment, with its zone and the forbid policy.
+    assert_eq!(jobs.len(), 2);
+    let by_env = |env: &str| {
+        jobs.iter()
+            .find(|j| j.metadata.name.as_deref() == Some(&format!("firedrill-checkout-kill-{env}")))
+            .unwrap()
+            .spec
+            .clone()
+    };
+    let staging = by_env("staging");
+    assert_eq!(staging.schedule, "0 10 * * MON-FRI");
+    assert_eq!(staging.time_zone.as_deref(), Some("Europe/Berlin"));
+    assert_eq!(staging.concurrency_policy.as_deref(), Some("Forbid"));
+    assert_eq!(staging.starting_deadline_seconds, Some(300));
+    let production = by_env("production");
+    assert_eq!(production.time_zone.as_deref(), Some("America/New_York"));
+    assert_eq!(production.starting_deadline_seconds, Some(600));
+
+    // Apply to the simulated cluster.
+    let scenario = firedrill::sim::load_scenario(&dir.path().join("sim/shop.yaml")).unwrap();
+    let sim = firedrill::sim::SimCluster::start(scenario, "127.0.0.1:0".parse().unwrap(), 1)
+        .await
+        .unwrap();
+    let client = sim.kube_client().await.unwrap();
+    let pp = PostParams::default();
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "drills" }
+    }))
+    .unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&pp, &ns)
+        .await
+        .unwrap();
+    Api::<ServiceAccount>::namespaced(client.clone(), "drills")
+        .create(&pp, &sa)
+        .await
+        .unwrap();
+    Api::<Role>::namespaced(client.clone(), "drills")
+        .create(&pp, &role)
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), "drills")
+        .create(&pp, &binding)
+        .await
+        .unwrap();
+    Api::<ConfigMap>::namespaced(client.clone(), "drills")
+        .create(&pp, &cm)
+        .await
+        .unwrap();
+    let cj = Api::<CronJob>::namespaced(client.clone(), "drills");
+    for j in &jobs {
+        cj.create(&pp, j).await.unwrap();
+    }
+    let listed = cj.list(&Default::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 2);
+    sim.shutdown().await;
+}
