@@ -243,6 +243,15 @@ pub fn parse(bytes: &[u8]) -> Parsed {
         }
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // yaml-rust2 takes a NUL for the end of the input and would silently drop the rest of
+    // the file; YAML allows none of these characters unescaped anyway.
+    if let Some((at, c)) = text.char_indices().find(|&(_, c)| is_forbidden_control(c)) {
+        return fatal(
+            position_of(text, at),
+            &format!("file contains the control character U+{:04X}", c as u32),
+            Some("remove it; inside double quotes write it as an escape such as `\\x01`"),
+        );
+    }
     if text.trim().is_empty()
         || text.lines().all(|l| {
             let l = l.trim();
@@ -256,6 +265,11 @@ pub fn parse(bytes: &[u8]) -> Parsed {
         );
     }
     build(text)
+}
+
+/// Characters YAML 1.2 does not allow in a stream (outside the printable set).
+fn is_forbidden_control(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{85}')
 }
 
 enum Frame {
@@ -337,7 +351,16 @@ fn build(text: &str) -> Parsed {
         };
         let span = Span::from_marker(&mark);
         let node = match event {
-            Event::StreamEnd => return parsed,
+            Event::StreamEnd => {
+                if parsed.root.is_none() && parsed.errors.is_empty() {
+                    parsed.errors.push(TreeError::fatal(
+                        span,
+                        "the file has no YAML content",
+                        Some("an experiment needs at least `name`, `probes`, `faults` and `recovery`"),
+                    ));
+                }
+                return parsed;
+            }
             Event::DocumentStart => {
                 documents += 1;
                 if documents > 1 {
@@ -519,6 +542,9 @@ mod tests {
         assert!(p.errors[0].message.contains("nesting"));
         let p = parse(b"a: 1\nb: \xff\n");
         assert_eq!(p.errors[0].span, Span::new(2, 4));
+        let p = parse(b"a: 1\nb: x\x00y\nc: 2\n");
+        assert_eq!(p.errors[0].span, Span::new(2, 5));
+        assert!(p.errors[0].message.contains("U+0000"));
         let p = parse(b"# only\n\n");
         assert_eq!(p.errors[0].message, "the file is empty");
     }
