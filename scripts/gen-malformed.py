@@ -575,6 +575,8 @@ def bad_interpolation():
         '"${web_url"', '"${web_url}}${"', '"${' + "v" * 300 + '}"', '"${sim.}"', '"${:}"', '"${env:A=B}"',
     ]):
         add(c, f"url-{i:02d}", sub('      url: "http://127.0.0.1:8080/healthz"\n', f"      url: {v}\n"))
+    # Once cubic in the length of the value: 2000 of these took seconds.
+    add(c, "many-in-one-value", sub('      url: "http://127.0.0.1:8080/healthz"\n', '      url: "' + "${a}" * 5000 + '"\n'))
     add(c, "in-duration", set_duration("every", '"${nope}"'))
     add(c, "in-selector", sub("      selector: app=web\n", '      selector: "app=${missing}"\n'))
     add(c, "in-simulation", sub("description: a valid", 'simulation: { scenario: "${dir}/s.yaml" }\ndescription: a valid'))
