@@ -734,6 +734,8 @@ def long_lines():
     add(c, "long-duration", set_duration("every", "1" * 10000 + "ms"))
     add(c, "long-line-error-at-end", sub("cooldown: 5s\n", "cooldown: 5s\nx: [" + "1, " * 20000 + "\n"))
     add(c, "many-probes-error-last", sub("repeat: 1\n", "repeat: 0\n").replace("probes:\n", "probes:\n" + "".join(f"  p{i}:\n    tcp: {{ address: \"127.0.0.1:{i + 1}\" }}\n" for i in range(1500)), 1))
+    # Duplicate keys were once found by a linear search per key: quadratic in the keys.
+    add(c, "many-keys-one-mapping", sub("repeat: 1\n", "repeat: 1\nextra:\n" + "".join(f"  k{i}: 1\n" for i in range(9000))))
     add(c, "long-multibyte-name", sub("name: corpus-base", "name: " + "é" * 20000))
     add(c, "long-cron", sub('schedule: "0 10 * * MON-FRI"', "schedule: '" + ",".join(["1"] * 20000) + " * * * * *'"))
 

@@ -6,6 +6,8 @@
 //! anchors and aliases (alias bombs), nesting deeper than [`MAX_DEPTH`], more than one
 //! document, and files over [`MAX_FILE_SIZE`].
 
+use std::collections::HashMap;
+
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
@@ -277,6 +279,9 @@ enum Frame {
     Map {
         span: Span,
         entries: Vec<Entry>,
+        /// Index into `entries` by key: a linear search per key made a mapping with many
+        /// keys quadratic (40 000 keys took 40 s).
+        index: HashMap<String, usize>,
         pending_key: Option<(String, Span)>,
     },
 }
@@ -417,6 +422,7 @@ fn build(text: &str) -> Parsed {
                     Frame::Map {
                         span,
                         entries: Vec::new(),
+                        index: HashMap::new(),
                         pending_key: None,
                     }
                 } else {
@@ -451,6 +457,7 @@ fn build(text: &str) -> Parsed {
             Frame::Seq(_, items) => items.push(node),
             Frame::Map {
                 entries,
+                index,
                 pending_key,
                 ..
             } => match pending_key.take() {
@@ -466,7 +473,7 @@ fn build(text: &str) -> Parsed {
                     *pending_key = Some((node.raw, node.span));
                 }
                 Some((key, key_span)) => {
-                    if let Some(first) = entries.iter().find(|e| e.key == key) {
+                    if let Some(first) = index.get(&key).and_then(|&i| entries.get(i)) {
                         let path = path_of(parents);
                         parsed.errors.push(TreeError {
                             span: key_span,
@@ -479,6 +486,7 @@ fn build(text: &str) -> Parsed {
                             fatal: false,
                         });
                     } else {
+                        index.insert(key.clone(), entries.len());
                         entries.push(Entry {
                             key,
                             key_span,
