@@ -33,6 +33,41 @@ pub struct Diagnostic {
     pub help: Option<String>,
 }
 
+/// Longest `quoted` value kept in a message, in characters.
+const QUOTE_MAX: usize = 80;
+
+/// Values quoted in messages are the author's text: a 50 KB line or a terminal escape
+/// sequence must not reach the terminal as it is. Each `quoted` part is cut to
+/// [`QUOTE_MAX`] characters, and control characters other than newlines are escaped.
+fn tame(s: &str) -> String {
+    if !s.contains('`') && !s.chars().any(|c| c.is_control() && c != '\n') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len().min(4096));
+    let mut inside = false;
+    let mut count = 0;
+    for c in s.chars() {
+        if c == '`' {
+            inside = !inside;
+            count = 0;
+        } else if inside {
+            count += 1;
+            if count == QUOTE_MAX + 1 {
+                out.push('…');
+            }
+            if count > QUOTE_MAX {
+                continue;
+            }
+        }
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl Diagnostic {
     pub fn error(file: &Path, line: usize, column: usize, message: impl Into<String>) -> Self {
         Diagnostic {
@@ -41,7 +76,7 @@ impl Diagnostic {
             line: line.max(1),
             column: column.max(1),
             path: String::new(),
-            message: message.into(),
+            message: tame(&message.into()),
             help: None,
         }
     }
@@ -52,7 +87,7 @@ impl Diagnostic {
     }
 
     pub fn with_help(mut self, help: Option<String>) -> Self {
-        self.help = help;
+        self.help = help.map(|h| tame(&h));
         self
     }
 
@@ -209,6 +244,25 @@ mod tests {
         assert!(all
             .to_string()
             .ends_with("\n\n2 errors in experiments/x.yaml"));
+    }
+
+    #[test]
+    fn quoted_values_are_shortened_and_escaped() {
+        let long = "x".repeat(50_000);
+        let d = Diagnostic::error(
+            Path::new("a.yaml"),
+            1,
+            1,
+            format!("invalid name `{long}`: why"),
+        );
+        assert_eq!(
+            d.message,
+            format!("invalid name `{}…`: why", "x".repeat(80))
+        );
+        let d = Diagnostic::error(Path::new("a.yaml"), 1, 1, "invalid name `a\u{1b}[2Jb`")
+            .with_help(Some("e.g. `\u{7}`".into()));
+        assert_eq!(d.message, "invalid name `a\\u{1b}[2Jb`");
+        assert_eq!(d.help.as_deref(), Some("e.g. `\\u{7}`"));
     }
 
     #[test]

@@ -184,29 +184,37 @@ pub struct TreeInterpError {
     pub help: Option<String>,
 }
 
-/// Where the `${` at character `offset` of a scalar's value sits in the source: found on the
-/// scalar's first line when it is written there, else the scalar's start.
-fn locate(source_lines: &[&str], node: &Node, offset: usize) -> Span {
-    let nth = node
-        .raw
-        .char_indices()
-        .filter(|(b, _)| node.raw[*b..].starts_with("${"))
-        .filter(|(b, _)| node.raw[..*b].chars().count() <= offset)
-        .count();
-    let Some(line) = source_lines.get(node.span.line - 1) else {
-        return node.span;
-    };
-    let rest: Vec<char> = line.chars().skip(node.span.col - 1).collect();
-    let mut seen = 0;
-    for k in 0..rest.len().saturating_sub(1) {
-        if rest[k] == '$' && rest[k + 1] == '{' {
-            seen += 1;
-            if seen == nth {
-                return Span::new(node.span.line, node.span.col + k);
-            }
-        }
+/// Where the `${` at each character offset of `offsets` in a scalar's value sits in the
+/// source: found on the scalar's first line when it is written there, else the scalar's start.
+///
+/// One pass over the value and the line for all of them: a value with thousands of bad
+/// references must not cost time quadratic (or worse) in its length.
+fn locate_all(source_lines: &[&str], node: &Node, offsets: &[usize]) -> Vec<Span> {
+    fn dollar_braces(chars: &[char]) -> Vec<usize> {
+        (0..chars.len().saturating_sub(1))
+            .filter(|&k| chars[k] == '$' && chars[k + 1] == '{')
+            .collect()
     }
-    node.span
+    let value: Vec<char> = node.raw.chars().collect();
+    let in_value = dollar_braces(&value);
+    let on_line = match source_lines.get(node.span.line - 1) {
+        Some(line) => {
+            let rest: Vec<char> = line.chars().skip(node.span.col - 1).collect();
+            dollar_braces(&rest)
+        }
+        None => Vec::new(),
+    };
+    offsets
+        .iter()
+        .map(|&offset| {
+            // The nth `${` of the value (counting those at or before `offset`) is the nth on
+            // the line when the value is written on one line.
+            let nth = in_value.partition_point(|&k| k <= offset);
+            nth.checked_sub(1)
+                .and_then(|i| on_line.get(i))
+                .map_or(node.span, |&k| Span::new(node.span.line, node.span.col + k))
+        })
+        .collect()
 }
 
 /// Interpolates every string value of the tree in place. `skip` names paths whose values must
@@ -248,9 +256,15 @@ fn walk(
         }
         Kind::Str(_) if node.raw.contains("${") => {
             let (out, errs) = expand(&node.raw, |r| resolver.resolve(r));
-            for e in errs {
+            let offsets: Vec<usize> = errs.iter().map(|e| e.offset).collect();
+            let spans = if errs.is_empty() {
+                Vec::new()
+            } else {
+                locate_all(lines, node, &offsets)
+            };
+            for (e, span) in errs.into_iter().zip(spans) {
                 errors.push(TreeInterpError {
-                    span: locate(lines, node, e.offset),
+                    span,
                     path: path.to_string(),
                     message: e.message,
                     help: e.help,

@@ -6,6 +6,8 @@
 //! anchors and aliases (alias bombs), nesting deeper than [`MAX_DEPTH`], more than one
 //! document, and files over [`MAX_FILE_SIZE`].
 
+use std::collections::HashMap;
+
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
@@ -243,6 +245,15 @@ pub fn parse(bytes: &[u8]) -> Parsed {
         }
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // yaml-rust2 takes a NUL for the end of the input and would silently drop the rest of
+    // the file; YAML allows none of these characters unescaped anyway.
+    if let Some((at, c)) = text.char_indices().find(|&(_, c)| is_forbidden_control(c)) {
+        return fatal(
+            position_of(text, at),
+            &format!("file contains the control character U+{:04X}", c as u32),
+            Some("remove it; inside double quotes write it as an escape such as `\\x01`"),
+        );
+    }
     if text.trim().is_empty()
         || text.lines().all(|l| {
             let l = l.trim();
@@ -258,11 +269,19 @@ pub fn parse(bytes: &[u8]) -> Parsed {
     build(text)
 }
 
+/// Characters YAML 1.2 does not allow in a stream (outside the printable set).
+fn is_forbidden_control(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{85}')
+}
+
 enum Frame {
     Seq(Span, Vec<Node>),
     Map {
         span: Span,
         entries: Vec<Entry>,
+        /// Index into `entries` by key: a linear search per key made a mapping with many
+        /// keys quadratic (40 000 keys took 40 s).
+        index: HashMap<String, usize>,
         pending_key: Option<(String, Span)>,
     },
 }
@@ -337,7 +356,16 @@ fn build(text: &str) -> Parsed {
         };
         let span = Span::from_marker(&mark);
         let node = match event {
-            Event::StreamEnd => return parsed,
+            Event::StreamEnd => {
+                if parsed.root.is_none() && parsed.errors.is_empty() {
+                    parsed.errors.push(TreeError::fatal(
+                        span,
+                        "the file has no YAML content",
+                        Some("an experiment needs at least `name`, `probes`, `faults` and `recovery`"),
+                    ));
+                }
+                return parsed;
+            }
             Event::DocumentStart => {
                 documents += 1;
                 if documents > 1 {
@@ -394,6 +422,7 @@ fn build(text: &str) -> Parsed {
                     Frame::Map {
                         span,
                         entries: Vec::new(),
+                        index: HashMap::new(),
                         pending_key: None,
                     }
                 } else {
@@ -428,6 +457,7 @@ fn build(text: &str) -> Parsed {
             Frame::Seq(_, items) => items.push(node),
             Frame::Map {
                 entries,
+                index,
                 pending_key,
                 ..
             } => match pending_key.take() {
@@ -443,7 +473,7 @@ fn build(text: &str) -> Parsed {
                     *pending_key = Some((node.raw, node.span));
                 }
                 Some((key, key_span)) => {
-                    if let Some(first) = entries.iter().find(|e| e.key == key) {
+                    if let Some(first) = index.get(&key).and_then(|&i| entries.get(i)) {
                         let path = path_of(parents);
                         parsed.errors.push(TreeError {
                             span: key_span,
@@ -456,6 +486,7 @@ fn build(text: &str) -> Parsed {
                             fatal: false,
                         });
                     } else {
+                        index.insert(key.clone(), entries.len());
                         entries.push(Entry {
                             key,
                             key_span,
@@ -519,6 +550,9 @@ mod tests {
         assert!(p.errors[0].message.contains("nesting"));
         let p = parse(b"a: 1\nb: \xff\n");
         assert_eq!(p.errors[0].span, Span::new(2, 4));
+        let p = parse(b"a: 1\nb: x\x00y\nc: 2\n");
+        assert_eq!(p.errors[0].span, Span::new(2, 5));
+        assert!(p.errors[0].message.contains("U+0000"));
         let p = parse(b"# only\n\n");
         assert_eq!(p.errors[0].message, "the file is empty");
     }
