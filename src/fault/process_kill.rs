@@ -166,15 +166,17 @@ mod tests {
 
     #[tokio::test]
     async fn kills_exactly_the_process_named_by_its_command_line() {
+        // A command line no other process on the machine has (tests run in parallel).
+        let secs = format!("31.{}", std::process::id());
         let mut child = tokio::process::Command::new("sleep")
-            .arg("31.4159")
+            .arg(&secs)
             .kill_on_drop(true)
             .spawn()
             .unwrap();
         let pid = child.id().unwrap() as i32;
         let f = ProcessKill::new(
             "sleeper",
-            &ProcessTarget::CommandLine("sleep 31.4159".into()),
+            &ProcessTarget::CommandLine(format!("sleep {secs}")),
             "KILL",
         )
         .unwrap();
