@@ -180,6 +180,13 @@ mod tests {
             "KILL",
         )
         .unwrap();
+        // The child's command line shows in /proc once its exec completed: wait for that.
+        for _ in 0..200 {
+            if f.resolve().is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         let inj = f.inject("process-kill sleeper".into()).await.unwrap();
         assert_eq!(inj.affected, vec![pid.to_string()]);
         let status = child.wait().await.unwrap();
