@@ -447,12 +447,14 @@ impl Executor<'_> {
             Wait::Met | Wait::Deadline => None,
         };
         if stopped.is_none() {
+            // The removal is stamped when it is asked for: a check may see the fault gone
+            // before the revert call returns.
+            self.rec.set_fault_removed(self.clock.now());
             for (i, (inj, seq)) in injected.iter().enumerate().rev() {
                 if inj.duration.is_some() {
                     records[i] = Some(self.revert_one(index, inj, *seq).await);
                 }
             }
-            self.rec.set_fault_removed(self.clock.now());
         }
         stopped
     }
