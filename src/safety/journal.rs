@@ -503,6 +503,17 @@ pub fn describe(r: &Recovered) -> String {
     }
 }
 
+/// What a revert replayed from a journal can use: a Kubernetes client from the default
+/// kubeconfig (or in-cluster config) when the plan deletes an object. The drill's own proxies
+/// ended with its process, and their toxics with them.
+async fn recover_context(plan: &crate::fault::RevertPlan) -> crate::fault::RevertContext {
+    let kube = match plan {
+        crate::fault::RevertPlan::KubeDelete { .. } => kube::Client::try_default().await.ok(),
+        _ => None,
+    };
+    crate::fault::RevertContext { proxy: None, kube }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,15 +589,4 @@ mod tests {
         let s = read(&path).unwrap();
         assert!(s.entries.is_empty() && !s.closed);
     }
-}
-
-/// What a revert replayed from a journal can use: a Kubernetes client from the default
-/// kubeconfig (or in-cluster config) when the plan deletes an object. The drill's own proxies
-/// ended with its process, and their toxics with them.
-async fn recover_context(plan: &crate::fault::RevertPlan) -> crate::fault::RevertContext {
-    let kube = match plan {
-        crate::fault::RevertPlan::KubeDelete { .. } => kube::Client::try_default().await.ok(),
-        _ => None,
-    };
-    crate::fault::RevertContext { proxy: None, kube }
 }
