@@ -6,7 +6,7 @@
 
 Start-up: the wall-clock time from spawning `firedrill run` to the first request arriving at a
 local HTTP server the probe checks. Peak memory: the child's maximum resident set size
-(getrusage). The long mode samples VmRSS every 10s while a 1 kHz HTTP probe runs for the given
+(GNU time's %M). The long mode samples VmRSS every 10s while a 1 kHz HTTP probe runs for the given
 number of seconds against `firedrill sim`'s loopback endpoint, and prints the growth.
 Everything runs on 127.0.0.1.
 """
@@ -15,7 +15,6 @@ import http.server
 import json
 import os
 import re
-import resource
 import socket
 import statistics
 import subprocess
@@ -66,15 +65,15 @@ def startup(binary, runs):
             f.write(DRILL.format(url=url, every="100ms", stable="300ms", timeout="10s"))
         for _ in range(runs):
             FirstHit.first = None
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             t0 = time.time_ns()
-            p = subprocess.run([binary, "run", path, "--report-dir", os.path.join(d, "r")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # GNU time reports the drill's own peak RSS (getrusage of children would also count
+            # the forked Python interpreter before exec).
+            p = subprocess.run(["/usr/bin/time", "-f", "%M", binary, "run", path, "--report-dir", os.path.join(d, "r")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             if p.returncode != 0 or FirstHit.first is None:
-                sys.exit("drill failed (exit %d)" % p.returncode)
+                sys.exit("drill failed (exit %d): %s" % (p.returncode, p.stderr[-500:]))
             starts.append((FirstHit.first - t0) / 1e6)
-            # ru_maxrss of children is the max over all waited children so far (KiB)
-            rss.append(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+            rss.append(int(p.stderr.strip().splitlines()[-1]) / 1024)
     server.shutdown()
     starts.sort()
     print("start-up to first probe over %d runs: p50 %.2f ms, min %.2f ms, max %.2f ms"

@@ -17,3 +17,4 @@ pub mod safety;
 pub mod schedule;
 pub mod sim;
 pub mod timeline;
+pub mod timer;

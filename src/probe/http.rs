@@ -25,7 +25,9 @@ use crate::timeline::human;
 const MAX_BODY: usize = 1 << 20;
 
 pub struct HttpChecker {
-    client: Client,
+    /// The general client, for https (None on the plain-http fast path: building one loads the
+    /// platform's certificate store, which a plain-http probe does not need).
+    client: Option<Client>,
     /// The plain-http fast path (None for https).
     plain: Option<Plain>,
     method: Method,
@@ -52,15 +54,20 @@ impl HttpChecker {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let client = Client::builder()
-            .timeout(spec.timeout)
-            .connect_timeout(spec.timeout)
-            .pool_max_idle_per_host(1)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("firedrill/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build http client: {}", root_cause(&e)))?;
         let plain = (url.scheme() == "http").then(|| Plain::new(&url)).flatten();
+        let client = match plain {
+            Some(_) => None,
+            None => Some(
+                Client::builder()
+                    .timeout(spec.timeout)
+                    .connect_timeout(spec.timeout)
+                    .pool_max_idle_per_host(1)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .user_agent(concat!("firedrill/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| format!("cannot build http client: {}", root_cause(&e)))?,
+            ),
+        };
         Ok(HttpChecker {
             client,
             plain,
@@ -79,8 +86,10 @@ impl HttpChecker {
             return self.check_plain().await;
         }
         let started = Instant::now();
-        let response = self
-            .client
+        let Some(client) = &self.client else {
+            return Err("no http client".into());
+        };
+        let response = client
             .request(self.method.clone(), self.url.clone())
             .headers(self.headers.clone())
             .send()

@@ -19,6 +19,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::timer::precise_sleep_until;
+
 use crate::experiment::{ProbeKind, ProbeSpec};
 use crate::timeline::{Clock, Sample};
 
@@ -154,7 +156,7 @@ pub async fn run(
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return,
-                _ = precise_sleep_until(next, interval) => {
+                _ = precise_sleep_until(next) => {
                     // Fixed rate, but never a burst of catch-up checks after a slow one.
                     let now = Instant::now();
                     due = if now.duration_since(next) > interval { now } else { next };
@@ -163,19 +165,6 @@ pub async fn run(
                 changed = pace.changed() => if changed.is_err() { return },
             }
         }
-    }
-}
-
-/// Sleep until `deadline` more precisely than the runtime's millisecond timer: sleep on the
-/// timer until shortly before, then yield-spin the rest. The spin is capped at a twentieth of
-/// the interval so a fast probe cannot burn a core.
-pub async fn precise_sleep_until(deadline: Instant, interval: Duration) {
-    let spin = (interval / 20).min(Duration::from_millis(1));
-    if let Some(coarse) = deadline.checked_sub(spin) {
-        tokio::time::sleep_until(coarse).await;
-    }
-    while Instant::now() < deadline {
-        tokio::task::yield_now().await;
     }
 }
 

@@ -27,9 +27,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
-use super::{precise_sleep_until, Observation, ProbeSample, Reason, SourceContext};
+use super::{Observation, ProbeSample, Reason, SourceContext};
 use crate::analysis::rpo::{WriteAttempt, WriteOutcome};
 use crate::timeline::{Clock, Sample};
+use crate::timer::precise_sleep_until;
 
 /// A PostgreSQL probe as the experiment file gives it.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -557,7 +558,7 @@ impl PostgresWriter {
             tokio::select! {
                 biased;
                 _ = ctx.cancel.cancelled() => break,
-                _ = precise_sleep_until(next, self.interval) => {
+                _ = precise_sleep_until(next) => {
                     let now = Instant::now();
                     due = if now.duration_since(next) > self.interval { now } else { next };
                 }

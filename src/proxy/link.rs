@@ -25,8 +25,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::timer::precise_sleep_until;
 use super::toxic::{Stream, Toxic, ToxicKind};
+use crate::timer::precise_sleep_until;
 
 /// Buffer of the fast path: 64 KiB moves a loopback TCP window in a few syscalls while two
 /// of them per connection stay affordable with thousands of connections.

@@ -23,7 +23,6 @@
 mod api;
 mod link;
 mod standalone;
-mod timer;
 mod toxic;
 
 use std::collections::HashMap;

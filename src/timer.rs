@@ -127,7 +127,7 @@ fn timer_thread() -> Option<&'static Arc<TimerThread>> {
 
 /// Waits until `deadline` and never returns before it; on an idle machine it returns within
 /// tens of microseconds after it.
-pub(crate) async fn precise_sleep_until(deadline: Instant) {
+pub async fn precise_sleep_until(deadline: Instant) {
     if deadline <= Instant::now() {
         return;
     }
