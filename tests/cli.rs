@@ -75,13 +75,7 @@ fn running_an_invalid_drill_exits_2_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.yaml");
     std::fs::write(&file, "name: bad\nprobes: { web: { htp: { url: x } } }\n").unwrap();
-    let reports = dir.path().join("reports");
-    let out = firedrill()
-        .args(["run", "--report-dir"])
-        .arg(&reports)
-        .arg(&file)
-        .output()
-        .unwrap();
+    let (out, reports) = common::run_drill(&file, &[]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.yaml:2:"), "{stderr}");

@@ -5,13 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::firedrill;
 use common::patroni::{Options, PatroniCluster};
+use common::secs;
 use serde_json::Value;
-
-fn secs(v: &Value) -> Duration {
-    Duration::from_secs_f64(v.as_f64().unwrap_or_else(|| panic!("not seconds: {v}")))
-}
 
 fn yaml(cluster: &PatroniCluster, provider: &str) -> String {
     let apis: Vec<String> = cluster
@@ -44,13 +40,7 @@ fn run(cluster: &PatroniCluster, provider: &str) -> (Value, std::process::Output
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("db.yaml");
     std::fs::write(&file, yaml(cluster, provider)).unwrap();
-    let reports = dir.path().join("reports");
-    let out = firedrill()
-        .args(["run", "--report-dir"])
-        .arg(&reports)
-        .arg(&file)
-        .output()
-        .unwrap();
+    let (out, reports) = common::run_drill(&file, &[]);
     (common::only_report(&reports), out)
 }
 
@@ -113,13 +103,7 @@ recovery: {{ objective: 10s }}
         ),
     )
     .unwrap();
-    let reports = dir.path().join("reports");
-    let out = firedrill()
-        .args(["run", "--report-dir"])
-        .arg(&reports)
-        .arg(&file)
-        .output()
-        .unwrap();
+    let (out, reports) = common::run_drill(&file, &[]);
     assert_eq!(out.status.code(), Some(3));
     let record = common::only_report(&reports);
     assert_eq!(record["outcome"], "inconclusive");

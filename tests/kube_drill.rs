@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::firedrill;
+use common::{firedrill, secs};
 use serde_json::Value;
 
 const SCENARIO: &str = r#"
@@ -39,10 +39,6 @@ faults:
 recovery: {{ objective: 10s, stable-for: 1s, timeout: 30s }}
 "#
     )
-}
-
-fn secs(v: &Value) -> Duration {
-    Duration::from_secs_f64(v.as_f64().unwrap_or_else(|| panic!("not seconds: {v}")))
 }
 
 fn run_drill(count: u32, max_targets: u32) -> (Value, std::process::Output) {

@@ -7,14 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::firedrill;
+use common::{firedrill, secs};
 use firedrill::proxy::{ProxyConfig, ProxyServer};
 use firedrill::sim::{parse_scenario, SimCluster};
 use serde_json::Value;
-
-fn secs(v: &Value) -> Duration {
-    Duration::from_secs_f64(v.as_f64().unwrap_or_else(|| panic!("not seconds: {v}")))
-}
 
 async fn http_server() -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

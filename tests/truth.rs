@@ -7,8 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{firedrill, DemoService};
-use serde_json::Value;
+use common::{firedrill, secs, DemoService};
 
 fn drill_yaml(svc: &DemoService, every_during_ms: u64) -> String {
     format!(
@@ -29,10 +28,6 @@ recovery: {{ objective: 5s, stable-for: 500ms, timeout: 20s }}
         pid = svc.pid_file.display(),
         url = svc.url()
     )
-}
-
-fn secs(v: &Value) -> Duration {
-    Duration::from_secs_f64(v.as_f64().expect("a number of seconds"))
 }
 
 #[test]

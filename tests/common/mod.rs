@@ -151,3 +151,23 @@ pub fn only_report(dir: &Path) -> serde_json::Value {
     );
     all.remove(0)
 }
+
+/// A record's duration field (`…_s`, fractional seconds).
+pub fn secs(v: &serde_json::Value) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(v.as_f64().unwrap_or_else(|| panic!("not seconds: {v}")))
+}
+
+/// `firedrill run [args] --report-dir <beside the file>/reports FILE`; returns the output and
+/// the report folder.
+pub fn run_drill(file: &Path, args: &[&str]) -> (std::process::Output, PathBuf) {
+    let reports = file.parent().unwrap_or(Path::new(".")).join("reports");
+    let out = firedrill()
+        .arg("run")
+        .args(args)
+        .arg("--report-dir")
+        .arg(&reports)
+        .arg(file)
+        .output()
+        .unwrap();
+    (out, reports)
+}
