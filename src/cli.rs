@@ -752,6 +752,9 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
             environment: plan.environment.name.clone(),
             scopes: scopes.clone(),
             since,
+            cluster: kube
+                .is_some()
+                .then(|| crate::platform::kube::ClusterRef::of(&plan.environment)),
         },
     ) {
         Ok(j) => std::sync::Arc::new(j),

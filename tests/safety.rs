@@ -284,7 +284,7 @@ fn halt_stops_a_running_drill_and_refuses_new_ones_until_released() {
 }
 
 #[test]
-fn one_drill_per_scope_among_thirty_concurrent_runs() {
+fn one_drill_per_scope_among_a_hundred_concurrent_runs() {
     let dir = tempfile::tempdir().unwrap();
     let go = dir.path().join("go");
     let file = dir.path().join("busy.yaml");
@@ -305,7 +305,7 @@ recovery: {{ objective: 5s, stable-for: 100ms, timeout: 20s }}
     )
     .unwrap();
     let state = dir.path().join("state");
-    let n = 30;
+    let n = 100;
     let started = Instant::now();
     let mut children: Vec<Option<Child>> = (0..n)
         .map(|_| {
@@ -486,6 +486,54 @@ fn a_protected_environment_runs_only_when_every_condition_holds() {
             assert_eq!(after, before, "{bits:04b} made mutating calls: {stderr}");
         }
     }
+}
+
+/// Runs the drill in `production` on a pseudo-terminal (util-linux `script`), without `--yes`,
+/// typing `typed` at the confirmation prompt.
+fn run_confirming(c: &Cluster, file: &Path, typed: &str) -> Output {
+    use std::io::Write;
+    let quote = |p: &Path| format!("'{}'", p.display());
+    let line = format!(
+        "{} run {} --report-dir {} --env production",
+        quote(Path::new(env!("CARGO_BIN_EXE_firedrill"))),
+        quote(file),
+        quote(&c.dir.path().join("reports")),
+    );
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .env("KUBECONFIG", c.dir.path().join("kubeconfig"))
+        .env("FIREDRILL_STATE_DIR", c.dir.path().join("state"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs the drill on a pseudo-terminal");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{typed}\n").as_bytes()).unwrap();
+    let out = finish(child, Duration::from_secs(60));
+    drop(stdin);
+    out
+}
+
+#[test]
+fn a_person_confirms_production_by_typing_its_name_and_nothing_else_will_do() {
+    let c = Cluster::start();
+    let file = c.drill("staging, production");
+    let before = c.mutating();
+    let out = run_confirming(&c, &file, "prod");
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("type its name"), "{stdout}");
+    assert!(stdout.contains("did not match"), "{stdout}");
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert_eq!(
+        c.mutating(),
+        before,
+        "a wrong confirmation made mutating calls"
+    );
+    let out = run_confirming(&c, &file, "production");
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(c.mutating() > before, "the confirmed run deleted a pod");
 }
 
 #[test]

@@ -34,24 +34,83 @@ pub fn describe(e: &kube::Error) -> String {
     }
 }
 
+/// Which cluster a run talks to, pinned when the run starts so that a later `firedrill recover`
+/// (another process, perhaps after someone switched their current context) reverts against the
+/// same cluster: the kubeconfig files (`KUBECONFIG` as it was, or the default file) and the
+/// context by name. `None` for both means the in-cluster service account.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
+impl ClusterRef {
+    /// The environment's `kube-context` (or, without one, the kubeconfig's current context as
+    /// it is now) in the kubeconfig files this process sees.
+    pub fn of(env: &Environment) -> ClusterRef {
+        let kubeconfig = std::env::var("KUBECONFIG").ok().filter(|v| !v.is_empty());
+        let context = env
+            .kube_context
+            .clone()
+            .or_else(|| Kubeconfig::read().ok().and_then(|kc| kc.current_context));
+        ClusterRef {
+            kubeconfig,
+            context,
+        }
+    }
+
+    fn read_kubeconfig(&self) -> Result<Kubeconfig, KubeError> {
+        let config = |e: kube::config::KubeconfigError| KubeError::Config(e.to_string());
+        match &self.kubeconfig {
+            Some(list) => std::env::split_paths(list)
+                .filter(|p| !p.as_os_str().is_empty())
+                .try_fold(Kubeconfig::default(), |merged, p| {
+                    Kubeconfig::read_from(&p).and_then(|c| merged.merge(c))
+                })
+                .map_err(config),
+            None => Kubeconfig::read().map_err(config),
+        }
+    }
+}
+
 /// A client for the environment: its `kube-context` from the default kubeconfig, or, without
 /// one, whatever `kube::Config::infer` finds (in-cluster service account, then kubeconfig).
 pub async fn client_for(env: &Environment) -> Result<Client, KubeError> {
-    let mut config = match &env.kube_context {
-        Some(ctx) => {
-            let kc = Kubeconfig::read().map_err(|e| KubeError::Config(e.to_string()))?;
-            let opts = KubeConfigOptions {
-                context: Some(ctx.clone()),
-                ..Default::default()
-            };
-            Config::from_custom_kubeconfig(kc, &opts)
-                .await
-                .map_err(|e| KubeError::Config(format!("context `{ctx}`: {e}")))?
-        }
+    let config = match &env.kube_context {
+        Some(_) => config_for(&ClusterRef::of(env)).await?,
         None => Config::infer()
             .await
             .map_err(|e| KubeError::Config(e.to_string()))?,
     };
+    client_from(config)
+}
+
+/// A client for a pinned cluster (see [`ClusterRef`]).
+pub async fn client_for_cluster(cluster: &ClusterRef) -> Result<Client, KubeError> {
+    let config = match (&cluster.context, &cluster.kubeconfig) {
+        (None, None) => Config::infer()
+            .await
+            .map_err(|e| KubeError::Config(e.to_string()))?,
+        _ => config_for(cluster).await?,
+    };
+    client_from(config)
+}
+
+async fn config_for(cluster: &ClusterRef) -> Result<Config, KubeError> {
+    let kc = cluster.read_kubeconfig()?;
+    let opts = KubeConfigOptions {
+        context: cluster.context.clone(),
+        ..Default::default()
+    };
+    let named = cluster.context.as_deref().unwrap_or("(current)");
+    Config::from_custom_kubeconfig(kc, &opts)
+        .await
+        .map_err(|e| KubeError::Config(format!("context `{named}`: {e}")))
+}
+
+fn client_from(mut config: Config) -> Result<Client, KubeError> {
     // kube's own retry layer retries 429/503/504 up to 15 times with delays growing to
     // minutes, hidden from us; the faults retry with their own bounded, jittered policy
     // (platform::retry) so that a drill knows how many calls it made and gives up in time.

@@ -41,6 +41,10 @@ pub struct Header {
     /// The lock scopes of the run (see [`super::lock`]).
     pub scopes: Vec<String>,
     pub since: String,
+    /// The cluster the run talks to, when it has Kubernetes targets: recover deletes what the
+    /// run created (NetworkChaos objects) there, not in whatever context is current later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::platform::kube::ClusterRef>,
 }
 
 /// One line of the journal.
@@ -386,7 +390,7 @@ pub async fn recover(path: &Path) -> Result<Vec<Recovered>, JournalError> {
                 )?;
                 RecoverResult::Irreversible(why.clone())
             }
-            plan => match fault::revert(plan, &recover_context(plan).await).await {
+            plan => match revert_replayed(plan, &state.header).await {
                 Ok(detail) => {
                     let detail = super::redact::text(&detail);
                     append(
@@ -503,15 +507,25 @@ pub fn describe(r: &Recovered) -> String {
     }
 }
 
-/// What a revert replayed from a journal can use: a Kubernetes client from the default
-/// kubeconfig (or in-cluster config) when the plan deletes an object. The drill's own proxies
-/// ended with its process, and their toxics with them.
-async fn recover_context(plan: &crate::fault::RevertPlan) -> crate::fault::RevertContext {
-    let kube = match plan {
-        crate::fault::RevertPlan::KubeDelete { .. } => kube::Client::try_default().await.ok(),
-        _ => None,
-    };
-    crate::fault::RevertContext { proxy: None, kube }
+/// Replays one undo record. What a replayed revert can use: a Kubernetes client for the
+/// cluster the run pinned in its header (journals written before runs pinned it fall back to
+/// the default kubeconfig) when the plan deletes an object. The drill's own proxies ended with
+/// its process, and their toxics with them.
+async fn revert_replayed(plan: &RevertPlan, header: &Header) -> Result<String, fault::FaultError> {
+    let mut ctx = fault::RevertContext::default();
+    if let RevertPlan::KubeDelete { .. } = plan {
+        let cluster = header.cluster.clone().unwrap_or_default();
+        let client = crate::platform::kube::client_for_cluster(&cluster)
+            .await
+            .map_err(|e| {
+                fault::FaultError::Revert(format!(
+                    "cannot reach the run's cluster (context `{}`): {e}",
+                    cluster.context.as_deref().unwrap_or("in-cluster")
+                ))
+            })?;
+        ctx.kube = Some(client);
+    }
+    fault::revert(plan, &ctx).await
 }
 
 #[cfg(test)]
@@ -527,6 +541,7 @@ mod tests {
             environment: "local".into(),
             scopes: vec!["local/experiment/x".into()],
             since: "now".into(),
+            cluster: None,
         }
     }
 

@@ -1,0 +1,261 @@
+//! SIGKILL at many points of a drill with a revertible network fault, then `firedrill recover`:
+//! nothing may be left behind, checked from outside the runner — the toxics of a
+//! Toxiproxy-compatible server, and NetworkChaos objects in the simulated cluster. (The
+//! built-in proxy a drill starts itself dies with the runner, and its toxics with it.)
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::firedrill;
+use firedrill::proxy::{ProxyConfig, ProxyServer};
+use firedrill::sim::{parse_scenario, SimCluster};
+use kube::api::DynamicObject;
+
+/// Where in a drill the runner is killed: a delay after spawning it (before or around the
+/// injection), or a delay after the fault became visible from outside.
+#[derive(Debug, Clone, Copy)]
+enum KillAt {
+    AfterSpawn(u64),
+    AfterInjection(u64),
+}
+
+const POINTS: [KillAt; 7] = [
+    KillAt::AfterSpawn(0),
+    KillAt::AfterSpawn(40),
+    KillAt::AfterSpawn(150),
+    KillAt::AfterInjection(0),
+    KillAt::AfterInjection(200),
+    KillAt::AfterInjection(1_500),
+    // The fault lasts 2s: this one lands while the drill is removing it or observing after.
+    KillAt::AfterInjection(2_050),
+];
+
+struct Runner {
+    dir: tempfile::TempDir,
+    env: Vec<(String, PathBuf)>,
+}
+
+impl Runner {
+    fn new(drill: &str) -> Runner {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("drill.yaml"), drill).unwrap();
+        Runner { dir, env: vec![] }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = firedrill();
+        c.env("FIREDRILL_STATE_DIR", self.path("state"));
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd()
+            .arg("run")
+            .args(args)
+            .arg("--report-dir")
+            .arg(self.path("reports"))
+            .arg(self.path("drill.yaml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn recover(&self, kubeconfig: Option<&Path>) -> Output {
+        let mut c = self.cmd();
+        if let Some(k) = kubeconfig {
+            c.env("KUBECONFIG", k);
+        }
+        c.args(["recover", "--all"]).output().unwrap()
+    }
+
+    /// Runs the drill once per kill point; after each SIGKILL, records whether the fault was
+    /// still in place, runs `recover`, and asserts that nothing is left and that a second
+    /// recover has nothing to do. Returns how many kills left the fault in place.
+    fn kill_everywhere(
+        &self,
+        args: &[&str],
+        recover_kubeconfig: Option<&Path>,
+        leftovers: impl Fn() -> usize,
+    ) -> usize {
+        let mut left_in_place = 0;
+        for at in POINTS {
+            let mut child = self.spawn(args);
+            let start = Instant::now();
+            match at {
+                KillAt::AfterSpawn(ms) => std::thread::sleep(Duration::from_millis(ms)),
+                KillAt::AfterInjection(ms) => {
+                    while leftovers() == 0 {
+                        if let Some(status) = child.try_wait().unwrap() {
+                            let out = child.wait_with_output().unwrap();
+                            panic!(
+                                "{at:?}: the drill ended ({status}) before injecting\n{}",
+                                String::from_utf8_lossy(&out.stderr)
+                            );
+                        }
+                        assert!(
+                            start.elapsed() < Duration::from_secs(30),
+                            "{at:?}: no injection within 30s"
+                        );
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    std::thread::sleep(Duration::from_millis(ms));
+                }
+            }
+            child.kill().unwrap();
+            let _ = child.wait().unwrap();
+            let found = leftovers();
+            if matches!(at, KillAt::AfterInjection(ms) if ms < 2_000) {
+                assert!(
+                    found > 0,
+                    "{at:?}: the fault should still be in place after SIGKILL"
+                );
+            }
+            if found > 0 {
+                left_in_place += 1;
+            }
+            let out = self.recover(recover_kubeconfig);
+            let (stdout, stderr) = (
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+            );
+            assert_eq!(out.status.code(), Some(0), "{at:?}: {stdout}{stderr}");
+            assert_eq!(
+                leftovers(),
+                0,
+                "{at:?}: left behind after recover\n{stdout}{stderr}"
+            );
+            if found > 0 {
+                assert!(stdout.contains("reverted"), "{at:?}: {stdout}");
+            }
+            let again = self.recover(recover_kubeconfig);
+            assert!(
+                String::from_utf8_lossy(&again.stdout).contains("nothing to recover"),
+                "{at:?}: a second recover must be a no-op: {}",
+                String::from_utf8_lossy(&again.stdout)
+            );
+        }
+        left_in_place
+    }
+}
+
+async fn http_server() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[test]
+fn toxiproxy_toxics_are_gone_after_sigkill_and_recover_at_every_point() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = ProxyServer::new(1);
+    let (proxy_addr, api_url) = rt.block_on(async {
+        let upstream = http_server().await;
+        let listen = server
+            .add_proxy(ProxyConfig {
+                name: "web".into(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+                upstream: upstream.to_string(),
+                enabled: true,
+            })
+            .await
+            .unwrap()
+            .listen;
+        let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", api.local_addr().unwrap());
+        tokio::spawn(server.clone().serve_api(api, std::future::pending()));
+        (listen, url)
+    });
+    let r = Runner::new(&format!(
+        r#"name: slow-web
+probes:
+  web-http:
+    http: {{ url: "http://{proxy_addr}/", timeout: 1s, max-latency: 50ms }}
+    every: 50ms
+faults:
+  - latency: {{ toxiproxy: {{ url: "{api_url}", proxy: web }}, latency: 100ms, duration: 2s }}
+recovery: {{ objective: 3s, stable-for: 200ms, timeout: 20s }}
+"#
+    ));
+    let left = r.kill_everywhere(&[], None, || server.toxics("web").unwrap().len());
+    assert!(left >= 3, "only {left} kills left a toxic to recover");
+    drop(rt);
+}
+
+#[test]
+fn network_chaos_is_deleted_by_recover_in_the_runs_own_cluster_at_every_point() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let scenario = parse_scenario(
+        "namespaces:\n  shop:\n    deployments:\n      checkout: { replicas: 2, labels: { app: checkout } }\n",
+    )
+    .unwrap();
+    let sim = rt.block_on(async {
+        SimCluster::start(scenario, "127.0.0.1:0".parse().unwrap(), 1)
+            .await
+            .unwrap()
+    });
+    let chaos: kube::Api<DynamicObject> = rt.block_on(async {
+        kube::Api::namespaced_with(
+            sim.kube_client().await.unwrap(),
+            "shop",
+            &firedrill::fault::latency::network_chaos(),
+        )
+    });
+    let mut r = Runner::new(
+        r#"name: mesh-delay
+environments: [staging]
+probes:
+  checkout-ready:
+    kubernetes: { deployment: shop/checkout, ready: all }
+    every: 100ms
+faults:
+  - latency: { chaos-mesh: { namespace: shop, selector: app=checkout }, latency: 100ms, duration: 2s }
+recovery: { objective: 3s, stable-for: 300ms, timeout: 20s }
+"#,
+    );
+    std::fs::write(
+        r.path("firedrill.yaml"),
+        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
+    )
+    .unwrap();
+    // The user's current context is another cluster (nothing listens there): the run names
+    // its context, and recover — run later with only that other cluster configured — must
+    // still delete in the cluster the run used.
+    let decoy = r.path("decoy-kubeconfig");
+    std::fs::write(
+        &decoy,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: decoy\n  cluster:\n    server: http://127.0.0.1:1\n\
+         contexts:\n- name: decoy\n  context:\n    cluster: decoy\n    user: decoy\n\
+         current-context: decoy\nusers:\n- name: decoy\n  user: {}\n",
+    )
+    .unwrap();
+    let sim_kubeconfig = r.path("sim-kubeconfig");
+    std::fs::write(&sim_kubeconfig, sim.kubeconfig_yaml()).unwrap();
+    let both = std::env::join_paths([&decoy, &sim_kubeconfig]).unwrap();
+    r.env.push(("KUBECONFIG".into(), PathBuf::from(both)));
+    let config = r.path("firedrill.yaml");
+    let args = ["--env", "staging", "--config", config.to_str().unwrap()];
+    let left = r.kill_everywhere(&args, Some(&decoy), || {
+        rt.block_on(chaos.list(&Default::default()))
+            .unwrap()
+            .items
+            .len()
+    });
+    assert!(
+        left >= 3,
+        "only {left} kills left a NetworkChaos to recover"
+    );
+    rt.block_on(sim.shutdown());
+}
