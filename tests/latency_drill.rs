@@ -8,17 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::{firedrill, secs};
-use firedrill::proxy::{ProxyConfig, ProxyServer};
 use firedrill::sim::{parse_scenario, SimCluster};
 use serde_json::Value;
-
-async fn http_server() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -56,7 +47,7 @@ async fn run(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_on_the_builtin_proxy_is_detected_and_recovers_after_removal() {
-    let upstream = http_server().await;
+    let upstream = common::net::http_ok_server().await;
     let listen = free_port();
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
@@ -115,24 +106,9 @@ recovery: {{ objective: 3s, stable-for: 500ms, timeout: 20s }}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_through_a_toxiproxy_api_is_added_and_removed() {
-    let upstream = http_server().await;
-    let server = ProxyServer::new(1);
-    let proxy_addr = server
-        .add_proxy(ProxyConfig {
-            name: "web".into(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            upstream: upstream.to_string(),
-            enabled: true,
-        })
-        .await
-        .unwrap()
-        .listen;
-    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api_url = format!("http://{}", api.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.clone().serve_api(api, async {
-        let _ = stopped.await;
-    }));
+    let upstream = common::net::http_ok_server().await;
+    let api = common::net::toxiproxy_api("web", upstream).await;
+    let (proxy_addr, api_url) = (api.listen, &api.url);
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
         r#"name: slow-web-toxiproxy
@@ -154,10 +130,9 @@ recovery: {{ objective: 3s, stable-for: 300ms, timeout: 20s }}
         "the latency was seen"
     );
     assert!(
-        server.toxics("web").unwrap().is_empty(),
+        api.server.toxics("web").unwrap().is_empty(),
         "no toxic is left behind"
     );
-    let _ = stop.send(());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::firedrill;
-use firedrill::proxy::{ProxyConfig, ProxyServer};
 use firedrill::sim::{parse_scenario, SimCluster};
 use kube::api::DynamicObject;
 
@@ -149,35 +148,13 @@ impl Runner {
     }
 }
 
-async fn http_server() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
 #[test]
 fn toxiproxy_toxics_are_gone_after_sigkill_and_recover_at_every_point() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = ProxyServer::new(1);
-    let (proxy_addr, api_url) = rt.block_on(async {
-        let upstream = http_server().await;
-        let listen = server
-            .add_proxy(ProxyConfig {
-                name: "web".into(),
-                listen: "127.0.0.1:0".parse().unwrap(),
-                upstream: upstream.to_string(),
-                enabled: true,
-            })
-            .await
-            .unwrap()
-            .listen;
-        let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", api.local_addr().unwrap());
-        tokio::spawn(server.clone().serve_api(api, std::future::pending()));
-        (listen, url)
+    let api = rt.block_on(async {
+        common::net::toxiproxy_api("web", common::net::http_ok_server().await).await
     });
+    let (proxy_addr, api_url) = (api.listen, api.url.clone());
     let r = Runner::new(&format!(
         r#"name: slow-web
 probes:
@@ -189,8 +166,9 @@ faults:
 recovery: {{ objective: 3s, stable-for: 200ms, timeout: 20s }}
 "#
     ));
-    let left = r.kill_everywhere(&[], None, || server.toxics("web").unwrap().len());
+    let left = r.kill_everywhere(&[], None, || api.server.toxics("web").unwrap().len());
     assert!(left >= 3, "only {left} kills left a toxic to recover");
+    drop(api);
     drop(rt);
 }
 

@@ -2,6 +2,7 @@
 //! (tests/support/demo_service.py).
 #![allow(dead_code)]
 
+pub mod net;
 pub mod patroni;
 
 use std::path::Path;
