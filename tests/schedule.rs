@@ -73,6 +73,20 @@ fn utc(s: &str) -> DateTime<Utc> {
 
 /// A runner that takes a set (virtual) time per environment and fails production the first
 /// time it runs there.
+/// A daemon over `dir` whose runs are scripted (see [`scripted`]), polling every minute.
+fn scripted_daemon(dir: &Path, reports: &Path, clock: Clock, ran: &Arc<Mutex<Vec<Job>>>) -> Daemon {
+    Daemon {
+        dir: dir.to_path_buf(),
+        report_dir: reports.to_path_buf(),
+        clock,
+        runner: scripted(ran.clone(), clock),
+        seed: 1,
+        poll: Duration::from_secs(60),
+        metrics: None,
+        notifier: None,
+    }
+}
+
 fn scripted(ran: Arc<Mutex<Vec<Job>>>, clock: Clock) -> Runner {
     let prod_runs = Arc::new(AtomicU32::new(0));
     Arc::new(move |job: Job, cancel: CancellationToken| {
@@ -132,16 +146,7 @@ async fn three_drills_over_a_compressed_clock() {
     let ran = Arc::new(Mutex::new(Vec::new()));
     // Monday 2026-11-23, 09:55 UTC = 10:55 in Berlin.
     let clock = Clock::starting_at(utc("2026-11-23T09:55:00Z"));
-    let daemon = Daemon {
-        dir: dir.path().to_path_buf(),
-        report_dir: reports.path().to_path_buf(),
-        clock,
-        runner: scripted(ran.clone(), clock),
-        seed: 1,
-        poll: Duration::from_secs(60),
-        metrics: None,
-        notifier: None,
-    };
+    let daemon = scripted_daemon(dir.path(), reports.path(), clock, &ran);
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -227,16 +232,7 @@ async fn windows_and_reload_without_restart() {
     let reports = tempfile::tempdir().unwrap();
     let ran = Arc::new(Mutex::new(Vec::new()));
     let clock = Clock::starting_at(utc("2026-11-27T21:20:00Z"));
-    let daemon = Daemon {
-        dir: dir.path().to_path_buf(),
-        report_dir: reports.path().to_path_buf(),
-        clock,
-        runner: scripted(ran.clone(), clock),
-        seed: 1,
-        poll: Duration::from_secs(60),
-        metrics: None,
-        notifier: None,
-    };
+    let daemon = scripted_daemon(dir.path(), reports.path(), clock, &ran);
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let path = dir.path().join("hourly.yaml");
