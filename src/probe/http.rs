@@ -22,7 +22,7 @@ use crate::experiment::HttpProbe;
 use crate::timeline::human;
 
 /// The most body read when looking for `body-contains`; health pages are small.
-const MAX_BODY: usize = 1 << 20;
+pub(crate) const MAX_BODY: usize = 1 << 20;
 
 pub struct HttpChecker {
     /// The general client, for https (None on the plain-http fast path: building one loads the
@@ -44,29 +44,11 @@ impl HttpChecker {
         let url = Url::parse(&spec.url).map_err(|e| format!("invalid url: {e}"))?;
         let method =
             Method::from_bytes(spec.method.as_bytes()).map_err(|_| "invalid method".to_string())?;
-        let mut headers = HeaderMap::new();
-        for (k, v) in &spec.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| format!("invalid header name `{k}`"))?;
-            let mut value =
-                HeaderValue::from_str(v).map_err(|_| format!("invalid value for header `{k}`"))?;
-            // Keep credentials out of any debug output reqwest or hyper might produce.
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
+        let headers = header_map(&spec.headers)?;
         let plain = (url.scheme() == "http").then(|| Plain::new(&url)).flatten();
         let client = match plain {
             Some(_) => None,
-            None => Some(
-                Client::builder()
-                    .timeout(spec.timeout)
-                    .connect_timeout(spec.timeout)
-                    .pool_max_idle_per_host(1)
-                    .redirect(reqwest::redirect::Policy::none())
-                    .user_agent(concat!("firedrill/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|e| format!("cannot build http client: {}", root_cause(&e)))?,
-            ),
+            None => Some(client(spec.timeout)?),
         };
         Ok(HttpChecker {
             client,
@@ -194,13 +176,46 @@ impl HttpChecker {
     }
 
     fn describe(&self, e: &reqwest::Error) -> Reason {
-        if e.is_timeout() {
-            format!("timed out after {}", human(self.timeout))
-        } else if e.is_connect() {
-            format!("connect: {}", root_cause(e))
-        } else {
-            root_cause(e)
-        }
+        describe(e, self.timeout)
+    }
+}
+
+/// A probe's configured headers, every value marked sensitive: credentials stay out of any
+/// debug output reqwest or hyper might produce.
+pub(crate) fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, Reason> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("invalid header name `{k}`"))?;
+        let mut value =
+            HeaderValue::from_str(v).map_err(|_| format!("invalid value for header `{k}`"))?;
+        value.set_sensitive(true);
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+/// The general client of probes that speak HTTP: one kept-alive connection, no redirects
+/// (a redirect to a login page is not health), every request bounded by `timeout`.
+pub(crate) fn client(timeout: Duration) -> Result<Client, Reason> {
+    Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .pool_max_idle_per_host(1)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("firedrill/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build http client: {}", root_cause(&e)))
+}
+
+/// A failed request's reason: the timeout, or the innermost cause.
+pub(crate) fn describe(e: &reqwest::Error, timeout: Duration) -> Reason {
+    if e.is_timeout() {
+        format!("timed out after {}", human(timeout))
+    } else if e.is_connect() {
+        format!("connect: {}", root_cause(e))
+    } else {
+        root_cause(e)
     }
 }
 
@@ -266,7 +281,8 @@ impl Plain {
     }
 }
 
-async fn read_capped(mut response: reqwest::Response) -> Result<String, reqwest::Error> {
+/// The body, at most [`MAX_BODY`] bytes of it, as text.
+pub(crate) async fn read_capped(mut response: reqwest::Response) -> Result<String, reqwest::Error> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await? {
         let room = MAX_BODY.saturating_sub(body.len());
