@@ -94,6 +94,10 @@ pub fn probe_checks(p: &ProbeSpec) -> (String, String) {
                 ),
             },
         ),
+        ProbeKind::Prometheus(p) => (
+            "prometheus".into(),
+            format!("{:?} {} at {}", p.query, p.expect, p.url),
+        ),
         ProbeKind::Kubernetes(k) => (
             "kubernetes".into(),
             format!(

@@ -432,6 +432,71 @@ pub fn signal(name: &str) -> Check<String> {
     Err(Invalid::new(format!("unknown signal `{name}`")).help(help))
 }
 
+/// A threshold for a metric value: a comparison and a finite number, `>= 50` or `<=0.01`.
+pub fn threshold(text: &str) -> Check<super::model::Threshold> {
+    use super::model::{CmpOp, Threshold};
+    let t = text.trim();
+    let help = "write a comparison and a number, e.g. `\">= 50\"` or `\"<= 0.01\"` (quoted: YAML reads a leading `>` or `!` as syntax)";
+    let op_len = t
+        .find(|c: char| !matches!(c, '<' | '>' | '=' | '!'))
+        .unwrap_or(t.len());
+    let (op_text, number) = (&t[..op_len], t[op_len..].trim());
+    let op = match op_text {
+        "" => {
+            return Err(
+                Invalid::new(format!("invalid threshold `{text}`: no comparison")).help(help),
+            )
+        }
+        "=" | "=>" | "=<" => {
+            let meant = match op_text {
+                "=" => "==",
+                "=>" => ">=",
+                _ => "<=",
+            };
+            return Err(Invalid::new(format!(
+                "invalid threshold `{text}`: unknown comparison `{op_text}`"
+            ))
+            .help(format!("did you mean `{meant}`?")));
+        }
+        _ => match CmpOp::ALL.iter().find(|o| o.symbol() == op_text) {
+            Some(op) => *op,
+            None => {
+                return Err(Invalid::new(format!(
+                    "invalid threshold `{text}`: unknown comparison `{op_text}`"
+                ))
+                .help("comparisons are >, >=, <, <=, == and !="))
+            }
+        },
+    };
+    if number.is_empty() {
+        return Err(Invalid::new(format!("invalid threshold `{text}`: no number")).help(help));
+    }
+    if let Some(n) = number.strip_suffix('%') {
+        let fraction = n
+            .trim()
+            .parse::<f64>()
+            .map(|p| format!("`\"{} {}\"`", op.symbol(), p / 100.0))
+            .unwrap_or_else(|_| "a fraction".into());
+        return Err(Invalid::new(format!(
+            "invalid threshold `{text}`: percentages are ambiguous"
+        ))
+        .help(format!(
+            "compare with what the query returns; for a ratio write {fraction}"
+        )));
+    }
+    // Rust also parses `inf` and `NaN`: a threshold against them compares nothing useful.
+    match number.parse::<f64>() {
+        Ok(value) if value.is_finite() => Ok(Threshold { op, value }),
+        Ok(_) => Err(Invalid::new(format!(
+            "invalid threshold `{text}`: the number must be finite"
+        ))),
+        Err(_) => Err(Invalid::new(format!(
+            "invalid threshold `{text}`: `{number}` is not a number"
+        ))
+        .help(help)),
+    }
+}
+
 /// Renders a duration the way people write it (`48h`, `90s`, `250ms`).
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
@@ -543,5 +608,29 @@ mod tests {
         assert!(!is_dns_label("Checkout"));
         assert!(!is_dns_label(&"a".repeat(64)));
         assert!(is_dns_subdomain("app.kubernetes.io"));
+    }
+
+    #[test]
+    fn thresholds() {
+        use crate::experiment::CmpOp;
+        let t = threshold(">= 50").unwrap();
+        assert_eq!((t.op, t.value), (CmpOp::Ge, 50.0));
+        let t = threshold("<=0.01").unwrap();
+        assert_eq!((t.op, t.value), (CmpOp::Le, 0.01));
+        let t = threshold(" != -1e3 ").unwrap();
+        assert_eq!((t.op, t.value), (CmpOp::Ne, -1000.0));
+        assert!(t.holds(0.0) && !t.holds(-1000.0));
+        assert!(threshold("> 1").unwrap().holds(1.5));
+        assert!(!threshold("> 1").unwrap().holds(f64::NAN));
+        assert!(!threshold("!= 1").unwrap().holds(f64::NAN));
+
+        let err = |s: &str| threshold(s).unwrap_err();
+        assert!(err("50").message.contains("no comparison"));
+        assert_eq!(err("=> 50").help.as_deref(), Some("did you mean `>=`?"));
+        assert!(err("<> 5").message.contains("unknown comparison `<>`"));
+        assert!(err(">=").message.contains("no number"));
+        assert!(err(">= fifty").message.contains("`fifty` is not a number"));
+        assert!(err(">= NaN").message.contains("finite"));
+        assert!(err("<= 1%").help.unwrap().contains("<= 0.01"));
     }
 }

@@ -42,7 +42,14 @@ const TOP_KEYS: &[&str] = &[
     "cooldown",
 ];
 const TARGET_KINDS: &[&str] = &["kubernetes", "process"];
-const PROBE_KINDS: &[&str] = &["http", "tcp", "command", "kubernetes", "postgres"];
+const PROBE_KINDS: &[&str] = &[
+    "http",
+    "tcp",
+    "command",
+    "kubernetes",
+    "postgres",
+    "prometheus",
+];
 const PROBE_COMMON: &[&str] = &["every", "every-during"];
 const FAULT_KINDS: &[&str] = &[
     "pod-kill",
@@ -51,6 +58,10 @@ const FAULT_KINDS: &[&str] = &[
     "db-failover",
     "latency",
 ];
+/// Default and minimum sampling interval of a `prometheus` probe (see `probes`).
+const PROMETHEUS_EVERY: Duration = Duration::from_secs(5);
+const PROMETHEUS_MIN_EVERY: Duration = Duration::from_secs(1);
+const PROMETHEUS_WHY: &str = "each check costs the Prometheus server a query evaluation, and its data changes only once per scrape interval";
 const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
 
 /// Collects diagnostics for one file.
@@ -178,11 +189,23 @@ struct Limit {
     /// meaningful value.
     min: Duration,
     max: Duration,
+    /// Why the minimum is what it is, when that is not obvious.
+    min_help: Option<&'static str>,
 }
 
 impl Limit {
     fn new(default: Duration, min: Duration, max: Duration) -> Self {
-        Limit { default, min, max }
+        Limit {
+            default,
+            min,
+            max,
+            min_help: None,
+        }
+    }
+
+    fn min_help(mut self, why: &'static str) -> Self {
+        self.min_help = Some(why);
+        self
     }
 }
 
@@ -210,7 +233,7 @@ fn bounded(
                 "{what} must be at least {}",
                 check::format_duration(limit.min)
             ),
-            None,
+            limit.min_help.map(String::from),
         );
     } else if d > max {
         cx.error(
@@ -840,23 +863,30 @@ impl Builder<'_, '_> {
                 "postgres" => self
                     .postgres_probe(split.body, &bpath)
                     .map(ProbeKind::Postgres),
+                "prometheus" => self
+                    .prometheus_probe(split.body, &bpath)
+                    .map(ProbeKind::Prometheus),
                 _ => self
                     .kube_probe(split.body, &bpath)
                     .map(ProbeKind::Kubernetes),
             };
-            let every = self.duration_key(
-                node,
-                &path,
-                "every",
-                Limit::new(Duration::from_secs(1), MS, HOUR),
-            );
-            let default_during = (every / 10).max(MS).min(every);
-            let during = self.duration_key(
-                node,
-                &path,
-                "every-during",
-                Limit::new(default_during, MS, HOUR),
-            );
+            // A query costs the Prometheus server an evaluation and answers from samples
+            // scraped seconds apart: polling it faster than once a second adds load, not news.
+            let (every_default, floor, why) = match split.kind {
+                "prometheus" => (PROMETHEUS_EVERY, PROMETHEUS_MIN_EVERY, PROMETHEUS_WHY),
+                _ => (Duration::from_secs(1), MS, ""),
+            };
+            let limit = |default| {
+                let l = Limit::new(default, floor, HOUR);
+                if why.is_empty() {
+                    l
+                } else {
+                    l.min_help(why)
+                }
+            };
+            let every = self.duration_key(node, &path, "every", limit(every_default));
+            let default_during = (every / 10).max(floor).min(every);
+            let during = self.duration_key(node, &path, "every-during", limit(default_during));
             if node.get("every-during").is_some() && !every.is_zero() && during > every {
                 self.cx.error(
                     at(node, "every-during"),
@@ -915,60 +945,45 @@ impl Builder<'_, '_> {
         }
     }
 
-    fn http_probe(&mut self, n: &Node, path: &str) -> Option<HttpProbe> {
-        let raw: RawHttpProbe = self.cx.de(n, path)?;
+    /// Checks an `http(s)://host…` URL at key `url` of mapping `n`.
+    fn http_url(&mut self, n: &Node, path: &str, url: &str, example: &str) {
         let url_path = child_path(path, "url");
-        match reqwest::Url::parse(&raw.url) {
+        match reqwest::Url::parse(url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
-            _ if !raw.url.contains("://") => self.cx.error(
+            _ if !url.contains("://") => self.cx.error(
                 at(n, "url"),
                 &url_path,
-                format!("url `{}` has no scheme", raw.url),
+                format!("url `{}` has no scheme", url),
                 Some(format!(
                     "start it with `http://` or `https://`, e.g. `http://{}`",
-                    raw.url
+                    url
                 )),
             ),
             Ok(u) if !matches!(u.scheme(), "http" | "https") => self.cx.error(
                 at(n, "url"),
                 &url_path,
-                format!(
-                    "url `{}` must use http or https, not `{}`",
-                    raw.url,
-                    u.scheme()
-                ),
+                format!("url `{}` must use http or https, not `{}`", url, u.scheme()),
                 None,
             ),
             Ok(_) => self.cx.error(
                 at(n, "url"),
                 &url_path,
-                format!("url `{}` has no host", raw.url),
+                format!("url `{}` has no host", url),
                 None,
             ),
             Err(e) => self.cx.error(
                 at(n, "url"),
                 &url_path,
-                format!("invalid url `{}`: {e}", raw.url),
-                Some("write a full url such as `http://127.0.0.1:8080/healthz`".into()),
+                format!("invalid url `{}`: {e}", url),
+                Some(format!("write a full url such as `{example}`")),
             ),
         }
-        let method = match raw.method {
-            None => "GET".to_string(),
-            Some(m) => {
-                let upper = m.to_ascii_uppercase();
-                if !HTTP_METHODS.contains(&upper.as_str()) {
-                    self.cx.error(
-                        at(n, "method"),
-                        &child_path(path, "method"),
-                        format!("unknown http method `{m}`"),
-                        suggest(&upper, HTTP_METHODS.iter().copied()),
-                    );
-                }
-                upper
-            }
-        };
+    }
+
+    /// Checks header names and values at key `headers` of mapping `n`.
+    fn headers(&mut self, n: &Node, path: &str, headers: &[(String, String)]) {
         let headers_node = n.get("headers");
-        for (name, value) in &raw.headers.0 {
+        for (name, value) in headers {
             let hn = headers_node.map_or(n, |h| h);
             let span = hn
                 .entries()
@@ -991,6 +1006,27 @@ impl Builder<'_, '_> {
                 );
             }
         }
+    }
+
+    fn http_probe(&mut self, n: &Node, path: &str) -> Option<HttpProbe> {
+        let raw: RawHttpProbe = self.cx.de(n, path)?;
+        self.http_url(n, path, &raw.url, "http://127.0.0.1:8080/healthz");
+        let method = match raw.method {
+            None => "GET".to_string(),
+            Some(m) => {
+                let upper = m.to_ascii_uppercase();
+                if !HTTP_METHODS.contains(&upper.as_str()) {
+                    self.cx.error(
+                        at(n, "method"),
+                        &child_path(path, "method"),
+                        format!("unknown http method `{m}`"),
+                        suggest(&upper, HTTP_METHODS.iter().copied()),
+                    );
+                }
+                upper
+            }
+        };
+        self.headers(n, path, &raw.headers.0);
         let mut expect_status = Vec::new();
         for s in raw.expect_status.map(|s| s.0).unwrap_or_default() {
             if (100..=599).contains(&s) {
@@ -1036,6 +1072,123 @@ impl Builder<'_, '_> {
             body_contains: raw.body_contains,
             timeout,
             max_latency,
+        })
+    }
+
+    fn prometheus_probe(&mut self, n: &Node, path: &str) -> Option<PrometheusProbe> {
+        let raw: RawPrometheusProbe = self.cx.de(n, path)?;
+        self.http_url(n, path, &raw.url, "http://127.0.0.1:9090");
+        if let Ok(u) = reqwest::Url::parse(&raw.url) {
+            let p = u.path().trim_end_matches('/');
+            if p.ends_with("/api/v1/query") || p.ends_with("/api/v1/query_range") {
+                let base = &raw.url[..raw.url.find("/api/v1/").unwrap_or(raw.url.len())];
+                self.cx.error(
+                    at(n, "url"),
+                    &child_path(path, "url"),
+                    format!("url `{}` includes the API path", raw.url),
+                    Some(format!(
+                        "give the server's base url, `{base}`: firedrill appends `/api/v1/query`"
+                    )),
+                );
+            } else if u.query().is_some() {
+                self.cx.error(
+                    at(n, "url"),
+                    &child_path(path, "url"),
+                    format!("url `{}` has a query string", raw.url),
+                    Some("give the server's base url; the PromQL goes in `query`".into()),
+                );
+            }
+        }
+        if raw.query.trim().is_empty() {
+            self.cx.error(
+                at(n, "query"),
+                &child_path(path, "query"),
+                "`query` is empty",
+                Some(
+                    "write a PromQL expression, e.g. `sum(rate(checkouts_total[1m])) * 60`".into(),
+                ),
+            );
+        }
+        let method = match raw.method {
+            None => "GET".to_string(),
+            Some(m) => {
+                let upper = m.to_ascii_uppercase();
+                if upper != "GET" && upper != "POST" {
+                    self.cx.error(
+                        at(n, "method"),
+                        &child_path(path, "method"),
+                        format!("method `{m}` cannot send a Prometheus query"),
+                        Some(
+                            "use `GET` (the default) or `POST` (a form body, for long queries)"
+                                .into(),
+                        ),
+                    );
+                }
+                upper
+            }
+        };
+        self.headers(n, path, &raw.headers.0);
+        if let Some((name, _)) = raw
+            .headers
+            .0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        {
+            if raw.bearer_token.is_some() || raw.basic_auth.is_some() {
+                self.cx.error(
+                    at(n.get("headers").unwrap_or(n), name),
+                    &child_path(&child_path(path, "headers"), name),
+                    "an `Authorization` header and `bearer-token`/`basic-auth` are both set",
+                    Some("keep one of them".into()),
+                );
+            }
+        }
+        let auth = match (raw.bearer_token, raw.basic_auth) {
+            (Some(_), Some(_)) => {
+                self.cx.error(
+                    at(n, "basic-auth"),
+                    &child_path(path, "basic-auth"),
+                    "`bearer-token` and `basic-auth` are both set",
+                    Some("a request carries one kind of credentials; keep one of them".into()),
+                );
+                None
+            }
+            (Some(token), None) => {
+                if token.trim().is_empty() {
+                    self.cx.error(
+                        at(n, "bearer-token"),
+                        &child_path(path, "bearer-token"),
+                        "`bearer-token` is empty",
+                        Some("e.g. `bearer-token: \"${env:PROMETHEUS_TOKEN}\"`".into()),
+                    );
+                }
+                Some(PrometheusAuth::Bearer(token))
+            }
+            (None, Some(b)) => Some(PrometheusAuth::Basic {
+                username: b.username,
+                password: b.password,
+            }),
+            (None, None) => None,
+        };
+        let timeout = self.opt_duration(
+            n,
+            path,
+            "timeout",
+            raw.timeout,
+            Limit::new(Duration::from_secs(2), MS, Duration::from_secs(300)),
+        );
+        Some(PrometheusProbe {
+            url: raw.url,
+            query: raw.query,
+            expect: raw.expect.0,
+            series: match raw.series {
+                None | Some(RawSeries::One) => SeriesRule::One,
+                Some(RawSeries::All) => SeriesRule::All,
+            },
+            method,
+            headers: raw.headers.0,
+            auth,
+            timeout,
         })
     }
 

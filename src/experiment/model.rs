@@ -132,6 +132,8 @@ pub enum ProbeKind {
     Kubernetes(KubeProbe),
     /// A read check, or a writer whose acknowledged writes are later checked for loss (RPO).
     Postgres(crate::probe::postgres::PostgresProbeSpec),
+    /// A PromQL instant query whose value must meet a threshold (business signals).
+    Prometheus(PrometheusProbe),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -147,6 +149,121 @@ pub struct HttpProbe {
     pub timeout: Duration,
     /// A sample slower than this fails (degradation counts as impact).
     pub max_latency: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PrometheusProbe {
+    /// The server's base URL (`http://prometheus:9090`, or with a path prefix);
+    /// `/api/v1/query` is appended.
+    pub url: String,
+    /// A PromQL expression, evaluated as an instant query at the time of each check.
+    pub query: String,
+    /// The condition every considered value must meet.
+    pub expect: Threshold,
+    pub series: SeriesRule,
+    /// `GET` (default) or `POST` (form body: long queries, proxies that log URLs).
+    pub method: String,
+    /// Extra request headers (e.g. `X-Scope-OrgID` for a multi-tenant Mimir or Cortex).
+    pub headers: Vec<(String, String)>,
+    #[serde(skip)]
+    pub auth: Option<PrometheusAuth>,
+    /// Bound on each query, also sent as the server-side evaluation timeout (default 2s).
+    pub timeout: Duration,
+}
+
+/// Credentials for a Prometheus behind an authenticating proxy; never serialized.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PrometheusAuth {
+    Bearer(String),
+    Basic { username: String, password: String },
+}
+
+impl std::fmt::Debug for PrometheusAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrometheusAuth::Bearer(_) => f.write_str("Bearer(***)"),
+            PrometheusAuth::Basic { username, .. } => write!(f, "Basic({username}:***)"),
+        }
+    }
+}
+
+/// Which series of an instant vector must meet the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SeriesRule {
+    /// Exactly one series (or a scalar): a business signal is one number, so the query must
+    /// aggregate (`sum(...)`); several series fail rather than pass on an arbitrary one.
+    One,
+    /// At least one series, and every one of them meets the threshold.
+    All,
+}
+
+/// `>= 50`, `< 0.01`: a comparison with a finite number.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Threshold {
+    pub op: CmpOp,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CmpOp {
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = ">=")]
+    Ge,
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = "==")]
+    Eq,
+    #[serde(rename = "!=")]
+    Ne,
+}
+
+impl CmpOp {
+    pub const ALL: [CmpOp; 6] = [
+        CmpOp::Ge,
+        CmpOp::Le,
+        CmpOp::Gt,
+        CmpOp::Lt,
+        CmpOp::Eq,
+        CmpOp::Ne,
+    ];
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+        }
+    }
+}
+
+impl Threshold {
+    /// Whether `v` meets the threshold. NaN never does, whatever the operator.
+    pub fn holds(&self, v: f64) -> bool {
+        if v.is_nan() {
+            return false;
+        }
+        match self.op {
+            CmpOp::Gt => v > self.value,
+            CmpOp::Ge => v >= self.value,
+            CmpOp::Lt => v < self.value,
+            CmpOp::Le => v <= self.value,
+            CmpOp::Eq => v == self.value,
+            CmpOp::Ne => v != self.value,
+        }
+    }
+}
+
+impl std::fmt::Display for Threshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.op.symbol(), self.value)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

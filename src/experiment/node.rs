@@ -310,6 +310,9 @@ fn syntax_help(info: &str) -> Option<&'static str> {
         Some("check the indentation: the keys of one mapping must line up")
     } else if info.contains("mapping values are not allowed") {
         Some("a value containing `: ` must be quoted, or a key is indented wrongly")
+    } else if info.contains("block scalar") {
+        // `expect: >= 50`: a plain value cannot start with `>` or `|`.
+        Some("a value starting with `>` or `|` begins a block of text in YAML; quote it, e.g. `expect: \">= 50\"`")
     } else {
         None
     }

@@ -236,6 +236,70 @@ pub struct RawHttpProbe {
     pub max_latency: Option<Dur>,
 }
 
+/// `">= 50"`: parsed here so a bad threshold is reported at its value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RawThreshold(pub super::model::Threshold);
+
+impl<'de> Deserialize<'de> for RawThreshold {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawThreshold;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a comparison such as `\">= 50\"`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawThreshold, E> {
+                check::threshold(v).map(RawThreshold).map_err(custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawThreshold, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawThreshold, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawThreshold, E> {
+                self.visit_str(&v.to_string())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawPrometheusProbe {
+    pub url: String,
+    pub query: String,
+    pub expect: RawThreshold,
+    pub series: Option<RawSeries>,
+    pub method: Option<String>,
+    #[serde(default)]
+    pub headers: Pairs,
+    pub bearer_token: Option<String>,
+    pub basic_auth: Option<RawBasicAuth>,
+    pub timeout: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawSeries {
+    One,
+    All,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawBasicAuth {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for RawBasicAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RawBasicAuth({}:***)", self.username)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawTcpProbe {

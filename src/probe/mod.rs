@@ -11,6 +11,7 @@ pub mod command;
 pub mod http;
 pub mod kube;
 pub mod postgres;
+pub mod prometheus;
 pub mod tcp;
 
 use std::time::Duration;
@@ -39,6 +40,7 @@ pub enum Checker {
     Tcp(tcp::TcpChecker),
     Command(command::CommandChecker),
     Postgres(Box<postgres::PostgresChecker>),
+    Prometheus(Box<prometheus::PrometheusChecker>),
 }
 
 impl Checker {
@@ -55,6 +57,9 @@ impl Checker {
             ProbeKind::Command(c) => {
                 Checker::Command(command::CommandChecker::new(c).map_err(err)?)
             }
+            ProbeKind::Prometheus(p) => Checker::Prometheus(Box::new(
+                prometheus::PrometheusChecker::new(p).map_err(err)?,
+            )),
             ProbeKind::Kubernetes(_) => return Ok(None),
             // The writer is a source of its own (it keeps a history for the RPO check).
             ProbeKind::Postgres(p) if matches!(p.mode, postgres::PostgresMode::Write { .. }) => {
@@ -72,6 +77,7 @@ impl Checker {
             Checker::Tcp(c) => c.check().await,
             Checker::Command(c) => c.check().await,
             Checker::Postgres(c) => c.check().await,
+            Checker::Prometheus(c) => c.check().await,
         }
     }
 }

@@ -55,14 +55,15 @@ pub fn register_experiment(exp: &crate::experiment::Experiment) {
     }
     for p in &exp.probes {
         match &p.kind {
-            crate::experiment::ProbeKind::Http(h) => {
-                for (name, value) in &h.headers {
-                    if sensitive_header(name) {
-                        register(value);
-                        if let Some((_, cred)) = value.split_once(' ') {
-                            register(cred);
-                        }
+            crate::experiment::ProbeKind::Http(h) => register_headers(&h.headers),
+            crate::experiment::ProbeKind::Prometheus(p) => {
+                register_headers(&p.headers);
+                match &p.auth {
+                    Some(crate::experiment::PrometheusAuth::Bearer(token)) => register(token),
+                    Some(crate::experiment::PrometheusAuth::Basic { password, .. }) => {
+                        register(password)
                     }
+                    None => {}
                 }
             }
             crate::experiment::ProbeKind::Postgres(pg) => {
@@ -78,6 +79,18 @@ pub fn register_experiment(exp: &crate::experiment::Experiment) {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// Sensitive header values, and the credential after a scheme word such as `Bearer`.
+fn register_headers(headers: &[(String, String)]) {
+    for (name, value) in headers {
+        if sensitive_header(name) {
+            register(value);
+            if let Some((_, cred)) = value.split_once(' ') {
+                register(cred);
+            }
         }
     }
 }
