@@ -183,6 +183,9 @@ struct RunArgs {
     /// Push this run's metrics to a Prometheus Pushgateway (e.g. http://127.0.0.1:9091).
     #[arg(long, value_name = "URL")]
     pushgateway: Option<String>,
+    /// Run although the environment's promotion gate (`promote-from`) holds this drill.
+    #[arg(long)]
+    skip_promotion_gate: bool,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -639,6 +642,9 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         );
         return Ok(EXIT_INVALID);
     }
+    if let Err(code) = promotion_gate(&args, &env, &exp) {
+        return Ok(code);
+    }
     if let Err(code) = guard(&args, &env, &exp, sim.is_some()) {
         return Ok(code);
     }
@@ -960,6 +966,38 @@ fn spawn_signal_handler(cancel: CancellationToken) {
 
 /// The safety checks before anything is touched: a protected environment's conditions
 /// (src/safety/guard.rs), and `local` never reaching a real cluster. `Err` is the exit code.
+/// The promotion gate holds a run by hand like a scheduled one: an environment with
+/// `promote-from` runs a drill only after this version passed upstream (judged from the
+/// reports folder), unless `--skip-promotion-gate` says otherwise. Nothing is touched when held.
+fn promotion_gate(
+    args: &RunArgs,
+    env: &Environment,
+    exp: &experiment::Experiment,
+) -> Result<(), u8> {
+    use crate::schedule::promotion::{gate, history, Gate, Held};
+    let runs = history(&args.report_dir);
+    let now = chrono::Utc::now();
+    let Gate::Held(held) = gate(&runs, &exp.name, &exp.source.content_hash, env, now) else {
+        return Ok(());
+    };
+    if args.skip_promotion_gate {
+        eprintln!(
+            "warning: running drill `{}` in `{}` although the promotion gate holds it ({held}), as --skip-promotion-gate asks",
+            exp.name, env.name
+        );
+        return Ok(());
+    }
+    let (Held::NeedsPasses { from, .. } | Held::Demoted { from, .. }) = &held;
+    eprintln!(
+        "error: drill `{}` is held in environment `{}`: {held} (judged from {})\n  = help: run it in `{from}` first (`firedrill run {} --env {from}`), or pass --skip-promotion-gate to run it anyway\nnothing was touched",
+        exp.name,
+        env.name,
+        args.report_dir.display(),
+        args.file.display()
+    );
+    Err(EXIT_REFUSED)
+}
+
 fn guard(
     args: &RunArgs,
     env: &Environment,
