@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::firedrill;
 
@@ -50,14 +50,20 @@ fn run(file: &Path, reports: &Path, args: &[&str]) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
-#[test]
-fn production_runs_by_hand_only_after_staging_passed() {
+/// A folder with the environments and drill `name`: (folder, drill file, mark, reports).
+fn folder(name: &str) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("firedrill.yaml"), ENVIRONMENTS).unwrap();
     let mark = dir.path().join("injected");
-    let file = dir.path().join("gated.yaml");
-    std::fs::write(&file, drill("gated", &mark)).unwrap();
+    let file = dir.path().join(format!("{name}.yaml"));
+    std::fs::write(&file, drill(name, &mark)).unwrap();
     let reports = dir.path().join("reports");
+    (dir, file, mark, reports)
+}
+
+#[test]
+fn production_runs_by_hand_only_after_staging_passed() {
+    let (_dir, file, mark, reports) = folder("gated");
 
     let (code, text) = run(&file, &reports, &["--env", "production"]);
     assert_eq!(code, Some(3), "{text}");
@@ -95,12 +101,7 @@ fn production_runs_by_hand_only_after_staging_passed() {
 
 #[test]
 fn a_changed_drill_needs_a_new_staging_pass() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("firedrill.yaml"), ENVIRONMENTS).unwrap();
-    let mark = dir.path().join("injected");
-    let file = dir.path().join("changed.yaml");
-    std::fs::write(&file, drill("changed", &mark)).unwrap();
-    let reports = dir.path().join("reports");
+    let (_dir, file, mark, reports) = folder("changed");
     let (code, text) = run(&file, &reports, &["--env", "staging"]);
     assert_eq!(code, Some(0), "{text}");
 
