@@ -29,8 +29,9 @@ const WINDOW: Duration = Duration::from_secs(2);
 const EVERY: Duration = Duration::from_secs(1);
 /// The threshold as a fraction of the healthy rate.
 const FRACTION: f64 = 0.5;
-/// Slack for a busy 2-core machine: late scrapes, late checks, query latency.
-const SLACK: Duration = Duration::from_secs(1);
+/// Slack for a busy 2-core machine (a load of 20 is common here): late scrapes, late checks,
+/// query latency. Seen: up to 1s beyond the lag; a broken probe misses by far more.
+const SLACK: Duration = Duration::from_secs(2);
 const TOKEN_VAR: &str = "FIREDRILL_TEST_PROMETHEUS_TOKEN";
 const TOKEN: &str = "prom-test-token-5f1c2a";
 
