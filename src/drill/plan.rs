@@ -96,7 +96,13 @@ pub fn probe_checks(p: &ProbeSpec) -> (String, String) {
         ),
         ProbeKind::Prometheus(p) => (
             "prometheus".into(),
-            format!("{:?} {} at {}", p.query, p.expect, p.url),
+            // One line in tables and plans, however the query was laid out in the file.
+            format!(
+                "{:?} {} at {}",
+                p.query.split_whitespace().collect::<Vec<_>>().join(" "),
+                p.expect,
+                p.url
+            ),
         ),
         ProbeKind::Kubernetes(k) => (
             "kubernetes".into(),
