@@ -3,12 +3,15 @@
 
     python3 bench/footprint.py [--runs N] [--bin target/release/firedrill]
     python3 bench/footprint.py --long 3600 [--rate-hz 1000]   # memory of a long 1 kHz drill
+    python3 bench/footprint.py --vs-chaos [--runs N]          # side by side with Chaos Toolkit
 
 Start-up: the wall-clock time from spawning `firedrill run` to the first request arriving at a
 local HTTP server the probe checks. Peak memory: the child's maximum resident set size
 (GNU time's %M). The long mode samples VmRSS every 10s while a 1 kHz HTTP probe runs for the given
 number of seconds against `firedrill sim`'s loopback endpoint, and prints the growth.
-Everything runs on 127.0.0.1.
+With --vs-chaos the same one-probe check runs as a Chaos Toolkit experiment (`chaos run`, its
+steady-state hypothesis with one http probe and a no-op action; installed from PyPI into
+bench/.venv) and both are printed side by side. Everything runs on 127.0.0.1.
 """
 import argparse
 import http.server
@@ -54,31 +57,75 @@ recovery: {{ objective: 1s, stable-for: {stable}, timeout: {timeout} }}
 """
 
 
-def startup(binary, runs):
+def serve_first_hit():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FirstHit)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = "http://127.0.0.1:%d/" % server.server_address[1]
+    return server, "http://127.0.0.1:%d/" % server.server_address[1]
+
+
+def measure(cmd, runs, cwd=None):
+    """Runs cmd `runs` times: start-up to first probe (ms) and peak RSS (MiB) of each run."""
     starts, rss = [], []
+    for _ in range(runs):
+        FirstHit.first = None
+        t0 = time.time_ns()
+        # GNU time reports the tool's own peak RSS (getrusage of children would also count
+        # the forked Python interpreter before exec).
+        p = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, cwd=cwd,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if p.returncode != 0 or FirstHit.first is None:
+            sys.exit("%s failed (exit %d): %s" % (cmd[0], p.returncode, p.stderr[-500:]))
+        starts.append((FirstHit.first - t0) / 1e6)
+        rss.append(int(p.stderr.strip().splitlines()[-1]) / 1024)
+    return sorted(starts), rss
+
+
+def startup(binary, runs):
+    server, url = serve_first_hit()
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "drill.yaml")
         with open(path, "w") as f:
             f.write(DRILL.format(url=url, every="100ms", stable="300ms", timeout="10s"))
-        for _ in range(runs):
-            FirstHit.first = None
-            t0 = time.time_ns()
-            # GNU time reports the drill's own peak RSS (getrusage of children would also count
-            # the forked Python interpreter before exec).
-            p = subprocess.run(["/usr/bin/time", "-f", "%M", binary, "run", path, "--report-dir", os.path.join(d, "r")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            if p.returncode != 0 or FirstHit.first is None:
-                sys.exit("drill failed (exit %d): %s" % (p.returncode, p.stderr[-500:]))
-            starts.append((FirstHit.first - t0) / 1e6)
-            rss.append(int(p.stderr.strip().splitlines()[-1]) / 1024)
+        starts, rss = measure([binary, "run", path, "--report-dir", os.path.join(d, "r")], runs)
     server.shutdown()
-    starts.sort()
     print("start-up to first probe over %d runs: p50 %.2f ms, min %.2f ms, max %.2f ms"
           % (runs, statistics.median(starts), starts[0], starts[-1]))
     print("peak RSS of a one-probe drill: %.1f MiB" % max(rss))
+
+
+def vs_chaos(binary, runs):
+    """The same one-probe check, firedrill vs `chaos run` (Chaos Toolkit from PyPI)."""
+    import benchlib
+
+    benchlib.ensure_apt(("/usr/bin/time", "time"))
+    chaos = benchlib.ensure_chaos()
+    server, url = serve_first_hit()
+    rows, results = [], {}
+    with tempfile.TemporaryDirectory() as d:
+        drill = os.path.join(d, "drill.yaml")
+        with open(drill, "w") as f:
+            f.write(DRILL.format(url=url, every="100ms", stable="300ms", timeout="10s"))
+        exp = os.path.join(d, "experiment.json")
+        # One probe (the steady-state hypothesis, checked before the method) and a no-op action.
+        benchlib.write_json(exp, {
+            "version": "1.0.0", "title": "footprint", "description": "one probe",
+            "steady-state-hypothesis": {"title": "answers 200", "probes": [
+                {"type": "probe", "name": "web", "tolerance": 200,
+                 "provider": {"type": "http", "url": url, "timeout": 1}}]},
+            "method": [{"type": "action", "name": "noop", "provider": {"type": "process", "path": "true"}}],
+        })
+        results["firedrill"] = measure([binary, "run", drill, "--no-live", "--report-dir", os.path.join(d, "r")], runs)
+        results["chaostoolkit"] = measure(chaos + ["run", "--journal-path", os.path.join(d, "journal.json"), exp],
+                                          runs, cwd=d)
+    server.shutdown()
+    for tool, (starts, rss) in results.items():
+        rows.append([tool, "%.1f ms" % statistics.median(starts), "%.1f ms" % starts[0], "%.1f ms" % starts[-1],
+                     "%.1f MiB" % max(rss)])
+    (fs, fr), (cs, cr) = results["firedrill"], results["chaostoolkit"]
+    print("One-probe drill, %d runs each; %s; %s" % (runs, benchlib.chaos_version(), benchlib.machine()))
+    benchlib.table(["tool", "start-up to first probe p50", "min", "max", "peak RSS (max)"], rows)
+    print("firedrill starts %.0fx faster (p50) and peaks %.1fx smaller (max RSS)"
+          % (statistics.median(cs) / statistics.median(fs), max(cr) / max(fr)))
 
 
 def long_run(binary, seconds, rate_hz):
@@ -131,8 +178,11 @@ if __name__ == "__main__":
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--long", type=int, default=0, help="seconds of a long 1 kHz drill")
     ap.add_argument("--rate-hz", type=int, default=1000)
+    ap.add_argument("--vs-chaos", action="store_true", help="side by side with Chaos Toolkit's `chaos run`")
     a = ap.parse_args()
-    if a.long:
+    if a.vs_chaos:
+        vs_chaos(a.bin, a.runs)
+    elif a.long:
         long_run(a.bin, a.long, a.rate_hz)
     else:
         startup(a.bin, a.runs)
