@@ -3,8 +3,10 @@
 
     python3 bench/truth-vs-chaostoolkit.py [--reps 3] [--windows-ms 100,300,1000,3000,10000]
 
-The target (examples/flip_target.rs, on 127.0.0.1) fails with 503 for a window of exactly
-known length when asked (POST /fail?ms=N) and logs the wall-clock instants it really flipped.
+The target (examples/flip_target.rs, on 127.0.0.1) fails with 503 for a window when asked
+(POST /fail?ms=N&jitter=J: N ms plus a random 0..J ms, J = the probe interval, so that window
+ends fall at random phases of the probe schedules) and logs the wall-clock instants it really
+flipped: the truth.
 Each tool injects the same windows itself and probes GET /healthz:
 
 - firedrill: one `firedrill run` per window (`--repeat` reps), a `command` fault that POSTs
@@ -43,7 +45,7 @@ probes:
     every: {every}
     every-during: {every}
 faults:
-  - command: {{ run: [curl, -sf, -XPOST, "{url}/fail?ms={ms}"] }}
+  - command: {{ run: [curl, -sf, -XPOST, "{url}/fail?ms={ms}&jitter={jitter}"] }}
 recovery: {{ objective: {timeout}, stable-for: {stable}, timeout: {timeout} }}
 repeat: {reps}
 cooldown: 200ms
@@ -59,6 +61,14 @@ def settle_s(f):
     return max(2 * f, 0.3)
 
 
+def jitter_ms(rate):
+    """Each window is lengthened by a random 0..one probe interval, drawn by the target, so its
+    end falls at a random phase of the probe's schedule (firedrill starts its schedule at the
+    injection; with windows that are whole multiples of the interval every trial would hit the
+    same phase and the errors would not be a sample of anything)."""
+    return max(1, round(rate * 1000))
+
+
 def firedrill(bins, target, rate, windows, reps, work):
     errors, missed, cpu, wall, checks = [], 0, 0.0, 0.0, 0
     for ms in windows:
@@ -66,7 +76,7 @@ def firedrill(bins, target, rate, windows, reps, work):
         path = os.path.join(work, "drill.yaml")
         with open(path, "w") as f:
             f.write(FIREDRILL_YAML.format(url=target.url, ms=ms, every=human_interval(rate),
-                                          stable=human_interval(settle_s(rate)),
+                                          stable=human_interval(settle_s(rate)), jitter=jitter_ms(rate),
                                           timeout="%ds" % (ms // 1000 + 30), reps=reps))
         reports = os.path.join(work, "reports-%s-%d" % (rate, ms))
         code, w, c, out, err = b.run_measured([bins["firedrill"], "run", path, "--no-live", "--report-dir", reports])
@@ -82,20 +92,22 @@ def firedrill(bins, target, rate, windows, reps, work):
             ttr = trial["verdict"].get("ttr")
             if not ttr:
                 missed += 1
+                b.say("firedrill at %s missed a %dms window: %s" % (human_interval(rate), ms, trial["verdict"]))
                 continue
             estimate = b.iso_ns(trial["injected_at"]) + round(ttr["estimate_s"] * 1e9)
             errors.append((estimate - up) / 1e9)
     return errors, missed, cpu, wall, checks
 
 
-def chaos_experiment(url, windows, reps, rate):
+def chaos_experiment(url, windows, reps, rate, jitter):
     method = []
     for r in range(reps):
         for ms in windows:
             method.append({
                 "type": "action", "name": "fail-%dms-%d" % (ms, r),
-                "provider": {"type": "http", "url": "%s/fail?ms=%d" % (url, ms), "method": "POST", "timeout": 5},
-                "pauses": {"after": ms / 1000 + settle_s(rate)},
+                "provider": {"type": "http", "url": "%s/fail?ms=%d&jitter=%d" % (url, ms, jitter), "method": "POST",
+                             "timeout": 5},
+                "pauses": {"after": (ms + jitter) / 1000 + settle_s(rate)},
             })
     return {
         "version": "1.0.0",
@@ -110,11 +122,11 @@ def chaos_experiment(url, windows, reps, rate):
     }
 
 
-def chaos(chaos_cmd, target, rate, windows, reps, work):
+def chaos(chaos_cmd, target, rate, windows, reps, work, jitter):
     target.reset()
     exp = os.path.join(work, "experiment.json")
     journal = os.path.join(work, "journal-%s.json" % rate)
-    b.write_json(exp, chaos_experiment(target.url, windows, reps, rate))
+    b.write_json(exp, chaos_experiment(target.url, windows, reps, rate, jitter))
     code, wall, cpu, out, err = b.run_measured(
         chaos_cmd + ["--log-file", os.path.join(work, "chaostoolkit.log"), "run", "--journal-path", journal,
                      "--hypothesis-strategy", "during-method-only", "--hypothesis-frequency", str(rate), exp],
@@ -186,7 +198,7 @@ def main():
                 b.say("firedrill at %s ..." % human_interval(rate))
                 fd = firedrill(bins, target, rate, windows, a.reps, work)
                 b.say("chaos at %s ..." % chaos_rate)
-                ch = chaos(chaos_cmd, target, chaos_rate, windows, a.reps, work)
+                ch = chaos(chaos_cmd, target, chaos_rate, windows, a.reps, work, jitter_ms(rate))
                 rows.append(row("firedrill", human_interval(rate) + (" (finest)" if finest else ""), fd, n))
                 rows.append(row("chaostoolkit", ("0 (finest)" if finest else human_interval(chaos_rate)), ch, n))
                 raw["firedrill %s" % rate], raw["chaos %s" % chaos_rate] = fd[0], ch[0]

@@ -6,7 +6,9 @@
 //! Run: `cargo run --release --example flip_target` (prints `listening http://127.0.0.1:PORT`).
 //!
 //! - `GET /healthz`: 200 `ok`, or 503 `down` while a window is open.
-//! - `POST /fail?ms=N`: open a window of N ms now; the reply comes after the flip.
+//! - `POST /fail?ms=N[&jitter=J]`: open a window now, of N ms plus a uniformly random 0..J ms
+//!   (so a window's end does not keep the same phase against a probe's schedule from trial to
+//!   trial); the reply comes after the flip.
 //! - `GET /flips`: the flip log, one `down <ns>` / `up <ns>` line per flip (wall-clock ns,
 //!   stamped right after the state changed).
 //! - `GET /arrivals`: wall-clock ns of each `/healthz` request since the last call, then cleared.
@@ -77,10 +79,16 @@ async fn fail(
     let Some(ms) = q.get("ms").and_then(|v| v.parse::<u64>().ok()) else {
         return (StatusCode::BAD_REQUEST, "want ?ms=N\n".into());
     };
+    let jitter = q
+        .get("jitter")
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let window = Duration::from_millis(ms)
+        + Duration::from_secs_f64(jitter.max(0.0) * rand::random::<f64>() / 1e3);
     let at = t.flip(true);
     let t2 = t.clone();
     std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(ms));
+        std::thread::sleep(window);
         t2.flip(false);
     });
     (StatusCode::OK, format!("down {at}\n"))
