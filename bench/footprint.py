@@ -114,7 +114,9 @@ def vs_chaos(binary, runs):
                  "provider": {"type": "http", "url": url, "timeout": 1}}]},
             "method": [{"type": "action", "name": "noop", "provider": {"type": "process", "path": "true"}}],
         })
-        results["firedrill"] = measure([binary, "run", drill, "--no-live", "--report-dir", os.path.join(d, "r")], runs)
+        # Its own state dir: the scope lock of another drill with the same name must not interfere.
+        results["firedrill"] = measure([binary, "run", drill, "--no-live", "--report-dir", os.path.join(d, "r"),
+                                        "--state-dir", os.path.join(d, "state")], runs)
         results["chaostoolkit"] = measure(chaos + ["run", "--journal-path", os.path.join(d, "journal.json"), exp],
                                           runs, cwd=d)
     server.shutdown()
