@@ -223,7 +223,12 @@ fn bounded(
             span,
             path,
             format!("{what} must be greater than zero"),
-            Some("write a positive duration such as `1s`".into()),
+            Some(
+                limit
+                    .min_help
+                    .unwrap_or("write a positive duration such as `1s`")
+                    .into(),
+            ),
         );
     } else if d < limit.min {
         cx.error(
@@ -886,7 +891,17 @@ impl Builder<'_, '_> {
             };
             let every = self.duration_key(node, &path, "every", limit(every_default));
             let default_during = (every / 10).max(floor).min(every);
-            let during = self.duration_key(node, &path, "every-during", limit(default_during));
+            // An http or tcp check is one loopback-cheap round trip: while the system is
+            // disturbed such a probe may check back to back (`every-during: 0s`), which brackets
+            // the recovery by one round trip, at the price of a busy core while it fails.
+            let during_limit = match split.kind {
+                "http" | "tcp" => Limit::new(default_during, Duration::ZERO, HOUR),
+                "prometheus" => limit(default_during),
+                _ => limit(default_during).min_help(
+                    "only http and tcp probes may check back to back (`0s`); write e.g. `1ms`",
+                ),
+            };
+            let during = self.duration_key(node, &path, "every-during", during_limit);
             if node.get("every-during").is_some() && !every.is_zero() && during > every {
                 self.cx.error(
                     at(node, "every-during"),
