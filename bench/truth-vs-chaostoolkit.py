@@ -10,7 +10,10 @@ flipped: the truth.
 Each tool injects the same windows itself and probes GET /healthz:
 
 - firedrill: one `firedrill run` per window (`--repeat` reps), a `command` fault that POSTs
-  /fail with curl, an http probe with `every` = `every-during` = F. Its TTR is the one it
+  /fail with curl, an http probe with `every` = F, run twice: with `every-during` = F (the
+  same sampling as Chaos Toolkit throughout) and with its default adaptive `every-during`
+  (F/10, at least 1ms, from the injection on and while failing); at its finest, `every-during:
+  0s` (back to back while failing). Its TTR is the one it
   reports (the midpoint of its recovery bracket), turned into an instant with the trial's
   `injected_at`.
 - Chaos Toolkit: one `chaos run --hypothesis-strategy during-method-only
@@ -43,8 +46,7 @@ probes:
   healthz:
     http: {{ url: "{url}/healthz", expect-status: 200, timeout: 1s }}
     every: {every}
-    every-during: {every}
-faults:
+{during}faults:
   - command: {{ run: [curl, -sf, -XPOST, "{url}/fail?ms={ms}&jitter={jitter}"] }}
 recovery: {{ objective: {timeout}, stable-for: {stable}, timeout: {timeout} }}
 repeat: {reps}
@@ -69,16 +71,24 @@ def jitter_ms(rate):
     return max(1, round(rate * 1000))
 
 
-def firedrill(bins, target, rate, windows, reps, work):
+def firedrill(bins, target, rate, windows, reps, work, during="same"):
+    """`during`: "same" (every-during = every), "adaptive" (firedrill's default, every/10 and at
+    least 1ms), or an explicit interval in seconds (0 = back to back while failing)."""
+    if during == "same":
+        during_line = "    every-during: %s\n" % human_interval(rate)
+    elif during == "adaptive":
+        during_line = ""
+    else:
+        during_line = "    every-during: %s\n" % ("0s" if during == 0 else human_interval(during))
     errors, missed, cpu, wall, checks = [], 0, 0.0, 0.0, 0
     for ms in windows:
         target.reset()
         path = os.path.join(work, "drill.yaml")
         with open(path, "w") as f:
-            f.write(FIREDRILL_YAML.format(url=target.url, ms=ms, every=human_interval(rate),
+            f.write(FIREDRILL_YAML.format(url=target.url, ms=ms, every=human_interval(rate), during=during_line,
                                           stable=human_interval(settle_s(rate)), jitter=jitter_ms(rate),
                                           timeout="%ds" % (ms // 1000 + 30), reps=reps))
-        reports = os.path.join(work, "reports-%s-%d" % (rate, ms))
+        reports = os.path.join(work, "reports-%s-%s-%d" % (rate, during, ms))
         code, w, c, out, err = b.run_measured([bins["firedrill"], "run", path, "--no-live", "--report-dir", reports])
         if code != 0:
             sys.exit("firedrill run failed (exit %d):\n%s\n%s" % (code, out, err[-2000:]))
@@ -192,16 +202,29 @@ def main():
     rows, raw = [], {}
     try:
         with tempfile.TemporaryDirectory() as work:
-            # firedrill's finest interval is 1ms; Chaos Toolkit's is 0 (checks back to back).
-            for rate, chaos_rate in [(r, r) for r in rates] + [(0.001, 0.0)]:
-                finest = chaos_rate == 0.0
-                b.say("firedrill at %s ..." % human_interval(rate))
-                fd = firedrill(bins, target, rate, windows, a.reps, work)
-                b.say("chaos at %s ..." % chaos_rate)
-                ch = chaos(chaos_cmd, target, chaos_rate, windows, a.reps, work, jitter_ms(rate))
-                rows.append(row("firedrill", human_interval(rate) + (" (finest)" if finest else ""), fd, n))
-                rows.append(row("chaostoolkit", ("0 (finest)" if finest else human_interval(chaos_rate)), ch, n))
-                raw["firedrill %s" % rate], raw["chaos %s" % chaos_rate] = fd[0], ch[0]
+            # Equal probe rates: firedrill with every-during = every (the same sampling as
+            # Chaos Toolkit throughout), and with its default adaptive sampling (the same
+            # steady-state rate, every/10 once the fault is in and while failing).
+            for rate in rates:
+                b.say("chaos at %s ..." % rate)
+                ch = chaos(chaos_cmd, target, rate, windows, a.reps, work, jitter_ms(rate))
+                for during, label in [("same", ""), ("adaptive", ", every-during %s (default)" % human_interval(max(rate / 10, 0.001)))]:
+                    b.say("firedrill at %s%s ..." % (human_interval(rate), label))
+                    fd = firedrill(bins, target, rate, windows, a.reps, work, during)
+                    rows.append(row("firedrill", "every " + human_interval(rate) + label, fd, n))
+                    raw["firedrill %s %s" % (rate, during)] = fd[0]
+                rows.append(row("chaostoolkit", human_interval(rate), ch, n))
+                raw["chaos %s" % rate] = ch[0]
+            # Each tool's finest: firedrill checks back to back while failing (every-during: 0s,
+            # every 1ms otherwise); Chaos Toolkit at frequency 0 (checks back to back).
+            b.say("firedrill at its finest ...")
+            fd = firedrill(bins, target, 0.001, windows, a.reps, work, 0)
+            rows.append(row("firedrill", "every 1ms, every-during 0s (finest)", fd, n))
+            raw["firedrill finest"] = fd[0]
+            b.say("chaos at 0 ...")
+            ch = chaos(chaos_cmd, target, 0.0, windows, a.reps, work, jitter_ms(0.001))
+            rows.append(row("chaostoolkit", "0 (finest)", ch, n))
+            raw["chaos 0"] = ch[0]
             b.say("tight loop ...")
             tl = tight(bins, target, windows, a.reps)
             rows.append(row("tight loop", "back to back", tl, n))
