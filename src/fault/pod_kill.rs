@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::Client;
 use rand::seq::index::sample;
 use rand::SeedableRng;
@@ -28,7 +28,9 @@ pub struct PodKill {
     target: KubeTarget,
     grace: Duration,
     rng: Mutex<ChaCha8Rng>,
-    chosen: Mutex<Vec<String>>,
+    /// Name and uid of each chosen pod: the delete is conditional on the uid, so a pod
+    /// replaced under the same name meanwhile (a StatefulSet's) is not the one deleted.
+    chosen: Mutex<Vec<(String, Option<String>)>>,
 }
 
 /// The pods a selector matches now and the choice among them.
@@ -70,6 +72,18 @@ impl PodKill {
         &self.target.selector
     }
 
+    /// The pods the last [`PodKill::prepare`] chose: name and uid.
+    pub fn chosen(&self) -> Vec<(String, Option<String>)> {
+        self.chosen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
     pub fn describe(&self) -> String {
         let amount = match self.target.amount {
             Amount::Count(n) => format!("{n} pod(s)"),
@@ -85,6 +99,31 @@ impl PodKill {
 
     /// Resolve and choose the pods for this trial; nothing is touched.
     pub async fn prepare(&self) -> Result<Choice, FaultError> {
+        let amount = self.target.amount;
+        self.prepare_by(|live| {
+            let want = match amount {
+                Amount::Count(n) => n as usize,
+                Amount::Percent(p) => (live.len() * p as usize).div_ceil(100).max(1),
+            };
+            if want > live.len() {
+                return Err(FaultError::NoTarget(format!(
+                    "target `{}` asks for {want} pods but only {} match",
+                    self.target_name,
+                    live.len()
+                )));
+            }
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(sample(&mut *rng, live.len(), want).into_vec())
+        })
+        .await
+    }
+
+    /// Resolve the live pods the target matches (sorted by name) and let `pick` choose among
+    /// them, by index; the blast-radius cap applies to whatever it picks. Nothing is touched.
+    pub async fn prepare_by(
+        &self,
+        pick: impl FnOnce(&[&Pod]) -> Result<Vec<usize>, FaultError>,
+    ) -> Result<Choice, FaultError> {
         let t = &self.target;
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &t.namespace);
         let lp = ListParams::default().labels(&t.selector);
@@ -115,21 +154,14 @@ impl PodKill {
             )));
         }
         let ready = live.iter().filter(|p| pod_ready(p)).count();
-        let want = match t.amount {
-            Amount::Count(n) => n as usize,
-            Amount::Percent(p) => (live.len() * p as usize).div_ceil(100).max(1),
-        };
         let cap = match t.max_targets {
             Some(m) => m as usize,
             None => 1.min(ready * 34 / 100),
         };
-        if want > live.len() {
-            return Err(FaultError::NoTarget(format!(
-                "target `{}` asks for {want} pods but only {} match",
-                self.target_name,
-                live.len()
-            )));
-        }
+        let mut idx = pick(&live)?;
+        idx.sort_unstable();
+        idx.dedup();
+        let want = idx.len();
         if want > cap {
             let why = match t.max_targets {
                 Some(m) => format!("max-targets is {m}"),
@@ -142,20 +174,17 @@ impl PodKill {
                 self.target_name
             )));
         }
-        let chosen: Vec<String> = {
-            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-            let mut idx = sample(&mut *rng, live.len(), want).into_vec();
-            idx.sort_unstable();
-            idx.into_iter()
-                .filter_map(|i| live[i].metadata.name.clone())
-                .collect()
-        };
+        let chosen: Vec<(String, Option<String>)> = idx
+            .into_iter()
+            .filter_map(|i| live.get(i))
+            .filter_map(|p| Some((p.metadata.name.clone()?, p.metadata.uid.clone())))
+            .collect();
         *self.chosen.lock().unwrap_or_else(|e| e.into_inner()) = chosen.clone();
         Ok(Choice {
             matched: live.len(),
             ready,
             cap,
-            chosen,
+            chosen: chosen.into_iter().map(|(name, _)| name).collect(),
         })
     }
 
@@ -171,13 +200,17 @@ impl PodKill {
             ));
         }
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.target.namespace);
-        let dp = DeleteParams {
-            grace_period_seconds: Some(self.grace.as_secs() as u32),
-            ..Default::default()
-        };
         let mut first: Option<(Instant, Instant)> = None;
         let mut deleted = Vec::new();
-        for name in &chosen {
+        for (name, uid) in &chosen {
+            let dp = DeleteParams {
+                grace_period_seconds: Some(self.grace.as_secs() as u32),
+                preconditions: uid.as_ref().map(|uid| Preconditions {
+                    uid: Some(uid.clone()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
             let sent = Instant::now();
             match retry("delete pod", &Backoff::default(), || api.delete(name, &dp)).await {
                 Ok(_) => {
@@ -190,8 +223,10 @@ impl PodKill {
                         "the outcome of deleting pod {name} is unknown: {f}"
                     )));
                 }
-                // Gone already (its controller or someone else deleted it): not our kill.
-                Err(f) if matches!(&f.last, Some(kube::Error::Api(s)) if s.code == 404) => {}
+                // Gone already (its controller or someone else deleted it), or replaced by a
+                // new pod of the same name (409: the uid differs): not our kill.
+                Err(f) if matches!(&f.last, Some(kube::Error::Api(s)) if s.code == 404 || s.code == 409) =>
+                    {}
                 Err(f) => {
                     if deleted.is_empty() {
                         return Err(FaultError::Inject(format!("cannot delete pod {name}: {f}")));
