@@ -455,7 +455,8 @@ fn needs_kube(exp: &experiment::Experiment) -> bool {
             .any(|p| matches!(p.kind, experiment::ProbeKind::Kubernetes(_)))
 }
 
-/// Watch-driven sources: the kubernetes probes, and the pod phases of every pod-kill target.
+/// Watch-driven sources: the kubernetes probes, and the pod phases of every pod-kill target
+/// (and of a kill-primary's pods).
 fn kube_sources(exp: &experiment::Experiment, client: &kube::Client) -> Vec<drill::SampleSource> {
     let mut sources: Vec<drill::SampleSource> = Vec::new();
     for (i, p) in exp.probes.iter().enumerate() {
@@ -470,7 +471,12 @@ fn kube_sources(exp: &experiment::Experiment, client: &kube::Client) -> Vec<dril
         }
     }
     for f in &exp.faults {
-        if let experiment::FaultSpec::PodKill { target, .. } = f {
+        let target = match f {
+            experiment::FaultSpec::PodKill { target, .. } => Some(target.as_str()),
+            experiment::FaultSpec::DbFailover(spec) => spec.pod_target(),
+            _ => None,
+        };
+        if let Some(target) = target {
             if let Some(experiment::TargetKind::Kubernetes(k)) = exp.target(target).map(|t| &t.kind)
             {
                 sources.push(Box::new(crate::probe::kube::pod_phases(

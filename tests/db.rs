@@ -249,6 +249,9 @@ fn kill_primary(cluster: &PatroniCluster, by_pid_file: bool) -> DbFailover {
         cluster.api_urls(),
         DbFailoverProvider::KillPrimary {
             data_dir: by_pid_file.then(|| cluster.data_dir_template()),
+            target: None,
+            labels: None,
+            grace_period: None,
         },
     )
 }
@@ -412,7 +415,12 @@ async fn bad_inputs_are_clear_errors_without_a_cluster() {
 
     let fault = fault(
         vec![format!("http://127.0.0.1:{port}")],
-        DbFailoverProvider::KillPrimary { data_dir: None },
+        DbFailoverProvider::KillPrimary {
+            data_dir: None,
+            target: None,
+            labels: None,
+            grace_period: None,
+        },
     );
     let e = fault.prepare().await.unwrap_err().to_string();
     assert!(

@@ -1249,9 +1249,8 @@ impl Builder<'_, '_> {
         path: &str,
         spec: &crate::fault::db_failover::DbFailoverSpec,
     ) {
-        use crate::fault::db_failover::DbFailoverProvider;
-        let needs_patroni = !matches!(spec.provider, DbFailoverProvider::Command { .. });
-        if needs_patroni && spec.patroni.is_empty() {
+        use crate::fault::db_failover::{DbFailoverProvider, RoleLabels};
+        if spec.needs_patroni() && spec.patroni.is_empty() {
             self.cx.error(
                 at(n, "provider"),
                 &child_path(path, "patroni"),
@@ -1273,6 +1272,61 @@ impl Builder<'_, '_> {
         }
         if let DbFailoverProvider::Command { run } = &spec.provider {
             self.argv(n, path, "provider", run);
+        }
+        if let DbFailoverProvider::KillPrimary {
+            data_dir,
+            target,
+            labels,
+            grace_period,
+        } = &spec.provider
+        {
+            let kp_path = child_path(&child_path(path, "provider"), "kill-primary");
+            let kp = n
+                .get("provider")
+                .and_then(|p| p.get("kill-primary"))
+                .unwrap_or(n);
+            if data_dir.is_some() && target.is_some() {
+                self.cx.error(
+                    at(kp, "target"),
+                    &child_path(&kp_path, "target"),
+                    "`data-dir` and `target` cannot both be set",
+                    Some("`data-dir` kills a postmaster on this host; `target` deletes the primary's pod on Kubernetes".into()),
+                );
+            }
+            if target.is_none() {
+                for (key, set) in [
+                    ("labels", labels.is_some()),
+                    ("grace-period", grace_period.is_some()),
+                ] {
+                    if set {
+                        self.cx.error(
+                            at(kp, key),
+                            &child_path(&kp_path, key),
+                            format!("`{key}` is for killing the primary's pod, and needs `target`"),
+                            Some("name the kubernetes target that matches the database's pods: `target: orders-db`".into()),
+                        );
+                    }
+                }
+            }
+            if *labels == Some(RoleLabels::CloudnativePg) && !spec.patroni.is_empty() {
+                self.cx.error(
+                    at(n, "patroni"),
+                    &child_path(path, "patroni"),
+                    "CloudNativePG runs without Patroni, so `patroni` has no use here",
+                    Some(format!(
+                        "drop `patroni`: the primary is the pod labelled {}",
+                        RoleLabels::CloudnativePg.describe()
+                    )),
+                );
+            }
+            if grace_period.is_some_and(|g| g > HOUR) {
+                self.cx.error(
+                    at(kp, "grace-period"),
+                    &child_path(&kp_path, "grace-period"),
+                    "`grace-period` must be at most 1h",
+                    Some("0s kills the primary hard, as a crash would".into()),
+                );
+            }
         }
     }
 
@@ -1615,6 +1669,16 @@ impl Builder<'_, '_> {
             if let (Some(kind), Some(t)) = (wanted, body.get("target").filter(|t| t.is_scalar())) {
                 self.use_target(body, &bpath, &t.raw, kind);
             }
+            // db-failover's kill-primary on Kubernetes names the database's pods.
+            if let Some(kp) = (split.kind == "db-failover")
+                .then(|| body.get("provider")?.get("kill-primary"))
+                .flatten()
+            {
+                if let Some(t) = kp.get("target").filter(|t| t.is_scalar()) {
+                    let kp_path = child_path(&child_path(&bpath, "provider"), "kill-primary");
+                    self.use_target(kp, &kp_path, &t.raw, "kubernetes");
+                }
+            }
             let spec = match split.kind {
                 "pod-kill" => self.cx.de::<RawPodKill>(body, &bpath).map(|raw| {
                     let grace = self.opt_duration(
@@ -1881,15 +1945,20 @@ impl Builder<'_, '_> {
                     );
                 }
                 Some((_, Some(have), _, _)) if have != want => {
-                    let fault = if *want == "kubernetes" {
+                    let kill_primary = r.path.contains("kill-primary");
+                    let fault = if kill_primary {
+                        "kill-primary"
+                    } else if *want == "kubernetes" {
                         "pod-kill"
                     } else {
                         "process-kill"
                     };
-                    let other = if *want == "kubernetes" {
-                        "process-kill"
+                    let help = if kill_primary {
+                        "on this host kill-primary finds the postmaster through Patroni: drop `target` (give `data-dir` if the port is not on its command line)".to_string()
+                    } else if *want == "kubernetes" {
+                        format!("use `process-kill` for {have} targets")
                     } else {
-                        "pod-kill"
+                        format!("use `pod-kill` for {have} targets")
                     };
                     self.cx.error(
                         r.span,
@@ -1898,7 +1967,7 @@ impl Builder<'_, '_> {
                             "`{fault}` needs a {want} target, but `{}` is a {have} target",
                             r.name
                         ),
-                        Some(format!("use `{other}` for {have} targets")),
+                        Some(help),
                     );
                 }
                 Some(_) => {}

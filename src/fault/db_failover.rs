@@ -3,11 +3,16 @@
 //! - `patroni`: ask Patroni for a graceful `switchover` (or a `failover`) through its REST API,
 //!   optionally to a named candidate. Patroni answers only once the new leader holds the lock,
 //!   so the fault counts as accepted when the request is sent, and the reply time is recorded.
-//! - `kill-primary`: find the leader through the REST API and SIGKILL its postmaster, so the
-//!   cluster has to *detect* the failure. The pid comes from the data directory's
-//!   `postmaster.pid` when a `data-dir` template is given, else from the process whose command
-//!   line carries the leader's port. Local members only: on Kubernetes the same fault is a
-//!   pod kill by role label, which this provider does not do.
+//! - `kill-primary`: kill the primary hard, so the cluster has to *detect* the failure.
+//!   - On this host: find the leader through the REST API and SIGKILL its postmaster. The pid
+//!     comes from the data directory's `postmaster.pid` when a `data-dir` template is given,
+//!     else from the process whose command line carries the leader's port.
+//!   - On Kubernetes (`target`: the database's pods): delete the primary's pod through the
+//!     pod-kill path (same listing, blast-radius cap, journal and uid-conditional delete). The
+//!     pod is found by its role label — Patroni's `role=primary` (Patroni 4 and later) or
+//!     `role=master` (earlier), CloudNativePG's `cnpg.io/instanceRole=primary` or older
+//!     `role=primary` — and, for Patroni, must also be the leader its REST API names: a stale
+//!     label never gets a replica killed. Exactly one pod may carry the label.
 //! - `command`: run an argv (a managed database's CLI, a script).
 //!
 //! [`DbFailover::prepare`] resolves who leads and who can take over, touching nothing. Every
@@ -22,7 +27,11 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use k8s_openapi::api::core::v1::Pod;
+
+use super::pod_kill::PodKill;
 use super::{FaultError, Injection, RevertPlan};
+use crate::platform::kube::pod_ready;
 use crate::platform::patroni::{Member, PatroniClient, PatroniError, Role};
 use crate::probe::command::{failure_reason, run_argv};
 
@@ -63,13 +72,86 @@ pub enum DbFailoverProvider {
         candidate: Option<String>,
     },
     KillPrimary {
-        /// The data directory of a member, with `{member}` standing for its Patroni name.
+        /// On this host: the data directory of a member, with `{member}` standing for its
+        /// Patroni name.
         #[serde(default)]
         data_dir: Option<String>,
+        /// On Kubernetes: a `kubernetes` target matching the database's pods; the primary's
+        /// pod is deleted.
+        #[serde(default)]
+        target: Option<String>,
+        /// Whose role labels mark the primary's pod (default `patroni`).
+        #[serde(default)]
+        labels: Option<RoleLabels>,
+        /// The deleted pod's grace period (default 0s: a hard kill).
+        #[serde(default, with = "humantime_serde")]
+        grace_period: Option<Duration>,
     },
     Command {
         run: Vec<String>,
     },
+}
+
+/// Who labels the primary's pod on Kubernetes, and so which labels mark it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoleLabels {
+    /// Patroni's Kubernetes integration: `role=primary` since Patroni 4, `role=master`
+    /// before. The leader itself comes from Patroni's REST API.
+    Patroni,
+    /// CloudNativePG: `cnpg.io/instanceRole=primary`, or `role=primary` on older releases.
+    /// No Patroni: the label alone says which pod is the primary.
+    CloudnativePg,
+}
+
+impl RoleLabels {
+    /// The `key=value` labels any one of which marks the primary.
+    pub fn primary(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            RoleLabels::Patroni => &[("role", "primary"), ("role", "master")],
+            RoleLabels::CloudnativePg => {
+                &[("cnpg.io/instanceRole", "primary"), ("role", "primary")]
+            }
+        }
+    }
+
+    pub fn describe(self) -> String {
+        let alts: Vec<String> = self
+            .primary()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        alts.join(" or ")
+    }
+
+    fn marks_primary(self, pod: &Pod) -> bool {
+        let labels = pod.metadata.labels.as_ref();
+        self.primary()
+            .iter()
+            .any(|(k, v)| labels.and_then(|l| l.get(*k)).is_some_and(|x| x == v))
+    }
+}
+
+impl DbFailoverSpec {
+    /// Whether the provider needs Patroni's REST API: every one but `command` and a
+    /// CloudNativePG `kill-primary`.
+    pub fn needs_patroni(&self) -> bool {
+        match &self.provider {
+            DbFailoverProvider::Command { .. } => false,
+            DbFailoverProvider::KillPrimary { labels, .. } => {
+                *labels != Some(RoleLabels::CloudnativePg)
+            }
+            DbFailoverProvider::Patroni { .. } => true,
+        }
+    }
+
+    /// The `kubernetes` target of a `kill-primary` on Kubernetes.
+    pub fn pod_target(&self) -> Option<&str> {
+        match &self.provider {
+            DbFailoverProvider::KillPrimary { target, .. } => target.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +170,8 @@ pub struct Resolved {
     pub candidates: Vec<Member>,
     /// `kill-primary`: the postmaster to kill.
     pub pid: Option<i32>,
+    /// `kill-primary` on Kubernetes: the primary's pod.
+    pub pod: Option<String>,
 }
 
 /// What a failover did, for the record.
@@ -113,13 +197,14 @@ pub struct DbFailover {
     name: String,
     spec: DbFailoverSpec,
     client: Option<PatroniClient>,
+    /// `kill-primary` on Kubernetes: the pod-kill of the database's pods.
+    pods: Option<PodKill>,
 }
 
 impl DbFailover {
     /// Build the fault named `name` (for labels) from its spec; checks the spec, touches nothing.
     pub fn new(name: &str, spec: DbFailoverSpec) -> Result<Self, FaultError> {
-        let needs_patroni = !matches!(spec.provider, DbFailoverProvider::Command { .. });
-        if needs_patroni && spec.patroni.is_empty() {
+        if spec.needs_patroni() && spec.patroni.is_empty() {
             return Err(FaultError::NoTarget(format!(
                 "db-failover `{name}`: give the Patroni REST URLs under `patroni`"
             )));
@@ -168,7 +253,14 @@ impl DbFailover {
             name: name.to_string(),
             spec,
             client,
+            pods: None,
         })
+    }
+
+    /// `kill-primary` on Kubernetes: delete the primary's pod among those `pods` resolves.
+    pub fn with_pods(mut self, pods: PodKill) -> Self {
+        self.pods = Some(pods);
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -190,7 +282,33 @@ impl DbFailover {
                 },
                 candidate.as_deref().unwrap_or("a member Patroni chooses")
             ),
-            DbFailoverProvider::KillPrimary { data_dir } => format!(
+            DbFailoverProvider::KillPrimary {
+                target: Some(target),
+                labels,
+                ..
+            } => {
+                let labels = labels.unwrap_or(RoleLabels::Patroni);
+                let whose = match labels {
+                    RoleLabels::Patroni => format!(
+                        "of the leader Patroni ({}) names, when it is labelled {}",
+                        self.spec.patroni.join(", "),
+                        labels.describe()
+                    ),
+                    RoleLabels::CloudnativePg => {
+                        format!("CloudNativePG labels {}", labels.describe())
+                    }
+                };
+                match &self.pods {
+                    Some(p) => format!(
+                        "delete the pod {whose}, among the pods matching `{}` in namespace `{}` (target `{target}`, grace {}s)",
+                        p.selector(),
+                        p.namespace(),
+                        p.grace().as_secs()
+                    ),
+                    None => format!("delete the pod {whose}, among target `{target}`"),
+                }
+            }
+            DbFailoverProvider::KillPrimary { data_dir, .. } => format!(
                 "SIGKILL the postmaster of the leader Patroni ({}) names, found {}",
                 self.spec.patroni.join(", "),
                 match data_dir {
@@ -202,15 +320,51 @@ impl DbFailover {
         }
     }
 
-    /// Resolve the leader, the candidate(s) and (kill-primary) the postmaster pid.
+    /// Resolve the leader, the candidate(s) and (kill-primary) the postmaster pid or the
+    /// primary's pod.
     pub async fn prepare(&self) -> Result<Resolved, FaultError> {
-        let Some(client) = &self.client else {
-            return Ok(Resolved {
-                leader: None,
-                candidates: vec![],
-                pid: None,
-            });
+        let (leader, candidates) = match &self.client {
+            Some(client) => {
+                let (l, c) = self.ask_patroni(client).await?;
+                (Some(l), c)
+            }
+            None => (None, vec![]),
         };
+        let mut resolved = Resolved {
+            leader,
+            candidates,
+            pid: None,
+            pod: None,
+        };
+        match &self.spec.provider {
+            DbFailoverProvider::KillPrimary {
+                target: Some(_),
+                labels,
+                ..
+            } => {
+                let labels = labels.unwrap_or(RoleLabels::Patroni);
+                resolved.pod = Some(
+                    self.primary_pod(labels, resolved.leader.as_ref().map(|m| m.name.as_str()))
+                        .await?,
+                );
+            }
+            DbFailoverProvider::KillPrimary { data_dir, .. } => {
+                let leader = resolved
+                    .leader
+                    .as_ref()
+                    .ok_or_else(|| self.err(PatroniError::NoLeader))?;
+                resolved.pid = Some(self.postmaster_pid(leader, data_dir.as_deref())?);
+            }
+            _ => {}
+        }
+        Ok(resolved)
+    }
+
+    /// The leader and who could take over, from Patroni's `/cluster`.
+    async fn ask_patroni(
+        &self,
+        client: &PatroniClient,
+    ) -> Result<(Member, Vec<Member>), FaultError> {
         let cluster = client.cluster().await.map_err(|e| self.err(e))?;
         let leader = cluster
             .leader()
@@ -256,16 +410,35 @@ impl DbFailover {
                 leader.name
             ))));
         }
-        let pid = match &self.spec.provider {
-            DbFailoverProvider::KillPrimary { data_dir } => {
-                Some(self.postmaster_pid(&leader, data_dir.as_deref())?)
-            }
-            _ => None,
-        };
-        Ok(Resolved {
-            leader: Some(leader),
-            candidates,
-            pid,
+        Ok((leader, candidates))
+    }
+
+    /// The one pod labelled primary, which for Patroni must be the `leader` too.
+    async fn primary_pod(
+        &self,
+        labels: RoleLabels,
+        leader: Option<&str>,
+    ) -> Result<String, FaultError> {
+        let pods = self.pods.as_ref().ok_or_else(|| FaultError::Unsupported {
+            fault: format!("db-failover {}", self.name),
+            why:
+                "kill-primary on Kubernetes needs a cluster: set `kube-context` for the environment"
+                    .into(),
+        })?;
+        let choice = pods
+            .prepare_by(|live| {
+                pick_primary(live, labels, leader)
+                    .map(|i| vec![i])
+                    .map_err(|why| {
+                        FaultError::NoTarget(format!("db-failover `{}`: {why}", self.name))
+                    })
+            })
+            .await?;
+        choice.chosen.into_iter().next().ok_or_else(|| {
+            FaultError::NoTarget(format!(
+                "db-failover `{}`: no primary pod chosen",
+                self.name
+            ))
         })
     }
 
@@ -278,6 +451,8 @@ impl DbFailover {
         &self,
         label: String,
     ) -> Result<(Injection, FailoverRecord), FaultError> {
+        // What the drill's own prepare chose (and journalled), to hold the fresh choice to.
+        let journalled = self.pods.as_ref().map(|p| p.chosen()).unwrap_or_default();
         let resolved = self.prepare().await?;
         let old = resolved.leader.as_ref().map(|m| m.name.clone());
         let why = "the cluster heals itself (the old primary rejoins as a replica); firedrill does not switch back".to_string();
@@ -338,7 +513,66 @@ impl DbFailover {
                     record,
                 ))
             }
-            DbFailoverProvider::KillPrimary { data_dir } => {
+            DbFailoverProvider::KillPrimary {
+                target: Some(_),
+                labels,
+                ..
+            } => {
+                let pods = self
+                    .pods
+                    .as_ref()
+                    .ok_or_else(|| FaultError::Inject("no Kubernetes client".into()))?;
+                let pod = resolved
+                    .pod
+                    .clone()
+                    .ok_or_else(|| FaultError::Inject("no primary pod".into()))?;
+                // The choice was just made again, against the leader and labels as they are
+                // now; it must still be the pod that was chosen (and journalled) before.
+                let fresh = pods.chosen();
+                if !journalled.is_empty() && journalled != fresh {
+                    let names = |c: &[(String, Option<String>)]| {
+                        c.iter()
+                            .map(|(n, _)| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    return Err(FaultError::NoTarget(format!(
+                        "db-failover `{}`: the primary's pod changed from {} to {} since it was chosen; nothing was deleted",
+                        self.name,
+                        names(&journalled),
+                        names(&fresh)
+                    )));
+                }
+                let mut inj = pods.inject(label).await?;
+                let labels = labels.unwrap_or(RoleLabels::Patroni);
+                let old_leader = old.clone().unwrap_or_else(|| pod.clone());
+                inj.detail = match labels {
+                    RoleLabels::Patroni => format!(
+                        "{}: Patroni's leader `{old_leader}`, labelled {}",
+                        inj.detail,
+                        labels.describe()
+                    ),
+                    RoleLabels::CloudnativePg => format!(
+                        "{}: the primary CloudNativePG labels {}",
+                        inj.detail,
+                        labels.describe()
+                    ),
+                };
+                inj.revert = RevertPlan::Irreversible { why };
+                let detail = inj.detail.clone();
+                Ok((
+                    inj,
+                    FailoverRecord {
+                        old_leader: Some(old_leader),
+                        old_timeline: resolved.leader.as_ref().and_then(|m| m.timeline),
+                        new_leader: None,
+                        detail,
+                        reply_after: None,
+                        switched_at: None,
+                    },
+                ))
+            }
+            DbFailoverProvider::KillPrimary { data_dir, .. } => {
                 let leader = resolved
                     .leader
                     .as_ref()
@@ -526,6 +760,48 @@ async fn switch_time(
     }
 }
 
+/// Which of the live pods (sorted by name) is the primary: the only one carrying a primary
+/// role label, which must be Patroni's `leader` when there is one, with some other pod ready
+/// to take over. Anything else is refused, naming what was found.
+fn pick_primary(live: &[&Pod], labels: RoleLabels, leader: Option<&str>) -> Result<usize, String> {
+    let name = |p: &Pod| p.metadata.name.clone().unwrap_or_default();
+    let labelled: Vec<usize> = (0..live.len())
+        .filter(|&i| labels.marks_primary(live[i]))
+        .collect();
+    let i = match labelled.as_slice() {
+        [] => {
+            return Err(format!(
+                "no pod among {} carries the primary's role label ({})",
+                live.iter().map(|p| name(p)).collect::<Vec<_>>().join(", "),
+                labels.describe()
+            ))
+        }
+        [i] => *i,
+        many => {
+            return Err(format!(
+                "{} pods carry the primary's role label ({}): {}; the labels are stale or changing, so nothing is deleted",
+                many.len(),
+                labels.describe(),
+                many.iter().map(|&i| name(live[i])).collect::<Vec<_>>().join(", ")
+            ))
+        }
+    };
+    let pod = name(live[i]);
+    if let Some(leader) = leader {
+        if pod != leader {
+            return Err(format!(
+                "pod `{pod}` is labelled primary but Patroni's leader is `{leader}`; the label is stale, so nothing is deleted"
+            ));
+        }
+    }
+    if !(0..live.len()).any(|j| j != i && pod_ready(live[j])) {
+        return Err(format!(
+            "no ready pod besides the primary `{pod}` could take over"
+        ));
+    }
+    Ok(i)
+}
+
 fn is_local(host: &str) -> bool {
     host == "localhost"
         || host == "::1"
@@ -622,7 +898,15 @@ mod tests {
     fn specs_that_cannot_work_are_refused_before_anything_runs() {
         let e = DbFailover::new(
             "db",
-            spec(DbFailoverProvider::KillPrimary { data_dir: None }, vec![]),
+            spec(
+                DbFailoverProvider::KillPrimary {
+                    data_dir: None,
+                    target: None,
+                    labels: None,
+                    grace_period: None,
+                },
+                vec![],
+            ),
         )
         .err()
         .unwrap();
@@ -719,6 +1003,91 @@ mod tests {
             "provider": {"command": {"run": ["x"]}}, "nope": 1
         }));
         assert!(bad.is_err());
+    }
+
+    fn pod(name: &str, labels: &[(&str, &str)], ready: bool) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": name,
+                "labels": labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<std::collections::BTreeMap<_, _>>(),
+            },
+            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_primary_pod_is_the_one_labelled_and_led_or_none() {
+        use RoleLabels::{CloudnativePg, Patroni};
+        let pods = [
+            pod("db-0", &[("role", "replica")], true),
+            pod("db-1", &[("role", "primary")], true),
+            pod("db-2", &[("role", "replica")], true),
+        ];
+        let live: Vec<&Pod> = pods.iter().collect();
+        assert_eq!(pick_primary(&live, Patroni, Some("db-1")), Ok(1));
+        assert_eq!(pick_primary(&live, Patroni, None), Ok(1));
+        // CloudNativePG's older label is `role=primary` too.
+        assert_eq!(pick_primary(&live, CloudnativePg, None), Ok(1));
+        // A label that disagrees with Patroni's leader is stale: refused.
+        let e = pick_primary(&live, Patroni, Some("db-2")).unwrap_err();
+        assert!(
+            e.contains("`db-1` is labelled primary") && e.contains("`db-2`"),
+            "{e}"
+        );
+
+        let master = [
+            pod("db-0", &[("role", "master")], true),
+            pod("db-1", &[("role", "replica")], true),
+        ];
+        let live: Vec<&Pod> = master.iter().collect();
+        assert_eq!(pick_primary(&live, Patroni, Some("db-0")), Ok(0));
+        assert!(
+            pick_primary(&live, CloudnativePg, None).is_err(),
+            "master is not a CNPG label"
+        );
+
+        let two = [
+            pod("db-0", &[("cnpg.io/instanceRole", "primary")], true),
+            pod("db-1", &[("role", "primary")], true),
+        ];
+        let live: Vec<&Pod> = two.iter().collect();
+        let e = pick_primary(&live, CloudnativePg, None).unwrap_err();
+        assert!(e.contains("2 pods") && e.contains("db-0, db-1"), "{e}");
+
+        // Nobody ready to take over: refused.
+        let alone = [
+            pod("db-0", &[("cnpg.io/instanceRole", "primary")], true),
+            pod("db-1", &[("cnpg.io/instanceRole", "replica")], false),
+        ];
+        let live: Vec<&Pod> = alone.iter().collect();
+        let e = pick_primary(&live, CloudnativePg, None).unwrap_err();
+        assert!(e.contains("could take over"), "{e}");
+        let none = [pod("db-0", &[], true)];
+        let live: Vec<&Pod> = none.iter().collect();
+        assert!(pick_primary(&live, Patroni, Some("db-0"))
+            .unwrap_err()
+            .contains("no pod among db-0"));
+    }
+
+    #[test]
+    fn the_kubernetes_kill_primary_reads_from_yaml() {
+        let k: DbFailoverSpec = serde_json::from_value(serde_json::json!({
+            "provider": {"kill-primary": {"target": "orders-db", "labels": "cloudnative-pg", "grace-period": "5s"}}
+        }))
+        .unwrap();
+        assert!(!k.needs_patroni());
+        assert_eq!(k.pod_target(), Some("orders-db"));
+        assert!(matches!(
+            k.provider,
+            DbFailoverProvider::KillPrimary { grace_period: Some(g), .. } if g == Duration::from_secs(5)
+        ));
+        let p: DbFailoverSpec = serde_json::from_value(serde_json::json!({
+            "patroni": ["http://127.0.0.1:8008"],
+            "provider": {"kill-primary": {"target": "orders-db"}}
+        }))
+        .unwrap();
+        assert!(p.needs_patroni());
     }
 
     #[test]

@@ -166,7 +166,27 @@ impl Fault {
                 revert.clone(),
                 *timeout,
             ))),
-            FaultSpec::DbFailover(spec) => Fault::db_failover("db", spec.clone()),
+            FaultSpec::DbFailover(spec) => {
+                let f = db_failover::DbFailover::new("db", spec.clone())?;
+                let Some(target) = spec.pod_target() else {
+                    return Ok(Fault::DbFailover(Box::new(f)));
+                };
+                // kill-primary on Kubernetes deletes the primary's pod through pod-kill.
+                let k = kube_target(exp, target, "db-failover kill-primary")?;
+                let client = ctx.kube.clone().ok_or_else(|| FaultError::Unsupported {
+                    fault: "db-failover kill-primary".into(),
+                    why: "no Kubernetes cluster: set `kube-context` for the environment".into(),
+                })?;
+                let grace = match &spec.provider {
+                    db_failover::DbFailoverProvider::KillPrimary { grace_period, .. } => {
+                        grace_period.unwrap_or_default()
+                    }
+                    _ => Duration::ZERO,
+                };
+                Ok(Fault::DbFailover(Box::new(f.with_pods(
+                    pod_kill::PodKill::new(client, target, k, grace, ctx.seed),
+                ))))
+            }
             FaultSpec::Latency(spec) => Ok(Fault::Latency(Box::new(latency::LatencyFault::new(
                 spec.clone(),
                 ctx.proxy.clone(),
@@ -177,14 +197,7 @@ impl Fault {
                 target,
                 grace_period,
             } => {
-                let t = exp
-                    .target(target)
-                    .ok_or_else(|| FaultError::NoTarget(format!("no target named `{target}`")))?;
-                let TargetKind::Kubernetes(k) = &t.kind else {
-                    return Err(FaultError::NoTarget(format!(
-                        "pod-kill needs a kubernetes target; `{target}` is not one"
-                    )));
-                };
+                let k = kube_target(exp, target, "pod-kill")?;
                 let client = ctx.kube.clone().ok_or_else(|| FaultError::Unsupported {
                     fault: "pod-kill".into(),
                     why: "no Kubernetes cluster: set `kube-context` for the environment, or give the experiment a `simulation` for --env local".into(),
@@ -231,12 +244,21 @@ impl Fault {
                     .map(|m| m.name.as_str())
                     .unwrap_or("unknown");
                 let candidates: Vec<&str> = r.candidates.iter().map(|m| m.name.as_str()).collect();
-                Ok(Some(match r.pid {
-                    Some(pid) => format!(
+                Ok(Some(match (r.pid, &r.pod) {
+                    (Some(pid), _) => format!(
                         "leader {leader} (postmaster pid {pid}); candidates {}",
                         candidates.join(", ")
                     ),
-                    None => format!("leader {leader}; candidates {}", candidates.join(", ")),
+                    (None, Some(pod)) if r.leader.is_none() => {
+                        format!("primary pod {pod} (by its role label)")
+                    }
+                    (None, Some(pod)) => format!(
+                        "leader {leader} (pod {pod}); candidates {}",
+                        candidates.join(", ")
+                    ),
+                    (None, None) => {
+                        format!("leader {leader}; candidates {}", candidates.join(", "))
+                    }
                 }))
             }
         }
@@ -290,6 +312,23 @@ impl Fault {
             Fault::Latency(f) => f.inject(self.label()).await,
             Fault::DbFailover(f) => f.inject(self.label()).await,
         }
+    }
+}
+
+/// The `kubernetes` target named `target`, for the fault `fault`.
+fn kube_target<'e>(
+    exp: &'e Experiment,
+    target: &str,
+    fault: &str,
+) -> Result<&'e crate::experiment::KubeTarget, FaultError> {
+    let t = exp
+        .target(target)
+        .ok_or_else(|| FaultError::NoTarget(format!("no target named `{target}`")))?;
+    match &t.kind {
+        TargetKind::Kubernetes(k) => Ok(k),
+        _ => Err(FaultError::NoTarget(format!(
+            "{fault} needs a kubernetes target; `{target}` is not one"
+        ))),
     }
 }
 

@@ -53,7 +53,7 @@ fn held_message(scope: &str, holder: Option<&Holder>) -> String {
 }
 
 /// The scopes a drill touches in an environment, sorted: each Kubernetes namespace of a
-/// pod-kill target, each database cluster (its Patroni endpoints) of a db-failover, and the
+/// pod-kill target or of a kill-primary's pods, each database cluster (its Patroni endpoints) of a db-failover, and the
 /// experiment itself for faults without a narrower scope. A cluster simulated inside this
 /// process (`simulated`) is private to it: its scope names this process.
 pub fn scopes(
@@ -63,20 +63,31 @@ pub fn scopes(
 ) -> Vec<String> {
     use crate::experiment::{FaultSpec, TargetKind};
     let mut out = Vec::new();
+    let pods = |target: &str| {
+        if simulated {
+            return format!("simulation/pid-{}", std::process::id());
+        }
+        match exp.target(target).map(|t| &t.kind) {
+            Some(TargetKind::Kubernetes(k)) => format!("kube/{}", k.namespace),
+            _ => format!("experiment/{}", exp.name),
+        }
+    };
     for f in &exp.faults {
+        // A kill-primary on Kubernetes deletes a pod: its namespace is a scope too.
+        if let Some(target) = match f {
+            FaultSpec::DbFailover(spec) => spec.pod_target(),
+            _ => None,
+        } {
+            out.push(format!("{environment}/{}", pods(target)));
+        }
         let scope = match f {
-            FaultSpec::PodKill { .. } if simulated => {
-                format!("simulation/pid-{}", std::process::id())
-            }
-            FaultSpec::PodKill { target, .. } => match exp.target(target).map(|t| &t.kind) {
-                Some(TargetKind::Kubernetes(k)) => format!("kube/{}", k.namespace),
-                _ => format!("experiment/{}", exp.name),
-            },
+            FaultSpec::PodKill { target, .. } => pods(target),
             FaultSpec::DbFailover(spec) if !spec.patroni.is_empty() => {
                 let mut members = spec.patroni.clone();
                 members.sort();
                 format!("db/{}", members.join(","))
             }
+            FaultSpec::DbFailover(spec) if spec.pod_target().is_some() => continue,
             _ => format!("experiment/{}", exp.name),
         };
         out.push(format!("{environment}/{scope}"));
