@@ -8,16 +8,22 @@
 //! result (something may have happened: a retry would ask for a second switchover). So a write
 //! is retried only when the request never reached Patroni (connection refused), on 429, and on
 //! the "failed to write … key into DCS" answer; any other failure is returned with Patroni's
-//! own words, and the caller can read `/cluster` to see what happened.
+//! own words, and the caller can read `/cluster` to see what happened. Both go through the
+//! platform's one retry loop ([`crate::platform::retry`]); an attempt is one pass over the
+//! members' URLs.
 //!
 //! Several base URLs (one per member) may be given: each call tries them in order, so the
 //! client keeps working while the member it usually talks to is the one being failed over.
 
 use std::time::Duration;
 
-use rand::Rng;
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
+
+use super::retry::{retry, Attempt, Backoff, Failed, Verdict};
+
+/// How long one read may take (per member URL).
+const READ_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PatroniError {
@@ -136,38 +142,38 @@ pub struct TimelineSwitch {
     pub new_leader: Option<String>,
 }
 
-/// Bounded retries for reads, and for writes that never reached Patroni.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub attempts: u32,
-    pub base: Duration,
-    pub max: Duration,
+/// One pass over the members' URLs that did not get an answer worth returning: the last
+/// member's error, and whether another pass may follow.
+#[derive(Debug)]
+struct Pass {
+    err: PatroniError,
+    verdict: Verdict,
 }
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 4,
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(2),
-        }
+impl Attempt for Pass {
+    fn verdict(&self) -> Verdict {
+        self.verdict.clone()
+    }
+
+    /// Reads change nothing, and a write is retried only when Patroni provably did nothing.
+    fn maybe_applied(&self) -> bool {
+        false
+    }
+
+    fn describe(&self) -> String {
+        self.err.to_string()
     }
 }
 
-impl RetryPolicy {
-    /// Full jitter: a uniform delay in `[0, min(max, base·2^attempt)]`, so many clients
-    /// retrying at once do not hammer the API in lockstep.
-    fn delay(&self, attempt: u32) -> Duration {
-        let cap = self
-            .base
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.max);
-        let ms = cap.as_millis() as u64;
-        Duration::from_millis(if ms == 0 {
-            0
-        } else {
-            rand::rng().random_range(0..=ms)
-        })
+/// Bounded retries for reads, and for writes that never reached Patroni: 4 attempts, jittered
+/// backoff from 100ms to 2s, a `Retry-After` honoured up to 10s.
+pub fn default_retry() -> Backoff {
+    Backoff {
+        attempts: 4,
+        base: Duration::from_millis(100),
+        max: Duration::from_secs(2),
+        attempt_timeout: Duration::ZERO,
+        max_retry_after: Duration::from_secs(10),
     }
 }
 
@@ -175,7 +181,7 @@ impl RetryPolicy {
 pub struct PatroniClient {
     http: reqwest::Client,
     bases: Vec<String>,
-    retry: RetryPolicy,
+    retry: Backoff,
     auth: Option<(String, String)>,
     /// How long a switchover or failover may take: Patroni answers only when it is done.
     pub action_timeout: Duration,
@@ -207,19 +213,21 @@ impl PatroniClient {
         }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
-            .timeout(Duration::from_secs(3))
+            .timeout(READ_TIMEOUT)
             .build()
             .map_err(|e| PatroniError::BadUrl(bases.join(", "), e.to_string()))?;
         Ok(PatroniClient {
             http,
             bases,
-            retry: RetryPolicy::default(),
+            retry: default_retry(),
             auth: None,
             action_timeout: Duration::from_secs(30),
         })
     }
 
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+    /// The attempts and backoff (its `attempt_timeout` is ignored: an attempt is bounded by
+    /// the requests' own timeouts).
+    pub fn with_retry(mut self, retry: Backoff) -> Self {
         self.retry = retry;
         self
     }
@@ -311,94 +319,132 @@ impl PatroniClient {
 
     async fn get(&self, path: &str) -> Result<(String, String), PatroniError> {
         let what = format!("GET {path}");
-        let mut last: Option<PatroniError> = None;
-        for attempt in 0..self.retry.attempts.max(1) {
-            let mut wait = None;
-            for base in &self.bases {
-                let url = format!("{base}{path}");
-                match self.request(Method::GET, &url).send().await {
-                    Ok(resp) => {
-                        let status = resp.status();
-                        let retry_after = retry_after(&resp);
-                        let body = resp.text().await.unwrap_or_default();
-                        if status.is_success() {
-                            return Ok((url, body));
-                        }
-                        let retryable =
-                            status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-                        let err = status_error(&url, &what, status, &body);
-                        if !retryable {
-                            return Err(err);
-                        }
-                        wait = wait.max(retry_after);
-                        last = Some(err);
+        let policy = self.policy(READ_TIMEOUT);
+        retry(&what, &policy, || self.get_once(path, &what))
+            .await
+            .map_err(|f| self.gave_up(f))
+    }
+
+    /// One GET over the members in order: the first success, or a status that retrying
+    /// cannot change, ends it.
+    async fn get_once(&self, path: &str, what: &str) -> Result<(String, String), Pass> {
+        let mut wait = None;
+        let mut last = None;
+        for base in &self.bases {
+            let url = format!("{base}{path}");
+            match self.request(Method::GET, &url).send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retry_after = retry_after(&resp);
+                    let body = resp.text().await.unwrap_or_default();
+                    if status.is_success() {
+                        return Ok((url, body));
                     }
-                    Err(e) => last = Some(self.unreachable(e)),
+                    let err = status_error(&url, what, status, &body);
+                    if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
+                        return Err(Pass {
+                            err,
+                            verdict: Verdict::Fatal,
+                        });
+                    }
+                    wait = wait.max(retry_after);
+                    last = Some(err);
                 }
-            }
-            if attempt + 1 < self.retry.attempts {
-                tokio::time::sleep(
-                    wait.unwrap_or_else(|| self.retry.delay(attempt))
-                        .min(self.retry.max * 5),
-                )
-                .await;
+                Err(e) => last = Some(self.unreachable(e)),
             }
         }
-        Err(last.unwrap_or_else(|| PatroniError::Unreachable {
-            urls: self.bases.join(", "),
-            cause: "no attempt made".into(),
-        }))
+        Err(self.pass(last, wait))
     }
 
     async fn post(&self, path: &str, body: serde_json::Value) -> Result<String, PatroniError> {
         let what = format!("POST {path}");
-        let mut last: Option<PatroniError> = None;
-        for attempt in 0..self.retry.attempts.max(1) {
-            let mut wait = None;
-            for base in &self.bases {
-                let url = format!("{base}{path}");
-                let sent = self
-                    .request(Method::POST, &url)
-                    .timeout(self.action_timeout)
-                    .json(&body)
-                    .send()
-                    .await;
-                match sent {
-                    Ok(resp) => {
-                        let status = resp.status();
-                        let retry_after = retry_after(&resp);
-                        let text = resp.text().await.unwrap_or_default();
-                        if status.is_success() {
-                            return Ok(text.trim().to_string());
-                        }
-                        let err = status_error(&url, &what, status, &text);
-                        // Nothing was changed: Patroni could not even record the request.
-                        let nothing_done = status == StatusCode::TOO_MANY_REQUESTS
-                            || (status == StatusCode::SERVICE_UNAVAILABLE
-                                && text.contains("failed to write"));
-                        if !nothing_done {
-                            return Err(err);
-                        }
-                        wait = wait.max(retry_after);
-                        last = Some(err);
+        let policy = self.policy(self.action_timeout);
+        retry(&what, &policy, || self.post_once(path, &what, &body))
+            .await
+            .map_err(|f| self.gave_up(f))
+    }
+
+    /// One POST over the members in order. Only an answer that proves nothing was done (a
+    /// refused connection, 429, "failed to write … into DCS") lets another member or attempt
+    /// follow.
+    async fn post_once(
+        &self,
+        path: &str,
+        what: &str,
+        body: &serde_json::Value,
+    ) -> Result<String, Pass> {
+        let mut wait = None;
+        let mut last = None;
+        for base in &self.bases {
+            let url = format!("{base}{path}");
+            let sent = self
+                .request(Method::POST, &url)
+                .timeout(self.action_timeout)
+                .json(body)
+                .send()
+                .await;
+            match sent {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retry_after = retry_after(&resp);
+                    let text = resp.text().await.unwrap_or_default();
+                    if status.is_success() {
+                        return Ok(text.trim().to_string());
                     }
-                    // Only a refused connection proves the request never arrived.
-                    Err(e) if e.is_connect() => last = Some(self.unreachable(e)),
-                    Err(e) => return Err(self.unreachable(e)),
+                    let err = status_error(&url, what, status, &text);
+                    let nothing_done = status == StatusCode::TOO_MANY_REQUESTS
+                        || (status == StatusCode::SERVICE_UNAVAILABLE
+                            && text.contains("failed to write"));
+                    if !nothing_done {
+                        return Err(Pass {
+                            err,
+                            verdict: Verdict::Fatal,
+                        });
+                    }
+                    wait = wait.max(retry_after);
+                    last = Some(err);
+                }
+                // Only a refused connection proves the request never arrived.
+                Err(e) if e.is_connect() => last = Some(self.unreachable(e)),
+                Err(e) => {
+                    return Err(Pass {
+                        err: self.unreachable(e),
+                        verdict: Verdict::Fatal,
+                    })
                 }
             }
-            if attempt + 1 < self.retry.attempts {
-                tokio::time::sleep(
-                    wait.unwrap_or_else(|| self.retry.delay(attempt))
-                        .min(self.retry.max * 5),
-                )
-                .await;
-            }
         }
-        Err(last.unwrap_or_else(|| PatroniError::Unreachable {
-            urls: self.bases.join(", "),
-            cause: "no attempt made".into(),
-        }))
+        Err(self.pass(last, wait))
+    }
+
+    /// The retry policy for calls whose single requests take at most `per_request`: a pass
+    /// over every member is never cut short as a stall.
+    fn policy(&self, per_request: Duration) -> Backoff {
+        let members = u32::try_from(self.bases.len()).unwrap_or(u32::MAX);
+        Backoff {
+            attempt_timeout: per_request.saturating_mul(members) + Duration::from_secs(1),
+            ..self.retry
+        }
+    }
+
+    fn pass(&self, last: Option<PatroniError>, wait: Option<Duration>) -> Pass {
+        Pass {
+            err: last.unwrap_or_else(|| PatroniError::Unreachable {
+                urls: self.bases.join(", "),
+                cause: "no attempt made".into(),
+            }),
+            verdict: Verdict::Retry(wait),
+        }
+    }
+
+    fn gave_up(&self, f: Failed<Pass>) -> PatroniError {
+        match f.last {
+            Some(pass) => pass.err,
+            None => PatroniError::Unreachable {
+                urls: self.bases.join(", "),
+                cause: f.error,
+            },
+        }
     }
 
     fn unreachable(&self, e: reqwest::Error) -> PatroniError {
@@ -464,11 +510,12 @@ mod tests {
         format!("http://{addr}")
     }
 
-    fn fast() -> RetryPolicy {
-        RetryPolicy {
+    fn fast() -> Backoff {
+        Backoff {
             attempts: 4,
             base: Duration::from_millis(5),
             max: Duration::from_millis(20),
+            ..default_retry()
         }
     }
 

@@ -1,6 +1,8 @@
 //! Bounded retries with jittered exponential backoff for calls to a platform's API.
 //!
-//! Retried: 429 and 5xx answers (500, 502, 503, 504), transport errors (reset, refused) and
+//! The loop is generic over the error ([`Attempt`] says how an error may be followed); for the
+//! Kubernetes API (`kube::Error`):
+//! retried: 429 and 5xx answers (500, 502, 503, 504), transport errors (reset, refused) and
 //! stalls (an attempt that does not answer within its own timeout). A 429's
 //! `details.retryAfterSeconds` (what the API server puts beside its `Retry-After` header) is
 //! honoured as the minimum wait, capped by [`Backoff::max_retry_after`]. Anything else (404,
@@ -43,6 +45,30 @@ pub enum Verdict {
     Fatal,
 }
 
+/// What the retry loop needs to know about a failed attempt.
+pub trait Attempt {
+    fn verdict(&self) -> Verdict;
+    /// Whether the attempt may have been applied although it failed (a 5xx, a reset): for a
+    /// mutating call its outcome is then unknown.
+    fn maybe_applied(&self) -> bool;
+    /// For people: what the attempt got.
+    fn describe(&self) -> String;
+}
+
+impl Attempt for kube::Error {
+    fn verdict(&self) -> Verdict {
+        classify(self)
+    }
+
+    fn maybe_applied(&self) -> bool {
+        !matches!(self, kube::Error::Api(s) if s.code == 429)
+    }
+
+    fn describe(&self) -> String {
+        super::kube::describe(self)
+    }
+}
+
 pub fn classify(e: &kube::Error) -> Verdict {
     match e {
         kube::Error::Api(s) => match s.code {
@@ -79,18 +105,18 @@ impl Backoff {
 
 /// Why the calls gave up.
 #[derive(Debug)]
-pub struct Failed {
+pub struct Failed<E = kube::Error> {
     /// What the last attempt got.
     pub error: String,
     /// The last attempt's error, when it answered (a stall has none).
-    pub last: Option<kube::Error>,
+    pub last: Option<E>,
     pub attempts: u32,
     /// Whether an earlier attempt failed in a way that may have been applied (5xx, reset,
     /// stall): for a mutating call, its outcome is unknown.
     pub uncertain: bool,
 }
 
-impl std::fmt::Display for Failed {
+impl<E> std::fmt::Display for Failed<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.attempts > 1 {
             write!(f, "{} (after {} attempts)", self.error, self.attempts)
@@ -101,13 +127,14 @@ impl std::fmt::Display for Failed {
 }
 
 /// Calls `op` until it succeeds, fails for good, or the attempts are spent.
-pub async fn retry<T, Fut>(
+pub async fn retry<T, E, Fut>(
     what: &str,
     policy: &Backoff,
     mut op: impl FnMut() -> Fut,
-) -> Result<T, Failed>
+) -> Result<T, Failed<E>>
 where
-    Fut: Future<Output = Result<T, kube::Error>>,
+    E: Attempt,
+    Fut: Future<Output = Result<T, E>>,
 {
     let mut uncertain = false;
     let mut n = 0;
@@ -117,10 +144,9 @@ where
             match tokio::time::timeout(policy.attempt_timeout, op()).await {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => {
-                    let verdict = classify(&e);
-                    let text = super::kube::describe(&e);
-                    let maybe_applied = !matches!(&e, kube::Error::Api(s) if s.code == 429);
-                    match verdict {
+                    let text = e.describe();
+                    let maybe_applied = e.maybe_applied();
+                    match e.verdict() {
                         Verdict::Retry(ra) => {
                             uncertain |= maybe_applied;
                             (text, Some(e), ra, true)
