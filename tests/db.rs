@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::patroni::{Options, PatroniCluster};
+use common::patroni::{Options, PatroniCluster, RunningWriter};
 use firedrill::analysis::probe_verdict;
 use firedrill::analysis::rpo::{
     check_writes, write_path_recovery, RpoReport, WriteOutcome, WritePathRecovery,
@@ -28,10 +28,7 @@ use firedrill::platform::patroni::PatroniClient;
 use firedrill::probe::postgres::{
     self, PostgresChecker, PostgresMode, PostgresProbeSpec, PostgresWriter, Target,
 };
-use firedrill::probe::{Observation, Pace, SourceContext};
 use firedrill::timeline::{Clock, Sample, Trace};
-use tokio::sync::{mpsc, watch};
-use tokio_util::sync::CancellationToken;
 
 const TABLE: &str = "firedrill_writes";
 const RATE_HZ: f64 = 50.0;
@@ -69,25 +66,8 @@ async fn drill(cluster: &PatroniCluster, fault: &DbFailover, run_id: &str) -> Dr
         .await
         .expect("the drill table can be created");
     let interval = writer.interval();
-    let (tx, mut rx) = mpsc::channel(1024);
-    let (_pace_tx, pace) = watch::channel(Pace::Fast);
-    let cancel = CancellationToken::new();
-    let ctx = SourceContext {
-        clock,
-        tx,
-        cancel: cancel.clone(),
-        pace,
-    };
-    let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
-    let s2 = samples.clone();
-    let drain = tokio::spawn(async move {
-        while let Some(o) = rx.recv().await {
-            if let Observation::Sample(ps) = o {
-                s2.lock().unwrap().push(ps.sample);
-            }
-        }
-    });
-    let task = tokio::spawn(writer.run(0, ctx));
+    let running = RunningWriter::start(writer, clock);
+    let samples = running.samples.clone();
     wait_until(Duration::from_secs(10), || {
         samples.lock().unwrap().iter().filter(|s| s.ok).count() >= 25
     })
@@ -112,9 +92,7 @@ async fn drill(cluster: &PatroniCluster, fault: &DbFailover, run_id: &str) -> Dr
         s.len() - last_bad > 25
     })
     .await;
-    cancel.cancel();
-    let history = task.await.unwrap();
-    drain.await.unwrap();
+    let history = running.stop().await;
     recovered.unwrap_or_else(|_| {
         panic!(
             "the write path did not recover; last samples: {:?}",

@@ -9,37 +9,14 @@ use common::patroni::{Options, PatroniCluster};
 use common::secs;
 use serde_json::Value;
 
-fn yaml(cluster: &PatroniCluster, provider: &str) -> String {
-    let apis: Vec<String> = cluster
-        .api_urls()
-        .iter()
-        .map(|u| format!("\"{u}\""))
-        .collect();
-    format!(
-        r#"name: orders-db-failover
-description: Fail the orders database over; writes must be possible again within 10s.
-probes:
-  orders-writes:
-    postgres:
-      dsn: "{dsn}"
-      mode: {{ write: {{ rate-hz: 50, table: firedrill_writes }} }}
-      timeout: 1s
-    every: 20ms
-faults:
-  - db-failover:
-      patroni: [{apis}]
-      provider: {provider}
-recovery: {{ objective: 10s, stable-for: 2s, timeout: 60s }}
-"#,
-        dsn = cluster.dsn(),
-        apis = apis.join(", ")
-    )
-}
-
 fn run(cluster: &PatroniCluster, provider: &str) -> (Value, std::process::Output) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("db.yaml");
-    std::fs::write(&file, yaml(cluster, provider)).unwrap();
+    std::fs::write(
+        &file,
+        common::patroni::drill_yaml(cluster, &cluster.api_urls(), provider),
+    )
+    .unwrap();
     let (out, reports) = common::run_drill(&file, &[]);
     (common::only_report(&reports), out)
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::firedrill;
+use common::sim::Sim;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{json, Value};
@@ -23,58 +24,23 @@ use serde_json::{json, Value};
 const SCENARIO: &str = "kubelet: { schedule-delay: 10ms, start-delay: 50ms, ready-delay: 50ms }\nnamespaces:\n  db:\n    statefulsets:\n      orders: { replicas: 3, labels: { cluster-name: orders } }\n";
 
 struct Cluster {
-    rt: tokio::runtime::Runtime,
-    sim: Option<firedrill::sim::SimHandle>,
+    sim: Sim,
     client: kube::Client,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Some(sim) = self.sim.take() {
-            self.rt.block_on(sim.shutdown());
-        }
-    }
 }
 
 impl Cluster {
     /// The simulated cluster with the three pods ready, and a kube context `firedrill-sim` for
     /// it in the temp dir's kubeconfig.
     fn start() -> Cluster {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let scenario = firedrill::sim::parse_scenario(SCENARIO).unwrap();
-        let sim = rt
-            .block_on(firedrill::sim::SimCluster::start(
-                scenario,
-                "127.0.0.1:0".parse().unwrap(),
-                5,
-            ))
-            .unwrap();
-        let client = rt.block_on(sim.kube_client()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::start(SCENARIO, 5);
+        let client = sim.rt.block_on(sim.handle().kube_client()).unwrap();
         std::fs::write(
-            dir.path().join("firedrill.yaml"),
+            sim.dir.path().join("firedrill.yaml"),
             "environments:\n  staging:\n    kube-context: firedrill-sim\n",
         )
         .unwrap();
-        std::fs::write(
-            dir.path().join("kubeconfig"),
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: sim\n  cluster: {{ server: \"{url}\" }}\ncontexts:\n- name: firedrill-sim\n  context: {{ cluster: sim, user: u }}\nusers:\n- name: u\n  user: {{}}\ncurrent-context: firedrill-sim\n",
-                url = sim.api_url()
-            ),
-        )
-        .unwrap();
-        let c = Cluster {
-            rt,
-            sim: Some(sim),
-            client,
-            dir,
-        };
+        sim.write_kubeconfig("kubeconfig", &["firedrill-sim"], "firedrill-sim");
+        let c = Cluster { sim, client };
         c.wait_ready(3);
         c
     }
@@ -87,6 +53,7 @@ impl Cluster {
         let api = self.pods();
         for _ in 0..500 {
             let list = self
+                .sim
                 .rt
                 .block_on(api.list(&ListParams::default().labels("cluster-name=orders")))
                 .unwrap();
@@ -105,7 +72,8 @@ impl Cluster {
 
     /// Set labels on a pod, as Patroni or CloudNativePG does when roles change.
     fn label(&self, pod: &str, labels: Value) {
-        self.rt
+        self.sim
+            .rt
             .block_on(self.pods().patch(
                 pod,
                 &PatchParams::default(),
@@ -115,7 +83,8 @@ impl Cluster {
     }
 
     fn uid(&self, pod: &str) -> String {
-        self.rt
+        self.sim
+            .rt
             .block_on(self.pods().get(pod))
             .unwrap()
             .metadata
@@ -126,8 +95,7 @@ impl Cluster {
     /// Paths of the pod DELETE requests the simulated API server answered 2xx.
     fn deleted(&self) -> Vec<String> {
         self.sim
-            .as_ref()
-            .unwrap()
+            .handle()
             .request_log()
             .iter()
             .filter(|r| r.method == "DELETE" && r.path.contains("/pods/") && r.status < 300)
@@ -136,7 +104,7 @@ impl Cluster {
     }
 
     fn drill(&self, name: &str, fault: &str) -> PathBuf {
-        let file = self.dir.path().join(format!("{name}.yaml"));
+        let file = self.sim.dir.path().join(format!("{name}.yaml"));
         std::fs::write(
             &file,
             format!(
@@ -163,13 +131,14 @@ recovery: {{ objective: 10s, stable-for: 300ms, timeout: 30s }}
 
     fn run(&self, file: &Path) -> (Output, Value) {
         let reports = self
+            .sim
             .dir
             .path()
             .join("reports")
             .join(file.file_stem().and_then(|s| s.to_str()).unwrap_or("drill"));
         let out = firedrill()
-            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
-            .env("FIREDRILL_STATE_DIR", self.dir.path().join("state"))
+            .env("KUBECONFIG", self.sim.dir.path().join("kubeconfig"))
+            .env("FIREDRILL_STATE_DIR", self.sim.dir.path().join("state"))
             .args(["run", "--env", "staging", "--seed", "1", "--report-dir"])
             .arg(&reports)
             .arg(file)
@@ -214,11 +183,15 @@ fn fake_patroni(c: &Cluster, leader: &'static str) -> FakePatroni {
             async move { ([("content-type", "application/json")], body) }
         }),
     );
-    let listener =
-        c.rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+    let listener = c
+        .sim
+        .rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
-    c.rt.spawn(async move { axum::serve(listener, app).await });
+    c.sim
+        .rt
+        .spawn(async move { axum::serve(listener, app).await });
     FakePatroni {
         url: format!("http://{addr}"),
         calls,

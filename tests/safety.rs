@@ -357,63 +357,28 @@ recovery: {{ objective: 5s, stable-for: 100ms, timeout: 20s }}
 
 // ---- the protected-environment guard, against a simulated cluster ----
 
-struct Cluster {
-    rt: tokio::runtime::Runtime,
-    sim: Option<firedrill::sim::SimHandle>,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Some(sim) = self.sim.take() {
-            self.rt.block_on(sim.shutdown());
-        }
-    }
-}
+use common::sim::Sim as Cluster;
 
 impl Cluster {
-    fn start() -> Cluster {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let scenario = firedrill::sim::parse_scenario(
+    /// Three web pods, environments `staging` and a protected `production` on context
+    /// `firedrill-sim`, and two kubeconfigs: one whose current context is that, one not.
+    fn shop() -> Cluster {
+        let c = Cluster::start(
             "kubelet: { schedule-delay: 10ms, start-delay: 50ms, ready-delay: 50ms }\nnamespaces:\n  shop:\n    deployments:\n      web: { replicas: 3, labels: { app: web } }\n",
-        )
-        .unwrap();
-        let sim = rt
-            .block_on(firedrill::sim::SimCluster::start(
-                scenario,
-                "127.0.0.1:0".parse().unwrap(),
-                3,
-            ))
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
+            3,
+        );
         std::fs::write(
-            dir.path().join("firedrill.yaml"),
+            c.dir.path().join("firedrill.yaml"),
             "environments:\n  staging:\n    kube-context: firedrill-sim\n  production:\n    kube-context: firedrill-sim\n    protected: true\n",
         )
         .unwrap();
-        for (name, current) in [
-            ("kubeconfig", "firedrill-sim"),
-            ("kubeconfig-other", "other"),
-        ] {
-            let kc = format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: sim\n  cluster: {{ server: \"{url}\" }}\ncontexts:\n- name: firedrill-sim\n  context: {{ cluster: sim, user: u }}\n- name: other\n  context: {{ cluster: sim, user: u }}\nusers:\n- name: u\n  user: {{}}\ncurrent-context: {current}\n",
-                url = sim.api_url()
-            );
-            std::fs::write(dir.path().join(name), kc).unwrap();
-        }
-        Cluster {
-            rt,
-            sim: Some(sim),
-            dir,
-        }
+        c.write_kubeconfig("kubeconfig", &["firedrill-sim", "other"], "firedrill-sim");
+        c.write_kubeconfig("kubeconfig-other", &["firedrill-sim", "other"], "other");
+        c
     }
 
     fn mutating(&self) -> usize {
-        let sim = self.sim.as_ref().unwrap();
+        let sim = self.handle();
         sim.request_log().iter().filter(|r| r.is_mutating()).count()
     }
 
@@ -456,7 +421,7 @@ recovery: {{ objective: 10s, stable-for: 300ms, timeout: 30s }}
 
 #[test]
 fn a_protected_environment_runs_only_when_every_condition_holds() {
-    let c = Cluster::start();
+    let c = Cluster::shop();
     let listed = c.drill("staging, production");
     let unlisted = c.drill("staging");
     for bits in 0u8..16 {
@@ -538,7 +503,7 @@ fn a_person_confirms_production_by_typing_its_name_and_nothing_else_will_do() {
 
 #[test]
 fn a_halt_refuses_with_no_mutating_call() {
-    let c = Cluster::start();
+    let c = Cluster::shop();
     let file = c.drill("staging");
     let h = firedrill()
         .env("FIREDRILL_STATE_DIR", c.dir.path().join("state"))
@@ -553,9 +518,9 @@ fn a_halt_refuses_with_no_mutating_call() {
 
 #[test]
 fn an_annotated_configmap_in_the_cluster_halts_with_no_mutating_call() {
-    let c = Cluster::start();
+    let c = Cluster::shop();
     let file = c.drill("staging");
-    let sim = c.sim.as_ref().unwrap();
+    let sim = c.handle();
     c.rt.block_on(async {
         use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
         let client = sim.kube_client().await.unwrap();
@@ -586,9 +551,9 @@ fn an_annotated_configmap_in_the_cluster_halts_with_no_mutating_call() {
 #[test]
 fn a_live_lease_in_the_cluster_refuses_and_an_own_lease_is_released() {
     use k8s_openapi::api::coordination::v1::Lease;
-    let c = Cluster::start();
+    let c = Cluster::shop();
     let file = c.drill("staging");
-    let sim = c.sim.as_ref().unwrap();
+    let sim = c.handle();
     let client = c.rt.block_on(sim.kube_client()).unwrap();
     let api = kube::Api::<Lease>::namespaced(client, "shop");
     // A run takes the namespace's lease and deletes it when done.
@@ -625,7 +590,7 @@ fn a_live_lease_in_the_cluster_refuses_and_an_own_lease_is_released() {
 
 #[test]
 fn plan_resolves_targets_read_only() {
-    let c = Cluster::start();
+    let c = Cluster::shop();
     let file = c.drill("staging, production");
     let out = firedrill()
         .env("KUBECONFIG", c.dir.path().join("kubeconfig"))

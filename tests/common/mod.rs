@@ -4,6 +4,7 @@
 
 pub mod net;
 pub mod patroni;
+pub mod sim;
 
 use std::path::Path;
 

@@ -586,3 +586,82 @@ fn processes_naming(base: &Path) -> Vec<i32> {
         })
         .unwrap_or_default()
 }
+
+/// A postgres writer running as a probe source, every sample collected.
+pub struct RunningWriter {
+    pub samples: std::sync::Arc<std::sync::Mutex<Vec<firedrill::timeline::Sample>>>,
+    cancel: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<firedrill::probe::postgres::WriteHistory>,
+    drain: tokio::task::JoinHandle<()>,
+}
+
+impl RunningWriter {
+    /// Start a prepared `writer` on `clock`, at the fast pace a drill uses during a fault.
+    pub fn start(
+        writer: firedrill::probe::postgres::PostgresWriter,
+        clock: firedrill::timeline::Clock,
+    ) -> RunningWriter {
+        use firedrill::probe::{Observation, Pace, SourceContext};
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+        let (_pace_tx, pace) = tokio::sync::watch::channel(Pace::Fast);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let ctx = SourceContext {
+            clock,
+            tx,
+            cancel: cancel.clone(),
+            pace,
+        };
+        let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let collected = samples.clone();
+        let drain = tokio::spawn(async move {
+            while let Some(o) = rx.recv().await {
+                if let Observation::Sample(ps) = o {
+                    collected
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(ps.sample);
+                }
+            }
+        });
+        let task = tokio::spawn(writer.run(0, ctx));
+        RunningWriter {
+            samples,
+            cancel,
+            task,
+            drain,
+        }
+    }
+
+    /// Stop writing (the write in flight finishes) and return the history.
+    pub async fn stop(self) -> firedrill::probe::postgres::WriteHistory {
+        self.cancel.cancel();
+        let history = self.task.await.expect("the writer task");
+        self.drain.await.expect("the sample drain");
+        history
+    }
+}
+
+/// A drill file: a 50 Hz writer on the cluster's DSN and a `db-failover` through `apis`
+/// with `provider` (YAML flow style).
+pub fn drill_yaml(cluster: &PatroniCluster, apis: &[String], provider: &str) -> String {
+    let apis: Vec<String> = apis.iter().map(|u| format!("\"{u}\"")).collect();
+    format!(
+        r#"name: orders-db-failover
+description: Fail the orders database over; writes must be possible again within 10s.
+probes:
+  orders-writes:
+    postgres:
+      dsn: "{dsn}"
+      mode: {{ write: {{ rate-hz: 50, table: firedrill_writes }} }}
+      timeout: 1s
+    every: 20ms
+faults:
+  - db-failover:
+      patroni: [{apis}]
+      provider: {provider}
+recovery: {{ objective: 10s, stable-for: 2s, timeout: 60s }}
+"#,
+        dsn = cluster.dsn(),
+        apis = apis.join(", ")
+    )
+}
