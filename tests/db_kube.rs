@@ -32,7 +32,7 @@ impl Cluster {
     /// The simulated cluster with the three pods ready, and a kube context `firedrill-sim` for
     /// it in the temp dir's kubeconfig.
     fn start() -> Cluster {
-        let sim = Sim::start(SCENARIO, 5);
+        let sim = Sim::new(SCENARIO, 5);
         let client = sim.rt.block_on(sim.handle().kube_client()).unwrap();
         std::fs::write(
             sim.dir.path().join("firedrill.yaml"),

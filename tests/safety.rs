@@ -362,8 +362,8 @@ use common::sim::Sim as Cluster;
 impl Cluster {
     /// Three web pods, environments `staging` and a protected `production` on context
     /// `firedrill-sim`, and two kubeconfigs: one whose current context is that, one not.
-    fn shop() -> Cluster {
-        let c = Cluster::start(
+    fn start() -> Cluster {
+        let c = Cluster::new(
             "kubelet: { schedule-delay: 10ms, start-delay: 50ms, ready-delay: 50ms }\nnamespaces:\n  shop:\n    deployments:\n      web: { replicas: 3, labels: { app: web } }\n",
             3,
         );
@@ -421,7 +421,7 @@ recovery: {{ objective: 10s, stable-for: 300ms, timeout: 30s }}
 
 #[test]
 fn a_protected_environment_runs_only_when_every_condition_holds() {
-    let c = Cluster::shop();
+    let c = Cluster::start();
     let listed = c.drill("staging, production");
     let unlisted = c.drill("staging");
     for bits in 0u8..16 {
@@ -503,7 +503,7 @@ fn a_person_confirms_production_by_typing_its_name_and_nothing_else_will_do() {
 
 #[test]
 fn a_halt_refuses_with_no_mutating_call() {
-    let c = Cluster::shop();
+    let c = Cluster::start();
     let file = c.drill("staging");
     let h = firedrill()
         .env("FIREDRILL_STATE_DIR", c.dir.path().join("state"))
@@ -518,7 +518,7 @@ fn a_halt_refuses_with_no_mutating_call() {
 
 #[test]
 fn an_annotated_configmap_in_the_cluster_halts_with_no_mutating_call() {
-    let c = Cluster::shop();
+    let c = Cluster::start();
     let file = c.drill("staging");
     let sim = c.handle();
     c.rt.block_on(async {
@@ -551,7 +551,7 @@ fn an_annotated_configmap_in_the_cluster_halts_with_no_mutating_call() {
 #[test]
 fn a_live_lease_in_the_cluster_refuses_and_an_own_lease_is_released() {
     use k8s_openapi::api::coordination::v1::Lease;
-    let c = Cluster::shop();
+    let c = Cluster::start();
     let file = c.drill("staging");
     let sim = c.handle();
     let client = c.rt.block_on(sim.kube_client()).unwrap();
@@ -590,7 +590,7 @@ fn a_live_lease_in_the_cluster_refuses_and_an_own_lease_is_released() {
 
 #[test]
 fn plan_resolves_targets_read_only() {
-    let c = Cluster::shop();
+    let c = Cluster::start();
     let file = c.drill("staging, production");
     let out = firedrill()
         .env("KUBECONFIG", c.dir.path().join("kubeconfig"))

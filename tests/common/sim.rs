@@ -20,7 +20,7 @@ impl Drop for Sim {
 
 impl Sim {
     /// Start the scenario (YAML) with `seed` on 127.0.0.1.
-    pub fn start(scenario: &str, seed: u64) -> Sim {
+    pub fn new(scenario: &str, seed: u64) -> Sim {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
