@@ -347,17 +347,23 @@ async fn failover_drills_measure_rto_and_rpo_against_the_database_itself() {
     let dsn = cluster
         .dsn()
         .replace("user=postgres", "user=firedrill_pw password=wrong-secret-2");
+    // SCRAM authentication against each of the three hosts costs real CPU (more so in a debug
+    // build on a loaded machine): this step is about the message, so give it time.
+    let patient = PostgresProbeSpec {
+        timeout: Duration::from_secs(10),
+        ..writer_spec(&dsn)
+    };
     let mut read = PostgresChecker::new(&PostgresProbeSpec {
         mode: PostgresMode::Read {
             query: "SELECT 1".into(),
         },
-        ..writer_spec(&dsn)
+        ..patient.clone()
     })
     .unwrap();
     let e = read.check().await.unwrap_err();
     assert!(e.contains("password authentication failed"), "{e}");
     assert!(!e.contains("wrong-secret-2"), "{e}");
-    let mut w = PostgresWriter::new(&writer_spec(&dsn), "bad-pw", Clock::start()).unwrap();
+    let mut w = PostgresWriter::new(&patient, "bad-pw", Clock::start()).unwrap();
     let e = w.prepare().await.unwrap_err().to_string();
     assert!(
         e.contains("password authentication failed") && !e.contains("wrong-secret-2"),
