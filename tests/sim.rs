@@ -1172,13 +1172,12 @@ async fn standalone_writes_a_kubeconfig_and_its_ground_truth_and_stops_on_reques
     assert_eq!(version["major"], "1");
     // A pod of the built-in scenario becomes ready; the truth file must say when.
     let ready_pod = wait_for("a ready pod", Duration::from_secs(20), || async {
-        let list: serde_json::Value =
-            reqwest::get(format!("{server}/api/v1/namespaces/shop/pods"))
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+        let list: serde_json::Value = reqwest::get(format!("{server}/api/v1/namespaces/shop/pods"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
         list["items"].as_array()?.iter().find_map(|p| {
             let ready = p["status"]["conditions"]
                 .as_array()?

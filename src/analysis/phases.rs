@@ -85,7 +85,9 @@ pub fn pod_recovery(
     let mut replacement: Vec<Option<(Duration, &str)>> = killed
         .iter()
         .zip(&deleted)
-        .map(|(pod, del)| step_of(pod, "created", del.unwrap_or(t_from)).map(|at| (at, pod.as_str())))
+        .map(|(pod, del)| {
+            step_of(pod, "created", del.unwrap_or(t_from)).map(|at| (at, pod.as_str()))
+        })
         .collect();
     let mut claimed: BTreeSet<&str> = replacement.iter().flatten().map(|(_, p)| *p).collect();
     // Then, per owner, new pods in creation order go to killed pods in deletion order. A name
@@ -97,7 +99,10 @@ pub fn pod_recovery(
     let mut fresh: BTreeMap<Option<&str>, Vec<(Duration, &str)>> = BTreeMap::new();
     for (at, p) in &created {
         if !killed_set.contains(p) && !claimed.contains(p) {
-            fresh.entry(generated_prefix(p)).or_default().push((*at, *p));
+            fresh
+                .entry(generated_prefix(p))
+                .or_default()
+                .push((*at, *p));
         }
     }
     let mut next: HashMap<Option<&str>, usize> = HashMap::new();
@@ -251,7 +256,11 @@ mod tests {
         let mut events = events;
         events.push(step(1700, "deployment/b", "all replicas ready"));
         let (_, whole) = pod_recovery(&events, t, t, &killed);
-        assert_eq!(whole, Some(Duration::from_millis(700)), "the last workload back");
+        assert_eq!(
+            whole,
+            Some(Duration::from_millis(700)),
+            "the last workload back"
+        );
     }
 
     #[test]
