@@ -151,6 +151,51 @@ fn the_blast_radius_cap_refuses_before_anything_is_deleted() {
 }
 
 #[test]
+fn killing_every_pod_at_once_deletes_each_and_tracks_each_replacement_to_ready() {
+    let (record, out) = run_drill(3, 3);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trial = &record["trials"][0];
+    let mut killed: Vec<&str> = trial["faults"][0]["affected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    killed.sort_unstable();
+    killed.dedup();
+    assert_eq!(killed.len(), 3, "{}", trial["faults"][0]);
+    let phases = trial["pod_recovery"].as_array().unwrap();
+    assert_eq!(phases.len(), 3);
+    let mut replacements: Vec<&str> = phases
+        .iter()
+        .map(|p| p["replacement"].as_str().expect("a replacement"))
+        .collect();
+    replacements.sort_unstable();
+    replacements.dedup();
+    assert_eq!(replacements.len(), 3, "one replacement each: {phases:?}");
+    for p in phases {
+        assert!(!killed.contains(&p["replacement"].as_str().unwrap()));
+        assert!(
+            p["deleted_s"].is_number() && p["ready_s"].is_number(),
+            "{p}"
+        );
+        // The replacement went through the kubelet's 100 + 500 + 600ms; the phases' precision
+        // is checked by the single-kill test, so only a gross mismatch (a wrong pairing) fails
+        // here, whatever the machine's load.
+        let (created, ready) = (secs(&p["created_s"]), secs(&p["ready_s"]));
+        assert!(
+            ready >= created + Duration::from_millis(1100),
+            "created {created:?}, ready {ready:?}: {p}"
+        );
+    }
+}
+
+#[test]
 fn an_unreachable_cluster_ends_inconclusive_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let port = {

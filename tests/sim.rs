@@ -1134,15 +1134,18 @@ async fn odd_objects_do_not_break_the_server_or_controllers() {
 }
 
 #[tokio::test]
-async fn standalone_writes_a_kubeconfig_and_stops_on_request() {
+async fn standalone_writes_a_kubeconfig_and_its_ground_truth_and_stops_on_request() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
+    let truth = dir.path().join("truth.jsonl");
     let args = firedrill::sim::SimArgs {
         listen: local(),
         kubeconfig_out: Some(kubeconfig.clone()),
         scenario: None,
         seed: 3,
+        truth_out: Some(truth.clone()),
     };
+    let began = std::time::SystemTime::now();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(firedrill::sim::run_standalone_until(args, async {
         let _ = stopped.await;
@@ -1167,6 +1170,25 @@ async fn standalone_writes_a_kubeconfig_and_stops_on_request() {
         .await
         .unwrap();
     assert_eq!(version["major"], "1");
+    // A pod of the built-in scenario becomes ready; the truth file must say when.
+    let ready_pod = wait_for("a ready pod", Duration::from_secs(20), || async {
+        let list: serde_json::Value = reqwest::get(format!("{server}/api/v1/namespaces/shop/pods"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        list["items"].as_array()?.iter().find_map(|p| {
+            let ready = p["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            ready.then(|| p["metadata"]["name"].as_str().map(str::to_string))?
+        })
+    })
+    .await;
+    let seen_ready = std::time::SystemTime::now();
+    assert!(!truth.exists(), "the truth is written on shutdown");
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), run)
         .await
@@ -1176,6 +1198,31 @@ async fn standalone_writes_a_kubeconfig_and_stops_on_request() {
     assert!(
         reqwest::get(format!("{server}/version")).await.is_err(),
         "server still up"
+    );
+    let unix_ns = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    };
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&truth)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps: Vec<(&str, u64)> = lines
+        .iter()
+        .filter(|l| l["namespace"] == "shop" && l["object"] == ready_pod.as_str())
+        .map(|l| (l["what"].as_str().unwrap(), l["unix_ns"].as_u64().unwrap()))
+        .filter(|(what, _)| what.starts_with("pod-"))
+        .collect();
+    let names: Vec<&str> = steps.iter().map(|s| s.0).collect();
+    assert_eq!(
+        names,
+        ["pod-created", "pod-scheduled", "pod-running", "pod-ready"],
+        "{steps:?}"
+    );
+    assert!(steps.windows(2).all(|w| w[0].1 <= w[1].1), "{steps:?}");
+    assert!(
+        unix_ns(began) <= steps[0].1 && steps[3].1 <= unix_ns(seen_ready),
+        "stamped between the start and the moment the pod was seen ready: {steps:?}"
     );
 }
 

@@ -1,11 +1,14 @@
 //! Recovery phases of killed pods, derived from the platform steps on the timeline: for each
 //! killed pod, when it was deleted, which pod replaced it, and when the replacement was created,
-//! scheduled, running and ready; and when the workload was whole again.
+//! scheduled, running and ready; and when the workloads were whole again.
 //!
-//! A replacement is the first pod created after the kill that is not itself a killed pod and
-//! not already claimed — for a stateful set, the pod recreated under the same name.
+//! A replacement is, for a stateful set, the pod recreated under the same name; otherwise a pod
+//! created after the kill by the same owner, which is told by the generated name's prefix (a
+//! replica set names its pods `<replica set>-<suffix>`). Within one owner, killed pods claim the
+//! new pods in the order they were deleted. Pairing only by creation order would hand one
+//! deployment's new pod to another deployment's killed pod as soon as a kill spans workloads.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -29,10 +32,16 @@ pub struct PodRecovery {
     pub ready: Option<Duration>,
 }
 
-/// Phases per killed pod, plus the first "all replicas ready" of a workload after the kill.
-/// Times are offsets from `t_inject`; steps are considered from `from` (when the kill was sent,
-/// since a watch can report a deletion before the delete call returns), and a step before
-/// `t_inject` counts as zero.
+/// The owner part of a generated pod name (`web-7d9f-x2k4p` → `web-7d9f`), if it has one.
+fn generated_prefix(pod: &str) -> Option<&str> {
+    pod.rsplit_once('-').map(|(prefix, _)| prefix)
+}
+
+/// Phases per killed pod, plus when every workload that reported a step after the kill was
+/// "all replicas ready" again (None while any of them is not). Times are offsets from
+/// `t_inject`; steps are considered from `from` (when the kill was sent, since a watch can
+/// report a deletion before the delete call returns), and a step before `t_inject` counts as
+/// zero.
 pub fn pod_recovery(
     events: &[Event],
     t_inject: Duration,
@@ -49,11 +58,18 @@ pub fn pod_recovery(
             _ => None,
         })
         .collect();
+    // (pod, step) → instants in timeline order: a kill of 1,000 pods looks up thousands of
+    // steps among tens of thousands, which a scan per lookup makes quadratic.
+    let mut index: HashMap<(&str, &str), Vec<Duration>> = HashMap::new();
+    for (at, object, step) in &steps {
+        if let Some(pod) = object.strip_prefix("pod/") {
+            index.entry((pod, step)).or_default().push(*at);
+        }
+    }
     let step_of = |pod: &str, step: &str, from: Duration| {
-        steps
-            .iter()
-            .find(|(at, o, s)| *at >= from && o.strip_prefix("pod/") == Some(pod) && *s == step)
-            .map(|(at, _, _)| *at)
+        index
+            .get(&(pod, step))
+            .and_then(|ats| ats.iter().copied().find(|at| *at >= from))
     };
     let killed_set: BTreeSet<&str> = killed.iter().map(String::as_str).collect();
     let created: Vec<(Duration, &str)> = steps
@@ -65,34 +81,57 @@ pub fn pod_recovery(
         .iter()
         .map(|pod| step_of(pod, "deleted", t_from))
         .collect();
-    // First a pod recreated under its own name (a stateful set), then, in order, the first new
-    // pod nobody claimed yet (a replica set's replacement has a new name).
+    // First a pod recreated under its own name (a stateful set).
     let mut replacement: Vec<Option<(Duration, &str)>> = killed
         .iter()
         .zip(&deleted)
         .map(|(pod, del)| {
-            let from = del.unwrap_or(t_from);
-            created
-                .iter()
-                .copied()
-                .find(|(at, p)| *p == pod.as_str() && *at >= from)
+            step_of(pod, "created", del.unwrap_or(t_from)).map(|at| (at, pod.as_str()))
         })
         .collect();
     let mut claimed: BTreeSet<&str> = replacement.iter().flatten().map(|(_, p)| *p).collect();
-    for r in replacement.iter_mut().filter(|r| r.is_none()) {
-        *r = created
-            .iter()
-            .copied()
-            .find(|(_, p)| !killed_set.contains(p) && !claimed.contains(p));
-        if let Some((_, p)) = r {
+    // Then, per owner, new pods in creation order go to killed pods in deletion order. A name
+    // without a generated prefix may take any new pod (what else could replace it is unknown).
+    let mut waiting: Vec<usize> = (0..killed.len())
+        .filter(|&i| replacement[i].is_none())
+        .collect();
+    waiting.sort_by_key(|&i| (deleted[i].unwrap_or(t_from), i));
+    let mut fresh: BTreeMap<Option<&str>, Vec<(Duration, &str)>> = BTreeMap::new();
+    for (at, p) in &created {
+        if !killed_set.contains(p) && !claimed.contains(p) {
+            fresh
+                .entry(generated_prefix(p))
+                .or_default()
+                .push((*at, *p));
+        }
+    }
+    let mut next: HashMap<Option<&str>, usize> = HashMap::new();
+    let mut any = created
+        .iter()
+        .copied()
+        .filter(|(_, p)| !killed_set.contains(p));
+    for i in waiting {
+        let found = match generated_prefix(&killed[i]) {
+            Some(prefix) => {
+                let group = fresh.get(&Some(prefix)).map(Vec::as_slice).unwrap_or(&[]);
+                let n = next.entry(Some(prefix)).or_insert(0);
+                while group.get(*n).is_some_and(|(_, p)| claimed.contains(p)) {
+                    *n += 1;
+                }
+                group.get(*n).copied()
+            }
+            None => any.find(|(_, p)| !claimed.contains(p)),
+        };
+        if let Some((_, p)) = found {
             claimed.insert(p);
         }
+        replacement[i] = found;
     }
     let mut out = Vec::new();
     for ((pod, del), rep) in killed.iter().zip(&deleted).zip(&replacement) {
         let later = |step: &str| {
-            let (_, p) = (*rep)?;
-            step_of(p, step, rep.map(|(at, _)| at)?).map(after)
+            let (at, p) = (*rep)?;
+            step_of(p, step, at).map(after)
         };
         out.push(PodRecovery {
             pod: pod.clone(),
@@ -104,10 +143,23 @@ pub fn pod_recovery(
             ready: later("ready"),
         });
     }
-    let whole = steps
-        .iter()
-        .find(|(_, o, s)| !o.starts_with("pod/") && *s == "all replicas ready")
-        .map(|(at, _, _)| after(*at));
+    // Whole again: every workload that reported after the kill reached "all replicas ready".
+    let mut workloads: BTreeMap<&str, Option<Duration>> = BTreeMap::new();
+    for (at, object, step) in &steps {
+        if object.starts_with("pod/") {
+            continue;
+        }
+        let ready = workloads.entry(object).or_default();
+        if ready.is_none() && *step == "all replicas ready" {
+            *ready = Some(*at);
+        }
+    }
+    let whole = workloads
+        .values()
+        .copied()
+        .try_fold(None, |max: Option<Duration>, at| Some(max.max(Some(at?))))
+        .flatten()
+        .map(after);
     (out, whole)
 }
 
@@ -170,6 +222,45 @@ mod tests {
         assert_eq!(pods[1].replacement.as_deref(), Some("web-y"));
         assert_eq!(pods[1].ready, Some(Duration::from_millis(600)));
         assert_eq!(whole, None);
+    }
+
+    #[test]
+    fn a_kill_across_workloads_pairs_each_pod_with_its_own_owners_replacement() {
+        // Deployment b's new pod is created first; a's killed pod was deleted first.
+        let events = vec![
+            step(1001, "pod/a-1111-xxxxx", "deleted"),
+            step(1002, "pod/a-1111-yyyyy", "deleted"),
+            step(1003, "pod/b-2222-zzzzz", "deleted"),
+            step(1010, "pod/b-2222-new01", "created"),
+            step(1020, "pod/a-1111-new02", "created"),
+            step(1030, "pod/a-1111-new03", "created"),
+            step(1100, "deployment/a", "1/3 replicas ready"),
+            step(1110, "deployment/b", "2/3 replicas ready"),
+            step(1400, "pod/a-1111-new03", "ready"),
+            step(1500, "pod/b-2222-new01", "ready"),
+            step(1600, "pod/a-1111-new02", "ready"),
+            step(1601, "deployment/a", "all replicas ready"),
+        ];
+        let t = Duration::from_millis(1000);
+        let killed = ["a-1111-yyyyy", "a-1111-xxxxx", "b-2222-zzzzz"].map(String::from);
+        let (pods, whole) = pod_recovery(&events, t, t, &killed);
+        let rep = |i: usize| pods[i].replacement.as_deref();
+        // Within a's replica set, the pod deleted first gets the first new pod.
+        assert_eq!(rep(1), Some("a-1111-new02"));
+        assert_eq!(rep(0), Some("a-1111-new03"));
+        assert_eq!(rep(2), Some("b-2222-new01"));
+        assert_eq!(pods[2].ready, Some(Duration::from_millis(500)));
+        // b reported a degradation and no recovery yet: not whole.
+        assert_eq!(whole, None);
+
+        let mut events = events;
+        events.push(step(1700, "deployment/b", "all replicas ready"));
+        let (_, whole) = pod_recovery(&events, t, t, &killed);
+        assert_eq!(
+            whole,
+            Some(Duration::from_millis(700)),
+            "the last workload back"
+        );
     }
 
     #[test]

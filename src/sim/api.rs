@@ -1220,6 +1220,7 @@ impl Api {
                     table: table_info,
                     q_include: q.get("includeObject").map(str::to_string),
                     first: true,
+                    res: info.id(),
                     info,
                     live,
                     tx,
@@ -1326,6 +1327,8 @@ struct Watch {
     table: Option<ResInfo>,
     q_include: Option<String>,
     first: bool,
+    /// `info.id()`, kept: every change of every resource passes through every watch.
+    res: ResId,
     info: ResInfo,
     live: broadcast::Receiver<Arc<Change>>,
     tx: mpsc::Sender<Bytes>,
@@ -1378,7 +1381,7 @@ impl Watch {
 
     async fn send_change(&mut self, c: &Change) -> bool {
         self.last_rv = self.last_rv.max(c.rv);
-        if c.res != self.info.id() {
+        if c.res != self.res {
             return true;
         }
         let now = self.selected(&c.obj);

@@ -133,6 +133,40 @@ pub enum TruthKind {
     WorkloadDegraded,
 }
 
+impl TruthKind {
+    /// The kebab-case name used in `--truth-out` files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TruthKind::PodCreated => "pod-created",
+            TruthKind::PodScheduled => "pod-scheduled",
+            TruthKind::PodRunning => "pod-running",
+            TruthKind::PodReady => "pod-ready",
+            TruthKind::PodDeleted => "pod-deleted",
+            TruthKind::EndpointAdded => "endpoint-added",
+            TruthKind::EndpointRemoved => "endpoint-removed",
+            TruthKind::WorkloadReady => "workload-ready",
+            TruthKind::WorkloadDegraded => "workload-degraded",
+        }
+    }
+}
+
+impl TruthEvent {
+    /// One JSON line: wall-clock nanoseconds since the Unix epoch, namespace, object, step.
+    /// Wall clock because another process (a drill, a benchmark) compares against it.
+    pub fn to_json_line(&self) -> String {
+        let unix_ns = self
+            .at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let mut line = json!({"unix_ns": unix_ns as u64, "namespace": self.namespace,
+            "object": self.object, "what": self.what.as_str()})
+        .to_string();
+        line.push('\n');
+        line
+    }
+}
+
 /// One API request as the server answered it.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
@@ -437,6 +471,16 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
+/// Writes the truth as JSON lines, atomically, so that a reader never sees half a file.
+fn write_truth(path: &std::path::Path, truth: &[TruthEvent]) -> anyhow::Result<()> {
+    let mut text = String::with_capacity(truth.len() * 120);
+    for e in truth {
+        text.push_str(&e.to_json_line());
+    }
+    crate::report::write_atomic(path, text.as_bytes())?;
+    Ok(())
+}
+
 /// `firedrill sim`: run the simulated cluster until Ctrl-C or SIGTERM.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
@@ -452,6 +496,10 @@ pub struct SimArgs {
     /// Seed of pod names, uids and sampled delays.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// On shutdown, write the ground truth of every simulated transition to this file, one
+    /// JSON object a line (benchmarks compare a drill's observations against it).
+    #[arg(long, value_name = "FILE")]
+    pub truth_out: Option<PathBuf>,
 }
 
 pub async fn run_standalone(args: SimArgs) -> anyhow::Result<()> {
@@ -496,7 +544,14 @@ pub async fn run_standalone_until(
     }
     stop.await;
     eprintln!("shutting down the simulated cluster");
+    let written = args
+        .truth_out
+        .as_ref()
+        .map(|path| write_truth(path, &handle.truth()).map(|()| path));
     handle.shutdown().await;
+    if let Some(path) = written.transpose()? {
+        eprintln!("ground truth: {}", path.display());
+    }
     Ok(())
 }
 

@@ -411,10 +411,13 @@ impl Store {
                         oldest,
                     });
                 }
+                // History is in rv order: skip to `since` instead of scanning all of it under
+                // the lock (every watcher that resumes from a list does this).
+                let first = inner.history.partition_point(|c| c.rv <= since);
                 let backlog = inner
                     .history
-                    .iter()
-                    .filter(|c| c.rv > since && &c.res == res)
+                    .range(first..)
+                    .filter(|c| &c.res == res)
                     .cloned()
                     .collect();
                 Ok((WatchStart::Backlog(backlog), rx))
@@ -458,5 +461,23 @@ mod tests {
         assert!(s.watch(&res, None, Some(cur)).is_ok());
         assert_eq!(s.list_prefix(&res, "a", "p").len(), 5);
         assert_eq!(s.list(&res, Some("a"), |_| true).0.len(), 6);
+    }
+
+    #[test]
+    fn a_watch_resumes_with_exactly_the_later_changes_of_its_resource() {
+        let s = Store::new(100);
+        let pods = ResId::new("", "pods");
+        let cms = ResId::new("", "configmaps");
+        for i in 0..10 {
+            s.create(&pods, pod(&format!("p{i}"))).unwrap();
+            s.create(&cms, pod(&format!("c{i}"))).unwrap();
+        }
+        let since = rv_of(&s.get(&pods, "a", "p4").unwrap()).unwrap();
+        let Ok((WatchStart::Backlog(changes), _)) = s.watch(&pods, None, Some(since)) else {
+            panic!("expected a backlog");
+        };
+        let names: Vec<&str> = changes.iter().map(|c| meta_str(&c.obj, "name")).collect();
+        assert_eq!(names, ["p5", "p6", "p7", "p8", "p9"]);
+        assert!(changes.iter().all(|c| c.rv > since));
     }
 }
