@@ -5,53 +5,16 @@
 //! In its own test binary on purpose: cargo runs test binaries one after another, so these
 //! do not compete for the CPU with the timing checks of `tests/proxy.rs`.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use firedrill::proxy::{ProxyConfig, ProxyServer, Stream, Toxic, ToxicKind};
+use common::proxy::{echo_server, proxy_to};
+use firedrill::proxy::{Stream, Toxic, ToxicKind};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-
-/// Aborts a background server when the test ends, however it ends.
-struct Stop(JoinHandle<()>);
-impl Drop for Stop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-async fn echo_server() -> (SocketAddr, Stop) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let h = tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let _ = s.set_nodelay(true);
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    (addr, Stop(h))
-}
-
-async fn proxy_to(upstream: SocketAddr) -> (Arc<ProxyServer>, SocketAddr) {
-    let server = ProxyServer::new(11);
-    let info = server
-        .add_proxy(ProxyConfig {
-            name: "p".into(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            upstream: upstream.to_string(),
-            enabled: true,
-        })
-        .await
-        .unwrap();
-    (server, info.listen)
-}
 
 /// Each connection costs this process up to eight descriptors (client, the proxy's two
 /// sockets and two splice pipes, echo): make sure the soft limit allows them, as a user's
@@ -68,6 +31,19 @@ fn raise_open_files(needed: u64) {
     }
 }
 
+/// A named constant latency toxic.
+fn latency(name: &str, latency: Duration, stream: Stream) -> Toxic {
+    let mut t = Toxic::new(
+        ToxicKind::Latency {
+            latency,
+            jitter: Duration::ZERO,
+        },
+        stream,
+    );
+    t.name = name.into();
+    t
+}
+
 /// A payload of its own for every connection, so that crossed wires would show.
 fn payload(conn: u64, round: u64, len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
@@ -82,7 +58,7 @@ async fn a_thousand_connections_at_once_echo_every_byte_and_all_get_the_latency(
     const LATENCY: Duration = Duration::from_millis(300);
     raise_open_files(CONNS * 8 + 256);
     let (echo, _e) = echo_server().await;
-    let (server, proxy) = proxy_to(echo).await;
+    let (server, proxy) = proxy_to(echo, 11).await;
 
     // Open all of them before any sends: a thousand connections are open through the proxy
     // at the same time.
@@ -125,15 +101,9 @@ async fn a_thousand_connections_at_once_echo_every_byte_and_all_get_the_latency(
     let first = round(std::mem::take(&mut conns), 0).await;
     assert_eq!(first.len(), CONNS as usize);
 
-    let mut t = Toxic::new(
-        ToxicKind::Latency {
-            latency: LATENCY,
-            jitter: Duration::ZERO,
-        },
-        Stream::Downstream,
-    );
-    t.name = "all".into();
-    server.add_toxic("p", t).unwrap();
+    server
+        .add_toxic("p", latency("all", LATENCY, Stream::Downstream))
+        .unwrap();
     let start = Instant::now();
     let second = round(first.into_iter().map(|(s, _)| s).collect(), 1).await;
     let wall = start.elapsed();
@@ -164,16 +134,10 @@ async fn latency_delays_a_long_stream_without_slowing_it() {
     const LATENCY: Duration = Duration::from_millis(200);
     let sink = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sink_addr = sink.local_addr().unwrap();
-    let (server, proxy) = proxy_to(sink_addr).await;
-    let mut t = Toxic::new(
-        ToxicKind::Latency {
-            latency: LATENCY,
-            jitter: Duration::ZERO,
-        },
-        Stream::Upstream,
-    );
-    t.name = "lat".into();
-    server.add_toxic("p", t).unwrap();
+    let (server, proxy) = proxy_to(sink_addr, 11).await;
+    server
+        .add_toxic("p", latency("lat", LATENCY, Stream::Upstream))
+        .unwrap();
 
     let ticks = SECS * 100;
     let per_tick = RATE / 100;
