@@ -1,8 +1,7 @@
 //! Forwarding of one client connection through the toxics of its proxy.
 //!
-//! Each direction is a *pump*. With no active toxic it moves bytes with no timers: on Linux
-//! socket → pipe → socket with splice(2), so the data never crosses into user space (see
-//! `splice`); elsewhere, or when no pipe can be had, a plain read→write loop with a large buffer. As soon as a toxic becomes active for that direction the pump switches
+//! Each direction is a *pump*. With no active toxic it is a plain read→write loop with a large
+//! buffer and no timers. As soon as a toxic becomes active for that direction the pump switches
 //! to a pipeline: a reader stamps every chunk with the instant it was read and queues it; a
 //! writer delivers each chunk when the toxics allow (latency: `read_at + latency ± jitter`).
 //! The writer watches the proxy's toxic set, so adding, changing or removing a toxic takes
@@ -26,8 +25,6 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-#[cfg(target_os = "linux")]
-use super::splice;
 use super::toxic::{Stream, Toxic, ToxicKind};
 use crate::timer::precise_sleep_until;
 
@@ -276,49 +273,30 @@ async fn pump<R, W>(
     seed: u64,
 ) -> io::Result<End>
 where
-    R: AsyncRead + Unpin + AsRef<TcpStream>,
-    W: AsyncWrite + Unpin + AsRef<TcpStream>,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
 {
     let mut st = DirState::new(stream, seed);
-    // Allocated on first use: a connection that stays on splice(2) never needs it.
-    let mut buf: Option<Vec<u8>> = None;
-    // No pipe (descriptors exhausted, not Linux): the user-space copy does the same job.
-    #[cfg(target_os = "linux")]
-    let mut splice = splice::Pipe::for_direction();
+    let mut buf = vec![0u8; FAST_BUF];
     // False once the proxy is gone: changed() would then fail at once, forever.
     let mut watching = true;
     loop {
         let set = toxics.borrow_and_update().clone();
         if st.effect(&set).is_empty() {
-            #[cfg(target_os = "linux")]
-            if let Some(p) = splice.as_ref() {
-                match splice::forward(src.as_ref(), dst.as_ref(), p, &mut toxics, &mut watching)
-                    .await?
-                {
-                    splice::Outcome::Eof => {
-                        dst.shutdown().await?;
-                        return Ok(End::Eof);
-                    }
-                    splice::Outcome::ToxicsChanged => continue,
-                    // Not a socket splice(2) supports: copy through user space from now on.
-                    splice::Outcome::Unsupported => splice = None,
-                }
-            }
             // Fast path: no timers, no queue, one large buffer.
-            let fast = buf.get_or_insert_with(|| vec![0u8; FAST_BUF]);
             loop {
                 tokio::select! {
                     biased;
                     r = toxics.changed(), if watching => {
                         if r.is_err() { watching = false; } else { break; }
                     }
-                    n = src.read(&mut fast[..]) => {
+                    n = src.read(&mut buf) => {
                         let n = n?;
                         if n == 0 {
                             dst.shutdown().await?;
                             return Ok(End::Eof);
                         }
-                        dst.write_all(&fast[..n]).await?;
+                        dst.write_all(&buf[..n]).await?;
                     }
                 }
             }

@@ -22,8 +22,6 @@
 
 mod api;
 mod link;
-#[cfg(target_os = "linux")]
-mod splice;
 mod standalone;
 mod toxic;
 
