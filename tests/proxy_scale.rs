@@ -16,9 +16,8 @@ use rand_chacha::ChaCha8Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Each connection costs this process up to eight descriptors (client, the proxy's two
-/// sockets and two splice pipes, echo): make sure the soft limit allows them, as a user's
-/// shell might not.
+/// Each connection costs this process four descriptors (client, the proxy's two sockets,
+/// echo): make sure the soft limit allows them, as a user's shell might not.
 fn raise_open_files(needed: u64) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
@@ -56,7 +55,7 @@ async fn a_thousand_connections_at_once_echo_every_byte_and_all_get_the_latency(
     const CONNS: u64 = 1000;
     const LEN: usize = 8 * 1024;
     const LATENCY: Duration = Duration::from_millis(300);
-    raise_open_files(CONNS * 8 + 256);
+    raise_open_files(CONNS * 4 + 256);
     let (echo, _e) = echo_server().await;
     let (server, proxy) = proxy_to(echo, 11).await;
 
