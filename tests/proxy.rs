@@ -1,44 +1,20 @@
 //! The built-in proxy as a user sees it: through TCP connections and the Toxiproxy-compatible
 //! control API. Every server here listens on 127.0.0.1:0 and is stopped by its test.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use firedrill::proxy::{ProxyConfig, ProxyServer, Stream, Toxic, ToxicKind};
+use common::proxy::{echo_server, proxy_to, Stop};
+use firedrill::proxy::{ProxyServer, Stream, Toxic, ToxicKind};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-
-/// Aborts a background server when the test ends, however it ends.
-struct Stop(Vec<JoinHandle<()>>);
-impl Drop for Stop {
-    fn drop(&mut self) {
-        for h in &self.0 {
-            h.abort();
-        }
-    }
-}
-
-async fn echo_server() -> (SocketAddr, Stop) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let h = tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let _ = s.set_nodelay(true);
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    (addr, Stop(vec![h]))
-}
 
 /// A proxy server with its API on 127.0.0.1:0, and one proxy named "p" in front of `upstream`.
 struct Fixture {
@@ -51,16 +27,7 @@ struct Fixture {
 }
 
 async fn fixture(upstream: SocketAddr) -> Fixture {
-    let server = ProxyServer::new(7);
-    let info = server
-        .add_proxy(ProxyConfig {
-            name: "p".into(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            upstream: upstream.to_string(),
-            enabled: true,
-        })
-        .await
-        .unwrap();
+    let (server, listen) = proxy_to(upstream, 7).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -75,7 +42,7 @@ async fn fixture(upstream: SocketAddr) -> Fixture {
     Fixture {
         server,
         api,
-        proxy: info.listen,
+        proxy: listen,
         http: reqwest::Client::builder().no_proxy().build().unwrap(),
         _stop: Stop(vec![h]),
         _shutdown: tx,

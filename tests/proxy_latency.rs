@@ -3,9 +3,11 @@
 //! In its own test binary on purpose: cargo runs test binaries one after another, so the
 //! bulk-transfer tests of `tests/proxy.rs` do not compete with this one for the CPU.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use firedrill::proxy::{ProxyConfig, ProxyServer};
+use common::proxy::proxy_to;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -27,17 +29,7 @@ async fn latency_added_through_the_api_is_accurate() {
             }
         }
     });
-    let server = ProxyServer::new(7);
-    let proxy = server
-        .add_proxy(ProxyConfig {
-            name: "p".into(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            upstream: echo.to_string(),
-            enabled: true,
-        })
-        .await
-        .unwrap()
-        .listen;
+    let (server, proxy) = proxy_to(echo, 7).await;
     let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/proxies/p/toxics", api.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

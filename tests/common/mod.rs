@@ -4,6 +4,7 @@
 
 pub mod net;
 pub mod patroni;
+pub mod proxy;
 pub mod sim;
 
 use std::path::Path;
