@@ -339,9 +339,12 @@ def negative_durations():
 
 def zero_durations():
     c = "zero-durations"
-    for key in ["http-timeout", "max-latency", "every", "every-during", "tcp-timeout",
+    for key in ["http-timeout", "max-latency", "every", "tcp-timeout",
                 "command-timeout", "objective", "recovery-timeout", "failing-for"]:
         add(c, key, set_duration(key, "0s"))
+    # http and tcp probes may check back to back (`every-during: 0s`); other kinds may not.
+    smoke = '  smoke:\n    command:\n      run: ["true"]\n'
+    add(c, "every-during", sub(smoke, smoke + "    every-during: 0s\n"))
     add(c, "bare-zero-objective", set_duration("objective", "0"))
     add(c, "zero-ms-every", set_duration("every", "0ms"))
     add(c, "zero-compound", set_duration("objective", "0h 0m 0s"))
