@@ -471,12 +471,7 @@ fn kube_sources(exp: &experiment::Experiment, client: &kube::Client) -> Vec<dril
         }
     }
     for f in &exp.faults {
-        let target = match f {
-            experiment::FaultSpec::PodKill { target, .. } => Some(target.as_str()),
-            experiment::FaultSpec::DbFailover(spec) => spec.pod_target(),
-            _ => None,
-        };
-        if let Some(target) = target {
+        if let Some(target) = f.pod_target() {
             if let Some(experiment::TargetKind::Kubernetes(k)) = exp.target(target).map(|t| &t.kind)
             {
                 sources.push(Box::new(crate::probe::kube::pod_phases(
@@ -970,8 +965,6 @@ fn spawn_signal_handler(cancel: CancellationToken) {
     });
 }
 
-/// The safety checks before anything is touched: a protected environment's conditions
-/// (src/safety/guard.rs), and `local` never reaching a real cluster. `Err` is the exit code.
 /// The promotion gate holds a run by hand like a scheduled one: an environment with
 /// `promote-from` runs a drill only after this version passed upstream (judged from the
 /// reports folder), unless `--skip-promotion-gate` says otherwise. Nothing is touched when held.
@@ -981,6 +974,10 @@ fn promotion_gate(
     exp: &experiment::Experiment,
 ) -> Result<(), u8> {
     use crate::schedule::promotion::{gate, history, Gate, Held};
+    // Most environments have no gate: do not read the whole reports folder for them.
+    if env.promote_from.is_none() {
+        return Ok(());
+    }
     let runs = history(&args.report_dir);
     let now = chrono::Utc::now();
     let Gate::Held(held) = gate(&runs, &exp.name, &exp.source.content_hash, env, now) else {
@@ -1004,6 +1001,8 @@ fn promotion_gate(
     Err(EXIT_REFUSED)
 }
 
+/// The safety checks before anything is touched: a protected environment's conditions
+/// (src/safety/guard.rs), and `local` never reaching a real cluster. `Err` is the exit code.
 fn guard(
     args: &RunArgs,
     env: &Environment,
@@ -1018,7 +1017,7 @@ fn guard(
         );
         return Err(EXIT_INVALID);
     }
-    let current = safety::guard::current_context();
+    let current = crate::platform::kube::current_context();
     let request = safety::guard::Request {
         environment: &env.name,
         protected: env.protected,

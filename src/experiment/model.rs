@@ -320,6 +320,18 @@ pub enum FaultSpec {
     Latency(crate::fault::latency::LatencySpec),
 }
 
+impl FaultSpec {
+    /// The Kubernetes target whose pods this fault deletes: a pod-kill's, or a kill-primary's
+    /// on Kubernetes.
+    pub fn pod_target(&self) -> Option<&str> {
+        match self {
+            FaultSpec::PodKill { target, .. } => Some(target),
+            FaultSpec::DbFailover(spec) => spec.pod_target(),
+            _ => None,
+        }
+    }
+}
+
 /// A TCP proxy firedrill runs for the drill's duration (the `proxy:` section).
 #[derive(Debug, Clone, Serialize)]
 pub struct ProxyDecl {

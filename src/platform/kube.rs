@@ -51,10 +51,7 @@ impl ClusterRef {
     /// it is now) in the kubeconfig files this process sees.
     pub fn of(env: &Environment) -> ClusterRef {
         let kubeconfig = std::env::var("KUBECONFIG").ok().filter(|v| !v.is_empty());
-        let context = env
-            .kube_context
-            .clone()
-            .or_else(|| Kubeconfig::read().ok().and_then(|kc| kc.current_context));
+        let context = env.kube_context.clone().or_else(current_context);
         ClusterRef {
             kubeconfig,
             context,
@@ -75,16 +72,22 @@ impl ClusterRef {
     }
 }
 
-/// A client for the environment: its `kube-context` from the default kubeconfig, or, without
-/// one, whatever `kube::Config::infer` finds (in-cluster service account, then kubeconfig).
+/// A client for the environment: its `kube-context` from the kubeconfig, or, without one,
+/// whatever `kube::Config::infer` finds (in-cluster service account, then kubeconfig).
 pub async fn client_for(env: &Environment) -> Result<Client, KubeError> {
-    let config = match &env.kube_context {
-        Some(_) => config_for(&ClusterRef::of(env)).await?,
-        None => Config::infer()
-            .await
-            .map_err(|e| KubeError::Config(e.to_string()))?,
+    let cluster = match env.kube_context {
+        Some(_) => ClusterRef::of(env),
+        None => ClusterRef::default(),
     };
-    client_from(config)
+    client_for_cluster(&cluster).await
+}
+
+/// The kubeconfig's current context (`KUBECONFIG` or `~/.kube/config`).
+pub fn current_context() -> Option<String> {
+    Kubeconfig::read()
+        .ok()
+        .and_then(|k| k.current_context)
+        .filter(|c| !c.is_empty())
 }
 
 /// A client for a pinned cluster (see [`ClusterRef`]).

@@ -100,14 +100,6 @@ pub fn confirm(environment: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The kubeconfig's current context (`KUBECONFIG` or `~/.kube/config`).
-pub fn current_context() -> Option<String> {
-    kube::config::Kubeconfig::read()
-        .ok()
-        .and_then(|k| k.current_context)
-        .filter(|c| !c.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

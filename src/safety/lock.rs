@@ -53,8 +53,8 @@ fn held_message(scope: &str, holder: Option<&Holder>) -> String {
 }
 
 /// The scopes a drill touches in an environment, sorted: each Kubernetes namespace of a
-/// pod-kill target or of a kill-primary's pods, each database cluster (its Patroni endpoints) of a db-failover, and the
-/// experiment itself for faults without a narrower scope. A cluster simulated inside this
+/// pod-kill target or of a kill-primary's pods, each database cluster (its Patroni endpoints)
+/// of a db-failover, and the experiment itself for faults without a narrower scope. A cluster simulated inside this
 /// process (`simulated`) is private to it: its scope names this process.
 pub fn scopes(
     exp: &crate::experiment::Experiment,
@@ -73,21 +73,17 @@ pub fn scopes(
         }
     };
     for f in &exp.faults {
-        // A kill-primary on Kubernetes deletes a pod: its namespace is a scope too.
-        if let Some(target) = match f {
-            FaultSpec::DbFailover(spec) => spec.pod_target(),
-            _ => None,
-        } {
+        // A fault that deletes pods locks their namespace; a db-failover also its cluster.
+        if let Some(target) = f.pod_target() {
             out.push(format!("{environment}/{}", pods(target)));
         }
         let scope = match f {
-            FaultSpec::PodKill { target, .. } => pods(target),
             FaultSpec::DbFailover(spec) if !spec.patroni.is_empty() => {
                 let mut members = spec.patroni.clone();
                 members.sort();
                 format!("db/{}", members.join(","))
             }
-            FaultSpec::DbFailover(spec) if spec.pod_target().is_some() => continue,
+            _ if f.pod_target().is_some() => continue,
             _ => format!("experiment/{}", exp.name),
         };
         out.push(format!("{environment}/{scope}"));
