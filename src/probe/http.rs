@@ -25,11 +25,7 @@ use crate::timeline::human;
 pub(crate) const MAX_BODY: usize = 1 << 20;
 
 pub struct HttpChecker {
-    /// The general client, for https (None on the plain-http fast path: building one loads the
-    /// platform's certificate store, which a plain-http probe does not need).
-    client: Option<Client>,
-    /// The plain-http fast path (None for https).
-    plain: Option<Plain>,
+    transport: Transport,
     method: Method,
     url: Url,
     headers: HeaderMap,
@@ -39,20 +35,27 @@ pub struct HttpChecker {
     max_latency: Option<Duration>,
 }
 
+/// How a probe reaches its URL.
+enum Transport {
+    /// plain http: one kept-alive hyper connection, the fast path.
+    Plain(Plain),
+    /// https (or an http URL the fast path cannot take): the general client. Only built here,
+    /// since building one loads the platform's certificate store.
+    Client(Client),
+}
+
 impl HttpChecker {
     pub fn new(spec: &HttpProbe) -> Result<Self, String> {
         let url = Url::parse(&spec.url).map_err(|e| format!("invalid url: {e}"))?;
         let method =
             Method::from_bytes(spec.method.as_bytes()).map_err(|_| "invalid method".to_string())?;
         let headers = header_map(&spec.headers)?;
-        let plain = (url.scheme() == "http").then(|| Plain::new(&url)).flatten();
-        let client = match plain {
-            Some(_) => None,
-            None => Some(client(spec.timeout)?),
+        let transport = match (url.scheme() == "http").then(|| Plain::new(&url)).flatten() {
+            Some(plain) => Transport::Plain(plain),
+            None => Transport::Client(client(spec.timeout)?),
         };
         Ok(HttpChecker {
-            client,
-            plain,
+            transport,
             method,
             url,
             headers,
@@ -64,69 +67,79 @@ impl HttpChecker {
     }
 
     pub async fn check(&mut self) -> Result<(), Reason> {
-        if self.plain.is_some() {
-            return self.check_plain().await;
-        }
         let started = Instant::now();
-        let Some(client) = &self.client else {
-            return Err("no http client".into());
+        let (status, body) = match &mut self.transport {
+            Transport::Plain(plain) => {
+                plain
+                    .exchange(&self.method, &self.headers, self.timeout)
+                    .await?
+            }
+            Transport::Client(client) => {
+                let response = client
+                    .request(self.method.clone(), self.url.clone())
+                    .headers(self.headers.clone())
+                    .send()
+                    .await
+                    .map_err(|e| describe(&e, self.timeout))?;
+                let status = response.status().as_u16();
+                // Read (and so drain, for the connection's reuse) even without body-contains:
+                // a failure here is a failed check too.
+                let body = read_capped(response)
+                    .await
+                    .map_err(|e| describe(&e, self.timeout))?;
+                (status, Bytes::from(body))
+            }
         };
-        let response = client
-            .request(self.method.clone(), self.url.clone())
-            .headers(self.headers.clone())
-            .send()
-            .await
-            .map_err(|e| self.describe(&e))?;
-        let status = response.status().as_u16();
+        self.judge(status, &body, started.elapsed())
+    }
+
+    /// The verdict on an answer: status, body-contains, then max-latency.
+    fn judge(&self, status: u16, body: &[u8], took: Duration) -> Result<(), Reason> {
         let status_ok = if self.expect_status.is_empty() {
             (200..300).contains(&status)
         } else {
             self.expect_status.contains(&status)
         };
+        if !status_ok {
+            return Err(format!("status {status}"));
+        }
         if let Some(needle) = &self.body_contains {
-            let body = read_capped(response).await.map_err(|e| self.describe(&e))?;
-            if !status_ok {
-                return Err(format!("status {status}"));
-            }
-            if !body.contains(needle.as_str()) {
+            if !String::from_utf8_lossy(body).contains(needle.as_str()) {
                 return Err(format!("body does not contain {needle:?}"));
             }
-        } else {
-            // Drain so the connection can be reused; a failure here is a failed check too.
-            read_capped(response).await.map_err(|e| self.describe(&e))?;
-            if !status_ok {
-                return Err(format!("status {status}"));
-            }
         }
-        let took = started.elapsed();
         match self.max_latency {
             Some(max) if took > max => Err(format!("latency {} > {}", human(took), human(max))),
             _ => Ok(()),
         }
     }
+}
 
-    async fn check_plain(&mut self) -> Result<(), Reason> {
-        let started = Instant::now();
-        let timeout = self.timeout;
-        let Some(plain) = self.plain.as_mut() else {
-            return Err("no connection".into());
-        };
+impl Plain {
+    /// One request on the kept-alive connection (dialled anew after a failure), within
+    /// `timeout`: the status and the body (read up to [`MAX_BODY`]).
+    async fn exchange(
+        &mut self,
+        method: &Method,
+        headers: &HeaderMap,
+        timeout: Duration,
+    ) -> Result<(u16, Bytes), Reason> {
         let mut req = hyper::Request::builder()
-            .method(self.method.clone())
-            .uri(plain.path.clone())
-            .header(hyper::header::HOST, plain.authority.clone())
+            .method(method.clone())
+            .uri(self.path.clone())
+            .header(hyper::header::HOST, self.authority.clone())
             .header(
                 hyper::header::USER_AGENT,
                 concat!("firedrill/", env!("CARGO_PKG_VERSION")),
             );
-        for (k, v) in &self.headers {
+        for (k, v) in headers {
             req = req.header(k, v);
         }
         let req = req
             .body(Empty::<Bytes>::new())
             .map_err(|e| format!("invalid request: {e}"))?;
         let exchange = async {
-            let sender = plain.connect(timeout).await?;
+            let sender = self.connect(timeout).await?;
             sender
                 .ready()
                 .await
@@ -147,36 +160,11 @@ impl HttpChecker {
             Ok(r) => r,
             Err(_) => Err(format!("timed out after {}", human(timeout))),
         };
-        let (status, body) = match result {
-            Ok(x) => x,
-            Err(e) => {
-                // A broken or timed-out connection is not reused: the next check dials anew.
-                plain.sender = None;
-                return Err(e);
-            }
-        };
-        let status_ok = if self.expect_status.is_empty() {
-            (200..300).contains(&status)
-        } else {
-            self.expect_status.contains(&status)
-        };
-        if !status_ok {
-            return Err(format!("status {status}"));
+        if result.is_err() {
+            // A broken or timed-out connection is not reused: the next check dials anew.
+            self.sender = None;
         }
-        if let Some(needle) = &self.body_contains {
-            if !String::from_utf8_lossy(&body).contains(needle.as_str()) {
-                return Err(format!("body does not contain {needle:?}"));
-            }
-        }
-        let took = started.elapsed();
-        match self.max_latency {
-            Some(max) if took > max => Err(format!("latency {} > {}", human(took), human(max))),
-            _ => Ok(()),
-        }
-    }
-
-    fn describe(&self, e: &reqwest::Error) -> Reason {
-        describe(e, self.timeout)
+        result
     }
 }
 
