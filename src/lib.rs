@@ -16,5 +16,7 @@ pub mod report;
 pub mod safety;
 pub mod schedule;
 pub mod sim;
+#[cfg(test)]
+mod testing;
 pub mod timeline;
 pub mod timer;

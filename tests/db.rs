@@ -385,9 +385,8 @@ async fn failover_drills_measure_rto_and_rpo_against_the_database_itself() {
 
 #[tokio::test]
 async fn bad_inputs_are_clear_errors_without_a_cluster() {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    drop(l);
+    let (_closed, addr) = common::net::refusing_addr();
+    let port = addr.port();
     let dsn = format!("host=127.0.0.1,127.0.0.1 port={port},{port} user=u password=hunter2 dbname=d target_session_attrs=read-write");
     let mut w = PostgresWriter::new(&writer_spec(&dsn), "r", Clock::start()).unwrap();
     let e = w.prepare().await.unwrap_err().to_string();

@@ -342,7 +342,8 @@ async fn query_errors_and_bad_answers_are_failed_samples() {
     let dir = tempfile::tempdir().unwrap();
     let (shop_addr, _shop) = start_shop(dir.path()).await;
     let prom = start_prometheus(shop_addr).await;
-    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let (_closed, closed_addr) = common::net::refusing_addr();
+    let nobody = format!("http://{closed_addr}");
     // Accepts connections (the kernel's backlog) but never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_url = format!("http://{}", silent.local_addr().unwrap());

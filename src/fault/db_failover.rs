@@ -933,9 +933,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_down_rest_api_fails_prepare_clearly() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", l.local_addr().unwrap());
-        drop(l);
+        let (_closed, addr) = crate::testing::refusing_addr();
+        let url = format!("http://{addr}");
         let f = DbFailover::new(
             "db",
             spec(

@@ -582,9 +582,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_down_api_is_a_clear_error() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(l);
+        let (_closed, addr) = crate::testing::refusing_addr();
         let c = PatroniClient::new([format!("http://{addr}")])
             .unwrap()
             .with_retry(fast());

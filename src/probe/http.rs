@@ -352,9 +352,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_connection_is_a_failure_with_its_cause() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/", l.local_addr().unwrap());
-        drop(l);
+        let (_closed, addr) = crate::testing::refusing_addr();
+        let url = format!("http://{addr}/");
         let r = HttpChecker::new(&spec(url))
             .unwrap()
             .check()

@@ -192,9 +192,7 @@ mod tests {
     #[tokio::test]
     async fn a_probe_switches_to_the_fast_pace_at_once_and_marks_failures() {
         // A TCP probe against a port nobody listens on: every sample fails with a reason.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
+        let (_closed, addr) = crate::testing::refusing_addr();
         let spec = ProbeSpec {
             name: "tcp".into(),
             kind: ProbeKind::Tcp(TcpProbe {

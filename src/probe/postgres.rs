@@ -675,9 +675,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_dsn_is_a_clear_error_without_the_password() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        drop(l);
+        let (_closed, addr) = crate::testing::refusing_addr();
+        let port = addr.port();
         let dsn = format!("host=127.0.0.1 port={port} user=u password=hunter2 dbname=d");
         let mut c = PostgresChecker::new(&spec(
             &dsn,

@@ -15,6 +15,16 @@ pub async fn http_ok_server() -> SocketAddr {
     addr
 }
 
+/// A loopback address that refuses connections for as long as the returned socket lives: bound,
+/// never listening, so the port cannot be reused by a test running in parallel (binding a
+/// listener and dropping it can hand the port to another test's server).
+pub fn refusing_addr() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
 /// A Toxiproxy-compatible control API with one proxy, `name`, in front of `upstream`. The API
 /// stops when this is dropped.
 pub struct ToxiproxyApi {
