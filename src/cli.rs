@@ -653,12 +653,7 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
     let run_id = drill::plan::new_run_id();
     let since = safety::now_rfc3339();
     let scopes = lock::scopes(&exp, &env.name, sim.is_some());
-    let holder = lock::Holder {
-        pid: std::process::id(),
-        run_id: run_id.clone(),
-        experiment: exp.name.clone(),
-        since: since.clone(),
-    };
+    let holder = lock::Holder::this_process(&run_id, &exp.name, &since);
     let _scope_lock = match lock::acquire(state_dir, &scopes, &holder) {
         Ok(l) => l,
         Err(e @ lock::LockError::Held { .. }) => {

@@ -167,13 +167,13 @@ async fn bandwidth_limits_the_rate() {
     let (echo, _e) = echo_server().await;
     let f = fixture(echo).await;
     let mut s = f.connect().await;
-    let msg = vec![7u8; 100 * 1024];
+    let msg = vec![7u8; 100_000];
     let fast = round_trip(&mut s, &msg).await;
     let mut t = Toxic::new(ToxicKind::Bandwidth { rate_kb: 200 }, Stream::Downstream);
     t.name = "bw".into();
     f.server.add_toxic("p", t).unwrap();
     let slow = round_trip(&mut s, &msg).await;
-    // 100 KiB at 200 KiB/s: about half a second.
+    // 100 kB at 200 KB/s (Toxiproxy's KB: 1000 bytes): half a second.
     assert!(fast < Duration::from_millis(200), "no toxic: {fast:?}");
     assert!(
         slow >= Duration::from_millis(400) && slow < Duration::from_millis(1500),

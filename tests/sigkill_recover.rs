@@ -1,6 +1,7 @@
 //! SIGKILL at many points of a drill with a revertible network fault, then `firedrill recover`:
-//! nothing may be left behind, checked from outside the runner — the toxics of a
-//! Toxiproxy-compatible server, and NetworkChaos objects in the simulated cluster. (The
+//! nothing may be left behind, checked from outside the runner — the toxics and the enabled
+//! state of a Toxiproxy-compatible server's proxy, and NetworkChaos objects in the simulated
+//! cluster. (The
 //! built-in proxy a drill starts itself dies with the runner, and its toxics with it.)
 
 mod common;
@@ -173,6 +174,34 @@ recovery: {{ objective: 3s, stable-for: 200ms, timeout: 20s }}
 }
 
 #[test]
+fn a_toxiproxy_proxy_taken_down_is_enabled_again_by_recover_at_every_point() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let api = rt.block_on(async {
+        common::net::toxiproxy_api("web", common::net::http_ok_server().await).await
+    });
+    let (proxy_addr, api_url) = (api.listen, api.url.clone());
+    let r = Runner::new(&format!(
+        r#"name: web-down
+probes:
+  web-http:
+    http: {{ url: "http://{proxy_addr}/", timeout: 1s }}
+    every: 50ms
+faults:
+  - down: {{ toxiproxy: {{ url: "{api_url}", proxy: web }}, duration: 2s }}
+recovery: {{ objective: 3s, stable-for: 200ms, timeout: 20s }}
+"#
+    ));
+    let disabled = || usize::from(!api.server.proxy("web").unwrap().enabled);
+    let left = r.kill_everywhere(&[], None, disabled);
+    assert!(
+        left >= 3,
+        "only {left} kills left the proxy down to recover"
+    );
+    drop(api);
+    drop(rt);
+}
+
+#[test]
 fn network_chaos_is_deleted_by_recover_in_the_runs_own_cluster_at_every_point() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let scenario = parse_scenario(
@@ -188,7 +217,7 @@ fn network_chaos_is_deleted_by_recover_in_the_runs_own_cluster_at_every_point() 
         kube::Api::namespaced_with(
             sim.kube_client().await.unwrap(),
             "shop",
-            &firedrill::fault::latency::network_chaos(),
+            &firedrill::fault::network::network_chaos(),
         )
     });
     let mut r = Runner::new(

@@ -312,20 +312,21 @@ impl Executor<'_> {
                 Ok(None) => Ok(String::new()),
                 Err(e) => Err(e),
             };
-            // Write ahead: the intent and its undo are durable before the call is made.
+            // Write ahead: the intent and its undo are durable before the call is made. The
+            // plan is taken once: after a failed call it still names what the call may have
+            // created (an injection names the next one differently).
+            let plan = f.planned_revert();
             let seq = match (&prepared, &self.opts.journal) {
-                (Ok(chosen), Some(j)) => {
-                    match j.intent(&f.label(), &f.describe(), chosen, &f.planned_revert()) {
-                        Ok(seq) => Some(seq),
-                        Err(e) => {
-                            inject_error = Some(format!(
-                                "cannot write the journal, so {} was not injected: {e}",
-                                f.label()
-                            ));
-                            break;
-                        }
+                (Ok(chosen), Some(j)) => match j.intent(&f.label(), &f.describe(), chosen, &plan) {
+                    Ok(seq) => Some(seq),
+                    Err(e) => {
+                        inject_error = Some(format!(
+                            "cannot write the journal, so {} was not injected: {e}",
+                            f.label()
+                        ));
+                        break;
                     }
-                }
+                },
                 _ => None,
             };
             let injected_now = match prepared {
@@ -357,7 +358,7 @@ impl Executor<'_> {
                 }
                 Err(e) => {
                     if seq.is_some() {
-                        maybe.push((f.label(), f.planned_revert(), seq));
+                        maybe.push((f.label(), plan, seq));
                     }
                     self.rec.event(
                         Some(index),

@@ -61,7 +61,8 @@ impl Plan {
         experiment
             .faults
             .iter()
-            .map(|f| Fault::build(f, experiment, ctx))
+            .enumerate()
+            .map(|(i, f)| Fault::build(f, i, experiment, ctx))
             .collect()
     }
 }

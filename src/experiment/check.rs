@@ -410,6 +410,47 @@ pub fn duration(text: &str) -> Check<Duration> {
     })
 }
 
+/// Parses a data rate such as `512KB/s`, `1.5MiB/s` or `8Mbit/s` into bytes per second.
+/// `KB`, `MB`, `GB` are decimal (as Toxiproxy's KB/s), `KiB`, `MiB`, `GiB` binary, and
+/// `kbit`, `Mbit`, `Gbit` bits.
+pub fn rate(text: &str) -> Check<u64> {
+    let help = "write a number, a unit and `/s`, e.g. `512KB/s`, `1MiB/s` or `8Mbit/s`";
+    let bad = |why: &str| Invalid::new(format!("invalid rate `{text}`: {why}")).help(help);
+    let t = text.trim();
+    let Some(amount) = t.strip_suffix("/s") else {
+        return Err(bad("it needs a unit per second"));
+    };
+    let split = amount
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| bad("it needs a unit"))?;
+    let (number, unit) = amount.split_at(split);
+    let number: f64 = number.parse().map_err(|_| bad("expected a number"))?;
+    let bytes = match unit.trim() {
+        "B" => 1.0,
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "bit" => 1.0 / 8.0,
+        "kbit" | "Kbit" => 1e3 / 8.0,
+        "Mbit" => 1e6 / 8.0,
+        "Gbit" => 1e9 / 8.0,
+        other => {
+            return Err(
+                Invalid::new(format!("invalid rate `{text}`: unknown unit `{other}`"))
+                    .help("units: B, KB, MB, GB (1000), KiB, MiB, GiB (1024), kbit, Mbit, Gbit"),
+            )
+        }
+    };
+    let b = (number * bytes).round();
+    if !b.is_finite() || b >= u64::MAX as f64 {
+        return Err(bad("the number is too large"));
+    }
+    Ok(b as u64)
+}
+
 /// Signal names a process-kill fault may send.
 pub const SIGNALS: &[&str] = &[
     "SIGKILL", "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGSTOP", "SIGCONT",
@@ -513,6 +554,20 @@ pub fn format_duration(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rates_in_every_unit_and_the_usual_mistakes() {
+        assert_eq!(super::rate("512KB/s"), Ok(512_000));
+        assert_eq!(super::rate("1.5MiB/s"), Ok(1_572_864));
+        assert_eq!(super::rate("8Mbit/s"), Ok(1_000_000));
+        assert_eq!(super::rate(" 100 B/s "), Ok(100));
+        let e = super::rate("1MB").unwrap_err();
+        assert!(e.message.contains("per second"), "{e:?}");
+        let e = super::rate("1mb/s").unwrap_err();
+        assert_eq!(e.message, "invalid rate `1mb/s`: unknown unit `mb`");
+        assert!(super::rate("fast/s").is_err());
+        assert!(super::rate("1e400B/s").is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -21,6 +21,8 @@ use super::node::{self, Kind, Node, Span};
 use super::raw::*;
 use super::LoadOptions;
 
+mod network;
+
 const DAY: Duration = Duration::from_secs(24 * 3600);
 const HOUR: Duration = Duration::from_secs(3600);
 const MS: Duration = Duration::from_millis(1);
@@ -57,6 +59,10 @@ const FAULT_KINDS: &[&str] = &[
     "command",
     "db-failover",
     "latency",
+    "bandwidth",
+    "loss",
+    "down",
+    "partition",
 ];
 /// Default and minimum sampling interval of a `prometheus` probe (see `probes`).
 const PROMETHEUS_EVERY: Duration = Duration::from_secs(5);
@@ -1545,84 +1551,6 @@ impl Builder<'_, '_> {
         out
     }
 
-    fn latency(
-        &mut self,
-        n: &Node,
-        path: &str,
-        spec: &crate::fault::latency::LatencySpec,
-        proxies: &[String],
-    ) {
-        let backends = [
-            spec.proxy.is_some(),
-            spec.toxiproxy.is_some(),
-            spec.chaos_mesh.is_some(),
-        ];
-        if backends.iter().filter(|b| **b).count() != 1 {
-            self.cx.error(
-                n.span,
-                path,
-                "a latency fault needs exactly one of `proxy`, `toxiproxy` or `chaos-mesh`",
-                Some("e.g. `proxy: db` for a proxy of the `proxy:` section".into()),
-            );
-        }
-        if let Some(p) = &spec.proxy {
-            if !proxies.contains(p) {
-                let help =
-                    crate::experiment::diag::did_you_mean(p, proxies.iter().map(String::as_str))
-                        .map(|m| format!("did you mean `{m}`?"))
-                        .or_else(|| Some("declare it in the `proxy:` section".into()));
-                self.cx.error(
-                    at(n, "proxy"),
-                    &child_path(path, "proxy"),
-                    format!("no proxy named `{p}`"),
-                    help,
-                );
-            }
-        }
-        if let Some(c) = &spec.chaos_mesh {
-            if c.selector.split(',').any(|kv| {
-                kv.split_once('=').is_none_or(|(k, v)| {
-                    k.trim().is_empty() || v.trim().is_empty() || v.contains('=') || k.contains('!')
-                })
-            }) {
-                self.cx.error(
-                    at(n, "chaos-mesh"),
-                    &child_path(path, "chaos-mesh.selector"),
-                    format!(
-                        "Chaos Mesh needs an equality selector, not `{}`",
-                        c.selector
-                    ),
-                    Some("write `key=value[,key=value]`".into()),
-                );
-            }
-        }
-        let limit = |d: Duration, what: &str, min: Duration, max: Duration, cx: &mut Ctx| {
-            if d < min || d > max {
-                cx.error(
-                    at(n, what),
-                    &child_path(path, what),
-                    format!(
-                        "`{what}` must be between {} and {}",
-                        humantime::format_duration(min),
-                        humantime::format_duration(max)
-                    ),
-                    None,
-                );
-            }
-        };
-        limit(spec.latency, "latency", MS, HOUR, &mut self.cx);
-        limit(spec.jitter, "jitter", Duration::ZERO, HOUR, &mut self.cx);
-        limit(spec.duration, "duration", MS, DAY, &mut self.cx);
-        if spec.correlation.is_some_and(|c| c > 100) {
-            self.cx.error(
-                at(n, "correlation"),
-                &child_path(path, "correlation"),
-                "correlation is a percentage, 0 to 100",
-                None,
-            );
-        }
-    }
-
     fn faults(&mut self, root: &Node, proxies: &[String]) -> Vec<FaultSpec> {
         let mut out = Vec::new();
         let Some(n) = root.get("faults") else {
@@ -1707,13 +1635,9 @@ impl Builder<'_, '_> {
                         signal,
                     }
                 }),
-                "latency" => self
-                    .cx
-                    .de::<crate::fault::latency::LatencySpec>(body, &bpath)
-                    .map(|spec| {
-                        self.latency(body, &bpath, &spec, proxies);
-                        FaultSpec::Latency(spec)
-                    }),
+                kind if crate::fault::network::KINDS.contains(&kind) => self
+                    .network(kind, body, &bpath, proxies)
+                    .map(FaultSpec::Network),
                 "db-failover" => self
                     .cx
                     .de::<crate::fault::db_failover::DbFailoverSpec>(body, &bpath)

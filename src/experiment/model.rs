@@ -316,8 +316,9 @@ pub enum FaultSpec {
     },
     /// Fail a database cluster over (Patroni switchover/failover, kill the primary, or a command).
     DbFailover(crate::fault::db_failover::DbFailoverSpec),
-    /// Add network latency for a duration (built-in proxy, Toxiproxy or Chaos Mesh).
-    Latency(crate::fault::latency::LatencySpec),
+    /// A network fault for a duration: latency, bandwidth, loss, down or partition (built-in
+    /// proxy, Toxiproxy or Chaos Mesh).
+    Network(crate::fault::network::NetworkSpec),
 }
 
 impl FaultSpec {

@@ -73,6 +73,26 @@ impl<'de> Deserialize<'de> for Percent {
     }
 }
 
+/// A data rate (`512KB/s`) in bytes per second; range-checked by the loader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataRate(pub u64);
+
+impl<'de> Deserialize<'de> for DataRate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DataRate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a rate such as `512KB/s` or `8Mbit/s`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DataRate, E> {
+                check::rate(v).map(DataRate).map_err(custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// An error rate: a fraction (`0.5`) or a percentage (`"50%"`); range-checked by the loader.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate(pub f64);
@@ -391,4 +411,23 @@ pub struct RawEnvironment {
 #[serde(rename_all = "kebab-case")]
 pub enum RawConcurrency {
     Forbid,
+}
+
+/// Every key of the network fault kinds (`latency`, `bandwidth`, `loss`, `down`,
+/// `partition`); the loader says which apply to which kind and backend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawNetwork {
+    pub proxy: Option<String>,
+    pub toxiproxy: Option<crate::fault::network::ToxiproxyRef>,
+    pub chaos_mesh: Option<crate::fault::network::ChaosMeshRef>,
+    pub duration: Dur,
+    pub stream: Option<crate::proxy::Stream>,
+    pub latency: Option<Dur>,
+    pub jitter: Option<Dur>,
+    pub correlation: Option<Percent>,
+    pub rate: Option<DataRate>,
+    pub loss: Option<Percent>,
+    pub peers: Option<String>,
+    pub direction: Option<crate::fault::network::PartitionDirection>,
 }

@@ -8,7 +8,7 @@
 
 pub mod command;
 pub mod db_failover;
-pub mod latency;
+pub mod network;
 pub mod pod_kill;
 pub mod process_kill;
 
@@ -46,8 +46,15 @@ pub enum RevertPlan {
     },
     /// Remove a toxic from a proxy the drill runs (it also expires by itself).
     ProxyToxic { proxy: String, toxic: String },
+    /// Enable again a proxy the drill runs (a `down` fault disabled it).
+    ProxyEnable { proxy: String },
     /// DELETE this URL (a Toxiproxy toxic); 404 means already reverted.
     HttpDelete { url: String },
+    /// POST this JSON body to this URL (enable a Toxiproxy proxy again); 404 means gone.
+    HttpPost {
+        url: String,
+        body: serde_json::Value,
+    },
     /// Delete this Kubernetes object (a NetworkChaos); 404 means already reverted.
     KubeDelete {
         api_version: String,
@@ -66,7 +73,9 @@ impl RevertPlan {
             RevertPlan::ProxyToxic { proxy, toxic } => {
                 format!("remove toxic {toxic} from proxy {proxy}")
             }
+            RevertPlan::ProxyEnable { proxy } => format!("enable proxy {proxy}"),
             RevertPlan::HttpDelete { url } => format!("DELETE {url}"),
+            RevertPlan::HttpPost { url, body } => format!("POST {url} {body}"),
             RevertPlan::KubeDelete {
                 kind,
                 namespace,
@@ -101,7 +110,7 @@ pub enum Fault {
     ProcessKill(process_kill::ProcessKill),
     Command(command::CommandFault),
     PodKill(Box<pod_kill::PodKill>),
-    Latency(Box<latency::LatencyFault>),
+    Network(Box<network::NetworkFault>),
     DbFailover(Box<db_failover::DbFailover>),
 }
 
@@ -118,7 +127,7 @@ pub struct BuildContext {
     pub run_id: String,
 }
 
-pub use latency::RevertContext;
+pub use network::RevertContext;
 
 impl BuildContext {
     /// What reverting needs from this context.
@@ -138,8 +147,11 @@ impl Fault {
         )?)))
     }
 
+    /// The fault `spec`, the `index`-th of experiment `exp` (what it creates is named after
+    /// the run and its index, so two faults of a run never pick the same name).
     pub fn build(
         spec: &FaultSpec,
+        index: usize,
         exp: &Experiment,
         ctx: &BuildContext,
     ) -> Result<Fault, FaultError> {
@@ -187,11 +199,12 @@ impl Fault {
                     pod_kill::PodKill::new(client, target, k, grace, ctx.seed),
                 ))))
             }
-            FaultSpec::Latency(spec) => Ok(Fault::Latency(Box::new(latency::LatencyFault::new(
+            FaultSpec::Network(spec) => Ok(Fault::Network(Box::new(network::NetworkFault::new(
                 spec.clone(),
                 ctx.proxy.clone(),
                 ctx.kube.clone(),
                 &ctx.run_id,
+                index,
             )?))),
             FaultSpec::PodKill {
                 target,
@@ -235,7 +248,8 @@ impl Fault {
                 let pids: Vec<String> = found.iter().map(|(p, _)| p.to_string()).collect();
                 Ok(Some(format!("chose pid {}", pids.join(", "))))
             }
-            Fault::Command(_) | Fault::Latency(_) => Ok(None),
+            Fault::Command(_) => Ok(None),
+            Fault::Network(f) => f.prepare().await,
             Fault::DbFailover(f) => {
                 let r = f.prepare().await?;
                 let leader = r
@@ -269,7 +283,7 @@ impl Fault {
             Fault::ProcessKill(f) => format!("process-kill {}", f.target_name()),
             Fault::Command(f) => format!("command {}", f.program()),
             Fault::PodKill(f) => format!("pod-kill {}", f.target_name()),
-            Fault::Latency(f) => f.label(),
+            Fault::Network(f) => f.label(),
             Fault::DbFailover(f) => format!("db-failover {}", f.name()),
         }
     }
@@ -280,7 +294,7 @@ impl Fault {
             Fault::ProcessKill(f) => f.describe(),
             Fault::Command(f) => f.describe(),
             Fault::PodKill(f) => f.describe(),
-            Fault::Latency(f) => f.describe(),
+            Fault::Network(f) => f.describe(),
             Fault::DbFailover(f) => f.describe(),
         }
     }
@@ -300,7 +314,7 @@ impl Fault {
             Fault::DbFailover(_) => RevertPlan::Irreversible {
                 why: "a failover is settled by the cluster manager, not undone by firedrill".into(),
             },
-            Fault::Latency(f) => f.planned_revert(),
+            Fault::Network(f) => f.planned_revert(),
         }
     }
 
@@ -309,7 +323,7 @@ impl Fault {
             Fault::ProcessKill(f) => f.inject(self.label()).await,
             Fault::Command(f) => f.inject(self.label()).await,
             Fault::PodKill(f) => f.inject(self.label()).await,
-            Fault::Latency(f) => f.inject(self.label()).await,
+            Fault::Network(f) => f.inject(self.label()).await,
             Fault::DbFailover(f) => f.inject(self.label()).await,
         }
     }
@@ -338,7 +352,9 @@ pub async fn revert(plan: &RevertPlan, ctx: &RevertContext) -> Result<String, Fa
         RevertPlan::Irreversible { why } => Ok(format!("nothing to revert: {why}")),
         RevertPlan::Command { argv, timeout } => command::run_revert(argv, *timeout).await,
         RevertPlan::ProxyToxic { .. }
+        | RevertPlan::ProxyEnable { .. }
         | RevertPlan::HttpDelete { .. }
-        | RevertPlan::KubeDelete { .. } => latency::revert(plan, ctx).await,
+        | RevertPlan::HttpPost { .. }
+        | RevertPlan::KubeDelete { .. } => network::revert(plan, ctx).await,
     }
 }

@@ -501,7 +501,7 @@ where
         }
         if let Some(rate) = eff.rate_kb {
             // Pieces of at most ~50ms of traffic keep pacing smooth and removal prompt.
-            n = n.min(((rate * 1024 / 20).max(1)) as usize);
+            n = n.min(((rate * 1000 / 20).max(1)) as usize);
         }
         if let Some(rem) = eff.limit_remaining {
             if rem == 0 {
@@ -523,7 +523,7 @@ where
             }
         }
         if let Some(rate) = eff.rate_kb {
-            let cost = Duration::from_secs_f64(n as f64 / (rate as f64 * 1024.0));
+            let cost = Duration::from_secs_f64(n as f64 / (rate as f64 * 1000.0));
             st.next_free = st.next_free.max(now) + cost;
             wake = Some(wake.map_or(st.next_free, |w| w.max(st.next_free)));
         }

@@ -54,7 +54,7 @@ impl Stream {
 pub enum ToxicKind {
     /// Every chunk read is delivered `latency ± jitter` after it was read (per chunk, in order).
     Latency { latency: Duration, jitter: Duration },
-    /// Throughput is limited to `rate_kb` KiB per second.
+    /// Throughput is limited to `rate_kb` KB (1000 bytes, as Toxiproxy counts) per second.
     Bandwidth { rate_kb: u64 },
     /// Nothing is forwarded; the connection is closed after `timeout` (zero: held forever).
     Timeout { timeout: Duration },
@@ -83,7 +83,8 @@ impl ToxicKind {
         }
     }
 
-    fn attributes(&self) -> Map<String, Value> {
+    /// The Toxiproxy attributes (`{"latency": 100, "jitter": 0}`).
+    pub fn attributes(&self) -> Map<String, Value> {
         let ms = |d: &Duration| Value::from(d.as_millis() as u64);
         let mut m = Map::new();
         match self {

@@ -25,6 +25,47 @@ pub struct Holder {
     pub run_id: String,
     pub experiment: String,
     pub since: String,
+    /// The machine the drill runs on (empty in holders written before it was recorded).
+    #[serde(default)]
+    pub host: String,
+}
+
+impl Holder {
+    /// This process, running `run_id` of `experiment` since `since`.
+    pub fn this_process(run_id: &str, experiment: &str, since: &str) -> Self {
+        Holder {
+            pid: std::process::id(),
+            run_id: run_id.to_string(),
+            experiment: experiment.to_string(),
+            since: since.to_string(),
+            host: this_host(),
+        }
+    }
+
+    /// A drill of this machine whose process is gone (SIGKILL, power loss of the runner):
+    /// what it holds in a cluster is stale at once, not only when the lease expires. A
+    /// reused pid looks alive, which errs on the side of refusing.
+    pub fn is_dead_here(&self) -> bool {
+        use nix::errno::Errno;
+        if self.host.is_empty() || self.host != this_host() {
+            return false;
+        }
+        let Ok(pid) = i32::try_from(self.pid) else {
+            return false;
+        };
+        matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(Errno::ESRCH)
+        )
+    }
+}
+
+/// This machine's host name (empty when it cannot be read).
+fn this_host() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,8 +94,9 @@ fn held_message(scope: &str, holder: Option<&Holder>) -> String {
 }
 
 /// The scopes a drill touches in an environment, sorted: each Kubernetes namespace of a
-/// pod-kill target or of a kill-primary's pods, each database cluster (its Patroni endpoints)
-/// of a db-failover, and the experiment itself for faults without a narrower scope. A cluster simulated inside this
+/// pod-kill target, of a kill-primary's pods or of a Chaos Mesh network fault, each database
+/// cluster (its Patroni endpoints) of a db-failover, each Toxiproxy proxy a network fault acts
+/// on, and the experiment itself for faults without a narrower scope. A cluster simulated inside this
 /// process (`simulated`) is private to it: its scope names this process.
 pub fn scopes(
     exp: &crate::experiment::Experiment,
@@ -62,15 +104,19 @@ pub fn scopes(
     simulated: bool,
 ) -> Vec<String> {
     use crate::experiment::{FaultSpec, TargetKind};
+    use crate::fault::network::Backend;
     let mut out = Vec::new();
-    let pods = |target: &str| {
+    let namespace = |ns: &str| {
         if simulated {
-            return format!("simulation/pid-{}", std::process::id());
+            format!("simulation/pid-{}", std::process::id())
+        } else {
+            format!("kube/{ns}")
         }
-        match exp.target(target).map(|t| &t.kind) {
-            Some(TargetKind::Kubernetes(k)) => format!("kube/{}", k.namespace),
-            _ => format!("experiment/{}", exp.name),
-        }
+    };
+    let pods = |target: &str| match exp.target(target).map(|t| &t.kind) {
+        Some(TargetKind::Kubernetes(k)) => namespace(&k.namespace),
+        _ if simulated => namespace(""),
+        _ => format!("experiment/{}", exp.name),
     };
     for f in &exp.faults {
         // A fault that deletes pods locks their namespace; a db-failover also its cluster.
@@ -83,6 +129,13 @@ pub fn scopes(
                 members.sort();
                 format!("db/{}", members.join(","))
             }
+            FaultSpec::Network(spec) => match &spec.on {
+                Backend::ChaosMesh(c) => namespace(&c.namespace),
+                Backend::Toxiproxy(t) => {
+                    format!("toxiproxy/{}/{}", t.url.trim_end_matches('/'), t.proxy)
+                }
+                Backend::Proxy(_) => format!("experiment/{}", exp.name),
+            },
             _ if f.pod_target().is_some() => continue,
             _ => format!("experiment/{}", exp.name),
         };
@@ -270,8 +323,12 @@ pub async fn acquire_lease(
                 .as_ref()
                 .and_then(|a| a.get(HOLDER_ANNOTATION))
                 .and_then(|h| serde_json::from_str(h).ok());
-            if !expired {
+            let dead = named.as_ref().is_some_and(Holder::is_dead_here);
+            if !expired && !dead {
                 return Err(held(named));
+            }
+            if let (false, Some(h)) = (expired, &named) {
+                tracing::warn!(run = %h.run_id, pid = h.pid, "taking over the cluster lease of a drill of this machine whose process is gone");
             }
             let rv = current.metadata.resource_version.clone();
             api.replace(
@@ -339,12 +396,60 @@ mod tests {
     use super::*;
 
     fn holder(run: &str) -> Holder {
-        Holder {
-            pid: std::process::id(),
-            run_id: run.into(),
-            experiment: "e".into(),
-            since: "2026-01-01T00:00:00Z".into(),
-        }
+        Holder::this_process(run, "e", "2026-01-01T00:00:00Z")
+    }
+
+    #[test]
+    fn only_a_gone_process_of_this_machine_is_a_dead_holder() {
+        let mut h = holder("r1");
+        assert!(!h.is_dead_here(), "this process is alive");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        h.pid = child.id();
+        child.wait().unwrap();
+        assert!(h.is_dead_here(), "a reaped child is gone");
+        h.host = "another-machine".into();
+        assert!(!h.is_dead_here(), "another machine's pids say nothing here");
+        h.host = String::new();
+        assert!(
+            !h.is_dead_here(),
+            "an old holder without a host is not judged"
+        );
+    }
+
+    #[test]
+    fn network_faults_lock_what_they_act_on() {
+        let yaml = br#"name: net
+proxy:
+  db: { listen: "127.0.0.1:15432", upstream: "127.0.0.1:5432" }
+probes:
+  p: { tcp: { address: "127.0.0.1:15432" }, every: 1s }
+faults:
+  - down: { toxiproxy: { url: "http://127.0.0.1:8474/", proxy: web }, duration: 1s }
+  - loss: { chaos-mesh: { namespace: shop, selector: app=web }, loss: 5, duration: 1s }
+  - latency: { proxy: db, latency: 5ms, duration: 1s }
+recovery: { objective: 5s }
+"#;
+        let env = crate::experiment::Environment::local();
+        let vars = Default::default();
+        let opts = crate::experiment::LoadOptions {
+            env: &env,
+            extra_vars: &vars,
+            known_environments: None,
+        };
+        let exp =
+            crate::experiment::load_experiment_bytes(std::path::Path::new("net.yaml"), yaml, &opts)
+                .unwrap()
+                .experiment;
+        assert_eq!(
+            scopes(&exp, "staging", false),
+            [
+                "staging/experiment/net",
+                "staging/kube/shop",
+                "staging/toxiproxy/http://127.0.0.1:8474/web"
+            ]
+        );
+        let sim = format!("staging/simulation/pid-{}", std::process::id());
+        assert!(scopes(&exp, "staging", true).contains(&sim));
     }
 
     #[test]

@@ -1,0 +1,929 @@
+//! Network faults: `latency`, `bandwidth`, `loss`, `down` and `partition`, for a `duration`,
+//! on one of three backends:
+//! - `proxy`: a proxy of the experiment's `proxy:` section, which firedrill itself runs for the
+//!   drill (the usual CI setup: the app under test talks to the proxy);
+//! - `toxiproxy`: a Toxiproxy server's HTTP API a team already runs;
+//! - `chaos-mesh`: a NetworkChaos resource scoped to the pods a selector matches when the
+//!   trial starts (resolved once and recorded, like pod-kill's targets).
+//!
+//! What each backend can do:
+//!
+//! | effect    | proxy / toxiproxy                              | chaos-mesh                       |
+//! |-----------|------------------------------------------------|----------------------------------|
+//! | latency   | toxic, per chunk, in order, never throttling   | `delay` (netem, per packet)      |
+//! | bandwidth | toxic (Toxiproxy's KB/s, 1 KB = 1000 bytes)    | `bandwidth` (tbf)                |
+//! | loss      | refused by the loader: a TCP proxy has no packets to drop | `loss` (netem)       |
+//! | down      | the proxy is disabled: connections refused, open ones closed | `loss` of 100%: the pods' traffic is blackholed, connections time out |
+//! | partition | refused by the loader: use `down`              | `partition` from `peers`         |
+//!
+//! Every backend carries the fault's own deadline where the backend allows it (a built-in proxy
+//! toxic's TTL, NetworkChaos `duration`), so a runner that dies leaves nothing behind for long;
+//! the revert removes it earlier. Toxiproxy has no TTL: `firedrill recover` undoes what a dead
+//! runner left there from the journal.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
+use kube::core::ApiResource;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::{FaultError, Injection, RevertPlan};
+use crate::platform::retry::{retry, Backoff};
+use crate::proxy::{ProxyServer, ProxyUpdate, Stream, Toxic, ToxicKind};
+
+/// How long a toxic or NetworkChaos outlives its planned end if nobody reverts it.
+pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+
+/// The network fault kinds, as the experiment file names them.
+pub const KINDS: &[&str] = &["latency", "bandwidth", "loss", "down", "partition"];
+
+/// A network fault: where, what and for how long.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct NetworkSpec {
+    pub on: Backend,
+    pub effect: Effect,
+    /// The direction a proxy acts on (proxies only; downstream, server → client, by default).
+    pub stream: Stream,
+    /// How long the fault stays before firedrill removes it.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+}
+
+/// Where a network fault is applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// A proxy of the experiment's `proxy:` section.
+    Proxy(String),
+    Toxiproxy(ToxiproxyRef),
+    ChaosMesh(ChaosMeshRef),
+}
+
+impl Backend {
+    /// The experiment file's key for this backend.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Backend::Proxy(_) => "proxy",
+            Backend::Toxiproxy(_) => "toxiproxy",
+            Backend::ChaosMesh(_) => "chaos-mesh",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ToxiproxyRef {
+    /// The Toxiproxy API, e.g. `http://127.0.0.1:8474`.
+    pub url: String,
+    /// The proxy's name on that server.
+    pub proxy: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ChaosMeshRef {
+    pub namespace: String,
+    /// Equality-based label selector of the pods to act on (`app=checkout,tier=web`).
+    pub selector: String,
+}
+
+/// Which packets a partition cuts, seen from the selected pods (Chaos Mesh's `direction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionDirection {
+    /// From the selected pods to the peers.
+    To,
+    /// From the peers to the selected pods.
+    From,
+    Both,
+}
+
+impl PartitionDirection {
+    fn as_str(self) -> &'static str {
+        match self {
+            PartitionDirection::To => "to",
+            PartitionDirection::From => "from",
+            PartitionDirection::Both => "both",
+        }
+    }
+}
+
+/// What a network fault does.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Effect {
+    Latency {
+        #[serde(with = "humantime_serde")]
+        latency: Duration,
+        #[serde(with = "humantime_serde")]
+        jitter: Duration,
+        /// Chaos Mesh only: correlation with the previous packet's delay, 0–100.
+        correlation: Option<u8>,
+    },
+    /// Throughput limited to this many bytes per second.
+    Bandwidth { bytes_per_second: u64 },
+    /// Chaos Mesh only: this percentage of packets dropped.
+    Loss {
+        percent: u8,
+        correlation: Option<u8>,
+    },
+    /// The dependency is unreachable.
+    Down,
+    /// Chaos Mesh only: the selected pods cut off from the pods `peers` selects.
+    Partition {
+        peers: String,
+        direction: PartitionDirection,
+    },
+}
+
+impl Effect {
+    /// The fault kind, as the experiment file names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Effect::Latency { .. } => "latency",
+            Effect::Bandwidth { .. } => "bandwidth",
+            Effect::Loss { .. } => "loss",
+            Effect::Down => "down",
+            Effect::Partition { .. } => "partition",
+        }
+    }
+}
+
+/// Why the fault `kind` cannot run on a proxy (built-in or Toxiproxy), with what to do instead;
+/// `None` when it can. The loader reports it; [`NetworkFault::new`] refuses the same.
+pub fn unsupported_on_proxies(kind: &str) -> Option<(&'static str, &'static str)> {
+    match kind {
+        "loss" => Some((
+            "packet loss needs a backend that sees packets: `chaos-mesh`",
+            "a TCP proxy forwards a byte stream that TCP has already made reliable, so there is nothing to drop; use `down` to make the dependency unreachable or `latency` to make it slow",
+        )),
+        "partition" => Some((
+            "a partition needs `chaos-mesh`",
+            "on a proxy, `down` cuts the dependency off",
+        )),
+        _ => None,
+    }
+}
+
+/// `1.5 MB/s`: a rate for people (decimal units, as Toxiproxy's KB/s).
+pub fn format_rate(bytes_per_second: u64) -> String {
+    let b = bytes_per_second as f64;
+    match bytes_per_second {
+        0..1_000 => format!("{bytes_per_second} B/s"),
+        1_000..1_000_000 => format!("{:.1} KB/s", b / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB/s", b / 1e6),
+        _ => format!("{:.1} GB/s", b / 1e9),
+    }
+}
+
+/// The Chaos Mesh resource firedrill creates.
+pub fn network_chaos() -> ApiResource {
+    ApiResource {
+        group: "chaos-mesh.org".into(),
+        version: "v1alpha1".into(),
+        api_version: "chaos-mesh.org/v1alpha1".into(),
+        kind: "NetworkChaos".into(),
+        plural: "networkchaos".into(),
+    }
+}
+
+/// What reverting needs beyond the plan itself (the journal replays plans with it).
+#[derive(Clone, Default)]
+pub struct RevertContext {
+    pub proxy: Option<Arc<ProxyServer>>,
+    pub kube: Option<kube::Client>,
+}
+
+enum Target {
+    Proxy {
+        server: Arc<ProxyServer>,
+        proxy: String,
+    },
+    Toxiproxy {
+        http: reqwest::Client,
+        url: String,
+        proxy: String,
+    },
+    ChaosMesh {
+        client: kube::Client,
+        namespace: String,
+        selector: String,
+        /// The pods resolved by [`NetworkFault::prepare`] for this trial.
+        pods: Mutex<Vec<String>>,
+    },
+}
+
+pub struct NetworkFault {
+    spec: NetworkSpec,
+    target: Target,
+    run_id: String,
+    /// The fault's place in the experiment: part of the names of what it creates.
+    index: usize,
+    injected: AtomicU32,
+}
+
+fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+}
+
+impl NetworkFault {
+    pub fn new(
+        spec: NetworkSpec,
+        proxy: Option<Arc<ProxyServer>>,
+        kube: Option<kube::Client>,
+        run_id: &str,
+        index: usize,
+    ) -> Result<Self, FaultError> {
+        let kind = spec.effect.kind();
+        let unsupported = |why: &str| FaultError::Unsupported {
+            fault: kind.into(),
+            why: why.into(),
+        };
+        if let (Backend::Proxy(_) | Backend::Toxiproxy(_), Some((why, _))) =
+            (&spec.on, unsupported_on_proxies(kind))
+        {
+            return Err(unsupported(why));
+        }
+        let target = match &spec.on {
+            Backend::Proxy(name) => Target::Proxy {
+                server: proxy.ok_or_else(|| unsupported("no proxy runs for this drill"))?,
+                proxy: name.clone(),
+            },
+            Backend::Toxiproxy(t) => Target::Toxiproxy {
+                http: http_client().map_err(|e| FaultError::Inject(e.to_string()))?,
+                url: t.url.trim_end_matches('/').to_string(),
+                proxy: t.proxy.clone(),
+            },
+            Backend::ChaosMesh(c) => Target::ChaosMesh {
+                client: kube.ok_or_else(|| unsupported("no Kubernetes cluster for Chaos Mesh"))?,
+                namespace: c.namespace.clone(),
+                selector: c.selector.clone(),
+                pods: Mutex::new(Vec::new()),
+            },
+        };
+        Ok(NetworkFault {
+            spec,
+            target,
+            run_id: run_id.to_string(),
+            index,
+            injected: AtomicU32::new(0),
+        })
+    }
+
+    pub fn label(&self) -> String {
+        let on = match &self.target {
+            Target::Proxy { proxy, .. } => format!("proxy {proxy}"),
+            Target::Toxiproxy { proxy, .. } => format!("toxiproxy {proxy}"),
+            Target::ChaosMesh {
+                namespace,
+                selector,
+                ..
+            } => format!("chaos-mesh {namespace}/{selector}"),
+        };
+        format!("{} {on}", self.spec.effect.kind())
+    }
+
+    /// What the fault does, for people.
+    pub fn describe(&self) -> String {
+        let proxy = !matches!(self.target, Target::ChaosMesh { .. });
+        let stream = match self.spec.stream {
+            Stream::Upstream => "client → server",
+            Stream::Downstream => "server → client",
+        };
+        let what = match &self.spec.effect {
+            Effect::Latency {
+                latency, jitter, ..
+            } if proxy => format!(
+                "add {} ± {} latency to {stream} traffic",
+                crate::experiment::check::format_duration(*latency),
+                crate::experiment::check::format_duration(*jitter)
+            ),
+            Effect::Latency {
+                latency,
+                jitter,
+                correlation,
+            } => format!(
+                "add {} ± {} latency (correlation {}%) to the pods' packets",
+                crate::experiment::check::format_duration(*latency),
+                crate::experiment::check::format_duration(*jitter),
+                correlation.unwrap_or(0)
+            ),
+            Effect::Bandwidth { bytes_per_second } if proxy => format!(
+                "limit {stream} traffic to {}",
+                format_rate(rate_kb(*bytes_per_second) * 1000)
+            ),
+            Effect::Bandwidth { bytes_per_second } => {
+                format!(
+                    "limit the pods' traffic to {}",
+                    format_rate(*bytes_per_second)
+                )
+            }
+            Effect::Loss {
+                percent,
+                correlation,
+            } => format!(
+                "drop {percent}% of the pods' packets (correlation {}%)",
+                correlation.unwrap_or(0)
+            ),
+            Effect::Down if proxy => {
+                "disable the proxy (new connections refused, open ones closed)".to_string()
+            }
+            Effect::Down => {
+                "drop every packet the pods send (100% loss: connections time out)".to_string()
+            }
+            Effect::Partition { peers, direction } => format!(
+                "cut the pods off from the pods matching `{peers}` (direction {})",
+                direction.as_str()
+            ),
+        };
+        format!(
+            "{what} for {} ({})",
+            humantime::format_duration(self.spec.duration),
+            self.label()
+        )
+    }
+
+    pub fn duration(&self) -> Duration {
+        self.spec.duration
+    }
+
+    /// `firedrill-<run>-f<fault>-<injection>`: unique in the run, across faults and trials.
+    fn name_for(&self, n: u32) -> String {
+        let id: String = self
+            .run_id
+            .to_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        format!("firedrill-{id}-f{}-{n}", self.index + 1)
+    }
+
+    /// The name of the next injection's toxic or object: unique in this run and recognisable
+    /// later (`firedrill recover` finds it by it).
+    fn next_name(&self) -> String {
+        self.name_for(self.injected.load(Ordering::Relaxed) + 1)
+    }
+
+    fn is_down(&self) -> bool {
+        self.spec.effect == Effect::Down
+    }
+
+    /// The revert of the next injection, known before it is made (the journal's intent).
+    pub fn planned_revert(&self) -> RevertPlan {
+        let name = self.next_name();
+        match &self.target {
+            Target::Proxy { proxy, .. } if self.is_down() => RevertPlan::ProxyEnable {
+                proxy: proxy.clone(),
+            },
+            Target::Proxy { proxy, .. } => RevertPlan::ProxyToxic {
+                proxy: proxy.clone(),
+                toxic: name,
+            },
+            Target::Toxiproxy { url, proxy, .. } if self.is_down() => RevertPlan::HttpPost {
+                url: format!("{url}/proxies/{proxy}"),
+                body: json!({ "enabled": true }),
+            },
+            Target::Toxiproxy { url, proxy, .. } => RevertPlan::HttpDelete {
+                url: format!("{url}/proxies/{proxy}/toxics/{name}"),
+            },
+            Target::ChaosMesh { namespace, .. } => RevertPlan::KubeDelete {
+                api_version: "chaos-mesh.org/v1alpha1".into(),
+                kind: "NetworkChaos".into(),
+                namespace: namespace.clone(),
+                name,
+            },
+        }
+    }
+
+    /// Checks, touching nothing, that the fault can be applied: the proxy exists (and, for
+    /// `down`, is enabled: re-enabling on revert a proxy someone else disabled would be a
+    /// change of ours), or the pods a Chaos Mesh selector matches, which are recorded.
+    pub async fn prepare(&self) -> Result<Option<String>, FaultError> {
+        let enabled = |proxy: &str, enabled: bool, listen: &str| {
+            if self.is_down() && !enabled {
+                return Err(FaultError::NoTarget(format!(
+                    "proxy `{proxy}` is already disabled: nothing to take down, and the revert would enable it"
+                )));
+            }
+            Ok(Some(format!(
+                "proxy {proxy} (listening on {listen}, {})",
+                if enabled { "enabled" } else { "disabled" }
+            )))
+        };
+        match &self.target {
+            Target::Proxy { server, proxy } => {
+                let info = server
+                    .proxy(proxy)
+                    .map_err(|e| FaultError::NoTarget(format!("proxy `{proxy}`: {e}")))?;
+                enabled(proxy, info.enabled, &info.listen.to_string())
+            }
+            Target::Toxiproxy { http, url, proxy } => {
+                let endpoint = format!("{url}/proxies/{proxy}");
+                let resp = http.get(&endpoint).send().await.map_err(|e| {
+                    FaultError::NoTarget(format!(
+                        "toxiproxy {url}: {}",
+                        crate::probe::root_cause(&e)
+                    ))
+                })?;
+                let status = resp.status();
+                if status.as_u16() == 404 {
+                    return Err(FaultError::NoTarget(format!(
+                        "toxiproxy {url} has no proxy named `{proxy}`"
+                    )));
+                }
+                if !status.is_success() {
+                    return Err(FaultError::NoTarget(format!(
+                        "toxiproxy {url} answered {status} for proxy `{proxy}`"
+                    )));
+                }
+                let info: serde_json::Value = resp.json().await.map_err(|e| {
+                    FaultError::NoTarget(format!(
+                        "toxiproxy {url}: unreadable proxy `{proxy}`: {e}"
+                    ))
+                })?;
+                enabled(
+                    proxy,
+                    info["enabled"].as_bool().unwrap_or(true),
+                    info["listen"].as_str().unwrap_or("?"),
+                )
+            }
+            Target::ChaosMesh {
+                client,
+                namespace,
+                selector,
+                pods,
+            } => {
+                let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+                let lp = ListParams::default().labels(selector);
+                let list = retry("list pods", &Backoff::default(), || api.list(&lp))
+                    .await
+                    .map_err(|e| FaultError::Inject(format!("cannot list pods: {e}")))?;
+                let mut names: Vec<String> = list
+                    .items
+                    .iter()
+                    .filter(|p| p.metadata.deletion_timestamp.is_none())
+                    .filter_map(|p| p.metadata.name.clone())
+                    .collect();
+                names.sort();
+                if names.is_empty() {
+                    return Err(FaultError::NoTarget(format!(
+                        "selector `{selector}` matches no running pods in namespace `{namespace}`"
+                    )));
+                }
+                let chosen = format!("pods {} in `{namespace}`", names.join(", "));
+                *pods.lock().unwrap_or_else(|e| e.into_inner()) = names;
+                Ok(Some(chosen))
+            }
+        }
+    }
+
+    /// The proxy toxic for this fault (latency and bandwidth; `new` refuses loss and
+    /// partition on proxies, and `down` is not a toxic but a disabled proxy).
+    fn toxic(&self, name: String, ttl: Duration) -> Result<Toxic, FaultError> {
+        let kind = match &self.spec.effect {
+            Effect::Latency {
+                latency, jitter, ..
+            } => ToxicKind::Latency {
+                latency: *latency,
+                jitter: *jitter,
+            },
+            Effect::Bandwidth { bytes_per_second } => ToxicKind::Bandwidth {
+                rate_kb: rate_kb(*bytes_per_second),
+            },
+            Effect::Loss { .. } | Effect::Down | Effect::Partition { .. } => {
+                return Err(FaultError::Unsupported {
+                    fault: self.spec.effect.kind().into(),
+                    why: "not a proxy toxic".into(),
+                })
+            }
+        };
+        let mut toxic = Toxic::new(kind, self.spec.stream);
+        toxic.name = name;
+        toxic.ttl = Some(ttl);
+        Ok(toxic)
+    }
+
+    pub async fn inject(&self, label: String) -> Result<Injection, FaultError> {
+        let revert = self.planned_revert();
+        let name = self.next_name();
+        self.injected.fetch_add(1, Ordering::Relaxed);
+        let ttl = self.spec.duration + EXPIRY_MARGIN;
+        let sent_at = Instant::now();
+        let detail = match &self.target {
+            Target::Proxy { server, proxy } if self.is_down() => {
+                let update = ProxyUpdate {
+                    enabled: Some(false),
+                    ..Default::default()
+                };
+                server
+                    .update_proxy(proxy, update)
+                    .await
+                    .map_err(|e| FaultError::Inject(format!("proxy `{proxy}`: {e}")))?;
+                format!("disabled proxy {proxy}")
+            }
+            Target::Proxy { server, proxy } => {
+                server
+                    .add_toxic(proxy, self.toxic(name.clone(), ttl)?)
+                    .map_err(|e| FaultError::Inject(format!("proxy `{proxy}`: {e}")))?;
+                format!(
+                    "added toxic {name} to proxy {proxy} (expires by itself in {}s)",
+                    ttl.as_secs()
+                )
+            }
+            Target::Toxiproxy { http, url, proxy } => {
+                let (endpoint, body) = if self.is_down() {
+                    (
+                        format!("{url}/proxies/{proxy}"),
+                        json!({ "enabled": false }),
+                    )
+                } else {
+                    let toxic = self.toxic(name.clone(), ttl)?;
+                    (
+                        format!("{url}/proxies/{proxy}/toxics"),
+                        json!({
+                            "name": name,
+                            "type": toxic.kind.type_name(),
+                            "stream": toxic.stream.as_str(),
+                            "toxicity": 1.0,
+                            "attributes": toxic.kind.attributes(),
+                        }),
+                    )
+                };
+                let resp = http.post(&endpoint).json(&body).send().await.map_err(|e| {
+                    FaultError::Inject(format!("toxiproxy {url}: {}", crate::probe::root_cause(&e)))
+                })?;
+                let status = resp.status();
+                if !status.is_success() {
+                    let text = resp.text().await.unwrap_or_default();
+                    return Err(FaultError::Inject(format!(
+                        "toxiproxy refused the {} ({status}): {}",
+                        self.spec.effect.kind(),
+                        text.trim()
+                    )));
+                }
+                if self.is_down() {
+                    format!("disabled toxiproxy proxy {proxy}")
+                } else {
+                    format!("added toxic {name} to toxiproxy proxy {proxy}")
+                }
+            }
+            Target::ChaosMesh {
+                client,
+                namespace,
+                selector,
+                pods,
+            } => {
+                let pods = pods.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                if pods.is_empty() {
+                    return Err(FaultError::NoTarget(format!(
+                        "no pods resolved for `{selector}` in `{namespace}`: prepare the fault first"
+                    )));
+                }
+                let obj: DynamicObject = serde_json::from_value(chaos_object(
+                    &self.spec,
+                    &self.run_id,
+                    &name,
+                    namespace,
+                    &pods,
+                ))
+                .map_err(|e| FaultError::Inject(e.to_string()))?;
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(client.clone(), namespace, &network_chaos());
+                api.create(&PostParams::default(), &obj)
+                    .await
+                    .map_err(|e| {
+                        FaultError::Inject(format!(
+                            "cannot create NetworkChaos: {}",
+                            crate::platform::kube::describe(&e)
+                        ))
+                    })?;
+                format!(
+                    "created NetworkChaos {namespace}/{name} on {} pod(s) (ends by itself after {})",
+                    pods.len(),
+                    go_duration(self.spec.duration)
+                )
+            }
+        };
+        let affected = match &self.target {
+            Target::ChaosMesh { pods, .. } => {
+                pods.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            }
+            _ => vec![],
+        };
+        Ok(Injection {
+            fault: label,
+            sent_at,
+            accepted_at: Instant::now(),
+            detail,
+            affected,
+            revert,
+            duration: Some(self.spec.duration),
+        })
+    }
+}
+
+/// The NetworkChaos object for `spec`, named `name`, scoped to `pods` (names in `namespace`)
+/// and labelled with the run id, so that a later `firedrill recover` can find it.
+fn chaos_object(
+    spec: &NetworkSpec,
+    run_id: &str,
+    name: &str,
+    namespace: &str,
+    pods: &[String],
+) -> serde_json::Value {
+    let pct = |p: u8| p.to_string();
+    let mut chaos = json!({
+        "mode": "all",
+        "selector": { "pods": { namespace: pods } },
+        // Chaos Mesh ends it by itself even if firedrill never comes back.
+        "duration": go_duration(spec.duration),
+    });
+    match &spec.effect {
+        Effect::Latency {
+            latency,
+            jitter,
+            correlation,
+        } => {
+            chaos["action"] = json!("delay");
+            chaos["delay"] = json!({
+                "latency": go_duration(*latency),
+                "jitter": go_duration(*jitter),
+                "correlation": pct(correlation.unwrap_or(0)),
+            });
+        }
+        Effect::Bandwidth { bytes_per_second } => {
+            chaos["action"] = json!("bandwidth");
+            chaos["bandwidth"] = tbf(*bytes_per_second);
+        }
+        Effect::Loss {
+            percent,
+            correlation,
+        } => {
+            chaos["action"] = json!("loss");
+            chaos["loss"] = json!({
+                "loss": pct(*percent),
+                "correlation": pct(correlation.unwrap_or(0)),
+            });
+        }
+        Effect::Down => {
+            chaos["action"] = json!("loss");
+            chaos["loss"] = json!({ "loss": "100", "correlation": "0" });
+        }
+        Effect::Partition { peers, direction } => {
+            chaos["action"] = json!("partition");
+            chaos["direction"] = json!(direction.as_str());
+            chaos["target"] = json!({
+                "mode": "all",
+                "selector": {
+                    "namespaces": [namespace],
+                    "labelSelectors": equality_labels(peers),
+                },
+            });
+        }
+    }
+    json!({
+        "apiVersion": "chaos-mesh.org/v1alpha1",
+        "kind": "NetworkChaos",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": "firedrill",
+                "firedrill.io/run-id": label_value(run_id),
+            },
+        },
+        "spec": chaos,
+    })
+}
+
+/// Toxiproxy's bandwidth unit: KB/s of 1000 bytes, at least 1.
+fn rate_kb(bytes_per_second: u64) -> u64 {
+    (bytes_per_second.saturating_add(500) / 1000).max(1)
+}
+
+/// Chaos Mesh's token-bucket settings for a rate: its `rate` unit `bps` is bytes per second;
+/// `limit` (bytes queued) and `buffer` (burst bytes) are required. The queue holds 20 MiB or
+/// 200ms of traffic, whichever is more (Chaos Mesh advises at least 2 × rate × latency), and
+/// the burst is 10 kB or 10ms of traffic (a tbf buffer must cover a timer tick).
+fn tbf(bytes_per_second: u64) -> serde_json::Value {
+    let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    json!({
+        "rate": format!("{bytes_per_second}bps"),
+        "limit": clamp((bytes_per_second / 5).max(20 * 1024 * 1024)),
+        "buffer": clamp((bytes_per_second / 100).max(10_000)),
+    })
+}
+
+/// `key=value,key=value` as a label map (the loader has checked the form).
+fn equality_labels(selector: &str) -> serde_json::Map<String, serde_json::Value> {
+    selector
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), json!(v.trim())))
+        .collect()
+}
+
+/// A duration as Go's time.ParseDuration reads it (Chaos Mesh's `duration`, `latency`), to
+/// the millisecond: `1500ms`, never rounded to whole seconds.
+fn go_duration(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+/// A label value from a run id.
+fn label_value(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect()
+}
+
+/// Undo a network fault. Idempotent: a toxic or object already gone, or a proxy already
+/// enabled, is reverted.
+pub async fn revert(plan: &RevertPlan, ctx: &RevertContext) -> Result<String, FaultError> {
+    // Recovering from a journal in another process: a drill's proxy lived inside the drill's
+    // process, so what was done to it ended with it.
+    let gone_with_drill = |proxy: &str| {
+        format!("proxy {proxy} ran in the drill's process and ended with it: nothing remains")
+    };
+    match plan {
+        RevertPlan::ProxyToxic { proxy, toxic } => {
+            let Some(server) = ctx.proxy.as_ref() else {
+                return Ok(gone_with_drill(proxy));
+            };
+            match server.remove_toxic(proxy, toxic) {
+                Ok(()) => Ok(format!("removed toxic {toxic} from proxy {proxy}")),
+                Err(e) if e.status() == 404 => Ok(format!("toxic {toxic} was already gone")),
+                Err(e) => Err(FaultError::Revert(format!("proxy `{proxy}`: {e}"))),
+            }
+        }
+        RevertPlan::ProxyEnable { proxy } => {
+            let Some(server) = ctx.proxy.as_ref() else {
+                return Ok(gone_with_drill(proxy));
+            };
+            let update = ProxyUpdate {
+                enabled: Some(true),
+                ..Default::default()
+            };
+            match server.update_proxy(proxy, update).await {
+                Ok(info) => Ok(format!(
+                    "enabled proxy {proxy} (listening on {})",
+                    info.listen
+                )),
+                Err(e) if e.status() == 404 => Ok(format!("proxy {proxy} was already gone")),
+                Err(e) => Err(FaultError::Revert(format!("proxy `{proxy}`: {e}"))),
+            }
+        }
+        RevertPlan::HttpDelete { url } | RevertPlan::HttpPost { url, .. } => {
+            let http = http_client().map_err(|e| FaultError::Revert(e.to_string()))?;
+            let (call, request) = match plan {
+                RevertPlan::HttpPost { body, .. } => {
+                    (format!("POST {url} {body}"), http.post(url).json(body))
+                }
+                _ => (format!("DELETE {url}"), http.delete(url)),
+            };
+            let resp = request.send().await.map_err(|e| {
+                FaultError::Revert(format!("{call}: {}", crate::probe::root_cause(&e)))
+            })?;
+            match resp.status().as_u16() {
+                200..=299 => Ok(call),
+                404 => Ok(format!("{url} was already gone")),
+                s => Err(FaultError::Revert(format!("{call} answered {s}"))),
+            }
+        }
+        RevertPlan::KubeDelete {
+            namespace,
+            name,
+            kind,
+            ..
+        } => {
+            let client = ctx
+                .kube
+                .clone()
+                .ok_or_else(|| FaultError::Revert("no Kubernetes client to delete with".into()))?;
+            let api: Api<DynamicObject> = Api::namespaced_with(client, namespace, &network_chaos());
+            match api.delete(name, &Default::default()).await {
+                Ok(_) => Ok(format!("deleted {kind} {namespace}/{name}")),
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    Ok(format!("{kind} {namespace}/{name} was already gone"))
+                }
+                Err(e) => Err(FaultError::Revert(format!(
+                    "cannot delete {kind} {namespace}/{name}: {}",
+                    crate::platform::kube::describe(&e)
+                ))),
+            }
+        }
+        other => Err(FaultError::Revert(format!(
+            "not a network fault's revert: {other:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_read_naturally_and_round_to_toxiproxy_units() {
+        assert_eq!(format_rate(999), "999 B/s");
+        assert_eq!(format_rate(1_500), "1.5 KB/s");
+        assert_eq!(format_rate(8_000_000), "8.0 MB/s");
+        assert_eq!(rate_kb(1_000), 1);
+        assert_eq!(rate_kb(1_499), 1);
+        assert_eq!(rate_kb(1_500), 2);
+        assert_eq!(rate_kb(1_048_576), 1_049);
+    }
+
+    #[test]
+    fn chaos_mesh_settings_are_exact_and_never_round_to_whole_seconds() {
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1500ms");
+        let t = tbf(1_000_000);
+        assert_eq!(t["rate"], "1000000bps");
+        assert_eq!(t["limit"], 20 * 1024 * 1024);
+        assert_eq!(t["buffer"], 10_000);
+        let fast = tbf(10_000_000_000);
+        assert_eq!(fast["limit"], 2_000_000_000u32);
+        assert_eq!(fast["buffer"], 100_000_000u32);
+    }
+
+    fn spec(effect: Effect) -> NetworkSpec {
+        NetworkSpec {
+            on: Backend::ChaosMesh(ChaosMeshRef {
+                namespace: "shop".into(),
+                selector: "app=checkout".into(),
+            }),
+            effect,
+            stream: Stream::Downstream,
+            duration: Duration::from_millis(2500),
+        }
+    }
+
+    #[test]
+    fn network_chaos_objects_say_what_chaos_mesh_expects() {
+        let pods = ["checkout-1".to_string(), "checkout-2".to_string()];
+        let obj = |effect| chaos_object(&spec(effect), "R 1", "firedrill-r-1-1", "shop", &pods);
+
+        let o = obj(Effect::Latency {
+            latency: Duration::from_millis(100),
+            jitter: Duration::from_millis(10),
+            correlation: Some(25),
+        });
+        assert_eq!(o["metadata"]["labels"]["firedrill.io/run-id"], "R-1");
+        assert_eq!(o["spec"]["selector"]["pods"]["shop"], json!(pods));
+        assert_eq!(o["spec"]["duration"], "2500ms");
+        assert_eq!(o["spec"]["action"], "delay");
+        assert_eq!(
+            o["spec"]["delay"],
+            json!({"latency": "100ms", "jitter": "10ms", "correlation": "25"})
+        );
+
+        let o = obj(Effect::Loss {
+            percent: 30,
+            correlation: None,
+        });
+        assert_eq!(o["spec"]["action"], "loss");
+        assert_eq!(o["spec"]["loss"], json!({"loss": "30", "correlation": "0"}));
+
+        let o = obj(Effect::Down);
+        assert_eq!(o["spec"]["action"], "loss");
+        assert_eq!(o["spec"]["loss"]["loss"], "100");
+
+        let o = obj(Effect::Bandwidth {
+            bytes_per_second: 125_000,
+        });
+        assert_eq!(o["spec"]["action"], "bandwidth");
+        assert_eq!(o["spec"]["bandwidth"]["rate"], "125000bps");
+
+        let o = obj(Effect::Partition {
+            peers: "app=db,tier=primary".into(),
+            direction: PartitionDirection::To,
+        });
+        assert_eq!(o["spec"]["action"], "partition");
+        assert_eq!(o["spec"]["direction"], "to");
+        assert_eq!(
+            o["spec"]["target"]["selector"],
+            json!({"namespaces": ["shop"], "labelSelectors": {"app": "db", "tier": "primary"}})
+        );
+    }
+
+    #[test]
+    fn loss_and_partition_are_refused_on_proxies_only() {
+        for kind in KINDS {
+            let refused = unsupported_on_proxies(kind).is_some();
+            assert_eq!(refused, matches!(*kind, "loss" | "partition"), "{kind}");
+        }
+    }
+}

@@ -1,0 +1,504 @@
+//! Network fault drills through the binary on each backend: the built-in proxy a drill starts
+//! itself, a Toxiproxy-compatible API, and Chaos Mesh NetworkChaos objects in the simulated
+//! cluster. Degradation is measured (TTD to the first breach of max-latency, recovery after the
+//! fault is removed), outages (`down`) are seen as refused connections, and nothing is left
+//! behind.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{firedrill, secs};
+use firedrill::sim::{parse_scenario, SimCluster};
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The probe's recovery bracket must hold the instant the fault was removed, and close soon
+/// after it: recovery is measured against the one instant we know for sure.
+fn assert_recovered_at_removal(trial: &Value, within: Duration) {
+    let removed = secs(&trial["t_removed_s"]) - secs(&trial["t_inject_s"]);
+    let ttr = &trial["probes"][0]["verdict"]["ttr"];
+    let (lower, upper) = (secs(&ttr["lower_s"]), secs(&ttr["upper_s"]));
+    assert!(
+        lower <= removed + Duration::from_millis(5) && removed <= upper,
+        "removed {removed:?} outside [{lower:?}, {upper:?}]"
+    );
+    assert!(
+        upper < removed + within,
+        "upper {upper:?}, removed {removed:?}"
+    );
+}
+
+/// An HTTP server on 127.0.0.1 answering `/big` with `size` bytes.
+async fn big_body_server(size: usize) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = vec![b'x'; size];
+    let app = axum::Router::new().route(
+        "/big",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { body }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+async fn run(
+    dir: &std::path::Path,
+    yaml: &str,
+    env: &[(&str, &std::path::Path)],
+) -> (Value, String) {
+    let file = dir.join("drill.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let reports = dir.join("reports");
+    let mut cmd = firedrill();
+    cmd.args(["run", "--report-dir"]).arg(&reports).arg(&file);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    (common::only_report(&reports), stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_on_the_builtin_proxy_is_detected_and_recovers_after_removal() {
+    let upstream = common::net::http_ok_server().await;
+    let listen = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"name: slow-web
+proxy:
+  web: {{ listen: "127.0.0.1:{listen}", upstream: "{upstream}" }}
+probes:
+  web-http:
+    http: {{ url: "http://127.0.0.1:{listen}/", timeout: 1s, max-latency: 50ms }}
+    every: 50ms
+    every-during: 10ms
+faults:
+  - latency: {{ proxy: web, latency: 100ms, duration: 1s }}
+recovery: {{ objective: 3s, stable-for: 500ms, timeout: 20s }}
+"#
+    );
+    let (record, _) = run(dir.path(), &yaml, &[]).await;
+    assert_eq!(record["outcome"], "passed", "{}", record["reason"]);
+    let trial = &record["trials"][0];
+    let removed = secs(&trial["t_removed_s"]) - secs(&trial["t_inject_s"]);
+    assert!(
+        removed >= Duration::from_secs(1) && removed < Duration::from_millis(1500),
+        "{removed:?}"
+    );
+    let probe = &trial["probes"][0];
+    // The first slow answer is seen within one check of 100ms + the sampling interval.
+    let ttd = secs(&probe["verdict"]["ttd_s"]);
+    assert!(ttd < Duration::from_millis(300), "TTD {ttd:?}");
+    // The probe recovered when the latency was removed: that instant lies inside the reported
+    // bracket (a slow check spans ~100ms, so the bracket starts before the removal), and the
+    // first fast answer follows promptly.
+    let ttr = &probe["verdict"]["ttr"];
+    let (lower, upper) = (secs(&ttr["lower_s"]), secs(&ttr["upper_s"]));
+    assert!(
+        lower <= removed && removed <= upper,
+        "removed {removed:?} outside [{lower:?}, {upper:?}]"
+    );
+    assert!(
+        upper < removed + Duration::from_millis(300),
+        "upper {upper:?}"
+    );
+    // Degradation is measured per phase: ~100ms while the fault held, fast before.
+    let during = probe["latency"]["during"]["p50_ms"].as_f64().unwrap();
+    let before = probe["latency"]["before"]["p50_ms"].as_f64().unwrap();
+    assert!((100.0..150.0).contains(&during), "during p50 {during}ms");
+    assert!(before < 50.0, "before p50 {before}ms");
+    let fault = &trial["faults"][0];
+    assert!(
+        fault["reverted"]
+            .as_str()
+            .unwrap()
+            .starts_with("removed toxic"),
+        "{fault}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_through_a_toxiproxy_api_is_added_and_removed() {
+    let upstream = common::net::http_ok_server().await;
+    let api = common::net::toxiproxy_api("web", upstream).await;
+    let (proxy_addr, api_url) = (api.listen, &api.url);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"name: slow-web-toxiproxy
+probes:
+  web-http:
+    http: {{ url: "http://{proxy_addr}/", timeout: 1s, max-latency: 50ms }}
+    every: 50ms
+    every-during: 10ms
+faults:
+  - latency: {{ toxiproxy: {{ url: "{api_url}", proxy: web }}, latency: 80ms, duration: 700ms }}
+recovery: {{ objective: 3s, stable-for: 300ms, timeout: 20s }}
+"#
+    );
+    let (record, _) = run(dir.path(), &yaml, &[]).await;
+    assert_eq!(record["outcome"], "passed", "{}", record["reason"]);
+    let probe = &record["trials"][0]["probes"][0];
+    assert!(
+        probe["verdict"]["failed"].as_u64().unwrap() > 0,
+        "the latency was seen"
+    );
+    assert!(
+        api.server.toxics("web").unwrap().is_empty(),
+        "no toxic is left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_mesh_network_chaos_is_created_scoped_and_deleted() {
+    let scenario = parse_scenario(
+        "namespaces:\n  shop:\n    deployments:\n      checkout: { replicas: 2, labels: { app: checkout } }\n",
+    )
+    .unwrap();
+    let sim = SimCluster::start(scenario, "127.0.0.1:0".parse().unwrap(), 1)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, sim.kubeconfig_yaml()).unwrap();
+    std::fs::write(
+        dir.path().join("firedrill.yaml"),
+        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
+    )
+    .unwrap();
+    let yaml = r#"name: mesh-delay
+environments: [staging]
+probes:
+  checkout-ready:
+    kubernetes: { deployment: shop/checkout, ready: all }
+    every: 100ms
+faults:
+  - latency: { chaos-mesh: { namespace: shop, selector: app=checkout }, latency: 100ms, jitter: 10ms, correlation: 25, duration: 500ms }
+recovery: { objective: 3s, stable-for: 300ms, timeout: 20s }
+"#;
+    let file = dir.path().join("drill.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let reports = dir.path().join("reports");
+    let mut cmd = firedrill();
+    cmd.env("KUBECONFIG", &kubeconfig)
+        .args(["run", "--env", "staging", "--report-dir"])
+        .arg(&reports)
+        .arg(&file);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = sim.request_log();
+    let created: Vec<_> = log
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.contains("/networkchaos"))
+        .collect();
+    assert_eq!(created.len(), 1, "one NetworkChaos was created");
+    assert_eq!(created[0].status, 201);
+    let deleted = log
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.path.contains("/networkchaos/"))
+        .count();
+    assert_eq!(deleted, 1, "and deleted on revert");
+    let client = sim.kube_client().await.unwrap();
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(client, "shop", &firedrill::fault::network::network_chaos());
+    assert!(
+        api.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "nothing left behind"
+    );
+    let record = common::only_report(&reports);
+    let detail = record["trials"][0]["faults"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("ends by itself"), "{detail}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_on_the_builtin_proxy_refuses_connections_until_it_is_enabled_again() {
+    let upstream = common::net::http_ok_server().await;
+    let listen = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"name: web-down
+proxy:
+  web: {{ listen: "127.0.0.1:{listen}", upstream: "{upstream}" }}
+probes:
+  web-http:
+    http: {{ url: "http://127.0.0.1:{listen}/", timeout: 1s }}
+    every: 50ms
+    every-during: 10ms
+faults:
+  - down: {{ proxy: web, duration: 1s }}
+recovery: {{ objective: 3s, stable-for: 300ms, timeout: 20s }}
+"#
+    );
+    let (record, _) = run(dir.path(), &yaml, &[]).await;
+    assert_eq!(record["outcome"], "passed", "{}", record["reason"]);
+    let trial = &record["trials"][0];
+    let verdict = &trial["probes"][0]["verdict"];
+    // The listener is closed while the proxy is down: connections are refused, at once.
+    let first = verdict["first_failure"].as_str().unwrap();
+    assert!(first.contains("refused"), "{first}");
+    assert!(
+        secs(&verdict["ttd_s"]) < Duration::from_millis(100),
+        "{verdict}"
+    );
+    assert_recovered_at_removal(trial, Duration::from_millis(200));
+    let fault = &trial["faults"][0];
+    assert_eq!(fault["revert"]["action"], "proxy-enable", "{fault}");
+    let reverted = fault["reverted"].as_str().unwrap();
+    assert!(reverted.starts_with("enabled proxy web"), "{reverted}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bandwidth_on_the_builtin_proxy_slows_transfers_to_the_asked_rate() {
+    // 100 kB at 100 KB/s: one second per check while the limit holds.
+    let upstream = big_body_server(100_000).await;
+    let listen = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"name: web-narrow
+proxy:
+  web: {{ listen: "127.0.0.1:{listen}", upstream: "{upstream}" }}
+probes:
+  web-http:
+    http: {{ url: "http://127.0.0.1:{listen}/big", timeout: 5s, max-latency: 300ms }}
+    every: 100ms
+    every-during: 10ms
+faults:
+  - bandwidth: {{ proxy: web, rate: 100KB/s, duration: 1500ms }}
+recovery: {{ objective: 3s, stable-for: 300ms, timeout: 20s }}
+"#
+    );
+    let (record, _) = run(dir.path(), &yaml, &[]).await;
+    assert_eq!(record["outcome"], "passed", "{}", record["reason"]);
+    let trial = &record["trials"][0];
+    let probe = &trial["probes"][0];
+    let slowest = probe["latency"]["during"]["max_ms"].as_f64().unwrap();
+    let before = probe["latency"]["before"]["p50_ms"].as_f64().unwrap();
+    assert!(
+        (900.0..1_300.0).contains(&slowest),
+        "slowest check {slowest}ms"
+    );
+    assert!(before < 100.0, "before p50 {before}ms");
+    // Removing the limit speeds up the check in flight: recovery follows the removal closely.
+    assert_recovered_at_removal(trial, Duration::from_millis(400));
+    let reverted = trial["faults"][0]["reverted"].as_str().unwrap();
+    assert!(reverted.starts_with("removed toxic"), "{reverted}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_through_a_toxiproxy_api_disables_the_proxy_and_enables_it_after() {
+    let upstream = common::net::http_ok_server().await;
+    let api = common::net::toxiproxy_api("web", upstream).await;
+    let (proxy_addr, api_url) = (api.listen, &api.url);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"name: web-down-toxiproxy
+probes:
+  web-http:
+    http: {{ url: "http://{proxy_addr}/", timeout: 1s }}
+    every: 50ms
+    every-during: 10ms
+faults:
+  - down: {{ toxiproxy: {{ url: "{api_url}", proxy: web }}, duration: 700ms }}
+recovery: {{ objective: 3s, stable-for: 300ms, timeout: 20s }}
+"#
+    );
+    let (record, _) = run(dir.path(), &yaml, &[]).await;
+    assert_eq!(record["outcome"], "passed", "{}", record["reason"]);
+    let trial = &record["trials"][0];
+    let first = trial["probes"][0]["verdict"]["first_failure"]
+        .as_str()
+        .unwrap();
+    assert!(first.contains("refused"), "{first}");
+    assert_recovered_at_removal(trial, Duration::from_millis(200));
+    assert!(api.server.proxy("web").unwrap().enabled, "enabled again");
+
+    // A proxy someone else disabled is not ours to take down (the revert would enable it):
+    // refused before anything is touched, and left disabled. (The probe goes around it.)
+    let off = firedrill::proxy::ProxyUpdate {
+        enabled: Some(false),
+        ..Default::default()
+    };
+    api.server.update_proxy("web", off).await.unwrap();
+    let file = dir.path().join("drill.yaml");
+    let direct = yaml.replace(&proxy_addr.to_string(), &upstream.to_string());
+    std::fs::write(&file, direct).unwrap();
+    let mut cmd = firedrill();
+    cmd.args(["run", "--report-dir"])
+        .arg(dir.path().join("refused"))
+        .arg(&file);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("already disabled"), "{stderr}");
+    assert!(!api.server.proxy("web").unwrap().enabled, "left as it was");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_chaos_mesh_kind_is_created_on_the_resolved_pods_and_deleted() {
+    let scenario = parse_scenario(
+        "namespaces:\n  shop:\n    deployments:\n      checkout: { replicas: 2, labels: { app: checkout } }\n      db: { replicas: 1, labels: { app: db } }\n",
+    )
+    .unwrap();
+    let sim = SimCluster::start(scenario, "127.0.0.1:0".parse().unwrap(), 1)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, sim.kubeconfig_yaml()).unwrap();
+    std::fs::write(
+        dir.path().join("firedrill.yaml"),
+        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
+    )
+    .unwrap();
+    let mesh = "chaos-mesh: { namespace: shop, selector: app=checkout }";
+    let yaml = format!(
+        r#"name: mesh-everything
+environments: [staging]
+probes:
+  checkout-ready:
+    kubernetes: {{ deployment: shop/checkout, ready: all }}
+    every: 100ms
+faults:
+  - loss: {{ {mesh}, loss: 30%, correlation: 25, duration: 600ms }}
+  - down: {{ {mesh}, duration: 600ms }}
+  - partition: {{ {mesh}, peers: app=db, duration: 600ms }}
+  - bandwidth: {{ {mesh}, rate: 1MB/s, duration: 600ms }}
+recovery: {{ objective: 3s, stable-for: 300ms, timeout: 20s }}
+"#
+    );
+    let file = dir.path().join("drill.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let reports = dir.path().join("reports");
+    let mut cmd = firedrill();
+    cmd.env("KUBECONFIG", &kubeconfig)
+        .args(["run", "--env", "staging", "--report-dir"])
+        .arg(&reports)
+        .arg(&file);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = sim.request_log();
+    let count = |method: &str| {
+        log.iter()
+            .filter(|r| r.method == method && r.path.contains("/networkchaos"))
+            .filter(|r| (200..300).contains(&r.status))
+            .count()
+    };
+    assert_eq!(count("POST"), 4, "one NetworkChaos per fault");
+    assert_eq!(count("DELETE"), 4, "each deleted on revert");
+    let client = sim.kube_client().await.unwrap();
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(client, "shop", &firedrill::fault::network::network_chaos());
+    assert!(
+        api.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "nothing left behind"
+    );
+    // Each fault names the pods it was scoped to: the two checkout pods, not the db.
+    let record = common::only_report(&reports);
+    for f in record["trials"][0]["faults"].as_array().unwrap() {
+        let affected: Vec<&str> = f["affected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        assert_eq!(affected.len(), 2, "{f}");
+        assert!(affected.iter().all(|p| p.starts_with("checkout-")), "{f}");
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chaos_mesh_selector_that_matches_no_pod_is_refused_before_anything_is_created() {
+    let scenario = parse_scenario(
+        "namespaces:\n  shop:\n    deployments:\n      checkout: { replicas: 1, labels: { app: checkout } }\n",
+    )
+    .unwrap();
+    let sim = SimCluster::start(scenario, "127.0.0.1:0".parse().unwrap(), 1)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, sim.kubeconfig_yaml()).unwrap();
+    std::fs::write(
+        dir.path().join("firedrill.yaml"),
+        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
+    )
+    .unwrap();
+    let file = dir.path().join("drill.yaml");
+    std::fs::write(
+        &file,
+        r#"name: mesh-nobody
+environments: [staging]
+probes:
+  checkout-ready:
+    kubernetes: { deployment: shop/checkout, ready: all }
+    every: 100ms
+faults:
+  - latency: { chaos-mesh: { namespace: shop, selector: app=chekout }, latency: 100ms, duration: 1s }
+recovery: { objective: 3s, timeout: 20s }
+"#,
+    )
+    .unwrap();
+    let mut cmd = firedrill();
+    cmd.env("KUBECONFIG", &kubeconfig)
+        .args(["run", "--env", "staging", "--report-dir"])
+        .arg(dir.path().join("reports"))
+        .arg(&file);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("matches no running pods"), "{stderr}");
+    let created = sim
+        .request_log()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.contains("/networkchaos"))
+        .count();
+    assert_eq!(created, 0, "nothing was created");
+    sim.shutdown().await;
+}
