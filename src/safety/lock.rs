@@ -70,10 +70,10 @@ fn this_host() -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("{}", held_message(.scope, .holder.as_ref()))]
+    #[error("{}", held_message(.scope, .holder.as_deref()))]
     Held {
         scope: String,
-        holder: Option<Holder>,
+        holder: Option<Box<Holder>>,
     },
     #[error("cannot lock scope `{scope}` ({path}): {source}")]
     Io {
@@ -214,7 +214,7 @@ pub fn acquire(
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
                 return Err(LockError::Held {
                     scope: scope.clone(),
-                    holder: read_holder(&path),
+                    holder: read_holder(&path).map(Box::new),
                 });
             }
             Err((_, e)) => return Err(err(std::io::Error::from(e))),
@@ -325,7 +325,7 @@ pub async fn acquire_lease(
                 .and_then(|h| serde_json::from_str(h).ok());
             let dead = named.as_ref().is_some_and(Holder::is_dead_here);
             if !expired && !dead {
-                return Err(held(named));
+                return Err(held(named.map(Box::new)));
             }
             if let (false, Some(h)) = (expired, &named) {
                 tracing::warn!(run = %h.run_id, pid = h.pid, "taking over the cluster lease of a drill of this machine whose process is gone");
