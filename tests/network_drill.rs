@@ -502,3 +502,149 @@ recovery: { objective: 3s, timeout: 20s }
     assert_eq!(created, 0, "nothing was created");
     sim.shutdown().await;
 }
+
+/// Waits up to 30s for `cond`, polling.
+async fn wait_until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < Duration::from_secs(30), "no {what} within 30s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Starts `firedrill run` on `yaml` in `dir` (reports in `dir/reports`).
+fn spawn_run(dir: &std::path::Path, yaml: &str, env: &[(&str, &std::path::Path)]) -> std::process::Child {
+    let file = dir.join("drill.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let mut cmd = firedrill();
+    cmd.args(["run", "--report-dir"])
+        .arg(dir.join("reports"))
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Ctrl-C: the run reverts, exits 3 within 20s and records an aborted trial.
+async fn interrupt(child: std::process::Child, dir: &std::path::Path) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let sent = std::time::Instant::now();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(sent.elapsed() < Duration::from_secs(20), "{:?}", sent.elapsed());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let record = common::only_report(&dir.join("reports"));
+    assert_eq!(record["outcome"], "aborted", "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_interrupted_drills_leave_nothing_on_toxiproxy() {
+    let upstream = common::net::http_ok_server().await;
+    let api = common::net::toxiproxy_api("web", upstream).await;
+    let (proxy_addr, api_url) = (api.listen, &api.url);
+
+    // Failed: the latency outlasts the recovery timeout; the toxic goes all the same.
+    let failed = tempfile::tempdir().unwrap();
+    let file = failed.path().join("drill.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name: too-slow
+probes:
+  web-http:
+    http: {{ url: "http://{proxy_addr}/", timeout: 1s, max-latency: 50ms }}
+    every: 50ms
+faults:
+  - latency: {{ toxiproxy: {{ url: "{api_url}", proxy: web }}, latency: 200ms, duration: 10s }}
+recovery: {{ objective: 500ms, stable-for: 200ms, timeout: 1s }}
+"#
+        ),
+    )
+    .unwrap();
+    let mut cmd = firedrill();
+    cmd.args(["run", "--report-dir"])
+        .arg(failed.path().join("reports"))
+        .arg(&file);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let record = common::only_report(&failed.path().join("reports"));
+    assert_eq!(record["outcome"], "failed", "{stderr}");
+    assert!(api.server.toxics("web").unwrap().is_empty(), "{stderr}");
+
+    // Interrupted while the proxy is down: enabled again before the runner exits.
+    let aborted = tempfile::tempdir().unwrap();
+    let child = spawn_run(
+        aborted.path(),
+        &format!(
+            r#"name: web-down-interrupted
+probes:
+  web-http:
+    http: {{ url: "http://{upstream}/", timeout: 1s }}
+    every: 50ms
+faults:
+  - down: {{ toxiproxy: {{ url: "{api_url}", proxy: web }}, duration: 30s }}
+recovery: {{ objective: 31s, timeout: 1m }}
+"#
+        ),
+        &[],
+    );
+    wait_until("disabled proxy", async || !api.server.proxy("web").unwrap().enabled).await;
+    interrupt(child, aborted.path()).await;
+    assert!(api.server.proxy("web").unwrap().enabled, "enabled again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_chaos_mesh_drill_deletes_its_network_chaos() {
+    let scenario = parse_scenario(
+        "namespaces:\n  shop:\n    deployments:\n      checkout: { replicas: 2, labels: { app: checkout } }\n",
+    )
+    .unwrap();
+    let sim = SimCluster::start(scenario, "127.0.0.1:0".parse().unwrap(), 1)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, sim.kubeconfig_yaml()).unwrap();
+    std::fs::write(
+        dir.path().join("firedrill.yaml"),
+        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
+    )
+    .unwrap();
+    let yaml = r#"name: mesh-interrupted
+environments: [staging]
+probes:
+  checkout-ready:
+    kubernetes: { deployment: shop/checkout, ready: all }
+    every: 100ms
+faults:
+  - loss: { chaos-mesh: { namespace: shop, selector: app=checkout }, loss: 50%, duration: 30s }
+recovery: { objective: 31s, timeout: 1m }
+"#;
+    let file = dir.path().join("drill.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let mut cmd = firedrill();
+    cmd.env("KUBECONFIG", &kubeconfig)
+        .args(["run", "--env", "staging", "--report-dir"])
+        .arg(dir.path().join("reports"))
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let client = sim.kube_client().await.unwrap();
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(client, "shop", &firedrill::fault::network::network_chaos());
+    let objects = async || api.list(&Default::default()).await.unwrap().items.len();
+    wait_until("NetworkChaos", async || objects().await == 1).await;
+    interrupt(child, dir.path()).await;
+    assert_eq!(objects().await, 0, "deleted before the runner exited");
+    sim.shutdown().await;
+}
