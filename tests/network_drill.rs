@@ -12,6 +12,14 @@ use common::{firedrill, secs};
 use firedrill::sim::{parse_scenario, SimCluster};
 use serde_json::Value;
 
+/// The binary with a state directory of this test's own: tests of this file run at once,
+/// and drills on the same scope (`staging/kube/shop`) would otherwise refuse each other.
+fn firedrill_in(dir: &std::path::Path) -> std::process::Command {
+    let mut c = firedrill();
+    c.env("FIREDRILL_STATE_DIR", dir.join("state"));
+    c
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -60,7 +68,7 @@ async fn run(
     let file = dir.join("drill.yaml");
     std::fs::write(&file, yaml).unwrap();
     let reports = dir.join("reports");
-    let mut cmd = firedrill();
+    let mut cmd = firedrill_in(dir);
     cmd.args(["run", "--report-dir"]).arg(&reports).arg(&file);
     for (k, v) in env {
         cmd.env(k, v);
@@ -198,7 +206,7 @@ recovery: { objective: 3s, stable-for: 300ms, timeout: 20s }
     let file = dir.path().join("drill.yaml");
     std::fs::write(&file, yaml).unwrap();
     let reports = dir.path().join("reports");
-    let mut cmd = firedrill();
+    let mut cmd = firedrill_in(dir.path());
     cmd.env("KUBECONFIG", &kubeconfig)
         .args(["run", "--env", "staging", "--report-dir"])
         .arg(&reports)
@@ -353,7 +361,7 @@ recovery: {{ objective: 3s, stable-for: 300ms, timeout: 20s }}
     let file = dir.path().join("drill.yaml");
     let direct = yaml.replace(&proxy_addr.to_string(), &upstream.to_string());
     std::fs::write(&file, direct).unwrap();
-    let mut cmd = firedrill();
+    let mut cmd = firedrill_in(dir.path());
     cmd.args(["run", "--report-dir"])
         .arg(dir.path().join("refused"))
         .arg(&file);
@@ -402,7 +410,7 @@ recovery: {{ objective: 3s, stable-for: 300ms, timeout: 20s }}
     let file = dir.path().join("drill.yaml");
     std::fs::write(&file, yaml).unwrap();
     let reports = dir.path().join("reports");
-    let mut cmd = firedrill();
+    let mut cmd = firedrill_in(dir.path());
     cmd.env("KUBECONFIG", &kubeconfig)
         .args(["run", "--env", "staging", "--report-dir"])
         .arg(&reports)
@@ -483,7 +491,7 @@ recovery: { objective: 3s, timeout: 20s }
 "#,
     )
     .unwrap();
-    let mut cmd = firedrill();
+    let mut cmd = firedrill_in(dir.path());
     cmd.env("KUBECONFIG", &kubeconfig)
         .args(["run", "--env", "staging", "--report-dir"])
         .arg(dir.path().join("reports"))
@@ -507,16 +515,23 @@ recovery: { objective: 3s, timeout: 20s }
 async fn wait_until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
     let start = std::time::Instant::now();
     while !cond().await {
-        assert!(start.elapsed() < Duration::from_secs(30), "no {what} within 30s");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no {what} within 30s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 /// Starts `firedrill run` on `yaml` in `dir` (reports in `dir/reports`).
-fn spawn_run(dir: &std::path::Path, yaml: &str, env: &[(&str, &std::path::Path)]) -> std::process::Child {
+fn spawn_run(
+    dir: &std::path::Path,
+    yaml: &str,
+    env: &[(&str, &std::path::Path)],
+) -> std::process::Child {
     let file = dir.join("drill.yaml");
     std::fs::write(&file, yaml).unwrap();
-    let mut cmd = firedrill();
+    let mut cmd = firedrill_in(dir);
     cmd.args(["run", "--report-dir"])
         .arg(dir.join("reports"))
         .arg(&file)
@@ -536,7 +551,11 @@ async fn interrupt(child: std::process::Child, dir: &std::path::Path) {
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
-    assert!(sent.elapsed() < Duration::from_secs(20), "{:?}", sent.elapsed());
+    assert!(
+        sent.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        sent.elapsed()
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     let record = common::only_report(&dir.join("reports"));
@@ -567,7 +586,7 @@ recovery: {{ objective: 500ms, stable-for: 200ms, timeout: 1s }}
         ),
     )
     .unwrap();
-    let mut cmd = firedrill();
+    let mut cmd = firedrill_in(failed.path());
     cmd.args(["run", "--report-dir"])
         .arg(failed.path().join("reports"))
         .arg(&file);
@@ -597,7 +616,10 @@ recovery: {{ objective: 31s, timeout: 1m }}
         ),
         &[],
     );
-    wait_until("disabled proxy", async || !api.server.proxy("web").unwrap().enabled).await;
+    wait_until("disabled proxy", async || {
+        !api.server.proxy("web").unwrap().enabled
+    })
+    .await;
     interrupt(child, aborted.path()).await;
     assert!(api.server.proxy("web").unwrap().enabled, "enabled again");
 }
@@ -631,7 +653,7 @@ recovery: { objective: 31s, timeout: 1m }
 "#;
     let file = dir.path().join("drill.yaml");
     std::fs::write(&file, yaml).unwrap();
-    let mut cmd = firedrill();
+    let mut cmd = firedrill_in(dir.path());
     cmd.env("KUBECONFIG", &kubeconfig)
         .args(["run", "--env", "staging", "--report-dir"])
         .arg(dir.path().join("reports"))

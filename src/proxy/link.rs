@@ -1,7 +1,9 @@
 //! Forwarding of one client connection through the toxics of its proxy.
 //!
-//! Each direction is a *pump*. With no active toxic it is a plain read→write loop with a large
-//! buffer and no timers. As soon as a toxic becomes active for that direction the pump switches
+//! Each direction is a *pump*. With no active toxic it moves bytes with no timers: a plain
+//! read→write loop with a large buffer, and for bulk streams on Linux socket → pipe → socket
+//! with splice(2), so the data never crosses into user space (see `splice`). As soon as a
+//! toxic becomes active for that direction the pump switches
 //! to a pipeline: a reader stamps every chunk with the instant it was read and queues it; a
 //! writer delivers each chunk when the toxics allow (latency: `read_at + latency ± jitter`).
 //! The writer watches the proxy's toxic set, so adding, changing or removing a toxic takes
@@ -25,6 +27,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+#[cfg(target_os = "linux")]
+use super::splice;
 use super::toxic::{Stream, Toxic, ToxicKind};
 use crate::timer::precise_sleep_until;
 
@@ -273,16 +277,46 @@ async fn pump<R, W>(
     seed: u64,
 ) -> io::Result<End>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin + AsRef<TcpStream>,
+    W: AsyncWrite + Unpin + AsRef<TcpStream>,
 {
     let mut st = DirState::new(stream, seed);
     let mut buf = vec![0u8; FAST_BUF];
+    // A bulk stream (a read filled the whole buffer) goes through splice(2) on Linux; small
+    // exchanges stay on read/write, which costs fewer syscalls per message. The pipe is made
+    // on the first switch: connections that only exchange small messages never hold one.
+    let mut bulk = false;
+    #[cfg(target_os = "linux")]
+    let (mut can_splice, mut pipe) = (splice::enabled(), None::<splice::Pipe>);
+    #[cfg(not(target_os = "linux"))]
+    let can_splice = false;
     // False once the proxy is gone: changed() would then fail at once, forever.
     let mut watching = true;
     loop {
         let set = toxics.borrow_and_update().clone();
         if st.effect(&set).is_empty() {
+            #[cfg(target_os = "linux")]
+            if bulk && can_splice {
+                if pipe.is_none() {
+                    // No pipe (descriptors exhausted): the user-space copy does the same job.
+                    pipe = splice::Pipe::new().ok();
+                    can_splice = pipe.is_some();
+                }
+                if let Some(p) = pipe.as_ref() {
+                    match splice::forward(src.as_ref(), dst.as_ref(), p, &mut toxics, &mut watching)
+                        .await?
+                    {
+                        splice::Outcome::Eof => {
+                            dst.shutdown().await?;
+                            return Ok(End::Eof);
+                        }
+                        splice::Outcome::ToxicsChanged => continue,
+                        splice::Outcome::Small => bulk = false,
+                        // Not a socket splice(2) supports: copy through user space from now on.
+                        splice::Outcome::Unsupported => can_splice = false,
+                    }
+                }
+            }
             // Fast path: no timers, no queue, one large buffer.
             loop {
                 tokio::select! {
@@ -290,13 +324,17 @@ where
                     r = toxics.changed(), if watching => {
                         if r.is_err() { watching = false; } else { break; }
                     }
-                    n = src.read(&mut buf) => {
+                    n = src.read(&mut buf[..]) => {
                         let n = n?;
                         if n == 0 {
                             dst.shutdown().await?;
                             return Ok(End::Eof);
                         }
                         dst.write_all(&buf[..n]).await?;
+                        if n == buf.len() && can_splice {
+                            bulk = true;
+                            break;
+                        }
                     }
                 }
             }

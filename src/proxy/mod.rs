@@ -22,6 +22,8 @@
 
 mod api;
 mod link;
+#[cfg(target_os = "linux")]
+mod splice;
 mod standalone;
 mod toxic;
 
