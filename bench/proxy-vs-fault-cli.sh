@@ -15,6 +15,8 @@ if [ ! -x "$fault" ]; then
     echo "installing fault-cli into $tools (once; takes a few minutes)" >&2
     cargo install fault-cli --locked --root "$tools" --target-dir "$tools/build"
 fi
-cargo build --release --quiet --bin firedrill --example proxy_compare
+# The binary in its own invocation: built with the example it would link dev-only features.
+cargo build --release --quiet --example proxy_compare
+cargo build --release --quiet --bin firedrill
 echo "fault-cli: $("$fault" --version 2>/dev/null || echo unknown); load: $(uptime)" >&2
 exec target/release/examples/proxy_compare target/release/firedrill "$fault" "$@"

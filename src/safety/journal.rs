@@ -139,6 +139,8 @@ pub struct Journal {
     path: PathBuf,
     file: Mutex<File>,
     next: Mutex<u64>,
+    /// The journal's directory entry is on disk: done once, before the first mutating call.
+    durable: std::sync::atomic::AtomicBool,
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
@@ -161,31 +163,36 @@ fn open_append(path: &Path) -> Result<File, JournalError> {
         .map_err(io(path))
 }
 
-fn append(file: &mut File, path: &Path, record: &Record) -> Result<(), JournalError> {
+/// Appends one record; with `sync`, it (and every record before it) is on disk on return.
+fn append(file: &mut File, path: &Path, record: &Record, sync: bool) -> Result<(), JournalError> {
     let mut line = serde_json::to_vec(record).map_err(|e| JournalError::Corrupt {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
     line.push(b'\n');
     file.write_all(&line).map_err(io(path))?;
-    file.sync_data().map_err(io(path))
+    if sync {
+        file.sync_data().map_err(io(path))?;
+    }
+    Ok(())
 }
 
 impl Journal {
-    /// Creates `<state-dir>/journal/<run-id>.jsonl` and records its header.
+    /// Creates `<state-dir>/journal/<run-id>.jsonl` and records its header. Nothing is
+    /// synced yet: until the first intent there is nothing to recover, and the first
+    /// intent's sync makes the header durable with it (the drill's first probe is not kept
+    /// waiting on the disk).
     pub fn create(state_dir: &Path, header: Header) -> Result<Journal, JournalError> {
         let dir = journal_dir(state_dir);
         super::ensure_dir(&dir).map_err(io(&dir))?;
         let path = dir.join(format!("{}.jsonl", header.run_id));
         let mut file = open_append(&path)?;
-        append(&mut file, &path, &Record::Open(header))?;
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
-        }
+        append(&mut file, &path, &Record::Open(header), false)?;
         Ok(Journal {
             path,
             file: Mutex::new(file),
             next: Mutex::new(1),
+            durable: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -195,7 +202,16 @@ impl Journal {
 
     fn write(&self, record: &Record) -> Result<(), JournalError> {
         let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        append(&mut f, &self.path, record)
+        append(&mut f, &self.path, record, true)?;
+        // The file's data is on disk; its name in the directory must be too, once.
+        if !self.durable.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            if let Some(dir) = self.path.parent() {
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io(dir))?;
+            }
+        }
+        Ok(())
     }
 
     /// Records the intent before the mutating call; the call must not be made on error.
@@ -387,6 +403,7 @@ pub async fn recover(path: &Path) -> Result<Vec<Recovered>, JournalError> {
                         seq: e.seq,
                         detail: format!("irreversible: {why}"),
                     },
+                    true,
                 )?;
                 RecoverResult::Irreversible(why.clone())
             }
@@ -400,6 +417,7 @@ pub async fn recover(path: &Path) -> Result<Vec<Recovered>, JournalError> {
                             seq: e.seq,
                             detail: detail.clone(),
                         },
+                        true,
                     )?;
                     RecoverResult::Reverted(detail)
                 }
@@ -412,6 +430,7 @@ pub async fn recover(path: &Path) -> Result<Vec<Recovered>, JournalError> {
                             seq: e.seq,
                             error: error.clone(),
                         },
+                        true,
                     )?;
                     RecoverResult::Failed(error)
                 }
@@ -434,6 +453,7 @@ pub async fn recover(path: &Path) -> Result<Vec<Recovered>, JournalError> {
             &Record::Closed {
                 at: super::now_rfc3339(),
             },
+            true,
         )?;
     }
     Ok(out)
