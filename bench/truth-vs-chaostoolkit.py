@@ -10,10 +10,11 @@ flipped: the truth.
 Each tool injects the same windows itself and probes GET /healthz:
 
 - firedrill: one `firedrill run` per window (`--repeat` reps), a `command` fault that POSTs
-  /fail with curl, an http probe with `every` = F, run twice: with `every-during` = F (the
-  same sampling as Chaos Toolkit throughout) and with its default adaptive `every-during`
-  (F/10, at least 1ms, from the injection on and while failing); at its finest, `every-during:
-  0s` (back to back while failing). Its TTR is the one it
+  /fail with curl, an http probe with `every` = F, run three times: with `every-during` = F
+  (the same sampling as Chaos Toolkit throughout), with its default adaptive `every-during`
+  (F/10, at least 1ms, from the injection on and while failing), and with `every-during: 0s`
+  (the same steady-state rate, back to back while failing); at its finest, every 1ms and
+  `every-during: 0s`. Its TTR is the one it
   reports (the midpoint of its recovery bracket), turned into an instant with the trial's
   `injected_at`.
 - Chaos Toolkit: one `chaos run --hypothesis-strategy during-method-only
@@ -203,12 +204,16 @@ def main():
     try:
         with tempfile.TemporaryDirectory() as work:
             # Equal probe rates: firedrill with every-during = every (the same sampling as
-            # Chaos Toolkit throughout), and with its default adaptive sampling (the same
-            # steady-state rate, every/10 once the fault is in and while failing).
+            # Chaos Toolkit throughout), with its default adaptive sampling (the same
+            # steady-state rate, every/10 once the fault is in and while failing), and with
+            # every-during 0s (the same steady-state rate, back to back while failing).
             for rate in rates:
                 b.say("chaos at %s ..." % rate)
                 ch = chaos(chaos_cmd, target, rate, windows, a.reps, work, jitter_ms(rate))
-                for during, label in [("same", ""), ("adaptive", ", every-during %s (default)" % human_interval(max(rate / 10, 0.001)))]:
+                variants = [("same", ""),
+                            ("adaptive", ", every-during %s (default)" % human_interval(max(rate / 10, 0.001))),
+                            (0, ", every-during 0s")]
+                for during, label in variants:
                     b.say("firedrill at %s%s ..." % (human_interval(rate), label))
                     fd = firedrill(bins, target, rate, windows, a.reps, work, during)
                     rows.append(row("firedrill", "every " + human_interval(rate) + label, fd, n))
