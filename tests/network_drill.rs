@@ -177,79 +177,6 @@ recovery: {{ objective: 3s, stable-for: 300ms, timeout: 20s }}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chaos_mesh_network_chaos_is_created_scoped_and_deleted() {
-    let scenario = parse_scenario(
-        "namespaces:\n  shop:\n    deployments:\n      checkout: { replicas: 2, labels: { app: checkout } }\n",
-    )
-    .unwrap();
-    let sim = SimCluster::start(scenario, "127.0.0.1:0".parse().unwrap(), 1)
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, sim.kubeconfig_yaml()).unwrap();
-    std::fs::write(
-        dir.path().join("firedrill.yaml"),
-        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
-    )
-    .unwrap();
-    let yaml = r#"name: mesh-delay
-environments: [staging]
-probes:
-  checkout-ready:
-    kubernetes: { deployment: shop/checkout, ready: all }
-    every: 100ms
-faults:
-  - latency: { chaos-mesh: { namespace: shop, selector: app=checkout }, latency: 100ms, jitter: 10ms, correlation: 25, duration: 500ms }
-recovery: { objective: 3s, stable-for: 300ms, timeout: 20s }
-"#;
-    let file = dir.path().join("drill.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let reports = dir.path().join("reports");
-    let mut cmd = firedrill_in(dir.path());
-    cmd.env("KUBECONFIG", &kubeconfig)
-        .args(["run", "--env", "staging", "--report-dir"])
-        .arg(&reports)
-        .arg(&file);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let log = sim.request_log();
-    let created: Vec<_> = log
-        .iter()
-        .filter(|r| r.method == "POST" && r.path.contains("/networkchaos"))
-        .collect();
-    assert_eq!(created.len(), 1, "one NetworkChaos was created");
-    assert_eq!(created[0].status, 201);
-    let deleted = log
-        .iter()
-        .filter(|r| r.method == "DELETE" && r.path.contains("/networkchaos/"))
-        .count();
-    assert_eq!(deleted, 1, "and deleted on revert");
-    let client = sim.kube_client().await.unwrap();
-    let api: kube::Api<kube::api::DynamicObject> =
-        kube::Api::namespaced_with(client, "shop", &firedrill::fault::network::network_chaos());
-    assert!(
-        api.list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty(),
-        "nothing left behind"
-    );
-    let record = common::only_report(&reports);
-    let detail = record["trials"][0]["faults"][0]["detail"].as_str().unwrap();
-    assert!(detail.contains("ends by itself"), "{detail}");
-    sim.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn down_on_the_builtin_proxy_refuses_connections_until_it_is_enabled_again() {
     let upstream = common::net::http_ok_server().await;
     let listen = free_port();
@@ -374,144 +301,6 @@ recovery: {{ objective: 3s, stable-for: 300ms, timeout: 20s }}
     assert!(!api.server.proxy("web").unwrap().enabled, "left as it was");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_chaos_mesh_kind_is_created_on_the_resolved_pods_and_deleted() {
-    let scenario = parse_scenario(
-        "namespaces:\n  shop:\n    deployments:\n      checkout: { replicas: 2, labels: { app: checkout } }\n      db: { replicas: 1, labels: { app: db } }\n",
-    )
-    .unwrap();
-    let sim = SimCluster::start(scenario, "127.0.0.1:0".parse().unwrap(), 1)
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, sim.kubeconfig_yaml()).unwrap();
-    std::fs::write(
-        dir.path().join("firedrill.yaml"),
-        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
-    )
-    .unwrap();
-    let mesh = "chaos-mesh: { namespace: shop, selector: app=checkout }";
-    let yaml = format!(
-        r#"name: mesh-everything
-environments: [staging]
-probes:
-  checkout-ready:
-    kubernetes: {{ deployment: shop/checkout, ready: all }}
-    every: 100ms
-faults:
-  - loss: {{ {mesh}, loss: 30%, correlation: 25, duration: 600ms }}
-  - down: {{ {mesh}, duration: 600ms }}
-  - partition: {{ {mesh}, peers: app=db, duration: 600ms }}
-  - bandwidth: {{ {mesh}, rate: 1MB/s, duration: 600ms }}
-recovery: {{ objective: 3s, stable-for: 300ms, timeout: 20s }}
-"#
-    );
-    let file = dir.path().join("drill.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let reports = dir.path().join("reports");
-    let mut cmd = firedrill_in(dir.path());
-    cmd.env("KUBECONFIG", &kubeconfig)
-        .args(["run", "--env", "staging", "--report-dir"])
-        .arg(&reports)
-        .arg(&file);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let log = sim.request_log();
-    let count = |method: &str| {
-        log.iter()
-            .filter(|r| r.method == method && r.path.contains("/networkchaos"))
-            .filter(|r| (200..300).contains(&r.status))
-            .count()
-    };
-    assert_eq!(count("POST"), 4, "one NetworkChaos per fault");
-    assert_eq!(count("DELETE"), 4, "each deleted on revert");
-    let client = sim.kube_client().await.unwrap();
-    let api: kube::Api<kube::api::DynamicObject> =
-        kube::Api::namespaced_with(client, "shop", &firedrill::fault::network::network_chaos());
-    assert!(
-        api.list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty(),
-        "nothing left behind"
-    );
-    // Each fault names the pods it was scoped to: the two checkout pods, not the db.
-    let record = common::only_report(&reports);
-    for f in record["trials"][0]["faults"].as_array().unwrap() {
-        let affected: Vec<&str> = f["affected"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_str().unwrap())
-            .collect();
-        assert_eq!(affected.len(), 2, "{f}");
-        assert!(affected.iter().all(|p| p.starts_with("checkout-")), "{f}");
-    }
-    sim.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chaos_mesh_selector_that_matches_no_pod_is_refused_before_anything_is_created() {
-    let scenario = parse_scenario(
-        "namespaces:\n  shop:\n    deployments:\n      checkout: { replicas: 1, labels: { app: checkout } }\n",
-    )
-    .unwrap();
-    let sim = SimCluster::start(scenario, "127.0.0.1:0".parse().unwrap(), 1)
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, sim.kubeconfig_yaml()).unwrap();
-    std::fs::write(
-        dir.path().join("firedrill.yaml"),
-        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
-    )
-    .unwrap();
-    let file = dir.path().join("drill.yaml");
-    std::fs::write(
-        &file,
-        r#"name: mesh-nobody
-environments: [staging]
-probes:
-  checkout-ready:
-    kubernetes: { deployment: shop/checkout, ready: all }
-    every: 100ms
-faults:
-  - latency: { chaos-mesh: { namespace: shop, selector: app=chekout }, latency: 100ms, duration: 1s }
-recovery: { objective: 3s, timeout: 20s }
-"#,
-    )
-    .unwrap();
-    let mut cmd = firedrill_in(dir.path());
-    cmd.env("KUBECONFIG", &kubeconfig)
-        .args(["run", "--env", "staging", "--report-dir"])
-        .arg(dir.path().join("reports"))
-        .arg(&file);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("matches no running pods"), "{stderr}");
-    let created = sim
-        .request_log()
-        .iter()
-        .filter(|r| r.method == "POST" && r.path.contains("/networkchaos"))
-        .count();
-    assert_eq!(created, 0, "nothing was created");
-    sim.shutdown().await;
-}
-
-/// Waits up to 30s for `cond`, polling.
 async fn wait_until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
     let start = std::time::Instant::now();
     while !cond().await {
@@ -624,49 +413,177 @@ recovery: {{ objective: 31s, timeout: 1m }}
     assert!(api.server.proxy("web").unwrap().enabled, "enabled again");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interrupted_chaos_mesh_drill_deletes_its_network_chaos() {
-    let scenario = parse_scenario(
-        "namespaces:\n  shop:\n    deployments:\n      checkout: { replicas: 2, labels: { app: checkout } }\n",
-    )
-    .unwrap();
-    let sim = SimCluster::start(scenario, "127.0.0.1:0".parse().unwrap(), 1)
+/// A simulated cluster of `deployments` in namespace `shop` (`name: replicas` with label
+/// `app: name`), and a folder whose firedrill.yaml names it as environment `staging`.
+struct Staging {
+    sim: firedrill::sim::SimHandle,
+    dir: tempfile::TempDir,
+}
+
+impl Staging {
+    async fn start(deployments: &[(&str, u32)]) -> Staging {
+        let mut scenario = String::from("namespaces:\n  shop:\n    deployments:\n");
+        for (name, replicas) in deployments {
+            scenario +=
+                &format!("      {name}: {{ replicas: {replicas}, labels: {{ app: {name} }} }}\n");
+        }
+        let sim = SimCluster::start(
+            parse_scenario(&scenario).unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+            1,
+        )
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, sim.kubeconfig_yaml()).unwrap();
-    std::fs::write(
-        dir.path().join("firedrill.yaml"),
-        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
-    )
-    .unwrap();
-    let yaml = r#"name: mesh-interrupted
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kubeconfig"), sim.kubeconfig_yaml()).unwrap();
+        std::fs::write(
+            dir.path().join("firedrill.yaml"),
+            "environments:\n  staging:\n    kube-context: firedrill-sim\n",
+        )
+        .unwrap();
+        Staging { sim, dir }
+    }
+
+    /// `firedrill run --env staging` of `yaml`, reports in the folder's `reports`.
+    fn run_cmd(&self, yaml: &str) -> std::process::Command {
+        let dir = self.dir.path();
+        std::fs::write(dir.join("drill.yaml"), yaml).unwrap();
+        let mut cmd = firedrill_in(dir);
+        cmd.env("KUBECONFIG", dir.join("kubeconfig"))
+            .args(["run", "--env", "staging", "--report-dir"])
+            .arg(dir.join("reports"))
+            .arg(dir.join("drill.yaml"));
+        cmd
+    }
+
+    async fn output(&self, yaml: &str) -> std::process::Output {
+        let mut cmd = self.run_cmd(yaml);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// Successful NetworkChaos calls of `method` the simulator answered.
+    fn chaos_calls(&self, method: &str) -> usize {
+        self.sim
+            .request_log()
+            .iter()
+            .filter(|r| r.method == method && r.path.contains("/networkchaos"))
+            .filter(|r| (200..300).contains(&r.status))
+            .count()
+    }
+
+    /// NetworkChaos objects in `shop` now.
+    async fn network_chaos(&self) -> usize {
+        let client = self.sim.kube_client().await.unwrap();
+        let api: kube::Api<kube::api::DynamicObject> =
+            kube::Api::namespaced_with(client, "shop", &firedrill::fault::network::network_chaos());
+        api.list(&Default::default()).await.unwrap().items.len()
+    }
+}
+
+/// A drill of `staging` whose only probe is the checkout deployment's readiness.
+fn mesh_drill(name: &str, faults: &str) -> String {
+    format!(
+        r#"name: {name}
 environments: [staging]
 probes:
   checkout-ready:
-    kubernetes: { deployment: shop/checkout, ready: all }
+    kubernetes: {{ deployment: shop/checkout, ready: all }}
     every: 100ms
 faults:
-  - loss: { chaos-mesh: { namespace: shop, selector: app=checkout }, loss: 50%, duration: 30s }
-recovery: { objective: 31s, timeout: 1m }
-"#;
-    let file = dir.path().join("drill.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let mut cmd = firedrill_in(dir.path());
-    cmd.env("KUBECONFIG", &kubeconfig)
-        .args(["run", "--env", "staging", "--report-dir"])
-        .arg(dir.path().join("reports"))
-        .arg(&file)
+{faults}
+recovery: {{ objective: 31s, stable-for: 300ms, timeout: 1m }}
+"#
+    )
+}
+
+const MESH: &str = "chaos-mesh: { namespace: shop, selector: app=checkout }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_mesh_network_chaos_is_created_scoped_and_deleted() {
+    let s = Staging::start(&[("checkout", 2)]).await;
+    let faults = format!(
+        "  - latency: {{ {MESH}, latency: 100ms, jitter: 10ms, correlation: 25, duration: 500ms }}"
+    );
+    let out = s.output(&mesh_drill("mesh-delay", &faults)).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.chaos_calls("POST"), 1, "one NetworkChaos was created");
+    assert_eq!(s.chaos_calls("DELETE"), 1, "and deleted on revert");
+    assert_eq!(s.network_chaos().await, 0, "nothing left behind");
+    let record = common::only_report(&s.dir.path().join("reports"));
+    let detail = record["trials"][0]["faults"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("ends by itself"), "{detail}");
+    s.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_chaos_mesh_kind_is_created_on_the_resolved_pods_and_deleted() {
+    let s = Staging::start(&[("checkout", 2), ("db", 1)]).await;
+    let faults = format!(
+        "  - loss: {{ {MESH}, loss: 30%, correlation: 25, duration: 600ms }}
+  - down: {{ {MESH}, duration: 600ms }}
+  - partition: {{ {MESH}, peers: app=db, duration: 600ms }}
+  - bandwidth: {{ {MESH}, rate: 1MB/s, duration: 600ms }}"
+    );
+    let out = s.output(&mesh_drill("mesh-everything", &faults)).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.chaos_calls("POST"), 4, "one NetworkChaos per fault");
+    assert_eq!(s.chaos_calls("DELETE"), 4, "each deleted on revert");
+    assert_eq!(s.network_chaos().await, 0, "nothing left behind");
+    // Each fault names the pods it was scoped to: the two checkout pods, not the db.
+    let record = common::only_report(&s.dir.path().join("reports"));
+    for f in record["trials"][0]["faults"].as_array().unwrap() {
+        let affected: Vec<&str> = f["affected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        assert_eq!(affected.len(), 2, "{f}");
+        assert!(affected.iter().all(|p| p.starts_with("checkout-")), "{f}");
+    }
+    s.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chaos_mesh_selector_that_matches_no_pod_is_refused_before_anything_is_created() {
+    let s = Staging::start(&[("checkout", 1)]).await;
+    let faults = "  - latency: { chaos-mesh: { namespace: shop, selector: app=chekout }, latency: 100ms, duration: 1s }";
+    let out = s.output(&mesh_drill("mesh-nobody", faults)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("matches no running pods"), "{stderr}");
+    assert_eq!(s.chaos_calls("POST"), 0, "nothing was created");
+    s.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_chaos_mesh_drill_deletes_its_network_chaos() {
+    let s = Staging::start(&[("checkout", 2)]).await;
+    let faults = format!("  - loss: {{ {MESH}, loss: 50%, duration: 30s }}");
+    let child = s
+        .run_cmd(&mesh_drill("mesh-interrupted", &faults))
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    let client = sim.kube_client().await.unwrap();
-    let api: kube::Api<kube::api::DynamicObject> =
-        kube::Api::namespaced_with(client, "shop", &firedrill::fault::network::network_chaos());
-    let objects = async || api.list(&Default::default()).await.unwrap().items.len();
-    wait_until("NetworkChaos", async || objects().await == 1).await;
-    interrupt(child, dir.path()).await;
-    assert_eq!(objects().await, 0, "deleted before the runner exited");
-    sim.shutdown().await;
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("NetworkChaos", async || s.network_chaos().await == 1).await;
+    interrupt(child, s.dir.path()).await;
+    assert_eq!(
+        s.network_chaos().await,
+        0,
+        "deleted before the runner exited"
+    );
+    s.sim.shutdown().await;
 }
