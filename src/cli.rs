@@ -541,7 +541,7 @@ async fn plan(file: &Path, args: &EnvArgs, state_dir: &Path) -> anyhow::Result<u
     let mut ctx = BuildContext::default();
     if needs_kube(exp) && !simulated && (env.name != "local") {
         match crate::platform::kube::client_for(&env).await {
-            Ok(c) => ctx.kube = Some(c),
+            Ok((c, _)) => ctx.kube = Some(c),
             Err(e) => println!("  cluster: {e} (targets not resolved)"),
         }
     } else if simulated {
@@ -668,13 +668,15 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
     if !recover_stale(state_dir, &scopes).await {
         return Ok(EXIT_REFUSED);
     }
-    let kube = if !needs_kube(&exp) {
-        None
+    // The cluster is pinned for the journal only when it outlives this process (an embedded
+    // simulation ends with it).
+    let (kube, cluster) = if !needs_kube(&exp) {
+        (None, None)
     } else if let Some(handle) = &sim {
-        Some(handle.kube_client().await?)
+        (Some(handle.kube_client().await?), None)
     } else {
         match crate::platform::kube::client_for(&env).await {
-            Ok(c) => Some(c),
+            Ok((c, cluster)) => (Some(c), Some(cluster)),
             Err(e) => {
                 eprintln!("error: {e}\n  = help: set `kube-context` for environment `{}` in firedrill.yaml, or give the experiment a `simulation` to run it on the embedded simulated cluster", env.name);
                 return Ok(3);
@@ -754,9 +756,8 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
             environment: plan.environment.name.clone(),
             scopes: scopes.clone(),
             since,
-            cluster: kube
-                .is_some()
-                .then(|| crate::platform::kube::ClusterRef::of(&plan.environment)),
+            cluster,
+            embedded_sim: sim.is_some(),
         },
     ) {
         Ok(j) => std::sync::Arc::new(j),

@@ -72,14 +72,15 @@ impl ClusterRef {
     }
 }
 
-/// A client for the environment: its `kube-context` from the kubeconfig, or, without one,
-/// whatever `kube::Config::infer` finds (in-cluster service account, then kubeconfig).
-pub async fn client_for(env: &Environment) -> Result<Client, KubeError> {
-    let cluster = match env.kube_context {
-        Some(_) => ClusterRef::of(env),
-        None => ClusterRef::default(),
-    };
-    client_for_cluster(&cluster).await
+/// A client for the environment, and the cluster it talks to, pinned: its `kube-context`
+/// from the kubeconfig, or, without one, the kubeconfig's current context as it is now (no
+/// kubeconfig at all: the in-cluster service account). A run journals the same reference it
+/// made its client from, so `recover` reaches that cluster even if the current context has
+/// moved since.
+pub async fn client_for(env: &Environment) -> Result<(Client, ClusterRef), KubeError> {
+    let cluster = ClusterRef::of(env);
+    let client = client_for_cluster(&cluster).await?;
+    Ok((client, cluster))
 }
 
 /// The kubeconfig's current context (`KUBECONFIG` or `~/.kube/config`).

@@ -45,6 +45,10 @@ pub struct Header {
     /// run created (NetworkChaos objects) there, not in whatever context is current later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<crate::platform::kube::ClusterRef>,
+    /// The run's cluster was simulated inside its own process: what it created there ended
+    /// with the process, and recover has no cluster to call.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub embedded_sim: bool,
 }
 
 /// One line of the journal.
@@ -533,6 +537,11 @@ pub fn describe(r: &Recovered) -> String {
 /// its process, and their toxics with them.
 async fn revert_replayed(plan: &RevertPlan, header: &Header) -> Result<String, fault::FaultError> {
     let mut ctx = fault::RevertContext::default();
+    if let (RevertPlan::KubeDelete { kind, name, .. }, true) = (plan, header.embedded_sim) {
+        return Ok(format!(
+            "{kind} {name} lived in the run's embedded simulated cluster, which ended with it"
+        ));
+    }
     if let RevertPlan::KubeDelete { .. } = plan {
         let cluster = header.cluster.clone().unwrap_or_default();
         let client = crate::platform::kube::client_for_cluster(&cluster)
@@ -562,6 +571,7 @@ mod tests {
             scopes: vec!["local/experiment/x".into()],
             since: "now".into(),
             cluster: None,
+            embedded_sim: false,
         }
     }
 
@@ -611,6 +621,31 @@ mod tests {
         let second = recover(&path).await.unwrap();
         assert!(second.is_empty());
         assert_eq!(fs::read_to_string(&marker).unwrap().lines().count(), 2);
+    }
+
+    #[tokio::test]
+    async fn objects_of_an_embedded_simulation_are_not_looked_for_in_another_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = header("r3");
+        h.embedded_sim = true;
+        let j = Journal::create(dir.path(), h).unwrap();
+        let plan = RevertPlan::KubeDelete {
+            api_version: "chaos-mesh.org/v1alpha1".into(),
+            kind: "NetworkChaos".into(),
+            namespace: "shop".into(),
+            name: "firedrill-r3-f1-1".into(),
+        };
+        j.intent("loss chaos-mesh", "create", "shop", &plan)
+            .unwrap();
+        let path = j.path().to_path_buf();
+        drop(j);
+        // No cluster is reachable from a unit test: a call would fail, not revert.
+        let done = recover(&path).await.unwrap();
+        assert_eq!(done.len(), 1);
+        let RecoverResult::Reverted(detail) = &done[0].result else {
+            panic!("{:?}", done[0].result)
+        };
+        assert!(detail.contains("ended with it"), "{detail}");
     }
 
     #[test]
