@@ -30,6 +30,31 @@ fn every_example_in_experiments_validates() {
 }
 
 #[test]
+fn plan_describes_a_proxy_fault_that_only_a_run_can_apply() {
+    let out = firedrill()
+        .args([
+            "plan",
+            "experiments/db-down-ci.yaml",
+            "--var",
+            "pg_upstream=127.0.0.1:5432",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("fault down proxy orders-db: disable the proxy"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("which `firedrill run` starts for the drill"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("not supported"), "{stdout}");
+    assert!(stdout.contains("nothing was touched"), "{stdout}");
+}
+
+#[test]
 fn invalid_files_exit_2_naming_file_line_and_column() {
     let dir = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -202,7 +202,8 @@ pub struct RevertContext {
 
 enum Target {
     Proxy {
-        server: Arc<ProxyServer>,
+        /// None where no drill runs (`firedrill plan`): the fault can be described, not applied.
+        server: Option<Arc<ProxyServer>>,
         proxy: String,
     },
     Toxiproxy {
@@ -254,7 +255,7 @@ impl NetworkFault {
         }
         let target = match &spec.on {
             Backend::Proxy(name) => Target::Proxy {
-                server: proxy.ok_or_else(|| unsupported("no proxy runs for this drill"))?,
+                server: proxy,
                 proxy: name.clone(),
             },
             Backend::Toxiproxy(t) => Target::Toxiproxy {
@@ -419,7 +420,16 @@ impl NetworkFault {
             )))
         };
         match &self.target {
-            Target::Proxy { server, proxy } => {
+            Target::Proxy {
+                server: None,
+                proxy,
+            } => Ok(Some(format!(
+                "proxy {proxy}, which `firedrill run` starts for the drill"
+            ))),
+            Target::Proxy {
+                server: Some(server),
+                proxy,
+            } => {
                 let info = server
                     .proxy(proxy)
                     .map_err(|e| FaultError::NoTarget(format!("proxy `{proxy}`: {e}")))?;
@@ -517,8 +527,19 @@ impl NetworkFault {
         self.injected.fetch_add(1, Ordering::Relaxed);
         let ttl = self.spec.duration + EXPIRY_MARGIN;
         let sent_at = Instant::now();
+        let no_proxy = |proxy: &str| FaultError::Unsupported {
+            fault: self.spec.effect.kind().into(),
+            why: format!("proxy `{proxy}` does not run here (only `firedrill run` starts it)"),
+        };
         let detail = match &self.target {
-            Target::Proxy { server, proxy } if self.is_down() => {
+            Target::Proxy {
+                server: None,
+                proxy,
+            } => return Err(no_proxy(proxy)),
+            Target::Proxy {
+                server: Some(server),
+                proxy,
+            } if self.is_down() => {
                 let update = ProxyUpdate {
                     enabled: Some(false),
                     ..Default::default()
@@ -529,7 +550,10 @@ impl NetworkFault {
                     .map_err(|e| FaultError::Inject(format!("proxy `{proxy}`: {e}")))?;
                 format!("disabled proxy {proxy}")
             }
-            Target::Proxy { server, proxy } => {
+            Target::Proxy {
+                server: Some(server),
+                proxy,
+            } => {
                 server
                     .add_toxic(proxy, self.toxic(name.clone(), ttl)?)
                     .map_err(|e| FaultError::Inject(format!("proxy `{proxy}`: {e}")))?;
