@@ -43,6 +43,7 @@ fn spec(url: &str, every: Duration) -> ProbeSpec {
             body_contains: None,
             timeout: Duration::from_secs(1),
             max_latency: None,
+            ca_file: None,
         }),
         every,
         every_during: every,

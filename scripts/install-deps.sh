@@ -9,6 +9,8 @@ set -euo pipefail
 need=()
 command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# tests/http_tls.rs: a private CA, certificates and a TLS server (`openssl s_server`).
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 
 here="$(cd "$(dirname "$0")" && pwd)"
 for extra in "$here"/install-*.sh; do

@@ -1029,6 +1029,41 @@ impl Builder<'_, '_> {
         }
     }
 
+    /// An http probe's `ca-file`: relative to the experiment's folder, read and parsed now, so
+    /// that a missing or empty file is an error at its key rather than a failing probe later.
+    fn ca_file(&mut self, n: &Node, path: &str, url: &str, file: &str) -> Option<PathBuf> {
+        let key_path = child_path(path, "ca-file");
+        let error = |cx: &mut Ctx, message: String, help: &str| {
+            cx.error(at(n, "ca-file"), &key_path, message, Some(help.into()))
+        };
+        if !url.starts_with("https://") {
+            error(
+                &mut self.cx,
+                "`ca-file` applies to https urls".into(),
+                "an http url has no certificate to verify; remove `ca-file` or use https",
+            );
+            return None;
+        }
+        let resolved = self.dir.join(file);
+        let help = "give a PEM file of CA certificates, relative to the experiment file";
+        match std::fs::read(&resolved) {
+            Err(e) => error(
+                &mut self.cx,
+                format!("cannot read CA file `{file}`: {e}"),
+                help,
+            ),
+            Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
+                Ok(certs) if !certs.is_empty() => return Some(resolved),
+                _ => error(
+                    &mut self.cx,
+                    format!("no PEM certificate in CA file `{file}`"),
+                    help,
+                ),
+            },
+        }
+        None
+    }
+
     fn http_probe(&mut self, n: &Node, path: &str) -> Option<HttpProbe> {
         let raw: RawHttpProbe = self.cx.de(n, path)?;
         self.http_url(n, path, &raw.url, "http://127.0.0.1:8080/healthz");
@@ -1085,6 +1120,9 @@ impl Builder<'_, '_> {
                 );
             }
         }
+        let ca_file = raw
+            .ca_file
+            .and_then(|f| self.ca_file(n, path, &raw.url, &f));
         Some(HttpProbe {
             url: raw.url,
             method,
@@ -1093,6 +1131,7 @@ impl Builder<'_, '_> {
             body_contains: raw.body_contains,
             timeout,
             max_latency,
+            ca_file,
         })
     }
 

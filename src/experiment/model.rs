@@ -149,6 +149,9 @@ pub struct HttpProbe {
     pub timeout: Duration,
     /// A sample slower than this fails (degradation counts as impact).
     pub max_latency: Option<Duration>,
+    /// PEM certificates of a private CA to trust for an https `url`, besides the public roots
+    /// (verification stays on).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -254,6 +254,7 @@ pub struct RawHttpProbe {
     pub body_contains: Option<String>,
     pub timeout: Option<Dur>,
     pub max_latency: Option<Dur>,
+    pub ca_file: Option<String>,
 }
 
 /// `">= 50"`: parsed here so a bad threshold is reported at its value.

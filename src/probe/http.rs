@@ -52,7 +52,7 @@ impl HttpChecker {
         let headers = header_map(&spec.headers)?;
         let transport = match (url.scheme() == "http").then(|| Plain::new(&url)).flatten() {
             Some(plain) => Transport::Plain(plain),
-            None => Transport::Client(client(spec.timeout)?),
+            None => Transport::Client(client_trusting(spec.timeout, spec.ca_file.as_deref())?),
         };
         Ok(HttpChecker {
             transport,
@@ -186,12 +186,32 @@ pub(crate) fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, Reas
 /// The general client of probes that speak HTTP: one kept-alive connection, no redirects
 /// (a redirect to a login page is not health), every request bounded by `timeout`.
 pub(crate) fn client(timeout: Duration) -> Result<Client, Reason> {
+    base_builder(timeout)
+        .build()
+        .map_err(|e| format!("cannot build http client: {}", root_cause(&e)))
+}
+
+fn base_builder(timeout: Duration) -> reqwest::ClientBuilder {
     Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
         .pool_max_idle_per_host(1)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("firedrill/", env!("CARGO_PKG_VERSION")))
+}
+
+/// [`client`], also trusting the CA certificates of a PEM file (a private CA).
+fn client_trusting(timeout: Duration, ca_file: Option<&std::path::Path>) -> Result<Client, Reason> {
+    let Some(file) = ca_file else {
+        return client(timeout);
+    };
+    let pem =
+        std::fs::read(file).map_err(|e| format!("cannot read CA file {}: {e}", file.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("bad CA file {}: {}", file.display(), root_cause(&e)))?;
+    certs
+        .into_iter()
+        .fold(base_builder(timeout), |b, c| b.add_root_certificate(c))
         .build()
         .map_err(|e| format!("cannot build http client: {}", root_cause(&e)))
 }
@@ -303,6 +323,7 @@ mod tests {
             body_contains: None,
             timeout: Duration::from_millis(500),
             max_latency: None,
+            ca_file: None,
         }
     }
 
