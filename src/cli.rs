@@ -315,8 +315,10 @@ fn environment_named(
     Ok((env, known))
 }
 
+/// Loads the experiment `file` whose bytes the command has read once.
 fn load(
     file: &Path,
+    bytes: &[u8],
     env: &Environment,
     known: &[String],
     extra: &BTreeMap<String, String>,
@@ -326,7 +328,7 @@ fn load(
         extra_vars: extra,
         known_environments: if known.is_empty() { None } else { Some(known) },
     };
-    experiment::load_experiment(file, &opts)
+    experiment::load_experiment_bytes(file, bytes, &opts)
 }
 
 /// Loads an experiment for one environment the way `validate` does (simulated URLs as
@@ -342,8 +344,9 @@ pub fn load_for(
         vars: Vec::new(),
     };
     let (env, known) = environment(file, &args)?;
-    let placeholders = simulation_placeholders(file)?;
-    let loaded = load(file, &env, &known, &placeholders)?;
+    let bytes = experiment::read_capped(file)?;
+    let placeholders = simulation_placeholders(file, &bytes)?;
+    let loaded = load(file, &bytes, &env, &known, &placeholders)?;
     Ok((loaded.experiment, env))
 }
 
@@ -376,10 +379,11 @@ fn validate_one(file: &Path, args: &EnvArgs) -> Result<String, Diagnostics> {
         let names: Vec<&str> = envs.environments.iter().map(|e| e.name.as_str()).collect();
         return Ok(format!("environments: {}", names.join(", ")));
     }
-    let placeholders = simulation_placeholders(file)?;
+    let bytes = experiment::read_capped(file)?;
+    let placeholders = simulation_placeholders(file, &bytes)?;
     let names = match &args.env {
         Some(name) => vec![name.clone()],
-        None => match listed_environments(file) {
+        None => match listed_environments(file, &bytes) {
             Some(listed) if !listed.is_empty() => listed,
             _ => vec!["local".to_string()],
         },
@@ -388,7 +392,7 @@ fn validate_one(file: &Path, args: &EnvArgs) -> Result<String, Diagnostics> {
     let mut name_of_drill = String::new();
     for name in &names {
         let loaded = environment_named(file, args, name)
-            .and_then(|(env, known)| load(file, &env, &known, &placeholders));
+            .and_then(|(env, known)| load(file, &bytes, &env, &known, &placeholders));
         match loaded {
             Ok(l) => {
                 if name_of_drill.is_empty() {
@@ -416,9 +420,8 @@ fn validate_one(file: &Path, args: &EnvArgs) -> Result<String, Diagnostics> {
 }
 
 /// The `environments:` an experiment lists, read leniently (the full load reports any error).
-fn listed_environments(file: &Path) -> Option<Vec<String>> {
-    let bytes = std::fs::read(file).ok()?;
-    let doc: BTreeMap<String, serde_json::Value> = experiment::parse_yaml(file, &bytes).ok()?;
+fn listed_environments(file: &Path, bytes: &[u8]) -> Option<Vec<String>> {
+    let doc: BTreeMap<String, serde_json::Value> = experiment::parse_yaml(file, bytes).ok()?;
     let list = doc.get("environments")?.as_array()?;
     Some(
         list.iter()
@@ -428,10 +431,13 @@ fn listed_environments(file: &Path) -> Option<Vec<String>> {
 }
 
 /// `${sim.NS.DEPLOY}` names for validation without starting the cluster.
-fn simulation_placeholders(file: &Path) -> Result<BTreeMap<String, String>, Diagnostics> {
+fn simulation_placeholders(
+    file: &Path,
+    bytes: &[u8],
+) -> Result<BTreeMap<String, String>, Diagnostics> {
     let mut vars = BTreeMap::new();
     // A missing scenario is reported by the full load, at the experiment's `simulation` key.
-    if let Some(path) = experiment::peek_simulation(file)?.filter(|p| p.exists()) {
+    if let Some(path) = experiment::peek_simulation_bytes(file, bytes)?.filter(|p| p.exists()) {
         for (ns, deploy) in crate::sim::load_scenario(&path)?.http_deployments() {
             vars.insert(sim_var(&ns, &deploy), "http://127.0.0.1:0".into());
         }
@@ -493,14 +499,16 @@ async fn plan(file: &Path, args: &EnvArgs, state_dir: &Path) -> anyhow::Result<u
             return Ok(EXIT_INVALID);
         }
     };
-    let vars = match simulation_placeholders(file) {
+    let read = experiment::read_capped(file)
+        .and_then(|bytes| simulation_placeholders(file, &bytes).map(|vars| (bytes, vars)));
+    let (bytes, vars) = match read {
         Ok(v) => v,
         Err(d) => {
             eprintln!("{d}");
             return Ok(EXIT_INVALID);
         }
     };
-    let loaded = match load(file, &env, &known, &vars) {
+    let loaded = match load(file, &bytes, &env, &known, &vars) {
         Ok(l) => l,
         Err(d) => {
             eprintln!("{d}");
@@ -592,7 +600,15 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
     // A simulated cluster starts before the full load: its URLs are variables.
     let mut sim = None;
     let mut extra = BTreeMap::new();
-    match experiment::peek_simulation(file) {
+    // Read once: the simulation's URLs and the drill come from the same version of the file.
+    let bytes = match experiment::read_capped(file) {
+        Ok(b) => b,
+        Err(d) => {
+            eprintln!("{d}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    match experiment::peek_simulation_bytes(file, &bytes) {
         Ok(Some(path)) if env.kube_context.is_none() && path.exists() => {
             let scenario = match crate::sim::load_scenario(&path) {
                 Ok(sc) => sc,
@@ -619,7 +635,7 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
             return Ok(EXIT_INVALID);
         }
     }
-    let loaded = match load(file, &env, &known, &extra) {
+    let loaded = match load(file, &bytes, &env, &known, &extra) {
         Ok(l) => l,
         Err(d) => {
             eprintln!("{d}");

@@ -45,8 +45,9 @@ pub struct Loaded {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// Reads a file with the size cap, as a diagnostic on failure.
-fn read_capped(path: &Path) -> Result<Vec<u8>, Diagnostics> {
+/// Reads a file with the size cap, as a diagnostic on failure: what the `*_bytes` loaders
+/// take, so that a command reads its experiment once.
+pub fn read_capped(path: &Path) -> Result<Vec<u8>, Diagnostics> {
     let fail = |message: String, help: Option<String>| {
         Diagnostics::single(Diagnostic::error(path, 1, 1, message).with_help(help))
     };
