@@ -75,18 +75,10 @@ impl HttpChecker {
                     .await?
             }
             Transport::Client(client) => {
-                let response = client
+                let request = client
                     .request(self.method.clone(), self.url.clone())
-                    .headers(self.headers.clone())
-                    .send()
-                    .await
-                    .map_err(|e| describe(&e, self.timeout))?;
-                let status = response.status().as_u16();
-                // Read (and so drain, for the connection's reuse) even without body-contains:
-                // a failure here is a failed check too.
-                let body = read_capped(response)
-                    .await
-                    .map_err(|e| describe(&e, self.timeout))?;
+                    .headers(self.headers.clone());
+                let (status, body) = exchange(request, self.timeout).await?;
                 (status, Bytes::from(body))
             }
         };
@@ -289,8 +281,23 @@ impl Plain {
     }
 }
 
+/// Sends `request` and reads its status and body (at most [`MAX_BODY`] bytes, as text). The
+/// body is read (and so drained, for the connection's reuse) even when nobody looks at it: a
+/// failure there is a failed check too.
+pub(crate) async fn exchange(
+    request: reqwest::RequestBuilder,
+    timeout: Duration,
+) -> Result<(u16, String), Reason> {
+    let response = request.send().await.map_err(|e| describe(&e, timeout))?;
+    let status = response.status().as_u16();
+    let body = read_capped(response)
+        .await
+        .map_err(|e| describe(&e, timeout))?;
+    Ok((status, body))
+}
+
 /// The body, at most [`MAX_BODY`] bytes of it, as text.
-pub(crate) async fn read_capped(mut response: reqwest::Response) -> Result<String, reqwest::Error> {
+async fn read_capped(mut response: reqwest::Response) -> Result<String, reqwest::Error> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await? {
         let room = MAX_BODY.saturating_sub(body.len());

@@ -20,7 +20,7 @@ use reqwest::{Client, Url};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use super::http::{client, describe, header_map, read_capped, MAX_BODY};
+use super::http::{client, exchange, header_map, MAX_BODY};
 use super::Reason;
 use crate::experiment::{PrometheusAuth, PrometheusProbe, SeriesRule, Threshold};
 
@@ -77,15 +77,7 @@ impl PrometheusChecker {
             }
             None => req,
         };
-        let response = req
-            .headers(self.headers.clone())
-            .send()
-            .await
-            .map_err(|e| describe(&e, self.timeout))?;
-        let status = response.status().as_u16();
-        let body = read_capped(response)
-            .await
-            .map_err(|e| describe(&e, self.timeout))?;
+        let (status, body) = exchange(req.headers(self.headers.clone()), self.timeout).await?;
         if body.len() >= MAX_BODY {
             return Err(format!(
                 "status {status}: the answer is larger than {} MiB; aggregate the query",
