@@ -25,15 +25,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::ApiResource;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::time::Instant;
 
 use super::{FaultError, Injection, RevertPlan};
-use crate::platform::retry::{retry, Backoff};
 use crate::proxy::{ProxyServer, ProxyUpdate, Stream, Toxic, ToxicKind};
 
 /// How long a toxic or NetworkChaos outlives its planned end if nobody reverts it.
@@ -358,12 +356,7 @@ impl NetworkFault {
 
     /// `firedrill-<run>-f<fault>-<injection>`: unique in the run, across faults and trials.
     fn name_for(&self, n: u32) -> String {
-        let id: String = self
-            .run_id
-            .to_lowercase()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
+        let id = label_value(&self.run_id.to_lowercase());
         format!("firedrill-{id}-f{}-{n}", self.index + 1)
     }
 
@@ -471,22 +464,13 @@ impl NetworkFault {
                 selector,
                 pods,
             } => {
-                let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-                let lp = ListParams::default().labels(selector);
-                let list = retry("list pods", &Backoff::default(), || api.list(&lp))
-                    .await
-                    .map_err(|e| FaultError::Inject(format!("cannot list pods: {e}")))?;
-                let mut names: Vec<String> = list
-                    .items
-                    .iter()
-                    .filter(|p| p.metadata.deletion_timestamp.is_none())
-                    .filter_map(|p| p.metadata.name.clone())
+                let names: Vec<String> = super::pod_kill::live_pods(client, namespace, selector)
+                    .await?
+                    .into_iter()
+                    .filter_map(|p| p.metadata.name)
                     .collect();
-                names.sort();
                 if names.is_empty() {
-                    return Err(FaultError::NoTarget(format!(
-                        "selector `{selector}` matches no running pods in namespace `{namespace}`"
-                    )));
+                    return Err(super::pod_kill::no_running_pods(selector, namespace));
                 }
                 let chosen = format!("pods {} in `{namespace}`", names.join(", "));
                 *pods.lock().unwrap_or_else(|e| e.into_inner()) = names;
@@ -530,6 +514,14 @@ impl NetworkFault {
         let no_proxy = |proxy: &str| FaultError::Unsupported {
             fault: self.spec.effect.kind().into(),
             why: format!("proxy `{proxy}` does not run here (only `firedrill run` starts it)"),
+        };
+        // The pods `prepare` resolved: what a NetworkChaos is scoped to, and the record's
+        // `affected`.
+        let affected = match &self.target {
+            Target::ChaosMesh { pods, .. } => {
+                pods.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            }
+            _ => vec![],
         };
         let detail = match &self.target {
             Target::Proxy {
@@ -603,9 +595,9 @@ impl NetworkFault {
                 client,
                 namespace,
                 selector,
-                pods,
+                ..
             } => {
-                let pods = pods.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let pods = &affected;
                 if pods.is_empty() {
                     return Err(FaultError::NoTarget(format!(
                         "no pods resolved for `{selector}` in `{namespace}`: prepare the fault first"
@@ -616,7 +608,7 @@ impl NetworkFault {
                     &self.run_id,
                     &name,
                     namespace,
-                    &pods,
+                    pods,
                 ))
                 .map_err(|e| FaultError::Inject(e.to_string()))?;
                 let api: Api<DynamicObject> =
@@ -635,12 +627,6 @@ impl NetworkFault {
                     go_duration(self.spec.duration)
                 )
             }
-        };
-        let affected = match &self.target {
-            Target::ChaosMesh { pods, .. } => {
-                pods.lock().unwrap_or_else(|e| e.into_inner()).clone()
-            }
-            _ => vec![],
         };
         Ok(Injection {
             fault: label,

@@ -48,6 +48,34 @@ pub struct Choice {
     pub chosen: Vec<String>,
 }
 
+/// The pods `selector` matches in `namespace` that are not being deleted, sorted by name
+/// (read-only; the list is retried like every API read).
+pub(crate) async fn live_pods(
+    client: &kube::Client,
+    namespace: &str,
+    selector: &str,
+) -> Result<Vec<Pod>, FaultError> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let lp = ListParams::default().labels(selector);
+    let list = retry("list pods", &Backoff::default(), || api.list(&lp))
+        .await
+        .map_err(|e| FaultError::Inject(format!("cannot list pods: {e}")))?;
+    let mut live: Vec<Pod> = list
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    live.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    Ok(live)
+}
+
+/// The refusal when a selector matches no live pod.
+pub(crate) fn no_running_pods(selector: &str, namespace: &str) -> FaultError {
+    FaultError::NoTarget(format!(
+        "selector `{selector}` matches no running pods in namespace `{namespace}`"
+    ))
+}
+
 impl PodKill {
     pub fn new(
         client: Client,
@@ -131,33 +159,23 @@ impl PodKill {
         pick: impl FnOnce(&[&Pod]) -> Result<Vec<usize>, FaultError>,
     ) -> Result<Choice, FaultError> {
         let t = &self.target;
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &t.namespace);
-        let lp = ListParams::default().labels(&t.selector);
-        let pods = retry("list pods", &Backoff::default(), || api.list(&lp))
-            .await
-            .map_err(|e| FaultError::Inject(format!("cannot list pods: {e}")))?;
+        let pods = live_pods(&self.client, &t.namespace, &t.selector).await?;
         let owners = match &t.workload {
             Some(w) => Some(pod_owner_uids(&self.client, w).await.map_err(|e| {
                 FaultError::NoTarget(format!("workload {}/{}: {e}", w.namespace, w.name))
             })?),
             None => None,
         };
-        let mut live: Vec<&Pod> = pods
-            .items
+        let live: Vec<&Pod> = pods
             .iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
             .filter(|p| {
                 owners
                     .as_ref()
                     .is_none_or(|o| o.iter().any(|uid| owned_by(&p.metadata, uid)))
             })
             .collect();
-        live.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         if live.is_empty() {
-            return Err(FaultError::NoTarget(format!(
-                "selector `{}` matches no running pods in namespace `{}`",
-                t.selector, t.namespace
-            )));
+            return Err(no_running_pods(&t.selector, &t.namespace));
         }
         let ready = live.iter().filter(|p| pod_ready(p)).count();
         let cap = match t.max_targets {
