@@ -438,16 +438,27 @@ fn simulation_placeholders(
     let mut vars = BTreeMap::new();
     // A missing scenario is reported by the full load, at the experiment's `simulation` key.
     if let Some(path) = experiment::peek_simulation_bytes(file, bytes)?.filter(|p| p.exists()) {
+        // Any valid port: the real one is chosen when the cluster starts, and nothing connects
+        // to it while validating or planning.
         for (ns, deploy) in crate::sim::load_scenario(&path)?.http_deployments() {
-            vars.insert(sim_var(&ns, &deploy), "http://127.0.0.1:0".into());
+            vars.extend(sim_vars(&ns, &deploy, "http://127.0.0.1:1"));
         }
     }
     Ok(vars)
 }
 
-/// The variable that holds a simulated deployment's loopback URL.
-fn sim_var(namespace: &str, deployment: &str) -> String {
-    format!("sim.{namespace}.{deployment}")
+/// The variables of a simulated deployment's loopback endpoint: `${sim.NS.DEPLOY}` is its URL
+/// (for probes), `${sim.NS.DEPLOY.addr}` the same endpoint as host:port (for a `proxy:` upstream).
+fn sim_vars(namespace: &str, deployment: &str, url: &str) -> [(String, String); 2] {
+    let name = format!("sim.{namespace}.{deployment}");
+    let addr = url
+        .strip_prefix("http://")
+        .unwrap_or(url)
+        .trim_end_matches('/');
+    [
+        (format!("{name}.addr"), addr.to_string()),
+        (name, url.to_string()),
+    ]
 }
 
 /// Whether the experiment needs a Kubernetes API at all.
@@ -530,8 +541,17 @@ async fn plan(file: &Path, args: &EnvArgs, state_dir: &Path) -> anyhow::Result<u
         lock::scopes(exp, &env.name, simulated).join(", ")
     );
     println!("  trials: {}, cooldown {}", exp.repeat, human(exp.cooldown));
+    let counted_from = if exp
+        .faults
+        .iter()
+        .any(|f| matches!(f, experiment::FaultSpec::Network(_)))
+    {
+        " (time to recover counts from the removal of the lasting fault)"
+    } else {
+        ""
+    };
     println!(
-        "  recovery: objective {}, stable for {}, timeout {}",
+        "  recovery: objective {}, stable for {}, timeout {}{counted_from}",
         human(exp.recovery.objective),
         human(exp.recovery.stable_for),
         human(exp.recovery.timeout)
@@ -620,7 +640,7 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
             let handle =
                 crate::sim::SimCluster::start(scenario, "127.0.0.1:0".parse()?, seed).await?;
             for (ns, deploy, url) in handle.traffic_urls() {
-                extra.insert(sim_var(&ns, &deploy), url);
+                extra.extend(sim_vars(&ns, &deploy, &url));
             }
             eprintln!(
                 "simulated cluster: {} ({})",

@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::patroni::{Options, PatroniCluster, RunningWriter};
-use firedrill::analysis::probe_verdict;
 use firedrill::analysis::rpo::{
     check_writes, write_path_recovery, RpoReport, WriteOutcome, WritePathRecovery,
 };
+use firedrill::analysis::{probe_verdict, Origin};
 use firedrill::fault::db_failover::{
     DbFailover, DbFailoverProvider, DbFailoverSpec, PatroniAction,
 };
@@ -113,7 +113,7 @@ async fn drill(cluster: &PatroniCluster, fault: &DbFailover, run_id: &str) -> Dr
     for x in samples.lock().unwrap().iter().filter(|x| x.end >= t_inject) {
         trace.push(x);
     }
-    let verdict = probe_verdict(&trace, t_inject, Duration::from_millis(300));
+    let verdict = probe_verdict(&trace, Origin::at(t_inject), Duration::from_millis(300));
     assert!(verdict.recovered && verdict.ttd.is_some(), "{verdict:?}");
     assert_eq!(
         verdict.ttr,

@@ -15,6 +15,11 @@
 //!   its uncertainty is half the bracket's width (about half the sampling interval plus the
 //!   check latency). The probe must then stay passing for `stable-for`, proven by a sample
 //!   that ended at least `stable-for` after the first passing one started.
+//!   TTR is counted from the [`Origin`]'s `recovery` instant: `t_inject` for a fault that acts
+//!   once (a kill, a failover), the removal for a lasting fault held for a `duration`
+//!   (latency, down) — the hold is the drill's own choice, not the system's recovery. A change
+//!   before the removal counts as 0: the time to recover after a fault ended cannot be
+//!   negative, and the bracket's bounds are clamped the same way, so the truth stays inside.
 //! - Downtime: the summed length of failing stretches, each edge estimated the same way.
 //! - Availability: passing samples / all samples in the observed window.
 
@@ -91,10 +96,38 @@ impl ProbeVerdict {
     }
 }
 
+/// The instants a trial's numbers are counted from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The fault was accepted: TTD, downtime and the observed window start here.
+    pub inject: Duration,
+    /// TTR starts here: the injection, or the removal of a lasting fault.
+    pub recovery: Duration,
+}
+
+impl Origin {
+    /// A fault that acts once (a kill, a failover): everything from the injection.
+    pub fn at(inject: Duration) -> Self {
+        Origin {
+            inject,
+            recovery: inject,
+        }
+    }
+
+    /// A lasting fault, held from `inject` until it was removed at `removed` (if it was).
+    pub fn held(inject: Duration, removed: Option<Duration>) -> Self {
+        Origin {
+            inject,
+            recovery: removed.unwrap_or(inject).max(inject),
+        }
+    }
+}
+
 /// Judge one probe's trace from the injection on.
 ///
 /// `trace` holds the samples of the observed window (those that ended at or after `t_inject`).
-pub fn probe_verdict(trace: &Trace, t_inject: Duration, stable_for: Duration) -> ProbeVerdict {
+pub fn probe_verdict(trace: &Trace, origin: Origin, stable_for: Duration) -> ProbeVerdict {
+    let t_inject = origin.inject;
     let st = &trace.stretches;
     let samples = trace.samples();
     let failed = trace.failed_samples();
@@ -111,9 +144,10 @@ pub fn probe_verdict(trace: &Trace, t_inject: Duration, stable_for: Duration) ->
 
     let recovered = is_recovered(trace, t_inject, stable_for);
     let ttr = match last_fail {
-        Some(i) if recovered => st
-            .get(i + 1)
-            .map(|pass| Bracket::new(since(st[i].last.start), since(pass.first.end))),
+        Some(i) if recovered => st.get(i + 1).map(|pass| {
+            let after = |d: Duration| d.saturating_sub(origin.recovery);
+            Bracket::new(after(st[i].last.start), after(pass.first.end))
+        }),
         _ => None,
     };
 
@@ -249,7 +283,7 @@ mod tests {
     fn clean_outage_is_bracketed_by_the_checks_around_it() {
         // inject at 1000; down 1000..1530; probe every 10ms.
         let t = periodic(1000, 5000, 10, &[(1000, 1530)]);
-        let v = probe_verdict(&t, ms(1000), ms(3000));
+        let v = probe_verdict(&t, Origin::at(ms(1000)), ms(3000));
         assert!(v.recovered);
         assert_eq!(v.ttd, Some(ms(1)));
         let b = v.ttr.unwrap();
@@ -266,10 +300,43 @@ mod tests {
     }
 
     #[test]
+    fn a_lasting_fault_counts_recovery_from_its_removal() {
+        // A fault held from 1000 to 3000; the probe checks every 10ms.
+        let held = Origin::held(ms(1000), Some(ms(3000)));
+        // Healthy again at the removal: the last slow check started at 2990, the first fast
+        // one ended at 3001. After the removal that is [0, 1ms]: the bound before it is 0.
+        let v = probe_verdict(&periodic(1000, 7000, 10, &[(1000, 3000)]), held, ms(1000));
+        assert_eq!(
+            v.ttd,
+            Some(ms(1)),
+            "detection still counts from the injection"
+        );
+        let b = v.ttr.unwrap();
+        assert_eq!((b.lower, b.upper), (ms(0), ms(1)));
+        // The system lagged 400ms behind the removal (a drained queue, a refilled pool).
+        let v = probe_verdict(&periodic(1000, 7000, 10, &[(1000, 3400)]), held, ms(1000));
+        let b = v.ttr.unwrap();
+        assert_eq!((b.lower, b.upper), (ms(390), ms(401)));
+        assert!(!trial_verdict([&v], ms(300)).objective_met);
+        assert!(trial_verdict([&v], ms(500)).objective_met);
+        // Healed while the fault was still in place (a fallback took over): 0 after the removal.
+        let v = probe_verdict(&periodic(1000, 7000, 10, &[(1000, 1500)]), held, ms(1000));
+        assert_eq!(v.ttr.unwrap().upper, ms(0));
+        assert!(v.recovered);
+        // Not removed (the trial ended during the hold): counted from the injection.
+        let v = probe_verdict(
+            &periodic(1000, 7000, 10, &[(1000, 1500)]),
+            Origin::held(ms(1000), None),
+            ms(1000),
+        );
+        assert_eq!(v.ttr.unwrap().upper, ms(501));
+    }
+
+    #[test]
     fn flapping_counts_recovery_from_the_last_failure() {
         // down 1000..1200, up, down again 1500..1700, then up for good.
         let t = periodic(1000, 6000, 10, &[(1000, 1200), (1500, 1700)]);
-        let v = probe_verdict(&t, ms(1000), ms(3000));
+        let v = probe_verdict(&t, Origin::at(ms(1000)), ms(3000));
         assert!(v.recovered);
         let b = v.ttr.unwrap();
         assert_eq!((b.lower, b.upper), (ms(690), ms(701)));
@@ -283,12 +350,12 @@ mod tests {
     fn recovery_needs_stable_for_of_evidence() {
         // passing again from 1500, but only observed until 2000: 500ms < stable-for 1s.
         let t = periodic(1000, 2000, 10, &[(1000, 1500)]);
-        let v = probe_verdict(&t, ms(1000), ms(1000));
+        let v = probe_verdict(&t, Origin::at(ms(1000)), ms(1000));
         assert!(!v.recovered);
         assert_eq!(v.ttr, None);
         // with more evidence it recovers, and the TTR does not depend on when we looked.
         let t = periodic(1000, 2600, 10, &[(1000, 1500)]);
-        let v = probe_verdict(&t, ms(1000), ms(1000));
+        let v = probe_verdict(&t, Origin::at(ms(1000)), ms(1000));
         assert!(v.recovered);
         assert_eq!(v.ttr.unwrap().upper, ms(501));
     }
@@ -296,7 +363,7 @@ mod tests {
     #[test]
     fn never_recovered_has_no_ttr() {
         let t = periodic(1000, 9000, 100, &[(1000, 99_999)]);
-        let v = probe_verdict(&t, ms(1000), ms(3000));
+        let v = probe_verdict(&t, Origin::at(ms(1000)), ms(3000));
         assert!(!v.recovered);
         assert_eq!(v.ttr, None);
         assert_eq!(v.availability, 0.0);
@@ -307,18 +374,18 @@ mod tests {
     #[test]
     fn no_visible_impact_recovers_after_stable_for_without_ttr() {
         let t = periodic(1000, 4100, 100, &[]);
-        let v = probe_verdict(&t, ms(1000), ms(3000));
+        let v = probe_verdict(&t, Origin::at(ms(1000)), ms(3000));
         assert!(v.recovered);
         assert_eq!(v.ttd, None);
         assert_eq!(v.ttr, None);
         assert!(!v.impact());
         let early = periodic(1000, 2000, 100, &[]);
-        assert!(!probe_verdict(&early, ms(1000), ms(3000)).recovered);
+        assert!(!probe_verdict(&early, Origin::at(ms(1000)), ms(3000)).recovered);
     }
 
     #[test]
     fn an_empty_trace_is_not_a_recovery() {
-        let v = probe_verdict(&Trace::default(), ms(1000), ms(0));
+        let v = probe_verdict(&Trace::default(), Origin::at(ms(1000)), ms(0));
         assert!(!v.recovered);
     }
 
@@ -326,12 +393,12 @@ mod tests {
     fn trial_takes_the_latest_recovery_and_the_earliest_detection() {
         let a = probe_verdict(
             &periodic(1000, 6000, 10, &[(1050, 1300)]),
-            ms(1000),
+            Origin::at(ms(1000)),
             ms(1000),
         );
         let b = probe_verdict(
             &periodic(1000, 6000, 10, &[(1020, 2100)]),
-            ms(1000),
+            Origin::at(ms(1000)),
             ms(1000),
         );
         let v = trial_verdict([&a, &b], ms(1000));
@@ -346,12 +413,12 @@ mod tests {
     fn a_trial_with_an_unrecovered_probe_misses_its_objective() {
         let a = probe_verdict(
             &periodic(1000, 6000, 10, &[(1050, 1300)]),
-            ms(1000),
+            Origin::at(ms(1000)),
             ms(1000),
         );
         let b = probe_verdict(
             &periodic(1000, 6000, 10, &[(1020, 9999)]),
-            ms(1000),
+            Origin::at(ms(1000)),
             ms(1000),
         );
         let v = trial_verdict([&a, &b], ms(60_000));

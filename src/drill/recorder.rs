@@ -287,10 +287,10 @@ impl Recorder {
         let Some(t) = &self.trial else {
             return vec![];
         };
-        let inject = t.t_inject.unwrap_or_default();
+        let origin = analysis::Origin::held(t.t_inject.unwrap_or_default(), t.t_removed);
         t.during
             .iter()
-            .map(|tr| analysis::probe_verdict(tr, inject, self.stable_for))
+            .map(|tr| analysis::probe_verdict(tr, origin, self.stable_for))
             .collect()
     }
 

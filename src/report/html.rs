@@ -557,11 +557,17 @@ pub fn timeline_svg(r: &RunRecord, t: &TrialRecord) -> String {
     );
 
     // The recovery bracket, under everything else.
-    if let (Some(ti), Some(b)) = (t_inject, t.verdict.as_ref().and_then(|v| v.ttr)) {
-        let (a, z) = (ti + b.lower.as_secs_f64(), ti + b.upper.as_secs_f64());
+    let ttr_origin = t.ttr_origin().map(|d| d.as_secs_f64());
+    let ended = if t.t_removed.is_some() {
+        "the fault was removed"
+    } else {
+        "the fault"
+    };
+    if let (Some(t0), Some(b)) = (ttr_origin, t.verdict.as_ref().and_then(|v| v.ttr)) {
+        let (a, z) = (t0 + b.lower.as_secs_f64(), t0 + b.upper.as_secs_f64());
         let _ = writeln!(
             o,
-            "<rect class=\"ttr-bracket\" data-start=\"{a:.6}\" data-end=\"{z:.6}\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>recovery happened between {} and {} after the fault</title></rect>",
+            "<rect class=\"ttr-bracket\" data-start=\"{a:.6}\" data-end=\"{z:.6}\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>recovery happened between {} and {} after {ended}</title></rect>",
             f(x(a)),
             f(TOP - 6.0),
             f((x(z) - x(a)).max(1.0)),
@@ -713,11 +719,11 @@ pub fn timeline_svg(r: &RunRecord, t: &TrialRecord) -> String {
                 format!("first failing check, {} after the fault", human(d)),
             ));
         }
-        if let Some(b) = v.ttr {
+        if let (Some(b), Some(t0)) = (v.ttr, t.ttr_origin()) {
             markers.push((
                 "recovered",
                 "recovered".into(),
-                ti + b.estimate.as_secs_f64(),
+                t0.as_secs_f64() + b.estimate.as_secs_f64(),
                 format!(
                     "time to recover {} ± {}",
                     human(b.estimate),

@@ -119,25 +119,8 @@ pub fn render(r: &RunRecord) -> String {
     }
 
     for t in &r.trials {
-        if let (Some(inject), Some(removed)) = (t.t_inject, t.t_removed) {
-            let held = removed.saturating_sub(inject);
-            let after = t
-                .verdict
-                .as_ref()
-                .and_then(|v| v.ttr)
-                .map(|b| {
-                    format!(
-                        "recovery came {} after the removal",
-                        human(b.estimate.saturating_sub(held))
-                    )
-                })
-                .unwrap_or_else(|| "no recovery was measured after it".into());
-            let _ = writeln!(
-                o,
-                "\nTrial {}: the fault was held for {} and then removed; {after}.",
-                t.index,
-                human(held)
-            );
+        if let Some(line) = t.hold_text() {
+            let _ = writeln!(o, "\nTrial {}: {line}.", t.index);
         }
         if let Some(line) = super::html::human_marks_text(r, t) {
             let _ = writeln!(o, "\nTrial {}: {line}.", t.index);

@@ -164,7 +164,7 @@ pub struct TrialRecord {
     /// When the trial was judged (recovered, timed out, aborted).
     #[serde(rename = "t_judged_s", with = "secs::opt", default)]
     pub t_judged: Option<Duration>,
-    /// When a lasting fault (latency) was removed; recovery after it is TTR minus this.
+    /// When a lasting fault (latency, down) was removed: its TTR counts from here.
     #[serde(
         rename = "t_removed_s",
         with = "secs::opt",
@@ -188,6 +188,23 @@ pub struct TrialRecord {
     pub workload_ready: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+impl TrialRecord {
+    /// The instant this trial's TTR counts from, on the run's axis: the removal of a lasting
+    /// fault, else the injection.
+    pub fn ttr_origin(&self) -> Option<Duration> {
+        self.t_removed.or(self.t_inject)
+    }
+
+    /// For people: how long a lasting fault was held, and that TTR counts from its removal.
+    pub fn hold_text(&self) -> Option<String> {
+        let held = self.t_removed?.saturating_sub(self.t_inject?);
+        Some(format!(
+            "the fault was held for {} and then removed; time to recover counts from the removal",
+            crate::timeline::human(held)
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -110,6 +110,9 @@ pub fn render(r: &RunRecord, report_path: Option<&std::path::Path>) -> String {
         }
     }
     for t in &r.trials {
+        if let Some(line) = t.hold_text() {
+            out.push_str(&format!("trial {}: {line}\n", t.index));
+        }
         if let Some(line) = super::html::human_marks_text(r, t) {
             out.push_str(&format!("trial {}: {line}\n", t.index));
         }
