@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::check::{self, Invalid};
-use super::de::{child_path, from_node, DeError};
+use super::de::{child_path, from_node, DeError, Problem};
 use super::diag::{suggest, Diagnostic, Diagnostics};
 use super::interp::{interpolate_tree, Resolver};
 use super::model::*;
@@ -132,15 +132,47 @@ impl<'f> Ctx<'f> {
         }
     }
 
-    /// Deserializes `node` as `T`, recording its errors.
+    /// Deserializes `node` as `T`, recording its errors — all of them, not only the first:
+    /// serde stops at the first bad value, so the entry holding it is taken out of a copy of
+    /// the tree and the rest deserialized again, until nothing more can be learnt. A
+    /// "missing required key" for an entry taken out that way is not reported: its real
+    /// problem already was.
     pub fn de<T: DeserializeOwned>(&mut self, node: &Node, path: &str) -> Option<T> {
-        match from_node::<T>(node, path) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.de_error(node.span, path, e);
-                None
+        let first = match from_node::<T>(node, path) {
+            Ok(v) => return Some(v),
+            Err(e) => e,
+        };
+        let mut tree = node.clone();
+        let mut removed: Vec<(String, String)> = Vec::new();
+        let mut seen: Vec<Problem> = Vec::new();
+        let mut next = Some(first);
+        // Each round takes one entry out, so the rounds are bounded by the tree's size; the
+        // cap bounds the cost of a hostile file with thousands of bad values in one mapping.
+        for _ in 0..MAX_ERRORS_PER_VALUE {
+            let Some(err) = next.take() else { break };
+            let fresh: Vec<Problem> = err
+                .0
+                .into_iter()
+                .filter(|p| !seen.contains(p) && !is_removed_missing(p, &removed))
+                .collect();
+            if fresh.is_empty() {
+                break;
             }
+            let culprit = fresh
+                .iter()
+                .find(|p| {
+                    !p.message.starts_with("unknown key") && !p.message.starts_with("duplicate key")
+                })
+                .and_then(|p| p.span);
+            seen.extend(fresh.iter().cloned());
+            self.de_error(node.span, path, DeError(fresh));
+            let Some(gone) = culprit.and_then(|span| take_out(&mut tree, span, path)) else {
+                break;
+            };
+            removed.push(gone);
+            next = from_node::<T>(&tree, path).err();
         }
+        None
     }
 
     pub fn has_errors(&self) -> bool {
@@ -165,6 +197,68 @@ impl<'f> Ctx<'f> {
         } else {
             parsed.root
         }
+    }
+}
+
+/// How many bad values of one mapping (and what it holds) are reported before giving up.
+const MAX_ERRORS_PER_VALUE: usize = 20;
+
+/// A "missing required key `k`" for a mapping whose entry `k` [`Ctx::de`] took out.
+fn is_removed_missing(p: &Problem, removed: &[(String, String)]) -> bool {
+    removed.iter().any(|(parent, key)| {
+        p.path.as_deref() == Some(parent.as_str())
+            && p.message == format!("missing required key `{key}`")
+    })
+}
+
+/// Takes out of `tree` (at YAML path `path`) the mapping entry whose value is the node at
+/// `span`, or holds it inside a sequence (the sequence goes whole: taking one item out would
+/// renumber the paths of the items after it). Returns the entry's mapping path and key.
+fn take_out(tree: &mut Node, span: Span, path: &str) -> Option<(String, String)> {
+    enum Found {
+        No,
+        Here,
+        Gone(String, String),
+    }
+    fn walk(n: &mut Node, span: Span, path: &str) -> Found {
+        match &mut n.kind {
+            Kind::Map(entries) => {
+                for i in 0..entries.len() {
+                    let found = if entries[i].value.span == span {
+                        Found::Here
+                    } else {
+                        let child = child_path(path, &entries[i].key);
+                        walk(&mut entries[i].value, span, &child)
+                    };
+                    match found {
+                        Found::No => {}
+                        Found::Here => {
+                            let e = entries.remove(i);
+                            return Found::Gone(path.to_string(), e.key);
+                        }
+                        gone => return gone,
+                    }
+                }
+                Found::No
+            }
+            Kind::Seq(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    if item.span == span {
+                        return Found::Here;
+                    }
+                    match walk(item, span, &format!("{path}[{i}]")) {
+                        Found::No => {}
+                        found => return found,
+                    }
+                }
+                Found::No
+            }
+            _ => Found::No,
+        }
+    }
+    match walk(tree, span, path) {
+        Found::Gone(p, k) => Some((p, k)),
+        Found::No | Found::Here => None,
     }
 }
 
@@ -1003,15 +1097,15 @@ impl Builder<'_, '_> {
 
     /// Checks header names and values at key `headers` of mapping `n`.
     fn headers(&mut self, n: &Node, path: &str, headers: &[(String, String)]) {
-        let headers_node = n.get("headers");
+        let hn = n.get("headers").unwrap_or(n);
+        let hpath = child_path(path, "headers");
         for (name, value) in headers {
-            let hn = headers_node.map_or(n, |h| h);
-            let span = hn
-                .entries()
-                .and_then(|es| es.iter().find(|e| &e.key == name))
-                .map_or(hn.span, |e| e.key_span);
-            let hpath = child_path(path, "headers");
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                // Looked up only for the error: a linear search per header is quadratic.
+                let span = hn
+                    .entries()
+                    .and_then(|es| es.iter().find(|e| &e.key == name))
+                    .map_or(hn.span, |e| e.key_span);
                 self.cx.error(
                     span,
                     &hpath,
