@@ -1,6 +1,6 @@
-//! One drill per target scope. A scope names what a drill touches within an environment:
-//! `<env>/kube/<namespace>`, `<env>/db/<cluster>`, or `<env>/experiment/<name>` when the
-//! faults have no narrower scope. Each scope is an advisory `flock(2)` on
+//! One drill per target scope. A scope names what a drill touches: `<env>/kube/<namespace>`,
+//! `db/<patroni endpoints>` and `toxiproxy/<url>/<proxy>` (shared by every environment that
+//! points at them), or `<env>/experiment/<name>` when the faults have no narrower scope. Each scope is an advisory `flock(2)` on
 //! `<state-dir>/locks/<scope>.lock`, which the holder fills with who it is (pid, run id,
 //! since). The kernel drops the lock when the holder exits however it exits, so a crash never
 //! leaves a scope locked; the file itself is kept (deleting it would race with new lockers).
@@ -98,6 +98,11 @@ fn held_message(scope: &str, holder: Option<&Holder>) -> String {
 /// cluster (its Patroni endpoints) of a db-failover, each Toxiproxy proxy a network fault acts
 /// on, and the experiment itself for faults without a narrower scope. A cluster simulated inside this
 /// process (`simulated`) is private to it: its scope names this process.
+///
+/// A database cluster and a Toxiproxy proxy are named by their own addresses, not by the
+/// environment: two environments that point at the same Patroni endpoints must not fail it
+/// over at once. (Namespaces carry the environment here; across environments that share a
+/// cluster, the Lease in the namespace itself excludes them — [`acquire_lease`].)
 pub fn scopes(
     exp: &crate::experiment::Experiment,
     environment: &str,
@@ -130,16 +135,16 @@ pub fn scopes(
                 format!("db/{}", members.join(","))
             }
             FaultSpec::Network(spec) => match &spec.on {
-                Backend::ChaosMesh(c) => namespace(&c.namespace),
+                Backend::ChaosMesh(c) => format!("{environment}/{}", namespace(&c.namespace)),
                 Backend::Toxiproxy(t) => {
                     format!("toxiproxy/{}/{}", t.url.trim_end_matches('/'), t.proxy)
                 }
-                Backend::Proxy(_) => format!("experiment/{}", exp.name),
+                Backend::Proxy(_) => format!("{environment}/experiment/{}", exp.name),
             },
             _ if f.pod_target().is_some() => continue,
-            _ => format!("experiment/{}", exp.name),
+            _ => format!("{environment}/experiment/{}", exp.name),
         };
-        out.push(format!("{environment}/{scope}"));
+        out.push(scope);
     }
     if out.is_empty() {
         out.push(format!("{environment}/experiment/{}", exp.name));
@@ -418,6 +423,36 @@ mod tests {
     }
 
     #[test]
+    fn a_database_cluster_is_one_scope_whatever_the_environment() {
+        let yaml = br#"name: failover
+probes:
+  p: { tcp: { address: "127.0.0.1:5432" }, every: 1s }
+faults:
+  - db-failover:
+      patroni: ["http://127.0.0.1:8009", "http://127.0.0.1:8008"]
+      provider: { patroni: { action: switchover } }
+recovery: { objective: 5s }
+"#;
+        let env = crate::experiment::Environment::local();
+        let vars = Default::default();
+        let opts = crate::experiment::LoadOptions {
+            env: &env,
+            extra_vars: &vars,
+            known_environments: None,
+        };
+        let exp = crate::experiment::load_experiment_bytes(
+            std::path::Path::new("failover.yaml"),
+            yaml,
+            &opts,
+        )
+        .unwrap()
+        .experiment;
+        let cluster = ["db/http://127.0.0.1:8008,http://127.0.0.1:8009"];
+        assert_eq!(scopes(&exp, "staging", false), cluster);
+        assert_eq!(scopes(&exp, "production", false), cluster);
+    }
+
+    #[test]
     fn network_faults_lock_what_they_act_on() {
         let yaml = br#"name: net
 proxy:
@@ -446,9 +481,12 @@ recovery: { objective: 5s }
             [
                 "staging/experiment/net",
                 "staging/kube/shop",
-                "staging/toxiproxy/http://127.0.0.1:8474/web"
+                "toxiproxy/http://127.0.0.1:8474/web"
             ]
         );
+        // The same Toxiproxy proxy from another environment is the same scope.
+        assert!(scopes(&exp, "production", false)
+            .contains(&"toxiproxy/http://127.0.0.1:8474/web".to_string()));
         let sim = format!("staging/simulation/pid-{}", std::process::id());
         assert!(scopes(&exp, "staging", true).contains(&sim));
     }
