@@ -135,6 +135,27 @@ async fn kube_rs_list_delete_and_watch_replacement() {
         .await
         .unwrap();
     assert_eq!(one.items.len(), 1);
+    // Pages of 2 (kube-rs's watcher lists 500 at a time, kubectl 500): every pod once.
+    let all = pods.list(&ListParams::default()).await.unwrap();
+    let mut paged = Vec::new();
+    let mut params = ListParams::default().limit(2);
+    loop {
+        let page = pods.list(&params).await.unwrap();
+        assert!(page.items.len() <= 2);
+        paged.extend(page.items.iter().filter_map(|p| p.metadata.name.clone()));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(next) => params = params.continue_token(&next),
+            None => break,
+        }
+    }
+    let mut names: Vec<_> = all
+        .items
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 6, "{names:?}");
+    assert_eq!(paged, names, "pages in name order, each pod once");
 
     let mut events = watcher(
         pods.clone(),
@@ -813,6 +834,25 @@ async fn kubectl_works_against_the_simulated_cluster() {
             "{out}"
         );
     }
+    // kubectl follows `continue` from page to page (here one pod a page).
+    let chunked = run(args(&[
+        "get",
+        "pods",
+        "-l",
+        "app=checkout",
+        "--chunk-size=1",
+    ]))
+    .await;
+    assert_eq!(chunked.lines().count(), 4, "{chunked}");
+    let continued = sim
+        .request_log()
+        .iter()
+        .filter(|r| r.path.ends_with("/pods") && r.query.contains("continue="))
+        .count();
+    assert_eq!(
+        continued, 2,
+        "three pages of one pod: two continued requests"
+    );
     let out = run(args(&["get", "deploy"])).await;
     assert!(
         out.lines().next().unwrap().split_whitespace().eq([

@@ -315,6 +315,72 @@ async fn handle(
 /// Decoded query parameters (percent-decoding and `+` as space, as Go's url.ParseQuery does).
 struct Query(BTreeMap<String, String>);
 
+/// One page of a list, as the API server pages (`limit`, `continue`): items in (namespace,
+/// name) order; the continue token holds the list's resourceVersion and the last key
+/// returned. Every page reports the first page's resourceVersion, so a watch started from the
+/// end of a paged list replays whatever changed while it was being read, and misses nothing.
+#[derive(Debug, PartialEq)]
+struct Page {
+    start: usize,
+    end: usize,
+    rv: u64,
+    next: Option<String>,
+    remaining: usize,
+}
+
+impl Page {
+    fn of(items: &[Arc<Obj>], rv: u64, q: &Query) -> Result<Page, ApiError> {
+        let limit = match q.get("limit").filter(|l| !l.is_empty()) {
+            None => None,
+            Some(l) => match l.parse::<usize>() {
+                Ok(0) => None,
+                Ok(n) => Some(n),
+                Err(_) => {
+                    return Err(ApiError::bad_request(format!(
+                        "limit: invalid value {l:?}: must be a non-negative integer"
+                    )))
+                }
+            },
+        };
+        let key = |o: &Arc<Obj>| {
+            let v = o.value();
+            (
+                meta_str(v, "namespace").to_string(),
+                meta_str(v, "name").to_string(),
+            )
+        };
+        let (start, rv) = match q.get("continue").filter(|c| !c.is_empty()) {
+            None => (0, rv),
+            Some(token) => {
+                let mut parts = token.splitn(3, '/');
+                let (Some(Ok(from_rv)), Some(ns), Some(name)) = (
+                    parts.next().map(str::parse::<u64>),
+                    parts.next(),
+                    parts.next(),
+                ) else {
+                    return Err(ApiError::bad_request(
+                        "continue key is not valid: pass the `continue` of the previous page unchanged",
+                    ));
+                };
+                let after = (ns.to_string(), name.to_string());
+                (items.partition_point(|o| key(o) <= after), from_rv)
+            }
+        };
+        let end = limit.map_or(items.len(), |l| start.saturating_add(l).min(items.len()));
+        let next = (end < items.len()).then(|| {
+            let (ns, name) = key(&items[end - 1]);
+            format!("{rv}/{ns}/{name}")
+        });
+        Ok(Page {
+            start,
+            end,
+            rv,
+            next,
+            remaining: items.len() - end,
+        })
+    }
+}
+
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
@@ -695,21 +761,33 @@ impl Api {
 
     fn list(&self, t: &Target, q: &Query, headers: &HeaderMap) -> ApiResult {
         let (labels, fields) = Self::selectors(q)?;
-        let (items, rv) = self.sim.store.list(&t.info.id(), t.ns.as_deref(), |o| {
+        let (all, rv) = self.sim.store.list(&t.info.id(), t.ns.as_deref(), |o| {
             labels.matches_labels(o) && fields.matches_fields(o)
         });
+        let page = Page::of(&all, rv, q)?;
+        let items = &all[page.start..page.end];
+        let rv = page.rv;
         if wants_table(headers) {
-            return Ok(json_response(
-                StatusCode::OK,
-                &table(&t.info, &items, rv, q.get("includeObject"), true),
-            ));
+            let mut table = table(&t.info, items, rv, q.get("includeObject"), true);
+            if let Some(next) = &page.next {
+                table["metadata"]["continue"] = json!(next);
+                table["metadata"]["remainingItemCount"] = json!(page.remaining);
+            }
+            return Ok(json_response(StatusCode::OK, &table));
         }
+        let more = match &page.next {
+            Some(next) => format!(
+                r#","continue":"{next}","remainingItemCount":{}"#,
+                page.remaining
+            ),
+            None => String::new(),
+        };
         // Written by hand so that a 10,000-item list is serialized once, without building a
         // second tree of the items.
         let mut out = Vec::with_capacity(items.len() * 1024 + 256);
         out.extend_from_slice(
             format!(
-                r#"{{"kind":"{}List","apiVersion":"{}","metadata":{{"resourceVersion":"{rv}"}},"items":["#,
+                r#"{{"kind":"{}List","apiVersion":"{}","metadata":{{"resourceVersion":"{rv}"{more}}},"items":["#,
                 t.info.kind,
                 t.info.api_version()
             )
@@ -1405,6 +1483,47 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_page_by_limit_and_continue_without_losing_or_repeating_items() {
+        let pod = |ns: &str, name: &str| {
+            Arc::new(Obj::new(
+                json!({"metadata": {"namespace": ns, "name": name}}),
+            ))
+        };
+        let items = [pod("a", "x"), pod("a", "y"), pod("b", "x"), pod("b", "z")];
+        let first = Page::of(&items, 7, &Query::parse("limit=3")).unwrap();
+        assert_eq!((first.start, first.end, first.rv), (0, 3, 7));
+        assert_eq!(first.next.as_deref(), Some("7/b/x"));
+        assert_eq!(first.remaining, 1);
+        // The next page starts after the last key returned, whatever changed meanwhile, and
+        // reports the first page's resourceVersion.
+        let shifted = [
+            pod("a", "x"),
+            pod("a", "y"),
+            pod("b", "x"),
+            pod("b", "y"),
+            pod("b", "z"),
+        ];
+        let q = Query::parse("limit=3&continue=7%2Fb%2Fx");
+        let second = Page::of(&shifted, 9, &q).unwrap();
+        assert_eq!((second.start, second.end, second.rv), (3, 5, 7));
+        assert_eq!((second.next, second.remaining), (None, 0));
+        // No limit (or 0): everything at once.
+        for q in ["", "limit=0"] {
+            let all = Page::of(&items, 7, &Query::parse(q)).unwrap();
+            assert_eq!((all.start, all.end, all.next), (0, 4, None));
+        }
+        for bad in [
+            "limit=-1",
+            "limit=many",
+            "continue=garbage",
+            "continue=x%2Fa%2Fb",
+        ] {
+            let e = Page::of(&items, 7, &Query::parse(bad)).unwrap_err();
+            assert_eq!(e.code, StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
 
     #[test]
     fn query_decoding() {
