@@ -30,7 +30,7 @@ fn free_port() -> u16 {
 
 /// A lasting fault's time to recover counts from its removal. The probe failed until about
 /// the removal (its last failing check ended within `within` of it, on either side) and was
-/// healthy right after: the TTR bracket starts at the removal and closes within `within`.
+/// healthy right after: the TTR bracket closes within `within` of the removal.
 fn assert_recovered_at_removal(trial: &Value, within: Duration) {
     let removed = secs(&trial["t_removed_s"]);
     let probe = &trial["probes"][0];
@@ -45,10 +45,15 @@ fn assert_recovered_at_removal(trial: &Value, within: Duration) {
         last_fail_end + within > removed && last_fail_end < removed + within,
         "last failing check ended at {last_fail_end:?}, removed at {removed:?}"
     );
+    // The removal is stamped when it is asked for: until the revert call has landed (an API
+    // round trip on a busy machine) checks may still fail, so the bracket may start a little
+    // after the stamp.
     let ttr = &probe["verdict"]["ttr"];
     let (lower, upper) = (secs(&ttr["lower_s"]), secs(&ttr["upper_s"]));
-    assert!(lower < Duration::from_millis(5), "lower {lower:?}");
-    assert!(upper < within, "upper {upper:?} after the removal");
+    assert!(
+        lower <= upper && upper < within,
+        "[{lower:?}, {upper:?}] after the removal"
+    );
 }
 
 /// An HTTP server on 127.0.0.1 answering `/big` with `size` bytes.
