@@ -422,6 +422,20 @@ mod tests {
         );
     }
 
+    /// An experiment loaded as in the `local` environment.
+    fn experiment(yaml: &[u8]) -> crate::experiment::Experiment {
+        let env = crate::experiment::Environment::local();
+        let vars = Default::default();
+        let opts = crate::experiment::LoadOptions {
+            env: &env,
+            extra_vars: &vars,
+            known_environments: None,
+        };
+        crate::experiment::load_experiment_bytes(std::path::Path::new("drill.yaml"), yaml, &opts)
+            .unwrap()
+            .experiment
+    }
+
     #[test]
     fn a_database_cluster_is_one_scope_whatever_the_environment() {
         let yaml = br#"name: failover
@@ -433,20 +447,7 @@ faults:
       provider: { patroni: { action: switchover } }
 recovery: { objective: 5s }
 "#;
-        let env = crate::experiment::Environment::local();
-        let vars = Default::default();
-        let opts = crate::experiment::LoadOptions {
-            env: &env,
-            extra_vars: &vars,
-            known_environments: None,
-        };
-        let exp = crate::experiment::load_experiment_bytes(
-            std::path::Path::new("failover.yaml"),
-            yaml,
-            &opts,
-        )
-        .unwrap()
-        .experiment;
+        let exp = experiment(yaml);
         let cluster = ["db/http://127.0.0.1:8008,http://127.0.0.1:8009"];
         assert_eq!(scopes(&exp, "staging", false), cluster);
         assert_eq!(scopes(&exp, "production", false), cluster);
@@ -465,17 +466,7 @@ faults:
   - latency: { proxy: db, latency: 5ms, duration: 1s }
 recovery: { objective: 5s }
 "#;
-        let env = crate::experiment::Environment::local();
-        let vars = Default::default();
-        let opts = crate::experiment::LoadOptions {
-            env: &env,
-            extra_vars: &vars,
-            known_environments: None,
-        };
-        let exp =
-            crate::experiment::load_experiment_bytes(std::path::Path::new("net.yaml"), yaml, &opts)
-                .unwrap()
-                .experiment;
+        let exp = experiment(yaml);
         assert_eq!(
             scopes(&exp, "staging", false),
             [
