@@ -541,11 +541,7 @@ async fn plan(file: &Path, args: &EnvArgs, state_dir: &Path) -> anyhow::Result<u
         lock::scopes(exp, &env.name, simulated).join(", ")
     );
     println!("  trials: {}, cooldown {}", exp.repeat, human(exp.cooldown));
-    let counted_from = if exp
-        .faults
-        .iter()
-        .any(|f| matches!(f, experiment::FaultSpec::Network(_)))
-    {
+    let counted_from = if exp.faults.iter().any(|f| f.duration().is_some()) {
         " (time to recover counts from the removal of the lasting fault)"
     } else {
         ""

@@ -325,6 +325,15 @@ pub enum FaultSpec {
 }
 
 impl FaultSpec {
+    /// How long a lasting fault is held before firedrill removes it (its TTR counts from the
+    /// removal); `None` for a fault that acts once.
+    pub fn duration(&self) -> Option<Duration> {
+        match self {
+            FaultSpec::Network(spec) => Some(spec.duration),
+            _ => None,
+        }
+    }
+
     /// The Kubernetes target whose pods this fault deletes: a pod-kill's, or a kill-primary's
     /// on Kubernetes.
     pub fn pod_target(&self) -> Option<&str> {

@@ -194,7 +194,7 @@ impl TrialRecord {
     /// The instant this trial's TTR counts from, on the run's axis: the removal of a lasting
     /// fault, else the injection.
     pub fn ttr_origin(&self) -> Option<Duration> {
-        self.t_removed.or(self.t_inject)
+        Some(crate::analysis::Origin::held(self.t_inject?, self.t_removed).recovery)
     }
 
     /// For people: how long a lasting fault was held, and that TTR counts from its removal.
