@@ -1,9 +1,10 @@
 //! One drill per target scope. A scope names what a drill touches: `<env>/kube/<namespace>`,
 //! `db/<patroni endpoints>` and `toxiproxy/<url>/<proxy>` (shared by every environment that
-//! points at them), or `<env>/experiment/<name>` when the faults have no narrower scope. Each scope is an advisory `flock(2)` on
-//! `<state-dir>/locks/<scope>.lock`, which the holder fills with who it is (pid, run id,
-//! since). The kernel drops the lock when the holder exits however it exits, so a crash never
-//! leaves a scope locked; the file itself is kept (deleting it would race with new lockers).
+//! points at them), or `<env>/experiment/<name>` when the faults have no narrower scope. Each
+//! scope is an advisory `flock(2)` on `<state-dir>/locks/<scope>.lock`, which the holder fills
+//! with who it is (pid, run id, since). The kernel drops the lock when the holder exits
+//! however it exits, so a crash never leaves a scope locked; the file itself is kept (deleting
+//! it would race with new lockers).
 //!
 //! Drills on other machines share a cluster, not a file system: for each `kube/<namespace>`
 //! scope of a real cluster the run also holds a `coordination.k8s.io/v1` Lease

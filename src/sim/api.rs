@@ -19,7 +19,9 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::cluster::{pods, set_at, Sim};
 use super::select::{json_patch, merge_patch, Selector};
-use super::store::{meta_str, rv_of, Change, ChangeKind, Obj, ResId, StoreError, WatchStart};
+use super::store::{
+    meta_str, obj_key, rv_of, Change, ChangeKind, Obj, ResId, StoreError, WatchStart,
+};
 use super::table::table;
 use super::RequestRecord;
 
@@ -342,13 +344,8 @@ impl Page {
                 }
             },
         };
-        let key = |o: &Arc<Obj>| {
-            let v = o.value();
-            (
-                meta_str(v, "namespace").to_string(),
-                meta_str(v, "name").to_string(),
-            )
-        };
+        // The store's own key, in whose order it lists.
+        let key = |o: &Arc<Obj>| obj_key(o.value());
         let (start, rv) = match q.get("continue").filter(|c| !c.is_empty()) {
             None => (0, rv),
             Some(token) => {
