@@ -252,3 +252,120 @@ fn an_unreachable_cluster_ends_inconclusive_with_a_clear_message() {
         "names the probe that could not see: {reason}"
     );
 }
+
+/// The quickstart's drill and cluster (experiments/quickstart.yaml on experiments/sim/shop.yaml),
+/// run for 20 trials against a simulated cluster in this process so that its ground truth can
+/// be read: in every trial the readiness probe's time to detect and downtime lie in the
+/// brackets the record gives them. The watch event for the deleted pod can arrive before the
+/// delete call returns; it belongs to the fault, not to the steady state before it.
+#[test]
+fn the_quickstart_time_to_detect_and_downtime_lie_in_their_brackets_in_20_trials() {
+    use common::sim::Sim;
+    use firedrill::sim::TruthKind;
+    use std::time::SystemTime;
+
+    let scenario = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/sim/shop.yaml"),
+    )
+    .unwrap();
+    let sim = Sim::new(&scenario, 3);
+    sim.write_kubeconfig("kubeconfig", &["firedrill-sim"], "firedrill-sim");
+    std::fs::write(
+        sim.dir.path().join("firedrill.yaml"),
+        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
+    )
+    .unwrap();
+    // The quickstart's target, fault and readiness probe; a shorter stable-for so that 20
+    // trials take half a minute.
+    let file = sim.dir.path().join("quickstart.yaml");
+    std::fs::write(
+        &file,
+        r#"name: quickstart
+environments: [staging]
+targets:
+  checkout-pods:
+    kubernetes: { namespace: shop, selector: app=checkout, workload: deployment/checkout, count: 1 }
+probes:
+  checkout-ready:
+    kubernetes: { deployment: shop/checkout, ready: all }
+    every: 500ms
+    every-during: 20ms
+faults:
+  - pod-kill: { target: checkout-pods, grace-period: 0s }
+recovery: { objective: 5s, stable-for: 300ms, timeout: 1m }
+repeat: 20
+cooldown: 100ms
+"#,
+    )
+    .unwrap();
+    let reports = sim.dir.path().join("reports");
+    let out = firedrill()
+        .env("KUBECONFIG", sim.dir.path().join("kubeconfig"))
+        .env("FIREDRILL_STATE_DIR", sim.dir.path().join("state"))
+        .args(["run", "--env", "staging", "--seed", "11", "--report-dir"])
+        .arg(&reports)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record = common::only_report(&reports);
+    let truth = sim.handle().truth();
+    let first = |what: TruthKind, object: &str, from: SystemTime, within: Duration| {
+        truth
+            .iter()
+            .find(|e| {
+                e.what == what && e.object == object && e.at >= from && e.at <= from + within
+            })
+            .map(|e| e.at)
+    };
+    let since = |a: SystemTime, b: SystemTime| b.duration_since(a).unwrap_or_default();
+    // The watch delivers a change a little after it happens; a bound may miss by that much.
+    let watch = Duration::from_millis(5);
+    let trials = record["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 20);
+    for trial in trials {
+        let n = &trial["index"];
+        let pod = trial["faults"][0]["affected"][0].as_str().unwrap();
+        let long = Duration::from_secs(60);
+        let deleted = truth
+            .iter()
+            .find(|e| e.what == TruthKind::PodDeleted && e.object == pod)
+            .unwrap_or_else(|| panic!("trial {n}: {pod} was not deleted"))
+            .at;
+        // The deployment counts one ready replica less as soon as its controller notices.
+        let degraded = first(
+            TruthKind::WorkloadDegraded,
+            "checkout",
+            deleted,
+            Duration::from_millis(100),
+        )
+        .unwrap_or(deleted);
+        let whole = first(TruthKind::WorkloadReady, "checkout", degraded, long)
+            .unwrap_or_else(|| panic!("trial {n}: checkout never whole again"));
+        let (true_ttd, true_downtime) = (since(deleted, degraded), since(degraded, whole));
+
+        let probe = &trial["probes"][0];
+        assert_eq!(probe["name"], "checkout-ready");
+        let v = &probe["verdict"];
+        let ttd = secs(&v["ttd_s"]);
+        let (lo, hi) = (secs(&v["ttd"]["lower_s"]), secs(&v["ttd"]["upper_s"]));
+        assert!(
+            lo <= true_ttd + watch && true_ttd <= hi && lo <= ttd && ttd <= hi,
+            "trial {n}: time to detect {ttd:?} in [{lo:?}, {hi:?}], simulated {true_ttd:?}"
+        );
+        let down = secs(&v["downtime_s"]);
+        let (lo, hi) = (
+            secs(&v["downtime"]["lower_s"]),
+            secs(&v["downtime"]["upper_s"]),
+        );
+        assert!(
+            lo <= true_downtime + watch && true_downtime <= hi + watch && lo <= down && down <= hi,
+            "trial {n}: downtime {down:?} in [{lo:?}, {hi:?}], simulated {true_downtime:?}"
+        );
+    }
+}

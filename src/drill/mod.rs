@@ -345,7 +345,10 @@ impl Executor<'_> {
             match injected_now {
                 Ok(inj) => {
                     if injected.is_empty() {
-                        self.rec.set_inject(self.clock.offset(inj.accepted_at));
+                        self.rec.set_inject(
+                            self.clock.offset(inj.sent_at),
+                            self.clock.offset(inj.accepted_at),
+                        );
                     }
                     self.rec.event(
                         Some(index),

@@ -37,6 +37,8 @@ struct Live {
 
 struct Trial {
     index: u32,
+    /// The first fault's request was sent: samples that ended from here on are the fault's.
+    t_sent: Option<Duration>,
     t_inject: Option<Duration>,
     t_judged: Option<Duration>,
     /// When a lasting fault was removed.
@@ -147,6 +149,7 @@ impl Recorder {
         let n = self.live.len();
         self.trial = Some(Trial {
             index,
+            t_sent: None,
             t_inject: None,
             t_judged: None,
             t_removed: None,
@@ -159,9 +162,11 @@ impl Recorder {
         });
     }
 
-    pub fn set_inject(&mut self, at: Duration) {
+    /// The first fault was requested at `sent` and accepted at `accepted`.
+    pub fn set_inject(&mut self, sent: Duration, accepted: Duration) {
         if let Some(t) = &mut self.trial {
-            t.t_inject = Some(at);
+            t.t_sent = Some(sent.min(accepted));
+            t.t_inject = Some(accepted);
         }
     }
 
@@ -217,8 +222,10 @@ impl Recorder {
         if let Some(t) = &mut self.trial {
             let us = |d: Duration| d.as_micros().min(u64::MAX as u128) as u64;
             let _ = t.lateness[ps.probe].record(us(s.start.saturating_sub(s.scheduled)));
-            let window = match (t.t_inject, t.t_judged) {
-                (Some(inject), _) if s.end < inject => 0,
+            // A check that ended after the fault's request was sent may already show it (a
+            // watch event can beat the answer to the delete): it is the fault's.
+            let window = match (t.t_sent, t.t_judged) {
+                (Some(sent), _) if s.end < sent => 0,
                 (Some(_), None) => 1,
                 (Some(_), Some(judged)) if s.end <= judged => 1,
                 (Some(_), Some(_)) => 2,
@@ -287,7 +294,8 @@ impl Recorder {
         let Some(t) = &self.trial else {
             return vec![];
         };
-        let origin = analysis::Origin::held(t.t_inject.unwrap_or_default(), t.t_removed);
+        let inject = t.t_inject.unwrap_or_default();
+        let origin = analysis::Origin::held(t.t_sent.unwrap_or(inject), inject, t.t_removed);
         t.during
             .iter()
             .map(|tr| analysis::probe_verdict(tr, origin, self.stable_for))
@@ -437,6 +445,7 @@ impl Recorder {
                 index: t.index,
                 outcome,
                 injected_at: t.t_inject.map(|d| self.clock.wall(d)),
+                t_sent: t.t_sent,
                 t_inject: t.t_inject,
                 t_judged: t.t_judged,
                 t_removed: t.t_removed,

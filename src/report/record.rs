@@ -158,7 +158,16 @@ pub struct TrialRecord {
     /// Wall-clock label of the injection instant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub injected_at: Option<DateTime<Utc>>,
-    /// Monotonic offset of the injection from the run's start; every probe time is on this axis.
+    /// When the first fault's request was sent: the fault acted in `[t_sent, t_inject]`.
+    #[serde(
+        rename = "t_sent_s",
+        with = "secs::opt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub t_sent: Option<Duration>,
+    /// Monotonic offset of the injection (the fault accepted) from the run's start; every
+    /// probe time is on this axis.
     #[serde(rename = "t_inject_s", with = "secs::opt", default)]
     pub t_inject: Option<Duration>,
     /// When the trial was judged (recovered, timed out, aborted).
@@ -194,7 +203,17 @@ impl TrialRecord {
     /// The instant this trial's TTR counts from, on the run's axis: the removal of a lasting
     /// fault, else the injection.
     pub fn ttr_origin(&self) -> Option<Duration> {
-        Some(crate::analysis::Origin::held(self.t_inject?, self.t_removed).recovery)
+        Some(self.origin()?.recovery)
+    }
+
+    /// The instants this trial's numbers count from (`None` before an injection).
+    pub fn origin(&self) -> Option<crate::analysis::Origin> {
+        let inject = self.t_inject?;
+        Some(crate::analysis::Origin::held(
+            self.t_sent.unwrap_or(inject),
+            inject,
+            self.t_removed,
+        ))
     }
 
     /// For people: how long a lasting fault was held, and that TTR counts from its removal.
