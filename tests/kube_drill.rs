@@ -318,9 +318,7 @@ cooldown: 100ms
     let first = |what: TruthKind, object: &str, from: SystemTime, within: Duration| {
         truth
             .iter()
-            .find(|e| {
-                e.what == what && e.object == object && e.at >= from && e.at <= from + within
-            })
+            .find(|e| e.what == what && e.object == object && e.at >= from && e.at <= from + within)
             .map(|e| e.at)
     };
     let since = |a: SystemTime, b: SystemTime| b.duration_since(a).unwrap_or_default();
@@ -368,4 +366,83 @@ cooldown: 100ms
             "trial {n}: downtime {down:?} in [{lo:?}, {hi:?}], simulated {true_downtime:?}"
         );
     }
+}
+
+/// A blast-radius share never rounds toward more harm: `percent: 67` of three pods is two
+/// (67% of 3 = 2.01), and `plan` says how it got there. With `max-targets: 2` the run then
+/// kills exactly two.
+#[test]
+fn percent_of_the_pods_rounds_down_and_plan_says_how_the_count_was_derived() {
+    use common::sim::Sim;
+
+    let sim = Sim::new(SCENARIO, 4);
+    sim.write_kubeconfig("kubeconfig", &["firedrill-sim"], "firedrill-sim");
+    std::fs::write(
+        sim.dir.path().join("firedrill.yaml"),
+        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
+    )
+    .unwrap();
+    let file = sim.dir.path().join("drill.yaml");
+    std::fs::write(
+        &file,
+        drill(1, 2)
+            .replace(
+                "simulation: { scenario: scenario.yaml }\n",
+                "environments: [staging]\n",
+            )
+            .replace("count: 1,", "percent: 67,")
+            .replace(
+                "  web-http:\n    http: { url: \"${sim.shop.web}/\", timeout: 500ms }\n    every: 100ms\n    every-during: 10ms\n",
+                "",
+            ),
+    )
+    .unwrap();
+    let firedrill_in = || {
+        let mut c = firedrill();
+        c.env("KUBECONFIG", sim.dir.path().join("kubeconfig"))
+            .env("FIREDRILL_STATE_DIR", sim.dir.path().join("state"));
+        c
+    };
+    // The simulated kubelet takes a second to make the three pods ready.
+    let mut stdout = String::new();
+    for _ in 0..100 {
+        let out = firedrill_in()
+            .args(["plan", "--env", "staging"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if stdout.contains("3 ready") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        stdout.contains("2 of 3 matching") && stdout.contains("67% of 3 = 2.01, rounded down: 2"),
+        "{stdout}"
+    );
+    let reports = sim.dir.path().join("reports");
+    let out = firedrill_in()
+        .args(["run", "--env", "staging", "--seed", "5", "--report-dir"])
+        .arg(&reports)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record = common::only_report(&reports);
+    let affected = record["trials"][0]["faults"][0]["affected"]
+        .as_array()
+        .unwrap();
+    assert_eq!(affected.len(), 2, "{}", record["trials"][0]["faults"][0]);
 }

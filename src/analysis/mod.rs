@@ -176,12 +176,8 @@ pub fn probe_verdict(trace: &Trace, origin: Origin, stable_for: Duration) -> Pro
     let last_fail = st.iter().rposition(|s| !s.ok);
     // From the fault's instant, somewhere in [sent, inject]: the latest instant gives the
     // lower bound, the earliest the upper.
-    let from_fault = |d: Duration| {
-        Bracket::new(
-            d.saturating_sub(t_inject),
-            d.saturating_sub(origin.sent),
-        )
-    };
+    let from_fault =
+        |d: Duration| Bracket::new(d.saturating_sub(t_inject), d.saturating_sub(origin.sent));
     let ttd_bracket = first_fail.map(|i| from_fault(st[i].first.end));
 
     let recovered = is_recovered(trace, t_inject, stable_for);

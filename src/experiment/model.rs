@@ -89,6 +89,41 @@ pub enum Amount {
     Percent(u8),
 }
 
+impl Amount {
+    /// How many of `matching` pods this amount hits. A share rounds *down*, never toward more
+    /// harm (as Chaos Mesh's fixed-percent and Litmus's PODS_AFFECTED_PERC do), and is at
+    /// least 1: the loader accepts 1..=100, so a percentage always asks for something.
+    pub fn of(self, matching: usize) -> usize {
+        match self {
+            Amount::Count(n) => n as usize,
+            Amount::Percent(p) => (matching * usize::from(p) / 100).max(1),
+        }
+    }
+
+    /// For people: how [`Amount::of`] came to its number.
+    pub fn derivation(self, matching: usize) -> String {
+        let n = self.of(matching);
+        match self {
+            Amount::Count(c) => format!("count {c}"),
+            Amount::Percent(p) => {
+                let exact = matching * usize::from(p);
+                let how = if exact % 100 == 0 {
+                    String::new()
+                } else if exact < 100 {
+                    ", raised to the minimum of 1".to_string()
+                } else {
+                    ", rounded down".to_string()
+                };
+                format!(
+                    "{p}% of {matching} = {}.{:02}{how}: {n}",
+                    exact / 100,
+                    exact % 100
+                )
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct WorkloadRef {
     pub kind: WorkloadKind,
@@ -423,5 +458,29 @@ impl Experiment {
 
     pub fn target(&self, name: &str) -> Option<&Target> {
         self.targets.iter().find(|t| t.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Amount;
+
+    #[test]
+    fn a_share_of_the_pods_rounds_down_and_is_at_least_one() {
+        assert_eq!(Amount::Percent(67).of(3), 2);
+        assert_eq!(
+            Amount::Percent(67).derivation(3),
+            "67% of 3 = 2.01, rounded down: 2"
+        );
+        assert_eq!(Amount::Percent(50).of(3), 1);
+        assert_eq!(Amount::Percent(100).of(3), 3);
+        assert_eq!(Amount::Percent(100).derivation(3), "100% of 3 = 3.00: 3");
+        assert_eq!(Amount::Percent(1).of(3), 1);
+        assert_eq!(
+            Amount::Percent(10).derivation(3),
+            "10% of 3 = 0.30, raised to the minimum of 1: 1"
+        );
+        assert_eq!(Amount::Percent(34).of(1000), 340);
+        assert_eq!(Amount::Count(2).of(3), 2);
     }
 }

@@ -233,12 +233,13 @@ impl Fault {
             Fault::PodKill(f) => {
                 let c = f.prepare().await?;
                 Ok(Some(format!(
-                    "chose pod {} ({} of {} matching `{}` in `{}`, {} ready, cap {})",
+                    "chose pod {} ({} of {} matching `{}` in `{}` by {}; {} ready, cap {})",
                     c.chosen.join(", "),
                     c.chosen.len(),
                     c.matched,
                     f.selector(),
                     f.namespace(),
+                    f.amount().derivation(c.matched),
                     c.ready,
                     c.cap
                 )))
