@@ -245,7 +245,7 @@ async fn dispatch(cmd: Command, state_dir: &Path) -> anyhow::Result<u8> {
         Command::Sim(args) => crate::sim::run_standalone(args).await.map(|_| 0),
         Command::Proxy(args) => crate::proxy::run_standalone(args).await.map(|_| 0),
         Command::Status { dir, report_dir } => Ok(status(&dir, &report_dir)),
-        Command::Schedule(args) => crate::schedule::daemon::main(args).await,
+        Command::Schedule(args) => crate::schedule::daemon::main(args, state_dir).await,
         Command::Deploy {
             namespace,
             image,
