@@ -56,6 +56,7 @@ impl Setup {
             env: &self.env,
             extra_vars: &self.extra,
             known_environments: Some(&self.known),
+            unset_env: Default::default(),
         }
     }
 }

@@ -473,10 +473,16 @@ pub fn load(
         env_vars: &opts.env.vars,
         extra_vars: opts.extra_vars,
         secrets: Vec::new(),
+        unset_env: opts.unset_env,
+        unset: Vec::new(),
     };
     let mut failed = BTreeSet::new();
     for e in interpolate_tree(&mut root, source, &mut resolver, &["simulation.scenario"]) {
-        cx.error(e.span, &e.path, e.message, e.help);
+        if e.unset_env {
+            cx.warn(e.span, &e.path, e.message, e.help);
+        } else {
+            cx.error(e.span, &e.path, e.message, e.help);
+        }
         failed.insert(e.path);
     }
     cx.suppressed = failed;
