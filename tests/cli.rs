@@ -197,3 +197,30 @@ fn validate_warns_of_an_unset_secret_and_plan_and_run_refuse_it() {
         );
     }
 }
+
+/// A managed database failed over by its provider's CLI: `plan` says what the command will
+/// do instead of an empty "candidates" line.
+#[test]
+fn plan_of_a_command_failover_says_the_command_decides() {
+    let out = firedrill()
+        .args(["plan", "experiments/db-managed-command.yaml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("run [\"aws\", \"rds\", \"failover-db-cluster\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the provider's command decides what fails over"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("candidates \n"), "{stdout}");
+    assert!(!stdout.contains("leader unknown"), "{stdout}");
+}

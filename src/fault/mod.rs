@@ -271,6 +271,14 @@ impl Fault {
                         "leader {leader} (pod {pod}); candidates {}",
                         candidates.join(", ")
                     ),
+                    // Nothing asked Patroni (a `command` provider without `patroni:`
+                    // endpoints): the command alone decides what fails over.
+                    (None, None) if r.leader.is_none() && candidates.is_empty() => {
+                        "nothing to resolve beforehand: without Patroni endpoints firedrill \
+                         does not ask which node leads; the provider's command decides what \
+                         fails over, and the probes measure the outcome"
+                            .to_string()
+                    }
                     (None, None) => {
                         format!("leader {leader}; candidates {}", candidates.join(", "))
                     }
