@@ -577,8 +577,12 @@ async fn plan(file: &Path, args: &EnvArgs, state_dir: &Path) -> anyhow::Result<u
     }
     match Plan::build_faults(exp, &ctx) {
         Ok(faults) => {
-            for f in &faults {
-                println!("  fault {}: {}", f.label(), f.describe());
+            for (f, name) in faults.iter().zip(&exp.fault_names) {
+                println!(
+                    "  fault {}: {}",
+                    f.label_with(name.as_deref()),
+                    f.describe()
+                );
                 match f.prepare().await {
                     Ok(Some(chosen)) => {
                         println!("    resolved now (a run chooses again): {chosen}")
@@ -779,8 +783,8 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         "run {} of `{}` in `{}` (seed {})",
         plan.run_id, plan.experiment.name, plan.environment.name, plan.seed
     );
-    for f in &plan.faults {
-        eprintln!("  will inject {}: {}", f.label(), f.describe());
+    for (i, f) in plan.faults.iter().enumerate() {
+        eprintln!("  will inject {}: {}", plan.fault_label(i), f.describe());
     }
 
     let journal = match journal::Journal::create(

@@ -446,3 +446,145 @@ fn percent_of_the_pods_rounds_down_and_plan_says_how_the_count_was_derived() {
         .unwrap();
     assert_eq!(affected.len(), 2, "{}", record["trials"][0]["faults"][0]);
 }
+
+/// The defect of several faults in one trial: a pod kill and a held latency. Each recovery
+/// probe counts from the fault it watches (derived from the file: the readiness probe watches
+/// the killed workload, the http probe goes through the latency's proxy), so the kill's
+/// recovery is measured from the kill, not from the latency's removal (which made it 0 and let
+/// a 100ms objective pass although the deployment took a second to be whole).
+#[test]
+fn a_kill_and_a_held_latency_in_one_trial_each_count_from_their_own_fault() {
+    use common::sim::Sim;
+    use firedrill::sim::TruthKind;
+
+    let scenario = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/sim/shop.yaml"),
+    )
+    .unwrap();
+    let sim = Sim::new(&scenario, 8);
+    sim.write_kubeconfig("kubeconfig", &["firedrill-sim"], "firedrill-sim");
+    std::fs::write(
+        sim.dir.path().join("firedrill.yaml"),
+        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
+    )
+    .unwrap();
+    let upstream = sim
+        .handle()
+        .traffic_url("shop", "checkout")
+        .unwrap()
+        .trim_start_matches("http://")
+        .to_string();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let drill = |objective: &str| {
+        let file = sim.dir.path().join(format!("mixed-{objective}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                r#"name: kill-and-latency
+environments: [staging]
+proxy:
+  checkout: {{ listen: "127.0.0.1:{port}", upstream: "{upstream}" }}
+targets:
+  checkout-pods:
+    kubernetes: {{ namespace: shop, selector: app=checkout, workload: deployment/checkout, count: 1 }}
+probes:
+  checkout-http:
+    http: {{ url: "http://127.0.0.1:{port}/", expect-status: 200, max-latency: 100ms, timeout: 1s }}
+    every: 100ms
+    every-during: 10ms
+  checkout-ready:
+    kubernetes: {{ deployment: shop/checkout, ready: all }}
+    every: 500ms
+    every-during: 20ms
+faults:
+  - pod-kill: {{ target: checkout-pods, grace-period: 0s }}
+  - latency: {{ proxy: checkout, latency: 150ms, duration: 2s }}
+recovery: {{ objective: {objective}, stable-for: 500ms, timeout: 1m }}
+"#
+            ),
+        )
+        .unwrap();
+        let reports = sim.dir.path().join(format!("reports-{objective}"));
+        let out = firedrill()
+            .env("KUBECONFIG", sim.dir.path().join("kubeconfig"))
+            .env("FIREDRILL_STATE_DIR", sim.dir.path().join("state"))
+            .args(["run", "--env", "staging", "--seed", "2", "--report-dir"])
+            .arg(&reports)
+            .arg(&file)
+            .output()
+            .unwrap();
+        (out, common::only_report(&reports))
+    };
+    // The deployment's true recovery: from the deletion to whole again (simulated truth).
+    let truth_of = |record: &serde_json::Value| {
+        let pod = record["trials"][0]["faults"][0]["affected"][0]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let truth = sim.handle().truth();
+        let deleted = truth
+            .iter()
+            .find(|e| e.what == TruthKind::PodDeleted && e.object == pod)
+            .unwrap()
+            .at;
+        let whole = truth
+            .iter()
+            .find(|e| {
+                e.what == TruthKind::WorkloadReady && e.object == "checkout" && e.at > deleted
+            })
+            .unwrap()
+            .at;
+        whole.duration_since(deleted).unwrap()
+    };
+    let slack = Duration::from_millis(5);
+
+    let (out, record) = drill("100ms");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a second to be whole misses a 100ms objective: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(record["outcome"], "failed");
+    let truth = truth_of(&record);
+    let trial = &record["trials"][0];
+    let ttr = &trial["verdict"]["ttr"];
+    let (lo, hi) = (secs(&ttr["lower_s"]), secs(&ttr["upper_s"]));
+    assert!(
+        lo <= truth + slack && truth <= hi + slack,
+        "the kill's true recovery {truth:?} is not in [{lo:?}, {hi:?}]"
+    );
+    let probes = trial["probes"].as_array().unwrap();
+    let after = |name: &str| probes.iter().find(|p| p["name"] == name).unwrap()["after"].clone();
+    assert_eq!(
+        after("checkout-ready"),
+        serde_json::json!(["pod-kill checkout-pods"])
+    );
+    assert_eq!(
+        after("checkout-http"),
+        serde_json::json!(["latency proxy checkout"])
+    );
+    assert!(
+        trial["faults"][1]["removed_s"].is_number(),
+        "{}",
+        trial["faults"][1]
+    );
+
+    let (out, record) = drill("5s");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let truth = truth_of(&record);
+    let ttr = &record["trials"][0]["verdict"]["ttr"];
+    let (lo, hi) = (secs(&ttr["lower_s"]), secs(&ttr["upper_s"]));
+    assert!(
+        lo <= truth + slack && truth <= hi + slack && lo > Duration::from_millis(900),
+        "time to recover [{lo:?}, {hi:?}] is the deployment's ({truth:?}), not 0"
+    );
+}

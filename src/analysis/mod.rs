@@ -132,30 +132,69 @@ pub struct Origin {
     pub inject: Duration,
     /// TTR starts here: the injection, or the removal of a lasting fault.
     pub recovery: Duration,
+    /// The earliest the recovery origin can be: the request of a fault that acts once (it
+    /// acted in `[recovery_sent, recovery]`); the removal itself for a lasting fault.
+    pub recovery_sent: Duration,
+}
+
+/// When one fault of a trial was requested and accepted, and, for a fault held for a
+/// duration, removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultInstants {
+    pub sent: Duration,
+    pub accepted: Duration,
+    /// Held for a duration (its time to recover counts from its removal).
+    pub held: bool,
+    pub removed: Option<Duration>,
 }
 
 impl Origin {
     /// A fault that acts once (a kill, a failover), requested at `sent` and accepted at
     /// `inject`: everything from the injection.
     pub fn at(sent: Duration, inject: Duration) -> Self {
+        let sent = sent.min(inject);
         Origin {
-            sent: sent.min(inject),
+            sent,
             inject,
             recovery: inject,
+            recovery_sent: sent,
         }
     }
 
     /// A lasting fault, held from `inject` until it was removed at `removed` (if it was).
     pub fn held(sent: Duration, inject: Duration, removed: Option<Duration>) -> Self {
-        Origin {
-            recovery: removed.unwrap_or(inject).max(inject),
-            ..Origin::at(sent, inject)
+        let at = Origin::at(sent, inject);
+        match removed {
+            Some(r) => Origin {
+                recovery: r.max(inject),
+                recovery_sent: r.max(inject),
+                ..at
+            },
+            None => at,
         }
     }
 
-    /// Whether TTR counts from the injection, whose instant is only known to `[sent, inject]`.
-    fn recovery_is_injection(&self) -> bool {
-        self.recovery == self.inject
+    /// The instants a probe's numbers count from when it watches `faults` (those injected):
+    /// detection from the earliest injection, recovery from the fault whose effect ends last
+    /// (the removal of a held fault, else the injection of one that acts once). So with a kill
+    /// and a held latency in one trial, a probe of the killed workload counts its recovery
+    /// from the kill, not from the latency's removal. `None` when none was injected.
+    pub fn watching(faults: &[FaultInstants]) -> Option<Self> {
+        let first = faults.iter().min_by_key(|f| f.accepted)?;
+        let sent = faults.iter().map(|f| f.sent).min().unwrap_or(first.sent);
+        let last = faults
+            .iter()
+            .map(|f| match (f.held, f.removed) {
+                (true, Some(r)) => Origin::held(f.sent, f.accepted, Some(r)),
+                _ => Origin::at(f.sent, f.accepted),
+            })
+            .max_by_key(|o| o.recovery)?;
+        Some(Origin {
+            sent: sent.min(first.accepted),
+            inject: first.accepted,
+            recovery: last.recovery,
+            recovery_sent: last.recovery_sent,
+        })
     }
 }
 
@@ -182,14 +221,12 @@ pub fn probe_verdict(trace: &Trace, origin: Origin, stable_for: Duration) -> Pro
 
     let recovered = is_recovered(trace, t_inject, stable_for);
     let ttr = match last_fail {
+        // Counted from the recovery origin, itself known to [recovery_sent, recovery].
         Some(i) if recovered => st.get(i + 1).map(|pass| {
-            let (lower, upper) = (st[i].last.start, pass.first.end);
-            if origin.recovery_is_injection() {
-                Bracket::new(from_fault(lower).lower, from_fault(upper).upper)
-            } else {
-                let after = |d: Duration| d.saturating_sub(origin.recovery);
-                Bracket::new(after(lower), after(upper))
-            }
+            Bracket::new(
+                st[i].last.start.saturating_sub(origin.recovery),
+                pass.first.end.saturating_sub(origin.recovery_sent),
+            )
         }),
         _ => None,
     };
@@ -425,6 +462,42 @@ mod tests {
         assert_eq!((r.lower, r.upper), (ms(974), ms(1001)));
         let trial = trial_verdict([&v], ms(5000));
         assert_eq!(trial.ttd_bracket, Some(d));
+    }
+
+    #[test]
+    fn each_probe_counts_recovery_from_the_faults_it_watches() {
+        // A kill at 1000 and a latency held from 1005 until its removal at 3000.
+        let kill = FaultInstants {
+            sent: ms(999),
+            accepted: ms(1000),
+            held: false,
+            removed: None,
+        };
+        let latency = FaultInstants {
+            sent: ms(1004),
+            accepted: ms(1005),
+            held: true,
+            removed: Some(ms(3000)),
+        };
+        let o = Origin::watching(&[kill]).unwrap();
+        assert_eq!((o.recovery_sent, o.recovery), (ms(999), ms(1000)));
+        let o = Origin::watching(&[latency]).unwrap();
+        assert_eq!((o.inject, o.recovery), (ms(1005), ms(3000)));
+        // Watching both: detected from the kill, recovered from the latency's removal.
+        let o = Origin::watching(&[kill, latency]).unwrap();
+        assert_eq!(
+            (o.sent, o.inject, o.recovery),
+            (ms(999), ms(1000), ms(3000))
+        );
+        assert!(Origin::watching(&[]).is_none());
+        // The kill's workload was whole again at 2050: 1.05s after the kill, not 0 after the
+        // latency's removal.
+        let t = periodic(1000, 6000, 10, &[(1000, 2050)]);
+        let v = probe_verdict(&t, Origin::watching(&[kill]).unwrap(), ms(1000));
+        let b = v.ttr.unwrap();
+        assert!(b.lower <= ms(1050) && ms(1050) <= b.upper, "{b:?}");
+        let v = probe_verdict(&t, Origin::watching(&[kill, latency]).unwrap(), ms(1000));
+        assert_eq!(v.ttr.unwrap().upper, ms(0));
     }
 
     #[test]

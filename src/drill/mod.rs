@@ -294,16 +294,17 @@ impl Executor<'_> {
         // Calls that failed or timed out: they may have been applied, so they are reverted too.
         let mut maybe: Vec<(String, crate::fault::RevertPlan, Option<u64>)> = Vec::new();
         let mut inject_error = None;
-        for f in &self.plan.faults {
+        for (fi, f) in self.plan.faults.iter().enumerate() {
             if self.opts.cancel.is_cancelled() {
                 break;
             }
+            let label = self.plan.fault_label(fi);
             let prepared = match f.prepare().await {
                 Ok(Some(chosen)) => {
                     self.rec.event(
                         Some(index),
                         EventKind::FaultTargets {
-                            fault: f.label(),
+                            fault: label.clone(),
                             chosen: chosen.clone(),
                         },
                     );
@@ -317,12 +318,12 @@ impl Executor<'_> {
             // created (an injection names the next one differently).
             let plan = f.planned_revert();
             let seq = match (&prepared, &self.opts.journal) {
-                (Ok(chosen), Some(j)) => match j.intent(&f.label(), &f.describe(), chosen, &plan) {
+                (Ok(chosen), Some(j)) => match j.intent(&label, &f.describe(), chosen, &plan) {
                     Ok(seq) => Some(seq),
                     Err(e) => {
                         inject_error = Some(format!(
                             "cannot write the journal, so {} was not injected: {e}",
-                            f.label()
+                            label
                         ));
                         break;
                     }
@@ -330,7 +331,7 @@ impl Executor<'_> {
                 _ => None,
             };
             let injected_now = match prepared {
-                Ok(_) => f.inject().await,
+                Ok(_) => f.inject(label.clone()).await,
                 Err(e) => Err(e),
             };
             if let (Some(seq), Some(j)) = (seq, &self.opts.journal) {
@@ -344,12 +345,11 @@ impl Executor<'_> {
             }
             match injected_now {
                 Ok(inj) => {
-                    if injected.is_empty() {
-                        self.rec.set_inject(
-                            self.clock.offset(inj.sent_at),
-                            self.clock.offset(inj.accepted_at),
-                        );
-                    }
+                    self.rec.set_injected(
+                        fi,
+                        self.clock.offset(inj.sent_at),
+                        self.clock.offset(inj.accepted_at),
+                    );
                     self.rec.event(
                         Some(index),
                         EventKind::FaultInjected {
@@ -361,16 +361,16 @@ impl Executor<'_> {
                 }
                 Err(e) => {
                     if seq.is_some() {
-                        maybe.push((f.label(), plan, seq));
+                        maybe.push((label.clone(), plan, seq));
                     }
                     self.rec.event(
                         Some(index),
                         EventKind::FaultFailed {
-                            fault: f.label(),
+                            fault: label.clone(),
                             error: e.to_string(),
                         },
                     );
-                    inject_error = Some(format!("could not inject {}: {e}", f.label()));
+                    inject_error = Some(format!("could not inject {label}: {e}"));
                     break;
                 }
             }
@@ -496,6 +496,7 @@ impl Executor<'_> {
                 sent: self.clock.offset(inj.sent_at),
                 accepted: self.clock.offset(inj.accepted_at),
                 revert: inj.revert.clone(),
+                removed: None,
                 reverted,
                 revert_error,
             }

@@ -43,6 +43,8 @@ struct Trial {
     t_judged: Option<Duration>,
     /// When a lasting fault was removed.
     t_removed: Option<Duration>,
+    /// Per fault of the plan, in order: (sent, accepted) once injected.
+    injected: Vec<Option<(Duration, Duration)>>,
     /// Per probe: samples from the injection until the trial was judged.
     during: Vec<Trace>,
     /// Per probe: check latency before, during and after (µs).
@@ -62,6 +64,11 @@ pub(super) struct Recorder {
     stable_for: Duration,
     objective: Duration,
     recovery_names: Vec<String>,
+    /// Per fault of the plan: held for a duration; and its label.
+    fault_held: Vec<bool>,
+    fault_labels: Vec<String>,
+    /// Per probe: the faults whose recovery it measures (`None`: all of them).
+    watches: Vec<Option<Vec<usize>>>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -104,6 +111,9 @@ impl Recorder {
             stable_for: exp.recovery.stable_for,
             objective: exp.recovery.objective,
             recovery_names: plan.recovery.iter().cloned().collect(),
+            fault_held: exp.faults.iter().map(|f| f.duration().is_some()).collect(),
+            fault_labels: (0..exp.faults.len()).map(|i| plan.fault_label(i)).collect(),
+            watches: exp.probes.iter().map(|p| p.watches.clone()).collect(),
         }
     }
 
@@ -153,6 +163,7 @@ impl Recorder {
             t_inject: None,
             t_judged: None,
             t_removed: None,
+            injected: vec![None; self.fault_held.len()],
             during: vec![Trace::default(); n],
             latency: (0..n)
                 .map(|_| [histogram(), histogram(), histogram()])
@@ -162,11 +173,17 @@ impl Recorder {
         });
     }
 
-    /// The first fault was requested at `sent` and accepted at `accepted`.
-    pub fn set_inject(&mut self, sent: Duration, accepted: Duration) {
+    /// Fault `fault` of the plan was requested at `sent` and accepted at `accepted`; the
+    /// first one injected starts the trial's observed window.
+    pub fn set_injected(&mut self, fault: usize, sent: Duration, accepted: Duration) {
         if let Some(t) = &mut self.trial {
-            t.t_sent = Some(sent.min(accepted));
-            t.t_inject = Some(accepted);
+            if t.t_inject.is_none() {
+                t.t_sent = Some(sent.min(accepted));
+                t.t_inject = Some(accepted);
+            }
+            if let Some(slot) = t.injected.get_mut(fault) {
+                *slot = Some((sent.min(accepted), accepted));
+            }
         }
     }
 
@@ -290,15 +307,42 @@ impl Recorder {
         bad.join("; ")
     }
 
+    /// The instants probe `probe`'s numbers count from: those of the faults it watches.
+    fn origin(&self, t: &Trial, probe: usize) -> analysis::Origin {
+        let inject = t.t_inject.unwrap_or_default();
+        let trial = analysis::Origin::held(t.t_sent.unwrap_or(inject), inject, t.t_removed);
+        let watched: Vec<analysis::FaultInstants> = t
+            .injected
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                self.watches
+                    .get(probe)
+                    .and_then(Option::as_ref)
+                    .is_none_or(|w| w.contains(i))
+            })
+            .filter_map(|(i, at)| {
+                let (sent, accepted) = (*at)?;
+                let held = self.fault_held.get(i).copied().unwrap_or(false);
+                Some(analysis::FaultInstants {
+                    sent,
+                    accepted,
+                    held,
+                    removed: t.t_removed.filter(|_| held),
+                })
+            })
+            .collect();
+        analysis::Origin::watching(&watched).unwrap_or(trial)
+    }
+
     fn verdicts(&self) -> Vec<ProbeVerdict> {
         let Some(t) = &self.trial else {
             return vec![];
         };
-        let inject = t.t_inject.unwrap_or_default();
-        let origin = analysis::Origin::held(t.t_sent.unwrap_or(inject), inject, t.t_removed);
         t.during
             .iter()
-            .map(|tr| analysis::probe_verdict(tr, origin, self.stable_for))
+            .enumerate()
+            .map(|(i, tr)| analysis::probe_verdict(tr, self.origin(t, i), self.stable_for))
             .collect()
     }
 
@@ -408,6 +452,17 @@ impl Recorder {
                 .enumerate()
                 .map(|(i, l)| ProbeTrial {
                     name: l.name.clone(),
+                    after: self
+                        .watches
+                        .get(i)
+                        .and_then(Option::as_ref)
+                        .map(|w| {
+                            w.iter()
+                                .filter_map(|&f| self.fault_labels.get(f).cloned())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    ttr_origin: t.t_inject.map(|_| self.origin(&t, i).recovery),
                     verdict: verdicts[i].clone(),
                     latency: PhaseLatency {
                         before: LatencySummary::of(&t.latency[i][0]),
@@ -439,6 +494,12 @@ impl Recorder {
                 }
                 _ => (vec![], None),
             };
+            let mut faults = t.faults;
+            for (f, held) in faults.iter_mut().zip(&self.fault_held) {
+                if *held {
+                    f.removed = t.t_removed;
+                }
+            }
             self.done.push(TrialRecord {
                 pod_recovery,
                 workload_ready,
@@ -450,7 +511,7 @@ impl Recorder {
                 t_judged: t.t_judged,
                 t_removed: t.t_removed,
                 verdict,
-                faults: t.faults,
+                faults,
                 probes,
                 note: (!why.is_empty()).then(|| why.clone()),
             });

@@ -29,6 +29,9 @@ pub struct Experiment {
     /// Probe names that must all pass before each injection and after the final revert.
     pub steady_state: Vec<String>,
     pub faults: Vec<FaultSpec>,
+    /// The `name:` of each fault, in `faults` order; `None` where the file gives none (the
+    /// fault is then called by its kind and target).
+    pub fault_names: Vec<Option<String>>,
     pub recovery: Recovery,
     pub abort_when: Vec<AbortCondition>,
     /// Number of trials (inject → recover) in one run; at least 1.
@@ -107,7 +110,7 @@ impl Amount {
             Amount::Count(c) => format!("count {c}"),
             Amount::Percent(p) => {
                 let exact = matching * usize::from(p);
-                let how = if exact % 100 == 0 {
+                let how = if exact.is_multiple_of(100) {
                     String::new()
                 } else if exact < 100 {
                     ", raised to the minimum of 1".to_string()
@@ -156,6 +159,12 @@ pub struct ProbeSpec {
     pub every: Duration,
     /// Sampling interval right after injection and while failing (default `every / 10`, >= 1ms).
     pub every_during: Duration,
+    /// The faults (indices into `faults`) whose recovery this probe measures: named by its
+    /// `after:`, or derived where the file makes it clear (a kubernetes probe of the workload a
+    /// pod-kill targets; an http or tcp probe of the proxy a network fault acts on). `None`:
+    /// every fault of the trial.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watches: Option<Vec<usize>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -360,6 +369,17 @@ pub enum FaultSpec {
 }
 
 impl FaultSpec {
+    /// The fault's key in the file (`pod-kill`, `latency`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FaultSpec::PodKill { .. } => "pod-kill",
+            FaultSpec::ProcessKill { .. } => "process-kill",
+            FaultSpec::Command { .. } => "command",
+            FaultSpec::DbFailover(_) => "db-failover",
+            FaultSpec::Network(n) => n.effect.kind(),
+        }
+    }
+
     /// How long a lasting fault is held before firedrill removes it (its TTR counts from the
     /// removal); `None` for a fault that acts once.
     pub fn duration(&self) -> Option<Duration> {

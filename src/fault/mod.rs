@@ -327,14 +327,20 @@ impl Fault {
         }
     }
 
-    pub async fn inject(&self) -> Result<Injection, FaultError> {
+    /// Inject, recording the fault under `label` (its [`Fault::label_with`]).
+    pub async fn inject(&self, label: String) -> Result<Injection, FaultError> {
         match self {
-            Fault::ProcessKill(f) => f.inject(self.label()).await,
-            Fault::Command(f) => f.inject(self.label()).await,
-            Fault::PodKill(f) => f.inject(self.label()).await,
-            Fault::Network(f) => f.inject(self.label()).await,
-            Fault::DbFailover(f) => f.inject(self.label()).await,
+            Fault::ProcessKill(f) => f.inject(label).await,
+            Fault::Command(f) => f.inject(label).await,
+            Fault::PodKill(f) => f.inject(label).await,
+            Fault::Network(f) => f.inject(label).await,
+            Fault::DbFailover(f) => f.inject(label).await,
         }
+    }
+
+    /// How records, reports and the journal call the fault: its `name:` when it has one.
+    pub fn label_with(&self, name: Option<&str>) -> String {
+        name.map_or_else(|| self.label(), str::to_string)
     }
 }
 

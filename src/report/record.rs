@@ -203,7 +203,17 @@ impl TrialRecord {
     /// The instant this trial's TTR counts from, on the run's axis: the removal of a lasting
     /// fault, else the injection.
     pub fn ttr_origin(&self) -> Option<Duration> {
-        Some(self.origin()?.recovery)
+        // The origin of the probe whose recovery is the trial's (each probe counts from the
+        // faults it watches); records older than per-probe origins: the trial's.
+        let slowest = self
+            .probes
+            .iter()
+            .filter(|p| p.verdict.ttr.is_some())
+            .max_by_key(|p| p.verdict.ttr.map(|b| b.upper));
+        match slowest.and_then(|p| p.ttr_origin) {
+            Some(o) => Some(o),
+            None => Some(self.origin()?.recovery),
+        }
     }
 
     /// The instants this trial's numbers count from (`None` before an injection).
@@ -235,6 +245,14 @@ pub struct FaultRecord {
     pub sent: Duration,
     #[serde(rename = "accepted_s", with = "secs")]
     pub accepted: Duration,
+    /// When a fault held for a duration was removed: its time to recover counts from here.
+    #[serde(
+        rename = "removed_s",
+        with = "secs::opt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub removed: Option<Duration>,
     pub revert: RevertPlan,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reverted: Option<String>,
@@ -245,6 +263,18 @@ pub struct FaultRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProbeTrial {
     pub name: String,
+    /// The faults whose recovery this probe measures (its `after:` or what the file made
+    /// clear); empty: every fault of the trial.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// The instant this probe's time to recover counts from, on the run's axis.
+    #[serde(
+        rename = "ttr_origin_s",
+        with = "secs::opt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ttr_origin: Option<Duration>,
     /// Judged from the observed window (injection until the trial was judged).
     pub verdict: ProbeVerdict,
     pub latency: PhaseLatency,
