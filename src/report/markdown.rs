@@ -160,6 +160,20 @@ pub fn render(r: &RunRecord) -> String {
                 p.lateness.p99
             );
         }
+        let attributed: Vec<String> = t
+            .probes
+            .iter()
+            .filter(|p| !p.after.is_empty())
+            .map(|p| format!("{} from {}", p.name, p.after.join(" and ")))
+            .collect();
+        if !attributed.is_empty() {
+            let _ = writeln!(
+                o,
+                "
+Time to recover counts from the fault each probe watches: {}.",
+                attributed.join("; ")
+            );
+        }
         if !t.pod_recovery.is_empty() {
             let _ = writeln!(
                 o,

@@ -226,11 +226,25 @@ impl TrialRecord {
         ))
     }
 
-    /// For people: how long a lasting fault was held, and that TTR counts from its removal.
+    /// For people: how long a lasting fault was held, and that TTR counts from its removal
+    /// (for the probes that watch it, when the trial has other faults too).
     pub fn hold_text(&self) -> Option<String> {
         let held = self.t_removed?.saturating_sub(self.t_inject?);
+        let held_faults: Vec<&str> = self
+            .faults
+            .iter()
+            .filter(|f| f.removed.is_some())
+            .map(|f| f.fault.as_str())
+            .collect();
+        if held_faults.is_empty() || held_faults.len() == self.faults.len() {
+            return Some(format!(
+                "the fault was held for {} and then removed; time to recover counts from the removal",
+                crate::timeline::human(held)
+            ));
+        }
         Some(format!(
-            "the fault was held for {} and then removed; time to recover counts from the removal",
+            "{} held for {} and then removed; the probes that watch it count their time to recover from the removal, the others from their own fault",
+            held_faults.join(", "),
             crate::timeline::human(held)
         ))
     }
