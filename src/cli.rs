@@ -896,7 +896,7 @@ fn ci_outputs(
     record: &report::record::RunRecord,
     path: &Path,
 ) -> anyhow::Result<u8> {
-    let mut code = record.outcome.exit_code() as u8;
+    let mut code = record.exit_code() as u8;
     let gate = match &args.baseline {
         Some(b) => {
             let (base, runs) = report::ci::baseline_ttrs(

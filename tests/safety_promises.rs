@@ -1,0 +1,159 @@
+//! Safety promises kept when firedrill's own actions fail, when it is killed, and when its
+//! inputs are hostile (issue 14): a revert that fails for good fails the run loudly and stops
+//! it; a killed runner's injector does not outlive `recover`; `--var` values are data.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::firedrill;
+
+/// A drill whose command fault appends a line to `injected.log` and whose revert fails its
+/// first `fails` attempts (counted in `revert.count`), then succeeds.
+struct Failing {
+    dir: tempfile::TempDir,
+}
+
+impl Failing {
+    fn new(fails: u32) -> Failing {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Failing { dir };
+        let yaml = format!(
+            r#"name: failing-revert
+probes:
+  up:
+    command: {{ run: ["true"] }}
+    every: 50ms
+faults:
+  - command:
+      run: [sh, -c, "echo x >> '{injected}'"]
+      revert: [sh, -c, "n=$(cat '{count}' 2>/dev/null || echo 0); n=$((n+1)); echo $n > '{count}'; [ $n -gt {fails} ] || {{ echo 'the API said no' >&2; exit 7; }}"]
+      timeout: 5s
+recovery: {{ objective: 5s, stable-for: 100ms, timeout: 10s }}
+"#,
+            injected = f.path("injected.log").display(),
+            count = f.path("revert.count").display(),
+        );
+        std::fs::write(f.path("drill.yaml"), yaml).unwrap();
+        f
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn lines(&self, name: &str) -> usize {
+        std::fs::read_to_string(self.path(name))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+    fn reverts(&self) -> u32 {
+        std::fs::read_to_string(self.path("revert.count"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    }
+    fn run(&self, extra: &[&str]) -> Output {
+        firedrill()
+            .env("FIREDRILL_STATE_DIR", self.path("state"))
+            .arg("run")
+            .arg(self.path("drill.yaml"))
+            .arg("--report-dir")
+            .arg(self.path("reports"))
+            .arg("--junit")
+            .arg(self.path("junit.xml"))
+            .arg("--summary")
+            .arg(self.path("summary.md"))
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn a_revert_that_keeps_failing_fails_the_run_with_its_own_exit_code_and_stops_it() {
+    let d = Failing::new(1000);
+    let out = d.run(&["--repeat", "3"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert_eq!(
+        d.lines("injected.log"),
+        1,
+        "no trial after a fault was left: {err}"
+    );
+    assert!(d.reverts() > 1, "the revert was retried: {err}");
+    let record = common::only_report(&d.path("reports"));
+    assert_eq!(record["outcome"], "failed");
+    let reason = record["reason"].as_str().unwrap();
+    assert!(reason.starts_with("fault left in place: "), "{reason}");
+    assert!(reason.contains("the API said no"), "{reason}");
+    assert_eq!(record["faults_left"][0]["fault"], "command sh");
+    // Every channel says so.
+    assert!(read(&d.path("junit.xml")).contains("fault left in place"));
+    assert!(read(&d.path("summary.md")).contains("fault left in place"));
+    let run_dir = d.path("reports").join("failing-revert").join("local");
+    let run_id = record["run_id"].as_str().unwrap();
+    assert!(read(&run_dir.join(format!("{run_id}.html"))).contains("fault left in place"));
+    assert!(read(&run_dir.join(format!("{run_id}.md"))).contains("fault left in place"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("fault left in place"), "{stdout}");
+}
+
+#[test]
+fn a_revert_that_fails_once_is_retried_and_the_run_passes() {
+    let d = Failing::new(2);
+    let out = d.run(&["--repeat", "2"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(d.lines("injected.log"), 2, "{err}");
+    // Trial 1: two failures then a success; trial 2: a success.
+    assert_eq!(d.reverts(), 4, "{err}");
+    let record = common::only_report(&d.path("reports"));
+    assert_eq!(record["outcome"], "passed");
+    assert!(record.get("faults_left").is_none());
+}
+
+#[test]
+fn a_fault_left_in_place_reaches_the_webhook_and_the_metrics() {
+    use firedrill::report::record::{FaultLeft, RunRecord};
+    use firedrill::schedule::{metrics::Metrics, notify::Event, promotion::RunSummary};
+    let d = Failing::new(1000);
+    let out = d.run(&[]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let record: RunRecord =
+        serde_json::from_value(common::only_report(&d.path("reports"))).unwrap();
+    assert_eq!(record.faults_left.len(), 1);
+    let left: &FaultLeft = &record.faults_left[0];
+    assert_eq!(left.trial, 1);
+    let run = RunSummary::from(&record);
+    let events = Event::for_finished(&run);
+    let text: Vec<String> = events.iter().map(Event::text).collect();
+    assert!(
+        text.iter().any(|t| t.contains("fault left in place")),
+        "{text:?}"
+    );
+    assert!(
+        !text
+            .iter()
+            .any(|t| t.contains("missed its recovery objective")),
+        "{text:?}"
+    );
+    let json = serde_json::to_value(events.last().unwrap()).unwrap();
+    assert_eq!(json["event"], "fault-left-in-place");
+    let m = Metrics::new();
+    m.record(&run);
+    let scraped = m.encode();
+    assert!(
+        scraped.contains(
+            "firedrill_faults_left_in_place_total{experiment=\"failing-revert\",environment=\"local\"} 1"
+        ),
+        "{scraped}"
+    );
+}
