@@ -157,3 +157,117 @@ fn a_fault_left_in_place_reaches_the_webhook_and_the_metrics() {
         "{scraped}"
     );
 }
+
+/// A drill whose inject argv marks `started`, then applies the fault (appends to
+/// `applied.log`) 1.5s later — `detached` from a subshell that outlives the argv's own process.
+fn slow_injector(dir: &Path, detached: bool) -> PathBuf {
+    let apply = format!(
+        "sleep 1.5; echo x >> '{}'",
+        dir.join("applied.log").display()
+    );
+    let body = if detached {
+        format!("({apply}) & wait")
+    } else {
+        apply
+    };
+    let yaml = format!(
+        r#"name: slow-injector
+probes:
+  up:
+    command: {{ run: ["true"] }}
+    every: 50ms
+faults:
+  - command:
+      run: [sh, -c, "touch '{started}'; {body}"]
+      revert: [sh, -c, "echo x >> '{reverted}'"]
+      timeout: 30s
+recovery: {{ objective: 5s, stable-for: 100ms, timeout: 10s }}
+"#,
+        started = dir.join("started").display(),
+        reverted = dir.join("reverted.log").display(),
+    );
+    let file = dir.join("drill.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    file
+}
+
+/// Starts the drill, waits until its injector runs, and kills the runner with SIGKILL.
+fn kill_runner_mid_injection(dir: &Path, file: &Path) {
+    let mut child = firedrill()
+        .env("FIREDRILL_STATE_DIR", dir.join("state"))
+        .arg("run")
+        .arg(file)
+        .arg("--report-dir")
+        .arg(dir.join("reports"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !dir.join("started").exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "never injected"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn count_lines(p: &Path) -> usize {
+    std::fs::read_to_string(p)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_killed_runners_injector_dies_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = slow_injector(dir.path(), false);
+    kill_runner_mid_injection(dir.path(), &file);
+    // Past the moment the orphan would have applied the fault.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(
+        count_lines(&dir.path().join("applied.log")),
+        0,
+        "the injector outlived its runner and applied the fault"
+    );
+}
+
+#[test]
+fn recover_kills_what_a_killed_runners_injector_started_before_reverting() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = slow_injector(dir.path(), true);
+    kill_runner_mid_injection(dir.path(), &file);
+    let journal = std::fs::read_dir(dir.path().join("state/journal"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .unwrap();
+    let text = read(&journal);
+    for key in ["\"pid\"", "\"pgid\"", "\"start_time\""] {
+        assert!(text.contains(key), "{key} not journalled:\n{text}");
+    }
+    let rec = firedrill()
+        .env("FIREDRILL_STATE_DIR", dir.path().join("state"))
+        .args(["recover", "--all"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&rec.stdout).into_owned();
+    assert_eq!(rec.status.code(), Some(0), "{said}{}", stderr(&rec));
+    assert_eq!(count_lines(&dir.path().join("reverted.log")), 1, "{said}");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(
+        count_lines(&dir.path().join("applied.log")),
+        0,
+        "the injector's subshell applied the fault after recover reverted it: {said}"
+    );
+    let again = firedrill()
+        .env("FIREDRILL_STATE_DIR", dir.path().join("state"))
+        .args(["recover", "--all"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"));
+}

@@ -350,7 +350,17 @@ impl Executor<'_> {
                 _ => None,
             };
             let injected_now = match prepared {
-                Ok(_) => f.inject().await,
+                Ok(_) => {
+                    let journal = self.opts.journal.as_deref();
+                    let spawned = move |child| {
+                        if let (Some(seq), Some(j)) = (seq, journal) {
+                            if let Err(e) = j.child(seq, child) {
+                                tracing::error!(error = %e, "cannot record the injector's process in the journal");
+                            }
+                        }
+                    };
+                    f.inject_tracked(&spawned).await
+                }
                 Err(e) => Err(e),
             };
             if let (Some(seq), Some(j)) = (seq, &self.opts.journal) {

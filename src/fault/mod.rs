@@ -319,9 +319,18 @@ impl Fault {
     }
 
     pub async fn inject(&self) -> Result<Injection, FaultError> {
+        self.inject_tracked(&|_| {}).await
+    }
+
+    /// Injects; a fault that runs a program reports its child to `spawned` as soon as it
+    /// exists, so that the journal names it before it can do anything.
+    pub async fn inject_tracked(
+        &self,
+        spawned: &(dyn Fn(crate::platform::child::ChildId) + Send + Sync),
+    ) -> Result<Injection, FaultError> {
         match self {
             Fault::ProcessKill(f) => f.inject(self.label()).await,
-            Fault::Command(f) => f.inject(self.label()).await,
+            Fault::Command(f) => f.inject(self.label(), spawned).await,
             Fault::PodKill(f) => f.inject(self.label()).await,
             Fault::Network(f) => f.inject(self.label()).await,
             Fault::DbFailover(f) => f.inject(self.label()).await,
