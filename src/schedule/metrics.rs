@@ -166,6 +166,17 @@ impl Metrics {
 }
 
 /// Serves `GET /metrics` on `addr` until `shutdown`; returns the bound address.
+/// What `schedule --metrics` prints before binding a non-loopback address: the metrics name
+/// every drill and environment, and anyone who can reach the port can read them.
+pub fn exposure_warning(addr: &SocketAddr) -> Option<String> {
+    if addr.ip().is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "WARNING: --metrics {addr} is not a loopback address: every machine that can reach it can read which drills run where and how they fare (no authentication). Use 127.0.0.1:PORT and let the scraper reach it through a tunnel or a sidecar, or firewall the port."
+    ))
+}
+
 pub async fn serve(
     metrics: Arc<Metrics>,
     addr: SocketAddr,

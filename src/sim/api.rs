@@ -299,10 +299,14 @@ async fn handle(
 ) -> Response {
     let at = SystemTime::now();
     let query = uri.query().unwrap_or("").to_string();
-    let response = match api.route(&method, uri.path(), &query, &headers, body) {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
+    // Like the proxy's API: no web page may drive the cluster through a rebound name.
+    let allowed = crate::safety::loopback::check(&headers, uri.authority().map(|a| a.as_str()))
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "Forbidden", e.to_string()));
+    let response =
+        match allowed.and_then(|()| api.route(&method, uri.path(), &query, &headers, body)) {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
     tracing::debug!(%method, path = uri.path(), %query, status = response.status().as_u16(), "sim api");
     api.sim.record_request(RequestRecord {
         method: method.to_string(),
