@@ -155,8 +155,8 @@ struct RunArgs {
     /// Seed for every random choice (recorded in the report); default: random.
     #[arg(long)]
     seed: Option<u64>,
-    /// Override the experiment's `repeat` (number of trials).
-    #[arg(long)]
+    /// Override the experiment's `repeat` (number of trials, 1 to 1000).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     repeat: Option<u32>,
     /// How long to wait for the steady state before injecting and after reverting.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
@@ -310,7 +310,9 @@ fn environment_named(
         }
     };
     for (k, v) in &args.vars {
-        env.vars.insert(k.clone(), v.clone());
+        // A command-line value is data: environment values are expanded (they may read
+        // `${env:NAME}`), so it goes in escaped and comes out as typed.
+        env.vars.insert(k.clone(), experiment::literal_value(v));
     }
     Ok((env, known))
 }
@@ -603,6 +605,11 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         eprintln!("error: baseline {} does not exist", b.display());
         return Ok(EXIT_INVALID);
     }
+    // A state directory that cannot be used is not a halt: say what is wrong with it.
+    if let Some(problem) = halt::state_dir_problem(state_dir) {
+        eprintln!("error: {problem}\n  = help: point --state-dir (or FIREDRILL_STATE_DIR) at a directory this user can write");
+        return Ok(EXIT_INVALID);
+    }
     // The halt lever refuses before anything starts.
     if let Some(h) = halt::current(state_dir) {
         eprintln!(
@@ -664,7 +671,7 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
     let mut exp = loaded.experiment;
     safety::redact::register_experiment(&exp);
     if let Some(n) = args.repeat {
-        exp.repeat = n.max(1);
+        exp.repeat = n;
     }
     if env.name != "local" && !exp.environments.contains(&env.name) {
         eprintln!(

@@ -271,3 +271,141 @@ fn recover_kills_what_a_killed_runners_injector_started_before_reverting() {
         .unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"));
 }
+
+// ---- Inputs (issue 14, item 7) ----
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn a_var_value_is_data_never_interpolated_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("seen");
+    let file = write(
+        dir.path(),
+        "drill.yaml",
+        &format!(
+            r#"name: var-data
+probes:
+  up:
+    command: {{ run: ["true"] }}
+    every: 50ms
+faults:
+  - command:
+      run: [sh, -c, "printf '%s' \"$1\" > '{out}'", sh, "${{x}}"]
+      revert: ["true"]
+      timeout: 5s
+recovery: {{ objective: 5s, stable-for: 100ms, timeout: 10s }}
+"#,
+            out = out.display()
+        ),
+    );
+    let run = firedrill()
+        .env("FIREDRILL_STATE_DIR", dir.path().join("state"))
+        .env("FIREDRILL_TEST_RUNNER_SECRET", "runner-secret-value")
+        .arg("run")
+        .arg(&file)
+        .arg("--report-dir")
+        .arg(dir.path().join("reports"))
+        .args(["--var", "x=${env:FIREDRILL_TEST_RUNNER_SECRET}"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    assert_eq!(read(&out), "${env:FIREDRILL_TEST_RUNNER_SECRET}");
+}
+
+#[test]
+fn repeat_out_of_bounds_is_refused_not_bent() {
+    let d = Failing::new(0);
+    for bad in ["0", "4294967295", "1001"] {
+        let out = d.run(&["--repeat", bad]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "--repeat {bad}: {err}");
+        assert!(err.contains("1..=1000"), "--repeat {bad}: {err}");
+        assert_eq!(d.lines("injected.log"), 0, "nothing touched");
+    }
+}
+
+#[test]
+fn an_unusable_state_dir_is_not_called_a_halt() {
+    let d = Failing::new(0);
+    let not_a_dir = write(d.dir.path(), "not-a-dir", "x");
+    let out = firedrill()
+        .env("FIREDRILL_STATE_DIR", &not_a_dir)
+        .arg("run")
+        .arg(d.path("drill.yaml"))
+        .arg("--report-dir")
+        .arg(d.path("reports"))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("halted"), "{err}");
+    assert!(err.contains("state directory"), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(d.lines("injected.log"), 0, "nothing touched");
+}
+
+#[test]
+fn the_simulated_cluster_refuses_absurd_replicas_and_stays_stoppable() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "scenario.yaml",
+        "namespaces:\n  shop:\n    deployments:\n      web: { replicas: 2147483647 }\n",
+    );
+    let err = firedrill::sim::load_scenario(&scenario)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("scenario.yaml:4:"), "{err}");
+    assert!(err.contains("replicas"), "{err}");
+
+    let sim = common::sim::Sim::new(
+        "namespaces:\n  shop:\n    deployments:\n      web: { replicas: 1 }\n",
+        1,
+    );
+    let url = format!(
+        "{}/apis/apps/v1/namespaces/shop/deployments/web",
+        sim.handle().api_url()
+    );
+    sim.rt.block_on(async {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        for (path, body) in [
+            (url.clone(), r#"{"spec":{"replicas":2147483647}}"#),
+            (
+                format!("{url}/scale"),
+                r#"{"spec":{"replicas":2147483647}}"#,
+            ),
+        ] {
+            let resp = http
+                .patch(&path)
+                .header("Content-Type", "application/merge-patch+json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap();
+            assert_eq!(status, 422, "{path}: {text}");
+            assert!(text.contains("spec.replicas"), "{text}");
+        }
+        // The largest allowed scale still leaves the cluster stoppable at once.
+        let resp = http
+            .patch(format!("{url}/scale"))
+            .header("Content-Type", "application/merge-patch+json")
+            .body(r#"{"spec":{"replicas":1000}}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+    });
+    let started = std::time::Instant::now();
+    drop(sim);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
