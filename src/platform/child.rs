@@ -38,6 +38,10 @@ pub struct ChildId {
     pub pgid: u32,
     /// Field 22 of `/proc/PID/stat` (clock ticks after boot): a reused pid has another.
     pub start_time: u64,
+    /// Its session (the runner's: the child leaves the group, not the session). Once the
+    /// leader is gone, only processes of this session count as the group's.
+    #[serde(default)]
+    pub sid: u32,
 }
 
 /// A tokio command for `argv` in a new process group, through the trampoline when enabled.
@@ -65,6 +69,9 @@ pub fn identify(pid: u32) -> ChildId {
         pid,
         pgid: pid,
         start_time: start_time(pid).unwrap_or(0),
+        sid: stat_fields(pid)
+            .and_then(|f| f.get(3)?.parse().ok())
+            .unwrap_or(0),
     }
 }
 
@@ -80,9 +87,10 @@ fn start_time(pid: u32) -> Option<u64> {
     stat_fields(pid)?.get(19)?.parse().ok()
 }
 
-/// Live (not zombie) processes whose process group is `pgid`. A zombie has done all it will
-/// do; some containers' init never reaps them, so they must not count.
-fn group_members(pgid: u32) -> Vec<u32> {
+/// Live (not zombie) processes whose process group is `pgid` (and session `sid`, when known).
+/// A zombie has done all it will do; some containers' init never reaps them, so they must not
+/// count.
+fn group_members(pgid: u32, sid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return vec![];
     };
@@ -92,6 +100,7 @@ fn group_members(pgid: u32) -> Vec<u32> {
             stat_fields(pid).is_some_and(|f| {
                 f.first().is_some_and(|s| s != "Z" && s != "X")
                     && f.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
+                    && (sid == 0 || f.get(3).and_then(|g| g.parse::<u32>().ok()) == Some(sid))
             })
         })
         .collect()
@@ -113,7 +122,9 @@ pub enum Killed {
 /// Kills the process group of a journalled child and waits (up to `wait`) until none of its
 /// processes is left. The group is ours when its leader is the journalled process (same start
 /// time) or when the leader is gone but the group lives on: Linux does not hand out a pid
-/// still in use as a process group id, so a live group of that id is the child's.
+/// still in use as a process group id, so a live group of that id is the child's — unless
+/// the pid was reused by a later group leader that died in turn, which the session check
+/// narrows to one of the runner's own session.
 pub async fn kill_group(child: &ChildId, wait: Duration) -> Killed {
     use nix::sys::signal::{killpg, Signal};
     use nix::unistd::Pid;
@@ -122,7 +133,7 @@ pub async fn kill_group(child: &ChildId, wait: Duration) -> Killed {
             return Killed::Reused;
         }
     }
-    let members = group_members(child.pgid);
+    let members = group_members(child.pgid, child.sid);
     if members.is_empty() {
         return Killed::Gone;
     }
@@ -135,7 +146,7 @@ pub async fn kill_group(child: &ChildId, wait: Duration) -> Killed {
     let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let left = group_members(child.pgid);
+        let left = group_members(child.pgid, child.sid);
         if left.is_empty() {
             return Killed::Killed(members.len());
         }
@@ -204,12 +215,14 @@ mod tests {
         assert_eq!(id.pgid, id.pid);
         assert_ne!(id.start_time, 0);
         for _ in 0..200 {
-            if group_members(id.pgid).len() == 3 {
+            if group_members(id.pgid, id.sid).len() == 3 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(group_members(id.pgid).len(), 3);
+        assert_eq!(group_members(id.pgid, id.sid).len(), 3);
+        assert_ne!(id.sid, 0);
+        assert!(group_members(id.pgid, id.sid + 1).is_empty());
         let other = ChildId {
             start_time: id.start_time + 1,
             ..id
