@@ -2,7 +2,8 @@
 //! `schedule`, `deploy`, `sim`, `proxy`.
 //!
 //! Results go to stdout, logs and progress to stderr. Exit codes (DESIGN.md): 0 passed,
-//! 1 failed, 2 invalid input (nothing touched), 3 aborted or inconclusive, 4 internal error.
+//! 1 failed, 2 invalid input (nothing touched), 3 aborted or inconclusive, 4 internal error,
+//! 5 a fault left in place (a revert failed after its retries; the run is `failed`).
 //! Safety refusals (src/safety): an unauthorized run in a protected environment exits 2; a
 //! halt in force or a busy scope exits 3; neither touches anything.
 
@@ -31,6 +32,8 @@ pub const EXIT_INVALID: u8 = 2;
 pub const EXIT_INTERNAL: u8 = 4;
 /// Aborted or inconclusive; also a refusal by the halt lever or a busy scope.
 pub const EXIT_REFUSED: u8 = 3;
+/// A run that left a fault in place ([`report::record::EXIT_FAULT_LEFT`]).
+pub const EXIT_FAULT_LEFT: u8 = report::record::EXIT_FAULT_LEFT as u8;
 
 #[derive(Parser)]
 #[command(
