@@ -820,6 +820,23 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         }
     };
     journal::set_current(Some(journal.path().to_path_buf()));
+    // The dead-man switch: if this process dies without finishing (SIGKILL, OOM), the
+    // watchdog replays the journal's reverts at once. No watchdog, no drill: a run that could
+    // leave a fault behind with nobody to remove it is not started.
+    let lifeline = match safety::watchdog::spawn(journal.path()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "error: cannot start the watchdog that reverts a killed run's faults: {e}
+  = help: nothing was touched"
+            );
+            for l in leases {
+                l.release().await;
+            }
+            return Ok(EXIT_INTERNAL);
+        }
+    };
+    tracing::debug!(pid = lifeline.pid, "watchdog started");
 
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
@@ -868,6 +885,8 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         ),
         Err(e) => eprintln!("warning: {e}"),
     }
+    // Every revert was attempted and recorded: the watchdog has nothing to do.
+    lifeline.release();
     if let Some(h) = halted.lock().unwrap_or_else(|e| e.into_inner()).clone() {
         if record.outcome == report::record::Outcome::Aborted {
             record.reason = format!("halted ({}); faults were reverted", h.describe());
