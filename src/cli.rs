@@ -841,6 +841,7 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
     let halted = spawn_halt_watcher(state_dir.to_path_buf(), kube.clone(), cancel.clone());
+    let ceiling_hit = spawn_ceiling(plan.experiment.max_duration, cancel.clone());
     let mut opts = Options::new(cancel);
     opts.journal = Some(journal.clone());
     opts.steady_state_timeout = args.steady_state_timeout;
@@ -890,6 +891,17 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
     if let Some(h) = halted.lock().unwrap_or_else(|e| e.into_inner()).clone() {
         if record.outcome == report::record::Outcome::Aborted {
             record.reason = format!("halted ({}); faults were reverted", h.describe());
+        }
+    }
+    if let (Some(max), true) = (
+        plan.experiment.max_duration,
+        ceiling_hit.load(std::sync::atomic::Ordering::SeqCst),
+    ) {
+        if record.outcome == report::record::Outcome::Aborted {
+            record.reason = format!(
+                "max-duration {} reached: every fault was reverted whatever the drill was waiting for",
+                human(max)
+            );
         }
     }
     for l in leases {
@@ -1003,6 +1015,29 @@ async fn start_proxies(
 
 /// SIGINT/SIGTERM cancel the drill; the executor then reverts. Further signals are reported
 /// but never skip the revert.
+/// The run's hard ceiling (`max-duration`): when it passes, the drill is cancelled, which
+/// reverts every fault. Says whether it fired.
+fn spawn_ceiling(
+    max: Option<Duration>,
+    cancel: CancellationToken,
+) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let hit = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some(max) = max {
+        let flag = hit.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(max) => {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    eprintln!("max-duration {} reached: reverting every injected fault", human(max));
+                    cancel.cancel();
+                }
+                _ = cancel.cancelled() => {}
+            }
+        });
+    }
+    hit
+}
+
 fn spawn_signal_handler(cancel: CancellationToken) {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
