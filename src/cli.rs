@@ -456,6 +456,46 @@ fn simulation_placeholders(
     Ok(vars)
 }
 
+/// The embedded simulated cluster of an experiment with a `simulation:` run where the
+/// environment names no cluster, started on loopback, and the `${sim...}` variables of its
+/// endpoints. Nothing real is touched. `Err` is the exit code (the error was printed).
+async fn start_simulation(
+    file: &Path,
+    bytes: &[u8],
+    env: &Environment,
+    seed: u64,
+) -> Result<Option<(crate::sim::SimHandle, BTreeMap<String, String>)>, u8> {
+    let path = match experiment::peek_simulation_bytes(file, bytes) {
+        Ok(Some(path)) if env.kube_context.is_none() && path.exists() => path,
+        Ok(_) => return Ok(None),
+        Err(d) => {
+            eprintln!("{d}");
+            return Err(EXIT_INVALID);
+        }
+    };
+    let scenario = crate::sim::load_scenario(&path).map_err(|d| {
+        eprintln!("{d}");
+        EXIT_INVALID
+    })?;
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let handle = crate::sim::SimCluster::start(scenario, loopback, seed)
+        .await
+        .map_err(|e| {
+            eprintln!("error: cannot start the simulated cluster: {e}");
+            EXIT_INTERNAL
+        })?;
+    let mut vars = BTreeMap::new();
+    for (ns, deploy, url) in handle.traffic_urls() {
+        vars.extend(sim_vars(&ns, &deploy, &url));
+    }
+    eprintln!(
+        "simulated cluster: {} ({})",
+        handle.api_url(),
+        path.display()
+    );
+    Ok(Some((handle, vars)))
+}
+
 /// The variables of a simulated deployment's loopback endpoint: `${sim.NS.DEPLOY}` is its URL
 /// (for probes), `${sim.NS.DEPLOY.addr}` the same endpoint as host:port (for a `proxy:` upstream).
 fn sim_vars(namespace: &str, deployment: &str, url: &str) -> [(String, String); 2] {
@@ -519,14 +559,25 @@ async fn plan(file: &Path, args: &EnvArgs, state_dir: &Path) -> anyhow::Result<u
             return Ok(EXIT_INVALID);
         }
     };
-    let read = experiment::read_capped(file)
-        .and_then(|bytes| simulation_placeholders(file, &bytes).map(|vars| (bytes, vars)));
-    let (bytes, vars) = match read {
-        Ok(v) => v,
+    let bytes = match experiment::read_capped(file) {
+        Ok(b) => b,
         Err(d) => {
             eprintln!("{d}");
             return Ok(EXIT_INVALID);
         }
+    };
+    // The embedded simulated cluster runs for the plan too (in-process, on loopback), so the
+    // plan resolves the pods a run would kill and names the real probe URLs.
+    let (sim, vars) = match start_simulation(file, &bytes, &env, 1).await {
+        Ok(Some((handle, vars))) => (Some(handle), vars),
+        Ok(None) => match simulation_placeholders(file, &bytes) {
+            Ok(vars) => (None, vars),
+            Err(d) => {
+                eprintln!("{d}");
+                return Ok(EXIT_INVALID);
+            }
+        },
+        Err(code) => return Ok(code),
     };
     let loaded = match load(file, &bytes, &env, &known, &vars, UnsetEnv::Refuse) {
         Ok(l) => l,
@@ -577,8 +628,17 @@ async fn plan(file: &Path, args: &EnvArgs, state_dir: &Path) -> anyhow::Result<u
             Ok((c, _)) => ctx.kube = Some(c),
             Err(e) => println!("  cluster: {e} (targets not resolved)"),
         }
-    } else if simulated {
-        println!("  cluster: the embedded simulated cluster, started by `run`");
+    } else if let Some(handle) = &sim {
+        println!(
+            "  cluster: the embedded simulated cluster (started for this plan at {}; `run` starts its own from the same scenario)",
+            handle.api_url()
+        );
+        if needs_kube(exp) {
+            match handle.kube_client().await {
+                Ok(c) => ctx.kube = Some(c),
+                Err(e) => println!("  cluster: {e} (targets not resolved)"),
+            }
+        }
     }
     match Plan::build_faults(exp, &ctx) {
         Ok(faults) => {
@@ -588,7 +648,14 @@ async fn plan(file: &Path, args: &EnvArgs, state_dir: &Path) -> anyhow::Result<u
                     f.label_with(name.as_deref()),
                     f.describe()
                 );
-                match f.prepare().await {
+                // The simulated pods take a moment to be ready, as a run's steady state waits.
+                let mut resolved = f.prepare().await;
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                while sim.is_some() && resolved.is_err() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    resolved = f.prepare().await;
+                }
+                match resolved {
                     Ok(Some(chosen)) => {
                         println!("    resolved now (a run chooses again): {chosen}")
                     }
@@ -598,6 +665,9 @@ async fn plan(file: &Path, args: &EnvArgs, state_dir: &Path) -> anyhow::Result<u
             }
         }
         Err(e) => println!("  faults: {e}"),
+    }
+    if let Some(handle) = sim {
+        handle.shutdown().await;
     }
     println!("nothing was touched");
     Ok(0)
@@ -642,32 +712,13 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
             return Ok(EXIT_INVALID);
         }
     };
-    match experiment::peek_simulation_bytes(file, &bytes) {
-        Ok(Some(path)) if env.kube_context.is_none() && path.exists() => {
-            let scenario = match crate::sim::load_scenario(&path) {
-                Ok(sc) => sc,
-                Err(d) => {
-                    eprintln!("{d}");
-                    return Ok(EXIT_INVALID);
-                }
-            };
-            let handle =
-                crate::sim::SimCluster::start(scenario, "127.0.0.1:0".parse()?, seed).await?;
-            for (ns, deploy, url) in handle.traffic_urls() {
-                extra.extend(sim_vars(&ns, &deploy, &url));
-            }
-            eprintln!(
-                "simulated cluster: {} ({})",
-                handle.api_url(),
-                path.display()
-            );
+    match start_simulation(file, &bytes, &env, seed).await {
+        Ok(Some((handle, vars))) => {
+            extra.extend(vars);
             sim = Some(handle);
         }
-        Ok(_) => {}
-        Err(d) => {
-            eprintln!("{d}");
-            return Ok(EXIT_INVALID);
-        }
+        Ok(None) => {}
+        Err(code) => return Ok(code),
     }
     let loaded = match load(file, &bytes, &env, &known, &extra, UnsetEnv::Refuse) {
         Ok(l) => l,

@@ -269,3 +269,30 @@ max-duration: 2s
     );
     assert_ne!(out.status.code(), Some(0));
 }
+
+/// `plan` of the quickstart runs its simulated cluster in-process (touching nothing real), so it
+/// names the pod a run would kill and the real probe URL, not a placeholder.
+#[test]
+fn plan_of_the_quickstart_resolves_the_pod_and_the_probe_url_on_its_simulation() {
+    let out = firedrill()
+        .args(["plan", "experiments/quickstart.yaml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("chose pod checkout-") && stdout.contains("1 of 3 matching `app=checkout`"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("not supported"), "{stdout}");
+    assert!(
+        !stdout.contains("127.0.0.1:1/"),
+        "a placeholder URL: {stdout}"
+    );
+    assert!(stdout.contains("nothing was touched"), "{stdout}");
+}
