@@ -107,3 +107,88 @@ async fn webhooks_get_start_finish_and_missed_objective() {
     // The failing webhook got its posts too; its 500s changed nothing for the others.
     assert_eq!(seen.iter().filter(|(n, _)| n == "broken").count(), 3);
 }
+
+/// A webhook's URL is a bearer secret: it comes from the environment or a file (never a
+/// process argument), and a failing notification's log line names only scheme and host.
+#[test]
+fn webhook_urls_come_from_the_environment_or_a_file_and_never_reach_a_log() {
+    use clap::Parser;
+    use firedrill::schedule::daemon::{webhooks, ScheduleArgs};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ScheduleArgs,
+    }
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let token = "T000/B000/webhook-canary-7f3a9c";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hook-url");
+    std::fs::write(&file, format!("http://{dead}/json/{token}\n")).unwrap();
+    std::env::set_var(
+        "FIREDRILL_TEST_SLACK_HOOK",
+        format!("http://{dead}/slack/{token}"),
+    );
+    let cli = Cli::parse_from([
+        "schedule",
+        "--slack-webhook-env",
+        "FIREDRILL_TEST_SLACK_HOOK",
+        "--webhook-file",
+        file.to_str().unwrap(),
+    ]);
+    let hooks = webhooks(&cli.args).unwrap();
+    assert_eq!(hooks.len(), 2);
+    assert_eq!(hooks[0].url, format!("http://{dead}/slack/{token}"));
+    assert_eq!(
+        hooks[1].url,
+        format!("http://{dead}/json/{token}"),
+        "trimmed"
+    );
+    assert_eq!(hooks[0].shown(), format!("http://{dead}/***"));
+
+    let unset = Cli::parse_from([
+        "schedule",
+        "--webhook-env",
+        "FIREDRILL_TEST_SURELY_UNSET_HOOK",
+    ]);
+    let err = webhooks(&unset.args).unwrap_err();
+    assert!(err.contains("FIREDRILL_TEST_SURELY_UNSET_HOOK"), "{err}");
+
+    // The log of a notification that cannot be delivered.
+    let logged: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let sink = logged.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || LogSink(sink.clone()))
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(Notifier::new(hooks).send(&Event::Started {
+        experiment: "x".into(),
+        environment: "staging".into(),
+    }));
+    let log = String::from_utf8_lossy(&logged.lock().unwrap()).into_owned();
+    assert!(log.contains("cannot notify webhook"), "{log}");
+    assert!(
+        !log.contains("webhook-canary"),
+        "the webhook's secret path was logged: {log}"
+    );
+}
+
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

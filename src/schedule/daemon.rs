@@ -43,10 +43,24 @@ pub struct ScheduleArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464); off by default.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
-    /// Post Slack-compatible notifications (`{"text": ...}`) here (repeatable).
+    /// Post Slack-compatible notifications (`{"text": ...}`) to the URL in this environment
+    /// variable (repeatable). A webhook's URL is a secret: it is masked everywhere.
+    #[arg(long, value_name = "VAR")]
+    pub slack_webhook_env: Vec<String>,
+    /// Same, the URL read from this file (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub slack_webhook_file: Vec<PathBuf>,
+    /// Post each event as a JSON object to the URL in this environment variable (repeatable).
+    #[arg(long, value_name = "VAR")]
+    pub webhook_env: Vec<String>,
+    /// Same, the URL read from this file (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub webhook_file: Vec<PathBuf>,
+    /// A Slack-compatible webhook URL given on the command line (repeatable). Every local user
+    /// sees it in `ps`: prefer --slack-webhook-env or --slack-webhook-file.
     #[arg(long, value_name = "URL")]
     pub slack_webhook: Vec<String>,
-    /// Post each event as a JSON object here (repeatable).
+    /// A JSON webhook URL given on the command line (repeatable); prefer --webhook-env.
     #[arg(long, value_name = "URL")]
     pub webhook: Vec<String>,
 }
@@ -469,6 +483,13 @@ pub async fn main(args: ScheduleArgs, state_dir: &std::path::Path) -> anyhow::Re
     if !args.dir.is_dir() {
         anyhow::bail!("{} is not a folder of experiments", args.dir.display());
     }
+    let hooks = match webhooks(&args) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(crate::cli::EXIT_INVALID);
+        }
+    };
     let shutdown = CancellationToken::new();
     spawn_signals(shutdown.clone());
     let metrics = match args.metrics {
@@ -496,7 +517,7 @@ pub async fn main(args: ScheduleArgs, state_dir: &std::path::Path) -> anyhow::Re
         seed: args.seed.unwrap_or_else(rand::random),
         poll: Duration::from_secs(5),
         metrics,
-        notifier: notifier(&args),
+        notifier: notifier(hooks),
     };
     let cat = catalog::load(&args.dir);
     eprintln!(
@@ -513,16 +534,55 @@ pub async fn main(args: ScheduleArgs, state_dir: &std::path::Path) -> anyhow::Re
     Ok(0)
 }
 
-fn notifier(args: &ScheduleArgs) -> Option<Arc<super::notify::Notifier>> {
-    use super::notify::{Format, Notifier, Webhook};
-    let hooks: Vec<Webhook> = (args.slack_webhook.iter().map(|u| (u, Format::Slack)))
+/// The webhooks of the schedule's arguments, their URLs registered as secrets. A URL given on
+/// the command line is accepted with a warning (it is in the process's arguments).
+pub fn webhooks(args: &ScheduleArgs) -> Result<Vec<super::notify::Webhook>, String> {
+    use super::notify::{read_url, Format, UrlSource, Webhook};
+    let sources = args
+        .slack_webhook_env
+        .iter()
+        .map(|v| (UrlSource::Env(v.clone()), Format::Slack))
+        .chain(
+            args.slack_webhook_file
+                .iter()
+                .map(|f| (UrlSource::File(f.clone()), Format::Slack)),
+        )
+        .chain(
+            args.webhook_env
+                .iter()
+                .map(|v| (UrlSource::Env(v.clone()), Format::Json)),
+        )
+        .chain(
+            args.webhook_file
+                .iter()
+                .map(|f| (UrlSource::File(f.clone()), Format::Json)),
+        );
+    let mut hooks = Vec::new();
+    for (source, format) in sources {
+        hooks.push(Webhook {
+            url: read_url(&source)?,
+            format,
+        });
+    }
+    for (url, format) in (args.slack_webhook.iter().map(|u| (u, Format::Slack)))
         .chain(args.webhook.iter().map(|u| (u, Format::Json)))
-        .map(|(url, format)| Webhook {
+    {
+        crate::safety::redact::register(url);
+        let hook = Webhook {
             url: url.clone(),
             format,
-        })
-        .collect();
-    (!hooks.is_empty()).then(|| Arc::new(Notifier::new(hooks)))
+        };
+        eprintln!(
+            "warning: the webhook {} was given on the command line, where every local user sees it in `ps`; pass it with --slack-webhook-env/--webhook-env or a file instead",
+            hook.shown()
+        );
+        hooks.push(hook);
+    }
+    Ok(hooks)
+}
+
+fn notifier(hooks: Vec<super::notify::Webhook>) -> Option<Arc<super::notify::Notifier>> {
+    (!hooks.is_empty()).then(|| Arc::new(super::notify::Notifier::new(hooks)))
 }
 
 fn spawn_signals(shutdown: CancellationToken) {

@@ -22,6 +22,64 @@ pub struct Webhook {
     pub format: Format,
 }
 
+impl Webhook {
+    /// The URL as logs show it: scheme and host only. A webhook's path is its bearer secret
+    /// (a Slack incoming webhook's is the whole credential), so it is never written out.
+    pub fn shown(&self) -> String {
+        match self.url.split_once("://") {
+            Some((scheme, rest)) => {
+                let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+                let host = host.rsplit('@').next().unwrap_or(host);
+                format!("{scheme}://{host}/***")
+            }
+            None => "***".to_string(),
+        }
+    }
+}
+
+/// Where a webhook URL comes from: the environment or a file, so that it never appears in a
+/// process's arguments (`ps` shows those to every local user). The value is registered as a
+/// secret, masked wherever firedrill writes.
+pub fn read_url(source: &UrlSource) -> Result<String, String> {
+    let url = match source {
+        UrlSource::Env(name) => std::env::var(name)
+            .map_err(|_| format!("environment variable `{name}` (a webhook URL) is not set"))?,
+        UrlSource::File(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the webhook URL from {}: {e}", path.display()))?
+            .trim()
+            .to_string(),
+    };
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(format!(
+            "the webhook URL from {} is not an http(s) URL",
+            source.describe()
+        ));
+    }
+    crate::safety::redact::register(&url);
+    if let Some((_, rest)) = url.split_once("://") {
+        if let Some((_, path)) = rest.split_once('/') {
+            crate::safety::redact::register(path);
+        }
+    }
+    Ok(url)
+}
+
+/// An environment variable or a file that holds a webhook URL.
+#[derive(Debug, Clone)]
+pub enum UrlSource {
+    Env(String),
+    File(std::path::PathBuf),
+}
+
+impl UrlSource {
+    fn describe(&self) -> String {
+        match self {
+            UrlSource::Env(n) => format!("environment variable `{n}`"),
+            UrlSource::File(p) => p.display().to_string(),
+        }
+    }
+}
+
 /// What happened, as sent in the generic JSON body.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "event", rename_all = "kebab-case")]
@@ -154,9 +212,14 @@ impl Notifier {
             match self.client.post(&hook.url).json(&body).send().await {
                 Ok(r) if r.status().is_success() => {}
                 Ok(r) => {
-                    tracing::warn!(url = hook.url, status = %r.status(), "webhook refused the notification")
+                    tracing::warn!(url = hook.shown(), status = %r.status(), "webhook refused the notification")
                 }
-                Err(e) => tracing::warn!(url = hook.url, error = %e, "cannot notify webhook"),
+                // reqwest's error names the URL it failed on: without it.
+                Err(e) => tracing::warn!(
+                    url = hook.shown(),
+                    error = %e.without_url(),
+                    "cannot notify webhook"
+                ),
             }
         }
     }
