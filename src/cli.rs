@@ -236,6 +236,17 @@ fn init_tracing(verbose: u8) {
 }
 
 async fn dispatch(cmd: Command, state_dir: &Path) -> anyhow::Result<u8> {
+    // Commands that only show something end quietly when their reader is gone (`| head`);
+    // a drill, `recover`, the scheduler and the servers carry on.
+    safety::redact::exit_on_closed_stdout(matches!(
+        cmd,
+        Command::Validate { .. }
+            | Command::Plan { .. }
+            | Command::Halt { .. }
+            | Command::Status { .. }
+            | Command::Deploy { .. }
+            | Command::Report(_)
+    ));
     match cmd {
         Command::Validate { files, env } => Ok(validate(&files, &env)),
         Command::Plan { file, env } => plan(&file, &env, state_dir).await,
@@ -862,11 +873,20 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         handle.shutdown().await;
     }
 
+    // Every view of the run (report files, terminal, JUnit, job summary, metrics) comes from
+    // the masked record; a record that cannot be masked is shown nowhere.
+    let record = match report::redacted(&record) {
+        Ok(r) => r.into_owned(),
+        Err(e) => {
+            eprintln!("error: {e}\n  = help: no report, JUnit or summary was written; the run's outcome was `{}`", record.outcome);
+            return Ok(EXIT_INTERNAL);
+        }
+    };
     let path = report::write(&args.report_dir, &record)?;
-    print!(
-        "{}",
-        safety::redact::text(&report::terminal::render(&record, Some(&path)))
-    );
+    safety::redact::print_stdout(&safety::redact::text(&report::terminal::render(
+        &record,
+        Some(&path),
+    )));
     if let Some(url) = &args.pushgateway {
         let summary = crate::schedule::promotion::RunSummary::from(&record);
         crate::schedule::metrics::push(url, &summary).await;
@@ -882,7 +902,7 @@ fn status(dir: &Path, report_dir: &Path) -> u8 {
     }
     let history = promotion::history(report_dir);
     let rows = status::rows(&cat.entries, &history, chrono::Utc::now());
-    print!("{}", status::render(&rows));
+    safety::redact::print_stdout(&status::render(&rows));
     if cat.errors.is_empty() {
         0
     } else {
@@ -964,27 +984,55 @@ async fn start_proxies(
     Ok(Some(server))
 }
 
-/// SIGINT/SIGTERM cancel the drill; the executor then reverts. Further signals are reported
-/// but never skip the revert.
+/// Every terminating signal a process can catch cancels the drill; the executor then
+/// reverts. (SIGHUP: the terminal or SSH session closed; SIGQUIT, SIGUSR1/2, SIGALRM … would
+/// otherwise end the process with the fault in place.) SIGPIPE is ignored by the Rust runtime:
+/// a closed stream is a write error, and no print here panics on one. The synchronous faults
+/// (SIGSEGV, SIGBUS, SIGILL, SIGFPE) cannot be caught safely and SIGKILL not at all: their
+/// journal is left for `recover`. Further signals are reported but never skip the revert.
 fn spawn_signal_handler(cancel: CancellationToken) {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            tracing::warn!("cannot install signal handlers; Ctrl-C will kill without reverting");
-            return;
-        };
-        let mut n = 0;
-        loop {
-            tokio::select! {
-                _ = int.recv() => {},
-                _ = term.recv() => {},
+    use nix::sys::signal::Signal;
+    use tokio::signal::unix::{signal, SignalKind};
+    const CAUGHT: [Signal; 14] = [
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGALRM,
+        Signal::SIGTERM,
+        Signal::SIGSTKFLT,
+        Signal::SIGXCPU,
+        Signal::SIGXFSZ,
+        Signal::SIGVTALRM,
+        Signal::SIGPROF,
+        Signal::SIGIO,
+        Signal::SIGPWR,
+    ];
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for sig in CAUGHT {
+        match signal(SignalKind::from_raw(sig as i32)) {
+            Ok(mut stream) => {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    while stream.recv().await.is_some() {
+                        if tx.send(sig).is_err() {
+                            return;
+                        }
+                    }
+                });
             }
+            Err(e) => {
+                tracing::warn!("cannot catch {sig}: {e}; it would end firedrill without reverting")
+            }
+        }
+    }
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(sig) = rx.recv().await {
             n += 1;
             if n == 1 {
-                eprintln!("stopping: reverting every injected fault (signals now only repeat this message)");
+                eprintln!("stopping ({sig}): reverting every injected fault (signals now only repeat this message)");
                 cancel.cancel();
             } else {
                 eprintln!("still reverting; firedrill exits when every fault is rolled back");

@@ -265,7 +265,10 @@ recovery: { objective: 5s, timeout: 10s }
     let _ = daemon.wait();
     let stderr = reader.join().unwrap();
     assert!(stderr.contains("not scheduled"), "{stderr}");
-    assert!(!stderr.contains(canary), "schedule printed the secret:\n{stderr}");
+    assert!(
+        !stderr.contains(canary),
+        "schedule printed the secret:\n{stderr}"
+    );
 }
 
 // ---- signals and closed streams ----
@@ -332,7 +335,11 @@ fn every_terminating_signal_and_a_closed_stderr_revert_a_held_fault() {
             failed.push(format!("{c:?}"));
         }
     }
-    assert!(failed.is_empty(), "left a fault behind: {}", failed.join(", "));
+    assert!(
+        failed.is_empty(),
+        "left a fault behind: {}",
+        failed.join(", ")
+    );
 }
 
 /// A pipe whose reader is already gone.
@@ -370,7 +377,13 @@ fn output_commands_exit_quietly_on_a_closed_stdout() {
 
 /// A journal of run `run_id` of drill `name` (scope `local/experiment/<name>`) whose one
 /// entry's revert appends a line to `marker`. `header_extra` is spliced into the header.
-fn journal_lines(run_id: &str, name: &str, pid: u32, header_extra: &str, marker: &Path) -> Vec<String> {
+fn journal_lines(
+    run_id: &str,
+    name: &str,
+    pid: u32,
+    header_extra: &str,
+    marker: &Path,
+) -> Vec<String> {
     let revert = serde_json::json!({
         "action": "command",
         "argv": ["sh", "-c", format!("echo x >> '{}'", marker.display())],
@@ -420,8 +433,15 @@ fn a_torn_line_in_the_middle_of_a_journal_loses_no_intact_revert_plan() {
         .unwrap();
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    assert_eq!(lines_of(&marker), 1, "the intact revert plan ran: {stdout}{stderr}");
-    assert!(stderr.contains("torn"), "the torn lines are named: {stderr}");
+    assert_eq!(
+        lines_of(&marker),
+        1,
+        "the intact revert plan ran: {stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains("torn"),
+        "the torn lines are named: {stderr}"
+    );
 
     // `run` recovers the stale journal of its scope the same way instead of skipping it.
     let marker2 = dir.path().join("reverted-by-run");
@@ -526,13 +546,25 @@ fn a_state_dir_another_user_can_write_is_refused_and_nothing_planted_runs() {
             let mut c = firedrill();
             c.env("FIREDRILL_STATE_DIR", state).args(&args);
             if args[0] == "run" {
-                c.arg(d.file()).arg("--report-dir").arg(d.dir.path().join("reports"));
+                c.arg(d.file())
+                    .arg("--report-dir")
+                    .arg(d.dir.path().join("reports"));
             }
             let out = c.output().unwrap();
             let (stdout, stderr) = text(&out);
-            assert!(!pwned.exists(), "{what}: {args:?} executed a planted journal\n{stdout}{stderr}");
-            assert!(!d.injected().exists(), "{what}: {args:?} ran the drill\n{stderr}");
-            assert_eq!(out.status.code(), Some(2), "{what}: {args:?}: {stdout}{stderr}");
+            assert!(
+                !pwned.exists(),
+                "{what}: {args:?} executed a planted journal\n{stdout}{stderr}"
+            );
+            assert!(
+                !d.injected().exists(),
+                "{what}: {args:?} ran the drill\n{stderr}"
+            );
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{what}: {args:?}: {stdout}{stderr}"
+            );
             assert!(
                 stderr.contains(&state.display().to_string()) && stderr.contains("help"),
                 "{what}: says which directory and how to fix it: {stderr}"
@@ -589,7 +621,11 @@ fn a_state_dir_another_user_can_write_is_refused_and_nothing_planted_runs() {
         .output()
         .unwrap();
     let (_, stderr) = text(&out);
-    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious", "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "precious",
+        "{stderr}"
+    );
     assert!(!d.injected().exists(), "{stderr}");
     assert_eq!(out.status.code(), Some(2), "{stderr}");
 }

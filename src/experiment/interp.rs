@@ -110,6 +110,9 @@ pub struct Resolver<'a> {
 fn read_env(name: &str, secrets: &mut Vec<String>) -> Result<String, (String, Option<String>)> {
     match std::env::var(name) {
         Ok(v) => {
+            // Masked from the moment it is read: a load error may quote it before the
+            // experiment (and its secrets) is ever registered.
+            crate::safety::redact::register(&v);
             if !v.is_empty() && !secrets.contains(&v) {
                 secrets.push(v.clone());
             }

@@ -486,10 +486,13 @@ pub fn install_panic_hook() {
         let Some(path) = path else {
             return;
         };
-        eprintln!(
+        // Nothing in the hook may panic (a panic in a panic hook aborts, and the fault
+        // stays): every message goes through the writer that ignores a closed stderr.
+        let say = |line: String| super::redact::print_stderr(&format!("{line}\n"));
+        say(format!(
             "firedrill panicked: reverting every fault in {}",
             path.display()
-        );
+        ));
         let worker = std::thread::spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -497,20 +500,22 @@ pub fn install_panic_hook() {
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    eprintln!("cannot start a runtime to revert: {e}; run `firedrill recover`");
+                    say(format!(
+                        "cannot start a runtime to revert: {e}; run `firedrill recover`"
+                    ));
                     return;
                 }
             };
             match rt.block_on(recover(&path)) {
                 Ok(done) => {
                     for r in done {
-                        eprintln!("{}", super::redact::text(&describe(&r)));
+                        say(super::redact::text(&describe(&r)));
                     }
                 }
-                Err(e) => eprintln!(
+                Err(e) => say(format!(
                     "{}; run `firedrill recover`",
                     super::redact::text(&e.to_string())
-                ),
+                )),
             }
         });
         let _ = worker.join();

@@ -21,6 +21,9 @@ use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+// What the daemon prints (a catalog's load errors quote `${env:}` values) is masked.
+use crate::eprintln_redacted as eprintln;
+
 use super::catalog::{self, Catalog, Entry};
 use super::cron::{due, Due};
 use super::promotion::{self, Gate, RunSummary};
