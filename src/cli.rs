@@ -247,6 +247,16 @@ async fn dispatch(cmd: Command, state_dir: &Path) -> anyhow::Result<u8> {
             | Command::Deploy { .. }
             | Command::Report(_)
     ));
+    // The state directory decides what `run` and `recover` execute: it must be ours alone.
+    if matches!(
+        cmd,
+        Command::Run(_) | Command::Recover { .. } | Command::Halt { .. } | Command::Plan { .. }
+    ) {
+        if let Err(e) = safety::check_state_dir(state_dir) {
+            eprintln!("error: {e}\nnothing was touched");
+            return Ok(EXIT_INVALID);
+        }
+    }
     match cmd {
         Command::Validate { files, env } => Ok(validate(&files, &env)),
         Command::Plan { file, env } => plan(&file, &env, state_dir).await,

@@ -163,6 +163,7 @@ fn open_append(path: &Path) -> Result<File, JournalError> {
         .append(true)
         .create(true)
         .mode(0o600)
+        .custom_flags(super::O_NOFOLLOW)
         .open(path)
         .map_err(io(path))
 }
@@ -286,7 +287,8 @@ impl Journal {
 /// Reads a journal back. A torn last line (a crash mid-write) is ignored: its call was never
 /// made, since calls follow a complete, fsynced intent.
 pub fn read(path: &Path) -> Result<State, JournalError> {
-    let text = fs::read_to_string(path).map_err(io(path))?;
+    let bytes = super::read_nofollow(path).map_err(io(path))?;
+    let text = String::from_utf8_lossy(&bytes);
     let corrupt = |message: String| JournalError::Corrupt {
         path: path.to_path_buf(),
         message,

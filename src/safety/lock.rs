@@ -12,7 +12,7 @@
 //! end, and taken over only once expired (60s after its last renewal).
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -206,6 +206,7 @@ pub fn acquire(
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(super::O_NOFOLLOW)
             .open(&path)
             .map_err(err)?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -236,10 +237,9 @@ pub fn acquire(
 /// The holder a lock file names. The holder writes right after locking: retry briefly.
 fn read_holder(path: &Path) -> Option<Holder> {
     for _ in 0..20 {
-        let mut text = String::new();
-        if let Ok(mut f) = File::open(path) {
-            let _ = f.read_to_string(&mut text);
-        }
+        let text = super::read_nofollow(path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         if let Ok(h) = serde_json::from_str(&text) {
             return Some(h);
         }
