@@ -1130,7 +1130,18 @@ fn guard(
 /// not be reverted, and then this run must not start.
 async fn recover_stale(state_dir: &Path, scopes: &[String]) -> bool {
     let mut ok = true;
-    for state in journal::list(state_dir).into_iter().flatten() {
+    for state in journal::list(state_dir) {
+        // Not silently: a journal without an intact header cannot be matched to a scope.
+        let state = match state {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("warning: {e}; `firedrill recover --all` names it");
+                continue;
+            }
+        };
+        if let Some(w) = state.torn_warning() {
+            eprintln!("{w}");
+        }
         if state.closed
             || state.header.pid == std::process::id()
             || !state.header.scopes.iter().any(|s| scopes.contains(s))
@@ -1196,6 +1207,9 @@ async fn recover(state_dir: &Path, run: Option<&str>, all: bool) -> anyhow::Resu
             }
         };
         let h = &state.header;
+        if let Some(w) = state.torn_warning() {
+            eprintln!("{w}");
+        }
         if state.closed {
             continue;
         }

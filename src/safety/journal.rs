@@ -130,6 +130,23 @@ pub struct State {
     pub header: Header,
     pub entries: Vec<Entry>,
     pub closed: bool,
+    /// Lines (1-based) that a crash tore and that were skipped.
+    pub torn: Vec<usize>,
+}
+
+impl State {
+    /// A warning naming the torn lines, when there are any.
+    pub fn torn_warning(&self) -> Option<String> {
+        if self.torn.is_empty() {
+            return None;
+        }
+        let lines: Vec<String> = self.torn.iter().map(usize::to_string).collect();
+        Some(format!(
+            "warning: journal {}: torn line(s) {} skipped (a crash mid-write); every intact record around them was read",
+            self.path.display(),
+            lines.join(", ")
+        ))
+    }
 }
 
 impl State {
@@ -158,14 +175,29 @@ pub fn journal_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("journal")
 }
 
+/// Opens the journal for appending. When a crash tore its last line, a newline ends the torn
+/// line first: otherwise the next record would be glued to it, and lost with it.
 fn open_append(path: &Path) -> Result<File, JournalError> {
-    OpenOptions::new()
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o600)
         .custom_flags(super::O_NOFOLLOW)
         .open(path)
-        .map_err(io(path))
+        .map_err(io(path))?;
+    let len = f.metadata().map_err(io(path))?.len();
+    if len > 0 {
+        let mut last = [0u8];
+        f.seek(SeekFrom::End(-1))
+            .and_then(|_| f.read_exact(&mut last))
+            .map_err(io(path))?;
+        if last[0] != b'\n' {
+            f.write_all(b"\n").map_err(io(path))?;
+        }
+    }
+    Ok(f)
 }
 
 /// Appends one record; with `sync`, it (and every record before it) is on disk on return.
@@ -284,8 +316,20 @@ impl Journal {
     }
 }
 
-/// Reads a journal back. A torn last line (a crash mid-write) is ignored: its call was never
-/// made, since calls follow a complete, fsynced intent.
+/// One line as a record. A line torn by a crash may have had the next record appended to it
+/// (by a writer that did not know it was torn): that record, at the last `{"type":`, is kept.
+fn parse_line(line: &str) -> Option<Record> {
+    if let Ok(r) = serde_json::from_str(line) {
+        return Some(r);
+    }
+    let at = line.rfind("{\"type\":").filter(|&i| i > 0)?;
+    serde_json::from_str(&line[at..]).ok()
+}
+
+/// Reads a journal back. A torn line (a crash mid-write) is skipped and named in
+/// [`State::torn`]; every intact record before and after it is read, so no intact revert
+/// plan is lost. (A torn intent's call was never made: calls follow a complete, fsynced
+/// intent.)
 pub fn read(path: &Path) -> Result<State, JournalError> {
     let bytes = super::read_nofollow(path).map_err(io(path))?;
     let text = String::from_utf8_lossy(&bytes);
@@ -296,15 +340,17 @@ pub fn read(path: &Path) -> Result<State, JournalError> {
     let mut header = None;
     let mut entries: BTreeMap<u64, Entry> = BTreeMap::new();
     let mut closed = false;
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
+    let mut torn = Vec::new();
+    for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let record: Record = match serde_json::from_str(line) {
-            Ok(r) => r,
-            Err(_) if i + 1 == lines.len() => break,
-            Err(e) => return Err(corrupt(format!("line {}: {e}", i + 1))),
+        let record = match parse_line(line) {
+            Some(r) => r,
+            None => {
+                torn.push(i + 1);
+                continue;
+            }
         };
         let set = |entries: &mut BTreeMap<u64, Entry>, seq: u64, status: Status| {
             if let Some(e) = entries.get_mut(&seq) {
@@ -348,12 +394,13 @@ pub fn read(path: &Path) -> Result<State, JournalError> {
             Record::Closed { .. } => closed = true,
         }
     }
-    let header = header.ok_or_else(|| corrupt("no header line".into()))?;
+    let header = header.ok_or_else(|| corrupt("no intact header line".into()))?;
     Ok(State {
         path: path.to_path_buf(),
         header,
         entries: entries.into_values().collect(),
         closed,
+        torn,
     })
 }
 
@@ -653,6 +700,53 @@ mod tests {
             panic!("{:?}", done[0].result)
         };
         assert!(detail.contains("ended with it"), "{detail}");
+    }
+
+    #[tokio::test]
+    async fn a_torn_line_in_the_middle_keeps_every_intact_record_and_the_next_append_is_not_glued()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("reverted");
+        let j = Journal::create(dir.path(), header("r4")).unwrap();
+        let path = j.path().to_path_buf();
+        let touch = RevertPlan::Command {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("echo x >> {}", marker.display()),
+            ],
+            timeout: Duration::from_secs(5),
+        };
+        let a = j.intent("command a", "run a", "here", &touch).unwrap();
+        drop(j);
+        // A crash tore a line; a later writer appends after it.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"type\":\"applied\",\"se").unwrap();
+        drop(f);
+        let mut f = open_append(&path).unwrap();
+        append(
+            &mut f,
+            &path,
+            &Record::Applied {
+                seq: a,
+                revert: touch.clone(),
+            },
+            true,
+        )
+        .unwrap();
+        f.write_all(b"garbage\n").unwrap();
+        let s = read(&path).unwrap();
+        assert_eq!(s.torn, vec![3, 5]);
+        assert_eq!(s.entries.len(), 1);
+        assert_eq!(
+            s.entries[0].status,
+            Status::Applied,
+            "the append after the tear"
+        );
+        let done = recover(&path).await.unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!(fs::read_to_string(&marker).unwrap().lines().count(), 1);
+        assert!(read(&path).unwrap().closed);
     }
 
     #[test]
