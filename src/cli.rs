@@ -805,6 +805,8 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         journal::Header {
             run_id: plan.run_id.clone(),
             pid: std::process::id(),
+            start_time: safety::process_start(std::process::id()),
+            boot_id: safety::boot_id(),
             experiment: plan.experiment.name.clone(),
             environment: plan.environment.name.clone(),
             scopes: scopes.clone(),
@@ -1213,7 +1215,7 @@ async fn recover(state_dir: &Path, run: Option<&str>, all: bool) -> anyhow::Resu
         if state.closed {
             continue;
         }
-        if h.pid != std::process::id() && safety::pid_alive(h.pid) {
+        if h.pid != std::process::id() && state.runner_alive(state_dir) {
             println!(
                 "run {} of `{}`: still running (pid {}), skipped",
                 h.run_id, h.experiment, h.pid

@@ -629,3 +629,21 @@ fn a_state_dir_another_user_can_write_is_refused_and_nothing_planted_runs() {
     assert!(!d.injected().exists(), "{stderr}");
     assert_eq!(out.status.code(), Some(2), "{stderr}");
 }
+
+#[test]
+fn recover_leaves_a_running_drill_alone() {
+    let d = Sticky::new();
+    let child = d.spawn_run();
+    wait_for("the injection", Duration::from_secs(30), || {
+        d.injected().exists()
+    });
+    let out = d.cmd().args(["recover", "--all"]).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("still running"), "{stdout}{stderr}");
+    assert!(d.injected().exists() && d.reverts() == 0, "{stdout}");
+    signal(child.id(), "TERM");
+    let out = finish(child, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
+    assert_eq!(d.reverts(), 1);
+}

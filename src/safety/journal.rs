@@ -36,6 +36,12 @@ pub enum JournalError {
 pub struct Header {
     pub run_id: String,
     pub pid: u32,
+    /// The runner's start time ([`super::process_start`]) and boot ([`super::boot_id`]): a
+    /// reused pid is not the runner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
     pub experiment: String,
     pub environment: String,
     /// The lock scopes of the run (see [`super::lock`]).
@@ -150,6 +156,17 @@ impl State {
 }
 
 impl State {
+    /// Whether the run that wrote this journal is still running. A running drill holds its
+    /// scope locks for its whole life, so a free lock means it is gone, whatever process now
+    /// has its pid; a held lock counts only while the pid is still the same process (its start
+    /// time and boot), never a bare pid.
+    pub fn runner_alive(&self, state_dir: &Path) -> bool {
+        let h = &self.header;
+        h.pid == std::process::id()
+            || (super::lock::any_held(state_dir, &h.scopes)
+                && super::same_process(h.pid, h.start_time, h.boot_id.as_deref()))
+    }
+
     pub fn pending(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter().filter(|e| e.status.pending())
     }
@@ -620,6 +637,8 @@ mod tests {
         Header {
             run_id: run.into(),
             pid: 1,
+            start_time: None,
+            boot_id: None,
             experiment: "x".into(),
             environment: "local".into(),
             scopes: vec!["local/experiment/x".into()],

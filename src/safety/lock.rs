@@ -234,6 +234,26 @@ pub fn acquire(
     })
 }
 
+/// Whether some process holds the lock of any of these scopes now (tested without taking
+/// it for long, and without writing the file).
+pub fn any_held(state_dir: &Path, scopes: &[String]) -> bool {
+    let dir = state_dir.join("locks");
+    scopes.iter().any(|scope| {
+        let path = dir.join(file_name(scope));
+        let Ok(file) = OpenOptions::new()
+            .read(true)
+            .custom_flags(super::O_NOFOLLOW)
+            .open(&path)
+        else {
+            return false;
+        };
+        matches!(
+            Flock::lock(file, FlockArg::LockSharedNonblock),
+            Err((_, nix::errno::Errno::EWOULDBLOCK))
+        )
+    })
+}
+
 /// The holder a lock file names. The holder writes right after locking: retry briefly.
 fn read_holder(path: &Path) -> Option<Holder> {
     for _ in 0..20 {

@@ -193,6 +193,42 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
+/// When a process started: clock ticks after boot (field 22 of `/proc/PID/stat`). With the
+/// boot id, a pid and its start time name one process; a bare pid may be reused by another
+/// (or be pid 1 in a container).
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count after the last ')'.
+    let after = stat.get(stat.rfind(')')? + 1..)?;
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`): start times count from the boot.
+pub fn boot_id() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Whether the process a journal or lock names is still the one running: same boot, the
+/// pid alive, and the same start time. Without a recorded start time (older journals) only
+/// the pid can be asked.
+pub fn same_process(pid: u32, start: Option<u64>, boot: Option<&str>) -> bool {
+    if let (Some(recorded), Some(now)) = (boot, boot_id()) {
+        if recorded != now {
+            return false;
+        }
+    }
+    if !pid_alive(pid) {
+        return false;
+    }
+    match start {
+        Some(recorded) => process_start(pid) == Some(recorded),
+        None => true,
+    }
+}
+
 /// Wall-clock now as RFC 3339 (UTC, seconds).
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
