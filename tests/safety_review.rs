@@ -647,3 +647,122 @@ fn recover_leaves_a_running_drill_alone() {
     assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
     assert_eq!(d.reverts(), 1);
 }
+
+// ---- process-kill with a stopping signal ----
+
+/// The state letter of a process (`T` stopped), field 3 of /proc/PID/stat.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].chars().next()
+}
+
+/// A `sleep` with a command line no other process has.
+fn sleeper(tag: &str) -> (Child, String) {
+    let arg = format!("{}.{}", 300 + tag.len(), std::process::id());
+    let child = Command::new("sleep").arg(&arg).spawn().unwrap();
+    let line = format!("sleep {arg}");
+    let pid = child.id();
+    wait_for("the sleeper's exec", Duration::from_secs(5), || {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).starts_with("sleep"))
+    });
+    (child, line)
+}
+
+#[test]
+fn a_process_stopped_by_process_kill_is_continued_by_the_revert() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, line) = sleeper("stop");
+    let file = dir.path().join("stop.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name: stop
+targets:
+  sleeper:
+    process: {{ command-line: "{line}" }}
+probes:
+  ok:
+    command: {{ run: ["true"] }}
+    every: 50ms
+faults:
+  - process-kill: {{ target: sleeper, signal: SIGSTOP }}
+recovery: {{ objective: 5s, stable-for: 100ms, timeout: 10s }}
+"#
+        ),
+    )
+    .unwrap();
+    let out = firedrill()
+        .env("FIREDRILL_STATE_DIR", dir.path().join("state"))
+        .args(["run", "--report-dir"])
+        .arg(dir.path().join("reports"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    let state = proc_state(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_ne!(state, Some('T'), "the process was left stopped\n{stderr}");
+    assert!(stderr.contains("SIGCONT"), "{stderr}");
+}
+
+#[test]
+fn a_kill_by_command_line_is_capped_like_pod_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, line) = sleeper("cap");
+    let arg = line.trim_start_matches("sleep ").to_string();
+    let mut b = Command::new("sleep").arg(&arg).spawn().unwrap();
+    let bpid = b.id();
+    wait_for("the second sleeper's exec", Duration::from_secs(5), || {
+        std::fs::read(format!("/proc/{bpid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).starts_with("sleep"))
+    });
+    let drill = |extra: &str| {
+        let file = dir.path().join("cap.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                r#"name: cap
+targets:
+  sleepers:
+    process: {{ command-line: "{line}"{extra} }}
+probes:
+  ok:
+    command: {{ run: ["true"] }}
+    every: 50ms
+faults:
+  - process-kill: {{ target: sleepers, signal: SIGKILL }}
+recovery: {{ objective: 5s, stable-for: 100ms, timeout: 10s }}
+"#
+            ),
+        )
+        .unwrap();
+        firedrill()
+            .env("FIREDRILL_STATE_DIR", dir.path().join("state"))
+            .args(["run", "--report-dir"])
+            .arg(dir.path().join("reports"))
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let out = drill("");
+    let alive = (
+        a.try_wait().unwrap().is_none(),
+        b.try_wait().unwrap().is_none(),
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        alive,
+        (true, true),
+        "nothing was killed past the cap\n{stderr}"
+    );
+    assert_ne!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("max-targets"), "{stdout}{stderr}");
+    // Raising the cap on the target allows it.
+    let out = drill(", max-targets: 2");
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let _ = (a.wait(), b.wait());
+}

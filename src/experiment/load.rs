@@ -891,9 +891,36 @@ impl Builder<'_, '_> {
 
     fn process_target(&mut self, n: &Node, path: &str) -> Option<ProcessTarget> {
         let raw: RawProcessTarget = self.cx.de(n, path)?;
+        let max_targets = match raw.max_targets {
+            None => 1,
+            Some(m) if raw.pid_file.is_some() => {
+                self.cx.error(
+                    at(n, "max-targets"),
+                    &child_path(path, "max-targets"),
+                    format!("max-targets ({m}) applies to `command-line` targets only"),
+                    Some("a pid file names one process".into()),
+                );
+                return None;
+            }
+            Some(m) => match u32::try_from(m) {
+                Ok(m) if m >= 1 => m,
+                _ => {
+                    self.cx.error(
+                        at(n, "max-targets"),
+                        &child_path(path, "max-targets"),
+                        format!("max-targets must be at least 1, found {m}"),
+                        Some("max-targets caps how many processes one injection may signal".into()),
+                    );
+                    return None;
+                }
+            },
+        };
         match (raw.pid_file, raw.command_line) {
             (Some(p), None) if !p.is_empty() => Some(ProcessTarget::PidFile(PathBuf::from(p))),
-            (None, Some(c)) if !c.trim().is_empty() => Some(ProcessTarget::CommandLine(c)),
+            (None, Some(c)) if !c.trim().is_empty() => Some(ProcessTarget::CommandLine {
+                line: c,
+                max_targets,
+            }),
             (Some(_), Some(_)) => {
                 self.cx.error(
                     at(n, "command-line"),
