@@ -766,3 +766,38 @@ recovery: {{ objective: 5s, stable-for: 100ms, timeout: 10s }}
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     let _ = (a.wait(), b.wait());
 }
+
+// ---- stopping during an injection ----
+
+#[test]
+fn sigterm_cancels_an_injection_in_flight_and_reverts_its_maybe_applied_effect() {
+    let d = Sticky::new();
+    // The fault takes effect at once, but its call takes 30s to return.
+    let yaml = std::fs::read_to_string(d.file()).unwrap().replace(
+        &format!("run: [touch, \"{}\"]", d.injected().display()),
+        &format!(
+            "run: [sh, -c, \"touch '{}'; sleep 30\"]",
+            d.injected().display()
+        ),
+    );
+    let yaml = yaml.replace("timeout: 5s", "timeout: 60s");
+    assert!(yaml.contains("sleep 30"));
+    std::fs::write(d.file(), yaml).unwrap();
+    let child = d.spawn_run();
+    wait_for("the injection", Duration::from_secs(30), || {
+        d.injected().exists()
+    });
+    let sent = Instant::now();
+    signal(child.id(), "TERM");
+    let out = finish(child, Duration::from_secs(10));
+    let took = sent.elapsed();
+    let (_, stderr) = text(&out);
+    assert!(
+        took < Duration::from_secs(5),
+        "stopping took {took:?}\n{stderr}"
+    );
+    assert!(!d.injected().exists(), "{stderr}");
+    assert_eq!(d.reverts(), 1, "{stderr}");
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("may have been applied"), "{stderr}");
+}
