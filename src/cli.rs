@@ -159,7 +159,7 @@ struct RunArgs {
     #[arg(long)]
     repeat: Option<u32>,
     /// How long to wait for the steady state before injecting and after reverting.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_steady_state_timeout)]
     steady_state_timeout: Duration,
     /// Also write JUnit XML: one testcase per trial and per probe, TTR/TTD as properties.
     #[arg(long, value_name = "FILE")]
@@ -186,6 +186,21 @@ struct RunArgs {
     /// Run although the environment's promotion gate (`promote-from`) holds this drill.
     #[arg(long)]
     skip_promotion_gate: bool,
+}
+
+/// The longest `--steady-state-timeout`: a deadline beyond it would overflow the clock (a
+/// panic), and no drill waits a week for its steady state.
+const MAX_STEADY_STATE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+pub(crate) fn parse_steady_state_timeout(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d > MAX_STEADY_STATE_TIMEOUT {
+        return Err(format!(
+            "`{s}` is longer than the most a drill waits for its steady state ({})",
+            humantime::format_duration(MAX_STEADY_STATE_TIMEOUT)
+        ));
+    }
+    Ok(d)
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -827,6 +842,7 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
     journal::set_current(Some(journal.path().to_path_buf()));
 
     let cancel = CancellationToken::new();
+    journal::set_cancel_on_panic(Some(cancel.clone()));
     spawn_signal_handler(cancel.clone());
     let halted = spawn_halt_watcher(state_dir.to_path_buf(), kube.clone(), cancel.clone());
     let mut opts = Options::new(cancel);
@@ -865,6 +881,7 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         view.finish();
     }
     journal::set_current(None);
+    journal::set_cancel_on_panic(None);
     match journal.finish() {
         Ok(true) => {}
         Ok(false) => eprintln!(
@@ -1312,6 +1329,14 @@ fn progress_line(_clock: &Clock, e: &Event) {
         && std::env::var_os("FIREDRILL_DEBUG_PANIC_AFTER_INJECT").is_some()
     {
         panic!("FIREDRILL_DEBUG_PANIC_AFTER_INJECT is set");
+    }
+    // The same on another thread, which the process survives (like a task's panic).
+    #[cfg(debug_assertions)]
+    if matches!(e.kind, EventKind::FaultInjected { .. })
+        && std::env::var_os("FIREDRILL_DEBUG_THREAD_PANIC_AFTER_INJECT").is_some()
+    {
+        let _ = std::thread::spawn(|| panic!("FIREDRILL_DEBUG_THREAD_PANIC_AFTER_INJECT is set"))
+            .join();
     }
     let trial = e.trial.map(|t| format!(" trial {t}")).unwrap_or_default();
     eprintln!("[{:>9.3}s]{trial} {}", e.at.as_secs_f64(), event_text(e));

@@ -801,3 +801,88 @@ fn sigterm_cancels_an_injection_in_flight_and_reverts_its_maybe_applied_effect()
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("may have been applied"), "{stderr}");
 }
+
+// ---- smaller ones ----
+
+#[test]
+fn an_absurd_steady_state_timeout_is_refused_not_a_panic() {
+    let d = Sticky::new();
+    let out = d
+        .cmd()
+        .args(["run", "--steady-state-timeout", "500000000000y"])
+        .arg(d.file())
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("steady-state-timeout"), "{stderr}");
+    assert!(!d.injected().exists());
+}
+
+#[test]
+fn a_proxy_listening_beyond_loopback_is_said_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &file,
+        r#"name: open-proxy
+proxy:
+  db: { listen: "0.0.0.0:0", upstream: "127.0.0.1:5432" }
+probes:
+  ok:
+    command: { run: ["true"] }
+faults:
+  - latency: { proxy: db, latency: 100ms, duration: 1s }
+recovery: { objective: 5s }
+"#,
+    )
+    .unwrap();
+    let out = firedrill().arg("validate").arg(&file).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("0.0.0.0:0") && stderr.contains("other machines"),
+        "{stderr}"
+    );
+}
+
+/// A panic on another thread than the main one (a task's, which the process survives) must
+/// neither close the live journal nor let the drill carry on as if nothing happened.
+#[test]
+fn a_panic_on_another_thread_stops_the_drill_and_leaves_its_journal_to_it() {
+    let d = Sticky::new();
+    let out = d
+        .cmd()
+        .env("FIREDRILL_DEBUG_THREAD_PANIC_AFTER_INJECT", "1")
+        .arg("run")
+        .arg(d.file())
+        .arg("--report-dir")
+        .arg(d.dir.path().join("reports"))
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("reverting every fault"), "{stderr}");
+    assert!(!d.injected().exists(), "{stderr}");
+    assert_eq!(out.status.code(), Some(3), "aborted, not judged: {stderr}");
+    let record = common::only_report(&d.dir.path().join("reports"));
+    assert_eq!(record["outcome"], "aborted", "{stderr}");
+    let journal = std::fs::read_dir(d.state().join("journal"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let closed = std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"type\":\"closed\""))
+        .count();
+    assert_eq!(closed, 1, "closed once, by the drill");
+    let rec = d.cmd().args(["recover", "--all"]).output().unwrap();
+    assert!(
+        text(&rec).0.contains("nothing to recover"),
+        "{:?}",
+        text(&rec)
+    );
+}

@@ -1700,6 +1700,20 @@ impl Builder<'_, '_> {
                     Some("write host:port, e.g. `127.0.0.1:5432`".into()),
                 );
             }
+            if let Some(l) = listen.filter(|l| !l.ip().is_loopback()) {
+                self.cx.warn(
+                    at(&e.value, "listen"),
+                    &child_path(&path, "listen"),
+                    format!(
+                        "proxy `{}` listens on {l}, reachable from other machines, not only this one",
+                        e.key
+                    ),
+                    Some(format!(
+                        "listen on 127.0.0.1:{} unless other machines must reach the proxy",
+                        l.port()
+                    )),
+                );
+            }
             if let (Some(listen), true) = (listen, upstream_ok) {
                 out.push(ProxyDecl {
                     name: e.key.clone(),

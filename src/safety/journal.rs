@@ -456,6 +456,12 @@ pub enum RecoverResult {
 /// Undoes every pending entry of a journal (newest first), records each result, and closes
 /// the journal when nothing is left. Returns what it did (empty when there was nothing).
 pub async fn recover(path: &Path) -> Result<Vec<Recovered>, JournalError> {
+    recover_with(path, true).await
+}
+
+/// [`recover`], closing the journal (when everything was settled) only with `close`: a
+/// journal whose drill goes on is left for the drill to close.
+async fn recover_with(path: &Path, close: bool) -> Result<Vec<Recovered>, JournalError> {
     let state = read(path)?;
     if state.closed {
         return Ok(vec![]);
@@ -513,9 +519,10 @@ pub async fn recover(path: &Path) -> Result<Vec<Recovered>, JournalError> {
             result,
         });
     }
-    if out
-        .iter()
-        .all(|r| !matches!(r.result, RecoverResult::Failed(_)))
+    if close
+        && out
+            .iter()
+            .all(|r| !matches!(r.result, RecoverResult::Failed(_)))
     {
         append(
             &mut file,
@@ -540,6 +547,19 @@ pub fn set_current(path: Option<PathBuf>) {
     *current().lock().unwrap_or_else(|e| e.into_inner()) = path;
 }
 
+/// The drill's cancellation, which a panic on another thread than the main one triggers.
+static CANCEL: OnceLock<Mutex<Option<tokio_util::sync::CancellationToken>>> = OnceLock::new();
+
+fn cancel_on_panic() -> &'static Mutex<Option<tokio_util::sync::CancellationToken>> {
+    CANCEL.get_or_init(|| Mutex::new(None))
+}
+
+/// Stops the drill (which then reverts and ends aborted) when a thread other than the main
+/// one panics: the process goes on after such a panic (tokio catches a task's panic).
+pub fn set_cancel_on_panic(token: Option<tokio_util::sync::CancellationToken>) {
+    *cancel_on_panic().lock().unwrap_or_else(|e| e.into_inner()) = token;
+}
+
 /// Installs a panic hook that, after the default message, reverts the current journal. It
 /// runs the reverts on a fresh thread with a small current-thread runtime, because the
 /// panicking thread may be a runtime worker (where a nested runtime is refused) and the
@@ -548,7 +568,19 @@ pub fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default(info);
-        let path = current().lock().unwrap_or_else(|e| e.into_inner()).take();
+        // Only a panic on the main thread ends the process: then the journal is reverted and
+        // closed here. Any other thread's panic (a task's, caught by tokio) leaves the drill
+        // running: its faults are reverted at once, the drill is stopped (it reverts again,
+        // idempotently, and ends aborted), and the journal stays open for it to close.
+        let fatal = std::thread::current().name() == Some("main");
+        let path = {
+            let mut cur = current().lock().unwrap_or_else(|e| e.into_inner());
+            if fatal {
+                cur.take()
+            } else {
+                cur.clone()
+            }
+        };
         let Some(path) = path else {
             return;
         };
@@ -572,7 +604,7 @@ pub fn install_panic_hook() {
                     return;
                 }
             };
-            match rt.block_on(recover(&path)) {
+            match rt.block_on(recover_with(&path, fatal)) {
                 Ok(done) => {
                     for r in done {
                         say(super::redact::text(&describe(&r)));
@@ -585,6 +617,15 @@ pub fn install_panic_hook() {
             }
         });
         let _ = worker.join();
+        if !fatal {
+            if let Some(c) = cancel_on_panic()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+            {
+                c.cancel();
+            }
+        }
     }));
 }
 
