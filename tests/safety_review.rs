@@ -886,3 +886,102 @@ fn a_panic_on_another_thread_stops_the_drill_and_leaves_its_journal_to_it() {
         text(&rec)
     );
 }
+
+/// A runner whose clock is an hour behind keeps renewing its Lease: by this machine's clock
+/// the lease looks expired, but it is alive and must not be taken over. A lease nobody renews
+/// is taken over once it was watched for its whole duration.
+#[test]
+fn a_lease_is_judged_by_its_renewals_not_by_a_skewed_clock() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let c = common::sim::Sim::new(
+        "kubelet: { schedule-delay: 10ms, start-delay: 50ms, ready-delay: 50ms }\nnamespaces:\n  shop:\n    deployments:\n      web: { replicas: 3, labels: { app: web } }\n",
+        3,
+    );
+    std::fs::write(
+        c.dir.path().join("firedrill.yaml"),
+        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
+    )
+    .unwrap();
+    c.write_kubeconfig("kubeconfig", &["firedrill-sim"], "firedrill-sim");
+    let file = c.dir.path().join("web-kill.yaml");
+    std::fs::write(
+        &file,
+        r#"name: web-kill
+environments: [staging]
+targets:
+  web:
+    kubernetes: { namespace: shop, selector: app=web, count: 1, max-targets: 1 }
+probes:
+  web-ready:
+    kubernetes: { deployment: shop/web, ready: all }
+faults:
+  - pod-kill: { target: web, grace-period: 0s }
+recovery: { objective: 10s, stable-for: 300ms, timeout: 30s }
+"#,
+    )
+    .unwrap();
+    let run = || {
+        firedrill()
+            .env("KUBECONFIG", c.dir.path().join("kubeconfig"))
+            .env("FIREDRILL_STATE_DIR", c.dir.path().join("state"))
+            .args(["run", "--env", "staging", "--report-dir"])
+            .arg(c.dir.path().join("reports"))
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let client = c.rt.block_on(c.handle().kube_client()).unwrap();
+    let api = kube::Api::<Lease>::namespaced(client, "shop");
+    let hour_ago = || {
+        (chrono::Utc::now() - chrono::Duration::hours(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    };
+    let lease = |duration: i32| -> Lease {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "firedrill-drill", "namespace": "shop", "annotations": {
+                "firedrill.io/holder": "{\"pid\":42,\"run_id\":\"skewed-1\",\"experiment\":\"web-kill\",\"since\":\"2026-01-01T00:00:00Z\",\"host\":\"elsewhere\"}"}},
+            "spec": {"holderIdentity": "other", "leaseDurationSeconds": duration, "renewTime": hour_ago()}}))
+        .unwrap()
+    };
+    c.rt.block_on(api.create(&Default::default(), &lease(60)))
+        .unwrap();
+    let renewing = tokio_util::sync::CancellationToken::new();
+    let (stop, api2) = (renewing.clone(), api.clone());
+    c.rt.spawn(async move {
+        while !stop.is_cancelled() {
+            let patch = serde_json::json!({"spec": {"renewTime": hour_ago()}});
+            let _ = api2
+                .patch(
+                    "firedrill-drill",
+                    &Default::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let out = run();
+    renewing.cancel();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    assert!(stderr.contains("is busy"), "{stderr}");
+    let mutating = || {
+        c.handle()
+            .request_log()
+            .iter()
+            .filter(|r| r.is_mutating() && !r.path.contains("leases"))
+            .count()
+    };
+    assert_eq!(mutating(), 0, "the refused run touched nothing: {stderr}");
+
+    // Nobody renews it any more: after its (short) duration under watch, it is taken over.
+    std::thread::sleep(Duration::from_millis(500));
+    c.rt.block_on(api.delete("firedrill-drill", &Default::default()))
+        .unwrap();
+    c.rt.block_on(api.create(&Default::default(), &lease(2)))
+        .unwrap();
+    let out = run();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("watching it"), "{stderr}");
+}

@@ -9,7 +9,8 @@
 //! Drills on other machines share a cluster, not a file system: for each `kube/<namespace>`
 //! scope of a real cluster the run also holds a `coordination.k8s.io/v1` Lease
 //! `firedrill-drill` in that namespace ([`acquire_lease`]), renewed every 20s, deleted at the
-//! end, and taken over only once expired (60s after its last renewal).
+//! end, and taken over only once expired: unrenewed for its whole duration while watched on
+//! this machine's monotonic clock (a holder's clock may be skewed).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -333,7 +334,7 @@ pub async fn acquire_lease(
             Err(kube::Error::Api(s)) if s.code == 409 => return Err(held(None)),
             Err(e) => return Err(io(e)),
         },
-        Some(current) => {
+        Some(mut current) => {
             let spec = current.spec.clone().unwrap_or_default();
             let renewed = spec.renew_time.as_ref().map(|t| t.0);
             let duration = i64::from(spec.lease_duration_seconds.unwrap_or(0));
@@ -356,6 +357,16 @@ pub async fn acquire_lease(
             }
             if let (false, Some(h)) = (expired, &named) {
                 tracing::warn!(run = %h.run_id, pid = h.pid, "taking over the cluster lease of a drill of this machine whose process is gone");
+            }
+            if expired && !dead {
+                // `renewTime` was written by the holder's clock and read against this one: a
+                // skew over the lease time makes a live lease look expired. Expiry is judged
+                // as the lease's own transitions seen on this machine's monotonic clock: it
+                // must go unrenewed for its whole duration while watched.
+                current = watch_expiry(&api, current, duration)
+                    .await
+                    .map_err(io)?
+                    .ok_or_else(|| held(named.clone().map(Box::new)))?;
             }
             let rv = current.metadata.resource_version.clone();
             api.replace(
@@ -397,6 +408,39 @@ pub async fn acquire_lease(
         }
     });
     Ok(ClusterLease { api, renew })
+}
+
+/// How often a lease that looks expired is read again while its expiry is watched.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+/// Watches a lease that looks expired by this machine's clock for `duration` seconds of this
+/// machine's monotonic clock. `None` when it changed meanwhile (its holder renewed it, or
+/// someone took it): it is alive. Otherwise the lease as last read, to replace.
+async fn watch_expiry(
+    api: &kube::Api<k8s_openapi::api::coordination::v1::Lease>,
+    mut current: k8s_openapi::api::coordination::v1::Lease,
+    duration: i64,
+) -> Result<Option<k8s_openapi::api::coordination::v1::Lease>, kube::Error> {
+    let span = Duration::from_secs(u64::try_from(duration.clamp(0, 3600)).unwrap_or(0));
+    let until = tokio::time::Instant::now() + span;
+    if !span.is_zero() {
+        crate::eprintln_redacted!(
+            "lease {LEASE_NAME} looks expired by this machine's clock; watching it for {} before taking it over (its holder's clock may differ)",
+            humantime::format_duration(span)
+        );
+    }
+    while tokio::time::Instant::now() < until {
+        tokio::time::sleep(WATCH_EVERY).await;
+        match api.get_opt(LEASE_NAME).await? {
+            Some(now) if now.metadata.resource_version == current.metadata.resource_version => {
+                current = now;
+            }
+            // Renewed, replaced or deleted: someone is alive (a deleted lease is created anew
+            // by the next attempt).
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(current))
 }
 
 /// Seconds since an RFC 3339 instant (None when unparseable).
