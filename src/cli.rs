@@ -876,6 +876,29 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
     if opts.observer.is_none() {
         opts.observer = Some(Box::new(progress_line));
     }
+    // The audit trail, written as the run goes: a SIGKILL leaves it instead of nothing.
+    let trail = match report::trail::Trail::start(
+        &args.report_dir,
+        &plan.experiment.name,
+        &plan.environment.name,
+        &plan.run_id,
+        plan.seed,
+    ) {
+        Ok(t) => Some(std::sync::Arc::new(t)),
+        Err(e) => {
+            eprintln!("warning: no audit trail of the run in progress: {e}");
+            None
+        }
+    };
+    if let Some(t) = trail.clone() {
+        let inner = opts.observer.take();
+        opts.observer = Some(Box::new(move |clock: &Clock, e: &Event| {
+            t.event(e);
+            if let Some(o) = &inner {
+                o(clock, e);
+            }
+        }));
+    }
     let mut record = drill::execute(&plan, opts).await;
     if let Some(view) = live {
         view.finish();
@@ -912,6 +935,9 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         }
     };
     let path = report::write(&args.report_dir, &record)?;
+    if let Some(t) = &trail {
+        t.remove();
+    }
     safety::redact::print_stdout(&safety::redact::text(&report::terminal::render(
         &record,
         Some(&path),

@@ -985,3 +985,49 @@ recovery: { objective: 10s, stable-for: 300ms, timeout: 30s }
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(stderr.contains("watching it"), "{stderr}");
 }
+
+/// A run killed with SIGKILL cannot write its record; what it wrote as it went remains.
+#[test]
+fn a_sigkilled_run_leaves_an_audit_trail_and_a_finished_one_only_its_record() {
+    let d = Sticky::new();
+    let reports = d.dir.path().join("reports");
+    let mut child = d.spawn_run();
+    wait_for("the injection", Duration::from_secs(30), || {
+        d.injected().exists()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    let _ = child.wait();
+    let trails: Vec<(String, String)> = files_under(&reports)
+        .into_iter()
+        .filter(|(p, _)| p.ends_with(".partial.jsonl"))
+        .collect();
+    assert_eq!(trails.len(), 1, "{trails:?}");
+    let (_, t) = &trails[0];
+    assert!(
+        t.lines().next().unwrap().contains("\"partial\":true"),
+        "{t}"
+    );
+    assert!(
+        t.contains("fault-injected") && t.contains("command touch"),
+        "{t}"
+    );
+
+    // A run that ends writes its record and removes its trail.
+    let r = d.cmd().args(["recover", "--all"]).output().unwrap();
+    assert!(r.status.success(), "{:?}", text(&r));
+    std::fs::remove_dir_all(&reports).unwrap();
+    let child = d.spawn_run();
+    wait_for("the injection", Duration::from_secs(30), || {
+        d.injected().exists()
+    });
+    signal(child.id(), "TERM");
+    let out = finish(child, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
+    let left: Vec<String> = files_under(&reports).into_iter().map(|(p, _)| p).collect();
+    assert!(left.iter().any(|p| p.ends_with(".json")), "{left:?}");
+    assert!(
+        !left.iter().any(|p| p.ends_with(".partial.jsonl")),
+        "{left:?}"
+    );
+}

@@ -10,6 +10,7 @@ pub mod html;
 pub mod markdown;
 pub mod record;
 pub mod terminal;
+pub mod trail;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
