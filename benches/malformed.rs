@@ -34,6 +34,7 @@ fn load(class: &str, path: &Path) -> Result<(), Diagnostics> {
             env: &env,
             extra_vars: &vars,
             known_environments: None,
+            unset_env: Default::default(),
         };
         load_experiment(path, &opts).map(|_| ())
     }

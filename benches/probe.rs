@@ -47,6 +47,7 @@ fn spec(url: &str, every: Duration) -> ProbeSpec {
         }),
         every,
         every_during: every,
+        watches: None,
     }
 }
 

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::drill::{self, Options, Plan};
 use crate::experiment::{
-    self, Diagnostic, Diagnostics, Environment, EnvironmentsFile, LoadOptions,
+    self, Diagnostic, Diagnostics, Environment, EnvironmentsFile, LoadOptions, UnsetEnv,
 };
 use crate::fault::BuildContext;
 use crate::report;
@@ -281,7 +281,7 @@ async fn dispatch(cmd: Command, state_dir: &Path) -> anyhow::Result<u8> {
         Command::Sim(args) => crate::sim::run_standalone(args).await.map(|_| 0),
         Command::Proxy(args) => crate::proxy::run_standalone(args).await.map(|_| 0),
         Command::Status { dir, report_dir } => Ok(status(&dir, &report_dir)),
-        Command::Schedule(args) => crate::schedule::daemon::main(args).await,
+        Command::Schedule(args) => crate::schedule::daemon::main(args, state_dir).await,
         Command::Deploy {
             namespace,
             image,
@@ -358,17 +358,20 @@ fn load(
     env: &Environment,
     known: &[String],
     extra: &BTreeMap<String, String>,
+    unset_env: UnsetEnv,
 ) -> Result<experiment::Loaded, Diagnostics> {
     let opts = LoadOptions {
         env,
         extra_vars: extra,
         known_environments: if known.is_empty() { None } else { Some(known) },
+        unset_env,
     };
     experiment::load_experiment_bytes(file, bytes, &opts)
 }
 
 /// Loads an experiment for one environment the way `validate` does (simulated URLs as
-/// placeholders): what the scheduler needs to know of a drill without running it.
+/// placeholders, an unset `${env:}` secret a warning): what the scheduler needs to know of a
+/// drill without running it; the drill's own `run` refuses an unset secret.
 pub fn load_for(
     file: &Path,
     env: &str,
@@ -382,7 +385,7 @@ pub fn load_for(
     let (env, known) = environment(file, &args)?;
     let bytes = experiment::read_capped(file)?;
     let placeholders = simulation_placeholders(file, &bytes)?;
-    let loaded = load(file, &bytes, &env, &known, &placeholders)?;
+    let loaded = load(file, &bytes, &env, &known, &placeholders, UnsetEnv::Warn)?;
     Ok((loaded.experiment, env))
 }
 
@@ -427,8 +430,9 @@ fn validate_one(file: &Path, args: &EnvArgs) -> Result<String, Diagnostics> {
     let mut all = Diagnostics::default();
     let mut name_of_drill = String::new();
     for name in &names {
-        let loaded = environment_named(file, args, name)
-            .and_then(|(env, known)| load(file, &bytes, &env, &known, &placeholders));
+        let loaded = environment_named(file, args, name).and_then(|(env, known)| {
+            load(file, &bytes, &env, &known, &placeholders, UnsetEnv::Warn)
+        });
         match loaded {
             Ok(l) => {
                 if name_of_drill.is_empty() {
@@ -555,7 +559,7 @@ async fn plan(file: &Path, args: &EnvArgs, state_dir: &Path) -> anyhow::Result<u
             return Ok(EXIT_INVALID);
         }
     };
-    let loaded = match load(file, &bytes, &env, &known, &vars) {
+    let loaded = match load(file, &bytes, &env, &known, &vars, UnsetEnv::Refuse) {
         Ok(l) => l,
         Err(d) => {
             eprintln!("{d}");
@@ -609,8 +613,12 @@ async fn plan(file: &Path, args: &EnvArgs, state_dir: &Path) -> anyhow::Result<u
     }
     match Plan::build_faults(exp, &ctx) {
         Ok(faults) => {
-            for f in &faults {
-                println!("  fault {}: {}", f.label(), f.describe());
+            for (f, name) in faults.iter().zip(&exp.fault_names) {
+                println!(
+                    "  fault {}: {}",
+                    f.label_with(name.as_deref()),
+                    f.describe()
+                );
                 match f.prepare().await {
                     Ok(Some(chosen)) => {
                         println!("    resolved now (a run chooses again): {chosen}")
@@ -687,7 +695,7 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
             return Ok(EXIT_INVALID);
         }
     }
-    let loaded = match load(file, &bytes, &env, &known, &extra) {
+    let loaded = match load(file, &bytes, &env, &known, &extra, UnsetEnv::Refuse) {
         Ok(l) => l,
         Err(d) => {
             eprintln!("{d}");
@@ -811,8 +819,8 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         "run {} of `{}` in `{}` (seed {})",
         plan.run_id, plan.experiment.name, plan.environment.name, plan.seed
     );
-    for f in &plan.faults {
-        eprintln!("  will inject {}: {}", f.label(), f.describe());
+    for (i, f) in plan.faults.iter().enumerate() {
+        eprintln!("  will inject {}: {}", plan.fault_label(i), f.describe());
     }
 
     let journal = match journal::Journal::create(

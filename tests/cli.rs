@@ -68,7 +68,9 @@ fn invalid_files_exit_2_naming_file_line_and_column() {
         .collect();
     files.sort();
     assert!(files.len() >= 40);
-    for file in &files {
+    // An unset secret is invalid for `run` and `plan` only (its own test below).
+    let unset_secret = "unset-env-variable.yaml";
+    for file in files.iter().filter(|f| !f.ends_with(unset_secret)) {
         let out = firedrill().arg("validate").arg(file).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{}: {stderr}", file.display());
@@ -139,4 +141,86 @@ fn the_quickstart_runs_a_real_drill_and_writes_its_report() {
     use std::os::unix::fs::PermissionsExt;
     let mode = md.metadata().unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+}
+
+/// A lint step in CI must not need production secrets: `validate` checks a `${env:}`
+/// reference and warns, at its line and column, that the variable is unset; `plan` and `run`
+/// still refuse, exit 2, nothing touched.
+#[test]
+fn validate_warns_of_an_unset_secret_and_plan_and_run_refuse_it() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/experiments/invalid/unset-env-variable.yaml"
+    );
+    let out = firedrill()
+        .env_remove("FIREDRILL_SURELY_UNSET_TOKEN")
+        .args(["validate", file])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: environment variable `FIREDRILL_SURELY_UNSET_TOKEN` is not set")
+            && stderr.contains("unset-env-variable.yaml:9:41"),
+        "{stderr}"
+    );
+    // A malformed reference is still an error.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad-ref.yaml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(file)
+            .unwrap()
+            .replace("${env:FIREDRILL_SURELY_UNSET_TOKEN}", "${env:NOT-A-NAME}"),
+    )
+    .unwrap();
+    let out = firedrill().arg("validate").arg(&bad).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid environment variable name"),
+        "{stderr}"
+    );
+
+    for command in ["plan", "run"] {
+        let out = firedrill()
+            .env_remove("FIREDRILL_SURELY_UNSET_TOKEN")
+            .args([command, file])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            stderr
+                .contains("error: environment variable `FIREDRILL_SURELY_UNSET_TOKEN` is not set"),
+            "{command}: {stderr}"
+        );
+    }
+}
+
+/// A managed database failed over by its provider's CLI: `plan` says what the command will
+/// do instead of an empty "candidates" line.
+#[test]
+fn plan_of_a_command_failover_says_the_command_decides() {
+    let out = firedrill()
+        .args(["plan", "experiments/db-managed-command.yaml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("run [\"aws\", \"rds\", \"failover-db-cluster\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the provider's command decides what fails over"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("candidates \n"), "{stdout}");
+    assert!(!stdout.contains("leader unknown"), "{stdout}");
 }

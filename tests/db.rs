@@ -113,7 +113,11 @@ async fn drill(cluster: &PatroniCluster, fault: &DbFailover, run_id: &str) -> Dr
     for x in samples.lock().unwrap().iter().filter(|x| x.end >= t_inject) {
         trace.push(x);
     }
-    let verdict = probe_verdict(&trace, Origin::at(t_inject), Duration::from_millis(300));
+    let verdict = probe_verdict(
+        &trace,
+        Origin::at(t_inject, t_inject),
+        Duration::from_millis(300),
+    );
     assert!(verdict.recovered && verdict.ttd.is_some(), "{verdict:?}");
     assert_eq!(
         verdict.ttr,

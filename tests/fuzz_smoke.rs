@@ -212,6 +212,7 @@ fn load_everything(data: &[u8]) {
         env: &env,
         extra_vars: &vars,
         known_environments: None,
+        unset_env: Default::default(),
     };
     let path = Path::new("fuzz.yaml");
     if let Err(d) = load_experiment_bytes(path, data, &opts) {

@@ -252,3 +252,339 @@ fn an_unreachable_cluster_ends_inconclusive_with_a_clear_message() {
         "names the probe that could not see: {reason}"
     );
 }
+
+/// The quickstart's drill and cluster (experiments/quickstart.yaml on experiments/sim/shop.yaml),
+/// run for 20 trials against a simulated cluster in this process so that its ground truth can
+/// be read: in every trial the readiness probe's time to detect and downtime lie in the
+/// brackets the record gives them. The watch event for the deleted pod can arrive before the
+/// delete call returns; it belongs to the fault, not to the steady state before it.
+#[test]
+fn the_quickstart_time_to_detect_and_downtime_lie_in_their_brackets_in_20_trials() {
+    use common::sim::Sim;
+    use firedrill::sim::TruthKind;
+    use std::time::SystemTime;
+
+    let scenario = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/sim/shop.yaml"),
+    )
+    .unwrap();
+    let sim = Sim::new(&scenario, 3);
+    sim.write_kubeconfig("kubeconfig", &["firedrill-sim"], "firedrill-sim");
+    std::fs::write(
+        sim.dir.path().join("firedrill.yaml"),
+        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
+    )
+    .unwrap();
+    // The quickstart's target, fault and readiness probe; a shorter stable-for so that 20
+    // trials take half a minute.
+    let file = sim.dir.path().join("quickstart.yaml");
+    std::fs::write(
+        &file,
+        r#"name: quickstart
+environments: [staging]
+targets:
+  checkout-pods:
+    kubernetes: { namespace: shop, selector: app=checkout, workload: deployment/checkout, count: 1 }
+probes:
+  checkout-ready:
+    kubernetes: { deployment: shop/checkout, ready: all }
+    every: 500ms
+    every-during: 20ms
+faults:
+  - pod-kill: { target: checkout-pods, grace-period: 0s }
+recovery: { objective: 5s, stable-for: 300ms, timeout: 1m }
+repeat: 20
+cooldown: 100ms
+"#,
+    )
+    .unwrap();
+    let reports = sim.dir.path().join("reports");
+    let out = firedrill()
+        .env("KUBECONFIG", sim.dir.path().join("kubeconfig"))
+        .env("FIREDRILL_STATE_DIR", sim.dir.path().join("state"))
+        .args(["run", "--env", "staging", "--seed", "11", "--report-dir"])
+        .arg(&reports)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record = common::only_report(&reports);
+    let truth = sim.handle().truth();
+    let first = |what: TruthKind, object: &str, from: SystemTime, within: Duration| {
+        truth
+            .iter()
+            .find(|e| e.what == what && e.object == object && e.at >= from && e.at <= from + within)
+            .map(|e| e.at)
+    };
+    let since = |a: SystemTime, b: SystemTime| b.duration_since(a).unwrap_or_default();
+    // The watch delivers a change a little after it happens; a bound may miss by that much.
+    let watch = Duration::from_millis(5);
+    let trials = record["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 20);
+    for trial in trials {
+        let n = &trial["index"];
+        let pod = trial["faults"][0]["affected"][0].as_str().unwrap();
+        let long = Duration::from_secs(60);
+        let deleted = truth
+            .iter()
+            .find(|e| e.what == TruthKind::PodDeleted && e.object == pod)
+            .unwrap_or_else(|| panic!("trial {n}: {pod} was not deleted"))
+            .at;
+        // The deployment counts one ready replica less as soon as its controller notices.
+        let degraded = first(
+            TruthKind::WorkloadDegraded,
+            "checkout",
+            deleted,
+            Duration::from_millis(100),
+        )
+        .unwrap_or(deleted);
+        let whole = first(TruthKind::WorkloadReady, "checkout", degraded, long)
+            .unwrap_or_else(|| panic!("trial {n}: checkout never whole again"));
+        let (true_ttd, true_downtime) = (since(deleted, degraded), since(degraded, whole));
+
+        let probe = &trial["probes"][0];
+        assert_eq!(probe["name"], "checkout-ready");
+        let v = &probe["verdict"];
+        let ttd = secs(&v["ttd_s"]);
+        let (lo, hi) = (secs(&v["ttd"]["lower_s"]), secs(&v["ttd"]["upper_s"]));
+        assert!(
+            lo <= true_ttd + watch && true_ttd <= hi && lo <= ttd && ttd <= hi,
+            "trial {n}: time to detect {ttd:?} in [{lo:?}, {hi:?}], simulated {true_ttd:?}"
+        );
+        let down = secs(&v["downtime_s"]);
+        let (lo, hi) = (
+            secs(&v["downtime"]["lower_s"]),
+            secs(&v["downtime"]["upper_s"]),
+        );
+        assert!(
+            lo <= true_downtime + watch && true_downtime <= hi + watch && lo <= down && down <= hi,
+            "trial {n}: downtime {down:?} in [{lo:?}, {hi:?}], simulated {true_downtime:?}"
+        );
+    }
+}
+
+/// A blast-radius share never rounds toward more harm: `percent: 67` of three pods is two
+/// (67% of 3 = 2.01), and `plan` says how it got there. With `max-targets: 2` the run then
+/// kills exactly two.
+#[test]
+fn percent_of_the_pods_rounds_down_and_plan_says_how_the_count_was_derived() {
+    use common::sim::Sim;
+
+    let sim = Sim::new(SCENARIO, 4);
+    sim.write_kubeconfig("kubeconfig", &["firedrill-sim"], "firedrill-sim");
+    std::fs::write(
+        sim.dir.path().join("firedrill.yaml"),
+        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
+    )
+    .unwrap();
+    let file = sim.dir.path().join("drill.yaml");
+    std::fs::write(
+        &file,
+        drill(1, 2)
+            .replace(
+                "simulation: { scenario: scenario.yaml }\n",
+                "environments: [staging]\n",
+            )
+            .replace("count: 1,", "percent: 67,")
+            .replace(
+                "  web-http:\n    http: { url: \"${sim.shop.web}/\", timeout: 500ms }\n    every: 100ms\n    every-during: 10ms\n",
+                "",
+            ),
+    )
+    .unwrap();
+    let firedrill_in = || {
+        let mut c = firedrill();
+        c.env("KUBECONFIG", sim.dir.path().join("kubeconfig"))
+            .env("FIREDRILL_STATE_DIR", sim.dir.path().join("state"));
+        c
+    };
+    // The simulated kubelet takes a second to make the three pods ready.
+    let mut stdout = String::new();
+    for _ in 0..100 {
+        let out = firedrill_in()
+            .args(["plan", "--env", "staging"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if stdout.contains("3 ready") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        stdout.contains("2 of 3 matching") && stdout.contains("67% of 3 = 2.01, rounded down: 2"),
+        "{stdout}"
+    );
+    let reports = sim.dir.path().join("reports");
+    let out = firedrill_in()
+        .args(["run", "--env", "staging", "--seed", "5", "--report-dir"])
+        .arg(&reports)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record = common::only_report(&reports);
+    let affected = record["trials"][0]["faults"][0]["affected"]
+        .as_array()
+        .unwrap();
+    assert_eq!(affected.len(), 2, "{}", record["trials"][0]["faults"][0]);
+}
+
+/// The defect of several faults in one trial: a pod kill and a held latency. Each recovery
+/// probe counts from the fault it watches (derived from the file: the readiness probe watches
+/// the killed workload, the http probe goes through the latency's proxy), so the kill's
+/// recovery is measured from the kill, not from the latency's removal (which made it 0 and let
+/// a 100ms objective pass although the deployment took a second to be whole).
+#[test]
+fn a_kill_and_a_held_latency_in_one_trial_each_count_from_their_own_fault() {
+    use common::sim::Sim;
+    use firedrill::sim::TruthKind;
+
+    let scenario = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/sim/shop.yaml"),
+    )
+    .unwrap();
+    let sim = Sim::new(&scenario, 8);
+    sim.write_kubeconfig("kubeconfig", &["firedrill-sim"], "firedrill-sim");
+    std::fs::write(
+        sim.dir.path().join("firedrill.yaml"),
+        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
+    )
+    .unwrap();
+    let upstream = sim
+        .handle()
+        .traffic_url("shop", "checkout")
+        .unwrap()
+        .trim_start_matches("http://")
+        .to_string();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let drill = |objective: &str| {
+        let file = sim.dir.path().join(format!("mixed-{objective}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                r#"name: kill-and-latency
+environments: [staging]
+proxy:
+  checkout: {{ listen: "127.0.0.1:{port}", upstream: "{upstream}" }}
+targets:
+  checkout-pods:
+    kubernetes: {{ namespace: shop, selector: app=checkout, workload: deployment/checkout, count: 1 }}
+probes:
+  checkout-http:
+    http: {{ url: "http://127.0.0.1:{port}/", expect-status: 200, max-latency: 100ms, timeout: 1s }}
+    every: 100ms
+    every-during: 10ms
+  checkout-ready:
+    kubernetes: {{ deployment: shop/checkout, ready: all }}
+    every: 500ms
+    every-during: 20ms
+faults:
+  - pod-kill: {{ target: checkout-pods, grace-period: 0s }}
+  - latency: {{ proxy: checkout, latency: 150ms, duration: 2s }}
+recovery: {{ objective: {objective}, stable-for: 500ms, timeout: 1m }}
+"#
+            ),
+        )
+        .unwrap();
+        let reports = sim.dir.path().join(format!("reports-{objective}"));
+        let out = firedrill()
+            .env("KUBECONFIG", sim.dir.path().join("kubeconfig"))
+            .env("FIREDRILL_STATE_DIR", sim.dir.path().join("state"))
+            .args(["run", "--env", "staging", "--seed", "2", "--report-dir"])
+            .arg(&reports)
+            .arg(&file)
+            .output()
+            .unwrap();
+        (out, common::only_report(&reports))
+    };
+    // The deployment's true recovery: from the deletion to whole again (simulated truth).
+    let truth_of = |record: &serde_json::Value| {
+        let pod = record["trials"][0]["faults"][0]["affected"][0]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let truth = sim.handle().truth();
+        let deleted = truth
+            .iter()
+            .find(|e| e.what == TruthKind::PodDeleted && e.object == pod)
+            .unwrap()
+            .at;
+        let whole = truth
+            .iter()
+            .find(|e| {
+                e.what == TruthKind::WorkloadReady && e.object == "checkout" && e.at > deleted
+            })
+            .unwrap()
+            .at;
+        whole.duration_since(deleted).unwrap()
+    };
+    let slack = Duration::from_millis(5);
+
+    let (out, record) = drill("100ms");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a second to be whole misses a 100ms objective: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(record["outcome"], "failed");
+    let truth = truth_of(&record);
+    let trial = &record["trials"][0];
+    let ttr = &trial["verdict"]["ttr"];
+    let (lo, hi) = (secs(&ttr["lower_s"]), secs(&ttr["upper_s"]));
+    assert!(
+        lo <= truth + slack && truth <= hi + slack,
+        "the kill's true recovery {truth:?} is not in [{lo:?}, {hi:?}]"
+    );
+    let probes = trial["probes"].as_array().unwrap();
+    let after = |name: &str| probes.iter().find(|p| p["name"] == name).unwrap()["after"].clone();
+    assert_eq!(
+        after("checkout-ready"),
+        serde_json::json!(["pod-kill checkout-pods"])
+    );
+    assert_eq!(
+        after("checkout-http"),
+        serde_json::json!(["latency proxy checkout"])
+    );
+    assert!(
+        trial["faults"][1]["removed_s"].is_number(),
+        "{}",
+        trial["faults"][1]
+    );
+
+    let (out, record) = drill("5s");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let truth = truth_of(&record);
+    let ttr = &record["trials"][0]["verdict"]["ttr"];
+    let (lo, hi) = (secs(&ttr["lower_s"]), secs(&ttr["upper_s"]));
+    assert!(
+        lo <= truth + slack && truth <= hi + slack && lo > Duration::from_millis(900),
+        "time to recover [{lo:?}, {hi:?}] is the deployment's ({truth:?}), not 0"
+    );
+}

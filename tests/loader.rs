@@ -56,6 +56,7 @@ impl Setup {
             env: &self.env,
             extra_vars: &self.extra,
             known_environments: Some(&self.known),
+            unset_env: Default::default(),
         }
     }
 }
@@ -331,5 +332,53 @@ fn parse_yaml_is_generic_and_positioned() {
     assert_eq!(
         d.to_string(),
         "error: unknown key `namespace`\n  --> s.yaml:1:1\n  = help: did you mean `namespaces`?\n\n1 error in s.yaml"
+    );
+}
+
+/// Each recovery probe knows the faults it measures: from `after:` (a name or a list), or
+/// derived where the file is clear (the killed workload's readiness, the proxy's address).
+#[test]
+fn probes_are_attributed_to_the_faults_they_measure() {
+    let s = setup();
+    let loaded = load_experiment(
+        &Path::new(VALID).join("named-faults-and-after.yaml"),
+        &s.opts(),
+    )
+    .expect("loads");
+    let exp = &loaded.experiment;
+    assert_eq!(
+        exp.fault_names,
+        vec![
+            Some("kill-one".to_string()),
+            Some("slow-checkout".to_string())
+        ]
+    );
+    let watches = |name: &str| {
+        exp.probes
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap()
+            .watches
+            .clone()
+    };
+    assert_eq!(
+        watches("checkout-ready"),
+        Some(vec![0]),
+        "derived: the killed workload"
+    );
+    assert_eq!(
+        watches("checkout-proxied"),
+        Some(vec![1]),
+        "derived: the proxy's address"
+    );
+    assert_eq!(
+        watches("checkout-direct"),
+        Some(vec![0]),
+        "after: [kill-one]"
+    );
+    assert_eq!(
+        watches("orders-direct"),
+        Some(vec![1]),
+        "after: slow-checkout"
     );
 }

@@ -69,6 +69,7 @@ fn load(loader: Loader, path: &Path) -> Result<(), Diagnostics> {
                 env: &env,
                 extra_vars: &vars,
                 known_environments: Some(&known),
+                unset_env: Default::default(),
             };
             load_experiment(path, &opts).map(|_| ())
         }

@@ -1,6 +1,8 @@
 //! The schedule daemon over a compressed clock: which drills start, which ticks are skipped
 //! and why, and the promotion gate between staging and production.
 
+mod common;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use firedrill::report::record::Outcome;
-use firedrill::schedule::daemon::{Clock, Daemon, Decision, Job, Runner, What};
+use firedrill::schedule::daemon::{ChildSettings, Clock, Daemon, Decision, Job, Runner, What};
 use firedrill::schedule::promotion::RunSummary;
 use tokio_util::sync::CancellationToken;
 
@@ -260,21 +262,24 @@ async fn windows_and_reload_without_restart() {
 
 /// The real runner against the simulated cluster: the daemon starts the drill at its tick,
 /// the drill kills a pod, measures recovery and writes its report; the promotion gate then
-/// reads that report back from the folder.
+/// reads that report back from the folder. The drill keeps its journal in the daemon's state
+/// directory, where `halt` and `recover` pointed at the daemon find it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_drill_on_the_simulated_cluster() {
     let dir = folder(&[("quick", "* * * * *", "[local]")]);
     let reports = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
     let daemon = Daemon {
         dir: dir.path().to_path_buf(),
         report_dir: reports.path().to_path_buf(),
         // Two seconds before a minute's tick.
         clock: Clock::starting_at(utc("2026-11-23T09:59:58Z")),
-        runner: firedrill::schedule::daemon::drill_runner(
-            env!("CARGO_BIN_EXE_firedrill").into(),
-            reports.path().to_path_buf(),
-            Duration::from_secs(20),
-        ),
+        runner: firedrill::schedule::daemon::drill_runner(ChildSettings {
+            binary: env!("CARGO_BIN_EXE_firedrill").into(),
+            report_dir: reports.path().to_path_buf(),
+            state_dir: state.path().to_path_buf(),
+            steady_state_timeout: Duration::from_secs(20),
+        }),
         seed: 3,
         poll: Duration::from_secs(1),
         metrics: None,
@@ -312,6 +317,14 @@ async fn real_drill_on_the_simulated_cluster() {
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].outcome, Outcome::Passed);
     assert!(history[0].ttr.is_some(), "a pod kill has a time to recover");
+    let record = common::only_report(reports.path());
+    let journal = firedrill::safety::journal::journal_dir(state.path())
+        .join(format!("{}.jsonl", record["run_id"].as_str().unwrap()));
+    assert!(
+        journal.is_file(),
+        "the scheduled drill's journal is not in the daemon's state directory: {}",
+        journal.display()
+    );
 }
 
 /// `firedrill status`: production is held until its staging twin passes, judged from the

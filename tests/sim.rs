@@ -918,27 +918,39 @@ async fn kubectl_works_against_the_simulated_cluster() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: calm\n",
     )
     .unwrap();
-    let out = run(args(&[
-        "apply",
-        "--validate=false",
-        "-f",
-        &manifest.to_string_lossy(),
-    ]))
-    .await;
+    // kubectl validates as it does against a real cluster: OpenAPI v3, strict field validation.
+    let out = run(args(&["apply", "-f", &manifest.to_string_lossy()])).await;
     assert!(out.contains("configmap/settings created"), "{out}");
     std::fs::write(
         &manifest,
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: chaos\n",
     )
     .unwrap();
-    let out = run(args(&[
-        "apply",
-        "--validate=false",
-        "-f",
-        &manifest.to_string_lossy(),
-    ]))
-    .await;
+    let out = run(args(&["apply", "-f", &manifest.to_string_lossy()])).await;
     assert!(out.contains("configmap/settings configured"), "{out}");
+    // A misspelt field is refused by the server, naming it, and nothing is created.
+    let typo = dir.path().join("typo.yaml");
+    std::fs::write(
+        &typo,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: typo\nspec:\n  replcas: 2\n  selector: { matchLabels: { app: typo } }\n  template:\n    metadata: { labels: { app: typo } }\n    spec: { containers: [ { name: c, image: nginx } ] }\n",
+    )
+    .unwrap();
+    let refused = cmd(&["apply", "-f", &typo.to_string_lossy()])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("strict decoding error: unknown field \"spec.replcas\""),
+        "{stderr}"
+    );
+    let fixed = std::fs::read_to_string(&typo)
+        .unwrap()
+        .replace("replcas", "replicas");
+    std::fs::write(&typo, fixed).unwrap();
+    let out = run(args(&["apply", "-f", &typo.to_string_lossy()])).await;
+    assert!(out.contains("deployment.apps/typo created"), "{out}");
     let out = run(args(&[
         "get",
         "cm",

@@ -297,16 +297,17 @@ impl Executor<'_> {
         // A stop (signal, halt, abort) during a call: the trial ends aborted, and the call's
         // effect counts as maybe applied.
         let mut stopped_injecting = None;
-        for f in &self.plan.faults {
+        for (fi, f) in self.plan.faults.iter().enumerate() {
             if self.opts.cancel.is_cancelled() {
                 break;
             }
+            let label = self.plan.fault_label(fi);
             let prepared = match f.prepare().await {
                 Ok(Some(chosen)) => {
                     self.rec.event(
                         Some(index),
                         EventKind::FaultTargets {
-                            fault: f.label(),
+                            fault: label.clone(),
                             chosen: chosen.clone(),
                         },
                     );
@@ -320,12 +321,12 @@ impl Executor<'_> {
             // created (an injection names the next one differently).
             let plan = f.planned_revert();
             let seq = match (&prepared, &self.opts.journal) {
-                (Ok(chosen), Some(j)) => match j.intent(&f.label(), &f.describe(), chosen, &plan) {
+                (Ok(chosen), Some(j)) => match j.intent(&label, &f.describe(), chosen, &plan) {
                     Ok(seq) => Some(seq),
                     Err(e) => {
                         inject_error = Some(format!(
                             "cannot write the journal, so {} was not injected: {e}",
-                            f.label()
+                            label
                         ));
                         break;
                     }
@@ -337,11 +338,10 @@ impl Executor<'_> {
             // have done is reverted like any unknown outcome.
             let injected_now = match prepared {
                 Ok(_) => tokio::select! {
-                    r = f.inject() => r,
+                    r = f.inject(label.clone()) => r,
                     _ = self.opts.cancel.cancelled() => {
                         stopped_injecting = Some(format!(
-                            "stopped while injecting {}; it may have been applied, and was reverted",
-                            f.label()
+                            "stopped while injecting {label}; it may have been applied, and was reverted"
                         ));
                         Err(fault::FaultError::Inject(
                             "stopped while the call was in flight".into(),
@@ -361,9 +361,11 @@ impl Executor<'_> {
             }
             match injected_now {
                 Ok(inj) => {
-                    if injected.is_empty() {
-                        self.rec.set_inject(self.clock.offset(inj.accepted_at));
-                    }
+                    self.rec.set_injected(
+                        fi,
+                        self.clock.offset(inj.sent_at),
+                        self.clock.offset(inj.accepted_at),
+                    );
                     self.rec.event(
                         Some(index),
                         EventKind::FaultInjected {
@@ -375,17 +377,17 @@ impl Executor<'_> {
                 }
                 Err(e) => {
                     if seq.is_some() || stopped_injecting.is_some() {
-                        maybe.push((f.label(), plan, seq));
+                        maybe.push((label.clone(), plan, seq));
                     }
                     self.rec.event(
                         Some(index),
                         EventKind::FaultFailed {
-                            fault: f.label(),
+                            fault: label.clone(),
                             error: e.to_string(),
                         },
                     );
                     if stopped_injecting.is_none() {
-                        inject_error = Some(format!("could not inject {}: {e}", f.label()));
+                        inject_error = Some(format!("could not inject {label}: {e}"));
                     }
                     break;
                 }
@@ -514,6 +516,7 @@ impl Executor<'_> {
                 sent: self.clock.offset(inj.sent_at),
                 accepted: self.clock.offset(inj.accepted_at),
                 revert: inj.revert.clone(),
+                removed: None,
                 reverted,
                 revert_error,
             }

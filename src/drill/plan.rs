@@ -53,6 +53,19 @@ impl Plan {
         }
     }
 
+    /// How the `i`th fault is called: its `name:`, else its kind and target.
+    pub fn fault_label(&self, i: usize) -> String {
+        let name = self
+            .experiment
+            .fault_names
+            .get(i)
+            .and_then(Option::as_deref);
+        self.faults.get(i).map_or_else(
+            || name.unwrap_or_default().to_string(),
+            |f| f.label_with(name),
+        )
+    }
+
     /// Build the experiment's faults.
     pub fn build_faults(
         experiment: &Experiment,

@@ -37,10 +37,14 @@ struct Live {
 
 struct Trial {
     index: u32,
+    /// The first fault's request was sent: samples that ended from here on are the fault's.
+    t_sent: Option<Duration>,
     t_inject: Option<Duration>,
     t_judged: Option<Duration>,
     /// When a lasting fault was removed.
     t_removed: Option<Duration>,
+    /// Per fault of the plan, in order: (sent, accepted) once injected.
+    injected: Vec<Option<(Duration, Duration)>>,
     /// Per probe: samples from the injection until the trial was judged.
     during: Vec<Trace>,
     /// Per probe: check latency before, during and after (µs).
@@ -60,6 +64,11 @@ pub(super) struct Recorder {
     stable_for: Duration,
     objective: Duration,
     recovery_names: Vec<String>,
+    /// Per fault of the plan: held for a duration; and its label.
+    fault_held: Vec<bool>,
+    fault_labels: Vec<String>,
+    /// Per probe: the faults whose recovery it measures (`None`: all of them).
+    watches: Vec<Option<Vec<usize>>>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -102,6 +111,9 @@ impl Recorder {
             stable_for: exp.recovery.stable_for,
             objective: exp.recovery.objective,
             recovery_names: plan.recovery.iter().cloned().collect(),
+            fault_held: exp.faults.iter().map(|f| f.duration().is_some()).collect(),
+            fault_labels: (0..exp.faults.len()).map(|i| plan.fault_label(i)).collect(),
+            watches: exp.probes.iter().map(|p| p.watches.clone()).collect(),
         }
     }
 
@@ -147,9 +159,11 @@ impl Recorder {
         let n = self.live.len();
         self.trial = Some(Trial {
             index,
+            t_sent: None,
             t_inject: None,
             t_judged: None,
             t_removed: None,
+            injected: vec![None; self.fault_held.len()],
             during: vec![Trace::default(); n],
             latency: (0..n)
                 .map(|_| [histogram(), histogram(), histogram()])
@@ -159,9 +173,17 @@ impl Recorder {
         });
     }
 
-    pub fn set_inject(&mut self, at: Duration) {
+    /// Fault `fault` of the plan was requested at `sent` and accepted at `accepted`; the
+    /// first one injected starts the trial's observed window.
+    pub fn set_injected(&mut self, fault: usize, sent: Duration, accepted: Duration) {
         if let Some(t) = &mut self.trial {
-            t.t_inject = Some(at);
+            if t.t_inject.is_none() {
+                t.t_sent = Some(sent.min(accepted));
+                t.t_inject = Some(accepted);
+            }
+            if let Some(slot) = t.injected.get_mut(fault) {
+                *slot = Some((sent.min(accepted), accepted));
+            }
         }
     }
 
@@ -217,8 +239,10 @@ impl Recorder {
         if let Some(t) = &mut self.trial {
             let us = |d: Duration| d.as_micros().min(u64::MAX as u128) as u64;
             let _ = t.lateness[ps.probe].record(us(s.start.saturating_sub(s.scheduled)));
-            let window = match (t.t_inject, t.t_judged) {
-                (Some(inject), _) if s.end < inject => 0,
+            // A check that ended after the fault's request was sent may already show it (a
+            // watch event can beat the answer to the delete): it is the fault's.
+            let window = match (t.t_sent, t.t_judged) {
+                (Some(sent), _) if s.end < sent => 0,
                 (Some(_), None) => 1,
                 (Some(_), Some(judged)) if s.end <= judged => 1,
                 (Some(_), Some(_)) => 2,
@@ -283,14 +307,42 @@ impl Recorder {
         bad.join("; ")
     }
 
+    /// The instants probe `probe`'s numbers count from: those of the faults it watches.
+    fn origin(&self, t: &Trial, probe: usize) -> analysis::Origin {
+        let inject = t.t_inject.unwrap_or_default();
+        let trial = analysis::Origin::held(t.t_sent.unwrap_or(inject), inject, t.t_removed);
+        let watched: Vec<analysis::FaultInstants> = t
+            .injected
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                self.watches
+                    .get(probe)
+                    .and_then(Option::as_ref)
+                    .is_none_or(|w| w.contains(i))
+            })
+            .filter_map(|(i, at)| {
+                let (sent, accepted) = (*at)?;
+                let held = self.fault_held.get(i).copied().unwrap_or(false);
+                Some(analysis::FaultInstants {
+                    sent,
+                    accepted,
+                    held,
+                    removed: t.t_removed.filter(|_| held),
+                })
+            })
+            .collect();
+        analysis::Origin::watching(&watched).unwrap_or(trial)
+    }
+
     fn verdicts(&self) -> Vec<ProbeVerdict> {
         let Some(t) = &self.trial else {
             return vec![];
         };
-        let origin = analysis::Origin::held(t.t_inject.unwrap_or_default(), t.t_removed);
         t.during
             .iter()
-            .map(|tr| analysis::probe_verdict(tr, origin, self.stable_for))
+            .enumerate()
+            .map(|(i, tr)| analysis::probe_verdict(tr, self.origin(t, i), self.stable_for))
             .collect()
     }
 
@@ -400,6 +452,17 @@ impl Recorder {
                 .enumerate()
                 .map(|(i, l)| ProbeTrial {
                     name: l.name.clone(),
+                    after: self
+                        .watches
+                        .get(i)
+                        .and_then(Option::as_ref)
+                        .map(|w| {
+                            w.iter()
+                                .filter_map(|&f| self.fault_labels.get(f).cloned())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    ttr_origin: t.t_inject.map(|_| self.origin(&t, i).recovery),
                     verdict: verdicts[i].clone(),
                     latency: PhaseLatency {
                         before: LatencySummary::of(&t.latency[i][0]),
@@ -431,17 +494,24 @@ impl Recorder {
                 }
                 _ => (vec![], None),
             };
+            let mut faults = t.faults;
+            for (f, held) in faults.iter_mut().zip(&self.fault_held) {
+                if *held {
+                    f.removed = t.t_removed;
+                }
+            }
             self.done.push(TrialRecord {
                 pod_recovery,
                 workload_ready,
                 index: t.index,
                 outcome,
                 injected_at: t.t_inject.map(|d| self.clock.wall(d)),
+                t_sent: t.t_sent,
                 t_inject: t.t_inject,
                 t_judged: t.t_judged,
                 t_removed: t.t_removed,
                 verdict,
-                faults: t.faults,
+                faults,
                 probes,
                 note: (!why.is_empty()).then(|| why.clone()),
             });

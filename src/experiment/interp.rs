@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use super::diag::did_you_mean;
 use super::node::{classify_plain, Kind, Node, Span};
+use super::UnsetEnv;
 
 /// A `${...}` reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,18 +106,35 @@ pub struct Resolver<'a> {
     pub env_vars: &'a BTreeMap<String, String>,
     pub extra_vars: &'a BTreeMap<String, String>,
     pub secrets: Vec<String>,
+    pub unset_env: UnsetEnv,
+    /// With [`UnsetEnv::Warn`]: the variables found unset, in order (a name once).
+    pub unset: Vec<String>,
 }
 
-fn read_env(name: &str, secrets: &mut Vec<String>) -> Result<String, (String, Option<String>)> {
+/// Where [`read_env`] notes what it found.
+struct EnvReads<'r> {
+    secrets: &'r mut Vec<String>,
+    unset_env: UnsetEnv,
+    unset: &'r mut Vec<String>,
+}
+
+fn read_env(name: &str, reads: &mut EnvReads<'_>) -> Result<String, (String, Option<String>)> {
     match std::env::var(name) {
         Ok(v) => {
             // Masked from the moment it is read: a load error may quote it before the
             // experiment (and its secrets) is ever registered.
             crate::safety::redact::register(&v);
-            if !v.is_empty() && !secrets.contains(&v) {
-                secrets.push(v.clone());
+            if !v.is_empty() && !reads.secrets.contains(&v) {
+                reads.secrets.push(v.clone());
             }
             Ok(v)
+        }
+        Err(std::env::VarError::NotPresent) if reads.unset_env == UnsetEnv::Warn => {
+            if !reads.unset.iter().any(|n| n == name) {
+                reads.unset.push(name.to_string());
+            }
+            // The reference stays as written: the value is not checked (the loader is told).
+            Ok(format!("${{env:{name}}}"))
         }
         Err(std::env::VarError::NotPresent) => Err((
             format!("environment variable `{name}` is not set"),
@@ -131,14 +149,18 @@ fn read_env(name: &str, secrets: &mut Vec<String>) -> Result<String, (String, Op
 
 impl Resolver<'_> {
     pub fn resolve(&mut self, r: Ref<'_>) -> Result<String, (String, Option<String>)> {
+        let mut reads = EnvReads {
+            secrets: &mut self.secrets,
+            unset_env: self.unset_env,
+            unset: &mut self.unset,
+        };
         match r {
-            Ref::Env(name) => read_env(name, &mut self.secrets),
+            Ref::Env(name) => read_env(name, &mut reads),
             Ref::Var(name) => {
                 if let Some(v) = self.env_vars.get(name) {
                     // Environment values may themselves read the process environment.
-                    let secrets = &mut self.secrets;
                     let (out, errs) = expand(v, |inner| match inner {
-                        Ref::Env(n) => read_env(n, secrets),
+                        Ref::Env(n) => read_env(n, &mut reads),
                         Ref::Var(n) => Err((
                             format!("`${{{n}}}` inside a firedrill.yaml value is not supported"),
                             Some("values in firedrill.yaml may only use `${env:NAME}`".into()),
@@ -185,6 +207,9 @@ pub struct TreeInterpError {
     pub path: String,
     pub message: String,
     pub help: Option<String>,
+    /// Not an error: a `${env:}` reference whose variable is unset, under
+    /// [`UnsetEnv::Warn`]. The value that holds it cannot be checked.
+    pub unset_env: bool,
 }
 
 /// Where the `${` at each character offset of `offsets` in a scalar's value sits in the
@@ -258,6 +283,7 @@ fn walk(
             }
         }
         Kind::Str(_) if node.raw.contains("${") => {
+            let unset_before = resolver.unset.len();
             let (out, errs) = expand(&node.raw, |r| resolver.resolve(r));
             let offsets: Vec<usize> = errs.iter().map(|e| e.offset).collect();
             let spans = if errs.is_empty() {
@@ -271,6 +297,28 @@ fn walk(
                     path: path.to_string(),
                     message: e.message,
                     help: e.help,
+                    unset_env: false,
+                });
+            }
+            // Each variable is reported where it is first used.
+            for name in &resolver.unset[unset_before..] {
+                let reference = format!("${{env:{name}}}");
+                let offset = node.raw.find(&reference).unwrap_or(0);
+                let offset = node.raw[..offset].chars().count();
+                let span = locate_all(lines, node, &[offset])
+                    .first()
+                    .copied()
+                    .unwrap_or(node.span);
+                errors.push(TreeInterpError {
+                    span,
+                    path: path.to_string(),
+                    message: format!(
+                        "environment variable `{name}` is not set, so this value was not checked"
+                    ),
+                    help: Some(format!(
+                        "`run` and `plan` refuse until it is set: export {name} before running firedrill"
+                    )),
+                    unset_env: true,
                 });
             }
             node.kind = if node.plain {
@@ -305,6 +353,8 @@ mod tests {
             env_vars: &env,
             extra_vars: &extra,
             secrets: vec![],
+            unset_env: UnsetEnv::Refuse,
+            unset: vec![],
         };
         let (out, errs) = expand("a ${host} $${lit} ${sim.shop.checkout}/", |x| r.resolve(x));
         assert!(errs.is_empty());
@@ -328,6 +378,8 @@ mod tests {
             env_vars: &env,
             extra_vars: &extra,
             secrets: vec![],
+            unset_env: UnsetEnv::Refuse,
+            unset: vec![],
         };
         let (out, errs) = expand("${token}", |x| r.resolve(x));
         assert!(errs.is_empty());
@@ -351,6 +403,8 @@ mod tests {
             env_vars: &env,
             extra_vars: &extra,
             secrets: vec![],
+            unset_env: UnsetEnv::Refuse,
+            unset: vec![],
         };
         let errs = interpolate_tree(&mut root, src, &mut r, &[]);
         assert_eq!(errs.len(), 1);

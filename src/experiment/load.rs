@@ -21,6 +21,7 @@ use super::node::{self, Kind, Node, Span};
 use super::raw::*;
 use super::LoadOptions;
 
+mod attribution;
 mod network;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -52,7 +53,7 @@ const PROBE_KINDS: &[&str] = &[
     "postgres",
     "prometheus",
 ];
-const PROBE_COMMON: &[&str] = &["every", "every-during"];
+const PROBE_COMMON: &[&str] = &["every", "every-during", "after"];
 const FAULT_KINDS: &[&str] = &[
     "pod-kill",
     "process-kill",
@@ -473,10 +474,16 @@ pub fn load(
         env_vars: &opts.env.vars,
         extra_vars: opts.extra_vars,
         secrets: Vec::new(),
+        unset_env: opts.unset_env,
+        unset: Vec::new(),
     };
     let mut failed = BTreeSet::new();
     for e in interpolate_tree(&mut root, source, &mut resolver, &["simulation.scenario"]) {
-        cx.error(e.span, &e.path, e.message, e.help);
+        if e.unset_env {
+            cx.warn(e.span, &e.path, e.message, e.help);
+        } else {
+            cx.error(e.span, &e.path, e.message, e.help);
+        }
         failed.insert(e.path);
     }
     cx.suppressed = failed;
@@ -489,6 +496,7 @@ pub fn load(
         refs_probe: Vec::new(),
         target_uses: Vec::new(),
         declared_targets: Vec::new(),
+        refs_after: Vec::new(),
     };
     let exp = b.experiment(&root, path, bytes, secrets);
     let mut cx = b.cx;
@@ -515,6 +523,8 @@ struct Builder<'f, 'o> {
     /// Every target defined, valid or not, with its kind key and position: references are
     /// checked against what the author wrote, so one bad target is not reported twice.
     declared_targets: Vec<(String, Option<&'static str>, Span, String)>,
+    /// Probe → fault references of `after:`, by probe name.
+    refs_after: Vec<(String, Reference)>,
 }
 
 impl Builder<'_, '_> {
@@ -585,10 +595,22 @@ impl Builder<'_, '_> {
             Some(n) => self.probe_list(n, "steady-state"),
             None => probe_names.clone(),
         };
-        let faults = self.faults(root, &proxy_names);
+        let (faults, fault_names) = self.faults(root, &proxy_names);
         let recovery = root
             .get("recovery")
             .and_then(|n| self.recovery(n, &probe_names));
+        let mut probes = probes;
+        if let Some(r) = &recovery {
+            self.attribute(
+                root,
+                &mut probes,
+                &r.probes,
+                &faults,
+                &fault_names,
+                &targets,
+                &proxies,
+            );
+        }
         let abort_when = self.aborts(root);
         let repeat = match root.get("repeat") {
             None => 1,
@@ -644,6 +666,7 @@ impl Builder<'_, '_> {
             probes,
             steady_state,
             faults,
+            fault_names,
             recovery: recovery?,
             abort_when,
             repeat,
@@ -1042,11 +1065,13 @@ impl Builder<'_, '_> {
                 );
             }
             if let (Some(kind), true) = (kind, self.cx.diags.len() == before) {
+                self.after_refs(name, node, &path);
                 out.push(ProbeSpec {
                     name: name.to_string(),
                     kind,
                     every,
                     every_during: during,
+                    watches: None,
                 });
             }
         }
@@ -1725,10 +1750,11 @@ impl Builder<'_, '_> {
         out
     }
 
-    fn faults(&mut self, root: &Node, proxies: &[String]) -> Vec<FaultSpec> {
+    fn faults(&mut self, root: &Node, proxies: &[String]) -> (Vec<FaultSpec>, Vec<Option<String>>) {
         let mut out = Vec::new();
+        let mut names = Vec::new();
         let Some(n) = root.get("faults") else {
-            return out;
+            return (out, names);
         };
         let items = match &n.kind {
             Kind::Seq(items) if !items.is_empty() => items,
@@ -1739,7 +1765,7 @@ impl Builder<'_, '_> {
                     "at least one fault is needed",
                     Some("e.g. `faults: [ { pod-kill: { target: my-pods } } ]`".into()),
                 );
-                return out;
+                return (out, names);
             }
             _ => {
                 self.cx.error(
@@ -1750,15 +1776,18 @@ impl Builder<'_, '_> {
                         "write each fault as a list item: `- pod-kill: { target: my-pods }`".into(),
                     ),
                 );
-                return out;
+                return (out, names);
             }
         };
+        let mut seen_names = BTreeSet::new();
         for (i, item) in items.iter().enumerate() {
             let path = format!("faults[{i}]");
-            let Some(split) = split_kind(&mut self.cx, item, &path, "fault", FAULT_KINDS, &[])
+            let Some(split) =
+                split_kind(&mut self.cx, item, &path, "fault", FAULT_KINDS, &["name"])
             else {
                 continue;
             };
+            let name = self.fault_name(item, &path, &mut seen_names);
             let bpath = child_path(&path, split.kind);
             let body = split.body;
             // Recorded from the node, so a typo elsewhere in this fault does not turn into an
@@ -1838,9 +1867,12 @@ impl Builder<'_, '_> {
                     }
                 }),
             };
-            out.extend(spec);
+            if let Some(spec) = spec {
+                out.push(spec);
+                names.push(name);
+            }
         }
-        out
+        (out, names)
     }
 
     fn use_target(&mut self, body: &Node, path: &str, name: &str, kind: &'static str) {

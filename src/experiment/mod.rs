@@ -36,6 +36,20 @@ pub struct LoadOptions<'a> {
     pub extra_vars: &'a BTreeMap<String, String>,
     /// When known, every name in `environments:` must be one of these (or `local`).
     pub known_environments: Option<&'a [String]>,
+    /// What a `${env:NAME}` that is not set is.
+    pub unset_env: UnsetEnv,
+}
+
+/// What a load does with a `${env:NAME}` reference whose variable is not set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnsetEnv {
+    /// An error: `run` and `plan` need every value.
+    #[default]
+    Refuse,
+    /// A warning at the reference, and the value that holds it is not checked: `validate` (a
+    /// lint step in CI) must not need production secrets. The reference itself is still
+    /// checked (a well-formed name).
+    Warn,
 }
 
 /// A valid experiment and the warnings found on the way.

@@ -29,6 +29,9 @@ pub struct Experiment {
     /// Probe names that must all pass before each injection and after the final revert.
     pub steady_state: Vec<String>,
     pub faults: Vec<FaultSpec>,
+    /// The `name:` of each fault, in `faults` order; `None` where the file gives none (the
+    /// fault is then called by its kind and target).
+    pub fault_names: Vec<Option<String>>,
     pub recovery: Recovery,
     pub abort_when: Vec<AbortCondition>,
     /// Number of trials (inject → recover) in one run; at least 1.
@@ -89,6 +92,41 @@ pub enum Amount {
     Percent(u8),
 }
 
+impl Amount {
+    /// How many of `matching` pods this amount hits. A share rounds *down*, never toward more
+    /// harm (as Chaos Mesh's fixed-percent and Litmus's PODS_AFFECTED_PERC do), and is at
+    /// least 1: the loader accepts 1..=100, so a percentage always asks for something.
+    pub fn of(self, matching: usize) -> usize {
+        match self {
+            Amount::Count(n) => n as usize,
+            Amount::Percent(p) => (matching * usize::from(p) / 100).max(1),
+        }
+    }
+
+    /// For people: how [`Amount::of`] came to its number.
+    pub fn derivation(self, matching: usize) -> String {
+        let n = self.of(matching);
+        match self {
+            Amount::Count(c) => format!("count {c}"),
+            Amount::Percent(p) => {
+                let exact = matching * usize::from(p);
+                let how = if exact.is_multiple_of(100) {
+                    String::new()
+                } else if exact < 100 {
+                    ", raised to the minimum of 1".to_string()
+                } else {
+                    ", rounded down".to_string()
+                };
+                format!(
+                    "{p}% of {matching} = {}.{:02}{how}: {n}",
+                    exact / 100,
+                    exact % 100
+                )
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct WorkloadRef {
     pub kind: WorkloadKind,
@@ -123,6 +161,12 @@ pub struct ProbeSpec {
     pub every: Duration,
     /// Sampling interval right after injection and while failing (default `every / 10`, >= 1ms).
     pub every_during: Duration,
+    /// The faults (indices into `faults`) whose recovery this probe measures: named by its
+    /// `after:`, or derived where the file makes it clear (a kubernetes probe of the workload a
+    /// pod-kill targets; an http or tcp probe of the proxy a network fault acts on). `None`:
+    /// every fault of the trial.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watches: Option<Vec<usize>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -327,6 +371,17 @@ pub enum FaultSpec {
 }
 
 impl FaultSpec {
+    /// The fault's key in the file (`pod-kill`, `latency`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FaultSpec::PodKill { .. } => "pod-kill",
+            FaultSpec::ProcessKill { .. } => "process-kill",
+            FaultSpec::Command { .. } => "command",
+            FaultSpec::DbFailover(_) => "db-failover",
+            FaultSpec::Network(n) => n.effect.kind(),
+        }
+    }
+
     /// How long a lasting fault is held before firedrill removes it (its TTR counts from the
     /// removal); `None` for a fault that acts once.
     pub fn duration(&self) -> Option<Duration> {
@@ -425,5 +480,29 @@ impl Experiment {
 
     pub fn target(&self, name: &str) -> Option<&Target> {
         self.targets.iter().find(|t| t.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Amount;
+
+    #[test]
+    fn a_share_of_the_pods_rounds_down_and_is_at_least_one() {
+        assert_eq!(Amount::Percent(67).of(3), 2);
+        assert_eq!(
+            Amount::Percent(67).derivation(3),
+            "67% of 3 = 2.01, rounded down: 2"
+        );
+        assert_eq!(Amount::Percent(50).of(3), 1);
+        assert_eq!(Amount::Percent(100).of(3), 3);
+        assert_eq!(Amount::Percent(100).derivation(3), "100% of 3 = 3.00: 3");
+        assert_eq!(Amount::Percent(1).of(3), 1);
+        assert_eq!(
+            Amount::Percent(10).derivation(3),
+            "10% of 3 = 0.30, raised to the minimum of 1: 1"
+        );
+        assert_eq!(Amount::Percent(34).of(1000), 340);
+        assert_eq!(Amount::Count(2).of(3), 2);
     }
 }

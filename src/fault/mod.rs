@@ -242,12 +242,13 @@ impl Fault {
             Fault::PodKill(f) => {
                 let c = f.prepare().await?;
                 Ok(Some(format!(
-                    "chose pod {} ({} of {} matching `{}` in `{}`, {} ready, cap {})",
+                    "chose pod {} ({} of {} matching `{}` in `{}` by {}; {} ready, cap {})",
                     c.chosen.join(", "),
                     c.chosen.len(),
                     c.matched,
                     f.selector(),
                     f.namespace(),
+                    f.amount().derivation(c.matched),
                     c.ready,
                     c.cap
                 )))
@@ -279,6 +280,14 @@ impl Fault {
                         "leader {leader} (pod {pod}); candidates {}",
                         candidates.join(", ")
                     ),
+                    // Nothing asked Patroni (a `command` provider without `patroni:`
+                    // endpoints): the command alone decides what fails over.
+                    (None, None) if r.leader.is_none() && candidates.is_empty() => {
+                        "nothing to resolve beforehand: without Patroni endpoints firedrill \
+                         does not ask which node leads; the provider's command decides what \
+                         fails over, and the probes measure the outcome"
+                            .to_string()
+                    }
                     (None, None) => {
                         format!("leader {leader}; candidates {}", candidates.join(", "))
                     }
@@ -325,14 +334,20 @@ impl Fault {
         }
     }
 
-    pub async fn inject(&self) -> Result<Injection, FaultError> {
+    /// Inject, recording the fault under `label` (its [`Fault::label_with`]).
+    pub async fn inject(&self, label: String) -> Result<Injection, FaultError> {
         match self {
-            Fault::ProcessKill(f) => f.inject(self.label()).await,
-            Fault::Command(f) => f.inject(self.label()).await,
-            Fault::PodKill(f) => f.inject(self.label()).await,
-            Fault::Network(f) => f.inject(self.label()).await,
-            Fault::DbFailover(f) => f.inject(self.label()).await,
+            Fault::ProcessKill(f) => f.inject(label).await,
+            Fault::Command(f) => f.inject(label).await,
+            Fault::PodKill(f) => f.inject(label).await,
+            Fault::Network(f) => f.inject(label).await,
+            Fault::DbFailover(f) => f.inject(label).await,
         }
+    }
+
+    /// How records, reports and the journal call the fault: its `name:` when it has one.
+    pub fn label_with(&self, name: Option<&str>) -> String {
+        name.map_or_else(|| self.label(), str::to_string)
     }
 }
 

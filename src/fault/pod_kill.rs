@@ -114,6 +114,11 @@ impl PodKill {
             .clone()
     }
 
+    /// How many pods a trial asks for.
+    pub fn amount(&self) -> Amount {
+        self.target.amount
+    }
+
     pub fn grace(&self) -> Duration {
         self.grace
     }
@@ -121,7 +126,7 @@ impl PodKill {
     pub fn describe(&self) -> String {
         let amount = match self.target.amount {
             Amount::Count(n) => format!("{n} pod(s)"),
-            Amount::Percent(p) => format!("{p}% of the pods"),
+            Amount::Percent(p) => format!("{p}% of the pods (rounded down, at least 1)"),
         };
         format!(
             "delete {amount} matching `{}` in namespace `{}` (grace {}s)",
@@ -135,10 +140,7 @@ impl PodKill {
     pub async fn prepare(&self) -> Result<Choice, FaultError> {
         let amount = self.target.amount;
         self.prepare_by(|live| {
-            let want = match amount {
-                Amount::Count(n) => n as usize,
-                Amount::Percent(p) => (live.len() * p as usize).div_ceil(100).max(1),
-            };
+            let want = amount.of(live.len());
             if want > live.len() {
                 return Err(FaultError::NoTarget(format!(
                     "target `{}` asks for {want} pods but only {} match",

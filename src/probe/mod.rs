@@ -201,6 +201,7 @@ mod tests {
             }),
             every: Duration::from_secs(3600),
             every_during: Duration::from_millis(5),
+            watches: None,
         };
         let checker = Checker::build(&spec).unwrap().unwrap();
         let (pace_tx, pace_rx) = watch::channel(Pace::Steady);

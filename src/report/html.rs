@@ -10,7 +10,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::markdown::{headline, opt_text, trial_outcome_text, ttr_text};
+use super::markdown::{bracket_or_point, headline, opt_text, trial_outcome_text, ttr_text};
 use super::record::{LatencySummary, Outcome, RunRecord, TrialRecord};
 use crate::timeline::{human, Event, EventKind};
 
@@ -245,7 +245,7 @@ fn trial_section(o: &mut String, r: &RunRecord, t: &TrialRecord) {
         t.injected_at
             .map(|w| w.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
             .unwrap_or_else(|| "never".into()),
-        opt_text(v.and_then(|v| v.ttd)),
+        bracket_or_point(v.and_then(|v| v.ttd_bracket), v.and_then(|v| v.ttd)),
         h_ttd
             .map(|d| format!("; {} by the operators", human(d)))
             .unwrap_or_default(),
@@ -280,9 +280,9 @@ fn trial_section(o: &mut String, r: &RunRecord, t: &TrialRecord) {
             o,
             "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.2}%</td><td class=\"num\">{} ({})</td><td>{}</td></tr>",
             esc(&p.name),
-            opt_text(pv.ttd),
+            bracket_or_point(pv.ttd_bracket, pv.ttd),
             ttr_text(&pv.ttr),
-            human(pv.downtime),
+            bracket_or_point(pv.downtime_bracket, Some(pv.downtime)),
             pv.availability * 100.0,
             pv.samples,
             pv.failed,

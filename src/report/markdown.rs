@@ -15,6 +15,15 @@ pub fn ttr_text(b: &Option<Bracket>) -> String {
     }
 }
 
+/// A time to detect or a downtime with its ± when the record has the bracket (records
+/// written before it existed carry only the point).
+pub fn bracket_or_point(b: Option<Bracket>, d: Option<Duration>) -> String {
+    match b {
+        Some(b) => ttr_text(&Some(b)),
+        None => opt_text(d),
+    }
+}
+
 pub fn opt_text(d: Option<Duration>) -> String {
     d.map(human).unwrap_or_else(|| "—".into())
 }
@@ -111,7 +120,7 @@ pub fn render(r: &RunRecord) -> String {
             "| {} | {} | {} | {} | {} | {} |",
             t.index,
             trial_outcome_text(t.outcome),
-            opt_text(v.and_then(|v| v.ttd)),
+            bracket_or_point(v.and_then(|v| v.ttd_bracket), v.and_then(|v| v.ttd)),
             ttr_text(&v.and_then(|v| v.ttr)),
             bracket,
             t.note.as_deref().unwrap_or("")
@@ -139,9 +148,9 @@ pub fn render(r: &RunRecord) -> String {
                 o,
                 "| {} | {} | {} | {} | {:.2}% | {} ({}) | {} | {} | {} | {:.2} ms |",
                 p.name,
-                opt_text(v.ttd),
+                bracket_or_point(v.ttd_bracket, v.ttd),
                 ttr_text(&v.ttr),
-                human(v.downtime),
+                bracket_or_point(v.downtime_bracket, Some(v.downtime)),
                 v.availability * 100.0,
                 v.samples,
                 v.failed,
@@ -149,6 +158,20 @@ pub fn render(r: &RunRecord) -> String {
                 lat(&p.latency.during),
                 lat(&p.latency.after),
                 p.lateness.p99
+            );
+        }
+        let attributed: Vec<String> = t
+            .probes
+            .iter()
+            .filter(|p| !p.after.is_empty())
+            .map(|p| format!("{} from {}", p.name, p.after.join(" and ")))
+            .collect();
+        if !attributed.is_empty() {
+            let _ = writeln!(
+                o,
+                "
+Time to recover counts from the fault each probe watches: {}.",
+                attributed.join("; ")
             );
         }
         if !t.pod_recovery.is_empty() {

@@ -158,7 +158,16 @@ pub struct TrialRecord {
     /// Wall-clock label of the injection instant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub injected_at: Option<DateTime<Utc>>,
-    /// Monotonic offset of the injection from the run's start; every probe time is on this axis.
+    /// When the first fault's request was sent: the fault acted in `[t_sent, t_inject]`.
+    #[serde(
+        rename = "t_sent_s",
+        with = "secs::opt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub t_sent: Option<Duration>,
+    /// Monotonic offset of the injection (the fault accepted) from the run's start; every
+    /// probe time is on this axis.
     #[serde(rename = "t_inject_s", with = "secs::opt", default)]
     pub t_inject: Option<Duration>,
     /// When the trial was judged (recovered, timed out, aborted).
@@ -194,14 +203,48 @@ impl TrialRecord {
     /// The instant this trial's TTR counts from, on the run's axis: the removal of a lasting
     /// fault, else the injection.
     pub fn ttr_origin(&self) -> Option<Duration> {
-        Some(crate::analysis::Origin::held(self.t_inject?, self.t_removed).recovery)
+        // The origin of the probe whose recovery is the trial's (each probe counts from the
+        // faults it watches); records older than per-probe origins: the trial's.
+        let slowest = self
+            .probes
+            .iter()
+            .filter(|p| p.verdict.ttr.is_some())
+            .max_by_key(|p| p.verdict.ttr.map(|b| b.upper));
+        match slowest.and_then(|p| p.ttr_origin) {
+            Some(o) => Some(o),
+            None => Some(self.origin()?.recovery),
+        }
     }
 
-    /// For people: how long a lasting fault was held, and that TTR counts from its removal.
+    /// The instants this trial's numbers count from (`None` before an injection).
+    pub fn origin(&self) -> Option<crate::analysis::Origin> {
+        let inject = self.t_inject?;
+        Some(crate::analysis::Origin::held(
+            self.t_sent.unwrap_or(inject),
+            inject,
+            self.t_removed,
+        ))
+    }
+
+    /// For people: how long a lasting fault was held, and that TTR counts from its removal
+    /// (for the probes that watch it, when the trial has other faults too).
     pub fn hold_text(&self) -> Option<String> {
         let held = self.t_removed?.saturating_sub(self.t_inject?);
+        let held_faults: Vec<&str> = self
+            .faults
+            .iter()
+            .filter(|f| f.removed.is_some())
+            .map(|f| f.fault.as_str())
+            .collect();
+        if held_faults.is_empty() || held_faults.len() == self.faults.len() {
+            return Some(format!(
+                "the fault was held for {} and then removed; time to recover counts from the removal",
+                crate::timeline::human(held)
+            ));
+        }
         Some(format!(
-            "the fault was held for {} and then removed; time to recover counts from the removal",
+            "{} held for {} and then removed; the probes that watch it count their time to recover from the removal, the others from their own fault",
+            held_faults.join(", "),
             crate::timeline::human(held)
         ))
     }
@@ -216,6 +259,14 @@ pub struct FaultRecord {
     pub sent: Duration,
     #[serde(rename = "accepted_s", with = "secs")]
     pub accepted: Duration,
+    /// When a fault held for a duration was removed: its time to recover counts from here.
+    #[serde(
+        rename = "removed_s",
+        with = "secs::opt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub removed: Option<Duration>,
     pub revert: RevertPlan,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reverted: Option<String>,
@@ -226,6 +277,18 @@ pub struct FaultRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProbeTrial {
     pub name: String,
+    /// The faults whose recovery this probe measures (its `after:` or what the file made
+    /// clear); empty: every fault of the trial.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// The instant this probe's time to recover counts from, on the run's axis.
+    #[serde(
+        rename = "ttr_origin_s",
+        with = "secs::opt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ttr_origin: Option<Duration>,
     /// Judged from the observed window (injection until the trial was judged).
     pub verdict: ProbeVerdict,
     pub latency: PhaseLatency,

@@ -3,7 +3,7 @@
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
-use super::markdown::{headline, opt_text, trial_outcome_text, ttr_text};
+use super::markdown::{bracket_or_point, headline, opt_text, trial_outcome_text, ttr_text};
 use super::record::RunRecord;
 use crate::timeline::human;
 
@@ -54,7 +54,7 @@ pub fn render(r: &RunRecord, report_path: Option<&std::path::Path>) -> String {
             Row {
                 trial: t.index,
                 outcome: trial_outcome_text(t.outcome),
-                ttd: opt_text(v.and_then(|v| v.ttd)),
+                ttd: bracket_or_point(v.and_then(|v| v.ttd_bracket), v.and_then(|v| v.ttd)),
                 ttr: ttr_text(&v.and_then(|v| v.ttr)),
                 bracket: v
                     .and_then(|v| v.ttr)

@@ -495,6 +495,7 @@ mod tests {
             env: &env,
             extra_vars: &vars,
             known_environments: None,
+            unset_env: Default::default(),
         };
         crate::experiment::load_experiment_bytes(std::path::Path::new("drill.yaml"), yaml, &opts)
             .unwrap()

@@ -346,6 +346,7 @@ recovery: {{ objective: 10s }}
             env: &env,
             extra_vars: &vars,
             known_environments: None,
+            unset_env: Default::default(),
         };
         let loaded =
             crate::experiment::load_experiment_bytes(&file, yaml.as_bytes(), &opts).unwrap();

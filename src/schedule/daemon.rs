@@ -366,42 +366,51 @@ fn note(log: &mut Vec<Decision>, at: DateTime<Utc>, scope: &str, what: What) {
     });
 }
 
+/// What every drill the daemon starts shares with the daemon itself.
+#[derive(Debug, Clone)]
+pub struct ChildSettings {
+    /// The `firedrill` binary.
+    pub binary: PathBuf,
+    /// Where the drills write their reports (and the promotion gate reads them).
+    pub report_dir: PathBuf,
+    /// The daemon's state directory: the drills' journals, scope locks and halt lever live
+    /// there, so `halt` and `recover` pointed at the daemon's directory reach its drills.
+    pub state_dir: PathBuf,
+    pub steady_state_timeout: Duration,
+}
+
 /// The real runner: `firedrill run` as a child process, with `--yes` (a scheduler is the
-/// confirmation a protected environment asks for), `--no-live` and the job's seed.
+/// confirmation a protected environment asks for), `--no-live`, the job's seed and the
+/// daemon's state and report directories.
 ///
 /// A child per drill keeps the daemon apart from a drill's failures, and every guard of `run`
 /// applies unchanged: the scope lock, the journal, the halt lever. Cancelling sends SIGTERM,
 /// which makes the drill revert before it exits; the summary is read from the report the
 /// child names on its last line.
-pub fn drill_runner(
-    binary: PathBuf,
-    report_dir: PathBuf,
-    steady_state_timeout: Duration,
-) -> Runner {
+pub fn drill_runner(settings: ChildSettings) -> Runner {
+    let settings = Arc::new(settings);
     Arc::new(move |job: Job, cancel: CancellationToken| {
-        let binary = binary.clone();
-        let report_dir = report_dir.clone();
-        Box::pin(async move {
-            run_child(&binary, &job, cancel, &report_dir, steady_state_timeout).await
-        }) as BoxFuture<'static, Option<RunSummary>>
+        let settings = settings.clone();
+        Box::pin(async move { run_child(&settings, &job, cancel).await })
+            as BoxFuture<'static, Option<RunSummary>>
     })
 }
 
 async fn run_child(
-    binary: &std::path::Path,
+    settings: &ChildSettings,
     job: &Job,
     cancel: CancellationToken,
-    report_dir: &std::path::Path,
-    steady_state_timeout: Duration,
 ) -> Option<RunSummary> {
-    let mut cmd = tokio::process::Command::new(binary);
-    cmd.arg("run")
+    let mut cmd = tokio::process::Command::new(&settings.binary);
+    cmd.arg("--state-dir")
+        .arg(&settings.state_dir)
+        .arg("run")
         .arg(&job.file)
         .args(["--env", &job.environment, "--seed", &job.seed.to_string()])
         .args(["--yes", "--no-live", "--steady-state-timeout"])
-        .arg(humantime::format_duration(steady_state_timeout).to_string())
+        .arg(humantime::format_duration(settings.steady_state_timeout).to_string())
         .arg("--report-dir")
-        .arg(report_dir)
+        .arg(&settings.report_dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(false);
@@ -457,8 +466,9 @@ async fn run_child(
     }
 }
 
-/// `firedrill schedule`: the daemon on the system clock until SIGINT/SIGTERM.
-pub async fn main(args: ScheduleArgs) -> anyhow::Result<u8> {
+/// `firedrill schedule`: the daemon on the system clock until SIGINT/SIGTERM. Its drills share
+/// its `state_dir`.
+pub async fn main(args: ScheduleArgs, state_dir: &std::path::Path) -> anyhow::Result<u8> {
     if !args.dir.is_dir() {
         anyhow::bail!("{} is not a folder of experiments", args.dir.display());
     }
@@ -477,11 +487,12 @@ pub async fn main(args: ScheduleArgs) -> anyhow::Result<u8> {
         dir: args.dir.clone(),
         report_dir: args.report_dir.clone(),
         clock: Clock::System,
-        runner: drill_runner(
-            std::env::current_exe()?,
-            args.report_dir.clone(),
-            args.steady_state_timeout,
-        ),
+        runner: drill_runner(ChildSettings {
+            binary: std::env::current_exe()?,
+            report_dir: args.report_dir.clone(),
+            state_dir: state_dir.to_path_buf(),
+            steady_state_timeout: args.steady_state_timeout,
+        }),
         seed: args.seed.unwrap_or_else(rand::random),
         poll: Duration::from_secs(5),
         metrics,
@@ -489,10 +500,11 @@ pub async fn main(args: ScheduleArgs) -> anyhow::Result<u8> {
     };
     let cat = catalog::load(&args.dir);
     eprintln!(
-        "scheduling {} drill(s) from {} (reports in {})",
+        "scheduling {} drill(s) from {} (reports in {}, state in {})",
         cat.entries.iter().filter(|e| e.schedule.is_some()).count(),
         args.dir.display(),
-        args.report_dir.display()
+        args.report_dir.display(),
+        state_dir.display()
     );
     for (file, err) in &cat.errors {
         eprintln!("not scheduled: {}\n{err}\n", file.display());

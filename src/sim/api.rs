@@ -428,6 +428,13 @@ struct Target {
     sub: Option<String>,
 }
 
+fn with_warning(mut r: Response, warnings: Vec<header::HeaderValue>) -> Response {
+    for w in warnings {
+        r.headers_mut().append(header::WARNING, w);
+    }
+    r
+}
+
 fn wants_table(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
@@ -471,6 +478,15 @@ impl Api {
                     "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
             )),
             ["api", "v1"] => Ok(self.resource_list("", "v1")),
+            ["openapi", "v3"] => Ok(json_response(
+                StatusCode::OK,
+                &super::openapi::discovery(&self.all_resources()),
+            )),
+            ["openapi", "v3", rest @ ..] => {
+                super::openapi::document_at(&self.all_resources(), &rest.join("/"))
+                    .map(|doc| json_response(StatusCode::OK, &doc))
+                    .ok_or_else(ApiError::no_route)
+            }
             ["apis"] => Ok(json_response(
                 StatusCode::OK,
                 &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": self.groups()}),
@@ -735,8 +751,15 @@ impl Api {
                 }
                 Ok(obj_response(StatusCode::OK, &obj))
             }
-            (Method::POST, None) => self.create(&t, &body),
-            (Method::PUT, Some(name)) => self.update(&t, &name, &body),
+            (Method::POST, None) => {
+                let warning = Self::field_validation(&t, q, &body)?;
+                self.create(&t, &body).map(|r| with_warning(r, warning))
+            }
+            (Method::PUT, Some(name)) => {
+                let warning = Self::field_validation(&t, q, &body)?;
+                self.update(&t, &name, &body)
+                    .map(|r| with_warning(r, warning))
+            }
             (Method::PATCH, Some(name)) => self.patch(&t, &name, headers, &body),
             (Method::DELETE, Some(name)) => self.delete(&t, &name, q, &body),
             (Method::DELETE, None) => self.delete_collection(&t, q, &body),
@@ -746,6 +769,43 @@ impl Api {
                 "the server does not allow this method on the requested resource".to_string(),
             )),
         }
+    }
+
+    /// `fieldValidation=Strict` refuses a built-in object with a field its type does not
+    /// declare (400, as the API server does); `Warn` answers with a `Warning` header.
+    fn field_validation(
+        t: &Target,
+        q: &Query,
+        body: &Bytes,
+    ) -> Result<Vec<header::HeaderValue>, ApiError> {
+        let mode = q.get("fieldValidation").unwrap_or("Ignore");
+        if mode != "Strict" && mode != "Warn" {
+            return Ok(Vec::new());
+        }
+        let obj = Self::parse_body(body)?;
+        let unknown = super::openapi::unknown_fields(&t.info.kind, &obj);
+        if unknown.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fields: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
+        if mode == "Strict" {
+            let kind = &t.info.kind;
+            return Err(ApiError::bad_request(format!(
+                "{kind} in version \"{}\" cannot be handled as a {kind}: strict decoding error: {}",
+                t.info.version,
+                fields.join(", ")
+            )));
+        }
+        // One warning per field, its quotes escaped inside the quoted warn-text (RFC 7234).
+        Ok(unknown
+            .iter()
+            .filter_map(|f| {
+                header::HeaderValue::from_str(&format!("299 - \"unknown field \\\"{f}\\\"\"")).ok()
+            })
+            .collect())
     }
 
     fn selectors(q: &Query) -> Result<(Selector, Selector), ApiError> {

@@ -54,13 +54,15 @@
 //!
 //! A new pod template rolls out through a new replica set, bounded by maxSurge/maxUnavailable
 //! (default 25%) or Recreate; there is no progress deadline, pause or revision history limit.
-//! A terminating pod stops serving at once (no preStop hooks). No Events are generated,
-//! no OpenAPI documents are served (so `kubectl apply` needs `--validate=false`), no
-//! authentication, no admission, no protobuf.
+//! A terminating pod stops serving at once (no preStop hooks). No Events are generated. The
+//! OpenAPI v3 documents name paths and kinds but carry no schemas (kubectl validates through
+//! the server's strict field validation, which checks creates and replaces of built-in kinds,
+//! not patches); no OpenAPI v2. No authentication, no admission, no protobuf.
 
 mod api;
 mod cluster;
 mod controllers;
+mod openapi;
 mod scenario;
 mod select;
 mod store;
