@@ -2,7 +2,8 @@
 //! `schedule`, `deploy`, `sim`, `proxy`.
 //!
 //! Results go to stdout, logs and progress to stderr. Exit codes (DESIGN.md): 0 passed,
-//! 1 failed, 2 invalid input (nothing touched), 3 aborted or inconclusive, 4 internal error.
+//! 1 failed, 2 invalid input (nothing touched), 3 aborted or inconclusive, 4 internal error,
+//! 5 a fault left in place (a revert failed after its retries; the run is `failed`).
 //! Safety refusals (src/safety): an unauthorized run in a protected environment exits 2; a
 //! halt in force or a busy scope exits 3; neither touches anything.
 
@@ -31,6 +32,8 @@ pub const EXIT_INVALID: u8 = 2;
 pub const EXIT_INTERNAL: u8 = 4;
 /// Aborted or inconclusive; also a refusal by the halt lever or a busy scope.
 pub const EXIT_REFUSED: u8 = 3;
+/// A run that left a fault in place ([`report::record::EXIT_FAULT_LEFT`]).
+pub const EXIT_FAULT_LEFT: u8 = report::record::EXIT_FAULT_LEFT as u8;
 
 #[derive(Parser)]
 #[command(
@@ -155,8 +158,8 @@ struct RunArgs {
     /// Seed for every random choice (recorded in the report); default: random.
     #[arg(long)]
     seed: Option<u64>,
-    /// Override the experiment's `repeat` (number of trials).
-    #[arg(long)]
+    /// Override the experiment's `repeat` (number of trials, 1 to 1000).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     repeat: Option<u32>,
     /// How long to wait for the steady state before injecting and after reverting.
     #[arg(long, default_value = "30s", value_parser = parse_steady_state_timeout)]
@@ -346,7 +349,9 @@ fn environment_named(
         }
     };
     for (k, v) in &args.vars {
-        env.vars.insert(k.clone(), v.clone());
+        // A command-line value is data: environment values are expanded (they may read
+        // `${env:NAME}`), so it goes in escaped and comes out as typed.
+        env.vars.insert(k.clone(), experiment::literal_value(v));
     }
     Ok((env, known))
 }
@@ -647,6 +652,11 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         eprintln!("error: baseline {} does not exist", b.display());
         return Ok(EXIT_INVALID);
     }
+    // A state directory that cannot be used is not a halt: say what is wrong with it.
+    if let Some(problem) = halt::state_dir_problem(state_dir) {
+        eprintln!("error: {problem}\n  = help: point --state-dir (or FIREDRILL_STATE_DIR) at a directory this user can write");
+        return Ok(EXIT_INVALID);
+    }
     // The halt lever refuses before anything starts.
     if let Some(h) = halt::current(state_dir) {
         eprintln!(
@@ -708,7 +718,7 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
     let mut exp = loaded.experiment;
     safety::redact::register_experiment(&exp);
     if let Some(n) = args.repeat {
-        exp.repeat = n.max(1);
+        exp.repeat = n;
     }
     if env.name != "local" && !exp.environments.contains(&env.name) {
         eprintln!(
@@ -979,7 +989,7 @@ fn ci_outputs(
     record: &report::record::RunRecord,
     path: &Path,
 ) -> anyhow::Result<u8> {
-    let mut code = record.outcome.exit_code() as u8;
+    let mut code = record.exit_code() as u8;
     let gate = match &args.baseline {
         Some(b) => {
             let (base, runs) = report::ci::baseline_ttrs(

@@ -2,5 +2,10 @@
 #![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
+    // A fault's child starts as this binary, sets its parent-death signal and execs.
+    if let Some(code) = firedrill::platform::child::trampoline() {
+        return code;
+    }
+    firedrill::platform::child::enable_trampoline();
     firedrill::cli::main()
 }

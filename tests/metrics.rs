@@ -20,6 +20,7 @@ fn run(env: &str, outcome: Outcome, ttr_ms: u64, at: i64) -> RunSummary {
         finished_at: DateTime::from_timestamp(at, 0).unwrap(),
         ttr: Some(Duration::from_millis(ttr_ms)),
         ttd: Some(Duration::from_millis(200)),
+        faults_left: vec![],
     }
 }
 

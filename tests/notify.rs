@@ -73,6 +73,7 @@ async fn webhooks_get_start_finish_and_missed_objective() {
         finished_at: chrono::Utc::now(),
         ttr: Some(Duration::from_millis(42_500)),
         ttd: None,
+        faults_left: vec![],
     };
     for e in Event::for_finished(&run) {
         notifier.send(&e).await;

@@ -618,6 +618,8 @@ async fn standalone_refuses_a_non_loopback_api_address() {
         name: "firedrill".into(),
         api: "0.0.0.0:8474".parse().unwrap(),
         seed: 0,
+        allow_remote_listen: false,
+        api_token_env: None,
     };
     let err = firedrill::proxy::run_standalone(args).await.unwrap_err();
     assert!(err.to_string().contains("loopback"), "{err}");

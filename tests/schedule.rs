@@ -115,6 +115,7 @@ fn scripted(ran: Arc<Mutex<Vec<Job>>>, clock: Clock) -> Runner {
                 finished_at: clock.now(),
                 ttr: None,
                 ttd: None,
+                faults_left: vec![],
             })
         }) as futures::future::BoxFuture<'static, Option<RunSummary>>
     })

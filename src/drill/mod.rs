@@ -7,7 +7,9 @@
 //!
 //! Guarantees: nothing is injected unless the steady state held; whatever was injected is
 //! reverted, whatever ended the trial (cancellation only stops waiting — reverts run to
-//! completion, each bounded by its own timeout); the recovery decision is the analysis
+//! completion, each bounded by its own timeout and retried within `fault::REVERT_RETRY`); a
+//! revert that still fails stops the run after its trial, which ends `failed` with "fault
+//! left in place: …" and the record's `faults_left`; the recovery decision is the analysis
 //! module's own function, so the executor and the report cannot disagree.
 
 pub mod plan;
@@ -26,8 +28,8 @@ use crate::fault::{self, Injection};
 use crate::probe::postgres::{PostgresMode, PostgresWriter, WriteHistory};
 use crate::probe::{self, Checker, Observation, Pace, SourceContext};
 use crate::report::record::{
-    DataLoss, ExperimentInfo, FaultRecord, Outcome, ProbeInfo, RecoveryInfo, RunRecord, Summary,
-    TrialOutcome, TrialRecord, SCHEMA,
+    DataLoss, ExperimentInfo, FaultLeft, FaultRecord, Outcome, ProbeInfo, RecoveryInfo, RunRecord,
+    Summary, TrialOutcome, TrialRecord, SCHEMA,
 };
 use crate::timeline::{human, Clock, EventKind, Phase};
 
@@ -154,16 +156,19 @@ pub async fn execute(plan: &Plan, mut opts: Options) -> RunRecord {
         rx,
         pace: pace_tx,
         clock,
+        left: Vec::new(),
     };
     let (outcome, reason) = match start_error {
         Some(e) => (Outcome::Inconclusive, e),
         None => ex.trials().await,
     };
+    let faults_left = std::mem::take(&mut ex.left);
     probes_stop.cancel();
     let data_loss = check_writers(writers, &rec).await;
     rec.event(None, EventKind::Phase { phase: Phase::Done });
     let mut record = rec.finish(plan, outcome, reason);
     record.data_loss = data_loss;
+    record.faults_left = faults_left;
     record
 }
 
@@ -228,6 +233,8 @@ struct Executor<'a> {
     rx: mpsc::Receiver<Observation>,
     pace: watch::Sender<Pace>,
     clock: Clock,
+    /// Reverts that still failed after their retries: the run stops after this trial.
+    left: Vec<FaultLeft>,
 }
 
 impl Executor<'_> {
@@ -236,6 +243,19 @@ impl Executor<'_> {
         let mut failed: Option<String> = None;
         for index in 1..=exp.repeat {
             let (trial_outcome, why) = self.trial(index).await;
+            if !self.left.is_empty() {
+                // Another injection would land on a system firedrill already failed to
+                // restore, and whatever else the trial found matters less than this.
+                let left: Vec<String> = self.left.iter().map(FaultLeft::describe).collect();
+                return (
+                    Outcome::Failed,
+                    format!(
+                        "fault left in place: {}; no further trials were run; restore it by hand or retry with `firedrill recover --run {}`",
+                        left.join("; "),
+                        self.plan.run_id
+                    ),
+                );
+            }
             match trial_outcome {
                 TrialOutcome::Recovered => {}
                 TrialOutcome::Inconclusive => return (Outcome::Inconclusive, why),
@@ -337,17 +357,27 @@ impl Executor<'_> {
             // the call is abandoned (a command's process is killed), and what it may already
             // have done is reverted like any unknown outcome.
             let injected_now = match prepared {
-                Ok(_) => tokio::select! {
-                    r = f.inject(label.clone()) => r,
-                    _ = self.opts.cancel.cancelled() => {
-                        stopped_injecting = Some(format!(
-                            "stopped while injecting {label}; it may have been applied, and was reverted"
-                        ));
-                        Err(fault::FaultError::Inject(
-                            "stopped while the call was in flight".into(),
-                        ))
+                Ok(_) => {
+                    let journal = self.opts.journal.as_deref();
+                    let spawned = move |child| {
+                        if let (Some(seq), Some(j)) = (seq, journal) {
+                            if let Err(e) = j.child(seq, child) {
+                                tracing::error!(error = %e, "cannot record the injector's process in the journal");
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        r = f.inject_tracked(label.clone(), &spawned) => r,
+                        _ = self.opts.cancel.cancelled() => {
+                            stopped_injecting = Some(format!(
+                                "stopped while injecting {label}; it may have been applied, and was reverted"
+                            ));
+                            Err(fault::FaultError::Inject(
+                                "stopped while the call was in flight".into(),
+                            ))
+                        }
                     }
-                },
+                }
                 Err(e) => Err(e),
             };
             if let (Some(seq), Some(j)) = (seq, &self.opts.journal) {
@@ -407,6 +437,10 @@ impl Executor<'_> {
         } else {
             match self.hold(index, &injected, &mut records).await {
                 Some(stopped) => stopped,
+                None if !self.left.is_empty() => (
+                    TrialOutcome::Inconclusive,
+                    "a lasting fault could not be removed, so recovery was not observed".into(),
+                ),
                 None => self.observe(index).await,
             }
         };
@@ -422,10 +456,18 @@ impl Executor<'_> {
                     fault: label.clone(),
                     detail: format!("{detail} (its injection may have been applied)"),
                 },
-                Err(e) => EventKind::RevertFailed {
-                    fault: label.clone(),
-                    error: e.to_string(),
-                },
+                Err(e) => {
+                    self.left.push(FaultLeft {
+                        trial: index,
+                        fault: label.clone(),
+                        revert: plan.describe(),
+                        error: e.to_string(),
+                    });
+                    EventKind::RevertFailed {
+                        fault: label.clone(),
+                        error: e.to_string(),
+                    }
+                }
             };
             self.rec.event(Some(index), kind);
         }
@@ -436,6 +478,10 @@ impl Executor<'_> {
         }
         self.rec.set_faults(records.into_iter().flatten().collect());
         self.pace.send_replace(Pace::Steady);
+        if !self.left.is_empty() {
+            // The steady state cannot be expected back with a fault still in place.
+            return self.rec.end_trial(outcome, why);
+        }
         self.final_steady_state(index, outcome, why).await
     }
 
@@ -506,6 +552,12 @@ impl Executor<'_> {
                             error: e.to_string(),
                         },
                     );
+                    self.left.push(FaultLeft {
+                        trial: index,
+                        fault: inj.fault.clone(),
+                        revert: inj.revert.describe(),
+                        error: e.to_string(),
+                    });
                     (None, Some(e.to_string()))
                 }
             };
@@ -754,6 +806,7 @@ pub(crate) fn new_record(plan: &Plan, clock: &Clock) -> RunRecord {
         data_loss: vec![],
         events: vec![],
         events_dropped: 0,
+        faults_left: vec![],
         firedrill_version: env!("CARGO_PKG_VERSION").into(),
     }
 }

@@ -100,6 +100,14 @@ where
     (out, errors)
 }
 
+/// `value` escaped so that [`expand`] gives it back unchanged: how a value that is data (a
+/// `--var` from the command line) travels where values are expanded (`firedrill.yaml`'s
+/// `vars`, which may read `${env:NAME}`). Without it, `--var 'x=${env:NAME}'` would read any
+/// variable of the runner's environment into the drill.
+pub fn literal(value: &str) -> String {
+    value.replace("${", "$${")
+}
+
 /// Resolves references for one experiment load and remembers which values are secrets.
 pub struct Resolver<'a> {
     pub env_name: &'a str,
@@ -366,6 +374,24 @@ mod tests {
         assert_eq!(errs[0].help.as_deref(), Some("did you mean `host`?"));
         assert_eq!(errs[1].offset, 9);
         assert_eq!(errs[1].message, "unterminated `${`");
+    }
+
+    #[test]
+    fn a_literal_value_expands_to_itself() {
+        for v in [
+            "${env:HOME}",
+            "a$${b",
+            "$${",
+            "$$${x}",
+            "${",
+            "$",
+            "plain",
+            "${a}${b}",
+        ] {
+            let (out, errs) = expand(&literal(v), |_| Err(("no".into(), None)));
+            assert!(errs.is_empty(), "{v}: {errs:?}");
+            assert_eq!(out, v);
+        }
     }
 
     #[test]

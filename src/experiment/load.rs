@@ -1413,6 +1413,14 @@ impl Builder<'_, '_> {
                 Some("e.g. `host=127.0.0.1,127.0.0.1 port=5441,5442 user=postgres dbname=postgres target_session_attrs=read-write`".into()),
             );
         }
+        if let Err(e) = crate::probe::postgres::split_tls(&spec.dsn) {
+            self.cx.error(
+                at(n, "dsn"),
+                &child_path(path, "dsn"),
+                e,
+                Some("TLS is rustls with the certificate verified; `sslrootcert=FILE` names the trusted roots (else the system's)".into()),
+            );
+        }
         if let PostgresMode::Write { rate_hz, .. } = &spec.mode {
             if !(rate_hz.is_finite() && *rate_hz > 0.0 && *rate_hz <= 1000.0) {
                 self.cx.error(

@@ -24,6 +24,7 @@ pub use diag::{Diagnostic, Diagnostics, Severity};
 pub use env::{
     environment_named, find_environments_file, load_environments_bytes, ENVIRONMENTS_FILE,
 };
+pub use interp::literal as literal_value;
 pub use load::parse_yaml;
 pub use model::*;
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{FaultError, Injection, RevertPlan};
-use crate::probe::command::{failure_reason, run_argv};
+use crate::platform::child::ChildId;
+use crate::probe::command::{failure_reason, run_argv_tracked};
 
 pub struct CommandFault {
     run: Vec<String>,
@@ -35,9 +36,14 @@ impl CommandFault {
         }
     }
 
-    pub async fn inject(&self, label: String) -> Result<Injection, FaultError> {
+    /// Runs the inject argv; `spawned` learns its child's identity as soon as it exists.
+    pub async fn inject(
+        &self,
+        label: String,
+        spawned: &(dyn Fn(ChildId) + Send + Sync),
+    ) -> Result<Injection, FaultError> {
         let sent_at = Instant::now();
-        let (status, stderr) = run_argv(&self.run, self.timeout)
+        let (status, stderr) = run_argv_tracked(&self.run, self.timeout, spawned)
             .await
             .map_err(FaultError::Inject)?;
         let accepted_at = Instant::now();
@@ -73,7 +79,9 @@ impl CommandFault {
 }
 
 pub async fn run_revert(argv: &[String], timeout: Duration) -> Result<String, FaultError> {
-    let (status, stderr) = run_argv(argv, timeout).await.map_err(FaultError::Revert)?;
+    let (status, stderr) = run_argv_tracked(argv, timeout, &|_| {})
+        .await
+        .map_err(FaultError::Revert)?;
     if status.success() {
         Ok(format!("ran {argv:?}"))
     } else {

@@ -336,9 +336,19 @@ impl Fault {
 
     /// Inject, recording the fault under `label` (its [`Fault::label_with`]).
     pub async fn inject(&self, label: String) -> Result<Injection, FaultError> {
+        self.inject_tracked(label, &|_| {}).await
+    }
+
+    /// Injects; a fault that runs a program reports its child to `spawned` as soon as it
+    /// exists, so that the journal names it before it can do anything.
+    pub async fn inject_tracked(
+        &self,
+        label: String,
+        spawned: &(dyn Fn(crate::platform::child::ChildId) + Send + Sync),
+    ) -> Result<Injection, FaultError> {
         match self {
             Fault::ProcessKill(f) => f.inject(label).await,
-            Fault::Command(f) => f.inject(label).await,
+            Fault::Command(f) => f.inject(label, spawned).await,
             Fault::PodKill(f) => f.inject(label).await,
             Fault::Network(f) => f.inject(label).await,
             Fault::DbFailover(f) => f.inject(label).await,
@@ -368,8 +378,50 @@ fn kube_target<'e>(
     }
 }
 
-/// Undo an injection. Idempotent: reverting what is already reverted succeeds.
+/// How a revert is retried: up to 4 attempts, 200ms .. 3s of jittered backoff between them
+/// (about 1.5s of waiting in all), each attempt bounded by its own timeout. A revert is the
+/// promise that the system is left as it was found: one refused call (an API restarting, a
+/// lock held for a moment) must not break it, and a revert that still fails must be reported
+/// at once rather than retried for minutes while the fault stays.
+pub const REVERT_RETRY: crate::platform::retry::Backoff = crate::platform::retry::Backoff {
+    attempts: 4,
+    base: Duration::from_millis(200),
+    max: Duration::from_secs(3),
+    attempt_timeout: Duration::from_secs(60),
+    max_retry_after: Duration::from_secs(3),
+};
+
+impl crate::platform::retry::Attempt for FaultError {
+    fn verdict(&self) -> crate::platform::retry::Verdict {
+        // Reverts are idempotent by contract: a retry is always safe, and why it failed
+        // (an exit status, a 503) says nothing about whether the next attempt will.
+        crate::platform::retry::Verdict::Retry(None)
+    }
+
+    fn maybe_applied(&self) -> bool {
+        true
+    }
+
+    fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// Undo an injection, retried within [`REVERT_RETRY`]. Idempotent: reverting what is already
+/// reverted succeeds. The error names the last attempt's failure and how many were made.
 pub async fn revert(plan: &RevertPlan, ctx: &RevertContext) -> Result<String, FaultError> {
+    let mut policy = REVERT_RETRY;
+    if let RevertPlan::Command { timeout, .. } = plan {
+        // The command's own timeout bounds it; the policy's only catches what ignores it.
+        policy.attempt_timeout = *timeout + Duration::from_secs(1);
+    }
+    crate::platform::retry::retry("revert", &policy, || revert_once(plan, ctx))
+        .await
+        .map_err(|f| FaultError::Revert(f.to_string()))
+}
+
+/// One attempt at undoing an injection.
+pub async fn revert_once(plan: &RevertPlan, ctx: &RevertContext) -> Result<String, FaultError> {
     match plan {
         RevertPlan::Irreversible { why } => Ok(format!("nothing to revert: {why}")),
         RevertPlan::Command { argv, timeout } => command::run_revert(argv, *timeout).await,

@@ -41,14 +41,47 @@ pub async fn run_argv(
     timeout: Duration,
 ) -> Result<(std::process::ExitStatus, String), Reason> {
     let (program, args) = argv.split_first().ok_or("empty command")?;
-    let mut child = Command::new(program)
-        .args(args)
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    wait_child(cmd, program, timeout, None).await
+}
+
+/// Like [`run_argv`], for a fault's command: the child leads its own process group, gets a
+/// parent-death signal (see [`crate::platform::child`]), is reported to `spawned` as soon as
+/// it exists (so the journal can name it), and on a timeout its whole group is killed.
+pub async fn run_argv_tracked(
+    argv: &[String],
+    timeout: Duration,
+    spawned: &(dyn Fn(crate::platform::child::ChildId) + Send + Sync),
+) -> Result<(std::process::ExitStatus, String), Reason> {
+    let program = argv.first().ok_or("empty command")?;
+    let cmd = crate::platform::child::command(argv)?;
+    wait_child(cmd, program, timeout, Some(spawned)).await
+}
+
+async fn wait_child(
+    mut cmd: Command,
+    program: &str,
+    timeout: Duration,
+    spawned: Option<&(dyn Fn(crate::platform::child::ChildId) + Send + Sync)>,
+) -> Result<(std::process::ExitStatus, String), Reason> {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run `{program}`: {e}"))?;
+    let group = match (spawned, child.id()) {
+        (Some(report), Some(pid)) => {
+            report(crate::platform::child::identify(pid));
+            Some(pid)
+        }
+        _ => None,
+    };
+    // A fault's call abandoned mid-way (a stop while it runs): its whole group is killed, so
+    // nothing of it goes on after its effect was reverted.
+    let mut abandoned = GroupGuard(group);
     let mut stderr = child.stderr.take();
     let wait = async {
         let mut buf = Vec::new();
@@ -59,13 +92,31 @@ pub async fn run_argv(
         let status = child.wait().await;
         (status, buf)
     };
-    match tokio::time::timeout(timeout, wait).await {
+    let result = tokio::time::timeout(timeout, wait).await;
+    abandoned.0 = None;
+    match result {
         Ok((Ok(status), buf)) => Ok((status, first_line(&buf))),
         Ok((Err(e), _)) => Err(format!("`{program}`: {e}")),
-        Err(_) => Err(format!(
-            "`{program}` timed out after {}",
-            humantime::format_duration(timeout)
-        )),
+        Err(_) => {
+            if let Some(pgid) = group {
+                crate::platform::child::kill_group_now(pgid);
+            }
+            Err(format!(
+                "`{program}` timed out after {}",
+                humantime::format_duration(timeout)
+            ))
+        }
+    }
+}
+
+/// Kills a process group when dropped, unless disarmed (`.0 = None`).
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            crate::platform::child::kill_group_now(pgid);
+        }
     }
 }
 

@@ -17,15 +17,23 @@
 //!
 //! Secrets: the DSN's password, and one given through `password-env`/`password-file`, never
 //! appear in an error or a report: every message built here is passed through [`Redactor`].
+//!
+//! TLS ([`TlsMode`]): the DSN's `sslmode` and `sslrootcert` are honoured with rustls, and a
+//! certificate is always verified: `prefer` (the default, as in libpq) and `require` verify
+//! the chain against `sslrootcert` (else the system's roots), `verify-ca` too, `verify-full`
+//! also the host name; `prefer` falls back to plaintext only when the server offers no TLS.
+//! `allow` is refused by `validate`: it would try plaintext first.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Observation, ProbeSample, Reason, SourceContext};
 use crate::analysis::rpo::{WriteAttempt, WriteOutcome};
@@ -168,10 +176,282 @@ fn redact_kv_password(s: &str, sep: char) -> String {
     out
 }
 
+/// `sslmode` as firedrill honours it (see the module's doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// The TLS part of a DSN: tokio-postgres knows neither `sslrootcert` nor the `verify-*`
+/// modes, so they are taken out of the DSN before it parses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOptions {
+    pub mode: TlsMode,
+    /// `sslrootcert`: a PEM file of trusted roots; `None` or `system`: the system's roots.
+    pub root_cert: Option<PathBuf>,
+}
+
+impl TlsMode {
+    fn parse(v: &str) -> Result<TlsMode, String> {
+        Ok(match v {
+            "disable" => TlsMode::Disable,
+            "prefer" => TlsMode::Prefer,
+            "require" => TlsMode::Require,
+            "verify-ca" => TlsMode::VerifyCa,
+            "verify-full" => TlsMode::VerifyFull,
+            "allow" => return Err("sslmode=allow is not supported: it tries plaintext first; use `prefer`, `require`, `verify-ca` or `verify-full` (TLS, certificate verified) or `disable`".into()),
+            other => return Err(format!("unknown sslmode `{other}`: use disable, prefer, require, verify-ca or verify-full")),
+        })
+    }
+
+    /// What tokio-postgres itself is told: it only decides whether TLS is attempted/required.
+    fn for_driver(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable",
+            TlsMode::Prefer => "prefer",
+            TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => "require",
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).and_then(|&b| hex(b)),
+            bytes.get(i + 2).and_then(|&b| hex(b)),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Splits the TLS options off a DSN (key/value or URL form); returns the DSN tokio-postgres
+/// is given (its `sslmode` rewritten to what the driver understands) and the options.
+pub fn split_tls(dsn: &str) -> Result<(String, TlsOptions), String> {
+    let mut mode = None;
+    let mut root = None;
+    let mut take = |key: &str, value: String| -> Result<bool, String> {
+        match key {
+            "sslmode" => mode = Some(TlsMode::parse(&value)?),
+            "sslrootcert" => root = Some(value),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    };
+    let trimmed = dsn.trim_start();
+    let rest = if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
+        match dsn.split_once('?') {
+            None => dsn.to_string(),
+            Some((base, query)) => {
+                let mut kept = Vec::new();
+                for pair in query.split('&') {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    if !take(&percent_decode(k), percent_decode(v))? {
+                        kept.push(pair);
+                    }
+                }
+                if kept.is_empty() {
+                    base.to_string()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
+                }
+            }
+        }
+    } else {
+        // key = value pairs; a value may be 'quoted' with \' and \\ escapes.
+        let chars: Vec<char> = dsn.chars().collect();
+        let mut kept = String::new();
+        let mut i = 0;
+        while i < chars.len() {
+            if chars[i].is_whitespace() {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            let mut key = String::new();
+            while i < chars.len() && chars[i] != '=' && !chars[i].is_whitespace() {
+                key.push(chars[i]);
+                i += 1;
+            }
+            while i < chars.len() && chars[i].is_whitespace() {
+                i += 1;
+            }
+            if i < chars.len() && chars[i] == '=' {
+                i += 1;
+            }
+            while i < chars.len() && chars[i].is_whitespace() {
+                i += 1;
+            }
+            let mut value = String::new();
+            if i < chars.len() && chars[i] == '\'' {
+                i += 1;
+                while i < chars.len() && chars[i] != '\'' {
+                    if chars[i] == '\\' && i + 1 < chars.len() {
+                        i += 1;
+                    }
+                    value.push(chars[i]);
+                    i += 1;
+                }
+                i += 1;
+            } else {
+                while i < chars.len() && !chars[i].is_whitespace() {
+                    if chars[i] == '\\' && i + 1 < chars.len() {
+                        i += 1;
+                    }
+                    value.push(chars[i]);
+                    i += 1;
+                }
+            }
+            if !take(&key, value)? {
+                let end = i.min(chars.len());
+                kept.push_str(&chars[start..end].iter().collect::<String>());
+                kept.push(' ');
+            }
+        }
+        kept.trim_end().to_string()
+    };
+    let mode = mode.unwrap_or(TlsMode::Prefer);
+    let root_cert = root.filter(|r| r != "system").map(PathBuf::from);
+    let sep = if rest.starts_with("postgres://") || rest.starts_with("postgresql://") {
+        if rest.contains('?') {
+            "&"
+        } else {
+            "?"
+        }
+    } else if rest.is_empty() {
+        ""
+    } else {
+        " "
+    };
+    Ok((
+        format!("{rest}{sep}sslmode={}", mode.for_driver()),
+        TlsOptions { mode, root_cert },
+    ))
+}
+
+/// Accepts what the chain check accepts and ignores only a name mismatch: `verify-ca`'s (and
+/// `require`'s) promise — the server holds a certificate from a trusted CA.
+#[derive(Debug)]
+struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl rustls::client::danger::ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls_pki_types::CertificateDer<'_>,
+        intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        server_name: &rustls_pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use rustls::{CertificateError, Error};
+        // The chain is checked before the name: a name error means the chain was good.
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// The rustls connector for these options (`None`: plaintext only).
+fn tls_connector(opts: &TlsOptions) -> Result<Option<MakeRustlsConnect>, String> {
+    use rustls_pki_types::pem::PemObject;
+    if opts.mode == TlsMode::Disable {
+        return Ok(None);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match &opts.root_cert {
+        Some(path) => {
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+            for c in certs {
+                let c = c.map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+                roots
+                    .add(c)
+                    .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!(
+                    "sslrootcert {} holds no certificate",
+                    path.display()
+                ));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| format!("cannot build the certificate verifier: {e}"))?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let config = if opts.mode == TlsMode::VerifyFull {
+        builder.with_webpki_verifier(verifier).with_no_client_auth()
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ChainOnly(verifier)))
+            .with_no_client_auth()
+    };
+    Ok(Some(MakeRustlsConnect::new(config)))
+}
+
 /// A connection config ready to use, and what must never be printed.
 #[derive(Clone)]
 pub struct Target {
     config: Config,
+    tls: Option<MakeRustlsConnect>,
+    tls_mode: TlsMode,
     shown: String,
     redactor: Redactor,
     timeout: Duration,
@@ -185,9 +465,14 @@ impl Target {
         if spec.timeout.is_zero() {
             return Err(PgError::Config("timeout must be more than 0".into()));
         }
-        let mut config: Config = spec.dsn.parse().map_err(|e: tokio_postgres::Error| {
+        let (dsn, tls) =
+            split_tls(&spec.dsn).map_err(|e| PgError::Config(format!("dsn `{shown}`: {e}")))?;
+        let mut config: Config = dsn.parse().map_err(|e: tokio_postgres::Error| {
             PgError::Config(format!("dsn `{shown}`: {}", error_text(&e)))
         })?;
+        let tls_mode = tls.mode;
+        let tls =
+            tls_connector(&tls).map_err(|e| PgError::Config(format!("dsn `{shown}`: {e}")))?;
         if let Some(p) = config.get_password() {
             redactor
                 .secrets
@@ -225,6 +510,8 @@ impl Target {
         }
         Ok(Target {
             config,
+            tls,
+            tls_mode,
             shown,
             redactor,
             timeout: spec.timeout,
@@ -251,14 +538,37 @@ impl Target {
         // the whole attempt too.
         let hosts = self.config.get_hosts().len().max(1) as u32;
         let limit = self.timeout * hosts + Duration::from_millis(100);
-        let (client, conn) = match tokio::time::timeout(limit, self.config.connect(NoTls)).await {
-            Err(_) => return Err(fail(format!("timed out after {limit:?}"))),
-            Ok(Err(e)) => return Err(fail(error_text(&e))),
-            Ok(Ok(pair)) => pair,
+        let io = match &self.tls {
+            None => match tokio::time::timeout(limit, self.config.connect(NoTls)).await {
+                Err(_) => return Err(fail(format!("timed out after {limit:?}"))),
+                Ok(Err(e)) => return Err(fail(error_text(&e))),
+                Ok(Ok((client, conn))) => (
+                    client,
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    }),
+                ),
+            },
+            Some(tls) => {
+                match tokio::time::timeout(limit, self.config.connect(tls.clone())).await {
+                    Err(_) => return Err(fail(format!("timed out after {limit:?}"))),
+                    Ok(Err(e)) => {
+                        return Err(fail(format!(
+                            "{} (sslmode={:?})",
+                            error_text(&e),
+                            self.tls_mode
+                        )))
+                    }
+                    Ok(Ok((client, conn))) => (
+                        client,
+                        tokio::spawn(async move {
+                            let _ = conn.await;
+                        }),
+                    ),
+                }
+            }
         };
-        let io = tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let (client, io) = io;
         Ok(Session { client, io })
     }
 
@@ -637,6 +947,30 @@ fn valid_table_name(t: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_options_are_taken_out_of_the_dsn_in_both_forms() {
+        let (rest, o) =
+            split_tls("host=h port=5 sslmode=verify-full sslrootcert='/a b/ca.pem' user=u")
+                .unwrap();
+        assert_eq!(rest, "host=h port=5 user=u sslmode=require");
+        assert_eq!(o.mode, TlsMode::VerifyFull);
+        assert_eq!(o.root_cert, Some(PathBuf::from("/a b/ca.pem")));
+        let (rest, o) =
+            split_tls("postgres://u@h:5/d?sslrootcert=%2Ftmp%2Fca.pem&application_name=x").unwrap();
+        assert_eq!(rest, "postgres://u@h:5/d?application_name=x&sslmode=prefer");
+        assert_eq!(o.mode, TlsMode::Prefer);
+        assert_eq!(o.root_cert, Some(PathBuf::from("/tmp/ca.pem")));
+        let (rest, o) = split_tls("postgres://h/d?sslmode=disable").unwrap();
+        assert_eq!(rest, "postgres://h/d?sslmode=disable");
+        assert_eq!(o.mode, TlsMode::Disable);
+        let (_, o) = split_tls("host=h sslrootcert=system").unwrap();
+        assert_eq!(o.root_cert, None);
+        assert!(split_tls("host=h sslmode=allow")
+            .unwrap_err()
+            .contains("plaintext first"));
+        assert!(split_tls("host=h sslmode=bogus").is_err());
+    }
 
     fn spec(dsn: &str, mode: PostgresMode) -> PostgresProbeSpec {
         PostgresProbeSpec {

@@ -3,6 +3,11 @@
 //!
 //! Bodies are parsed by hand rather than with axum's `Json` extractor because its rejections
 //! are not in Toxiproxy's error shape.
+//!
+//! Unlike Toxiproxy, every request passes [`guard`] first: a loopback `Host` and `Origin`
+//! (403), the token when one is set (401), and a JSON content type for any body (415), so that
+//! a web page cannot drive the API with a simple `text/plain` POST. Proxies created or moved
+//! through the API listen on loopback only unless [`ApiAccess::allow_remote_listen`].
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -15,7 +20,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
-use super::{ProxyConfig, ProxyError, ProxyInfo, ProxyServer, ProxyUpdate, Toxic};
+use axum::extract::Request;
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::Extension;
+
+use super::{ApiAccess, ProxyConfig, ProxyError, ProxyInfo, ProxyServer, ProxyUpdate, Toxic};
 
 /// The Toxiproxy API version we are compatible with, plus who we are.
 const VERSION: &str = "2.12.0-firedrill";
@@ -34,7 +44,8 @@ impl IntoResponse for ProxyError {
     }
 }
 
-pub(super) fn router(server: Arc<ProxyServer>) -> Router {
+pub(super) fn router(server: Arc<ProxyServer>, access: ApiAccess) -> Router {
+    let access = Arc::new(access);
     Router::new()
         .route("/version", get(version))
         .route("/reset", post(reset))
@@ -64,7 +75,61 @@ pub(super) fn router(server: Arc<ProxyServer>) -> Router {
                 Json(json!({"error": "not found", "status": 404})),
             )
         })
+        .layer(middleware::from_fn(guard))
+        .layer(Extension(access))
         .with_state(server)
+}
+
+/// Byte-wise comparison in time independent of where the strings differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn guard(
+    Extension(access): Extension<Arc<ApiAccess>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ProxyError> {
+    let headers = req.headers();
+    crate::safety::loopback::check(headers, req.uri().authority().map(|a| a.as_str()))
+        .map_err(|e| ProxyError::Forbidden(e.to_string()))?;
+    if let Some(token) = &access.token {
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same_secret(sent.as_bytes(), token.as_bytes()) {
+            return Err(ProxyError::Unauthorized);
+        }
+    }
+    let has_body = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|n| n.trim() != "0")
+        || headers.contains_key(header::TRANSFER_ENCODING);
+    if has_body {
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Err(ProxyError::UnsupportedMediaType(
+                "request bodies must be JSON: send `Content-Type: application/json`".into(),
+            ));
+        }
+    }
+    Ok(next.run(req).await)
+}
+
+/// Refuses a non-loopback listen address unless the API allows it.
+fn check_listen(access: &ApiAccess, listen: SocketAddr) -> Result<SocketAddr, ProxyError> {
+    if access.allow_remote_listen || listen.ip().is_loopback() {
+        Ok(listen)
+    } else {
+        Err(ProxyError::RemoteListen(listen))
+    }
 }
 
 fn proxy_json(p: &ProxyInfo) -> Value {
@@ -148,15 +213,24 @@ async fn list_proxies(State(s): Srv) -> Json<Value> {
     Json(Value::Object(map))
 }
 
-async fn create_proxy(State(s): Srv, body: Bytes) -> Result<Response, ProxyError> {
+async fn create_proxy(
+    State(s): Srv,
+    Extension(access): Extension<Arc<ApiAccess>>,
+    body: Bytes,
+) -> Result<Response, ProxyError> {
     let cfg = proxy_config(&parse_body(&body)?)?;
+    check_listen(&access, cfg.listen)?;
     let info = s.add_proxy(cfg).await?;
     Ok((StatusCode::CREATED, Json(proxy_json(&info))).into_response())
 }
 
 /// Creates or replaces a list of proxies: an existing proxy with the same listen address and
 /// upstream is kept (with its toxics), a different one is replaced.
-async fn populate(State(s): Srv, body: Bytes) -> Result<Response, ProxyError> {
+async fn populate(
+    State(s): Srv,
+    Extension(access): Extension<Arc<ApiAccess>>,
+    body: Bytes,
+) -> Result<Response, ProxyError> {
     let items = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Array(a)) => a,
         Ok(Value::Object(mut m)) => match m.remove("proxies") {
@@ -168,7 +242,9 @@ async fn populate(State(s): Srv, body: Bytes) -> Result<Response, ProxyError> {
     let mut configs = Vec::with_capacity(items.len());
     for item in &items {
         let m = item.as_object().ok_or(ProxyError::BadRequestBody)?;
-        configs.push(proxy_config(m)?);
+        let cfg = proxy_config(m)?;
+        check_listen(&access, cfg.listen)?;
+        configs.push(cfg);
     }
     let mut out = Vec::with_capacity(configs.len());
     for cfg in configs {
@@ -205,13 +281,16 @@ async fn show_proxy(State(s): Srv, Path(name): Path<String>) -> Result<Json<Valu
 
 async fn update_proxy(
     State(s): Srv,
+    Extension(access): Extension<Arc<ApiAccess>>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ProxyError> {
     let m = parse_body(&body)?;
     let update = ProxyUpdate {
         enabled: bool_field(&m, "enabled")?,
-        listen: string_field(&m, "listen")?.map(parse_listen).transpose()?,
+        listen: string_field(&m, "listen")?
+            .map(|l| parse_listen(l).and_then(|a| check_listen(&access, a)))
+            .transpose()?,
         upstream: string_field(&m, "upstream")?.map(str::to_string),
     };
     Ok(Json(proxy_json(&s.update_proxy(&name, update).await?)))

@@ -39,6 +39,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use standalone::{run_standalone, ProxyArgs};
+
 pub use toxic::{Stream, Toxic, ToxicKind};
 
 use link::{ActiveToxic, ConnCtx, ToxicSet};
@@ -76,6 +77,14 @@ pub enum ProxyError {
     },
     #[error("refusing to serve the control API on non-loopback address {0}")]
     NonLoopbackApi(SocketAddr),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("this control API needs a token: send `Authorization: Bearer TOKEN`")]
+    Unauthorized,
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("refusing to listen on non-loopback address {0}: start `firedrill proxy --allow-remote-listen` to let proxies listen beyond this machine")]
+    RemoteListen(SocketAddr),
     #[error("the proxy must run inside a tokio runtime")]
     NoRuntime,
     #[error("control API: {0}")]
@@ -95,10 +104,23 @@ impl ProxyError {
             | ProxyError::BadRequestBody
             | ProxyError::InvalidUpstream(_)
             | ProxyError::InvalidListen(_)
+            | ProxyError::RemoteListen(_)
             | ProxyError::NonLoopbackApi(_) => 400,
+            ProxyError::Unauthorized => 401,
+            ProxyError::Forbidden(_) => 403,
+            ProxyError::UnsupportedMediaType(_) => 415,
             ProxyError::Bind { .. } | ProxyError::NoRuntime | ProxyError::Io(_) => 500,
         }
     }
+}
+
+/// Who may use the control API, and what it may create.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiAccess {
+    /// When set, every request must send `Authorization: Bearer TOKEN`.
+    pub token: Option<String>,
+    /// Proxies created or moved through the API may listen on non-loopback addresses.
+    pub allow_remote_listen: bool,
 }
 
 /// What it takes to create a proxy.
@@ -483,11 +505,24 @@ impl ProxyServer {
         }
     }
 
-    /// Serves the Toxiproxy-compatible control API on `listener` until `shutdown` completes.
-    /// The listener must be on a loopback address: the API has no authentication.
+    /// Serves the Toxiproxy-compatible control API on `listener` until `shutdown` completes,
+    /// with the default [`ApiAccess`] (no token, loopback listeners only).
     pub async fn serve_api(
         self: Arc<Self>,
         listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ProxyError> {
+        self.serve_api_with(listener, ApiAccess::default(), shutdown)
+            .await
+    }
+
+    /// Serves the control API with these access rules. The listener must be on a loopback
+    /// address; requests must be addressed to a loopback name, carry no foreign `Origin`,
+    /// and send bodies as JSON (see [`crate::safety::loopback`]).
+    pub async fn serve_api_with(
+        self: Arc<Self>,
+        listener: TcpListener,
+        access: ApiAccess,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ProxyError> {
         let addr = listener.local_addr()?;
@@ -495,7 +530,7 @@ impl ProxyServer {
             return Err(ProxyError::NonLoopbackApi(addr));
         }
         tracing::info!(api = %addr, "control API listening");
-        axum::serve(listener, api::router(self))
+        axum::serve(listener, api::router(self, access))
             .with_graceful_shutdown(shutdown)
             .await?;
         Ok(())

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use super::{ProxyConfig, ProxyServer};
+use super::{ApiAccess, ProxyConfig, ProxyServer};
 
 /// Arguments of `firedrill proxy`.
 #[derive(Debug, Clone, clap::Args)]
@@ -19,9 +19,17 @@ pub struct ProxyArgs {
     /// Name of the proxy in the control API.
     #[arg(long, default_value = "firedrill")]
     pub name: String,
-    /// Address of the Toxiproxy-compatible control API; must be loopback (no authentication).
+    /// Address of the Toxiproxy-compatible control API; must be loopback.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8474")]
     pub api: SocketAddr,
+    /// Let proxies (this one and those created through the API) listen on non-loopback
+    /// addresses, reachable from other machines.
+    #[arg(long)]
+    pub allow_remote_listen: bool,
+    /// Demand `Authorization: Bearer TOKEN` on every API request, TOKEN being the value of
+    /// this environment variable (other local users can reach a loopback port too).
+    #[arg(long, value_name = "VAR")]
+    pub api_token_env: Option<String>,
     /// Seed of the toxicity and jitter draws, for reproducible runs.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -35,6 +43,28 @@ pub async fn run_standalone(args: ProxyArgs) -> anyhow::Result<()> {
             args.api
         );
     }
+    if !args.allow_remote_listen && !args.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to listen on {}: it is reachable from other machines; pass --allow-remote-listen if that is what you want",
+            args.listen
+        );
+    }
+    let token = match &args.api_token_env {
+        None => None,
+        Some(var) => match std::env::var(var) {
+            Ok(t) if !t.is_empty() => {
+                crate::safety::redact::register(&t);
+                Some(t)
+            }
+            _ => anyhow::bail!(
+                "--api-token-env {var}: the environment variable `{var}` is not set or empty"
+            ),
+        },
+    };
+    let access = ApiAccess {
+        token,
+        allow_remote_listen: args.allow_remote_listen,
+    };
     let server = ProxyServer::new(args.seed);
     let info = server
         .add_proxy(ProxyConfig {
@@ -53,7 +83,7 @@ pub async fn run_standalone(args: ProxyArgs) -> anyhow::Result<()> {
         info.name, info.listen, info.upstream, args.api
     );
     server
-        .serve_api(api, shutdown_signal())
+        .serve_api_with(api, access, shutdown_signal())
         .await
         .context("control API")?;
     Ok(())

@@ -123,6 +123,16 @@ pub fn junit(r: &RunRecord, gate: Option<&Comparison>) -> Result<String, String>
             suite.add_test_case(case);
         }
     }
+    if !r.faults_left.is_empty() {
+        let left: Vec<String> = r.faults_left.iter().map(|f| f.describe()).collect();
+        let status = failure(
+            format!("fault left in place: {}", left.join("; ")),
+            "fault-left-in-place",
+        );
+        let mut case = TestCase::new("every fault reverted", status);
+        case.set_classname(class.clone());
+        suite.add_test_case(case);
+    }
     if let Some(g) = gate {
         let status = if g.failed() {
             failure(g.explain(), "recovery-regression")

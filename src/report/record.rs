@@ -38,7 +38,46 @@ pub struct RunRecord {
     pub events: Vec<Event>,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub events_dropped: u64,
+    /// Faults whose revert still failed after its retries: the system was left broken, the
+    /// run stopped there, and it ends `failed` with exit code [`EXIT_FAULT_LEFT`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults_left: Vec<FaultLeft>,
     pub firedrill_version: String,
+}
+
+/// The exit code of a run that left a fault in place (beside 0 passed, 1 failed, 2 invalid
+/// input, 3 aborted/inconclusive/refused, 4 internal error): someone must act now.
+pub const EXIT_FAULT_LEFT: i32 = 5;
+
+/// A fault firedrill could not revert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultLeft {
+    pub trial: u32,
+    pub fault: String,
+    /// What the revert would have done.
+    pub revert: String,
+    /// The last attempt's error.
+    pub error: String,
+}
+
+impl FaultLeft {
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (trial {}; {}): {}",
+            self.fault, self.trial, self.revert, self.error
+        )
+    }
+}
+
+impl RunRecord {
+    /// The process exit code: a fault left in place trumps the outcome's own code.
+    pub fn exit_code(&self) -> i32 {
+        if self.faults_left.is_empty() {
+            self.outcome.exit_code()
+        } else {
+            EXIT_FAULT_LEFT
+        }
+    }
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -92,7 +131,9 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The process exit code (DESIGN.md): 0 passed, 1 failed, 3 aborted or inconclusive.
+    /// The process exit code (DESIGN.md): 0 passed, 1 failed, 3 aborted or inconclusive; a
+    /// run that left a fault in place exits [`EXIT_FAULT_LEFT`] instead
+    /// ([`RunRecord::exit_code`]).
     pub fn exit_code(self) -> i32 {
         match self {
             Outcome::Passed => 0,

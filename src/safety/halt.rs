@@ -55,6 +55,24 @@ pub fn release(state_dir: &Path) -> std::io::Result<bool> {
     }
 }
 
+/// What makes the state directory unusable, if anything: not a directory, or one that
+/// cannot be listed. A missing one is fine (it is created when first needed). Checked before
+/// [`current`], whose fail-closed reading would otherwise call this a halt.
+pub fn state_dir_problem(state_dir: &Path) -> Option<String> {
+    let what = |e: &dyn std::fmt::Display| {
+        format!(
+            "the state directory {} cannot be used: {e}",
+            state_dir.display()
+        )
+    };
+    match std::fs::metadata(state_dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => Some(what(&e)),
+        Ok(m) if !m.is_dir() => Some(what(&"it is not a directory")),
+        Ok(_) => std::fs::read_dir(state_dir).err().map(|e| what(&e)),
+    }
+}
+
 /// The current halt. A halt file that exists but cannot be parsed still halts: failing
 /// closed is the point of a lever.
 pub fn current(state_dir: &Path) -> Option<Halt> {

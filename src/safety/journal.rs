@@ -19,6 +19,7 @@ use std::sync::{Mutex, OnceLock};
 use serde::{Deserialize, Serialize};
 
 use crate::fault::{self, RevertPlan};
+use crate::platform::child::{ChildId, Killed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -70,6 +71,13 @@ enum Record {
         #[serde(rename = "where")]
         at: String,
         revert: RevertPlan,
+    },
+    /// The intent's call started a child process (a `command` fault): written as soon as it
+    /// exists, so that `recover` can kill it and its process group before reverting.
+    Child {
+        seq: u64,
+        #[serde(flatten)]
+        child: ChildId,
     },
     /// The call succeeded; `revert` is the plan the fault returned.
     Applied {
@@ -127,6 +135,8 @@ pub struct Entry {
     pub at: String,
     pub revert: RevertPlan,
     pub status: Status,
+    /// The child process the call started, when it ran a program.
+    pub child: Option<ChildId>,
 }
 
 /// A journal read back.
@@ -292,6 +302,11 @@ impl Journal {
         Ok(seq)
     }
 
+    /// Records the child process an intent's call started (pid, process group, start time).
+    pub fn child(&self, seq: u64, child: ChildId) -> Result<(), JournalError> {
+        self.write(&Record::Child { seq, child })
+    }
+
     pub fn applied(&self, seq: u64, revert: &RevertPlan) -> Result<(), JournalError> {
         self.write(&Record::Applied {
             seq,
@@ -392,8 +407,14 @@ pub fn read(path: &Path) -> Result<State, JournalError> {
                         at,
                         revert,
                         status: Status::Intended,
+                        child: None,
                     },
                 );
+            }
+            Record::Child { seq, child } => {
+                if let Some(e) = entries.get_mut(&seq) {
+                    e.child = Some(child);
+                }
             }
             Record::Applied { seq, revert } => {
                 if let Some(e) = entries.get_mut(&seq) {
@@ -470,6 +491,41 @@ async fn recover_with(path: &Path, close: bool) -> Result<Vec<Recovered>, Journa
     let mut out = Vec::new();
     let pending: Vec<Entry> = state.pending().cloned().collect();
     for e in pending.iter().rev() {
+        // The injector may still be running (its runner was killed mid-call) and would apply
+        // the fault after the revert: it and everything it started go first.
+        let killed = match &e.child {
+            Some(child) => Some(crate::platform::child::kill_group(child, CHILD_WAIT).await),
+            None => None,
+        };
+        if let Some(Killed::Survived(pids)) = &killed {
+            let error = format!(
+                "the injector's process group {} survived SIGKILL (pids {pids:?}); not reverting under it",
+                e.child.map(|c| c.pgid).unwrap_or_default()
+            );
+            append(
+                &mut file,
+                path,
+                &Record::RevertFailed {
+                    seq: e.seq,
+                    error: error.clone(),
+                },
+                true,
+            )?;
+            out.push(Recovered {
+                fault: e.fault.clone(),
+                what: e.what.clone(),
+                at: e.at.clone(),
+                result: RecoverResult::Failed(error),
+            });
+            continue;
+        }
+        let killed_note = match killed {
+            Some(Killed::Killed(n)) => format!(
+                " (first killed {n} process(es) of the injector's group {})",
+                e.child.map(|c| c.pgid).unwrap_or_default()
+            ),
+            _ => String::new(),
+        };
         let result = match &e.revert {
             RevertPlan::Irreversible { why } => {
                 append(
@@ -485,7 +541,7 @@ async fn recover_with(path: &Path, close: bool) -> Result<Vec<Recovered>, Journa
             }
             plan => match revert_replayed(plan, &state.header).await {
                 Ok(detail) => {
-                    let detail = super::redact::text(&detail);
+                    let detail = super::redact::text(&format!("{detail}{killed_note}"));
                     append(
                         &mut file,
                         path,
@@ -535,6 +591,9 @@ async fn recover_with(path: &Path, close: bool) -> Result<Vec<Recovered>, Journa
     }
     Ok(out)
 }
+
+/// How long recover waits for a killed injector's process group to be gone.
+const CHILD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The journal of the drill running in this process, for the panic hook.
 static CURRENT: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();

@@ -7,12 +7,14 @@
 //! - [`lock`]: one drill per target scope (a file lock naming its holder);
 //! - [`halt`]: the operator's lever that stops running drills and refuses new ones;
 //! - [`guard`]: the conditions a protected environment demands before anything is touched;
+//! - [`loopback`]: who may talk to the local HTTP APIs (Host and Origin checks);
 //! - [`redact`]: the one place secrets are scrubbed from every string that leaves the process.
 
 pub mod guard;
 pub mod halt;
 pub mod journal;
 pub mod lock;
+pub mod loopback;
 pub mod redact;
 
 use std::fs::{self, DirBuilder, OpenOptions};

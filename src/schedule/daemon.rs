@@ -477,6 +477,9 @@ pub async fn main(args: ScheduleArgs, state_dir: &std::path::Path) -> anyhow::Re
     let metrics = match args.metrics {
         None => None,
         Some(addr) => {
+            if let Some(w) = super::metrics::exposure_warning(&addr) {
+                eprintln!("{w}");
+            }
             let m = Arc::new(super::metrics::Metrics::new());
             let bound = super::metrics::serve(m.clone(), addr, shutdown.clone()).await?;
             eprintln!("metrics: http://{bound}/metrics");

@@ -1,5 +1,5 @@
 //! Prometheus metrics of scheduled drills (`firedrill schedule --metrics 127.0.0.1:PORT`):
-//! drills run by outcome, time to recover and to detect as histograms, the last success and
+//! drills run by outcome, faults left in place, time to recover and to detect as histograms, the last success and
 //! the next scheduled run, each labelled by experiment and environment.
 //!
 //! A histogram observes each run's mean TTR (and TTD) over its trials: one drill run, one
@@ -45,6 +45,7 @@ fn seconds_histogram() -> Histogram {
 pub struct Metrics {
     registry: Mutex<Registry>,
     runs: Family<DrillOutcome, Counter>,
+    faults_left: Family<Drill, Counter>,
     ttr: SecondsHistogram,
     ttd: SecondsHistogram,
     last_success: Family<Drill, Gauge<f64, AtomicU64>>,
@@ -61,11 +62,17 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("firedrill");
         let runs = Family::<DrillOutcome, Counter>::default();
+        let faults_left = Family::<Drill, Counter>::default();
         let ttr: SecondsHistogram = Family::new_with_constructor(seconds_histogram);
         let ttd: SecondsHistogram = Family::new_with_constructor(seconds_histogram);
         let last_success = Family::<Drill, Gauge<f64, AtomicU64>>::default();
         let next_run = Family::<Drill, Gauge<f64, AtomicU64>>::default();
         registry.register("drills", "Drills run, by outcome", runs.clone());
+        registry.register(
+            "faults_left_in_place",
+            "Faults a drill could not revert (after its retries): someone must restore them",
+            faults_left.clone(),
+        );
         registry.register(
             "time_to_recover_seconds",
             "Time to recover of each drill run (mean over its trials)",
@@ -89,6 +96,7 @@ impl Metrics {
         Metrics {
             registry: Mutex::new(registry),
             runs,
+            faults_left,
             ttr,
             ttd,
             last_success,
@@ -108,6 +116,11 @@ impl Metrics {
                 outcome: run.outcome.to_string(),
             })
             .inc();
+        if !run.faults_left.is_empty() {
+            self.faults_left
+                .get_or_create(&drill)
+                .inc_by(run.faults_left.len() as u64);
+        }
         if let Some(t) = run.ttr {
             self.ttr.get_or_create(&drill).observe(t.as_secs_f64());
         }
@@ -153,6 +166,17 @@ impl Metrics {
 }
 
 /// Serves `GET /metrics` on `addr` until `shutdown`; returns the bound address.
+/// What `schedule --metrics` prints before binding a non-loopback address: the metrics name
+/// every drill and environment, and anyone who can reach the port can read them.
+pub fn exposure_warning(addr: &SocketAddr) -> Option<String> {
+    if addr.ip().is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "WARNING: --metrics {addr} is not a loopback address: every machine that can reach it can read which drills run where and how they fare (no authentication). Use 127.0.0.1:PORT and let the scraper reach it through a tunnel or a sidecar, or firewall the port."
+    ))
+}
+
 pub async fn serve(
     metrics: Arc<Metrics>,
     addr: SocketAddr,

@@ -1,5 +1,5 @@
-//! Webhook notifications of scheduled drills: start, finish (outcome, TTR), abort, and a
-//! missed objective. Two bodies: Slack-compatible (`{"text": ...}`) and a generic JSON
+//! Webhook notifications of scheduled drills: start, finish (outcome, TTR), abort, a
+//! missed objective, and a fault left in place (a revert that failed for good). Two bodies: Slack-compatible (`{"text": ...}`) and a generic JSON
 //! object. A failure to notify is logged and never fails or delays a drill.
 
 use std::time::Duration;
@@ -45,6 +45,12 @@ pub enum Event {
         environment: String,
         ttr_seconds: Option<f64>,
     },
+    /// A revert still failed after its retries: the system is left broken.
+    FaultLeftInPlace {
+        experiment: String,
+        environment: String,
+        faults: Vec<String>,
+    },
 }
 
 impl Event {
@@ -59,6 +65,14 @@ impl Event {
             outcome: run.outcome,
             ttr_seconds,
         }];
+        if !run.faults_left.is_empty() {
+            out.push(Event::FaultLeftInPlace {
+                experiment,
+                environment,
+                faults: run.faults_left.clone(),
+            });
+            return out;
+        }
         match run.outcome {
             Outcome::Aborted => out.push(Event::Aborted {
                 experiment,
@@ -95,6 +109,14 @@ impl Event {
                 environment,
             } => format!(
                 "firedrill: drill `{experiment}` in {environment} was aborted; faults reverted"
+            ),
+            Event::FaultLeftInPlace {
+                experiment,
+                environment,
+                faults,
+            } => format!(
+                "firedrill: drill `{experiment}` in {environment} failed: fault left in place: {}; restore it by hand or run `firedrill recover`",
+                faults.join("; ")
             ),
             Event::ObjectiveMissed {
                 experiment,

@@ -25,6 +25,8 @@ pub struct RunSummary {
     pub ttr: Option<Duration>,
     /// Mean TTD of the run's trials, when any saw impact.
     pub ttd: Option<Duration>,
+    /// Faults the run could not revert (see `RunRecord::faults_left`), described.
+    pub faults_left: Vec<String>,
 }
 
 impl From<&RunRecord> for RunSummary {
@@ -37,6 +39,7 @@ impl From<&RunRecord> for RunSummary {
             finished_at: r.finished_at,
             ttr: r.summary.mttr.as_ref().map(|s| s.mean),
             ttd: r.summary.ttd.as_ref().map(|s| s.mean),
+            faults_left: r.faults_left.iter().map(|f| f.describe()).collect(),
         }
     }
 }
@@ -185,6 +188,7 @@ mod tests {
             finished_at: t(at),
             ttr: None,
             ttd: None,
+            faults_left: vec![],
         }
     }
 

@@ -182,6 +182,21 @@ pub fn router(sim: Arc<Sim>) -> Router {
     Router::new().fallback(handle).with_state(api)
 }
 
+/// A workload's `spec.replicas`: an integer from 0 to the simulation's bound (a huge count
+/// would have the controllers create pods until memory runs out).
+fn check_replicas(info: &ResInfo, name: &str, v: &Value) -> Result<i64, ApiError> {
+    let max = i64::from(super::scenario::MAX_REPLICAS);
+    match v.as_i64() {
+        Some(r) if (0..=max).contains(&r) => Ok(r),
+        _ => Err(ApiError::invalid(
+            info,
+            name,
+            "spec.replicas",
+            &format!("Invalid value: {v}: must be between 0 and {max} in the simulated cluster"),
+        )),
+    }
+}
+
 /// An API error rendered as a `Status` object.
 #[derive(Debug)]
 pub struct ApiError {
@@ -299,10 +314,14 @@ async fn handle(
 ) -> Response {
     let at = SystemTime::now();
     let query = uri.query().unwrap_or("").to_string();
-    let response = match api.route(&method, uri.path(), &query, &headers, body) {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
+    // Like the proxy's API: no web page may drive the cluster through a rebound name.
+    let allowed = crate::safety::loopback::check(&headers, uri.authority().map(|a| a.as_str()))
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "Forbidden", e.to_string()));
+    let response =
+        match allowed.and_then(|()| api.route(&method, uri.path(), &query, &headers, body)) {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
     tracing::debug!(%method, path = uri.path(), %query, status = response.status().as_u16(), "sim api");
     api.sim.record_request(RequestRecord {
         method: method.to_string(),
@@ -909,6 +928,11 @@ impl Api {
             return Err(ApiError::invalid(&t.info, name, "metadata.name",
                 "Invalid value: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"));
         }
+        if t.info.group == "apps" {
+            if let Some(r) = obj.pointer("/spec/replicas") {
+                check_replicas(&t.info, name, r)?;
+            }
+        }
         if t.info.id() == pods()
             && obj
                 .pointer("/spec/containers")
@@ -1214,18 +1238,11 @@ impl Api {
             }
             _ => return Err(ApiError::no_route()),
         }
-        let replicas = scale
-            .pointer("/spec/replicas")
-            .and_then(Value::as_i64)
-            .filter(|r| *r >= 0)
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    &t.info,
-                    name,
-                    "spec.replicas",
-                    "Invalid value: must be greater than or equal to 0",
-                )
-            })?;
+        let replicas = check_replicas(
+            &t.info,
+            name,
+            scale.pointer("/spec/replicas").unwrap_or(&Value::Null),
+        )?;
         let updated = self
             .sim
             .store

@@ -538,6 +538,10 @@ impl Controllers {
         let template = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
         let mut created = 0;
         while active.len() + created < desired {
+            // Reconciling is synchronous: a shutdown must not wait for a large scale-up.
+            if sim.cancel.is_cancelled() {
+                break;
+            }
             let draw = self
                 .name_draws
                 .entry((ns.to_string(), name.to_string()))

@@ -109,7 +109,7 @@ pub struct NamespaceSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DeploymentSpec {
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "bounded_replicas")]
     pub replicas: u32,
     /// Pod labels and selector; `app: <name>` when empty.
     #[serde(default)]
@@ -124,7 +124,7 @@ pub struct DeploymentSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StatefulSetSpec {
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "bounded_replicas")]
     pub replicas: u32,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -134,6 +134,22 @@ pub struct StatefulSetSpec {
 
 fn one() -> u32 {
     1
+}
+
+/// The most replicas one simulated workload may have: every pod is a live object with its
+/// own timers in this process, and a simulation is for drills, not for load.
+pub const MAX_REPLICAS: u32 = 1000;
+
+fn bounded_replicas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u64::deserialize(d)?;
+    u32::try_from(n)
+        .ok()
+        .filter(|&n| n <= MAX_REPLICAS)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "replicas must be between 0 and {MAX_REPLICAS} in the simulated cluster, found {n}"
+            ))
+        })
 }
 
 /// A fixed duration (`200ms`) or a range (`200ms..400ms`) sampled uniformly per use from the
