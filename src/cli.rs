@@ -858,11 +858,29 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         }
     };
     journal::set_current(Some(journal.path().to_path_buf()));
+    // The dead-man switch: if this process dies without finishing (SIGKILL, OOM), the
+    // watchdog replays the journal's reverts at once. No watchdog, no drill: a run that could
+    // leave a fault behind with nobody to remove it is not started.
+    let lifeline = match safety::watchdog::spawn(journal.path()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "error: cannot start the watchdog that reverts a killed run's faults: {e}
+  = help: nothing was touched"
+            );
+            for l in leases {
+                l.release().await;
+            }
+            return Ok(EXIT_INTERNAL);
+        }
+    };
+    tracing::debug!(pid = lifeline.pid, "watchdog started");
 
     let cancel = CancellationToken::new();
     journal::set_cancel_on_panic(Some(cancel.clone()));
     spawn_signal_handler(cancel.clone());
     let halted = spawn_halt_watcher(state_dir.to_path_buf(), kube.clone(), cancel.clone());
+    let ceiling_hit = spawn_ceiling(plan.experiment.max_duration, cancel.clone());
     let mut opts = Options::new(cancel);
     opts.journal = Some(journal.clone());
     opts.steady_state_timeout = args.steady_state_timeout;
@@ -931,9 +949,22 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         ),
         Err(e) => eprintln!("warning: {e}"),
     }
+    // Every revert was attempted and recorded: the watchdog has nothing to do.
+    lifeline.release();
     if let Some(h) = halted.lock().unwrap_or_else(|e| e.into_inner()).clone() {
         if record.outcome == report::record::Outcome::Aborted {
             record.reason = format!("halted ({}); faults were reverted", h.describe());
+        }
+    }
+    if let (Some(max), true) = (
+        plan.experiment.max_duration,
+        ceiling_hit.load(std::sync::atomic::Ordering::SeqCst),
+    ) {
+        if record.outcome == report::record::Outcome::Aborted {
+            record.reason = format!(
+                "max-duration {} reached: every fault was reverted whatever the drill was waiting for",
+                human(max)
+            );
         }
     }
     for l in leases {
@@ -1055,6 +1086,29 @@ async fn start_proxies(
         eprintln!("proxy {}: {} -> {}", p.name, info.listen, p.upstream);
     }
     Ok(Some(server))
+}
+
+/// The run's hard ceiling (`max-duration`): when it passes, the drill is cancelled, which
+/// reverts every fault. Says whether it fired.
+fn spawn_ceiling(
+    max: Option<Duration>,
+    cancel: CancellationToken,
+) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let hit = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some(max) = max {
+        let flag = hit.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(max) => {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    eprintln!("max-duration {} reached: reverting every injected fault", human(max));
+                    cancel.cancel();
+                }
+                _ = cancel.cancelled() => {}
+            }
+        });
+    }
+    hit
 }
 
 /// Every terminating signal a process can catch cancels the drill; the executor then

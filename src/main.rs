@@ -6,6 +6,10 @@ fn main() -> std::process::ExitCode {
     if let Some(code) = firedrill::platform::child::trampoline() {
         return code;
     }
+    // The dead-man switch of a run (safety::watchdog).
+    if let Some(code) = firedrill::safety::watchdog::main_if_watchdog() {
+        return code;
+    }
     firedrill::platform::child::enable_trampoline();
     firedrill::cli::main()
 }

@@ -224,3 +224,48 @@ fn plan_of_a_command_failover_says_the_command_decides() {
     assert!(!stdout.contains("candidates \n"), "{stdout}");
     assert!(!stdout.contains("leader unknown"), "{stdout}");
 }
+
+/// `max-duration` is a hard ceiling on the run: a drill still waiting for recovery (timeout
+/// 1m) is cut off at 2s, every fault is reverted, and the run ends aborted saying why.
+#[test]
+fn max_duration_reverts_everything_whatever_the_drill_waits_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("fault-in-place");
+    let file = dir.path().join("ceiling.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name: ceiling
+probes:
+  no-marker:
+    command: {{ run: [sh, -c, "test ! -e '{m}'"] }}
+    every: 50ms
+faults:
+  - command: {{ run: [touch, "{m}"], revert: [rm, -f, "{m}"] }}
+recovery: {{ objective: 1s, timeout: 1m }}
+max-duration: 2s
+"#,
+            m = marker.display()
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (out, reports) = common::run_drill(&file, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the ceiling did not cut the run short: {stderr}"
+    );
+    assert!(!marker.exists(), "the fault was left in place: {stderr}");
+    let record = common::only_report(&reports);
+    assert_eq!(record["outcome"], "aborted", "{stderr}");
+    assert!(
+        record["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("max-duration 2.000s reached"),
+        "{}",
+        record["reason"]
+    );
+    assert_ne!(out.status.code(), Some(0));
+}

@@ -1,8 +1,9 @@
-//! SIGKILL at many points of a drill with a revertible network fault, then `firedrill recover`:
-//! nothing may be left behind, checked from outside the runner — the toxics and the enabled
-//! state of a Toxiproxy-compatible server's proxy, and NetworkChaos objects in the simulated
-//! cluster. (The
-//! built-in proxy a drill starts itself dies with the runner, and its toxics with it.)
+//! SIGKILL at many points of a drill with a revertible fault: nothing may be left behind,
+//! checked from outside the runner — the toxics and the enabled state of a Toxiproxy-compatible
+//! server's proxy, NetworkChaos objects in the simulated cluster, a command fault's marker.
+//! Two ways back: the run's watchdog reverts on its own within 2s of the kill, with no human
+//! command; and when the watchdog is killed too, `firedrill recover`. (The built-in proxy a
+//! drill starts itself dies with the runner, and its toxics with it.)
 
 mod common;
 
@@ -31,6 +32,28 @@ const POINTS: [KillAt; 7] = [
     KillAt::AfterInjection(1_500),
     // The fault lasts 2s: this one lands while the drill is removing it or observing after.
     KillAt::AfterInjection(2_050),
+];
+
+/// Who removes what a killed runner left: its watchdog, or (the watchdog killed first)
+/// `firedrill recover`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cleanup {
+    Watchdog,
+    Recover,
+}
+
+/// Twenty points over the two watchdog tests: around the injection and through the hold.
+const WATCHDOG_POINTS: [KillAt; 10] = [
+    KillAt::AfterSpawn(0),
+    KillAt::AfterSpawn(100),
+    KillAt::AfterInjection(0),
+    KillAt::AfterInjection(20),
+    KillAt::AfterInjection(100),
+    KillAt::AfterInjection(300),
+    KillAt::AfterInjection(700),
+    KillAt::AfterInjection(1_100),
+    KillAt::AfterInjection(1_500),
+    KillAt::AfterInjection(1_900),
 ];
 
 struct Runner {
@@ -82,14 +105,50 @@ impl Runner {
     /// Runs the drill once per kill point; after each SIGKILL, records whether the fault was
     /// still in place, runs `recover`, and asserts that nothing is left and that a second
     /// recover has nothing to do. Returns how many kills left the fault in place.
+    /// The pids of the watchdogs of this runner's runs (their journals are in its state dir).
+    fn watchdogs(&self) -> Vec<i32> {
+        let state = self.path("state");
+        let state = state.to_string_lossy();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains("__firedrill-watchdog") && c.contains(state.as_ref())
+                })
+            })
+            .collect()
+    }
+
     fn kill_everywhere(
         &self,
         args: &[&str],
         recover_kubeconfig: Option<&Path>,
         leftovers: impl Fn() -> usize,
     ) -> usize {
+        self.kill_at(
+            &POINTS,
+            Cleanup::Recover,
+            args,
+            recover_kubeconfig,
+            leftovers,
+        )
+    }
+
+    /// SIGKILL the runner at each of `points`; with [`Cleanup::Watchdog`] nothing may be
+    /// left 2s later with no command run, and `recover` then has nothing to do.
+    fn kill_at(
+        &self,
+        points: &[KillAt],
+        cleanup: Cleanup,
+        args: &[&str],
+        recover_kubeconfig: Option<&Path>,
+        leftovers: impl Fn() -> usize,
+    ) -> usize {
         let mut left_in_place = 0;
-        for at in POINTS {
+        for &at in points {
             let mut child = self.spawn(args);
             let start = Instant::now();
             match at {
@@ -112,8 +171,41 @@ impl Runner {
                     std::thread::sleep(Duration::from_millis(ms));
                 }
             }
+            if cleanup == Cleanup::Recover {
+                for pid in self.watchdogs() {
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                }
+            }
+            let fault_was_in = leftovers() > 0;
             child.kill().unwrap();
+            let killed = Instant::now();
             let _ = child.wait().unwrap();
+            if cleanup == Cleanup::Watchdog {
+                // No command: the watchdog notices the death and reverts.
+                while leftovers() > 0 && killed.elapsed() < Duration::from_secs(2) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                assert_eq!(
+                    leftovers(),
+                    0,
+                    "{at:?}: still in place 2s after the runner was killed"
+                );
+                if fault_was_in {
+                    left_in_place += 1;
+                }
+                // Let the watchdog finish writing its journal before recover reads it.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while !self.watchdogs().is_empty() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let out = self.recover(recover_kubeconfig);
+                assert!(
+                    String::from_utf8_lossy(&out.stdout).contains("nothing to recover"),
+                    "{at:?}: the watchdog left work for recover: {}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
+                continue;
+            }
             let found = leftovers();
             if matches!(at, KillAt::AfterInjection(ms) if ms < 2_000) {
                 assert!(
@@ -265,4 +357,63 @@ recovery: { objective: 3s, stable-for: 300ms, timeout: 20s }
         "only {left} kills left a NetworkChaos to recover"
     );
     rt.block_on(sim.shutdown());
+}
+
+/// The dead-man switch on a network fault: SIGKILL the runner while a Toxiproxy toxic is in
+/// place and nothing is left 2s later, with no human command.
+#[test]
+fn the_watchdog_removes_a_killed_runners_toxic_with_no_command() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let api = rt.block_on(async {
+        common::net::toxiproxy_api("web", common::net::http_ok_server().await).await
+    });
+    let (proxy_addr, api_url) = (api.listen, api.url.clone());
+    let r = Runner::new(&format!(
+        r#"name: slow-web
+probes:
+  web-http:
+    http: {{ url: "http://{proxy_addr}/", timeout: 1s, max-latency: 50ms }}
+    every: 50ms
+faults:
+  - latency: {{ toxiproxy: {{ url: "{api_url}", proxy: web }}, latency: 100ms, duration: 2s }}
+recovery: {{ objective: 3s, stable-for: 200ms, timeout: 20s }}
+"#
+    ));
+    let left = r.kill_at(&WATCHDOG_POINTS, Cleanup::Watchdog, &[], None, || {
+        api.server.toxics("web").unwrap().len()
+    });
+    assert!(left >= 6, "only {left} kills left a toxic for the watchdog");
+    drop(api);
+    drop(rt);
+}
+
+/// The dead-man switch on a command fault: its revert argv runs when the runner is killed
+/// while the fault (a marker file) is in place.
+#[test]
+fn the_watchdog_runs_a_killed_runners_command_revert_with_no_command() {
+    let r = Runner::new("");
+    let marker = r.path("fault-in-place");
+    std::fs::write(
+        r.path("drill.yaml"),
+        format!(
+            r#"name: marker
+probes:
+  no-marker:
+    command: {{ run: [sh, -c, "test ! -e '{m}'"] }}
+    every: 50ms
+faults:
+  - command: {{ run: [touch, "{m}"], revert: [rm, -f, "{m}"] }}
+recovery: {{ objective: 1s, stable-for: 100ms, timeout: 2500ms }}
+"#,
+            m = marker.display()
+        ),
+    )
+    .unwrap();
+    let left = r.kill_at(&WATCHDOG_POINTS, Cleanup::Watchdog, &[], None, || {
+        usize::from(marker.exists())
+    });
+    assert!(
+        left >= 6,
+        "only {left} kills left the marker for the watchdog"
+    );
 }

@@ -43,6 +43,7 @@ const TOP_KEYS: &[&str] = &[
     "abort-when",
     "repeat",
     "cooldown",
+    "max-duration",
 ];
 const TARGET_KINDS: &[&str] = &["kubernetes", "process"];
 const PROBE_KINDS: &[&str] = &[
@@ -646,6 +647,19 @@ impl Builder<'_, '_> {
                 .unwrap_or_default(),
         };
 
+        let max_duration = root.get("max-duration").and_then(|n| {
+            self.cx.de::<Dur>(n, "max-duration").map(|d| {
+                bounded(
+                    &mut self.cx,
+                    d.0,
+                    n.span,
+                    "max-duration",
+                    "max-duration",
+                    Limit::new(DAY, Duration::from_secs(1), 7 * DAY),
+                )
+            })
+        });
+
         let declared_probes: Vec<String> = root
             .get("probes")
             .and_then(Node::entries)
@@ -671,6 +685,7 @@ impl Builder<'_, '_> {
             abort_when,
             repeat,
             cooldown,
+            max_duration,
             source: Source {
                 path: path.to_path_buf(),
                 content_hash: hex_sha256(bytes),

@@ -38,6 +38,9 @@ pub struct Experiment {
     pub repeat: u32,
     /// Pause between a trial's final steady state and the next injection.
     pub cooldown: Duration,
+    /// A hard ceiling on the whole run: when it passes, every fault is reverted whatever the
+    /// drill is waiting for, and the run ends aborted.
+    pub max_duration: Option<Duration>,
     /// Where it came from; the hash identifies "the same drill" across runs (promotion gates).
     pub source: Source,
     /// Values that came from `${env:...}` or secret files: redacted from every output.

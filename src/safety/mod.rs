@@ -16,6 +16,7 @@ pub mod journal;
 pub mod lock;
 pub mod loopback;
 pub mod redact;
+pub mod watchdog;
 
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::Write;
