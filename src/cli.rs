@@ -162,7 +162,7 @@ struct RunArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     repeat: Option<u32>,
     /// How long to wait for the steady state before injecting and after reverting.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_steady_state_timeout)]
     steady_state_timeout: Duration,
     /// Also write JUnit XML: one testcase per trial and per probe, TTR/TTD as properties.
     #[arg(long, value_name = "FILE")]
@@ -189,6 +189,21 @@ struct RunArgs {
     /// Run although the environment's promotion gate (`promote-from`) holds this drill.
     #[arg(long)]
     skip_promotion_gate: bool,
+}
+
+/// The longest `--steady-state-timeout`: a deadline beyond it would overflow the clock (a
+/// panic), and no drill waits a week for its steady state.
+const MAX_STEADY_STATE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+pub(crate) fn parse_steady_state_timeout(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d > MAX_STEADY_STATE_TIMEOUT {
+        return Err(format!(
+            "`{s}` is longer than the most a drill waits for its steady state ({})",
+            humantime::format_duration(MAX_STEADY_STATE_TIMEOUT)
+        ));
+    }
+    Ok(d)
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -239,6 +254,27 @@ fn init_tracing(verbose: u8) {
 }
 
 async fn dispatch(cmd: Command, state_dir: &Path) -> anyhow::Result<u8> {
+    // Commands that only show something end quietly when their reader is gone (`| head`);
+    // a drill, `recover`, the scheduler and the servers carry on.
+    safety::redact::exit_on_closed_stdout(matches!(
+        cmd,
+        Command::Validate { .. }
+            | Command::Plan { .. }
+            | Command::Halt { .. }
+            | Command::Status { .. }
+            | Command::Deploy { .. }
+            | Command::Report(_)
+    ));
+    // The state directory decides what `run` and `recover` execute: it must be ours alone.
+    if matches!(
+        cmd,
+        Command::Run(_) | Command::Recover { .. } | Command::Halt { .. } | Command::Plan { .. }
+    ) {
+        if let Err(e) = safety::check_state_dir(state_dir) {
+            eprintln!("error: {e}\nnothing was touched");
+            return Ok(EXIT_INVALID);
+        }
+    }
     match cmd {
         Command::Validate { files, env } => Ok(validate(&files, &env)),
         Command::Plan { file, env } => plan(&file, &env, state_dir).await,
@@ -853,6 +889,8 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         journal::Header {
             run_id: plan.run_id.clone(),
             pid: std::process::id(),
+            start_time: safety::process_start(std::process::id()),
+            boot_id: safety::boot_id(),
             experiment: plan.experiment.name.clone(),
             environment: plan.environment.name.clone(),
             scopes: scopes.clone(),
@@ -890,6 +928,7 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
     tracing::debug!(pid = lifeline.pid, "watchdog started");
 
     let cancel = CancellationToken::new();
+    journal::set_cancel_on_panic(Some(cancel.clone()));
     spawn_signal_handler(cancel.clone());
     let halted = spawn_halt_watcher(state_dir.to_path_buf(), kube.clone(), cancel.clone());
     let ceiling_hit = spawn_ceiling(plan.experiment.max_duration, cancel.clone());
@@ -924,11 +963,35 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
     if opts.observer.is_none() {
         opts.observer = Some(Box::new(progress_line));
     }
+    // The audit trail, written as the run goes: a SIGKILL leaves it instead of nothing.
+    let trail = match report::trail::Trail::start(
+        &args.report_dir,
+        &plan.experiment.name,
+        &plan.environment.name,
+        &plan.run_id,
+        plan.seed,
+    ) {
+        Ok(t) => Some(std::sync::Arc::new(t)),
+        Err(e) => {
+            eprintln!("warning: no audit trail of the run in progress: {e}");
+            None
+        }
+    };
+    if let Some(t) = trail.clone() {
+        let inner = opts.observer.take();
+        opts.observer = Some(Box::new(move |clock: &Clock, e: &Event| {
+            t.event(e);
+            if let Some(o) = &inner {
+                o(clock, e);
+            }
+        }));
+    }
     let mut record = drill::execute(&plan, opts).await;
     if let Some(view) = live {
         view.finish();
     }
     journal::set_current(None);
+    journal::set_cancel_on_panic(None);
     match journal.finish() {
         Ok(true) => {}
         Ok(false) => eprintln!(
@@ -962,11 +1025,23 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         handle.shutdown().await;
     }
 
+    // Every view of the run (report files, terminal, JUnit, job summary, metrics) comes from
+    // the masked record; a record that cannot be masked is shown nowhere.
+    let record = match report::redacted(&record) {
+        Ok(r) => r.into_owned(),
+        Err(e) => {
+            eprintln!("error: {e}\n  = help: no report, JUnit or summary was written; the run's outcome was `{}`", record.outcome);
+            return Ok(EXIT_INTERNAL);
+        }
+    };
     let path = report::write(&args.report_dir, &record)?;
-    print!(
-        "{}",
-        safety::redact::text(&report::terminal::render(&record, Some(&path)))
-    );
+    if let Some(t) = &trail {
+        t.remove();
+    }
+    safety::redact::print_stdout(&safety::redact::text(&report::terminal::render(
+        &record,
+        Some(&path),
+    )));
     if let Some(url) = &args.pushgateway {
         let summary = crate::schedule::promotion::RunSummary::from(&record);
         crate::schedule::metrics::push(url, &summary).await;
@@ -982,7 +1057,7 @@ fn status(dir: &Path, report_dir: &Path) -> u8 {
     }
     let history = promotion::history(report_dir);
     let rows = status::rows(&cat.entries, &history, chrono::Utc::now());
-    print!("{}", status::render(&rows));
+    safety::redact::print_stdout(&status::render(&rows));
     if cat.errors.is_empty() {
         0
     } else {
@@ -1064,8 +1139,6 @@ async fn start_proxies(
     Ok(Some(server))
 }
 
-/// SIGINT/SIGTERM cancel the drill; the executor then reverts. Further signals are reported
-/// but never skip the revert.
 /// The run's hard ceiling (`max-duration`): when it passes, the drill is cancelled, which
 /// reverts every fault. Says whether it fired.
 fn spawn_ceiling(
@@ -1089,25 +1162,55 @@ fn spawn_ceiling(
     hit
 }
 
+/// Every terminating signal a process can catch cancels the drill; the executor then
+/// reverts. (SIGHUP: the terminal or SSH session closed; SIGQUIT, SIGUSR1/2, SIGALRM … would
+/// otherwise end the process with the fault in place.) SIGPIPE is ignored by the Rust runtime:
+/// a closed stream is a write error, and no print here panics on one. The synchronous faults
+/// (SIGSEGV, SIGBUS, SIGILL, SIGFPE) cannot be caught safely and SIGKILL not at all: their
+/// journal is left for `recover`. Further signals are reported but never skip the revert.
 fn spawn_signal_handler(cancel: CancellationToken) {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            tracing::warn!("cannot install signal handlers; Ctrl-C will kill without reverting");
-            return;
-        };
-        let mut n = 0;
-        loop {
-            tokio::select! {
-                _ = int.recv() => {},
-                _ = term.recv() => {},
+    use nix::sys::signal::Signal;
+    use tokio::signal::unix::{signal, SignalKind};
+    const CAUGHT: [Signal; 14] = [
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGALRM,
+        Signal::SIGTERM,
+        Signal::SIGSTKFLT,
+        Signal::SIGXCPU,
+        Signal::SIGXFSZ,
+        Signal::SIGVTALRM,
+        Signal::SIGPROF,
+        Signal::SIGIO,
+        Signal::SIGPWR,
+    ];
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for sig in CAUGHT {
+        match signal(SignalKind::from_raw(sig as i32)) {
+            Ok(mut stream) => {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    while stream.recv().await.is_some() {
+                        if tx.send(sig).is_err() {
+                            return;
+                        }
+                    }
+                });
             }
+            Err(e) => {
+                tracing::warn!("cannot catch {sig}: {e}; it would end firedrill without reverting")
+            }
+        }
+    }
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(sig) = rx.recv().await {
             n += 1;
             if n == 1 {
-                eprintln!("stopping: reverting every injected fault (signals now only repeat this message)");
+                eprintln!("stopping ({sig}): reverting every injected fault (signals now only repeat this message)");
                 cancel.cancel();
             } else {
                 eprintln!("still reverting; firedrill exits when every fault is rolled back");
@@ -1195,7 +1298,18 @@ fn guard(
 /// not be reverted, and then this run must not start.
 async fn recover_stale(state_dir: &Path, scopes: &[String]) -> bool {
     let mut ok = true;
-    for state in journal::list(state_dir).into_iter().flatten() {
+    for state in journal::list(state_dir) {
+        // Not silently: a journal without an intact header cannot be matched to a scope.
+        let state = match state {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("warning: {e}; `firedrill recover --all` names it");
+                continue;
+            }
+        };
+        if let Some(w) = state.torn_warning() {
+            eprintln!("{w}");
+        }
         if state.closed
             || state.header.pid == std::process::id()
             || !state.header.scopes.iter().any(|s| scopes.contains(s))
@@ -1261,10 +1375,13 @@ async fn recover(state_dir: &Path, run: Option<&str>, all: bool) -> anyhow::Resu
             }
         };
         let h = &state.header;
+        if let Some(w) = state.torn_warning() {
+            eprintln!("{w}");
+        }
         if state.closed {
             continue;
         }
-        if h.pid != std::process::id() && safety::pid_alive(h.pid) {
+        if h.pid != std::process::id() && state.runner_alive(state_dir) {
             println!(
                 "run {} of `{}`: still running (pid {}), skipped",
                 h.run_id, h.experiment, h.pid
@@ -1361,6 +1478,14 @@ fn progress_line(_clock: &Clock, e: &Event) {
         && std::env::var_os("FIREDRILL_DEBUG_PANIC_AFTER_INJECT").is_some()
     {
         panic!("FIREDRILL_DEBUG_PANIC_AFTER_INJECT is set");
+    }
+    // The same on another thread, which the process survives (like a task's panic).
+    #[cfg(debug_assertions)]
+    if matches!(e.kind, EventKind::FaultInjected { .. })
+        && std::env::var_os("FIREDRILL_DEBUG_THREAD_PANIC_AFTER_INJECT").is_some()
+    {
+        let _ = std::thread::spawn(|| panic!("FIREDRILL_DEBUG_THREAD_PANIC_AFTER_INJECT is set"))
+            .join();
     }
     let trial = e.trial.map(|t| format!(" trial {t}")).unwrap_or_default();
     eprintln!("[{:>9.3}s]{trial} {}", e.at.as_secs_f64(), event_text(e));

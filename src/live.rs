@@ -131,7 +131,8 @@ impl Live {
         if let Ok(s) = self.state.lock() {
             let _ = draw(&s);
         }
-        eprintln!();
+        // A closed terminal (SIGHUP) must not make this a panic after the reverts.
+        crate::safety::redact::print_stderr("\n");
     }
 }
 

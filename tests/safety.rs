@@ -630,6 +630,9 @@ fn secret_canaries_never_leave_the_process() {
         format!(
             r#"name: secrets
 probes:
+  cmd:
+    command: {{ run: [sh, -c, "echo failing with ${{env:FIREDRILL_TEST_CANARY}} >&2; exit 1"] }}
+    every: 100ms
   api:
     http:
       url: "http://127.0.0.1:{port}/healthz?token=${{env:FIREDRILL_TEST_CANARY}}"
@@ -652,12 +655,17 @@ recovery: {{ objective: 5s, timeout: 10s }}
     .unwrap();
     let state = dir.path().join("state");
     let reports = dir.path().join("reports");
+    std::fs::create_dir_all(dir.path().join("ci")).unwrap();
     let out = firedrill()
         .env("FIREDRILL_TEST_CANARY", canaries[0])
         .env("FIREDRILL_STATE_DIR", &state)
         .env("RUST_LOG", "debug")
         .args(["-vv", "run", "--steady-state-timeout", "1s", "--report-dir"])
         .arg(&reports)
+        .arg("--junit")
+        .arg(dir.path().join("ci/junit.xml"))
+        .arg("--summary")
+        .arg(dir.path().join("ci/summary.md"))
         .arg(&file)
         .output()
         .unwrap();
@@ -665,7 +673,7 @@ recovery: {{ objective: 5s, timeout: 10s }}
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("***"), "something was masked: {stderr}");
     let mut outputs = vec![("stdout".to_string(), stdout), ("stderr".into(), stderr)];
-    let mut stack = vec![reports, state];
+    let mut stack = vec![reports, state, dir.path().join("ci")];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let p = e.path();
@@ -677,7 +685,7 @@ recovery: {{ objective: 5s, timeout: 10s }}
             }
         }
     }
-    assert!(outputs.len() > 3, "reports were written");
+    assert!(outputs.len() > 5, "reports and CI outputs were written");
     for (name, t) in &outputs {
         for c in canaries {
             assert!(!t.contains(c), "{c} leaked into {name}:\n{t}");

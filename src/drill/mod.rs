@@ -314,6 +314,9 @@ impl Executor<'_> {
         // Calls that failed or timed out: they may have been applied, so they are reverted too.
         let mut maybe: Vec<(String, crate::fault::RevertPlan, Option<u64>)> = Vec::new();
         let mut inject_error = None;
+        // A stop (signal, halt, abort) during a call: the trial ends aborted, and the call's
+        // effect counts as maybe applied.
+        let mut stopped_injecting = None;
         for (fi, f) in self.plan.faults.iter().enumerate() {
             if self.opts.cancel.is_cancelled() {
                 break;
@@ -350,6 +353,9 @@ impl Executor<'_> {
                 },
                 _ => None,
             };
+            // A stop does not wait for a slow call (a pod's grace period may be shorter):
+            // the call is abandoned (a command's process is killed), and what it may already
+            // have done is reverted like any unknown outcome.
             let injected_now = match prepared {
                 Ok(_) => {
                     let journal = self.opts.journal.as_deref();
@@ -360,7 +366,17 @@ impl Executor<'_> {
                             }
                         }
                     };
-                    f.inject_tracked(label.clone(), &spawned).await
+                    tokio::select! {
+                        r = f.inject_tracked(label.clone(), &spawned) => r,
+                        _ = self.opts.cancel.cancelled() => {
+                            stopped_injecting = Some(format!(
+                                "stopped while injecting {label}; it may have been applied, and was reverted"
+                            ));
+                            Err(fault::FaultError::Inject(
+                                "stopped while the call was in flight".into(),
+                            ))
+                        }
+                    }
                 }
                 Err(e) => Err(e),
             };
@@ -390,7 +406,7 @@ impl Executor<'_> {
                     injected.push((inj, seq));
                 }
                 Err(e) => {
-                    if seq.is_some() {
+                    if seq.is_some() || stopped_injecting.is_some() {
                         maybe.push((label.clone(), plan, seq));
                     }
                     self.rec.event(
@@ -400,14 +416,18 @@ impl Executor<'_> {
                             error: e.to_string(),
                         },
                     );
-                    inject_error = Some(format!("could not inject {label}: {e}"));
+                    if stopped_injecting.is_none() {
+                        inject_error = Some(format!("could not inject {label}: {e}"));
+                    }
                     break;
                 }
             }
         }
 
         let mut records: Vec<Option<FaultRecord>> = vec![None; injected.len()];
-        let (outcome, why) = if let Some(e) = inject_error {
+        let (outcome, why) = if let Some(why) = stopped_injecting {
+            (TrialOutcome::Aborted, why)
+        } else if let Some(e) = inject_error {
             (TrialOutcome::Inconclusive, e)
         } else if injected.is_empty() && maybe.is_empty() {
             (

@@ -129,6 +129,9 @@ struct EnvReads<'r> {
 fn read_env(name: &str, reads: &mut EnvReads<'_>) -> Result<String, (String, Option<String>)> {
     match std::env::var(name) {
         Ok(v) => {
+            // Masked from the moment it is read: a load error may quote it before the
+            // experiment (and its secrets) is ever registered.
+            crate::safety::redact::register(&v);
             if !v.is_empty() && !reads.secrets.contains(&v) {
                 reads.secrets.push(v.clone());
             }

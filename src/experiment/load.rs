@@ -929,9 +929,36 @@ impl Builder<'_, '_> {
 
     fn process_target(&mut self, n: &Node, path: &str) -> Option<ProcessTarget> {
         let raw: RawProcessTarget = self.cx.de(n, path)?;
+        let max_targets = match raw.max_targets {
+            None => 1,
+            Some(m) if raw.pid_file.is_some() => {
+                self.cx.error(
+                    at(n, "max-targets"),
+                    &child_path(path, "max-targets"),
+                    format!("max-targets ({m}) applies to `command-line` targets only"),
+                    Some("a pid file names one process".into()),
+                );
+                return None;
+            }
+            Some(m) => match u32::try_from(m) {
+                Ok(m) if m >= 1 => m,
+                _ => {
+                    self.cx.error(
+                        at(n, "max-targets"),
+                        &child_path(path, "max-targets"),
+                        format!("max-targets must be at least 1, found {m}"),
+                        Some("max-targets caps how many processes one injection may signal".into()),
+                    );
+                    return None;
+                }
+            },
+        };
         match (raw.pid_file, raw.command_line) {
             (Some(p), None) if !p.is_empty() => Some(ProcessTarget::PidFile(PathBuf::from(p))),
-            (None, Some(c)) if !c.trim().is_empty() => Some(ProcessTarget::CommandLine(c)),
+            (None, Some(c)) if !c.trim().is_empty() => Some(ProcessTarget::CommandLine {
+                line: c,
+                max_targets,
+            }),
             (Some(_), Some(_)) => {
                 self.cx.error(
                     at(n, "command-line"),
@@ -1719,6 +1746,20 @@ impl Builder<'_, '_> {
                     &child_path(&path, "upstream"),
                     format!("invalid upstream `{}`", raw.upstream),
                     Some("write host:port, e.g. `127.0.0.1:5432`".into()),
+                );
+            }
+            if let Some(l) = listen.filter(|l| !l.ip().is_loopback()) {
+                self.cx.warn(
+                    at(&e.value, "listen"),
+                    &child_path(&path, "listen"),
+                    format!(
+                        "proxy `{}` listens on {l}, reachable from other machines, not only this one",
+                        e.key
+                    ),
+                    Some(format!(
+                        "listen on 127.0.0.1:{} unless other machines must reach the proxy",
+                        l.port()
+                    )),
                 );
             }
             if let (Some(listen), true) = (listen, upstream_ok) {

@@ -150,8 +150,10 @@ pub enum WorkloadKind {
 pub enum ProcessTarget {
     /// A file holding the pid (first line).
     PidFile(PathBuf),
-    /// Processes whose full command line (argv joined by single spaces) equals this exactly.
-    CommandLine(String),
+    /// Processes whose full command line (argv joined by single spaces) equals `line`
+    /// exactly; an injection that would signal more than `max_targets` of them (the
+    /// blast-radius cap, like pod-kill's: 1 unless the target raises it) is refused.
+    CommandLine { line: String, max_targets: u32 },
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -241,6 +241,7 @@ pub struct RawKubeTarget {
 pub struct RawProcessTarget {
     pub pid_file: Option<String>,
     pub command_line: Option<String>,
+    pub max_targets: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

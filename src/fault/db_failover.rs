@@ -238,6 +238,7 @@ impl DbFailover {
                             "db-failover `{name}`: patroni-password-env `{var}` is not set"
                         ))
                     })?;
+                    crate::safety::redact::register(&password);
                     c = c.with_basic_auth(user, &password);
                 }
                 (None, None) => {}

@@ -55,6 +55,11 @@ pub enum RevertPlan {
         url: String,
         body: serde_json::Value,
     },
+    /// Send SIGCONT to these processes (a `process-kill` stopped them), each only while its
+    /// pid is still the same process (command line and start time).
+    ContinueProcesses {
+        processes: Vec<process_kill::ProcessRef>,
+    },
     /// Delete this Kubernetes object (a NetworkChaos); 404 means already reverted.
     KubeDelete {
         api_version: String,
@@ -76,6 +81,10 @@ impl RevertPlan {
             RevertPlan::ProxyEnable { proxy } => format!("enable proxy {proxy}"),
             RevertPlan::HttpDelete { url } => format!("DELETE {url}"),
             RevertPlan::HttpPost { url, body } => format!("POST {url} {body}"),
+            RevertPlan::ContinueProcesses { processes } => {
+                let pids: Vec<String> = processes.iter().map(|p| p.pid.to_string()).collect();
+                format!("send SIGCONT to pid {}", pids.join(", "))
+            }
             RevertPlan::KubeDelete {
                 kind,
                 namespace,
@@ -313,9 +322,7 @@ impl Fault {
     pub fn planned_revert(&self) -> RevertPlan {
         match self {
             Fault::Command(f) => f.revert_plan(),
-            Fault::ProcessKill(_) => RevertPlan::Irreversible {
-                why: "a killed process is restarted by its supervisor, not by firedrill".into(),
-            },
+            Fault::ProcessKill(f) => f.planned_revert(),
             Fault::PodKill(_) => RevertPlan::Irreversible {
                 why: "a deleted pod is replaced by its workload controller, not by firedrill"
                     .into(),
@@ -418,6 +425,7 @@ pub async fn revert_once(plan: &RevertPlan, ctx: &RevertContext) -> Result<Strin
     match plan {
         RevertPlan::Irreversible { why } => Ok(format!("nothing to revert: {why}")),
         RevertPlan::Command { argv, timeout } => command::run_revert(argv, *timeout).await,
+        RevertPlan::ContinueProcesses { processes } => process_kill::continue_processes(processes),
         RevertPlan::ProxyToxic { .. }
         | RevertPlan::ProxyEnable { .. }
         | RevertPlan::HttpDelete { .. }

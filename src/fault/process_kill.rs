@@ -8,10 +8,76 @@ use std::str::FromStr;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::{FaultError, Injection, RevertPlan};
 use crate::experiment::ProcessTarget;
+
+/// One process, named so that a reused pid is never taken for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessRef {
+    pub pid: i32,
+    pub cmdline: String,
+    /// Clock ticks after boot ([`crate::safety::process_start`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
+}
+
+impl ProcessRef {
+    fn of(pid: i32, cmdline: &str) -> ProcessRef {
+        ProcessRef {
+            pid,
+            cmdline: cmdline.to_string(),
+            start_time: u32::try_from(pid)
+                .ok()
+                .and_then(crate::safety::process_start),
+        }
+    }
+
+    /// Whether the pid still names this process.
+    fn still_running(&self) -> bool {
+        cmdline(self.pid).as_deref() == Some(self.cmdline.as_str())
+            && (self.start_time.is_none()
+                || u32::try_from(self.pid)
+                    .ok()
+                    .and_then(crate::safety::process_start)
+                    == self.start_time)
+    }
+}
+
+/// Signals that stop a process rather than end it: the process stays stopped (holding its
+/// locks, its connections half-open) until someone sends SIGCONT, so firedrill does.
+fn stops(signal: Signal) -> bool {
+    matches!(
+        signal,
+        Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU
+    )
+}
+
+/// The revert of a stopping signal: SIGCONT to each process that is still the one stopped.
+pub fn continue_processes(processes: &[ProcessRef]) -> Result<String, FaultError> {
+    let mut continued = Vec::new();
+    let mut gone = Vec::new();
+    for p in processes {
+        if !p.still_running() {
+            gone.push(p.pid.to_string());
+            continue;
+        }
+        kill(Pid::from_raw(p.pid), Signal::SIGCONT).map_err(|e| {
+            FaultError::Revert(format!("cannot send SIGCONT to pid {}: {e}", p.pid))
+        })?;
+        continued.push(p.pid.to_string());
+    }
+    let mut out = format!("sent SIGCONT to pid {}", continued.join(", "));
+    if continued.is_empty() {
+        out = "no stopped process is left to continue".into();
+    }
+    if !gone.is_empty() {
+        out.push_str(&format!(" (pid {} exited or was reused)", gone.join(", ")));
+    }
+    Ok(out)
+}
 
 pub struct ProcessKill {
     target_name: String,
@@ -46,7 +112,9 @@ impl ProcessKill {
     pub fn describe(&self) -> String {
         let how = match &self.target {
             ProcessTarget::PidFile(p) => format!("the process in pid file {}", p.display()),
-            ProcessTarget::CommandLine(c) => format!("every process whose command line is `{c}`"),
+            ProcessTarget::CommandLine { line, max_targets } => {
+                format!("every process whose command line is `{line}` (at most {max_targets})")
+            }
         };
         match self.resolve() {
             Ok(found) => {
@@ -55,6 +123,23 @@ impl ProcessKill {
             }
             Err(e) => format!("{} {how} (now: {e})", self.signal),
         }
+    }
+
+    /// The revert recorded before the signal is sent: for a stopping signal, SIGCONT to the
+    /// processes the target names now (the injection records those it actually hit).
+    pub fn planned_revert(&self) -> RevertPlan {
+        if !stops(self.signal) {
+            return RevertPlan::Irreversible {
+                why: "a killed process is restarted by its supervisor, not by firedrill".into(),
+            };
+        }
+        let processes = self
+            .resolve()
+            .unwrap_or_default()
+            .iter()
+            .map(|(pid, c)| ProcessRef::of(*pid, c))
+            .collect();
+        RevertPlan::ContinueProcesses { processes }
     }
 
     /// The processes the target names right now, with their command lines.
@@ -70,12 +155,22 @@ impl ProcessKill {
                 })?;
                 vec![(pid, cmdline)]
             }
-            ProcessTarget::CommandLine(want) => processes_with_cmdline(want),
+            ProcessTarget::CommandLine { line, max_targets } => {
+                let found = processes_with_cmdline(line);
+                if found.len() > *max_targets as usize {
+                    return Err(FaultError::NoTarget(format!(
+                        "target `{}` would signal {} processes with the command line `{line}`, more than the blast-radius cap allows (max-targets is {max_targets}); raise `max-targets` on the target to allow it",
+                        self.target_name,
+                        found.len()
+                    )));
+                }
+                found
+            }
         };
         if found.is_empty() {
             let what = match &self.target {
-                ProcessTarget::CommandLine(c) => {
-                    format!("no running process has the command line `{c}`")
+                ProcessTarget::CommandLine { line, .. } => {
+                    format!("no running process has the command line `{line}`")
                 }
                 ProcessTarget::PidFile(p) => format!("no process for pid file {}", p.display()),
             };
@@ -88,15 +183,18 @@ impl ProcessKill {
         let found = self.resolve()?;
         let sent_at = Instant::now();
         let mut hit = Vec::new();
+        let mut stopped = Vec::new();
         for (pid, seen) in &found {
             // The pid must still be the process we chose, not a new one that reused its number.
             if cmdline(*pid).as_deref() != Some(seen.as_str()) {
                 continue;
             }
+            let process = ProcessRef::of(*pid, seen);
             kill(Pid::from_raw(*pid), self.signal).map_err(|e| {
                 FaultError::Inject(format!("cannot send {} to pid {pid}: {e}", self.signal))
             })?;
             hit.push(pid.to_string());
+            stopped.push(process);
         }
         let accepted_at = Instant::now();
         if hit.is_empty() {
@@ -111,8 +209,13 @@ impl ProcessKill {
             accepted_at,
             detail: format!("sent {} to pid {}", self.signal, hit.join(", ")),
             affected: hit,
-            revert: RevertPlan::Irreversible {
-                why: "a signalled process is restarted by its supervisor, not by firedrill".into(),
+            revert: if stops(self.signal) {
+                RevertPlan::ContinueProcesses { processes: stopped }
+            } else {
+                RevertPlan::Irreversible {
+                    why: "a signalled process is restarted by its supervisor, not by firedrill"
+                        .into(),
+                }
             },
             duration: None,
         })
@@ -176,7 +279,10 @@ mod tests {
         let pid = child.id().unwrap() as i32;
         let f = ProcessKill::new(
             "sleeper",
-            &ProcessTarget::CommandLine(format!("sleep {secs}")),
+            &ProcessTarget::CommandLine {
+                line: format!("sleep {secs}"),
+                max_targets: 1,
+            },
             "KILL",
         )
         .unwrap();
@@ -199,7 +305,10 @@ mod tests {
     async fn refuses_when_nothing_matches() {
         let f = ProcessKill::new(
             "ghost",
-            &ProcessTarget::CommandLine("no-such-program --firedrill-test".into()),
+            &ProcessTarget::CommandLine {
+                line: "no-such-program --firedrill-test".into(),
+                max_targets: 1,
+            },
             "SIGTERM",
         )
         .unwrap();
@@ -224,7 +333,10 @@ mod tests {
 
     #[test]
     fn unknown_signals_are_refused() {
-        let t = ProcessTarget::CommandLine("x".into());
+        let t = ProcessTarget::CommandLine {
+            line: "x".into(),
+            max_targets: 1,
+        };
         assert!(ProcessKill::new("x", &t, "SIGNOPE").is_err());
         assert!(ProcessKill::new("x", &t, "TERM").is_ok());
     }

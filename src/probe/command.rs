@@ -79,6 +79,9 @@ async fn wait_child(
         }
         _ => None,
     };
+    // A fault's call abandoned mid-way (a stop while it runs): its whole group is killed, so
+    // nothing of it goes on after its effect was reverted.
+    let mut abandoned = GroupGuard(group);
     let mut stderr = child.stderr.take();
     let wait = async {
         let mut buf = Vec::new();
@@ -89,7 +92,9 @@ async fn wait_child(
         let status = child.wait().await;
         (status, buf)
     };
-    match tokio::time::timeout(timeout, wait).await {
+    let result = tokio::time::timeout(timeout, wait).await;
+    abandoned.0 = None;
+    match result {
         Ok((Ok(status), buf)) => Ok((status, first_line(&buf))),
         Ok((Err(e), _)) => Err(format!("`{program}`: {e}")),
         Err(_) => {
@@ -100,6 +105,17 @@ async fn wait_child(
                 "`{program}` timed out after {}",
                 humantime::format_duration(timeout)
             ))
+        }
+    }
+}
+
+/// Kills a process group when dropped, unless disarmed (`.0 = None`).
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            crate::platform::child::kill_group_now(pgid);
         }
     }
 }

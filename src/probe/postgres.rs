@@ -497,6 +497,8 @@ impl Target {
             (None, None) => None,
         };
         if let Some(p) = external {
+            // Every sink, not only this probe's messages: the central redactor too.
+            crate::safety::redact::register(&p);
             redactor.secrets.push(p.clone());
             config.password(p);
         }

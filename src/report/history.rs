@@ -802,7 +802,7 @@ pub fn command(
     match out {
         Some(p) => super::write_atomic(p, text.as_bytes()),
         None => {
-            print!("{text}");
+            crate::safety::redact::print_stdout(&text);
             Ok(())
         }
     }

@@ -76,7 +76,7 @@ pub fn state_dir_problem(state_dir: &Path) -> Option<String> {
 /// The current halt. A halt file that exists but cannot be parsed still halts: failing
 /// closed is the point of a lever.
 pub fn current(state_dir: &Path) -> Option<Halt> {
-    match std::fs::read(path(state_dir)) {
+    match super::read_nofollow(&path(state_dir)) {
         Ok(bytes) => Some(serde_json::from_slice(&bytes).unwrap_or_else(|_| Halt {
             reason: String::from_utf8_lossy(&bytes).trim().to_string(),
             since: "unknown".into(),

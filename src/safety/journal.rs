@@ -37,6 +37,12 @@ pub enum JournalError {
 pub struct Header {
     pub run_id: String,
     pub pid: u32,
+    /// The runner's start time ([`super::process_start`]) and boot ([`super::boot_id`]): a
+    /// reused pid is not the runner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
     pub experiment: String,
     pub environment: String,
     /// The lock scopes of the run (see [`super::lock`]).
@@ -140,9 +146,37 @@ pub struct State {
     pub header: Header,
     pub entries: Vec<Entry>,
     pub closed: bool,
+    /// Lines (1-based) that a crash tore and that were skipped.
+    pub torn: Vec<usize>,
 }
 
 impl State {
+    /// A warning naming the torn lines, when there are any.
+    pub fn torn_warning(&self) -> Option<String> {
+        if self.torn.is_empty() {
+            return None;
+        }
+        let lines: Vec<String> = self.torn.iter().map(usize::to_string).collect();
+        Some(format!(
+            "warning: journal {}: torn line(s) {} skipped (a crash mid-write); every intact record around them was read",
+            self.path.display(),
+            lines.join(", ")
+        ))
+    }
+}
+
+impl State {
+    /// Whether the run that wrote this journal is still running. A running drill holds its
+    /// scope locks for its whole life, so a free lock means it is gone, whatever process now
+    /// has its pid; a held lock counts only while the pid is still the same process (its start
+    /// time and boot), never a bare pid.
+    pub fn runner_alive(&self, state_dir: &Path) -> bool {
+        let h = &self.header;
+        h.pid == std::process::id()
+            || (super::lock::any_held(state_dir, &h.scopes)
+                && super::same_process(h.pid, h.start_time, h.boot_id.as_deref()))
+    }
+
     pub fn pending(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter().filter(|e| e.status.pending())
     }
@@ -168,13 +202,29 @@ pub fn journal_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("journal")
 }
 
+/// Opens the journal for appending. When a crash tore its last line, a newline ends the torn
+/// line first: otherwise the next record would be glued to it, and lost with it.
 fn open_append(path: &Path) -> Result<File, JournalError> {
-    OpenOptions::new()
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o600)
+        .custom_flags(super::O_NOFOLLOW)
         .open(path)
-        .map_err(io(path))
+        .map_err(io(path))?;
+    let len = f.metadata().map_err(io(path))?.len();
+    if len > 0 {
+        let mut last = [0u8];
+        f.seek(SeekFrom::End(-1))
+            .and_then(|_| f.read_exact(&mut last))
+            .map_err(io(path))?;
+        if last[0] != b'\n' {
+            f.write_all(b"\n").map_err(io(path))?;
+        }
+    }
+    Ok(f)
 }
 
 /// Appends one record; with `sync`, it (and every record before it) is on disk on return.
@@ -298,10 +348,23 @@ impl Journal {
     }
 }
 
-/// Reads a journal back. A torn last line (a crash mid-write) is ignored: its call was never
-/// made, since calls follow a complete, fsynced intent.
+/// One line as a record. A line torn by a crash may have had the next record appended to it
+/// (by a writer that did not know it was torn): that record, at the last `{"type":`, is kept.
+fn parse_line(line: &str) -> Option<Record> {
+    if let Ok(r) = serde_json::from_str(line) {
+        return Some(r);
+    }
+    let at = line.rfind("{\"type\":").filter(|&i| i > 0)?;
+    serde_json::from_str(&line[at..]).ok()
+}
+
+/// Reads a journal back. A torn line (a crash mid-write) is skipped and named in
+/// [`State::torn`]; every intact record before and after it is read, so no intact revert
+/// plan is lost. (A torn intent's call was never made: calls follow a complete, fsynced
+/// intent.)
 pub fn read(path: &Path) -> Result<State, JournalError> {
-    let text = fs::read_to_string(path).map_err(io(path))?;
+    let bytes = super::read_nofollow(path).map_err(io(path))?;
+    let text = String::from_utf8_lossy(&bytes);
     let corrupt = |message: String| JournalError::Corrupt {
         path: path.to_path_buf(),
         message,
@@ -309,15 +372,17 @@ pub fn read(path: &Path) -> Result<State, JournalError> {
     let mut header = None;
     let mut entries: BTreeMap<u64, Entry> = BTreeMap::new();
     let mut closed = false;
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
+    let mut torn = Vec::new();
+    for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let record: Record = match serde_json::from_str(line) {
-            Ok(r) => r,
-            Err(_) if i + 1 == lines.len() => break,
-            Err(e) => return Err(corrupt(format!("line {}: {e}", i + 1))),
+        let record = match parse_line(line) {
+            Some(r) => r,
+            None => {
+                torn.push(i + 1);
+                continue;
+            }
         };
         let set = |entries: &mut BTreeMap<u64, Entry>, seq: u64, status: Status| {
             if let Some(e) = entries.get_mut(&seq) {
@@ -367,12 +432,13 @@ pub fn read(path: &Path) -> Result<State, JournalError> {
             Record::Closed { .. } => closed = true,
         }
     }
-    let header = header.ok_or_else(|| corrupt("no header line".into()))?;
+    let header = header.ok_or_else(|| corrupt("no intact header line".into()))?;
     Ok(State {
         path: path.to_path_buf(),
         header,
         entries: entries.into_values().collect(),
         closed,
+        torn,
     })
 }
 
@@ -411,6 +477,12 @@ pub enum RecoverResult {
 /// Undoes every pending entry of a journal (newest first), records each result, and closes
 /// the journal when nothing is left. Returns what it did (empty when there was nothing).
 pub async fn recover(path: &Path) -> Result<Vec<Recovered>, JournalError> {
+    recover_with(path, true).await
+}
+
+/// [`recover`], closing the journal (when everything was settled) only with `close`: a
+/// journal whose drill goes on is left for the drill to close.
+async fn recover_with(path: &Path, close: bool) -> Result<Vec<Recovered>, JournalError> {
     let state = read(path)?;
     if state.closed {
         return Ok(vec![]);
@@ -503,9 +575,10 @@ pub async fn recover(path: &Path) -> Result<Vec<Recovered>, JournalError> {
             result,
         });
     }
-    if out
-        .iter()
-        .all(|r| !matches!(r.result, RecoverResult::Failed(_)))
+    if close
+        && out
+            .iter()
+            .all(|r| !matches!(r.result, RecoverResult::Failed(_)))
     {
         append(
             &mut file,
@@ -533,6 +606,19 @@ pub fn set_current(path: Option<PathBuf>) {
     *current().lock().unwrap_or_else(|e| e.into_inner()) = path;
 }
 
+/// The drill's cancellation, which a panic on another thread than the main one triggers.
+static CANCEL: OnceLock<Mutex<Option<tokio_util::sync::CancellationToken>>> = OnceLock::new();
+
+fn cancel_on_panic() -> &'static Mutex<Option<tokio_util::sync::CancellationToken>> {
+    CANCEL.get_or_init(|| Mutex::new(None))
+}
+
+/// Stops the drill (which then reverts and ends aborted) when a thread other than the main
+/// one panics: the process goes on after such a panic (tokio catches a task's panic).
+pub fn set_cancel_on_panic(token: Option<tokio_util::sync::CancellationToken>) {
+    *cancel_on_panic().lock().unwrap_or_else(|e| e.into_inner()) = token;
+}
+
 /// Installs a panic hook that, after the default message, reverts the current journal. It
 /// runs the reverts on a fresh thread with a small current-thread runtime, because the
 /// panicking thread may be a runtime worker (where a nested runtime is refused) and the
@@ -541,14 +627,29 @@ pub fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default(info);
-        let path = current().lock().unwrap_or_else(|e| e.into_inner()).take();
+        // Only a panic on the main thread ends the process: then the journal is reverted and
+        // closed here. Any other thread's panic (a task's, caught by tokio) leaves the drill
+        // running: its faults are reverted at once, the drill is stopped (it reverts again,
+        // idempotently, and ends aborted), and the journal stays open for it to close.
+        let fatal = std::thread::current().name() == Some("main");
+        let path = {
+            let mut cur = current().lock().unwrap_or_else(|e| e.into_inner());
+            if fatal {
+                cur.take()
+            } else {
+                cur.clone()
+            }
+        };
         let Some(path) = path else {
             return;
         };
-        eprintln!(
+        // Nothing in the hook may panic (a panic in a panic hook aborts, and the fault
+        // stays): every message goes through the writer that ignores a closed stderr.
+        let say = |line: String| super::redact::print_stderr(&format!("{line}\n"));
+        say(format!(
             "firedrill panicked: reverting every fault in {}",
             path.display()
-        );
+        ));
         let worker = std::thread::spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -556,23 +657,34 @@ pub fn install_panic_hook() {
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    eprintln!("cannot start a runtime to revert: {e}; run `firedrill recover`");
+                    say(format!(
+                        "cannot start a runtime to revert: {e}; run `firedrill recover`"
+                    ));
                     return;
                 }
             };
-            match rt.block_on(recover(&path)) {
+            match rt.block_on(recover_with(&path, fatal)) {
                 Ok(done) => {
                     for r in done {
-                        eprintln!("{}", super::redact::text(&describe(&r)));
+                        say(super::redact::text(&describe(&r)));
                     }
                 }
-                Err(e) => eprintln!(
+                Err(e) => say(format!(
                     "{}; run `firedrill recover`",
                     super::redact::text(&e.to_string())
-                ),
+                )),
             }
         });
         let _ = worker.join();
+        if !fatal {
+            if let Some(c) = cancel_on_panic()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+            {
+                c.cancel();
+            }
+        }
     }));
 }
 
@@ -625,6 +737,8 @@ mod tests {
         Header {
             run_id: run.into(),
             pid: 1,
+            start_time: None,
+            boot_id: None,
             experiment: "x".into(),
             environment: "local".into(),
             scopes: vec!["local/experiment/x".into()],
@@ -705,6 +819,53 @@ mod tests {
             panic!("{:?}", done[0].result)
         };
         assert!(detail.contains("ended with it"), "{detail}");
+    }
+
+    #[tokio::test]
+    async fn a_torn_line_in_the_middle_keeps_every_intact_record_and_the_next_append_is_not_glued()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("reverted");
+        let j = Journal::create(dir.path(), header("r4")).unwrap();
+        let path = j.path().to_path_buf();
+        let touch = RevertPlan::Command {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("echo x >> {}", marker.display()),
+            ],
+            timeout: Duration::from_secs(5),
+        };
+        let a = j.intent("command a", "run a", "here", &touch).unwrap();
+        drop(j);
+        // A crash tore a line; a later writer appends after it.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"type\":\"applied\",\"se").unwrap();
+        drop(f);
+        let mut f = open_append(&path).unwrap();
+        append(
+            &mut f,
+            &path,
+            &Record::Applied {
+                seq: a,
+                revert: touch.clone(),
+            },
+            true,
+        )
+        .unwrap();
+        f.write_all(b"garbage\n").unwrap();
+        let s = read(&path).unwrap();
+        assert_eq!(s.torn, vec![3, 5]);
+        assert_eq!(s.entries.len(), 1);
+        assert_eq!(
+            s.entries[0].status,
+            Status::Applied,
+            "the append after the tear"
+        );
+        let done = recover(&path).await.unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!(fs::read_to_string(&marker).unwrap().lines().count(), 1);
+        assert!(read(&path).unwrap().closed);
     }
 
     #[test]

@@ -9,10 +9,11 @@
 //! Drills on other machines share a cluster, not a file system: for each `kube/<namespace>`
 //! scope of a real cluster the run also holds a `coordination.k8s.io/v1` Lease
 //! `firedrill-drill` in that namespace ([`acquire_lease`]), renewed every 20s, deleted at the
-//! end, and taken over only once expired (60s after its last renewal).
+//! end, and taken over only once expired: unrenewed for its whole duration while watched on
+//! this machine's monotonic clock (a holder's clock may be skewed).
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -206,6 +207,7 @@ pub fn acquire(
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(super::O_NOFOLLOW)
             .open(&path)
             .map_err(err)?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -233,13 +235,32 @@ pub fn acquire(
     })
 }
 
+/// Whether some process holds the lock of any of these scopes now (tested without taking
+/// it for long, and without writing the file).
+pub fn any_held(state_dir: &Path, scopes: &[String]) -> bool {
+    let dir = state_dir.join("locks");
+    scopes.iter().any(|scope| {
+        let path = dir.join(file_name(scope));
+        let Ok(file) = OpenOptions::new()
+            .read(true)
+            .custom_flags(super::O_NOFOLLOW)
+            .open(&path)
+        else {
+            return false;
+        };
+        matches!(
+            Flock::lock(file, FlockArg::LockSharedNonblock),
+            Err((_, nix::errno::Errno::EWOULDBLOCK))
+        )
+    })
+}
+
 /// The holder a lock file names. The holder writes right after locking: retry briefly.
 fn read_holder(path: &Path) -> Option<Holder> {
     for _ in 0..20 {
-        let mut text = String::new();
-        if let Ok(mut f) = File::open(path) {
-            let _ = f.read_to_string(&mut text);
-        }
+        let text = super::read_nofollow(path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         if let Ok(h) = serde_json::from_str(&text) {
             return Some(h);
         }
@@ -313,7 +334,7 @@ pub async fn acquire_lease(
             Err(kube::Error::Api(s)) if s.code == 409 => return Err(held(None)),
             Err(e) => return Err(io(e)),
         },
-        Some(current) => {
+        Some(mut current) => {
             let spec = current.spec.clone().unwrap_or_default();
             let renewed = spec.renew_time.as_ref().map(|t| t.0);
             let duration = i64::from(spec.lease_duration_seconds.unwrap_or(0));
@@ -336,6 +357,16 @@ pub async fn acquire_lease(
             }
             if let (false, Some(h)) = (expired, &named) {
                 tracing::warn!(run = %h.run_id, pid = h.pid, "taking over the cluster lease of a drill of this machine whose process is gone");
+            }
+            if expired && !dead {
+                // `renewTime` was written by the holder's clock and read against this one: a
+                // skew over the lease time makes a live lease look expired. Expiry is judged
+                // as the lease's own transitions seen on this machine's monotonic clock: it
+                // must go unrenewed for its whole duration while watched.
+                current = watch_expiry(&api, current, duration)
+                    .await
+                    .map_err(io)?
+                    .ok_or_else(|| held(named.clone().map(Box::new)))?;
             }
             let rv = current.metadata.resource_version.clone();
             api.replace(
@@ -377,6 +408,39 @@ pub async fn acquire_lease(
         }
     });
     Ok(ClusterLease { api, renew })
+}
+
+/// How often a lease that looks expired is read again while its expiry is watched.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+/// Watches a lease that looks expired by this machine's clock for `duration` seconds of this
+/// machine's monotonic clock. `None` when it changed meanwhile (its holder renewed it, or
+/// someone took it): it is alive. Otherwise the lease as last read, to replace.
+async fn watch_expiry(
+    api: &kube::Api<k8s_openapi::api::coordination::v1::Lease>,
+    mut current: k8s_openapi::api::coordination::v1::Lease,
+    duration: i64,
+) -> Result<Option<k8s_openapi::api::coordination::v1::Lease>, kube::Error> {
+    let span = Duration::from_secs(u64::try_from(duration.clamp(0, 3600)).unwrap_or(0));
+    let until = tokio::time::Instant::now() + span;
+    if !span.is_zero() {
+        crate::eprintln_redacted!(
+            "lease {LEASE_NAME} looks expired by this machine's clock; watching it for {} before taking it over (its holder's clock may differ)",
+            humantime::format_duration(span)
+        );
+    }
+    while tokio::time::Instant::now() < until {
+        tokio::time::sleep(WATCH_EVERY).await;
+        match api.get_opt(LEASE_NAME).await? {
+            Some(now) if now.metadata.resource_version == current.metadata.resource_version => {
+                current = now;
+            }
+            // Renewed, replaced or deleted: someone is alive (a deleted lease is created anew
+            // by the next attempt).
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(current))
 }
 
 /// Seconds since an RFC 3339 instant (None when unparseable).

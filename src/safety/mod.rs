@@ -38,6 +38,116 @@ pub fn state_dir(explicit: Option<&Path>) -> PathBuf {
     }
 }
 
+/// Why a state directory is not trusted. Journals in it hold commands that `run` and
+/// `recover` execute, and lock and halt files are written there: a directory another local
+/// user can write to would let them choose what firedrill runs (as root, perhaps) or
+/// overwrites.
+#[derive(Debug, thiserror::Error)]
+#[error("refusing state directory {dir}: {path} {why}\n  = help: journals in it hold commands that `run` and `recover` execute, so only the user running firedrill (uid {uid}) may write to it; {fix}, or choose another --state-dir")]
+pub struct Untrusted {
+    pub dir: PathBuf,
+    pub path: PathBuf,
+    pub why: String,
+    pub uid: u32,
+    pub fix: String,
+}
+
+/// How deep [`check_state_dir`] looks (the layout is two levels: `journal/<run>.jsonl`).
+const CHECK_DEPTH: usize = 3;
+
+/// Refuses a state directory (and every file in it) that is not owned by the running user,
+/// is writable by its group or by others, or contains a symbolic link. A directory that does
+/// not exist yet is fine: firedrill creates it 0700.
+pub fn check_state_dir(dir: &Path) -> Result<(), Untrusted> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = nix::unistd::geteuid().as_raw();
+    let untrusted = |path: &Path, why: String, fix: String| Untrusted {
+        dir: dir.to_path_buf(),
+        path: path.to_path_buf(),
+        why,
+        uid,
+        fix,
+    };
+    let check = |path: &Path, meta: &fs::Metadata| -> Result<(), Untrusted> {
+        if meta.file_type().is_symlink() {
+            return Err(untrusted(
+                path,
+                "is a symbolic link (firedrill never follows one in its state directory)".into(),
+                format!("remove it (`rm {}`)", path.display()),
+            ));
+        }
+        if meta.uid() != uid {
+            return Err(untrusted(
+                path,
+                format!("is owned by uid {}, not by uid {uid}", meta.uid()),
+                format!(
+                    "remove it, or take it over after checking its contents (`chown -R {uid} {}`)",
+                    path.display()
+                ),
+            ));
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(untrusted(
+                path,
+                format!("is writable by its group or by others (mode {mode:04o})"),
+                format!("check its contents, then `chmod go-w {}`", path.display()),
+            ));
+        }
+        Ok(())
+    };
+    // The directory itself may be reached through a link the user made; what it points to
+    // must be theirs.
+    let meta = match fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(untrusted(
+                dir,
+                format!("cannot be read: {e}"),
+                "fix its permissions".into(),
+            ))
+        }
+    };
+    check(dir, &meta)?;
+    let mut stack = vec![(dir.to_path_buf(), 0)];
+    while let Some((d, depth)) = stack.pop() {
+        let entries = fs::read_dir(&d).map_err(|e| {
+            untrusted(
+                &d,
+                format!("cannot be listed: {e}"),
+                "fix its permissions".into(),
+            )
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let meta = fs::symlink_metadata(&path).map_err(|e| {
+                untrusted(&path, format!("cannot be read: {e}"), "remove it".into())
+            })?;
+            check(&path, &meta)?;
+            if meta.is_dir() && depth + 1 < CHECK_DEPTH {
+                stack.push((path, depth + 1));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Never follow a symbolic link where firedrill opens its own files.
+pub(crate) const O_NOFOLLOW: i32 = nix::libc::O_NOFOLLOW;
+
+/// Reads a file of the state directory, refusing a symbolic link.
+pub(crate) fn read_nofollow(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NOFOLLOW)
+        .open(path)?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Creates `dir` (and parents) with mode 0700 for the parts it creates.
 pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o700).create(dir)
@@ -54,6 +164,7 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .create(true)
         .truncate(true)
         .mode(0o600)
+        .custom_flags(O_NOFOLLOW)
         .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
@@ -82,6 +193,42 @@ pub fn pid_alive(pid: u32) -> bool {
         Ok(()) => true,
         Err(Errno::EPERM) => true,
         Err(_) => false,
+    }
+}
+
+/// When a process started: clock ticks after boot (field 22 of `/proc/PID/stat`). With the
+/// boot id, a pid and its start time name one process; a bare pid may be reused by another
+/// (or be pid 1 in a container).
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count after the last ')'.
+    let after = stat.get(stat.rfind(')')? + 1..)?;
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`): start times count from the boot.
+pub fn boot_id() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Whether the process a journal or lock names is still the one running: same boot, the
+/// pid alive, and the same start time. Without a recorded start time (older journals) only
+/// the pid can be asked.
+pub fn same_process(pid: u32, start: Option<u64>, boot: Option<&str>) -> bool {
+    if let (Some(recorded), Some(now)) = (boot, boot_id()) {
+        if recorded != now {
+            return false;
+        }
+    }
+    if !pid_alive(pid) {
+        return false;
+    }
+    match start {
+        Some(recorded) => process_start(pid) == Some(recorded),
+        None => true,
     }
 }
 

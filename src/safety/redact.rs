@@ -6,6 +6,8 @@
 //!   a URL's userinfo (`scheme://user:***@`), `password=***`, `Bearer ***` / `Basic ***`, and
 //!   the value of `Authorization:` headers.
 
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{OnceLock, RwLock};
 
 const MASK: &str = "***";
@@ -77,8 +79,21 @@ pub fn register_experiment(exp: &crate::experiment::Experiment) {
                         register(&v);
                     }
                 }
+                if let Some(path) = &pg.password_file {
+                    if let Ok(text) = std::fs::read_to_string(path) {
+                        // The probe uses the first line; the whole file is secret.
+                        text.lines().for_each(register);
+                    }
+                }
             }
             _ => {}
+        }
+    }
+    for f in &exp.faults {
+        if let crate::experiment::FaultSpec::DbFailover(spec) = f {
+            if let Some(Ok(v)) = spec.patroni_password_env.as_ref().map(std::env::var) {
+                register(&v);
+            }
         }
     }
 }
@@ -190,22 +205,63 @@ pub fn json(v: &mut serde_json::Value) {
     }
 }
 
-/// `eprintln!` with the line masked; `cli` imports it under the name `eprintln` so that no
-/// message it prints can skip the redactor.
+/// Output commands (`plan`, `validate`, `report` …) exit quietly when the reader of stdout is
+/// gone (`firedrill plan … | head`), as every Unix tool does. A drill and `recover` never do:
+/// reverting matters more than showing it.
+static EXIT_ON_CLOSED_STDOUT: AtomicBool = AtomicBool::new(false);
+
+/// The exit status of an output command whose stdout was closed: what a shell reports for a
+/// tool that SIGPIPE ended (128 + 13).
+pub const EXIT_CLOSED_STDOUT: i32 = 141;
+
+/// Makes [`print_stdout`] exit on a closed stdout (see [`EXIT_ON_CLOSED_STDOUT`]).
+pub fn exit_on_closed_stdout(yes: bool) {
+    EXIT_ON_CLOSED_STDOUT.store(yes, Ordering::Relaxed);
+}
+
+/// Writes to stdout without ever panicking (`print!` panics when the write fails). A closed
+/// pipe ends an output command quietly; any other failure is ignored.
+pub fn print_stdout(s: &str) {
+    let mut out = std::io::stdout().lock();
+    let written = out.write_all(s.as_bytes()).and_then(|()| out.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe
+            && EXIT_ON_CLOSED_STDOUT.load(Ordering::Relaxed)
+        {
+            std::process::exit(EXIT_CLOSED_STDOUT);
+        }
+    }
+}
+
+/// Writes to stderr without ever panicking: a closed terminal or pipe (SIGHUP, `2>&1 | head`)
+/// must not turn a message in the revert path into a panic, nor a panic hook's message into
+/// an abort. Errors are ignored: there is nobody left to tell.
+pub fn print_stderr(s: &str) {
+    let _ = std::io::stderr().lock().write_all(s.as_bytes());
+}
+
+/// `eprintln!` with the line masked, and never a panic on a closed stderr; `cli` imports it
+/// under the name `eprintln` so that no message it prints can skip the redactor.
 #[macro_export]
 macro_rules! eprintln_redacted {
-    () => { ::std::eprintln!() };
+    () => { $crate::safety::redact::print_stderr("\n") };
     ($($arg:tt)*) => {
-        ::std::eprintln!("{}", $crate::safety::redact::text(&::std::format!($($arg)*)))
+        $crate::safety::redact::print_stderr(&::std::format!(
+            "{}\n",
+            $crate::safety::redact::text(&::std::format!($($arg)*))
+        ))
     };
 }
 
-/// `println!` with the line masked (see [`eprintln_redacted`]).
+/// `println!` with the line masked (see [`eprintln_redacted`] and [`print_stdout`]).
 #[macro_export]
 macro_rules! println_redacted {
-    () => { ::std::println!() };
+    () => { $crate::safety::redact::print_stdout("\n") };
     ($($arg:tt)*) => {
-        ::std::println!("{}", $crate::safety::redact::text(&::std::format!($($arg)*)))
+        $crate::safety::redact::print_stdout(&::std::format!(
+            "{}\n",
+            $crate::safety::redact::text(&::std::format!($($arg)*))
+        ))
     };
 }
 
@@ -216,7 +272,8 @@ pub struct Stderr;
 impl std::io::Write for Stderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let masked = text(&String::from_utf8_lossy(buf));
-        std::io::stderr().write_all(masked.as_bytes())?;
+        // A closed stderr loses the log line, never the drill.
+        print_stderr(&masked);
         Ok(buf.len())
     }
 
@@ -256,6 +313,48 @@ mod tests {
             "https://example.test/x?a=1"
         );
         assert_eq!(text("no secrets here"), "no secrets here");
+    }
+
+    #[test]
+    fn password_files_and_the_patroni_password_are_masked_once_an_experiment_is_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "canary-pwfile-61d0\n").unwrap();
+        std::env::set_var("FIREDRILL_UNIT_PATRONI_PW", "canary-patroni-0c7e");
+        let file = dir.path().join("pw.yaml");
+        let yaml = format!(
+            r#"name: pw
+probes:
+  db:
+    postgres:
+      dsn: "host=127.0.0.1 port=1 user=app dbname=db"
+      password-file: "{}"
+      mode: {{ read: {{ query: "select 1" }} }}
+faults:
+  - db-failover:
+      patroni: ["http://127.0.0.1:1"]
+      patroni-username: admin
+      patroni-password-env: FIREDRILL_UNIT_PATRONI_PW
+      provider: {{ patroni: {{ action: switchover }} }}
+recovery: {{ objective: 10s }}
+"#,
+            pw.display()
+        );
+        let env = crate::experiment::Environment::local();
+        let vars = Default::default();
+        let opts = crate::experiment::LoadOptions {
+            env: &env,
+            extra_vars: &vars,
+            known_environments: None,
+            unset_env: Default::default(),
+        };
+        let loaded =
+            crate::experiment::load_experiment_bytes(&file, yaml.as_bytes(), &opts).unwrap();
+        register_experiment(&loaded.experiment);
+        assert_eq!(
+            text("login canary-pwfile-61d0 / canary-patroni-0c7e refused"),
+            "login *** / *** refused"
+        );
     }
 
     #[test]

@@ -21,6 +21,9 @@ use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+// What the daemon prints (a catalog's load errors quote `${env:}` values) is masked.
+use crate::eprintln_redacted as eprintln;
+
 use super::catalog::{self, Catalog, Entry};
 use super::cron::{due, Due};
 use super::promotion::{self, Gate, RunSummary};
@@ -38,7 +41,7 @@ pub struct ScheduleArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// How long to wait for the steady state before injecting and after reverting.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::cli::parse_steady_state_timeout)]
     pub steady_state_timeout: Duration,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464); off by default.
     #[arg(long, value_name = "ADDR")]
