@@ -178,8 +178,13 @@ fn start() -> Option<Server> {
         .spawn()
         .unwrap();
     let server = Server { dir, port, child };
+    // An open port is not a ready server ("the database system is starting up"): ask it.
     for _ in 0..500 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        let ready = std::process::Command::new(bin.join("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ready {
             return Some(server);
         }
         std::thread::sleep(Duration::from_millis(20));

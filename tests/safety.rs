@@ -174,7 +174,9 @@ fn a_panic_reverts_the_current_journal_before_exiting() {
     );
 }
 
-/// SIGKILL leaves the fault in place; the journal lets `recover` (or the next run) undo it.
+/// SIGKILL of the runner and of its watchdog (the dead-man switch, tested in
+/// tests/sigkill_recover.rs) leaves the fault in place; the journal lets `recover` (or the next
+/// run) undo it.
 fn killed_run(d: &Sticky) -> String {
     let child = d.spawn_run();
     wait_for("the injection", Duration::from_secs(30), || {
@@ -182,6 +184,7 @@ fn killed_run(d: &Sticky) -> String {
     });
     // The second (irreversible) fault follows the first at once.
     std::thread::sleep(Duration::from_millis(300));
+    common::kill_watchdogs(&d.state());
     signal(&child, "KILL");
     let _ = finish(child, Duration::from_secs(5));
     let journals: Vec<PathBuf> = std::fs::read_dir(d.state().join("journal"))

@@ -105,23 +105,6 @@ impl Runner {
     /// Runs the drill once per kill point; after each SIGKILL, records whether the fault was
     /// still in place, runs `recover`, and asserts that nothing is left and that a second
     /// recover has nothing to do. Returns how many kills left the fault in place.
-    /// The pids of the watchdogs of this runner's runs (their journals are in its state dir).
-    fn watchdogs(&self) -> Vec<i32> {
-        let state = self.path("state");
-        let state = state.to_string_lossy();
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                    let c = String::from_utf8_lossy(&c);
-                    c.contains("__firedrill-watchdog") && c.contains(state.as_ref())
-                })
-            })
-            .collect()
-    }
-
     fn kill_everywhere(
         &self,
         args: &[&str],
@@ -172,9 +155,7 @@ impl Runner {
                 }
             }
             if cleanup == Cleanup::Recover {
-                for pid in self.watchdogs() {
-                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-                }
+                common::kill_watchdogs(&self.path("state"));
             }
             let fault_was_in = leftovers() > 0;
             child.kill().unwrap();
@@ -195,7 +176,7 @@ impl Runner {
                 }
                 // Let the watchdog finish writing its journal before recover reads it.
                 let deadline = Instant::now() + Duration::from_secs(5);
-                while !self.watchdogs().is_empty() && Instant::now() < deadline {
+                while common::watchdog_alive(&self.path("state")) && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 let out = self.recover(recover_kubeconfig);

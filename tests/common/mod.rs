@@ -174,3 +174,43 @@ pub fn run_drill(file: &Path, args: &[&str]) -> (std::process::Output, PathBuf) 
         .unwrap();
     (out, reports)
 }
+
+/// SIGKILL the watchdogs of the runs whose state directory is `state` (their journals are in
+/// it): a test of `recover` must not race the dead-man switch that would revert first.
+pub fn kill_watchdogs(state: &Path) {
+    let state = state.to_string_lossy();
+    for pid in std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        let ours = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            let c = String::from_utf8_lossy(&c);
+            c.contains("__firedrill-watchdog") && c.contains(state.as_ref())
+        });
+        if ours {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+/// Whether a watchdog of a run in state directory `state` is still alive.
+pub fn watchdog_alive(state: &Path) -> bool {
+    let state = state.to_string_lossy();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<i32>().is_ok())
+        })
+        .any(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("__firedrill-watchdog") && c.contains(state.as_ref())
+            })
+        })
+}
