@@ -783,6 +783,12 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
     if let Err(code) = promotion_gate(&args, &env, &exp) {
         return Ok(code);
     }
+    // Every output is created and test-written before anything is injected: a drill never runs
+    // against its target for results it cannot keep.
+    if let Err(e) = outputs_writable(&args, &exp.name, &env.name) {
+        eprintln!("error: {e}\n  = help: fix the path or its permissions; nothing was touched");
+        return Ok(EXIT_INVALID);
+    }
     if let Err(code) = guard(&args, &env, &exp, sim.is_some()) {
         return Ok(code);
     }
@@ -1113,6 +1119,30 @@ fn ci_outputs(
             .map_err(|e| anyhow::anyhow!("cannot write the summary {}: {e}", s.display()))?;
     }
     Ok(code)
+}
+
+/// The report folder of this drill and environment, the `--junit` file's folder and the
+/// `--summary` file, each written to once (and the probe removed).
+fn outputs_writable(args: &RunArgs, experiment: &str, environment: &str) -> Result<(), String> {
+    let reports = args.report_dir.join(experiment).join(environment);
+    safety::check_writable_dir(&reports)
+        .map_err(|e| format!("cannot write reports to {}: {e}", reports.display()))?;
+    if let Some(j) = &args.junit {
+        if j.is_dir() {
+            return Err(format!("--junit {} is a folder, not a file", j.display()));
+        }
+        let dir = j.parent().filter(|d| !d.as_os_str().is_empty());
+        safety::check_writable_dir(dir.unwrap_or(Path::new(".")))
+            .map_err(|e| format!("cannot write the JUnit report {}: {e}", j.display()))?;
+    }
+    if let Some(s) = &args.summary {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(s)
+            .map_err(|e| format!("cannot write the summary {}: {e}", s.display()))?;
+    }
+    Ok(())
 }
 
 /// Start the proxies of the experiment's `proxy:` section; they live as long as the run.

@@ -296,3 +296,74 @@ fn plan_of_the_quickstart_resolves_the_pod_and_the_probe_url_on_its_simulation()
     );
     assert!(stdout.contains("nothing was touched"), "{stdout}");
 }
+
+/// Outputs are checked before anything is injected: a report folder that cannot be written
+/// (here a file where the folder should be) refuses the run, exit 2, and the fault (a marker
+/// file) is never applied. Under umask 000, report folders are still 0700 and files 0600.
+#[test]
+fn unwritable_outputs_refuse_before_injecting_and_reports_ignore_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("fault-applied");
+    let file = dir.path().join("outputs.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name: outputs
+probes:
+  always:
+    command: {{ run: ["true"] }}
+    every: 50ms
+faults:
+  - command: {{ run: [touch, "{m}"], revert: [rm, -f, "{m}"] }}
+recovery: {{ objective: 1s, stable-for: 100ms, timeout: 5s }}
+"#,
+            m = marker.display()
+        ),
+    )
+    .unwrap();
+    let not_a_dir = dir.path().join("reports-file");
+    std::fs::write(&not_a_dir, "a file, not a folder").unwrap();
+    let out = firedrill()
+        .arg("run")
+        .arg(&file)
+        .arg("--report-dir")
+        .arg(&not_a_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot write reports to"), "{stderr}");
+    assert!(!marker.exists(), "the fault was injected: {stderr}");
+
+    let reports = dir.path().join("reports");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 000; exec \"$0\" run \"$1\" --report-dir \"$2\"")
+        .arg(env!("CARGO_BIN_EXE_firedrill"))
+        .arg(&file)
+        .arg(&reports)
+        .env("FIREDRILL_STATE_DIR", dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for d in [
+        reports.clone(),
+        reports.join("outputs"),
+        reports.join("outputs/local"),
+    ] {
+        assert_eq!(mode(&d), 0o700, "{}", d.display());
+    }
+    for f in std::fs::read_dir(reports.join("outputs/local"))
+        .unwrap()
+        .flatten()
+    {
+        assert_eq!(mode(&f.path()), 0o600, "{}", f.path().display());
+    }
+}

@@ -12,9 +12,7 @@ pub mod record;
 pub mod terminal;
 pub mod trail;
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use record::RunRecord;
@@ -45,7 +43,7 @@ pub fn write(root: &Path, record: &RunRecord) -> Result<PathBuf, ReportError> {
     let record = redacted(record)?;
     let record = record.as_ref();
     let dir = run_dir(root, record);
-    fs::create_dir_all(&dir).map_err(|source| ReportError::Write {
+    crate::safety::ensure_dir(&dir).map_err(|source| ReportError::Write {
         path: dir.clone(),
         source,
     })?;
@@ -183,26 +181,8 @@ pub fn read(path: &Path) -> Result<RunRecord, ReportError> {
 /// Temporary file in the same directory, fsync, rename: a reader sees the old file or the
 /// whole new one, never half a report.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let err = |source| ReportError::Write {
+    crate::safety::write_file_atomic(path, bytes).map_err(|source| ReportError::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    f.write_all(bytes).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(err)?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    })
 }

@@ -153,29 +153,42 @@ pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
-/// Temporary file, fsync, rename, 0600: a reader sees the old file or the new one.
+/// Temporary file, fsync, rename, 0600: a reader sees the old file or the new one. The
+/// temporary file has a random name and is created exclusively (O_EXCL: never through a
+/// planted symlink), in the target's folder, created 0700 when missing whatever the umask.
+/// The one atomic write of the crate (reports, JUnit, the halt file use it).
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        ensure_dir(dir)?;
-    }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(O_NOFOLLOW)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    ensure_dir(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Whether `dir` can take a report: created (0700) if missing, and a file written and removed
+/// in it. Checked before anything is injected, so a drill never runs for results it then
+/// cannot keep.
+pub fn check_writable_dir(dir: &Path) -> std::io::Result<()> {
+    ensure_dir(dir)?;
+    let probe = tempfile::Builder::new()
+        .prefix(".firedrill-write-test.")
+        .tempfile_in(dir)?;
+    probe.close()
 }
 
 /// Whether a process with this pid exists (signal 0). A pid we may not signal exists.
