@@ -695,3 +695,77 @@ recovery: {{ objective: 5s, timeout: 10s }}
         }
     }
 }
+
+/// Secrets at rest: a revert argv built from a `${env:}` secret is journalled as the reference,
+/// never the value; `recover` resolves it from its own environment (and masks it in what it
+/// prints), and without the variable it refuses that revert, naming the variable.
+#[test]
+fn the_journal_keeps_secret_references_and_recover_resolves_them() {
+    const VAR: &str = "FIREDRILL_JOURNAL_CANARY";
+    const CANARY: &str = "canary-journal-5e81c";
+    let out_dir = tempfile::tempdir().unwrap();
+    let got = out_dir.path().join("revert-got");
+    let d = Sticky::new(&format!(
+        "  - command: {{ run: [\"true\"], revert: [sh, -c, \"echo \\\"$0\\\" >> '{}'\", \"${{env:{VAR}}}\"] }}\n",
+        got.display()
+    ));
+    let child = d
+        .cmd()
+        .env(VAR, CANARY)
+        .arg("run")
+        .arg(d.file())
+        .arg("--report-dir")
+        .arg(d.reports())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the injection", Duration::from_secs(30), || {
+        d.injected().exists()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    common::kill_watchdogs(&d.state());
+    signal(&child, "KILL");
+    let _ = finish(child, Duration::from_secs(5));
+    let journal: String = std::fs::read_dir(d.state().join("journal"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert!(
+        !journal.contains(CANARY),
+        "the secret is in the journal: {journal}"
+    );
+    assert!(journal.contains(&format!("${{env:{VAR}}}")), "{journal}");
+
+    // Without the variable: the revert that needs it is refused, naming it; the other runs.
+    let out = d
+        .cmd()
+        .env_remove(VAR)
+        .args(["recover", "--all"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(VAR) || stderr.contains(VAR),
+        "{stdout}{stderr}"
+    );
+    assert!(!got.exists());
+    assert_eq!(d.reverts(), 1, "{stdout}{stderr}");
+
+    // With it: resolved for the revert, masked in what recover says.
+    let out = d
+        .cmd()
+        .env(VAR, CANARY)
+        .args(["recover", "--all"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), CANARY);
+    assert!(
+        !stdout.contains(CANARY) && !stderr.contains(CANARY),
+        "{stdout}{stderr}"
+    );
+}

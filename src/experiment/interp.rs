@@ -131,7 +131,7 @@ fn read_env(name: &str, reads: &mut EnvReads<'_>) -> Result<String, (String, Opt
         Ok(v) => {
             // Masked from the moment it is read: a load error may quote it before the
             // experiment (and its secrets) is ever registered.
-            crate::safety::redact::register(&v);
+            crate::safety::redact::register_named(name, &v);
             if !v.is_empty() && !reads.secrets.contains(&v) {
                 reads.secrets.push(v.clone());
             }

@@ -10,7 +10,7 @@ pub mod check;
 pub mod de;
 pub mod diag;
 pub mod env;
-mod interp;
+pub mod interp;
 mod load;
 pub mod model;
 pub mod node;

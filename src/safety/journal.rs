@@ -229,10 +229,12 @@ fn open_append(path: &Path) -> Result<File, JournalError> {
 
 /// Appends one record; with `sync`, it (and every record before it) is on disk on return.
 fn append(file: &mut File, path: &Path, record: &Record, sync: bool) -> Result<(), JournalError> {
-    let mut line = serde_json::to_vec(record).map_err(|e| JournalError::Corrupt {
+    let json = serde_json::to_string(record).map_err(|e| JournalError::Corrupt {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
+    // Secrets at rest are references (`${env:NAME}`), resolved again by whoever reverts.
+    let mut line = super::redact::to_references(&json).into_bytes();
     line.push(b'\n');
     file.write_all(&line).map_err(io(path))?;
     if sync {
@@ -348,9 +350,19 @@ impl Journal {
     }
 }
 
+/// The environment variable of a `${env:NAME}` reference left unresolved in `plan` (not set
+/// in this process), if any.
+fn unset_secret(plan: &RevertPlan) -> Option<String> {
+    let json = serde_json::to_string(plan).ok()?;
+    let (_, unset) = super::redact::from_references(&json);
+    unset.into_iter().next()
+}
+
 /// One line as a record. A line torn by a crash may have had the next record appended to it
 /// (by a writer that did not know it was torn): that record, at the last `{"type":`, is kept.
 fn parse_line(line: &str) -> Option<Record> {
+    let (line, _unset) = super::redact::from_references(line);
+    let line = line.as_str();
     if let Ok(r) = serde_json::from_str(line) {
         return Some(r);
     }
@@ -538,6 +550,24 @@ async fn recover_with(path: &Path, close: bool) -> Result<Vec<Recovered>, Journa
                     true,
                 )?;
                 RecoverResult::Irreversible(why.clone())
+            }
+            // A secret the run read from its environment is journalled as a reference; a
+            // revert that needs it cannot run without it.
+            plan if unset_secret(plan).is_some() => {
+                let name = unset_secret(plan).unwrap_or_default();
+                let error = format!(
+                    "the revert needs the secret the run read from environment variable `{name}`, which is not set here; export it and run `firedrill recover` again"
+                );
+                append(
+                    &mut file,
+                    path,
+                    &Record::RevertFailed {
+                        seq: e.seq,
+                        error: error.clone(),
+                    },
+                    true,
+                )?;
+                RecoverResult::Failed(error)
             }
             plan => match revert_replayed(plan, &state.header).await {
                 Ok(detail) => {

@@ -35,6 +35,63 @@ pub fn register(secret: &str) {
     }
 }
 
+fn named() -> &'static RwLock<Vec<(String, String)>> {
+    static NAMED: OnceLock<RwLock<Vec<(String, String)>>> = OnceLock::new();
+    NAMED.get_or_init(|| RwLock::new(Vec::new()))
+}
+
+/// Adds a secret read from environment variable `name`: masked like [`register`], and written
+/// at rest (the journal) as the reference `${env:NAME}`, never as its value.
+pub fn register_named(name: &str, secret: &str) {
+    register(secret);
+    if secret.trim().len() < MIN_SECRET_LEN {
+        return;
+    }
+    let mut all = named().write().unwrap_or_else(|e| e.into_inner());
+    if !all.iter().any(|(n, s)| n == name && s == secret) {
+        all.push((name.to_string(), secret.to_string()));
+        all.sort_by_key(|(_, s)| std::cmp::Reverse(s.len()));
+    }
+}
+
+/// A JSON text for storage: every `${` escaped as `$${`, then every value of
+/// [`register_named`] replaced by its `${env:NAME}` reference. [`from_references`] undoes it.
+pub fn to_references(json: &str) -> String {
+    let mut out = json.replace("${", "$${");
+    for (name, secret) in named().read().unwrap_or_else(|e| e.into_inner()).iter() {
+        // As the value appears inside a JSON string.
+        let quoted = serde_json::to_string(secret).unwrap_or_default();
+        let inner = quoted.trim_start_matches('"').trim_end_matches('"');
+        if !inner.is_empty() {
+            out = out.replace(inner, &format!("${{env:{name}}}"));
+        }
+    }
+    out
+}
+
+/// A stored JSON text with its `${env:NAME}` references resolved from this process's
+/// environment (each value registered as a secret) and `$${` back to `${`. A reference whose
+/// variable is not set stays as written, and its name is returned.
+pub fn from_references(json: &str) -> (String, Vec<String>) {
+    use crate::experiment::interp::{expand, Ref};
+    let mut unset = Vec::new();
+    let (out, _) = expand(json, |r| match r {
+        Ref::Env(name) => match std::env::var(name) {
+            Ok(v) => {
+                register_named(name, &v);
+                let quoted = serde_json::to_string(&v).unwrap_or_default();
+                Ok(quoted[1..quoted.len().saturating_sub(1)].to_string())
+            }
+            Err(_) => {
+                unset.push(name.to_string());
+                Ok(format!("${{env:{name}}}"))
+            }
+        },
+        Ref::Var(name) => Ok(format!("${{{name}}}")),
+    });
+    (out, unset)
+}
+
 /// Header names whose values are credentials.
 pub fn sensitive_header(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
