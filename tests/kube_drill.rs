@@ -63,6 +63,35 @@ fn within(what: &str, got: Duration, truth: Duration, tolerance: Duration) {
     );
 }
 
+/// A simulated cluster in this process (so a test can read its ground truth) as environment
+/// `staging` of a firedrill.yaml in its temp dir, through the kube context `firedrill-sim`.
+fn staging(scenario: &str, seed: u64) -> common::sim::Sim {
+    let sim = common::sim::Sim::new(scenario, seed);
+    sim.write_kubeconfig("kubeconfig", &["firedrill-sim"], "firedrill-sim");
+    std::fs::write(
+        sim.dir.path().join("firedrill.yaml"),
+        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
+    )
+    .unwrap();
+    sim
+}
+
+/// The quickstart's simulated shop (experiments/sim/shop.yaml).
+fn shop() -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/sim/shop.yaml"),
+    )
+    .unwrap()
+}
+
+/// `firedrill` against [`staging`]'s cluster, with its own state dir.
+fn firedrill_in(sim: &common::sim::Sim) -> std::process::Command {
+    let mut c = firedrill();
+    c.env("KUBECONFIG", sim.dir.path().join("kubeconfig"))
+        .env("FIREDRILL_STATE_DIR", sim.dir.path().join("state"));
+    c
+}
+
 #[test]
 fn killing_one_of_three_pods_reports_phases_and_recovery_matching_the_simulation() {
     let (record, out) = run_drill(1, 1);
@@ -260,21 +289,10 @@ fn an_unreachable_cluster_ends_inconclusive_with_a_clear_message() {
 /// delete call returns; it belongs to the fault, not to the steady state before it.
 #[test]
 fn the_quickstart_time_to_detect_and_downtime_lie_in_their_brackets_in_20_trials() {
-    use common::sim::Sim;
     use firedrill::sim::TruthKind;
     use std::time::SystemTime;
 
-    let scenario = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/sim/shop.yaml"),
-    )
-    .unwrap();
-    let sim = Sim::new(&scenario, 3);
-    sim.write_kubeconfig("kubeconfig", &["firedrill-sim"], "firedrill-sim");
-    std::fs::write(
-        sim.dir.path().join("firedrill.yaml"),
-        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
-    )
-    .unwrap();
+    let sim = staging(&shop(), 3);
     // The quickstart's target, fault and readiness probe; a shorter stable-for so that 20
     // trials take half a minute.
     let file = sim.dir.path().join("quickstart.yaml");
@@ -299,9 +317,7 @@ cooldown: 100ms
     )
     .unwrap();
     let reports = sim.dir.path().join("reports");
-    let out = firedrill()
-        .env("KUBECONFIG", sim.dir.path().join("kubeconfig"))
-        .env("FIREDRILL_STATE_DIR", sim.dir.path().join("state"))
+    let out = firedrill_in(&sim)
         .args(["run", "--env", "staging", "--seed", "11", "--report-dir"])
         .arg(&reports)
         .arg(&file)
@@ -373,15 +389,7 @@ cooldown: 100ms
 /// kills exactly two.
 #[test]
 fn percent_of_the_pods_rounds_down_and_plan_says_how_the_count_was_derived() {
-    use common::sim::Sim;
-
-    let sim = Sim::new(SCENARIO, 4);
-    sim.write_kubeconfig("kubeconfig", &["firedrill-sim"], "firedrill-sim");
-    std::fs::write(
-        sim.dir.path().join("firedrill.yaml"),
-        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
-    )
-    .unwrap();
+    let sim = staging(SCENARIO, 4);
     let file = sim.dir.path().join("drill.yaml");
     std::fs::write(
         &file,
@@ -397,16 +405,10 @@ fn percent_of_the_pods_rounds_down_and_plan_says_how_the_count_was_derived() {
             ),
     )
     .unwrap();
-    let firedrill_in = || {
-        let mut c = firedrill();
-        c.env("KUBECONFIG", sim.dir.path().join("kubeconfig"))
-            .env("FIREDRILL_STATE_DIR", sim.dir.path().join("state"));
-        c
-    };
     // The simulated kubelet takes a second to make the three pods ready.
     let mut stdout = String::new();
     for _ in 0..100 {
-        let out = firedrill_in()
+        let out = firedrill_in(&sim)
             .args(["plan", "--env", "staging"])
             .arg(&file)
             .output()
@@ -428,7 +430,7 @@ fn percent_of_the_pods_rounds_down_and_plan_says_how_the_count_was_derived() {
         "{stdout}"
     );
     let reports = sim.dir.path().join("reports");
-    let out = firedrill_in()
+    let out = firedrill_in(&sim)
         .args(["run", "--env", "staging", "--seed", "5", "--report-dir"])
         .arg(&reports)
         .arg(&file)
@@ -454,20 +456,9 @@ fn percent_of_the_pods_rounds_down_and_plan_says_how_the_count_was_derived() {
 /// a 100ms objective pass although the deployment took a second to be whole).
 #[test]
 fn a_kill_and_a_held_latency_in_one_trial_each_count_from_their_own_fault() {
-    use common::sim::Sim;
     use firedrill::sim::TruthKind;
 
-    let scenario = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/sim/shop.yaml"),
-    )
-    .unwrap();
-    let sim = Sim::new(&scenario, 8);
-    sim.write_kubeconfig("kubeconfig", &["firedrill-sim"], "firedrill-sim");
-    std::fs::write(
-        sim.dir.path().join("firedrill.yaml"),
-        "environments:\n  staging:\n    kube-context: firedrill-sim\n",
-    )
-    .unwrap();
+    let sim = staging(&shop(), 8);
     let upstream = sim
         .handle()
         .traffic_url("shop", "checkout")
@@ -508,9 +499,7 @@ recovery: {{ objective: {objective}, stable-for: 500ms, timeout: 1m }}
         )
         .unwrap();
         let reports = sim.dir.path().join(format!("reports-{objective}"));
-        let out = firedrill()
-            .env("KUBECONFIG", sim.dir.path().join("kubeconfig"))
-            .env("FIREDRILL_STATE_DIR", sim.dir.path().join("state"))
+        let out = firedrill_in(&sim)
             .args(["run", "--env", "staging", "--seed", "2", "--report-dir"])
             .arg(&reports)
             .arg(&file)

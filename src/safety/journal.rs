@@ -551,52 +551,37 @@ async fn recover_with(path: &Path, close: bool) -> Result<Vec<Recovered>, Journa
                 )?;
                 RecoverResult::Irreversible(why.clone())
             }
-            // A secret the run read from its environment is journalled as a reference; a
-            // revert that needs it cannot run without it.
-            plan if unset_secret(plan).is_some() => {
-                let name = unset_secret(plan).unwrap_or_default();
-                let error = format!(
-                    "the revert needs the secret the run read from environment variable `{name}`, which is not set here; export it and run `firedrill recover` again"
-                );
-                append(
-                    &mut file,
-                    path,
-                    &Record::RevertFailed {
-                        seq: e.seq,
-                        error: error.clone(),
-                    },
-                    true,
-                )?;
-                RecoverResult::Failed(error)
-            }
-            plan => match revert_replayed(plan, &state.header).await {
-                Ok(detail) => {
-                    let detail = super::redact::text(&format!("{detail}{killed_note}"));
-                    append(
-                        &mut file,
-                        path,
-                        &Record::Reverted {
+            plan => {
+                // A secret the run read from its environment is journalled as a reference; a
+                // revert that needs it cannot run without it.
+                let attempt = match unset_secret(plan) {
+                    Some(name) => Err(format!(
+                        "the revert needs the secret the run read from environment variable `{name}`, which is not set here; export it and run `firedrill recover` again"
+                    )),
+                    None => revert_replayed(plan, &state.header)
+                        .await
+                        .map(|detail| super::redact::text(&format!("{detail}{killed_note}")))
+                        .map_err(|err| super::redact::text(&err.to_string())),
+                };
+                let (record, result) = match attempt {
+                    Ok(detail) => (
+                        Record::Reverted {
                             seq: e.seq,
                             detail: detail.clone(),
                         },
-                        true,
-                    )?;
-                    RecoverResult::Reverted(detail)
-                }
-                Err(err) => {
-                    let error = super::redact::text(&err.to_string());
-                    append(
-                        &mut file,
-                        path,
-                        &Record::RevertFailed {
+                        RecoverResult::Reverted(detail),
+                    ),
+                    Err(error) => (
+                        Record::RevertFailed {
                             seq: e.seq,
                             error: error.clone(),
                         },
-                        true,
-                    )?;
-                    RecoverResult::Failed(error)
-                }
-            },
+                        RecoverResult::Failed(error),
+                    ),
+                };
+                append(&mut file, path, &record, true)?;
+                result
+            }
         };
         out.push(Recovered {
             fault: e.fault.clone(),
