@@ -398,3 +398,49 @@ recovery: {{ objective: 1s, stable-for: 100ms, timeout: 2500ms }}
         "only {left} kills left the marker for the watchdog"
     );
 }
+
+/// The dead-man switch on a process drill: a `process-kill` with SIGSTOP is reverted with
+/// SIGCONT by the watchdog when the runner is killed while the process is stopped.
+#[test]
+fn the_watchdog_continues_a_process_a_killed_runner_stopped() {
+    let r = Runner::new("");
+    let mut victim = Command::new("sleep").arg("600").spawn().unwrap();
+    let pid = victim.id();
+    let pid_file = r.path("victim.pid");
+    std::fs::write(&pid_file, pid.to_string()).unwrap();
+    // Stopped ('T') in /proc/PID/stat, after the command name in parentheses.
+    let stopped = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T')))
+            .unwrap_or(false)
+    };
+    std::fs::write(
+        r.path("drill.yaml"),
+        format!(
+            r#"name: freeze
+targets:
+  victim:
+    process: {{ pid-file: "{}" }}
+probes:
+  alive:
+    command: {{ run: ["true"] }}
+    every: 50ms
+faults:
+  - process-kill: {{ target: victim, signal: SIGSTOP }}
+recovery: {{ objective: 1s, stable-for: 2s, timeout: 5s }}
+"#,
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    let left = r.kill_at(&WATCHDOG_POINTS, Cleanup::Watchdog, &[], None, || {
+        usize::from(stopped())
+    });
+    let _ = victim.kill();
+    let _ = victim.wait();
+    assert!(
+        left >= 6,
+        "only {left} kills left the process stopped for the watchdog"
+    );
+}
