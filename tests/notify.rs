@@ -26,8 +26,27 @@ async fn hook(
     }
 }
 
+/// Every log line of this test binary, for the tests that check what a failure logs. One
+/// global subscriber, installed before any test logs: a thread-local one races the callsite
+/// cache of a test that logs on another thread (its lines were lost).
+fn log() -> Arc<Mutex<Vec<u8>>> {
+    static LOG: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || LogSink(sink.clone()))
+            .with_ansi(false)
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buf
+    })
+    .clone()
+}
+
 #[tokio::test]
 async fn webhooks_get_start_finish_and_missed_objective() {
+    log();
     let seen: Seen = Arc::default();
     let app = axum::Router::new()
         .route("/{name}", axum::routing::post(hook))
@@ -112,6 +131,7 @@ async fn webhooks_get_start_finish_and_missed_objective() {
 /// process argument), and a failing notification's log line names only scheme and host.
 #[test]
 fn webhook_urls_come_from_the_environment_or_a_file_and_never_reach_a_log() {
+    log();
     use clap::Parser;
     use firedrill::schedule::daemon::{webhooks, ScheduleArgs};
 
@@ -158,13 +178,7 @@ fn webhook_urls_come_from_the_environment_or_a_file_and_never_reach_a_log() {
     assert!(err.contains("FIREDRILL_TEST_SURELY_UNSET_HOOK"), "{err}");
 
     // The log of a notification that cannot be delivered.
-    let logged: Arc<Mutex<Vec<u8>>> = Arc::default();
-    let sink = logged.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || LogSink(sink.clone()))
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logged = log();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -174,7 +188,10 @@ fn webhook_urls_come_from_the_environment_or_a_file_and_never_reach_a_log() {
         environment: "staging".into(),
     }));
     let log = String::from_utf8_lossy(&logged.lock().unwrap()).into_owned();
-    assert!(log.contains("cannot notify webhook"), "{log}");
+    assert!(
+        log.contains("cannot notify webhook") && log.contains(&format!("http://{dead}/***")),
+        "{log}"
+    );
     assert!(
         !log.contains("webhook-canary"),
         "the webhook's secret path was logged: {log}"
