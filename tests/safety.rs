@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::firedrill;
+use common::{finish, firedrill, signal, text, wait_for};
 
 /// A drill whose command fault creates `injected`, whose revert appends a line to `reverted`,
 /// and whose probe fails while `injected` exists: it never recovers on its own, so the drill
@@ -78,49 +78,6 @@ faults:
     }
 }
 
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Waits for the child to exit within `limit`; kills it and fails otherwise.
-fn finish(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "did not exit within {limit:?}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn sigint_twice_reverts_within_a_second_and_exits_3() {
     let d = Sticky::new("");
@@ -129,9 +86,9 @@ fn sigint_twice_reverts_within_a_second_and_exits_3() {
         d.injected().exists()
     });
     let sent = Instant::now();
-    signal(&child, "INT");
+    signal(child.id(), "INT");
     std::thread::sleep(Duration::from_millis(20));
-    signal(&child, "INT");
+    signal(child.id(), "INT");
     wait_for("the revert", Duration::from_secs(1), || d.reverts() > 0);
     assert!(sent.elapsed() <= Duration::from_secs(1));
     let out = finish(child, Duration::from_secs(20));
@@ -185,7 +142,7 @@ fn killed_run(d: &Sticky) -> String {
     // The second (irreversible) fault follows the first at once.
     std::thread::sleep(Duration::from_millis(300));
     common::kill_watchdogs(&d.state());
-    signal(&child, "KILL");
+    signal(child.id(), "KILL");
     let _ = finish(child, Duration::from_secs(5));
     let journals: Vec<PathBuf> = std::fs::read_dir(d.state().join("journal"))
         .unwrap()
@@ -237,7 +194,7 @@ fn a_new_run_first_recovers_the_stale_journal_of_its_scope() {
     wait_for("the new injection", Duration::from_secs(30), || {
         d.injected().exists()
     });
-    signal(&child, "TERM");
+    signal(child.id(), "TERM");
     let out = finish(child, Duration::from_secs(20));
     let (_, stderr) = text(&out);
     assert!(
@@ -725,7 +682,7 @@ fn the_journal_keeps_secret_references_and_recover_resolves_them() {
     });
     std::thread::sleep(Duration::from_millis(300));
     common::kill_watchdogs(&d.state());
-    signal(&child, "KILL");
+    signal(child.id(), "KILL");
     let _ = finish(child, Duration::from_secs(5));
     let journal: String = std::fs::read_dir(d.state().join("journal"))
         .unwrap()

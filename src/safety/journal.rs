@@ -495,11 +495,22 @@ pub async fn recover(path: &Path) -> Result<Vec<Recovered>, JournalError> {
 /// [`recover`], closing the journal (when everything was settled) only with `close`: a
 /// journal whose drill goes on is left for the drill to close.
 async fn recover_with(path: &Path, close: bool) -> Result<Vec<Recovered>, JournalError> {
+    // One recovery of a journal at a time: a run's watchdog and a `recover` started by hand
+    // (or the next run of the scope) may reach it together. The second waits for the first
+    // and then finds the journal closed, instead of reverting twice.
+    let owned = path.to_path_buf();
+    let locked = tokio::task::spawn_blocking(move || {
+        let file = open_append(&owned)?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| io(&owned)(std::io::Error::from(e)))
+    })
+    .await
+    .map_err(|e| io(path)(std::io::Error::other(e)))?;
+    let mut file = locked?;
     let state = read(path)?;
     if state.closed {
         return Ok(vec![]);
     }
-    let mut file = open_append(path)?;
     let mut out = Vec::new();
     let pending: Vec<Entry> = state.pending().cloned().collect();
     for e in pending.iter().rev() {
