@@ -8,75 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::sticky::Sticky;
 use common::{finish, firedrill, signal, text, wait_for};
-
-/// A drill whose command fault creates `injected`, whose revert appends a line to `reverted`,
-/// and whose probe fails while `injected` exists: it never recovers on its own, so the drill
-/// sits observing until it is stopped.
-struct Sticky {
-    dir: tempfile::TempDir,
-}
-
-impl Sticky {
-    fn new(extra_faults: &str) -> Sticky {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Sticky { dir };
-        let yaml = format!(
-            r#"name: sticky
-probes:
-  clean:
-    command: {{ run: [test, "!", -e, "{injected}"] }}
-    every: 50ms
-faults:
-  - command:
-      run: [touch, "{injected}"]
-      revert: [sh, -c, "rm -f '{injected}'; echo x >> '{reverted}'"]
-      timeout: 5s
-{extra_faults}recovery: {{ objective: 5s, stable-for: 200ms, timeout: 60s }}
-"#,
-            injected = s.injected().display(),
-            reverted = s.reverted().display(),
-        );
-        std::fs::write(s.file(), yaml).unwrap();
-        s
-    }
-    fn file(&self) -> PathBuf {
-        self.dir.path().join("sticky.yaml")
-    }
-    fn injected(&self) -> PathBuf {
-        self.dir.path().join("injected")
-    }
-    fn reverted(&self) -> PathBuf {
-        self.dir.path().join("reverted")
-    }
-    fn reverts(&self) -> usize {
-        std::fs::read_to_string(self.reverted())
-            .map(|t| t.lines().count())
-            .unwrap_or(0)
-    }
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-    fn reports(&self) -> PathBuf {
-        self.dir.path().join("reports")
-    }
-    fn cmd(&self) -> Command {
-        let mut c = firedrill();
-        c.env("FIREDRILL_STATE_DIR", self.state());
-        c
-    }
-    fn spawn_run(&self) -> Child {
-        self.cmd()
-            .arg("run")
-            .arg(self.file())
-            .arg("--report-dir")
-            .arg(self.reports())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-}
 
 #[test]
 fn sigint_twice_reverts_within_a_second_and_exits_3() {

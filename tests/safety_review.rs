@@ -9,73 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::sticky::Sticky;
 use common::{finish, firedrill, signal, text, wait_for};
-
-/// A drill whose command fault creates `injected`, whose revert removes it and appends a line
-/// to `reverted`, and whose probe fails while `injected` exists: it holds the fault until it
-/// is stopped.
-struct Sticky {
-    dir: tempfile::TempDir,
-}
-
-impl Sticky {
-    fn new() -> Sticky {
-        let s = Sticky {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let yaml = format!(
-            r#"name: sticky
-probes:
-  clean:
-    command: {{ run: [test, "!", -e, "{injected}"] }}
-    every: 50ms
-faults:
-  - command:
-      run: [touch, "{injected}"]
-      revert: [sh, -c, "rm -f '{injected}'; echo x >> '{reverted}'"]
-      timeout: 5s
-recovery: {{ objective: 5s, stable-for: 200ms, timeout: 60s }}
-"#,
-            injected = s.injected().display(),
-            reverted = s.reverted().display(),
-        );
-        std::fs::write(s.file(), yaml).unwrap();
-        s
-    }
-    fn file(&self) -> PathBuf {
-        self.dir.path().join("sticky.yaml")
-    }
-    fn injected(&self) -> PathBuf {
-        self.dir.path().join("injected")
-    }
-    fn reverted(&self) -> PathBuf {
-        self.dir.path().join("reverted")
-    }
-    fn reverts(&self) -> usize {
-        std::fs::read_to_string(self.reverted())
-            .map(|t| t.lines().count())
-            .unwrap_or(0)
-    }
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-    fn cmd(&self) -> Command {
-        let mut c = firedrill();
-        c.env("FIREDRILL_STATE_DIR", self.state());
-        c
-    }
-    fn spawn_run(&self) -> Child {
-        self.cmd()
-            .arg("run")
-            .arg(self.file())
-            .arg("--report-dir")
-            .arg(self.dir.path().join("reports"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-}
 
 /// Every file under `dir`, with its text.
 fn files_under(dir: &Path) -> Vec<(String, String)> {
@@ -240,7 +175,7 @@ enum Stop {
 }
 
 fn stop_held_fault(stop: Stop) {
-    let d = Sticky::new();
+    let d = Sticky::new("");
     let mut child = d.spawn_run();
     wait_for("the injection", Duration::from_secs(30), || {
         d.injected().exists()
@@ -308,7 +243,7 @@ fn closed_pipe() -> std::io::PipeWriter {
 
 #[test]
 fn output_commands_exit_quietly_on_a_closed_stdout() {
-    let d = Sticky::new();
+    let d = Sticky::new("");
     for args in [
         vec!["plan".to_string(), d.file().display().to_string()],
         vec!["validate".to_string(), d.file().display().to_string()],
@@ -484,7 +419,7 @@ fn a_state_dir_another_user_can_write_is_refused_and_nothing_planted_runs() {
         return;
     }
     use std::os::unix::fs::PermissionsExt;
-    let d = Sticky::new();
+    let d = Sticky::new("");
     std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let pwned = d.dir.path().join("pwned");
     let journal = journal_lines("evil-1", "sticky", 999_999_999, "", &pwned).join("\n") + "\n";
@@ -589,7 +524,7 @@ fn a_state_dir_another_user_can_write_is_refused_and_nothing_planted_runs() {
 
 #[test]
 fn recover_leaves_a_running_drill_alone() {
-    let d = Sticky::new();
+    let d = Sticky::new("");
     let child = d.spawn_run();
     wait_for("the injection", Duration::from_secs(30), || {
         d.injected().exists()
@@ -728,7 +663,7 @@ recovery: {{ objective: 5s, stable-for: 100ms, timeout: 10s }}
 
 #[test]
 fn sigterm_cancels_an_injection_in_flight_and_reverts_its_maybe_applied_effect() {
-    let d = Sticky::new();
+    let d = Sticky::new("");
     // The fault takes effect at once, but its call takes 30s to return.
     let yaml = std::fs::read_to_string(d.file()).unwrap().replace(
         &format!("run: [touch, \"{}\"]", d.injected().display()),
@@ -763,7 +698,7 @@ fn sigterm_cancels_an_injection_in_flight_and_reverts_its_maybe_applied_effect()
 
 #[test]
 fn an_absurd_steady_state_timeout_is_refused_not_a_panic() {
-    let d = Sticky::new();
+    let d = Sticky::new("");
     let out = d
         .cmd()
         .args(["run", "--steady-state-timeout", "500000000000y"])
@@ -808,7 +743,7 @@ recovery: { objective: 5s }
 /// neither close the live journal nor let the drill carry on as if nothing happened.
 #[test]
 fn a_panic_on_another_thread_stops_the_drill_and_leaves_its_journal_to_it() {
-    let d = Sticky::new();
+    let d = Sticky::new("");
     let out = d
         .cmd()
         .env("FIREDRILL_DEBUG_THREAD_PANIC_AFTER_INJECT", "1")
@@ -946,7 +881,7 @@ recovery: { objective: 10s, stable-for: 300ms, timeout: 30s }
 /// A run killed with SIGKILL cannot write its record; what it wrote as it went remains.
 #[test]
 fn a_sigkilled_run_leaves_an_audit_trail_and_a_finished_one_only_its_record() {
-    let d = Sticky::new();
+    let d = Sticky::new("");
     let reports = d.dir.path().join("reports");
     let mut child = d.spawn_run();
     wait_for("the injection", Duration::from_secs(30), || {

@@ -6,6 +6,7 @@ pub mod net;
 pub mod patroni;
 pub mod proxy;
 pub mod sim;
+pub mod sticky;
 
 use std::path::Path;
 
@@ -175,44 +176,35 @@ pub fn run_drill(file: &Path, args: &[&str]) -> (std::process::Output, PathBuf) 
     (out, reports)
 }
 
-/// SIGKILL the watchdogs of the runs whose state directory is `state` (their journals are in
-/// it): a test of `recover` must not race the dead-man switch that would revert first.
-pub fn kill_watchdogs(state: &Path) {
-    let state = state.to_string_lossy();
-    for pid in std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-    {
-        let ours = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-            let c = String::from_utf8_lossy(&c);
-            c.contains("__firedrill-watchdog") && c.contains(state.as_ref())
-        });
-        if ours {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
-    }
-}
-
-/// Whether a watchdog of a run in state directory `state` is still alive.
-pub fn watchdog_alive(state: &Path) -> bool {
+/// The pids of the watchdogs of the runs whose state directory is `state` (their journals,
+/// named on their command lines, are in it).
+fn watchdogs(state: &Path) -> Vec<i32> {
     let state = state.to_string_lossy();
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.parse::<i32>().is_ok())
-        })
-        .any(|e| {
-            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
                 let c = String::from_utf8_lossy(&c);
                 c.contains("__firedrill-watchdog") && c.contains(state.as_ref())
             })
         })
+        .collect()
+}
+
+/// SIGKILL the watchdogs of the runs of state directory `state`: a test of `recover` must
+/// not race the dead-man switch that would revert first.
+pub fn kill_watchdogs(state: &Path) {
+    for pid in watchdogs(state) {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+}
+
+/// Whether a watchdog of a run of state directory `state` is still alive.
+pub fn watchdog_alive(state: &Path) -> bool {
+    !watchdogs(state).is_empty()
 }
 
 // A drill driven from outside, as the safety tests do: wait, stop, signal, read.
