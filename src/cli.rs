@@ -623,7 +623,7 @@ async fn plan(file: &Path, args: &EnvArgs, state_dir: &Path) -> anyhow::Result<u
         }
     };
     let exp = &loaded.experiment;
-    safety::redact::register_experiment(exp);
+    experiment::secrets::register(exp);
     println!("drill `{}` in environment `{}`", exp.name, env.name);
     if env.protected {
         println!("  environment `{}` is protected: `run` needs --env {}, the experiment listing it, the kubeconfig's current context `{}`, and a typed confirmation or --yes", env.name, env.name, env.kube_context.as_deref().unwrap_or("(none set)"));
@@ -660,7 +660,7 @@ async fn plan(file: &Path, args: &EnvArgs, state_dir: &Path) -> anyhow::Result<u
     // Targets are resolved read-only (lists and gets) where the cluster is reachable.
     let mut ctx = BuildContext::default();
     if needs_kube(exp) && !simulated && (env.name != "local") {
-        match crate::platform::kube::client_for(&env).await {
+        match crate::platform::kube::client_for(env.kube_context.as_deref()).await {
             Ok((c, _)) => ctx.kube = Some(c),
             Err(e) => println!("  cluster: {e} (targets not resolved)"),
         }
@@ -767,7 +767,7 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
         eprintln!("{w}\n");
     }
     let mut exp = loaded.experiment;
-    safety::redact::register_experiment(&exp);
+    experiment::secrets::register(&exp);
     if let Some(n) = args.repeat {
         exp.repeat = n;
     }
@@ -818,7 +818,7 @@ async fn run(args: RunArgs, state_dir: &Path) -> anyhow::Result<u8> {
     } else if let Some(handle) = &sim {
         (Some(handle.kube_client().await?), None)
     } else {
-        match crate::platform::kube::client_for(&env).await {
+        match crate::platform::kube::client_for(env.kube_context.as_deref()).await {
             Ok((c, cluster)) => (Some(c), Some(cluster)),
             Err(e) => {
                 eprintln!("error: {e}\n  = help: set `kube-context` for environment `{}` in firedrill.yaml, or give the experiment a `simulation` to run it on the embedded simulated cluster", env.name);

@@ -97,14 +97,11 @@ pub fn probe_checks(p: &ProbeSpec) -> (String, String) {
             "postgres".into(),
             match &p.mode {
                 crate::probe::postgres::PostgresMode::Read { query } => {
-                    format!(
-                        "{query:?} on {}",
-                        crate::probe::postgres::redact_dsn(&p.dsn)
-                    )
+                    format!("{query:?} on {}", crate::safety::redact::text(&p.dsn))
                 }
                 crate::probe::postgres::PostgresMode::Write { rate_hz, table } => format!(
                     "write {rate_hz}/s into {table} on {}",
-                    crate::probe::postgres::redact_dsn(&p.dsn)
+                    crate::safety::redact::text(&p.dsn)
                 ),
             },
         ),

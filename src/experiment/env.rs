@@ -211,7 +211,7 @@ fn environment(cx: &mut Ctx<'_>, name: &str, node: &Node, path: &str) -> Option<
         protected: raw.protected,
         promote_from: raw.promote_from,
         promote_within: raw.within.map(|w| w.0),
-        schedule: crate::schedule::Rules {
+        schedule: crate::experiment::model::schedule::Rules {
             jitter: raw.jitter.map_or(Duration::ZERO, |d| d.0),
             starting_deadline: raw.starting_deadline.map(|d| d.0),
             promote_passes: raw.passes.unwrap_or(1),
@@ -219,15 +219,17 @@ fn environment(cx: &mut Ctx<'_>, name: &str, node: &Node, path: &str) -> Option<
             windows: raw
                 .windows
                 .iter()
-                .filter_map(|w| crate::schedule::window::Window::parse(w).ok())
+                .filter_map(|w| crate::experiment::model::window::Window::parse(w).ok())
                 .collect(),
             blackouts: raw
                 .blackouts
                 .iter()
-                .filter_map(|b| crate::schedule::window::Blackout::parse(b).ok())
+                .filter_map(|b| crate::experiment::model::window::Blackout::parse(b).ok())
                 .collect(),
             concurrency: match raw.concurrency {
-                None | Some(RawConcurrency::Forbid) => crate::schedule::Concurrency::Forbid,
+                None | Some(RawConcurrency::Forbid) => {
+                    crate::experiment::model::schedule::Concurrency::Forbid
+                }
             },
         },
     })
@@ -236,7 +238,7 @@ fn environment(cx: &mut Ctx<'_>, name: &str, node: &Node, path: &str) -> Option<
 /// `windows:` and `blackouts:`, each item checked on its own so every bad one is reported
 /// at its position.
 fn check_windows(cx: &mut Ctx<'_>, node: &Node, path: &str) {
-    use crate::schedule::window::{Blackout, Window};
+    use crate::experiment::model::window::{Blackout, Window};
     for (key, is_window) in [("windows", true), ("blackouts", false)] {
         let Some(Kind::Seq(items)) = node.get(key).map(|n| &n.kind) else {
             continue;

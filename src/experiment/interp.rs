@@ -340,6 +340,28 @@ fn walk(
     }
 }
 
+/// The inverse of [`crate::safety::redact::to_references`]: a stored JSON text with its `${env:NAME}` references resolved from this process's
+/// environment (each value registered as a secret) and `$${` back to `${`. A reference whose
+/// variable is not set stays as written, and its name is returned.
+pub fn from_references(json: &str) -> (String, Vec<String>) {
+    let mut unset = Vec::new();
+    let (out, _) = expand(json, |r| match r {
+        Ref::Env(name) => match std::env::var(name) {
+            Ok(v) => {
+                crate::safety::redact::register_named(name, &v);
+                let quoted = serde_json::to_string(&v).unwrap_or_default();
+                Ok(quoted[1..quoted.len().saturating_sub(1)].to_string())
+            }
+            Err(_) => {
+                unset.push(name.to_string());
+                Ok(format!("${{env:{name}}}"))
+            }
+        },
+        Ref::Var(name) => Ok(format!("${{{name}}}")),
+    });
+    (out, unset)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

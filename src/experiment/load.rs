@@ -16,6 +16,7 @@ use super::check::{self, Invalid};
 use super::de::{child_path, from_node, DeError, Problem};
 use super::diag::{suggest, Diagnostic, Diagnostics};
 use super::interp::{interpolate_tree, Resolver};
+use super::model::db_failover::DbFailoverSpec;
 use super::model::*;
 use super::node::{self, Kind, Node, Span};
 use super::raw::*;
@@ -55,17 +56,6 @@ const PROBE_KINDS: &[&str] = &[
     "prometheus",
 ];
 const PROBE_COMMON: &[&str] = &["every", "every-during", "after"];
-const FAULT_KINDS: &[&str] = &[
-    "pod-kill",
-    "process-kill",
-    "command",
-    "db-failover",
-    "latency",
-    "bandwidth",
-    "loss",
-    "down",
-    "partition",
-];
 /// Default and minimum sampling interval of a `prometheus` probe (see `probes`).
 const PROMETHEUS_EVERY: Duration = Duration::from_secs(5);
 const PROMETHEUS_MIN_EVERY: Duration = Duration::from_secs(1);
@@ -1417,8 +1407,8 @@ impl Builder<'_, '_> {
         &mut self,
         n: &Node,
         path: &str,
-    ) -> Option<crate::probe::postgres::PostgresProbeSpec> {
-        use crate::probe::postgres::{PostgresMode, PostgresProbeSpec};
+    ) -> Option<crate::experiment::model::postgres::PostgresProbeSpec> {
+        use crate::experiment::model::postgres::{PostgresMode, PostgresProbeSpec};
         let spec: PostgresProbeSpec = self.cx.de(n, path)?;
         if spec.dsn.trim().is_empty() {
             self.cx.error(
@@ -1428,7 +1418,7 @@ impl Builder<'_, '_> {
                 Some("e.g. `host=127.0.0.1,127.0.0.1 port=5441,5442 user=postgres dbname=postgres target_session_attrs=read-write`".into()),
             );
         }
-        if let Err(e) = crate::probe::postgres::split_tls(&spec.dsn) {
+        if let Err(e) = crate::experiment::model::postgres::split_tls(&spec.dsn) {
             self.cx.error(
                 at(n, "dsn"),
                 &child_path(path, "dsn"),
@@ -1461,9 +1451,9 @@ impl Builder<'_, '_> {
         &mut self,
         n: &Node,
         path: &str,
-        spec: &crate::fault::db_failover::DbFailoverSpec,
+        spec: &crate::experiment::model::db_failover::DbFailoverSpec,
     ) {
-        use crate::fault::db_failover::{DbFailoverProvider, RoleLabels};
+        use crate::experiment::model::db_failover::{DbFailoverProvider, RoleLabels};
         if spec.needs_patroni() && spec.patroni.is_empty() {
             self.cx.error(
                 at(n, "provider"),
@@ -1803,28 +1793,33 @@ impl Builder<'_, '_> {
             }
         };
         let mut seen_names = BTreeSet::new();
+        let fault_keys = FaultKind::ALL.map(FaultKind::key);
         for (i, item) in items.iter().enumerate() {
             let path = format!("faults[{i}]");
             let Some(split) =
-                split_kind(&mut self.cx, item, &path, "fault", FAULT_KINDS, &["name"])
+                split_kind(&mut self.cx, item, &path, "fault", &fault_keys, &["name"])
             else {
                 continue;
             };
             let name = self.fault_name(item, &path, &mut seen_names);
+            // split_kind only accepts the keys of FAULT_KINDS.
+            let Some(kind) = FaultKind::parse(split.kind) else {
+                continue;
+            };
             let bpath = child_path(&path, split.kind);
             let body = split.body;
             // Recorded from the node, so a typo elsewhere in this fault does not turn into an
             // "unused target" or hide a bad reference.
-            let wanted = match split.kind {
-                "pod-kill" => Some("kubernetes"),
-                "process-kill" => Some("process"),
-                _ => None,
+            let wanted = match kind {
+                FaultKind::PodKill => Some("kubernetes"),
+                FaultKind::ProcessKill => Some("process"),
+                FaultKind::Command | FaultKind::DbFailover | FaultKind::Network(_) => None,
             };
             if let (Some(kind), Some(t)) = (wanted, body.get("target").filter(|t| t.is_scalar())) {
                 self.use_target(body, &bpath, &t.raw, kind);
             }
             // db-failover's kill-primary on Kubernetes names the database's pods.
-            if let Some(kp) = (split.kind == "db-failover")
+            if let Some(kp) = (kind == FaultKind::DbFailover)
                 .then(|| body.get("provider")?.get("kill-primary"))
                 .flatten()
             {
@@ -1833,8 +1828,8 @@ impl Builder<'_, '_> {
                     self.use_target(kp, &kp_path, &t.raw, "kubernetes");
                 }
             }
-            let spec = match split.kind {
-                "pod-kill" => self.cx.de::<RawPodKill>(body, &bpath).map(|raw| {
+            let spec = match kind {
+                FaultKind::PodKill => self.cx.de::<RawPodKill>(body, &bpath).map(|raw| {
                     let grace = self.opt_duration(
                         body,
                         &bpath,
@@ -1847,7 +1842,7 @@ impl Builder<'_, '_> {
                         grace_period: grace,
                     }
                 }),
-                "process-kill" => self.cx.de::<RawProcessKill>(body, &bpath).map(|raw| {
+                FaultKind::ProcessKill => self.cx.de::<RawProcessKill>(body, &bpath).map(|raw| {
                     let signal = match raw.signal {
                         None => "SIGKILL".to_string(),
                         Some(s) => check::signal(&s).unwrap_or_else(|inv| {
@@ -1861,17 +1856,14 @@ impl Builder<'_, '_> {
                         signal,
                     }
                 }),
-                kind if crate::fault::network::KINDS.contains(&kind) => self
+                FaultKind::Network(kind) => self
                     .network(kind, body, &bpath, proxies)
                     .map(FaultSpec::Network),
-                "db-failover" => self
-                    .cx
-                    .de::<crate::fault::db_failover::DbFailoverSpec>(body, &bpath)
-                    .map(|spec| {
-                        self.db_failover(body, &bpath, &spec);
-                        FaultSpec::DbFailover(spec)
-                    }),
-                _ => self.cx.de::<RawCommandFault>(body, &bpath).map(|raw| {
+                FaultKind::DbFailover => self.cx.de::<DbFailoverSpec>(body, &bpath).map(|spec| {
+                    self.db_failover(body, &bpath, &spec);
+                    FaultSpec::DbFailover(spec)
+                }),
+                FaultKind::Command => self.cx.de::<RawCommandFault>(body, &bpath).map(|raw| {
                     self.argv(body, &bpath, "run", &raw.run);
                     if let Some(r) = &raw.revert {
                         self.argv(body, &bpath, "revert", r);

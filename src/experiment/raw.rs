@@ -421,15 +421,15 @@ pub enum RawConcurrency {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawNetwork {
     pub proxy: Option<String>,
-    pub toxiproxy: Option<crate::fault::network::ToxiproxyRef>,
-    pub chaos_mesh: Option<crate::fault::network::ChaosMeshRef>,
+    pub toxiproxy: Option<crate::experiment::model::network::ToxiproxyRef>,
+    pub chaos_mesh: Option<crate::experiment::model::network::ChaosMeshRef>,
     pub duration: Dur,
-    pub stream: Option<crate::proxy::Stream>,
+    pub stream: Option<crate::experiment::model::network::Stream>,
     pub latency: Option<Dur>,
     pub jitter: Option<Dur>,
     pub correlation: Option<Percent>,
     pub rate: Option<DataRate>,
     pub loss: Option<Percent>,
     pub peers: Option<String>,
-    pub direction: Option<crate::fault::network::PartitionDirection>,
+    pub direction: Option<crate::experiment::model::network::PartitionDirection>,
 }

@@ -27,156 +27,25 @@ use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::ApiResource;
-use serde::{Deserialize, Serialize};
+
 use serde_json::json;
 use tokio::time::Instant;
 
 use super::{FaultError, Injection, RevertPlan};
-use crate::proxy::{ProxyServer, ProxyUpdate, Stream, Toxic, ToxicKind};
+pub use crate::experiment::model::network::{
+    format_rate, unsupported_on_proxies, Backend, ChaosMeshRef, Effect, NetworkKind, NetworkSpec,
+    PartitionDirection, Stream, ToxiproxyRef,
+};
+use crate::proxy::{ProxyServer, ProxyUpdate, Toxic, ToxicKind};
 
 /// How long a toxic or NetworkChaos outlives its planned end if nobody reverts it.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
-/// The network fault kinds, as the experiment file names them.
-pub const KINDS: &[&str] = &["latency", "bandwidth", "loss", "down", "partition"];
-
-/// A network fault: where, what and for how long.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct NetworkSpec {
-    pub on: Backend,
-    pub effect: Effect,
-    /// The direction a proxy acts on (proxies only; downstream, server → client, by default).
-    pub stream: Stream,
-    /// How long the fault stays before firedrill removes it.
-    #[serde(with = "humantime_serde")]
-    pub duration: Duration,
-}
-
-/// Where a network fault is applied.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Backend {
-    /// A proxy of the experiment's `proxy:` section.
-    Proxy(String),
-    Toxiproxy(ToxiproxyRef),
-    ChaosMesh(ChaosMeshRef),
-}
-
-impl Backend {
-    /// The experiment file's key for this backend.
-    pub fn key(&self) -> &'static str {
-        match self {
-            Backend::Proxy(_) => "proxy",
-            Backend::Toxiproxy(_) => "toxiproxy",
-            Backend::ChaosMesh(_) => "chaos-mesh",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct ToxiproxyRef {
-    /// The Toxiproxy API, e.g. `http://127.0.0.1:8474`.
-    pub url: String,
-    /// The proxy's name on that server.
-    pub proxy: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct ChaosMeshRef {
-    pub namespace: String,
-    /// Equality-based label selector of the pods to act on (`app=checkout,tier=web`).
-    pub selector: String,
-}
-
-/// Which packets a partition cuts, seen from the selected pods (Chaos Mesh's `direction`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PartitionDirection {
-    /// From the selected pods to the peers.
-    To,
-    /// From the peers to the selected pods.
-    From,
-    Both,
-}
-
-impl PartitionDirection {
-    fn as_str(self) -> &'static str {
-        match self {
-            PartitionDirection::To => "to",
-            PartitionDirection::From => "from",
-            PartitionDirection::Both => "both",
-        }
-    }
-}
-
-/// What a network fault does.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "kind")]
-pub enum Effect {
-    Latency {
-        #[serde(with = "humantime_serde")]
-        latency: Duration,
-        #[serde(with = "humantime_serde")]
-        jitter: Duration,
-        /// Chaos Mesh only: correlation with the previous packet's delay, 0–100.
-        correlation: Option<u8>,
-    },
-    /// Throughput limited to this many bytes per second.
-    Bandwidth { bytes_per_second: u64 },
-    /// Chaos Mesh only: this percentage of packets dropped.
-    Loss {
-        percent: u8,
-        correlation: Option<u8>,
-    },
-    /// The dependency is unreachable.
-    Down,
-    /// Chaos Mesh only: the selected pods cut off from the pods `peers` selects.
-    Partition {
-        peers: String,
-        direction: PartitionDirection,
-    },
-}
-
-impl Effect {
-    /// The fault kind, as the experiment file names it.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Effect::Latency { .. } => "latency",
-            Effect::Bandwidth { .. } => "bandwidth",
-            Effect::Loss { .. } => "loss",
-            Effect::Down => "down",
-            Effect::Partition { .. } => "partition",
-        }
-    }
-}
-
-/// Why the fault `kind` cannot run on a proxy (built-in or Toxiproxy), with what to do instead;
-/// `None` when it can. The loader reports it; [`NetworkFault::new`] refuses the same.
-pub fn unsupported_on_proxies(kind: &str) -> Option<(&'static str, &'static str)> {
-    match kind {
-        "loss" => Some((
-            "packet loss needs a backend that sees packets: `chaos-mesh`",
-            "a TCP proxy forwards a byte stream that TCP has already made reliable, so there is nothing to drop; use `down` to make the dependency unreachable or `latency` to make it slow",
-        )),
-        "partition" => Some((
-            "a partition needs `chaos-mesh`",
-            "on a proxy, `down` cuts the dependency off",
-        )),
-        _ => None,
-    }
-}
-
-/// `1.5 MB/s`: a rate for people (decimal units, as Toxiproxy's KB/s).
-pub fn format_rate(bytes_per_second: u64) -> String {
-    let b = bytes_per_second as f64;
-    match bytes_per_second {
-        0..1_000 => format!("{bytes_per_second} B/s"),
-        1_000..1_000_000 => format!("{:.1} KB/s", b / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1} MB/s", b / 1e6),
-        _ => format!("{:.1} GB/s", b / 1e9),
+/// The proxy's name for the direction the experiment file gives.
+fn proxy_stream(s: Stream) -> crate::proxy::Stream {
+    match s {
+        Stream::Upstream => crate::proxy::Stream::Upstream,
+        Stream::Downstream => crate::proxy::Stream::Downstream,
     }
 }
 
@@ -241,9 +110,9 @@ impl NetworkFault {
         run_id: &str,
         index: usize,
     ) -> Result<Self, FaultError> {
-        let kind = spec.effect.kind();
+        let kind = spec.effect.network_kind();
         let unsupported = |why: &str| FaultError::Unsupported {
-            fault: kind.into(),
+            fault: kind.key().into(),
             why: why.into(),
         };
         if let (Backend::Proxy(_) | Backend::Toxiproxy(_), Some((why, _))) =
@@ -433,7 +302,7 @@ impl NetworkFault {
                 let resp = http.get(&endpoint).send().await.map_err(|e| {
                     FaultError::NoTarget(format!(
                         "toxiproxy {url}: {}",
-                        crate::probe::root_cause(&e)
+                        crate::platform::root_cause(&e)
                     ))
                 })?;
                 let status = resp.status();
@@ -499,7 +368,7 @@ impl NetworkFault {
                 })
             }
         };
-        let mut toxic = Toxic::new(kind, self.spec.stream);
+        let mut toxic = Toxic::new(kind, proxy_stream(self.spec.stream));
         toxic.name = name;
         toxic.ttl = Some(ttl);
         Ok(toxic)
@@ -574,7 +443,10 @@ impl NetworkFault {
                     )
                 };
                 let resp = http.post(&endpoint).json(&body).send().await.map_err(|e| {
-                    FaultError::Inject(format!("toxiproxy {url}: {}", crate::probe::root_cause(&e)))
+                    FaultError::Inject(format!(
+                        "toxiproxy {url}: {}",
+                        crate::platform::root_cause(&e)
+                    ))
                 })?;
                 let status = resp.status();
                 if !status.is_success() {
@@ -806,7 +678,7 @@ pub async fn revert(plan: &RevertPlan, ctx: &RevertContext) -> Result<String, Fa
                 _ => (format!("DELETE {url}"), http.delete(url)),
             };
             let resp = request.send().await.map_err(|e| {
-                FaultError::Revert(format!("{call}: {}", crate::probe::root_cause(&e)))
+                FaultError::Revert(format!("{call}: {}", crate::platform::root_cause(&e)))
             })?;
             match resp.status().as_u16() {
                 200..=299 => Ok(call),
@@ -931,9 +803,13 @@ mod tests {
 
     #[test]
     fn loss_and_partition_are_refused_on_proxies_only() {
-        for kind in KINDS {
+        for kind in NetworkKind::ALL {
             let refused = unsupported_on_proxies(kind).is_some();
-            assert_eq!(refused, matches!(*kind, "loss" | "partition"), "{kind}");
+            assert_eq!(
+                refused,
+                matches!(kind.key(), "loss" | "partition"),
+                "{kind}"
+            );
         }
     }
 }

@@ -6,11 +6,13 @@
 //! than match, or when it would exceed the blast-radius cap: `max-targets`, by default 1 pod or
 //! 34% of the ready replicas, whichever is smaller.
 
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::StreamExt;
 
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::Client;
@@ -20,8 +22,8 @@ use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
 
 use super::{FaultError, Injection, RevertPlan};
-use crate::experiment::{Amount, KubeTarget};
-use crate::platform::kube::{owned_by, pod_owner_uids, pod_ready};
+use crate::experiment::{Amount, KubeTarget, WorkloadKind, WorkloadRef};
+use crate::platform::kube::{owned_by, pod_ready, KubeError};
 use crate::platform::retry::{retry, Backoff};
 
 /// Delete requests in flight at once: enough to kill 1,000 pods in well under a second on a
@@ -305,4 +307,40 @@ impl PodKill {
             duration: None,
         })
     }
+}
+/// The uids of the objects that own the workload's pods: the workload itself, or for a
+/// deployment its replica sets.
+pub async fn pod_owner_uids(
+    client: &Client,
+    w: &WorkloadRef,
+) -> Result<BTreeSet<String>, KubeError> {
+    let uid = |m: &kube::api::ObjectMeta| m.uid.clone().unwrap_or_default();
+    Ok(match w.kind {
+        WorkloadKind::StatefulSet => {
+            let s = Api::<StatefulSet>::namespaced(client.clone(), &w.namespace)
+                .get(&w.name)
+                .await?;
+            BTreeSet::from([uid(&s.metadata)])
+        }
+        WorkloadKind::ReplicaSet => {
+            let s = Api::<ReplicaSet>::namespaced(client.clone(), &w.namespace)
+                .get(&w.name)
+                .await?;
+            BTreeSet::from([uid(&s.metadata)])
+        }
+        WorkloadKind::Deployment => {
+            let d = Api::<Deployment>::namespaced(client.clone(), &w.namespace)
+                .get(&w.name)
+                .await?;
+            let duid = uid(&d.metadata);
+            Api::<ReplicaSet>::namespaced(client.clone(), &w.namespace)
+                .list(&ListParams::default())
+                .await?
+                .items
+                .iter()
+                .filter(|rs| owned_by(&rs.metadata, &duid))
+                .map(|rs| uid(&rs.metadata))
+                .collect()
+        }
+    })
 }

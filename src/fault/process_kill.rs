@@ -19,7 +19,7 @@ use crate::experiment::ProcessTarget;
 pub struct ProcessRef {
     pub pid: i32,
     pub cmdline: String,
-    /// Clock ticks after boot ([`crate::safety::process_start`]).
+    /// Clock ticks after boot ([`crate::platform::process::process_start`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<u64>,
 }
@@ -31,7 +31,7 @@ impl ProcessRef {
             cmdline: cmdline.to_string(),
             start_time: u32::try_from(pid)
                 .ok()
-                .and_then(crate::safety::process_start),
+                .and_then(crate::platform::process::process_start),
         }
     }
 
@@ -41,7 +41,7 @@ impl ProcessRef {
             && (self.start_time.is_none()
                 || u32::try_from(self.pid)
                     .ok()
-                    .and_then(crate::safety::process_start)
+                    .and_then(crate::platform::process::process_start)
                     == self.start_time)
     }
 }

@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::process::{process_start, stat_fields};
+
 const TRAMPOLINE_ARG: &str = "__firedrill-child";
 
 static TRAMPOLINE: AtomicBool = AtomicBool::new(false);
@@ -68,23 +70,11 @@ pub fn identify(pid: u32) -> ChildId {
     ChildId {
         pid,
         pgid: pid,
-        start_time: start_time(pid).unwrap_or(0),
+        start_time: process_start(pid).unwrap_or(0),
         sid: stat_fields(pid)
             .and_then(|f| f.get(3)?.parse().ok())
             .unwrap_or(0),
     }
-}
-
-/// `/proc/PID/stat` split after the command name (which may hold spaces and parentheses):
-/// element 0 is the state (field 3).
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    Some(rest.split_whitespace().map(str::to_owned).collect())
-}
-
-fn start_time(pid: u32) -> Option<u64> {
-    stat_fields(pid)?.get(19)?.parse().ok()
 }
 
 /// Live (not zombie) processes whose process group is `pgid` (and session `sid`, when known).
@@ -128,7 +118,7 @@ pub enum Killed {
 pub async fn kill_group(child: &ChildId, wait: Duration) -> Killed {
     use nix::sys::signal::{killpg, Signal};
     use nix::unistd::Pid;
-    if let Some(now) = start_time(child.pid) {
+    if let Some(now) = process_start(child.pid) {
         if child.start_time != 0 && now != child.start_time {
             return Killed::Reused;
         }

@@ -2,15 +2,10 @@
 //! config when running as a pod), and the workload/pod helpers faults and probes share.
 //! TLS verification stays on: a drill that talks to the wrong cluster is the worst drill.
 
-use std::collections::BTreeSet;
-
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
-
-use crate::experiment::{Environment, WorkloadKind, WorkloadRef};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
@@ -30,7 +25,7 @@ impl From<kube::Error> for KubeError {
 pub fn describe(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} {} ({})", s.code, s.message, s.reason),
-        other => crate::probe::root_cause(other),
+        other => crate::platform::root_cause(other),
     }
 }
 
@@ -49,9 +44,9 @@ pub struct ClusterRef {
 impl ClusterRef {
     /// The environment's `kube-context` (or, without one, the kubeconfig's current context as
     /// it is now) in the kubeconfig files this process sees.
-    pub fn of(env: &Environment) -> ClusterRef {
+    pub fn of(kube_context: Option<&str>) -> ClusterRef {
         let kubeconfig = std::env::var("KUBECONFIG").ok().filter(|v| !v.is_empty());
-        let context = env.kube_context.clone().or_else(current_context);
+        let context = kube_context.map(str::to_owned).or_else(current_context);
         ClusterRef {
             kubeconfig,
             context,
@@ -72,13 +67,13 @@ impl ClusterRef {
     }
 }
 
-/// A client for the environment, and the cluster it talks to, pinned: its `kube-context`
+/// A client for an environment's cluster, and the cluster it talks to, pinned: its `kube-context`
 /// from the kubeconfig, or, without one, the kubeconfig's current context as it is now (no
 /// kubeconfig at all: the in-cluster service account). A run journals the same reference it
 /// made its client from, so `recover` reaches that cluster even if the current context has
 /// moved since.
-pub async fn client_for(env: &Environment) -> Result<(Client, ClusterRef), KubeError> {
-    let cluster = ClusterRef::of(env);
+pub async fn client_for(kube_context: Option<&str>) -> Result<(Client, ClusterRef), KubeError> {
+    let cluster = ClusterRef::of(kube_context);
     let client = client_for_cluster(&cluster).await?;
     Ok((client, cluster))
 }
@@ -129,43 +124,6 @@ pub fn pod_ready(p: &Pod) -> bool {
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// The uids of the objects that own the workload's pods: the workload itself, or for a
-/// deployment its replica sets.
-pub async fn pod_owner_uids(
-    client: &Client,
-    w: &WorkloadRef,
-) -> Result<BTreeSet<String>, KubeError> {
-    let uid = |m: &kube::api::ObjectMeta| m.uid.clone().unwrap_or_default();
-    Ok(match w.kind {
-        WorkloadKind::StatefulSet => {
-            let s = Api::<StatefulSet>::namespaced(client.clone(), &w.namespace)
-                .get(&w.name)
-                .await?;
-            BTreeSet::from([uid(&s.metadata)])
-        }
-        WorkloadKind::ReplicaSet => {
-            let s = Api::<ReplicaSet>::namespaced(client.clone(), &w.namespace)
-                .get(&w.name)
-                .await?;
-            BTreeSet::from([uid(&s.metadata)])
-        }
-        WorkloadKind::Deployment => {
-            let d = Api::<Deployment>::namespaced(client.clone(), &w.namespace)
-                .get(&w.name)
-                .await?;
-            let duid = uid(&d.metadata);
-            Api::<ReplicaSet>::namespaced(client.clone(), &w.namespace)
-                .list(&ListParams::default())
-                .await?
-                .items
-                .iter()
-                .filter(|rs| owned_by(&rs.metadata, &duid))
-                .map(|rs| uid(&rs.metadata))
-                .collect()
-        }
-    })
 }
 
 pub fn owned_by(m: &kube::api::ObjectMeta, owner_uid: &str) -> bool {

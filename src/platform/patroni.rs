@@ -451,7 +451,7 @@ impl PatroniClient {
         let cause = if e.is_timeout() {
             "timed out".to_string()
         } else {
-            crate::probe::root_cause(&e)
+            crate::platform::root_cause(&e)
         };
         PatroniError::Unreachable {
             urls: self.bases.join(", "),

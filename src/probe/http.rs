@@ -17,8 +17,9 @@ use reqwest::{Client, Method, Url};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::{root_cause, Reason};
+use super::Reason;
 use crate::experiment::HttpProbe;
+use crate::platform::root_cause;
 use crate::timeline::human;
 
 /// The most body read when looking for `body-contains`; health pages are small.

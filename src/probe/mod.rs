@@ -174,16 +174,6 @@ pub async fn run(
     }
 }
 
-/// The innermost cause of an error, which is the part a person can act on
-/// ("connection refused", not "error sending request").
-pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

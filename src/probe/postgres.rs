@@ -16,7 +16,8 @@
 //! ([`crate::analysis::rpo`]).
 //!
 //! Secrets: the DSN's password, and one given through `password-env`/`password-file`, never
-//! appear in an error or a report: every message built here is passed through [`Redactor`].
+//! appear in an error or a report: every message built here is passed through the one redactor
+//! ([`crate::safety::redact::text`]), with which both are registered.
 //!
 //! TLS ([`TlsMode`]): the DSN's `sslmode` and `sslrootcert` are honoured with rustls, and a
 //! certificate is always verified: `prefer` (the default, as in libpq) and `require` verify
@@ -25,7 +26,6 @@
 //! `allow` is refused by `validate`: it would try plaintext first.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,55 +37,11 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Observation, ProbeSample, Reason, SourceContext};
 use crate::analysis::rpo::{WriteAttempt, WriteOutcome};
+pub use crate::experiment::model::postgres::{
+    split_tls, PostgresMode, PostgresProbeSpec, TlsMode, TlsOptions,
+};
 use crate::timeline::{Clock, Sample};
 use crate::timer::precise_sleep_until;
-
-/// A PostgreSQL probe as the experiment file gives it.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct PostgresProbeSpec {
-    /// libpq-style DSN, key/value (`host=a,b port=1,2 … target_session_attrs=read-write`) or URL.
-    pub dsn: String,
-    /// Read the password from this environment variable.
-    #[serde(default)]
-    pub password_env: Option<String>,
-    /// Read the password from this file (first line).
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-    pub mode: PostgresMode,
-    /// Bound on connecting and on each statement.
-    #[serde(with = "humantime_serde", default = "default_timeout")]
-    pub timeout: Duration,
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(1)
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    rename_all = "kebab-case",
-    rename_all_fields = "kebab-case"
-)]
-pub enum PostgresMode {
-    /// Healthy when `query` answers within the timeout.
-    Read { query: String },
-    /// Insert numbered rows into `table` at `rate-hz` writes per second.
-    Write { rate_hz: f64, table: String },
-}
-
-impl std::fmt::Debug for PostgresProbeSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresProbeSpec")
-            .field("dsn", &redact_dsn(&self.dsn))
-            .field("password_env", &self.password_env)
-            .field("password_file", &self.password_file)
-            .field("mode", &self.mode)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PgError {
@@ -95,255 +51,6 @@ pub enum PgError {
     Connect { dsn: String, cause: String },
     #[error("postgres {what} failed: {cause}")]
     Query { what: String, cause: String },
-}
-
-/// Replaces secrets in messages with `***`.
-#[derive(Clone, Default)]
-pub struct Redactor {
-    secrets: Vec<String>,
-}
-
-impl Redactor {
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in &self.secrets {
-            if !s.is_empty() {
-                out = out.replace(s.as_str(), "***");
-            }
-        }
-        out
-    }
-}
-
-/// The DSN with any password replaced by `***`, for messages and reports.
-pub fn redact_dsn(dsn: &str) -> String {
-    // URL form: postgres://user:secret@host/db
-    if let Some(rest) = dsn
-        .strip_prefix("postgres://")
-        .or_else(|| dsn.strip_prefix("postgresql://"))
-    {
-        let scheme = &dsn[..dsn.len() - rest.len()];
-        let (auth, tail) = match rest.rfind('@') {
-            Some(at) => (&rest[..at], &rest[at..]),
-            None => ("", rest),
-        };
-        let auth = match auth.split_once(':') {
-            Some((user, _)) => format!("{user}:***"),
-            None => auth.to_string(),
-        };
-        let tail = redact_kv_password(tail, '&');
-        return format!("{scheme}{auth}{tail}");
-    }
-    redact_kv_password(dsn, ' ')
-}
-
-/// `password=…` (quoted or not) → `password=***` in key/value strings and URL queries.
-fn redact_kv_password(s: &str, sep: char) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find("password") {
-        let after = &rest[i + "password".len()..];
-        let trimmed = after.trim_start();
-        if let Some(v) = trimmed.strip_prefix('=') {
-            let v = v.trim_start();
-            let end = if let Some(q) = v.strip_prefix('\'') {
-                // quoted: up to the closing unescaped quote
-                let mut end = q.len();
-                let mut esc = false;
-                for (j, c) in q.char_indices() {
-                    if esc {
-                        esc = false;
-                    } else if c == '\\' {
-                        esc = true;
-                    } else if c == '\'' {
-                        end = j + 1;
-                        break;
-                    }
-                }
-                1 + end.min(q.len())
-            } else {
-                v.find([sep, ' ', '&']).unwrap_or(v.len())
-            };
-            out.push_str(&rest[..i]);
-            out.push_str("password=***");
-            rest = &v[end.min(v.len())..];
-        } else {
-            out.push_str(&rest[..i + "password".len()]);
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// `sslmode` as firedrill honours it (see the module's doc).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    Disable,
-    Prefer,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
-
-/// The TLS part of a DSN: tokio-postgres knows neither `sslrootcert` nor the `verify-*`
-/// modes, so they are taken out of the DSN before it parses it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsOptions {
-    pub mode: TlsMode,
-    /// `sslrootcert`: a PEM file of trusted roots; `None` or `system`: the system's roots.
-    pub root_cert: Option<PathBuf>,
-}
-
-impl TlsMode {
-    fn parse(v: &str) -> Result<TlsMode, String> {
-        Ok(match v {
-            "disable" => TlsMode::Disable,
-            "prefer" => TlsMode::Prefer,
-            "require" => TlsMode::Require,
-            "verify-ca" => TlsMode::VerifyCa,
-            "verify-full" => TlsMode::VerifyFull,
-            "allow" => return Err("sslmode=allow is not supported: it tries plaintext first; use `prefer`, `require`, `verify-ca` or `verify-full` (TLS, certificate verified) or `disable`".into()),
-            other => return Err(format!("unknown sslmode `{other}`: use disable, prefer, require, verify-ca or verify-full")),
-        })
-    }
-
-    /// What tokio-postgres itself is told: it only decides whether TLS is attempted/required.
-    fn for_driver(self) -> &'static str {
-        match self {
-            TlsMode::Disable => "disable",
-            TlsMode::Prefer => "prefer",
-            TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => "require",
-        }
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).and_then(|&b| hex(b)),
-            bytes.get(i + 2).and_then(|&b| hex(b)),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Splits the TLS options off a DSN (key/value or URL form); returns the DSN tokio-postgres
-/// is given (its `sslmode` rewritten to what the driver understands) and the options.
-pub fn split_tls(dsn: &str) -> Result<(String, TlsOptions), String> {
-    let mut mode = None;
-    let mut root = None;
-    let mut take = |key: &str, value: String| -> Result<bool, String> {
-        match key {
-            "sslmode" => mode = Some(TlsMode::parse(&value)?),
-            "sslrootcert" => root = Some(value),
-            _ => return Ok(false),
-        }
-        Ok(true)
-    };
-    let trimmed = dsn.trim_start();
-    let rest = if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
-        match dsn.split_once('?') {
-            None => dsn.to_string(),
-            Some((base, query)) => {
-                let mut kept = Vec::new();
-                for pair in query.split('&') {
-                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    if !take(&percent_decode(k), percent_decode(v))? {
-                        kept.push(pair);
-                    }
-                }
-                if kept.is_empty() {
-                    base.to_string()
-                } else {
-                    format!("{base}?{}", kept.join("&"))
-                }
-            }
-        }
-    } else {
-        // key = value pairs; a value may be 'quoted' with \' and \\ escapes.
-        let chars: Vec<char> = dsn.chars().collect();
-        let mut kept = String::new();
-        let mut i = 0;
-        while i < chars.len() {
-            if chars[i].is_whitespace() {
-                i += 1;
-                continue;
-            }
-            let start = i;
-            let mut key = String::new();
-            while i < chars.len() && chars[i] != '=' && !chars[i].is_whitespace() {
-                key.push(chars[i]);
-                i += 1;
-            }
-            while i < chars.len() && chars[i].is_whitespace() {
-                i += 1;
-            }
-            if i < chars.len() && chars[i] == '=' {
-                i += 1;
-            }
-            while i < chars.len() && chars[i].is_whitespace() {
-                i += 1;
-            }
-            let mut value = String::new();
-            if i < chars.len() && chars[i] == '\'' {
-                i += 1;
-                while i < chars.len() && chars[i] != '\'' {
-                    if chars[i] == '\\' && i + 1 < chars.len() {
-                        i += 1;
-                    }
-                    value.push(chars[i]);
-                    i += 1;
-                }
-                i += 1;
-            } else {
-                while i < chars.len() && !chars[i].is_whitespace() {
-                    if chars[i] == '\\' && i + 1 < chars.len() {
-                        i += 1;
-                    }
-                    value.push(chars[i]);
-                    i += 1;
-                }
-            }
-            if !take(&key, value)? {
-                let end = i.min(chars.len());
-                kept.push_str(&chars[start..end].iter().collect::<String>());
-                kept.push(' ');
-            }
-        }
-        kept.trim_end().to_string()
-    };
-    let mode = mode.unwrap_or(TlsMode::Prefer);
-    let root_cert = root.filter(|r| r != "system").map(PathBuf::from);
-    let sep = if rest.starts_with("postgres://") || rest.starts_with("postgresql://") {
-        if rest.contains('?') {
-            "&"
-        } else {
-            "?"
-        }
-    } else if rest.is_empty() {
-        ""
-    } else {
-        " "
-    };
-    Ok((
-        format!("{rest}{sep}sslmode={}", mode.for_driver()),
-        TlsOptions { mode, root_cert },
-    ))
 }
 
 /// Accepts what the chain check accepts and ignores only a name mismatch: `verify-ca`'s (and
@@ -453,15 +160,13 @@ pub struct Target {
     tls: Option<MakeRustlsConnect>,
     tls_mode: TlsMode,
     shown: String,
-    redactor: Redactor,
     timeout: Duration,
 }
 
 impl Target {
     /// Parse the spec's DSN and resolve its password (DSN, `password-env` or `password-file`).
     pub fn new(spec: &PostgresProbeSpec) -> Result<Target, PgError> {
-        let mut redactor = Redactor::default();
-        let shown = redact_dsn(&spec.dsn);
+        let shown = crate::safety::redact::text(&spec.dsn);
         if spec.timeout.is_zero() {
             return Err(PgError::Config("timeout must be more than 0".into()));
         }
@@ -474,9 +179,7 @@ impl Target {
         let tls =
             tls_connector(&tls).map_err(|e| PgError::Config(format!("dsn `{shown}`: {e}")))?;
         if let Some(p) = config.get_password() {
-            redactor
-                .secrets
-                .push(String::from_utf8_lossy(p).into_owned());
+            crate::safety::redact::register(&String::from_utf8_lossy(p));
         }
         let external = match (&spec.password_env, &spec.password_file) {
             (Some(_), Some(_)) => {
@@ -497,9 +200,8 @@ impl Target {
             (None, None) => None,
         };
         if let Some(p) = external {
-            // Every sink, not only this probe's messages: the central redactor too.
+            // Masked in every sink from now on: this probe's messages and everything else.
             crate::safety::redact::register(&p);
-            redactor.secrets.push(p.clone());
             config.password(p);
         }
         if config.get_connect_timeout().is_none() {
@@ -513,7 +215,6 @@ impl Target {
             tls,
             tls_mode,
             shown,
-            redactor,
             timeout: spec.timeout,
         })
     }
@@ -523,16 +224,12 @@ impl Target {
         &self.shown
     }
 
-    pub fn redactor(&self) -> &Redactor {
-        &self.redactor
-    }
-
     /// Connect within the timeout; the connection's I/O task is aborted when the returned
     /// [`Session`] is dropped.
     pub async fn connect(&self) -> Result<Session, PgError> {
         let fail = |cause: String| PgError::Connect {
             dsn: self.shown.clone(),
-            cause: self.redactor.redact(&cause),
+            cause: crate::safety::redact::text(&cause),
         };
         // The multi-host connect tries each host in turn, each within connect_timeout; bound
         // the whole attempt too.
@@ -575,7 +272,7 @@ impl Target {
     fn query_error(&self, what: &str, e: &tokio_postgres::Error) -> PgError {
         PgError::Query {
             what: what.to_string(),
-            cause: self.redactor.redact(&error_text(e)),
+            cause: crate::safety::redact::text(&error_text(e)),
         }
     }
 }
@@ -955,12 +652,12 @@ mod tests {
                 .unwrap();
         assert_eq!(rest, "host=h port=5 user=u sslmode=require");
         assert_eq!(o.mode, TlsMode::VerifyFull);
-        assert_eq!(o.root_cert, Some(PathBuf::from("/a b/ca.pem")));
+        assert_eq!(o.root_cert, Some(std::path::PathBuf::from("/a b/ca.pem")));
         let (rest, o) =
             split_tls("postgres://u@h:5/d?sslrootcert=%2Ftmp%2Fca.pem&application_name=x").unwrap();
         assert_eq!(rest, "postgres://u@h:5/d?application_name=x&sslmode=prefer");
         assert_eq!(o.mode, TlsMode::Prefer);
-        assert_eq!(o.root_cert, Some(PathBuf::from("/tmp/ca.pem")));
+        assert_eq!(o.root_cert, Some(std::path::PathBuf::from("/tmp/ca.pem")));
         let (rest, o) = split_tls("postgres://h/d?sslmode=disable").unwrap();
         assert_eq!(rest, "postgres://h/d?sslmode=disable");
         assert_eq!(o.mode, TlsMode::Disable);
@@ -983,23 +680,7 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_redacted_from_dsns_in_both_forms() {
-        assert_eq!(
-            redact_dsn("host=a port=1 user=u password=s3cr3t dbname=d"),
-            "host=a port=1 user=u password=*** dbname=d"
-        );
-        assert_eq!(
-            redact_dsn("host=a password = 'it\\'s x' user=u"),
-            "host=a password=*** user=u"
-        );
-        assert_eq!(
-            redact_dsn("postgres://u:s3cr3t@h:5/d?sslmode=disable"),
-            "postgres://u:***@h:5/d?sslmode=disable"
-        );
-        assert_eq!(
-            redact_dsn("postgresql://h/d?password=x&user=u"),
-            "postgresql://h/d?password=***&user=u"
-        );
+    fn a_spec_never_shows_its_password() {
         let s = spec(
             "host=127.0.0.1 password=hunter2",
             PostgresMode::Read {

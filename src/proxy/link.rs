@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -29,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 #[cfg(target_os = "linux")]
 use super::splice;
-use super::toxic::{Stream, Toxic, ToxicKind};
+use super::toxic::{ActiveToxic, Stream, ToxicKind, ToxicSet};
 use crate::timer::precise_sleep_until;
 
 /// Buffer of the fast path: 64 KiB moves a loopback TCP window in a few syscalls while two
@@ -39,16 +38,6 @@ const FAST_BUF: usize = 64 * 1024;
 const SLOW_BUF: usize = 64 * 1024;
 /// Chunks that may wait in one direction's pipeline before reading pauses (memory bound).
 pub(crate) const QUEUE_CHUNKS: usize = 256;
-
-/// A toxic as installed on a proxy; `id` changes on every add or update so per-connection
-/// state (the toxicity draw, when it started, bytes counted) restarts with it.
-#[derive(Debug, Clone)]
-pub(crate) struct ActiveToxic {
-    pub id: u64,
-    pub toxic: Toxic,
-}
-
-pub(crate) type ToxicSet = Arc<Vec<ActiveToxic>>;
 
 /// Everything a connection needs from its proxy.
 pub(crate) struct ConnCtx {

@@ -42,7 +42,8 @@ pub use standalone::{run_standalone, ProxyArgs};
 
 pub use toxic::{Stream, Toxic, ToxicKind};
 
-use link::{ActiveToxic, ConnCtx, ToxicSet};
+use link::ConnCtx;
+use toxic::{ActiveToxic, ToxicSet};
 
 /// Errors of the proxy and its API. Messages follow Toxiproxy's where it has one, so that
 /// clients matching them keep working.

@@ -21,7 +21,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::link::ToxicSet;
+use super::toxic::ToxicSet;
 
 /// Pipe size asked for: a loopback TCP window's worth per syscall. The kernel may grant less
 /// (fs.pipe-max-size, per-user pipe quotas); whatever it grants works.

@@ -5,6 +5,7 @@
 //! so existing Toxiproxy clients can drive us; firedrill adds one optional attribute, `ttl`
 //! (milliseconds), after which the toxic removes itself.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -359,6 +360,16 @@ impl<'de> Deserialize<'de> for Toxic {
         Toxic::from_json(&v).map_err(serde::de::Error::custom)
     }
 }
+
+/// A toxic as installed on a proxy; `id` changes on every add or update so per-connection
+/// state (the toxicity draw, when it started, bytes counted) restarts with it.
+#[derive(Debug, Clone)]
+pub(crate) struct ActiveToxic {
+    pub id: u64,
+    pub toxic: Toxic,
+}
+
+pub(crate) type ToxicSet = Arc<Vec<ActiveToxic>>;
 
 #[cfg(test)]
 mod tests {

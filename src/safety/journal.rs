@@ -354,14 +354,14 @@ impl Journal {
 /// in this process), if any.
 fn unset_secret(plan: &RevertPlan) -> Option<String> {
     let json = serde_json::to_string(plan).ok()?;
-    let (_, unset) = super::redact::from_references(&json);
+    let (_, unset) = crate::experiment::interp::from_references(&json);
     unset.into_iter().next()
 }
 
 /// One line as a record. A line torn by a crash may have had the next record appended to it
 /// (by a writer that did not know it was torn): that record, at the last `{"type":`, is kept.
 fn parse_line(line: &str) -> Option<Record> {
-    let (line, _unset) = super::redact::from_references(line);
+    let (line, _unset) = crate::experiment::interp::from_references(line);
     let line = line.as_str();
     if let Ok(r) = serde_json::from_str(line) {
         return Some(r);

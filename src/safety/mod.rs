@@ -18,10 +18,14 @@ pub mod loopback;
 pub mod redact;
 pub mod watchdog;
 
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
 use std::path::{Path, PathBuf};
+
+// Files and processes are the platform's; these names stay for the safety code that uses them.
+pub use crate::platform::fs::{check_writable_dir, ensure_dir, write_file_atomic};
+pub(crate) use crate::platform::fs::{read_nofollow, O_NOFOLLOW};
+pub use crate::platform::now_rfc3339;
+pub use crate::platform::process::{boot_id, pid_alive, process_start, same_process};
 
 /// The state directory: explicit flag, then `FIREDRILL_STATE_DIR` (clap reads it into the
 /// flag), then the XDG state home.
@@ -131,121 +135,4 @@ pub fn check_state_dir(dir: &Path) -> Result<(), Untrusted> {
         }
     }
     Ok(())
-}
-
-/// Never follow a symbolic link where firedrill opens its own files.
-pub(crate) const O_NOFOLLOW: i32 = nix::libc::O_NOFOLLOW;
-
-/// Reads a file of the state directory, refusing a symbolic link.
-pub(crate) fn read_nofollow(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut f = OpenOptions::new()
-        .read(true)
-        .custom_flags(O_NOFOLLOW)
-        .open(path)?;
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
-
-/// Creates `dir` (and parents) with mode 0700 for the parts it creates.
-pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
-    DirBuilder::new().recursive(true).mode(0o700).create(dir)
-}
-
-/// Temporary file, fsync, rename, 0600: a reader sees the old file or the new one. The
-/// temporary file has a random name and is created exclusively (O_EXCL: never through a
-/// planted symlink), in the target's folder, created 0700 when missing whatever the umask.
-/// The one atomic write of the crate (reports, JUnit, the halt file use it).
-pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    ensure_dir(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-/// Whether `dir` can take a report: created (0700) if missing, and a file written and removed
-/// in it. Checked before anything is injected, so a drill never runs for results it then
-/// cannot keep.
-pub fn check_writable_dir(dir: &Path) -> std::io::Result<()> {
-    ensure_dir(dir)?;
-    let probe = tempfile::Builder::new()
-        .prefix(".firedrill-write-test.")
-        .tempfile_in(dir)?;
-    probe.close()
-}
-
-/// Whether a process with this pid exists (signal 0). A pid we may not signal exists.
-pub fn pid_alive(pid: u32) -> bool {
-    use nix::errno::Errno;
-    use nix::sys::signal::kill;
-    use nix::unistd::Pid;
-    let Ok(raw) = i32::try_from(pid) else {
-        return false;
-    };
-    if raw <= 0 {
-        return false;
-    }
-    match kill(Pid::from_raw(raw), None) {
-        Ok(()) => true,
-        Err(Errno::EPERM) => true,
-        Err(_) => false,
-    }
-}
-
-/// When a process started: clock ticks after boot (field 22 of `/proc/PID/stat`). With the
-/// boot id, a pid and its start time name one process; a bare pid may be reused by another
-/// (or be pid 1 in a container).
-pub fn process_start(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count after the last ')'.
-    let after = stat.get(stat.rfind(')')? + 1..)?;
-    after.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// This boot's id (`/proc/sys/kernel/random/boot_id`): start times count from the boot.
-pub fn boot_id() -> Option<String> {
-    fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-}
-
-/// Whether the process a journal or lock names is still the one running: same boot, the
-/// pid alive, and the same start time. Without a recorded start time (older journals) only
-/// the pid can be asked.
-pub fn same_process(pid: u32, start: Option<u64>, boot: Option<&str>) -> bool {
-    if let (Some(recorded), Some(now)) = (boot, boot_id()) {
-        if recorded != now {
-            return false;
-        }
-    }
-    if !pid_alive(pid) {
-        return false;
-    }
-    match start {
-        Some(recorded) => process_start(pid) == Some(recorded),
-        None => true,
-    }
-}
-
-/// Wall-clock now as RFC 3339 (UTC, seconds).
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

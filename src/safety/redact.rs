@@ -55,7 +55,8 @@ pub fn register_named(name: &str, secret: &str) {
 }
 
 /// A JSON text for storage: every `${` escaped as `$${`, then every value of
-/// [`register_named`] replaced by its `${env:NAME}` reference. [`from_references`] undoes it.
+/// [`register_named`] replaced by its `${env:NAME}` reference. [`crate::experiment::interp::from_references`]
+/// undoes it.
 pub fn to_references(json: &str) -> String {
     let mut out = json.replace("${", "$${");
     for (name, secret) in named().read().unwrap_or_else(|e| e.into_inner()).iter() {
@@ -67,29 +68,6 @@ pub fn to_references(json: &str) -> String {
         }
     }
     out
-}
-
-/// A stored JSON text with its `${env:NAME}` references resolved from this process's
-/// environment (each value registered as a secret) and `$${` back to `${`. A reference whose
-/// variable is not set stays as written, and its name is returned.
-pub fn from_references(json: &str) -> (String, Vec<String>) {
-    use crate::experiment::interp::{expand, Ref};
-    let mut unset = Vec::new();
-    let (out, _) = expand(json, |r| match r {
-        Ref::Env(name) => match std::env::var(name) {
-            Ok(v) => {
-                register_named(name, &v);
-                let quoted = serde_json::to_string(&v).unwrap_or_default();
-                Ok(quoted[1..quoted.len().saturating_sub(1)].to_string())
-            }
-            Err(_) => {
-                unset.push(name.to_string());
-                Ok(format!("${{env:{name}}}"))
-            }
-        },
-        Ref::Var(name) => Ok(format!("${{{name}}}")),
-    });
-    (out, unset)
 }
 
 /// Header names whose values are credentials.
@@ -106,67 +84,6 @@ pub fn sensitive_header(name: &str) -> bool {
         || n.contains("password")
 }
 
-/// Registers every secret an experiment carries: `${env:...}` values, sensitive header values
-/// (and the credential part after a scheme word such as `Bearer`), DSN passwords.
-pub fn register_experiment(exp: &crate::experiment::Experiment) {
-    for s in &exp.secrets {
-        register(s);
-    }
-    for p in &exp.probes {
-        match &p.kind {
-            crate::experiment::ProbeKind::Http(h) => register_headers(&h.headers),
-            crate::experiment::ProbeKind::Prometheus(p) => {
-                register_headers(&p.headers);
-                match &p.auth {
-                    Some(crate::experiment::PrometheusAuth::Bearer(token)) => register(token),
-                    Some(crate::experiment::PrometheusAuth::Basic { password, .. }) => {
-                        register(password)
-                    }
-                    None => {}
-                }
-            }
-            crate::experiment::ProbeKind::Postgres(pg) => {
-                if let Ok(cfg) = pg.dsn.parse::<tokio_postgres::Config>() {
-                    if let Some(pw) = cfg.get_password() {
-                        register(&String::from_utf8_lossy(pw));
-                    }
-                }
-                if let Some(var) = &pg.password_env {
-                    if let Ok(v) = std::env::var(var) {
-                        register(&v);
-                    }
-                }
-                if let Some(path) = &pg.password_file {
-                    if let Ok(text) = std::fs::read_to_string(path) {
-                        // The probe uses the first line; the whole file is secret.
-                        text.lines().for_each(register);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    for f in &exp.faults {
-        if let crate::experiment::FaultSpec::DbFailover(spec) = f {
-            if let Some(Ok(v)) = spec.patroni_password_env.as_ref().map(std::env::var) {
-                register(&v);
-            }
-        }
-    }
-}
-
-/// Sensitive header values, and the credential after a scheme word such as `Bearer`.
-fn register_headers(headers: &[(String, String)]) {
-    for (name, value) in headers {
-        if sensitive_header(name) {
-            register(value);
-            if let Some((_, cred)) = value.split_once(' ') {
-                register(cred);
-            }
-        }
-    }
-}
-
 /// `s` with every secret masked.
 pub fn text(s: &str) -> String {
     let mut out = s.to_string();
@@ -179,14 +96,61 @@ pub fn text(s: &str) -> String {
         }
     }
     let out = userinfo(&out);
-    let out = after_word(&out, "password=", true);
-    let out = after_word(&out, "Bearer ", false);
-    let out = after_word(&out, "Basic ", false);
-    after_word(&out, "Authorization: ", false)
+    let out = password_values(&out);
+    let out = after_word(&out, "Bearer ");
+    let out = after_word(&out, "Basic ");
+    after_word(&out, "Authorization: ")
+}
+
+/// `password=…` (any case, spaces around `=`, the value quoted or not) → `password=***`: in a
+/// libpq key/value DSN, a URL's query and any message that echoes one.
+fn password_values(s: &str) -> String {
+    const KEY: &str = "password";
+    let lower = s.to_ascii_lowercase();
+    let mut out = String::with_capacity(s.len());
+    let mut pos = 0;
+    while let Some(i) = lower[pos..].find(KEY) {
+        let key_end = pos + i + KEY.len();
+        let after = &s[key_end..];
+        let Some(value) = after.trim_start().strip_prefix('=') else {
+            out.push_str(&s[pos..key_end]);
+            pos = key_end;
+            continue;
+        };
+        let value = value.trim_start();
+        let len = match value.strip_prefix('\'') {
+            // Quoted: up to the closing quote that is not escaped.
+            Some(q) => {
+                let mut esc = false;
+                let close = q.char_indices().find(|&(_, c)| {
+                    let end = !esc && c == '\'';
+                    esc = !esc && c == '\\';
+                    end
+                });
+                1 + close.map_or(q.len(), |(j, _)| j + 1)
+            }
+            None => value
+                .char_indices()
+                .find(|(_, c)| {
+                    c.is_whitespace()
+                        || matches!(c, '&' | '"' | '\'' | ',' | ';' | ')' | ']' | '}' | '`')
+                })
+                .map_or(value.len(), |(j, _)| j),
+        };
+        out.push_str(&s[pos..pos + i]);
+        out.push_str(&s[pos + i..key_end]);
+        out.push('=');
+        if len > 0 {
+            out.push_str(MASK);
+        }
+        pos = s.len() - value.len() + len;
+    }
+    out.push_str(&s[pos..]);
+    out
 }
 
 /// Masks the value that follows `word` (ASCII case-insensitive) up to a delimiter.
-fn after_word(s: &str, word: &str, stop_at_amp: bool) -> String {
+fn after_word(s: &str, word: &str) -> String {
     let lower = s.to_ascii_lowercase();
     let w = word.to_ascii_lowercase();
     let mut out = String::with_capacity(s.len());
@@ -198,9 +162,7 @@ fn after_word(s: &str, word: &str, stop_at_amp: bool) -> String {
         let end = rest
             .char_indices()
             .find(|(_, c)| {
-                c.is_whitespace()
-                    || matches!(c, '"' | '\'' | ',' | ';' | ')' | ']' | '}' | '`')
-                    || (stop_at_amp && *c == '&')
+                c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ';' | ')' | ']' | '}' | '`')
             })
             .map_or(rest.len(), |(j, _)| j);
         if end > 0 {
@@ -373,48 +335,6 @@ mod tests {
     }
 
     #[test]
-    fn password_files_and_the_patroni_password_are_masked_once_an_experiment_is_known() {
-        let dir = tempfile::tempdir().unwrap();
-        let pw = dir.path().join("pw");
-        std::fs::write(&pw, "canary-pwfile-61d0\n").unwrap();
-        std::env::set_var("FIREDRILL_UNIT_PATRONI_PW", "canary-patroni-0c7e");
-        let file = dir.path().join("pw.yaml");
-        let yaml = format!(
-            r#"name: pw
-probes:
-  db:
-    postgres:
-      dsn: "host=127.0.0.1 port=1 user=app dbname=db"
-      password-file: "{}"
-      mode: {{ read: {{ query: "select 1" }} }}
-faults:
-  - db-failover:
-      patroni: ["http://127.0.0.1:1"]
-      patroni-username: admin
-      patroni-password-env: FIREDRILL_UNIT_PATRONI_PW
-      provider: {{ patroni: {{ action: switchover }} }}
-recovery: {{ objective: 10s }}
-"#,
-            pw.display()
-        );
-        let env = crate::experiment::Environment::local();
-        let vars = Default::default();
-        let opts = crate::experiment::LoadOptions {
-            env: &env,
-            extra_vars: &vars,
-            known_environments: None,
-            unset_env: Default::default(),
-        };
-        let loaded =
-            crate::experiment::load_experiment_bytes(&file, yaml.as_bytes(), &opts).unwrap();
-        register_experiment(&loaded.experiment);
-        assert_eq!(
-            text("login canary-pwfile-61d0 / canary-patroni-0c7e refused"),
-            "login *** / *** refused"
-        );
-    }
-
-    #[test]
     fn registered_values_are_masked_everywhere() {
         register("canary-unit-s3cret");
         assert_eq!(
@@ -424,5 +344,31 @@ recovery: {{ objective: 10s }}
         let mut v = serde_json::json!({"a": ["x canary-unit-s3cret y"], "n": 1});
         json(&mut v);
         assert_eq!(v["a"][0], "x *** y");
+    }
+
+    #[test]
+    fn passwords_are_masked_in_dsns_of_both_forms() {
+        for (dsn, shown) in [
+            (
+                "host=a port=1 user=u password=s3cr3t dbname=d",
+                "host=a port=1 user=u password=*** dbname=d",
+            ),
+            (
+                "host=a password = 'it\\'s x' user=u",
+                "host=a password=*** user=u",
+            ),
+            ("host=a PASSWORD='' user=u", "host=a PASSWORD=*** user=u"),
+            (
+                "postgres://u:s3cr3t@h:5/d?sslmode=disable",
+                "postgres://u:***@h:5/d?sslmode=disable",
+            ),
+            (
+                "postgresql://h/d?password=x&user=u",
+                "postgresql://h/d?password=***&user=u",
+            ),
+            ("password-env: PGPASS", "password-env: PGPASS"),
+        ] {
+            assert_eq!(text(dsn), shown, "{dsn}");
+        }
     }
 }

@@ -20,42 +20,12 @@ use tokio::sync::{broadcast, mpsc};
 use super::cluster::{pods, set_at, Sim};
 use super::select::{json_patch, merge_patch, Selector};
 use super::store::{
-    meta_str, obj_key, rv_of, Change, ChangeKind, Obj, ResId, StoreError, WatchStart,
+    meta_str, obj_key, rv_of, Change, ChangeKind, Obj, ResId, ResInfo, StoreError, WatchStart,
 };
 use super::table::table;
 use super::RequestRecord;
-
-/// A resource the server knows: built in, or a custom resource seen in a request.
-#[derive(Debug, Clone)]
-pub struct ResInfo {
-    pub group: String,
-    pub version: String,
-    pub plural: String,
-    pub kind: String,
-    pub namespaced: bool,
-    pub short: Vec<String>,
-    pub status: bool,
-}
-
-impl ResInfo {
-    fn id(&self) -> ResId {
-        ResId::new(&self.group, &self.plural)
-    }
-    fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.clone()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
-    }
-    fn qualified(&self) -> String {
-        if self.group.is_empty() {
-            self.plural.clone()
-        } else {
-            format!("{}.{}", self.plural, self.group)
-        }
-    }
-}
+// RFC 1123 names (subdomains for most object names): one check, the experiment loader's.
+use crate::experiment::check::is_dns_subdomain;
 
 /// (group, version, plural, kind, namespaced, short names, has a status subresource)
 type BuiltinRow = (
@@ -149,21 +119,6 @@ fn builtin() -> Vec<ResInfo> {
 
 fn is_builtin_group(g: &str) -> bool {
     BUILTIN.iter().any(|b| b.0 == g)
-}
-
-/// RFC 1123 label: what namespaces and generated workload names must be.
-pub fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-/// RFC 1123 subdomain: what most object names must be.
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 pub struct Api {
@@ -1655,6 +1610,6 @@ mod tests {
     fn names() {
         assert!(is_dns_subdomain("checkout-7d9f.x"));
         assert!(!is_dns_subdomain("Checkout"));
-        assert!(!is_dns_label("-a"));
+        assert!(!is_dns_subdomain("-a.b"));
     }
 }

@@ -61,7 +61,6 @@
 
 mod api;
 mod cluster;
-mod controllers;
 mod openapi;
 mod scenario;
 mod select;
@@ -288,7 +287,7 @@ impl SimCluster {
                 }
             }));
         }
-        tasks.push(controllers::start(sim.clone()));
+        tasks.push(cluster::controllers::start(sim.clone()));
         bootstrap(&sim);
         tracing::info!(api = %addr, "simulated cluster started");
         Ok(SimHandle { sim, addr, tasks })
@@ -479,7 +478,7 @@ fn write_truth(path: &std::path::Path, truth: &[TruthEvent]) -> anyhow::Result<(
     for e in truth {
         text.push_str(&e.to_json_line());
     }
-    crate::report::write_atomic(path, text.as_bytes())?;
+    crate::platform::fs::write_file_atomic(path, text.as_bytes())?;
     Ok(())
 }
 

@@ -16,7 +16,7 @@
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::api::ResInfo;
+use super::store::ResInfo;
 
 /// The path of a group-version's document, as kubectl names it: `api/v1`, `apis/apps/v1`.
 fn gv_path(group: &str, version: &str) -> String {

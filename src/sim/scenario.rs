@@ -262,7 +262,7 @@ impl Scenario {
         for (ns, spec) in &self.namespaces {
             let names = spec.deployments.keys().chain(spec.statefulsets.keys());
             for name in std::iter::once(ns).chain(names) {
-                if !super::api::is_dns_label(name) {
+                if !crate::experiment::check::is_dns_label(name) {
                     return Err(format!(
                         "{name:?} is not a valid name: use lowercase letters, digits and '-'"
                     ));
@@ -280,7 +280,7 @@ pub fn parse_scenario(text: &str) -> Result<Scenario, String> {
     for (ns, spec) in &scenario.namespaces {
         let names = spec.deployments.keys().chain(spec.statefulsets.keys());
         for name in std::iter::once(ns).chain(names) {
-            if !super::api::is_dns_label(name) {
+            if !crate::experiment::check::is_dns_label(name) {
                 return Err(format!(
                     "{name:?} is not a valid name: use lowercase letters, digits and '-'"
                 ));

@@ -426,6 +426,38 @@ impl Store {
     }
 }
 
+/// A resource the server knows: built in, or a custom resource seen in a request.
+#[derive(Debug, Clone)]
+pub struct ResInfo {
+    pub group: String,
+    pub version: String,
+    pub plural: String,
+    pub kind: String,
+    pub namespaced: bool,
+    pub short: Vec<String>,
+    pub status: bool,
+}
+
+impl ResInfo {
+    pub(super) fn id(&self) -> ResId {
+        ResId::new(&self.group, &self.plural)
+    }
+    pub(super) fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+    pub(super) fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

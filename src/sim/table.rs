@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::api::ResInfo;
 use super::cluster::is_terminating;
+use super::store::ResInfo;
 use super::store::{meta_str, Obj};
 
 type CellFn = Box<dyn Fn(&Value) -> Vec<Value>>;

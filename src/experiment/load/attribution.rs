@@ -14,11 +14,11 @@ use super::{Builder, Reference};
 use crate::experiment::check;
 use crate::experiment::de::child_path;
 use crate::experiment::diag::suggest;
+use crate::experiment::model::network::Backend;
 use crate::experiment::model::{
     FaultSpec, ProbeKind, ProbeSpec, ProxyDecl, Target, TargetKind, WorkloadRef,
 };
 use crate::experiment::node::{Kind, Node};
-use crate::fault::network::Backend;
 
 impl Builder<'_, '_> {
     /// The optional `name:` of the fault at `path`: a valid name, used once in the file.
@@ -215,7 +215,10 @@ fn acts_on(
     }
 }
 
-fn proxy_of(n: &crate::fault::network::NetworkSpec, proxies: &[ProxyDecl]) -> Option<SocketAddr> {
+fn proxy_of(
+    n: &crate::experiment::model::network::NetworkSpec,
+    proxies: &[ProxyDecl],
+) -> Option<SocketAddr> {
     match &n.on {
         Backend::Proxy(name) => proxies.iter().find(|p| &p.name == name).map(|p| p.listen),
         _ => None,

@@ -6,23 +6,12 @@ use std::time::Duration;
 use super::{at, Builder, Ctx, Limit, DAY, HOUR, MS};
 use crate::experiment::check;
 use crate::experiment::de::child_path;
+use crate::experiment::model::network::{
+    format_rate, unsupported_on_proxies, Backend, Effect, NetworkKind, NetworkSpec,
+    PartitionDirection, Stream,
+};
 use crate::experiment::node::Node;
 use crate::experiment::raw::{Percent, RawNetwork};
-use crate::fault::network::{
-    format_rate, unsupported_on_proxies, Backend, Effect, NetworkSpec, PartitionDirection,
-};
-use crate::proxy::Stream;
-
-/// The keys each kind takes besides its backend and `duration`.
-fn settings(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "latency" => &["latency", "jitter", "correlation", "stream"],
-        "bandwidth" => &["rate", "stream"],
-        "loss" => &["loss", "correlation"],
-        "partition" => &["peers", "direction"],
-        _ => &[],
-    }
-}
 
 /// Slowest and fastest rate a bandwidth fault may ask for: Toxiproxy counts in whole KB/s,
 /// and beyond 100 GB/s a limit limits nothing.
@@ -42,7 +31,7 @@ impl Builder<'_, '_> {
     /// A network fault of `kind` at mapping `n`; `None` when it has errors (all reported).
     pub(super) fn network(
         &mut self,
-        kind: &str,
+        kind: NetworkKind,
         n: &Node,
         path: &str,
         proxies: &[String],
@@ -127,7 +116,7 @@ impl Builder<'_, '_> {
             ("peers", raw.peers.is_some()),
             ("direction", raw.direction.is_some()),
         ];
-        let takes = settings(kind);
+        let takes = kind.settings();
         for (key, _) in given
             .iter()
             .filter(|(k, there)| *there && !takes.contains(k))
@@ -150,7 +139,7 @@ impl Builder<'_, '_> {
                 Some("Chaos Mesh acts on the selected pods' packets; leave `stream` out".into()),
             );
         }
-        if proxy_like && kind == "latency" && raw.correlation.is_some() {
+        if proxy_like && kind == NetworkKind::Latency && raw.correlation.is_some() {
             key_error(
                 &mut self.cx,
                 "correlation",
@@ -189,7 +178,7 @@ impl Builder<'_, '_> {
             Limit::new(Duration::ZERO, MS, DAY),
         );
         let effect = match kind {
-            "latency" => {
+            NetworkKind::Latency => {
                 let Some(l) = raw.latency else {
                     required(&mut self.cx, "latency", "100ms");
                     return None;
@@ -209,7 +198,7 @@ impl Builder<'_, '_> {
                     correlation,
                 }
             }
-            "bandwidth" => {
+            NetworkKind::Bandwidth => {
                 let Some(rate) = raw.rate else {
                     required(&mut self.cx, "rate", "512KB/s");
                     return None;
@@ -231,7 +220,7 @@ impl Builder<'_, '_> {
                     bytes_per_second: rate.0,
                 }
             }
-            "loss" => {
+            NetworkKind::Loss => {
                 let Some(percent) = loss else {
                     required(&mut self.cx, "loss", "25%");
                     return None;
@@ -241,7 +230,7 @@ impl Builder<'_, '_> {
                     correlation,
                 }
             }
-            "partition" => {
+            NetworkKind::Partition => {
                 let Some(peers) = raw.peers else {
                     required(&mut self.cx, "peers", "app=db");
                     return None;
@@ -259,7 +248,7 @@ impl Builder<'_, '_> {
                     direction: raw.direction.unwrap_or(PartitionDirection::Both),
                 }
             }
-            _ => Effect::Down,
+            NetworkKind::Down => Effect::Down,
         };
         (self.cx.diags.len() == errors_before).then_some(NetworkSpec {
             on,

@@ -15,12 +15,12 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
-use super::cluster::{
+use super::{
     deployments, endpoints, fnv1a, is_ready, is_terminating, now_rfc3339, owner, pods, replicasets,
     set_at, statefulsets, suffix, Endpoint, Sim, NODE_IP, NODE_NAME,
 };
-use super::store::{meta_str, Change, Obj, ResId};
-use super::TruthKind;
+use crate::sim::store::{meta_str, Change, Obj, ResId};
+use crate::sim::TruthKind;
 
 async fn sleep_or_cancel(sim: &Sim, d: Duration) -> bool {
     tokio::select! {
@@ -238,7 +238,7 @@ async fn publish_endpoints(
     sim: Arc<Sim>,
     ns: String,
     name: String,
-    route: Arc<super::cluster::Route>,
+    route: Arc<super::Route>,
     mut rx: mpsc::UnboundedReceiver<(Instant, Vec<Endpoint>)>,
 ) {
     loop {

@@ -2,6 +2,9 @@
 //! (API handlers and controllers alike) must trigger — a new pod gets a kubelet, a removed pod
 //! is recorded — and the ground-truth and request logs.
 
+/// The controllers and the kubelet: what follows from the objects the cluster stores.
+pub mod controllers;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -113,9 +116,7 @@ pub fn suffix(rng: &mut impl Rng, len: usize) -> String {
         .collect()
 }
 
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+pub use crate::platform::now_rfc3339;
 
 pub fn is_terminating(pod: &Value) -> bool {
     pod.pointer("/metadata/deletionTimestamp")
@@ -260,7 +261,7 @@ impl Sim {
             let ns = meta_str(&stored, "namespace");
             let name = meta_str(&stored, "name");
             self.record_truth(ns, name, TruthKind::PodCreated);
-            super::controllers::spawn_kubelet(self.clone(), stored.clone());
+            controllers::spawn_kubelet(self.clone(), stored.clone());
         }
         Ok(stored)
     }

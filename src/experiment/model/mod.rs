@@ -5,6 +5,12 @@
 //! Durations are `std::time::Duration`; names keep file order so reports list things the way
 //! the author wrote them.
 
+pub mod db_failover;
+pub mod network;
+pub mod postgres;
+pub mod schedule;
+pub mod window;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -180,7 +186,7 @@ pub enum ProbeKind {
     Command(CommandProbe),
     Kubernetes(KubeProbe),
     /// A read check, or a writer whose acknowledged writes are later checked for loss (RPO).
-    Postgres(crate::probe::postgres::PostgresProbeSpec),
+    Postgres(postgres::PostgresProbeSpec),
     /// A PromQL instant query whose value must meet a threshold (business signals).
     Prometheus(PrometheusProbe),
 }
@@ -367,21 +373,65 @@ pub enum FaultSpec {
         timeout: Duration,
     },
     /// Fail a database cluster over (Patroni switchover/failover, kill the primary, or a command).
-    DbFailover(crate::fault::db_failover::DbFailoverSpec),
+    DbFailover(db_failover::DbFailoverSpec),
     /// A network fault for a duration: latency, bandwidth, loss, down or partition (built-in
     /// proxy, Toxiproxy or Chaos Mesh).
-    Network(crate::fault::network::NetworkSpec),
+    Network(network::NetworkSpec),
+}
+
+/// The fault kinds: each is one key of a `faults:` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    PodKill,
+    ProcessKill,
+    Command,
+    DbFailover,
+    Network(network::NetworkKind),
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 9] = [
+        FaultKind::PodKill,
+        FaultKind::ProcessKill,
+        FaultKind::Command,
+        FaultKind::DbFailover,
+        FaultKind::Network(network::NetworkKind::Latency),
+        FaultKind::Network(network::NetworkKind::Bandwidth),
+        FaultKind::Network(network::NetworkKind::Loss),
+        FaultKind::Network(network::NetworkKind::Down),
+        FaultKind::Network(network::NetworkKind::Partition),
+    ];
+
+    /// The experiment file's key.
+    pub fn key(self) -> &'static str {
+        match self {
+            FaultKind::PodKill => "pod-kill",
+            FaultKind::ProcessKill => "process-kill",
+            FaultKind::Command => "command",
+            FaultKind::DbFailover => "db-failover",
+            FaultKind::Network(n) => n.key(),
+        }
+    }
+
+    /// The kind a key names, if any.
+    pub fn parse(key: &str) -> Option<FaultKind> {
+        FaultKind::ALL.into_iter().find(|k| k.key() == key)
+    }
 }
 
 impl FaultSpec {
     /// The fault's key in the file (`pod-kill`, `latency`, ...).
     pub fn kind(&self) -> &'static str {
+        self.fault_kind().key()
+    }
+
+    pub fn fault_kind(&self) -> FaultKind {
         match self {
-            FaultSpec::PodKill { .. } => "pod-kill",
-            FaultSpec::ProcessKill { .. } => "process-kill",
-            FaultSpec::Command { .. } => "command",
-            FaultSpec::DbFailover(_) => "db-failover",
-            FaultSpec::Network(n) => n.effect.kind(),
+            FaultSpec::PodKill { .. } => FaultKind::PodKill,
+            FaultSpec::ProcessKill { .. } => FaultKind::ProcessKill,
+            FaultSpec::Command { .. } => FaultKind::Command,
+            FaultSpec::DbFailover(_) => FaultKind::DbFailover,
+            FaultSpec::Network(n) => FaultKind::Network(n.effect.network_kind()),
         }
     }
 
@@ -457,7 +507,7 @@ pub struct Environment {
     pub promote_from: Option<String>,
     pub promote_within: Option<Duration>,
     /// Windows, blackouts, jitter, starting deadline and promotion passes for scheduled drills.
-    pub schedule: crate::schedule::Rules,
+    pub schedule: schedule::Rules,
 }
 
 impl Environment {
