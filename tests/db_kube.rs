@@ -240,6 +240,28 @@ fn the_pod_patroni_names_leader_is_deleted_and_the_replicas_are_untouched() {
     );
     // The replacement pod came back and the probe saw the StatefulSet whole again.
     assert!(record["trials"][0]["verdict"]["ttr"]["estimate_s"].is_number());
+    // The deleted pod's replacement, phase by phase (the scenario's kubelet: scheduled 10ms,
+    // running 60ms, ready 110ms after creation), as for a pod-kill.
+    let phases = &record["trials"][0]["pod_recovery"][0];
+    assert_eq!(phases["pod"], "orders-1", "{phases}");
+    assert_eq!(phases["replacement"], "orders-1", "{phases}");
+    let at = |k: &str| {
+        phases[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k}: {phases}"))
+    };
+    let (created, ready) = (at("created_s"), at("ready_s"));
+    assert!(at("scheduled_s") >= created && at("running_s") >= at("scheduled_s"));
+    assert!(
+        (ready - created - 0.110).abs() < 0.030,
+        "ready {:.3}s after creation, the scenario says 0.110s: {phases}",
+        ready - created
+    );
+    assert!(
+        record["trials"][0]["workload_ready_s"].is_number(),
+        "{}",
+        record["trials"][0]
+    );
     assert!(
         patroni.calls.load(Ordering::SeqCst) >= 2,
         "asked Patroni who leads"

@@ -565,6 +565,7 @@ impl Executor<'_> {
                 fault: inj.fault.clone(),
                 detail: inj.detail.clone(),
                 affected: inj.affected.clone(),
+                deleted_pods: inj.deleted_pods.clone(),
                 sent: self.clock.offset(inj.sent_at),
                 accepted: self.clock.offset(inj.accepted_at),
                 revert: inj.revert.clone(),

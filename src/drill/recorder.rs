@@ -476,8 +476,7 @@ impl Recorder {
             let killed: Vec<String> = t
                 .faults
                 .iter()
-                .filter(|f| f.fault.starts_with("pod-kill"))
-                .flat_map(|f| f.affected.iter().cloned())
+                .flat_map(|f| f.deleted_pods.iter().cloned())
                 .collect();
             // Steps are counted from the first delete *sent*: the watch may report the deletion
             // before the API's answer to the delete arrives.

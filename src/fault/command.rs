@@ -60,6 +60,7 @@ impl CommandFault {
             accepted_at,
             detail: format!("ran {:?}", self.run),
             affected: vec![],
+            deleted_pods: vec![],
             revert: self.revert_plan(),
             duration: None,
         })

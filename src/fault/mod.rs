@@ -108,6 +108,9 @@ pub struct Injection {
     pub detail: String,
     /// The objects affected (pids, pod names).
     pub affected: Vec<String>,
+    /// The pods this fault deleted (a pod-kill's, a Kubernetes kill-primary's): the drill
+    /// follows their replacements phase by phase.
+    pub deleted_pods: Vec<String>,
     pub revert: RevertPlan,
     /// A fault that lasts (latency) is reverted this long after injection; instant faults
     /// (a kill) have none.

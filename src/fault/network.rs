@@ -506,6 +506,7 @@ impl NetworkFault {
             accepted_at: Instant::now(),
             detail,
             affected,
+            deleted_pods: vec![],
             revert,
             duration: Some(self.spec.duration),
         })

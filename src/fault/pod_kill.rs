@@ -299,7 +299,8 @@ impl PodKill {
                 self.target.namespace,
                 self.grace.as_secs()
             ),
-            affected: deleted,
+            affected: deleted.clone(),
+            deleted_pods: deleted,
             revert: RevertPlan::Irreversible {
                 why: "a deleted pod is replaced by its workload controller, not by firedrill"
                     .into(),

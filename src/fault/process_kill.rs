@@ -209,6 +209,7 @@ impl ProcessKill {
             accepted_at,
             detail: format!("sent {} to pid {}", self.signal, hit.join(", ")),
             affected: hit,
+            deleted_pods: vec![],
             revert: if stops(self.signal) {
                 RevertPlan::ContinueProcesses { processes: stopped }
             } else {

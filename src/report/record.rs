@@ -296,6 +296,10 @@ pub struct FaultRecord {
     pub fault: String,
     pub detail: String,
     pub affected: Vec<String>,
+    /// The pods the fault deleted, for the recorder's pod recovery phases (not stored: the
+    /// phases are).
+    #[serde(skip)]
+    pub deleted_pods: Vec<String>,
     #[serde(rename = "sent_s", with = "secs")]
     pub sent: Duration,
     #[serde(rename = "accepted_s", with = "secs")]
