@@ -10,6 +10,7 @@ use crate::experiment::model::network::{
     format_rate, unsupported_on_proxies, Backend, Effect, NetworkKind, NetworkSpec,
     PartitionDirection, Stream,
 };
+use crate::experiment::model::ProxyDecl;
 use crate::experiment::node::Node;
 use crate::experiment::raw::{Percent, RawNetwork};
 
@@ -256,5 +257,76 @@ impl Builder<'_, '_> {
             stream: raw.stream.unwrap_or(Stream::Downstream),
             duration,
         })
+    }
+
+    pub(super) fn proxies(&mut self, n: &Node) -> Vec<ProxyDecl> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        struct RawProxy {
+            listen: String,
+            upstream: String,
+        }
+        let Some(entries) = n.entries() else {
+            self.cx.error(
+                n.span,
+                "proxy",
+                format!("expected a mapping of proxies, found {}", n.describe()),
+                Some("write `proxy: { db: { listen: \"127.0.0.1:15432\", upstream: \"127.0.0.1:5432\" } }`".into()),
+            );
+            return vec![];
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let path = child_path("proxy", &e.key);
+            let Some(raw) = self.cx.de::<RawProxy>(&e.value, &path) else {
+                continue;
+            };
+            let listen = match raw.listen.parse::<std::net::SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    self.cx.error(
+                        at(&e.value, "listen"),
+                        &child_path(&path, "listen"),
+                        format!("invalid listen address `{}`", raw.listen),
+                        Some("write ip:port, e.g. `127.0.0.1:15432`".into()),
+                    );
+                    None
+                }
+            };
+            let upstream_ok = raw
+                .upstream
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !upstream_ok {
+                self.cx.error(
+                    at(&e.value, "upstream"),
+                    &child_path(&path, "upstream"),
+                    format!("invalid upstream `{}`", raw.upstream),
+                    Some("write host:port, e.g. `127.0.0.1:5432`".into()),
+                );
+            }
+            if let Some(l) = listen.filter(|l| !l.ip().is_loopback()) {
+                self.cx.warn(
+                    at(&e.value, "listen"),
+                    &child_path(&path, "listen"),
+                    format!(
+                        "proxy `{}` listens on {l}, reachable from other machines, not only this one",
+                        e.key
+                    ),
+                    Some(format!(
+                        "listen on 127.0.0.1:{} unless other machines must reach the proxy",
+                        l.port()
+                    )),
+                );
+            }
+            if let (Some(listen), true) = (listen, upstream_ok) {
+                out.push(ProxyDecl {
+                    name: e.key.clone(),
+                    listen,
+                    upstream: raw.upstream,
+                });
+            }
+        }
+        out
     }
 }

@@ -171,7 +171,7 @@ impl std::fmt::Display for NetworkKind {
 }
 
 /// Why the fault `kind` cannot run on a proxy (built-in or Toxiproxy), with what to do instead;
-/// `None` when it can. The loader reports it; [`NetworkFault::new`] refuses the same.
+/// `None` when it can. The loader reports it; the network fault refuses the same when built.
 pub fn unsupported_on_proxies(kind: NetworkKind) -> Option<(&'static str, &'static str)> {
     match kind {
         NetworkKind::Loss => Some((
