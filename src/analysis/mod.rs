@@ -35,6 +35,7 @@ pub mod phases;
 pub mod regression;
 pub mod rpo;
 pub mod stats;
+pub mod summary;
 
 use std::time::Duration;
 

@@ -22,14 +22,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::analysis::{rpo, Stats};
+use crate::analysis::rpo;
 use crate::experiment::ProbeKind;
 use crate::fault::{self, Injection};
 use crate::probe::postgres::{PostgresMode, PostgresWriter, WriteHistory};
 use crate::probe::{self, Checker, Observation, Pace, SourceContext};
 use crate::report::record::{
     DataLoss, ExperimentInfo, FaultLeft, FaultRecord, Outcome, ProbeInfo, RecoveryInfo, RunRecord,
-    Summary, TrialOutcome, TrialRecord, SCHEMA,
+    TrialOutcome, SCHEMA,
 };
 use crate::timeline::{human, Clock, EventKind, Phase};
 
@@ -735,25 +735,6 @@ async fn next_mark(
     }
 }
 
-/// The summary over trials: MTTR with n, over the trials that had impact and recovered.
-pub(crate) fn summarize(trials: &[TrialRecord]) -> Summary {
-    let verdicts: Vec<_> = trials.iter().filter_map(|t| t.verdict.as_ref()).collect();
-    let ttrs: Vec<Duration> = verdicts
-        .iter()
-        .filter(|v| v.recovered)
-        .filter_map(|v| v.ttr.map(|b| b.estimate))
-        .collect();
-    let ttds: Vec<Duration> = verdicts.iter().filter_map(|v| v.ttd).collect();
-    Summary {
-        trials: trials.len(),
-        recovered: verdicts.iter().filter(|v| v.recovered).count(),
-        objective_met: verdicts.iter().filter(|v| v.objective_met).count(),
-        no_visible_impact: verdicts.iter().filter(|v| v.recovered && !v.impact).count(),
-        mttr: Stats::of(&ttrs),
-        ttd: Stats::of(&ttds),
-    }
-}
-
 pub(crate) fn run_header(plan: &Plan) -> (ExperimentInfo, RecoveryInfo, Vec<ProbeInfo>) {
     let exp = &plan.experiment;
     let info = ExperimentInfo {
@@ -800,7 +781,7 @@ pub(crate) fn new_record(plan: &Plan, clock: &Clock) -> RunRecord {
         outcome: Outcome::Inconclusive,
         reason: String::new(),
         recovery,
-        summary: summarize(&[]),
+        summary: crate::analysis::summary::summarize(0, []),
         probes,
         trials: vec![],
         data_loss: vec![],

@@ -523,8 +523,16 @@ impl Recorder {
         self.recovery_names.contains(&l.name)
     }
 
+    /// The summary over the finished trials (the analysis module's one definition).
+    fn summary(&self) -> analysis::summary::Summary {
+        analysis::summary::summarize(
+            self.done.len(),
+            self.done.iter().filter_map(|t| t.verdict.as_ref()),
+        )
+    }
+
     pub fn passed_reason(&self, plan: &Plan) -> String {
-        let s = super::summarize(&self.done);
+        let s = self.summary();
         let obj = human(plan.experiment.recovery.objective);
         match s.mttr {
             Some(m) => format!(
@@ -548,7 +556,7 @@ impl Recorder {
         record.finished_at = self.clock.wall(self.clock.now());
         record.outcome = outcome;
         record.reason = reason;
-        record.summary = super::summarize(&self.done);
+        record.summary = self.summary();
         record.trials = self.done;
         record.events = self.events;
         record.events_dropped = self.events_dropped;

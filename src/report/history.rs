@@ -37,9 +37,7 @@ pub struct RunSummary {
 
 impl RunSummary {
     pub fn median_ttr(&self) -> Option<Duration> {
-        let mut v = self.ttrs.clone();
-        v.sort_unstable();
-        (!v.is_empty()).then(|| crate::analysis::stats::percentile(&v, 50.0))
+        crate::analysis::summary::median(&self.ttrs)
     }
 }
 
@@ -103,8 +101,7 @@ pub fn parse(bytes: &[u8]) -> Result<RunSummary, String> {
             .trials
             .iter()
             .filter_map(|t| t.verdict.as_ref())
-            .filter(|v| v.recovered)
-            .filter_map(|v| v.ttr.map(|b| b.estimate))
+            .filter_map(|v| crate::analysis::summary::counted_ttr(v.recovered, v.ttr))
             .collect(),
     })
 }

@@ -7,9 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::phases::PodRecovery;
 use crate::analysis::rpo::{RpoReport, WritePathRecovery};
-use crate::analysis::{ProbeVerdict, Stats, TrialVerdict};
+use crate::analysis::{ProbeVerdict, TrialVerdict};
 use crate::fault::RevertPlan;
 use crate::timeline::{secs, Event, Trace};
+
+/// The summary over a run's trials: computed in [`crate::analysis::summary`].
+pub use crate::analysis::summary::Summary;
 
 /// Bumped on any incompatible change to the record's shape.
 pub const SCHEMA: &str = "firedrill.run/v1";
@@ -70,6 +73,13 @@ impl FaultLeft {
 }
 
 impl RunRecord {
+    /// The TTRs of the trials that count towards MTTR (what the regression gate compares).
+    pub fn recovered_ttrs(&self) -> Vec<Duration> {
+        crate::analysis::summary::recovered_ttrs(
+            self.trials.iter().filter_map(|t| t.verdict.as_ref()),
+        )
+    }
+
     /// The process exit code: a fault left in place trumps the outcome's own code.
     pub fn exit_code(&self) -> i32 {
         if self.faults_left.is_empty() {
@@ -152,18 +162,6 @@ impl std::fmt::Display for Outcome {
             Outcome::Inconclusive => "inconclusive",
         })
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Summary {
-    pub trials: usize,
-    pub recovered: usize,
-    pub objective_met: usize,
-    /// Trials in which no recovery probe saw any impact.
-    pub no_visible_impact: usize,
-    /// Mean time to recover over the trials that had impact and recovered (with n).
-    pub mttr: Option<Stats>,
-    pub ttd: Option<Stats>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
