@@ -36,6 +36,7 @@ pub mod regression;
 pub mod rpo;
 pub mod stats;
 pub mod summary;
+pub mod trend;
 
 use std::time::Duration;
 
