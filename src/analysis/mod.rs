@@ -31,6 +31,7 @@
 //!   estimate is the bracket's midpoint (each edge at its midpoint).
 //! - Availability: passing samples / all samples in the observed window.
 
+pub mod operators;
 pub mod phases;
 pub mod regression;
 pub mod rpo;

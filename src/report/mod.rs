@@ -10,6 +10,7 @@ pub mod html;
 pub mod markdown;
 pub mod record;
 pub mod terminal;
+pub mod text;
 pub mod trail;
 
 use std::fs;

@@ -239,6 +239,12 @@ pub struct TrialRecord {
 }
 
 impl TrialRecord {
+    /// When operators detected and mitigated this trial's fault, from its marks on the run's
+    /// timeline `events`.
+    pub fn operator_times(&self, events: &[Event]) -> crate::analysis::operators::OperatorTimes {
+        crate::analysis::operators::of_trial(events, self.index, self.t_inject)
+    }
+
     /// The instant this trial's TTR counts from, on the run's axis: the removal of a lasting
     /// fault, else the injection.
     pub fn ttr_origin(&self) -> Option<Duration> {
