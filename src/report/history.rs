@@ -2,10 +2,9 @@
 //! time, MTTR with n/median/p90/max, whether recovery is trending slower or faster, and which
 //! drills are overdue.
 //!
-//! Records are read with a lean view that keeps only the fields history needs (serde skips the
-//! rest, traces and events included, without building them) and parsed on every core, so a
-//! folder of ten thousand runs reads in well under a second. The summaries are pure functions
-//! of the runs and of `now`.
+//! Records are read by the one reader of the folder ([`super::store`]); the numbers come from
+//! [`crate::analysis::summary`] and [`crate::analysis::trend`]. The summaries are pure
+//! functions of the runs and of `now`; the rest of this file formats them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -13,14 +12,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
 use super::html::{esc, CSS};
-use super::record::{Outcome, SCHEMA};
-use crate::analysis::{Bracket, Stats};
-use crate::timeline::{human, secs};
+use super::record::Outcome;
+use super::store::{self, StoredRun};
+use crate::analysis::Stats;
+use crate::timeline::human;
 
 /// What history keeps of one run.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,155 +40,33 @@ impl RunSummary {
     }
 }
 
-#[derive(Deserialize)]
-struct Lean {
-    schema: String,
-    run_id: String,
-    experiment: LeanExperiment,
-    environment: String,
-    started_at: DateTime<Utc>,
-    outcome: Outcome,
-    recovery: LeanRecovery,
-    trials: Vec<LeanTrial>,
+impl From<StoredRun> for RunSummary {
+    fn from(r: StoredRun) -> Self {
+        RunSummary {
+            ttrs: r.recovered_ttrs(),
+            run_id: r.run_id,
+            experiment: r.experiment,
+            environment: r.environment,
+            started_at: r.started_at,
+            outcome: r.outcome,
+            objective: r.objective,
+        }
+    }
 }
 
-#[derive(Deserialize)]
-struct LeanExperiment {
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct LeanRecovery {
-    #[serde(rename = "objective_s", with = "secs")]
-    objective: Duration,
-}
-
-#[derive(Deserialize)]
-struct LeanTrial {
-    verdict: Option<LeanVerdict>,
-}
-
-#[derive(Deserialize)]
-struct LeanVerdict {
-    ttr: Option<Bracket>,
-    recovered: bool,
-}
-
-/// Parse the fields history needs from one record's bytes.
+/// Parse the fields history needs from one record's bytes ([`super::store::parse`]).
 pub fn parse(bytes: &[u8]) -> Result<RunSummary, String> {
-    // Most of a record is probe traces and events, which history never looks at. Records are
-    // written pretty-printed by `report::write`, so those parts can be cut out by their
-    // indentation before parsing; anything unexpected falls back to parsing the whole file.
-    let l: Lean = match skim(bytes).map(|b| serde_json::from_str::<Lean>(&b)) {
-        Some(Ok(l)) => l,
-        _ => serde_json::from_slice(bytes).map_err(|e| e.to_string())?,
-    };
-    if l.schema != SCHEMA {
-        return Err(format!(
-            "schema `{}` is not the supported `{SCHEMA}`",
-            l.schema
-        ));
-    }
-    Ok(RunSummary {
-        run_id: l.run_id,
-        experiment: l.experiment.name,
-        environment: l.environment,
-        started_at: l.started_at,
-        outcome: l.outcome,
-        objective: l.recovery.objective,
-        ttrs: l
-            .trials
-            .iter()
-            .filter_map(|t| t.verdict.as_ref())
-            .filter_map(|v| crate::analysis::summary::counted_ttr(v.recovered, v.ttr))
-            .collect(),
-    })
+    store::parse(bytes).map(RunSummary::from)
 }
 
-/// The record without its top-level `events` and without each trial's `probes`, relying on
-/// the layout of `serde_json::to_vec_pretty` (two spaces per level). `None` when the layout is
-/// not the expected one. (`str::find` runs std's optimised substring search.)
-fn skim(bytes: &[u8]) -> Option<String> {
-    const EVENTS: &str = ",\n  \"events\": [";
-    const PROBES: &str = ",\n      \"probes\": [\n";
-    const PROBES_END: &str = "\n      ]";
-    let text = std::str::from_utf8(bytes).ok()?;
-    let head = &text[..text.find(EVENTS)?];
-    let mut out = String::with_capacity(head.len() / 4);
-    let mut rest = head;
-    while let Some(p) = rest.find(PROBES) {
-        out.push_str(&rest[..p]);
-        let after = &rest[p + PROBES.len()..];
-        rest = &after[after.find(PROBES_END)? + PROBES_END.len()..];
-    }
-    out.push_str(rest);
-    out.push_str("\n}");
-    Some(out)
-}
-
-/// Every `*.json` under `root` (or `root` itself when it is a file).
-pub fn record_paths(root: &Path) -> Vec<PathBuf> {
-    if root.is_file() {
-        return vec![root.to_path_buf()];
-    }
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(p),
-                Ok(_) if p.extension().is_some_and(|x| x == "json") => out.push(p),
-                _ => {}
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Read every record under `root` in parallel; unreadable files are returned beside the runs.
+/// Read every record under `root` ([`super::store::read_runs`]); unreadable files are
+/// returned beside the runs.
 pub fn read_runs(root: &Path) -> (Vec<RunSummary>, Vec<(PathBuf, String)>) {
-    let paths = record_paths(root);
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 16);
-    let chunk = paths.len().div_ceil(threads).max(1);
-    let results: Vec<Vec<Result<RunSummary, (PathBuf, String)>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = paths
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|p| {
-                            std::fs::read(p)
-                                .map_err(|e| e.to_string())
-                                .and_then(|b| parse(&b))
-                                .map_err(|e| (p.clone(), e))
-                        })
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    let mut runs = Vec::with_capacity(paths.len());
-    let mut errors = Vec::new();
-    for r in results.into_iter().flatten() {
-        match r {
-            Ok(run) => runs.push(run),
-            Err(e) => errors.push(e),
-        }
-    }
-    (runs, errors)
+    let (runs, errors) = store::read_runs(root);
+    (runs.into_iter().map(RunSummary::from).collect(), errors)
 }
+
+pub use super::store::record_paths;
 
 impl Trend {
     pub fn word(&self) -> &'static str {
@@ -684,25 +561,6 @@ mod tests {
 
     fn now(day: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + day * 86_400, 0).unwrap()
-    }
-
-    #[test]
-    fn skimming_keeps_what_history_reads() {
-        let json = r#"{"schema":"firedrill.run/v1","run_id":"r1","experiment":{"name":"e","path":"x"},
-            "environment":"staging","started_at":"2025-01-01T00:00:00Z","outcome":"passed",
-            "recovery":{"objective_s":5.0},
-            "trials":[{"verdict":{"ttd_s":0.1,"ttr":{"estimate_s":1.5,"lower_s":1.4,"upper_s":1.6},"recovered":true},
-                       "probes":[{"name":"p","trace":{"stretches":[]}}]},
-                      {"verdict":null,"probes":[]}],
-            "events":[{"at_s":0.0,"event":"recovered"}]}"#;
-        let v: serde_json::Value = serde_json::from_str(json).unwrap();
-        let pretty = serde_json::to_vec_pretty(&v).unwrap();
-        let skimmed = skim(&pretty).expect("pretty records can be skimmed");
-        assert!(skimmed.len() < pretty.len());
-        let run = parse(&pretty).unwrap();
-        assert_eq!(run, parse(json.as_bytes()).unwrap());
-        assert_eq!(run.ttrs, [Duration::from_millis(1500)]);
-        assert!(serde_json::from_str::<serde_json::Value>(&skimmed).is_ok());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod history;
 pub mod html;
 pub mod markdown;
 pub mod record;
+pub mod store;
 pub mod terminal;
 pub mod text;
 pub mod trail;
