@@ -14,6 +14,8 @@
 
 pub mod plan;
 mod recorder;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
