@@ -70,6 +70,17 @@ pub fn median(values: &[Duration]) -> Option<Duration> {
     (!v.is_empty()).then(|| percentile(&v, 50.0))
 }
 
+/// MTTR over runs (history): every counted trial of every run, one value each.
+pub fn mttr_over_runs<'a>(runs: impl IntoIterator<Item = &'a [Duration]>) -> Option<Stats> {
+    let ttrs: Vec<Duration> = runs.into_iter().flatten().copied().collect();
+    Stats::of(&ttrs)
+}
+
+/// How long a drill has gone without a run (`since` the last one), when longer than `after`.
+pub fn overdue(since: Duration, after: Duration) -> Option<Duration> {
+    (since > after).then_some(since)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +135,15 @@ mod tests {
             counted_ttr(true, Some(Bracket::new(ms(1), ms(3)))),
             Some(ms(2))
         );
+    }
+
+    #[test]
+    fn over_runs_every_counted_trial_is_one_value() {
+        let runs = [vec![ms(1000), ms(1200)], vec![], vec![ms(1400)]];
+        let m = mttr_over_runs(runs.iter().map(Vec::as_slice)).unwrap();
+        assert_eq!((m.n, m.mean, m.max), (3, ms(1200), ms(1400)));
+        assert_eq!(overdue(ms(10), ms(10)), None, "on the dot is not overdue");
+        assert_eq!(overdue(ms(11), ms(10)), Some(ms(11)));
     }
 
     #[test]

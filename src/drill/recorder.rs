@@ -416,11 +416,10 @@ impl Recorder {
             } => {
                 let l = self.live.iter().find(|l| &l.name == probe)?;
                 let now = l.last.as_ref()?.end;
-                if now.saturating_sub(inject) < *window || l.recent.is_empty() {
+                if now.saturating_sub(inject) < *window {
                     return None;
                 }
-                let failed = l.recent.iter().filter(|(_, ok)| !ok).count();
-                let rate = failed as f64 / l.recent.len() as f64;
+                let rate = analysis::stats::failure_rate(l.recent.iter().map(|(_, ok)| *ok))?;
                 (rate > *above).then(|| {
                     format!(
                         "aborted: probe `{probe}` error rate {:.0}% over {} (abort-when above {:.0}%)",

@@ -18,7 +18,7 @@ use tabled::{Table, Tabled};
 use super::html::{esc, CSS};
 use super::record::Outcome;
 use super::store::{self, StoredRun};
-use crate::analysis::Stats;
+use crate::analysis::{summary, Stats};
 use crate::timeline::human;
 
 /// What history keeps of one run.
@@ -163,16 +163,15 @@ pub fn summarize(runs: Vec<RunSummary>, now: DateTime<Utc>, overdue_after: Durat
                     .cmp(&b.started_at)
                     .then(a.run_id.cmp(&b.run_id))
             });
-            let ttrs: Vec<Duration> = runs.iter().flat_map(|r| r.ttrs.iter().copied()).collect();
             let since = runs
                 .last()
                 .map(|r| (now - r.started_at).to_std().unwrap_or_default())
                 .unwrap_or_default();
             Drill {
-                mttr: Stats::of(&ttrs),
+                mttr: summary::mttr_over_runs(runs.iter().map(|r| r.ttrs.as_slice())),
                 passed: runs.iter().filter(|r| r.outcome == Outcome::Passed).count(),
                 trend: trend(&runs),
-                overdue: (since > overdue_after).then_some(since),
+                overdue: summary::overdue(since, overdue_after),
                 experiment,
                 environment,
                 runs,

@@ -11,6 +11,8 @@ use crate::analysis::{ProbeVerdict, TrialVerdict};
 use crate::fault::RevertPlan;
 use crate::timeline::{secs, Event, Trace};
 
+/// Check latency percentiles: computed in [`crate::analysis::stats`].
+pub use crate::analysis::stats::LatencySummary;
 /// The summary over a run's trials: computed in [`crate::analysis::summary`].
 pub use crate::analysis::summary::Summary;
 
@@ -349,33 +351,4 @@ pub struct PhaseLatency {
     pub before: LatencySummary,
     pub during: LatencySummary,
     pub after: LatencySummary,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct LatencySummary {
-    pub count: u64,
-    #[serde(rename = "p50_ms")]
-    pub p50: f64,
-    #[serde(rename = "p90_ms")]
-    pub p90: f64,
-    #[serde(rename = "p99_ms")]
-    pub p99: f64,
-    #[serde(rename = "max_ms")]
-    pub max: f64,
-}
-
-impl LatencySummary {
-    pub fn of(h: &hdrhistogram::Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return Self::default();
-        }
-        let ms = |us: u64| (us as f64) / 1000.0;
-        LatencySummary {
-            count: h.len(),
-            p50: ms(h.value_at_quantile(0.50)),
-            p90: ms(h.value_at_quantile(0.90)),
-            p99: ms(h.value_at_quantile(0.99)),
-            max: ms(h.max()),
-        }
-    }
 }
