@@ -1087,13 +1087,7 @@ fn ci_outputs(
                 &record.run_id,
             )
             .map_err(anyhow::Error::msg)?;
-            let current: Vec<Duration> = record
-                .trials
-                .iter()
-                .filter_map(|t| t.verdict.as_ref())
-                .filter(|v| v.recovered)
-                .filter_map(|v| v.ttr.map(|b| b.estimate))
-                .collect();
+            let current: Vec<Duration> = record.recovered_ttrs();
             let g =
                 crate::analysis::regression::compare(&current, &base, args.max_regression, 0.05);
             println!("regression gate ({runs} baseline run(s)): {}", g.explain());

@@ -1,5 +1,18 @@
 //! The numbers: time to detect, time to recover with its uncertainty, downtime, availability,
-//! and statistics over trials.
+//! and statistics over trials. Every number a report shows is computed here; the views
+//! (`report::{markdown, html, terminal, ci, history}`) only format it.
+//!
+//! Where each number lives:
+//! - this module: per probe and per trial — TTD, TTR (bracket), downtime, availability
+//!   ([`probe_verdict`], [`is_recovered`], [`trial_verdict`]);
+//! - [`summary`]: over trials and runs — which trials count, MTTR/TTD with n, per-run median,
+//!   MTTR over runs, overdue;
+//! - [`stats`]: mean/median/p90 with n ([`Stats`]), percentiles, check-latency percentiles,
+//!   failure rate;
+//! - [`trend`]: Theil–Sen slope and Mann–Kendall test of TTR over runs;
+//! - [`regression`]: the CI gate's comparison with a baseline (Mann–Whitney);
+//! - [`operators`]: operators' time to detect and to mitigate, from their marks;
+//! - [`phases`]: a killed pod's recovery steps; [`rpo`]: lost writes and write-path recovery.
 //!
 //! Pure functions over finished (or in-progress) traces: no I/O, no clocks. The executor calls
 //! the same [`probe_verdict`] live to decide when a trial has recovered, so the decision it acts
@@ -31,10 +44,13 @@
 //!   estimate is the bracket's midpoint (each edge at its midpoint).
 //! - Availability: passing samples / all samples in the observed window.
 
+pub mod operators;
 pub mod phases;
 pub mod regression;
 pub mod rpo;
 pub mod stats;
+pub mod summary;
+pub mod trend;
 
 use std::time::Duration;
 

@@ -43,6 +43,47 @@ impl Stats {
     }
 }
 
+/// Check latency of a probe over a phase (before, during, after the fault), in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    #[serde(rename = "p50_ms")]
+    pub p50: f64,
+    #[serde(rename = "p90_ms")]
+    pub p90: f64,
+    #[serde(rename = "p99_ms")]
+    pub p99: f64,
+    #[serde(rename = "max_ms")]
+    pub max: f64,
+}
+
+impl LatencySummary {
+    /// The percentiles of a histogram of check latencies in µs, in milliseconds.
+    pub fn of(h: &hdrhistogram::Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let ms = |us: u64| (us as f64) / 1000.0;
+        LatencySummary {
+            count: h.len(),
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// The fraction of failed checks among `oks` (`true`: passed), 0..=1; `None` without checks.
+pub fn failure_rate(oks: impl IntoIterator<Item = bool>) -> Option<f64> {
+    let (mut n, mut failed) = (0usize, 0usize);
+    for ok in oks {
+        n += 1;
+        failed += usize::from(!ok);
+    }
+    (n > 0).then(|| failed as f64 / n as f64)
+}
+
 /// Nearest-rank percentile of sorted values: always one of the observed values, which is what a
 /// person expects from "p90 of 5 trials".
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -81,6 +122,31 @@ mod tests {
         assert_eq!(percentile(&v, 90.0), Duration::from_millis(9));
         assert_eq!(percentile(&v, 100.0), Duration::from_millis(10));
         assert_eq!(percentile(&v, 0.0), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn failure_rate_of_checks() {
+        assert_eq!(failure_rate([true, false, false, true]), Some(0.5));
+        assert_eq!(failure_rate([]), None);
+    }
+
+    #[test]
+    fn latency_percentiles_in_milliseconds() {
+        let mut h = hdrhistogram::Histogram::<u64>::new(2).unwrap();
+        for us in 1..=100u64 {
+            h.record(us * 1000).unwrap();
+        }
+        let l = LatencySummary::of(&h);
+        assert_eq!(l.count, 100);
+        assert!(
+            (l.p50 - 50.0).abs() < 1.0 && (l.p99 - 99.0).abs() < 1.0,
+            "{l:?}"
+        );
+        assert!((l.max - 100.0).abs() < 1.0, "{l:?}");
+        assert_eq!(
+            LatencySummary::of(&hdrhistogram::Histogram::<u64>::new(2).unwrap()).count,
+            0
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@
 
 pub mod plan;
 mod recorder;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,15 +23,16 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use crate::analysis::{rpo, Stats};
+use crate::analysis::rpo;
 use crate::experiment::ProbeKind;
 use crate::fault::{self, Injection};
 use crate::probe::postgres::{PostgresMode, PostgresWriter, WriteHistory};
 use crate::probe::{self, Checker, Observation, Pace, SourceContext};
 use crate::report::record::{
     DataLoss, ExperimentInfo, FaultLeft, FaultRecord, Outcome, ProbeInfo, RecoveryInfo, RunRecord,
-    Summary, TrialOutcome, TrialRecord, SCHEMA,
+    TrialOutcome, SCHEMA,
 };
 use crate::timeline::{human, Clock, EventKind, Phase};
 
@@ -322,7 +325,8 @@ impl Executor<'_> {
                 break;
             }
             let label = self.plan.fault_label(fi);
-            let prepared = match f.prepare().await {
+            let span = phase_span(index, Phase::Inject, &label);
+            let prepared = match f.prepare().instrument(span.clone()).await {
                 Ok(Some(chosen)) => {
                     self.rec.event(
                         Some(index),
@@ -366,17 +370,23 @@ impl Executor<'_> {
                             }
                         }
                     };
-                    tokio::select! {
-                        r = f.inject_tracked(label.clone(), &spawned) => r,
-                        _ = self.opts.cancel.cancelled() => {
-                            stopped_injecting = Some(format!(
-                                "stopped while injecting {label}; it may have been applied, and was reverted"
-                            ));
-                            Err(fault::FaultError::Inject(
-                                "stopped while the call was in flight".into(),
-                            ))
+                    let cancel = &self.opts.cancel;
+                    let stopped = &mut stopped_injecting;
+                    async {
+                        tokio::select! {
+                            r = f.inject_tracked(label.clone(), &spawned) => r,
+                            _ = cancel.cancelled() => {
+                                *stopped = Some(format!(
+                                    "stopped while injecting {label}; it may have been applied, and was reverted"
+                                ));
+                                Err(fault::FaultError::Inject(
+                                    "stopped while the call was in flight".into(),
+                                ))
+                            }
                         }
                     }
+                    .instrument(span)
+                    .await
                 }
                 Err(e) => Err(e),
             };
@@ -435,13 +445,21 @@ impl Executor<'_> {
                 "stopped before injecting; nothing was injected".into(),
             )
         } else {
-            match self.hold(index, &injected, &mut records).await {
+            let held = phase_span(index, Phase::Hold, &labels(&injected));
+            match self
+                .hold(index, &injected, &mut records)
+                .instrument(held)
+                .await
+            {
                 Some(stopped) => stopped,
                 None if !self.left.is_empty() => (
                     TrialOutcome::Inconclusive,
                     "a lasting fault could not be removed, so recovery was not observed".into(),
                 ),
-                None => self.observe(index).await,
+                None => {
+                    let watched = phase_span(index, Phase::Observe, &labels(&injected));
+                    self.observe(index).instrument(watched).await
+                }
             }
         };
         self.rec.set_judged(self.clock.now());
@@ -449,7 +467,9 @@ impl Executor<'_> {
         // Revert: always, whatever ended the trial, and never cut short by cancellation.
         self.rec.phase(Some(index), Phase::Revert);
         for (label, plan, seq) in maybe.iter().rev() {
-            let result = fault::revert(plan, &self.plan.revert_ctx).await;
+            let result = fault::revert(plan, &self.plan.revert_ctx)
+                .instrument(phase_span(index, Phase::Revert, label))
+                .await;
             self.journal_revert(*seq, &result);
             let kind = match result {
                 Ok(detail) => EventKind::FaultReverted {
@@ -531,7 +551,9 @@ impl Executor<'_> {
 
     async fn revert_one(&mut self, index: u32, inj: &Injection, seq: Option<u64>) -> FaultRecord {
         {
-            let result = fault::revert(&inj.revert, &self.plan.revert_ctx).await;
+            let result = fault::revert(&inj.revert, &self.plan.revert_ctx)
+                .instrument(phase_span(index, Phase::Revert, &inj.fault))
+                .await;
             self.journal_revert(seq, &result);
             let (reverted, revert_error) = match result {
                 Ok(detail) => {
@@ -726,6 +748,19 @@ impl Executor<'_> {
     }
 }
 
+/// The span of one phase of a trial, so that retries, client logs and child processes can be
+/// tied to it: `phase` (inject, hold, observe, revert), `trial` and `fault` (the fault's
+/// label; the trial's faults, comma-separated, while holding and observing).
+fn phase_span(trial: u32, phase: Phase, fault: &str) -> tracing::Span {
+    tracing::info_span!("phase", phase = %phase, trial, fault)
+}
+
+/// The labels of the injected faults, for a span.
+fn labels(injected: &[(Injection, Option<u64>)]) -> String {
+    let names: Vec<&str> = injected.iter().map(|(i, _)| i.fault.as_str()).collect();
+    names.join(",")
+}
+
 /// The next operator mark; never resolves when there is no (longer a) sender.
 async fn next_mark(
     marks: &mut Option<mpsc::UnboundedReceiver<(String, String)>>,
@@ -733,25 +768,6 @@ async fn next_mark(
     match marks {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-/// The summary over trials: MTTR with n, over the trials that had impact and recovered.
-pub(crate) fn summarize(trials: &[TrialRecord]) -> Summary {
-    let verdicts: Vec<_> = trials.iter().filter_map(|t| t.verdict.as_ref()).collect();
-    let ttrs: Vec<Duration> = verdicts
-        .iter()
-        .filter(|v| v.recovered)
-        .filter_map(|v| v.ttr.map(|b| b.estimate))
-        .collect();
-    let ttds: Vec<Duration> = verdicts.iter().filter_map(|v| v.ttd).collect();
-    Summary {
-        trials: trials.len(),
-        recovered: verdicts.iter().filter(|v| v.recovered).count(),
-        objective_met: verdicts.iter().filter(|v| v.objective_met).count(),
-        no_visible_impact: verdicts.iter().filter(|v| v.recovered && !v.impact).count(),
-        mttr: Stats::of(&ttrs),
-        ttd: Stats::of(&ttds),
     }
 }
 
@@ -801,7 +817,7 @@ pub(crate) fn new_record(plan: &Plan, clock: &Clock) -> RunRecord {
         outcome: Outcome::Inconclusive,
         reason: String::new(),
         recovery,
-        summary: summarize(&[]),
+        summary: crate::analysis::summary::summarize(0, []),
         probes,
         trials: vec![],
         data_loss: vec![],

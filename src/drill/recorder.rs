@@ -416,11 +416,10 @@ impl Recorder {
             } => {
                 let l = self.live.iter().find(|l| &l.name == probe)?;
                 let now = l.last.as_ref()?.end;
-                if now.saturating_sub(inject) < *window || l.recent.is_empty() {
+                if now.saturating_sub(inject) < *window {
                     return None;
                 }
-                let failed = l.recent.iter().filter(|(_, ok)| !ok).count();
-                let rate = failed as f64 / l.recent.len() as f64;
+                let rate = analysis::stats::failure_rate(l.recent.iter().map(|(_, ok)| *ok))?;
                 (rate > *above).then(|| {
                     format!(
                         "aborted: probe `{probe}` error rate {:.0}% over {} (abort-when above {:.0}%)",
@@ -522,8 +521,16 @@ impl Recorder {
         self.recovery_names.contains(&l.name)
     }
 
+    /// The summary over the finished trials (the analysis module's one definition).
+    fn summary(&self) -> analysis::summary::Summary {
+        analysis::summary::summarize(
+            self.done.len(),
+            self.done.iter().filter_map(|t| t.verdict.as_ref()),
+        )
+    }
+
     pub fn passed_reason(&self, plan: &Plan) -> String {
-        let s = super::summarize(&self.done);
+        let s = self.summary();
         let obj = human(plan.experiment.recovery.objective);
         match s.mttr {
             Some(m) => format!(
@@ -547,7 +554,7 @@ impl Recorder {
         record.finished_at = self.clock.wall(self.clock.now());
         record.outcome = outcome;
         record.reason = reason;
-        record.summary = super::summarize(&self.done);
+        record.summary = self.summary();
         record.trials = self.done;
         record.events = self.events;
         record.events_dropped = self.events_dropped;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::history;
-use super::markdown::{headline, opt_text, trial_outcome_text, ttr_text};
 use super::record::{RunRecord, TrialOutcome};
+use super::text::{headline, opt_text, trial_outcome_text, ttr_text};
 use crate::analysis::regression::Comparison;
 use crate::timeline::{human, secs::round_us};
 

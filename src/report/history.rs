@@ -2,10 +2,9 @@
 //! time, MTTR with n/median/p90/max, whether recovery is trending slower or faster, and which
 //! drills are overdue.
 //!
-//! Records are read with a lean view that keeps only the fields history needs (serde skips the
-//! rest, traces and events included, without building them) and parsed on every core, so a
-//! folder of ten thousand runs reads in well under a second. The summaries are pure functions
-//! of the runs and of `now`.
+//! Records are read by the one reader of the folder ([`super::store`]); the numbers come from
+//! [`crate::analysis::summary`] and [`crate::analysis::trend`]. The summaries are pure
+//! functions of the runs and of `now`; the rest of this file formats them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -13,14 +12,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
 use super::html::{esc, CSS};
-use super::record::{Outcome, SCHEMA};
-use crate::analysis::{Bracket, Stats};
-use crate::timeline::{human, secs};
+use super::record::Outcome;
+use super::store::{self, StoredRun};
+use crate::analysis::{summary, Stats};
+use crate::timeline::human;
 
 /// What history keeps of one run.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,196 +36,37 @@ pub struct RunSummary {
 
 impl RunSummary {
     pub fn median_ttr(&self) -> Option<Duration> {
-        let mut v = self.ttrs.clone();
-        v.sort_unstable();
-        (!v.is_empty()).then(|| crate::analysis::stats::percentile(&v, 50.0))
+        crate::analysis::summary::median(&self.ttrs)
     }
 }
 
-#[derive(Deserialize)]
-struct Lean {
-    schema: String,
-    run_id: String,
-    experiment: LeanExperiment,
-    environment: String,
-    started_at: DateTime<Utc>,
-    outcome: Outcome,
-    recovery: LeanRecovery,
-    trials: Vec<LeanTrial>,
+impl From<StoredRun> for RunSummary {
+    fn from(r: StoredRun) -> Self {
+        RunSummary {
+            ttrs: r.recovered_ttrs(),
+            run_id: r.run_id,
+            experiment: r.experiment,
+            environment: r.environment,
+            started_at: r.started_at,
+            outcome: r.outcome,
+            objective: r.objective,
+        }
+    }
 }
 
-#[derive(Deserialize)]
-struct LeanExperiment {
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct LeanRecovery {
-    #[serde(rename = "objective_s", with = "secs")]
-    objective: Duration,
-}
-
-#[derive(Deserialize)]
-struct LeanTrial {
-    verdict: Option<LeanVerdict>,
-}
-
-#[derive(Deserialize)]
-struct LeanVerdict {
-    ttr: Option<Bracket>,
-    recovered: bool,
-}
-
-/// Parse the fields history needs from one record's bytes.
+/// Parse the fields history needs from one record's bytes ([`super::store::parse`]).
 pub fn parse(bytes: &[u8]) -> Result<RunSummary, String> {
-    // Most of a record is probe traces and events, which history never looks at. Records are
-    // written pretty-printed by `report::write`, so those parts can be cut out by their
-    // indentation before parsing; anything unexpected falls back to parsing the whole file.
-    let l: Lean = match skim(bytes).map(|b| serde_json::from_str::<Lean>(&b)) {
-        Some(Ok(l)) => l,
-        _ => serde_json::from_slice(bytes).map_err(|e| e.to_string())?,
-    };
-    if l.schema != SCHEMA {
-        return Err(format!(
-            "schema `{}` is not the supported `{SCHEMA}`",
-            l.schema
-        ));
-    }
-    Ok(RunSummary {
-        run_id: l.run_id,
-        experiment: l.experiment.name,
-        environment: l.environment,
-        started_at: l.started_at,
-        outcome: l.outcome,
-        objective: l.recovery.objective,
-        ttrs: l
-            .trials
-            .iter()
-            .filter_map(|t| t.verdict.as_ref())
-            .filter(|v| v.recovered)
-            .filter_map(|v| v.ttr.map(|b| b.estimate))
-            .collect(),
-    })
+    store::parse(bytes).map(RunSummary::from)
 }
 
-/// The record without its top-level `events` and without each trial's `probes`, relying on
-/// the layout of `serde_json::to_vec_pretty` (two spaces per level). `None` when the layout is
-/// not the expected one. (`str::find` runs std's optimised substring search.)
-fn skim(bytes: &[u8]) -> Option<String> {
-    const EVENTS: &str = ",\n  \"events\": [";
-    const PROBES: &str = ",\n      \"probes\": [\n";
-    const PROBES_END: &str = "\n      ]";
-    let text = std::str::from_utf8(bytes).ok()?;
-    let head = &text[..text.find(EVENTS)?];
-    let mut out = String::with_capacity(head.len() / 4);
-    let mut rest = head;
-    while let Some(p) = rest.find(PROBES) {
-        out.push_str(&rest[..p]);
-        let after = &rest[p + PROBES.len()..];
-        rest = &after[after.find(PROBES_END)? + PROBES_END.len()..];
-    }
-    out.push_str(rest);
-    out.push_str("\n}");
-    Some(out)
-}
-
-/// Every `*.json` under `root` (or `root` itself when it is a file).
-pub fn record_paths(root: &Path) -> Vec<PathBuf> {
-    if root.is_file() {
-        return vec![root.to_path_buf()];
-    }
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(p),
-                Ok(_) if p.extension().is_some_and(|x| x == "json") => out.push(p),
-                _ => {}
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Read every record under `root` in parallel; unreadable files are returned beside the runs.
+/// Read every record under `root` ([`super::store::read_runs`]); unreadable files are
+/// returned beside the runs.
 pub fn read_runs(root: &Path) -> (Vec<RunSummary>, Vec<(PathBuf, String)>) {
-    let paths = record_paths(root);
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 16);
-    let chunk = paths.len().div_ceil(threads).max(1);
-    let results: Vec<Vec<Result<RunSummary, (PathBuf, String)>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = paths
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|p| {
-                            std::fs::read(p)
-                                .map_err(|e| e.to_string())
-                                .and_then(|b| parse(&b))
-                                .map_err(|e| (p.clone(), e))
-                        })
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    let mut runs = Vec::with_capacity(paths.len());
-    let mut errors = Vec::new();
-    for r in results.into_iter().flatten() {
-        match r {
-            Ok(run) => runs.push(run),
-            Err(e) => errors.push(e),
-        }
-    }
-    (runs, errors)
+    let (runs, errors) = store::read_runs(root);
+    (runs.into_iter().map(RunSummary::from).collect(), errors)
 }
 
-/// Which way recovery is heading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Slower,
-    Faster,
-    Steady,
-    /// Fewer than [`MIN_TREND_RUNS`] runs with a recovery time.
-    TooFew,
-}
-
-/// A trend needs at least this many runs with a TTR.
-pub const MIN_TREND_RUNS: usize = 4;
-/// The trend looks at this many most recent runs.
-pub const TREND_WINDOW: usize = 20;
-/// A fitted change smaller than this fraction of the median TTR is "steady".
-pub const STEADY_WITHIN: f64 = 0.10;
-/// A trend is only called when the Mann–Kendall test rejects "no trend" at this level:
-/// Theil–Sen always finds *some* slope, even in pure noise.
-pub const TREND_ALPHA: f64 = 0.05;
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Trend {
-    pub direction: Direction,
-    /// Runs the trend was fitted on.
-    pub runs: usize,
-    /// Theil–Sen slope, seconds of TTR per day.
-    pub slope_per_day: f64,
-    /// Fitted TTR at the first and the last run of the window, seconds.
-    pub from: f64,
-    pub to: f64,
-    /// Two-sided Mann–Kendall p-value of a monotonic trend (1 when not computed).
-    pub p_value: f64,
-}
+pub use super::store::record_paths;
 
 impl Trend {
     pub fn word(&self) -> &'static str {
@@ -247,12 +87,8 @@ impl Trend {
             );
         }
         let d = |s: f64| human(Duration::from_secs_f64(s.max(0.0)));
-        let pct = if self.from > 0.0 {
-            (self.to - self.from) / self.from * 100.0
-        } else {
-            0.0
-        };
-        let week = self.slope_per_day * 7.0;
+        let pct = self.change_percent();
+        let week = self.slope_per_week();
         let verb = match self.direction {
             Direction::Slower => "recovery is getting slower",
             Direction::Faster => "recovery is getting faster",
@@ -274,120 +110,19 @@ impl Trend {
     }
 }
 
-/// Theil–Sen estimator: the median of all pairwise slopes, and the median intercept. Robust to
-/// a few wild runs, unlike least squares. `None` with fewer than two distinct x.
-pub fn theil_sen(points: &[(f64, f64)]) -> Option<(f64, f64)> {
-    let mut slopes = Vec::new();
-    for (i, a) in points.iter().enumerate() {
-        for b in &points[i + 1..] {
-            if (b.0 - a.0).abs() > 1e-12 {
-                slopes.push((b.1 - a.1) / (b.0 - a.0));
-            }
-        }
-    }
-    let slope = median(&mut slopes)?;
-    let mut intercepts: Vec<f64> = points.iter().map(|(x, y)| y - slope * x).collect();
-    Some((slope, median(&mut intercepts)?))
-}
+pub use crate::analysis::trend::{
+    mann_kendall, theil_sen, Direction, Trend, MIN_TREND_RUNS, STEADY_WITHIN, TREND_ALPHA,
+    TREND_WINDOW,
+};
 
-fn median(v: &mut [f64]) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
-
-/// The trend of a drill's recent runs (sorted by time): per-run median TTR over days.
+/// The trend of a drill's recent runs (sorted by time): per-run median TTR over days
+/// ([`crate::analysis::trend::fit`]).
 pub fn trend(runs: &[RunSummary]) -> Trend {
     let pts: Vec<(DateTime<Utc>, f64)> = runs
         .iter()
         .filter_map(|r| r.median_ttr().map(|t| (r.started_at, t.as_secs_f64())))
         .collect();
-    let recent = &pts[pts.len().saturating_sub(TREND_WINDOW)..];
-    let too_few = Trend {
-        direction: Direction::TooFew,
-        runs: recent.len(),
-        slope_per_day: 0.0,
-        from: 0.0,
-        to: 0.0,
-        p_value: 1.0,
-    };
-    if recent.len() < MIN_TREND_RUNS {
-        return too_few;
-    }
-    let origin = recent[0].0;
-    let xy: Vec<(f64, f64)> = recent
-        .iter()
-        .map(|(at, y)| ((*at - origin).num_milliseconds() as f64 / 86_400_000.0, *y))
-        .collect();
-    let Some((slope, icpt)) = theil_sen(&xy) else {
-        return too_few;
-    };
-    let (x0, x1) = (xy[0].0, xy[xy.len() - 1].0);
-    let (from, to) = (icpt + slope * x0, icpt + slope * x1);
-    let mut ys: Vec<f64> = xy.iter().map(|p| p.1).collect();
-    let typical = median(&mut ys).unwrap_or(0.0);
-    let change = to - from;
-    let ys: Vec<f64> = xy.iter().map(|p| p.1).collect();
-    let p_value = mann_kendall(&ys);
-    let direction =
-        if typical <= 0.0 || change.abs() < STEADY_WITHIN * typical || p_value >= TREND_ALPHA {
-            Direction::Steady
-        } else if change > 0.0 {
-            Direction::Slower
-        } else {
-            Direction::Faster
-        };
-    Trend {
-        direction,
-        runs: recent.len(),
-        slope_per_day: slope,
-        from,
-        to,
-        p_value,
-    }
-}
-
-/// Two-sided Mann–Kendall test of a monotonic trend in a series (normal approximation with
-/// continuity correction; ties reduce the variance). Returns the p-value of "no trend".
-pub fn mann_kendall(y: &[f64]) -> f64 {
-    let n = y.len();
-    if n < 3 {
-        return 1.0;
-    }
-    let mut s = 0i64;
-    for i in 0..n {
-        for j in i + 1..n {
-            s += match y[j].total_cmp(&y[i]) {
-                std::cmp::Ordering::Greater => 1,
-                std::cmp::Ordering::Less => -1,
-                std::cmp::Ordering::Equal => 0,
-            };
-        }
-    }
-    let mut sorted = y.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mut ties = 0.0;
-    let mut i = 0;
-    while i < n {
-        let t = sorted[i..].iter().take_while(|v| **v == sorted[i]).count();
-        let t = t as f64;
-        ties += t * (t - 1.0) * (2.0 * t + 5.0);
-        i += t as usize;
-    }
-    let nf = n as f64;
-    let var = (nf * (nf - 1.0) * (2.0 * nf + 5.0) - ties) / 18.0;
-    if var <= 0.0 || s == 0 {
-        return 1.0;
-    }
-    let z = (s.abs() as f64 - 1.0) / var.sqrt();
-    (2.0 * (1.0 - crate::analysis::regression::std_normal_cdf(z))).clamp(0.0, 1.0)
+    crate::analysis::trend::fit(&pts)
 }
 
 /// One drill (experiment × environment) over time.
@@ -428,16 +163,15 @@ pub fn summarize(runs: Vec<RunSummary>, now: DateTime<Utc>, overdue_after: Durat
                     .cmp(&b.started_at)
                     .then(a.run_id.cmp(&b.run_id))
             });
-            let ttrs: Vec<Duration> = runs.iter().flat_map(|r| r.ttrs.iter().copied()).collect();
             let since = runs
                 .last()
                 .map(|r| (now - r.started_at).to_std().unwrap_or_default())
                 .unwrap_or_default();
             Drill {
-                mttr: Stats::of(&ttrs),
+                mttr: summary::mttr_over_runs(runs.iter().map(|r| r.ttrs.as_slice())),
                 passed: runs.iter().filter(|r| r.outcome == Outcome::Passed).count(),
                 trend: trend(&runs),
-                overdue: (since > overdue_after).then_some(since),
+                overdue: summary::overdue(since, overdue_after),
                 experiment,
                 environment,
                 runs,
@@ -829,25 +563,6 @@ mod tests {
     }
 
     #[test]
-    fn skimming_keeps_what_history_reads() {
-        let json = r#"{"schema":"firedrill.run/v1","run_id":"r1","experiment":{"name":"e","path":"x"},
-            "environment":"staging","started_at":"2025-01-01T00:00:00Z","outcome":"passed",
-            "recovery":{"objective_s":5.0},
-            "trials":[{"verdict":{"ttd_s":0.1,"ttr":{"estimate_s":1.5,"lower_s":1.4,"upper_s":1.6},"recovered":true},
-                       "probes":[{"name":"p","trace":{"stretches":[]}}]},
-                      {"verdict":null,"probes":[]}],
-            "events":[{"at_s":0.0,"event":"recovered"}]}"#;
-        let v: serde_json::Value = serde_json::from_str(json).unwrap();
-        let pretty = serde_json::to_vec_pretty(&v).unwrap();
-        let skimmed = skim(&pretty).expect("pretty records can be skimmed");
-        assert!(skimmed.len() < pretty.len());
-        let run = parse(&pretty).unwrap();
-        assert_eq!(run, parse(json.as_bytes()).unwrap());
-        assert_eq!(run.ttrs, [Duration::from_millis(1500)]);
-        assert!(serde_json::from_str::<serde_json::Value>(&skimmed).is_ok());
-    }
-
-    #[test]
     fn noise_is_not_a_trend() {
         // A scrambled but flat series: Theil–Sen finds a slope, Mann–Kendall says it is noise.
         let ttrs = [1300, 1000, 1500, 1100, 1250, 1450, 1050, 1350, 1200, 1400];
@@ -859,15 +574,6 @@ mod tests {
         let t = trend(&runs);
         assert_eq!(t.direction, Direction::Steady, "{}", t.explain());
         assert!(t.p_value > 0.05);
-    }
-
-    #[test]
-    fn theil_sen_ignores_one_wild_point() {
-        let pts: Vec<(f64, f64)> = (0..10)
-            .map(|i| (i as f64, if i == 5 { 100.0 } else { 2.0 * i as f64 + 1.0 }))
-            .collect();
-        let (m, b) = theil_sen(&pts).unwrap();
-        assert!((m - 2.0).abs() < 1e-9 && (b - 1.0).abs() < 1e-9, "{m} {b}");
     }
 
     #[test]

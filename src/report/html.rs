@@ -10,8 +10,9 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::markdown::{bracket_or_point, headline, opt_text, trial_outcome_text, ttr_text};
 use super::record::{LatencySummary, Outcome, RunRecord, TrialRecord};
+use super::text::{bracket_or_point, headline, opt_text, trial_outcome_text, ttr_text};
+use crate::analysis::operators;
 use crate::timeline::{human, Event, EventKind};
 
 /// Escape text for HTML element content and attribute values.
@@ -59,41 +60,6 @@ svg .phase.pending{fill:#f6ad55} svg .phase.scheduling{fill:#f6e05e} svg .phase.
 .legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px;border-radius:2px}
 footer{margin-top:36px;color:#6b7280;font-size:13px}
 "#;
-
-/// Human time to detect and to mitigate of a trial, from the operators' marks.
-pub fn human_marks(
-    events: &[Event],
-    trial: u32,
-    t_inject: Option<Duration>,
-) -> (Option<Duration>, Option<Duration>) {
-    let Some(t0) = t_inject else {
-        return (None, None);
-    };
-    let first = |name: &str| {
-        events.iter().find_map(|e| match &e.kind {
-            EventKind::Mark { mark, .. } if mark == name && e.trial == Some(trial) => {
-                Some(e.at.saturating_sub(t0))
-            }
-            _ => None,
-        })
-    };
-    (first("detected"), first("mitigated"))
-}
-
-/// The operators' times beside the probes', in words; `None` without marks in the trial.
-pub fn human_marks_text(r: &RunRecord, t: &TrialRecord) -> Option<String> {
-    let (d, m) = human_marks(&r.events, t.index, t.t_inject);
-    if d.is_none() && m.is_none() {
-        return None;
-    }
-    Some(format!(
-        "operators detected it after {} (probes: {}) and mitigated it after {} (recovered: {})",
-        opt_text(d),
-        opt_text(t.verdict.as_ref().and_then(|v| v.ttd)),
-        opt_text(m),
-        ttr_text(&t.verdict.as_ref().and_then(|v| v.ttr))
-    ))
-}
 
 pub fn render(r: &RunRecord) -> String {
     let mut o = String::new();
@@ -191,15 +157,11 @@ fn summary_cards(o: &mut String, r: &RunRecord) {
         .map(|s| human(s.median))
         .unwrap_or_else(|| "—".into());
     card(o, "ttd", &ttd, "median time to detect (probes)");
-    let humans: Vec<(Option<Duration>, Option<Duration>)> = r
-        .trials
-        .iter()
-        .map(|t| human_marks(&r.events, t.index, t.t_inject))
-        .collect();
-    if let Some(d) = humans.iter().find_map(|h| h.0) {
+    let humans = operators::first_marked(r.trials.iter().map(|t| t.operator_times(&r.events)));
+    if let Some(d) = humans.detected {
         card(o, "human-ttd", &human(d), "time to detect (operator mark)");
     }
-    if let Some(d) = humans.iter().find_map(|h| h.1) {
+    if let Some(d) = humans.mitigated {
         card(
             o,
             "human-ttm",
@@ -238,7 +200,7 @@ fn trial_section(o: &mut String, r: &RunRecord, t: &TrialRecord) {
         t.index,
         trial_outcome_text(t.outcome)
     );
-    let (h_ttd, h_ttm) = human_marks(&r.events, t.index, t.t_inject);
+    let humans = t.operator_times(&r.events);
     let _ = writeln!(
         o,
         "<p>Injected {}; detected after {} (probes{}); recovered after {}{}.</p>",
@@ -246,11 +208,13 @@ fn trial_section(o: &mut String, r: &RunRecord, t: &TrialRecord) {
             .map(|w| w.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
             .unwrap_or_else(|| "never".into()),
         bracket_or_point(v.and_then(|v| v.ttd_bracket), v.and_then(|v| v.ttd)),
-        h_ttd
+        humans
+            .detected
             .map(|d| format!("; {} by the operators", human(d)))
             .unwrap_or_default(),
         ttr_text(&v.and_then(|v| v.ttr)),
-        h_ttm
+        humans
+            .mitigated
             .map(|d| format!("; mitigated after {} by the operators", human(d)))
             .unwrap_or_default(),
     );

@@ -2,71 +2,18 @@
 //! the timeline. Suitable for a CI job summary or a game-day write-up.
 
 use std::fmt::Write;
-use std::time::Duration;
 
-use super::record::{LatencySummary, RunRecord, TrialOutcome};
-use crate::analysis::Bracket;
+use super::record::{LatencySummary, RunRecord};
+use super::text::{
+    bracket_or_point, headline, human_marks_text, opt_text, trial_outcome_text, ttr_text,
+};
 use crate::timeline::{human, EventKind};
-
-pub fn ttr_text(b: &Option<Bracket>) -> String {
-    match b {
-        Some(b) => format!("{} ± {}", human(b.estimate), human(b.uncertainty())),
-        None => "—".into(),
-    }
-}
-
-/// A time to detect or a downtime with its ± when the record has the bracket (records
-/// written before it existed carry only the point).
-pub fn bracket_or_point(b: Option<Bracket>, d: Option<Duration>) -> String {
-    match b {
-        Some(b) => ttr_text(&Some(b)),
-        None => opt_text(d),
-    }
-}
-
-pub fn opt_text(d: Option<Duration>) -> String {
-    d.map(human).unwrap_or_else(|| "—".into())
-}
 
 fn lat(l: &LatencySummary) -> String {
     if l.count == 0 {
         "—".into()
     } else {
         format!("{:.1} / {:.1} ms", l.p50, l.p99)
-    }
-}
-
-pub fn trial_outcome_text(o: TrialOutcome) -> &'static str {
-    match o {
-        TrialOutcome::Recovered => "recovered",
-        TrialOutcome::MissedObjective => "missed objective",
-        TrialOutcome::NotRecovered => "not recovered",
-        TrialOutcome::NotSteadyAfter => "not steady after revert",
-        TrialOutcome::Aborted => "aborted",
-        TrialOutcome::Inconclusive => "inconclusive",
-    }
-}
-
-/// The headline: what a person needs in one line.
-pub fn headline(r: &RunRecord) -> String {
-    let obj = human(r.recovery.objective);
-    match (&r.summary.mttr, r.trials.len()) {
-        (Some(_), 1) => {
-            let b = r.trials[0].verdict.as_ref().and_then(|v| v.ttr);
-            format!("time to recover {} (objective {obj})", ttr_text(&b))
-        }
-        (Some(m), _) => format!(
-            "MTTR {} over n={} (median {}, p90 {}, max {}; objective {obj})",
-            human(m.mean),
-            m.n,
-            human(m.median),
-            human(m.p90),
-            human(m.max)
-        ),
-        (None, _) if r.summary.no_visible_impact > 0 => {
-            format!("no visible impact on the recovery probes (objective {obj})")
-        }
-        (None, _) => format!("no recovery measured (objective {obj})"),
     }
 }
 
@@ -131,7 +78,7 @@ pub fn render(r: &RunRecord) -> String {
         if let Some(line) = t.hold_text() {
             let _ = writeln!(o, "\nTrial {}: {line}.", t.index);
         }
-        if let Some(line) = super::html::human_marks_text(r, t) {
+        if let Some(line) = human_marks_text(r, t) {
             let _ = writeln!(o, "\nTrial {}: {line}.", t.index);
         }
     }

@@ -1,5 +1,8 @@
 //! Reports: the JSON record is the durable source of truth; Markdown, HTML and the terminal
 //! summary are views rendered from it (and can be rendered again later from the file alone).
+//! Views only format: their numbers come from [`crate::analysis`]; the words they share are
+//! in [`text`] (views import it, never each other), and [`store`] is the one reader of a
+//! reports folder (history, the regression gate's baseline, the promotion gate).
 //!
 //! Layout: `<dir>/<experiment>/<environment>/<run-id>.{json,md,html}`. Files are written atomically
 //! (temporary file, fsync, rename) and created with mode 0600: reports may name internal hosts.
@@ -9,7 +12,9 @@ pub mod history;
 pub mod html;
 pub mod markdown;
 pub mod record;
+pub mod store;
 pub mod terminal;
+pub mod text;
 pub mod trail;
 
 use std::fs;

@@ -7,9 +7,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::phases::PodRecovery;
 use crate::analysis::rpo::{RpoReport, WritePathRecovery};
-use crate::analysis::{ProbeVerdict, Stats, TrialVerdict};
+use crate::analysis::{ProbeVerdict, TrialVerdict};
 use crate::fault::RevertPlan;
 use crate::timeline::{secs, Event, Trace};
+
+/// Check latency percentiles: computed in [`crate::analysis::stats`].
+pub use crate::analysis::stats::LatencySummary;
+/// The summary over a run's trials: computed in [`crate::analysis::summary`].
+pub use crate::analysis::summary::Summary;
 
 /// Bumped on any incompatible change to the record's shape.
 pub const SCHEMA: &str = "firedrill.run/v1";
@@ -70,6 +75,13 @@ impl FaultLeft {
 }
 
 impl RunRecord {
+    /// The TTRs of the trials that count towards MTTR (what the regression gate compares).
+    pub fn recovered_ttrs(&self) -> Vec<Duration> {
+        crate::analysis::summary::recovered_ttrs(
+            self.trials.iter().filter_map(|t| t.verdict.as_ref()),
+        )
+    }
+
     /// The process exit code: a fault left in place trumps the outcome's own code.
     pub fn exit_code(&self) -> i32 {
         if self.faults_left.is_empty() {
@@ -155,18 +167,6 @@ impl std::fmt::Display for Outcome {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Summary {
-    pub trials: usize,
-    pub recovered: usize,
-    pub objective_met: usize,
-    /// Trials in which no recovery probe saw any impact.
-    pub no_visible_impact: usize,
-    /// Mean time to recover over the trials that had impact and recovered (with n).
-    pub mttr: Option<Stats>,
-    pub ttd: Option<Stats>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProbeInfo {
     pub name: String,
     pub kind: String,
@@ -241,6 +241,12 @@ pub struct TrialRecord {
 }
 
 impl TrialRecord {
+    /// When operators detected and mitigated this trial's fault, from its marks on the run's
+    /// timeline `events`.
+    pub fn operator_times(&self, events: &[Event]) -> crate::analysis::operators::OperatorTimes {
+        crate::analysis::operators::of_trial(events, self.index, self.t_inject)
+    }
+
     /// The instant this trial's TTR counts from, on the run's axis: the removal of a lasting
     /// fault, else the injection.
     pub fn ttr_origin(&self) -> Option<Duration> {
@@ -349,33 +355,4 @@ pub struct PhaseLatency {
     pub before: LatencySummary,
     pub during: LatencySummary,
     pub after: LatencySummary,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct LatencySummary {
-    pub count: u64,
-    #[serde(rename = "p50_ms")]
-    pub p50: f64,
-    #[serde(rename = "p90_ms")]
-    pub p90: f64,
-    #[serde(rename = "p99_ms")]
-    pub p99: f64,
-    #[serde(rename = "max_ms")]
-    pub max: f64,
-}
-
-impl LatencySummary {
-    pub fn of(h: &hdrhistogram::Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return Self::default();
-        }
-        let ms = |us: u64| (us as f64) / 1000.0;
-        LatencySummary {
-            count: h.len(),
-            p50: ms(h.value_at_quantile(0.50)),
-            p90: ms(h.value_at_quantile(0.90)),
-            p99: ms(h.value_at_quantile(0.99)),
-            max: ms(h.max()),
-        }
-    }
 }

@@ -3,8 +3,8 @@
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
-use super::markdown::{bracket_or_point, headline, opt_text, trial_outcome_text, ttr_text};
 use super::record::RunRecord;
+use super::text::{bracket_or_point, headline, opt_text, trial_outcome_text, ttr_text};
 use crate::timeline::human;
 
 #[derive(Tabled)]
@@ -113,7 +113,7 @@ pub fn render(r: &RunRecord, report_path: Option<&std::path::Path>) -> String {
         if let Some(line) = t.hold_text() {
             out.push_str(&format!("trial {}: {line}\n", t.index));
         }
-        if let Some(line) = super::html::human_marks_text(r, t) {
+        if let Some(line) = super::text::human_marks_text(r, t) {
             out.push_str(&format!("trial {}: {line}\n", t.index));
         }
     }

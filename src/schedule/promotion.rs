@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 
 use crate::experiment::Environment;
 use crate::report::record::{Outcome, RunRecord};
+use crate::report::store::StoredRun;
 
 /// What the gate needs of one run record.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,29 +45,31 @@ impl From<&RunRecord> for RunSummary {
     }
 }
 
-/// Every readable run record under `root` (`<experiment>/<environment>/<run-id>.json`),
-/// oldest first. Unreadable files are logged and skipped: history is best effort, and a
-/// missing pass only keeps a drill held.
-pub fn history(root: &Path) -> Vec<RunSummary> {
-    let mut out = Vec::new();
-    let dirs = |p: &Path| -> Vec<std::path::PathBuf> {
-        std::fs::read_dir(p)
-            .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
-            .unwrap_or_default()
-    };
-    for exp in dirs(root).into_iter().filter(|p| p.is_dir()) {
-        for env in dirs(&exp).into_iter().filter(|p| p.is_dir()) {
-            for file in dirs(&env) {
-                if file.extension().is_none_or(|e| e != "json") {
-                    continue;
-                }
-                match crate::report::read(&file) {
-                    Ok(r) => out.push(RunSummary::from(&r)),
-                    Err(e) => tracing::warn!(error = %e, "skipping report"),
-                }
-            }
+impl From<&StoredRun> for RunSummary {
+    fn from(r: &StoredRun) -> Self {
+        RunSummary {
+            experiment: r.experiment.clone(),
+            environment: r.environment.clone(),
+            content_hash: r.content_hash.clone(),
+            outcome: r.outcome,
+            finished_at: r.finished_at,
+            ttr: r.mttr_mean,
+            ttd: r.ttd_mean,
+            faults_left: r.faults_left.iter().map(|f| f.describe()).collect(),
         }
     }
+}
+
+/// Every readable run record under `root` (`<experiment>/<environment>/<run-id>.json`),
+/// oldest first, read by the reports folder's one reader ([`crate::report::store`]).
+/// Unreadable files are logged and skipped: history is best effort, and a missing pass only
+/// keeps a drill held.
+pub fn history(root: &Path) -> Vec<RunSummary> {
+    let (runs, errors) = crate::report::store::read_runs(root);
+    for (path, e) in &errors {
+        tracing::warn!(path = %path.display(), error = %e, "skipping report");
+    }
+    let mut out: Vec<RunSummary> = runs.iter().map(RunSummary::from).collect();
     out.sort_by_key(|r| r.finished_at);
     out
 }

@@ -1,0 +1,78 @@
+//! Words and numbers as people read them, shared by every view of a run (Markdown, HTML,
+//! terminal, CI): the views import this module, never each other. Formatting only: every
+//! number shown here was computed in [`crate::analysis`].
+
+use std::time::Duration;
+
+use super::record::{RunRecord, TrialOutcome, TrialRecord};
+use crate::analysis::Bracket;
+use crate::timeline::human;
+
+pub fn ttr_text(b: &Option<Bracket>) -> String {
+    match b {
+        Some(b) => format!("{} ± {}", human(b.estimate), human(b.uncertainty())),
+        None => "—".into(),
+    }
+}
+
+/// A time to detect or a downtime with its ± when the record has the bracket (records
+/// written before it existed carry only the point).
+pub fn bracket_or_point(b: Option<Bracket>, d: Option<Duration>) -> String {
+    match b {
+        Some(b) => ttr_text(&Some(b)),
+        None => opt_text(d),
+    }
+}
+
+pub fn opt_text(d: Option<Duration>) -> String {
+    d.map(human).unwrap_or_else(|| "—".into())
+}
+
+pub fn trial_outcome_text(o: TrialOutcome) -> &'static str {
+    match o {
+        TrialOutcome::Recovered => "recovered",
+        TrialOutcome::MissedObjective => "missed objective",
+        TrialOutcome::NotRecovered => "not recovered",
+        TrialOutcome::NotSteadyAfter => "not steady after revert",
+        TrialOutcome::Aborted => "aborted",
+        TrialOutcome::Inconclusive => "inconclusive",
+    }
+}
+
+/// The headline: what a person needs in one line.
+pub fn headline(r: &RunRecord) -> String {
+    let obj = human(r.recovery.objective);
+    match (&r.summary.mttr, r.trials.len()) {
+        (Some(_), 1) => {
+            let b = r.trials[0].verdict.as_ref().and_then(|v| v.ttr);
+            format!("time to recover {} (objective {obj})", ttr_text(&b))
+        }
+        (Some(m), _) => format!(
+            "MTTR {} over n={} (median {}, p90 {}, max {}; objective {obj})",
+            human(m.mean),
+            m.n,
+            human(m.median),
+            human(m.p90),
+            human(m.max)
+        ),
+        (None, _) if r.summary.no_visible_impact > 0 => {
+            format!("no visible impact on the recovery probes (objective {obj})")
+        }
+        (None, _) => format!("no recovery measured (objective {obj})"),
+    }
+}
+
+/// The operators' times beside the probes', in words; `None` without marks in the trial.
+pub fn human_marks_text(r: &RunRecord, t: &TrialRecord) -> Option<String> {
+    let m = t.operator_times(&r.events);
+    if m.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "operators detected it after {} (probes: {}) and mitigated it after {} (recovered: {})",
+        opt_text(m.detected),
+        opt_text(t.verdict.as_ref().and_then(|v| v.ttd)),
+        opt_text(m.mitigated),
+        ttr_text(&t.verdict.as_ref().and_then(|v| v.ttr))
+    ))
+}
