@@ -48,7 +48,7 @@ pub fn write(root: &Path, record: &RunRecord) -> Result<PathBuf, ReportError> {
     let record = redacted(record)?;
     let record = record.as_ref();
     let dir = run_dir(root, record);
-    crate::safety::ensure_dir(&dir).map_err(|source| ReportError::Write {
+    crate::platform::fs::ensure_dir(&dir).map_err(|source| ReportError::Write {
         path: dir.clone(),
         source,
     })?;
@@ -186,7 +186,7 @@ pub fn read(path: &Path) -> Result<RunRecord, ReportError> {
 /// Temporary file in the same directory, fsync, rename: a reader sees the old file or the
 /// whole new one, never half a report.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    crate::safety::write_file_atomic(path, bytes).map_err(|source| ReportError::Write {
+    crate::platform::fs::write_file_atomic(path, bytes).map_err(|source| ReportError::Write {
         path: path.to_path_buf(),
         source,
     })

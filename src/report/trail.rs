@@ -56,7 +56,7 @@ impl Trail {
             "experiment": experiment,
             "environment": environment,
             "seed": seed,
-            "started_at": crate::safety::now_rfc3339(),
+            "started_at": crate::platform::now_rfc3339(),
         });
         file.write_all(&masked_line(header))?;
         file.sync_data()?;
