@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::markdown::{bracket_or_point, headline, opt_text, trial_outcome_text, ttr_text};
 use super::record::{LatencySummary, Outcome, RunRecord, TrialRecord};
-use crate::timeline::{human, Event, EventKind};
+use crate::timeline::{human, Event, EventKind, Mark};
 
 /// Escape text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -69,15 +69,15 @@ pub fn human_marks(
     let Some(t0) = t_inject else {
         return (None, None);
     };
-    let first = |name: &str| {
+    let first = |name: Mark| {
         events.iter().find_map(|e| match &e.kind {
-            EventKind::Mark { mark, .. } if mark == name && e.trial == Some(trial) => {
+            EventKind::Mark { mark, .. } if *mark == name && e.trial == Some(trial) => {
                 Some(e.at.saturating_sub(t0))
             }
             _ => None,
         })
     };
-    (first("detected"), first("mitigated"))
+    (first(Mark::Detected), first(Mark::Mitigated))
 }
 
 /// The operators' times beside the probes', in words; `None` without marks in the trial.
@@ -392,7 +392,7 @@ fn trial_section(o: &mut String, r: &RunRecord, t: &TrialRecord) {
                     t.t_inject
                         .map(|t0| human(e.at.saturating_sub(t0)))
                         .unwrap_or_else(|| format!("{:.3}s", e.at.as_secs_f64())),
-                    esc(mark),
+                    esc(&mark.to_string()),
                     esc(text)
                 );
             }
@@ -696,7 +696,7 @@ pub fn timeline_svg(r: &RunRecord, t: &TrialRecord) -> String {
                 markers.push(("revert", "aborted".into(), at, reason.clone()))
             }
             EventKind::Mark { mark, text } => {
-                markers.push(("mark", mark.clone(), at, text.clone()))
+                markers.push(("mark", mark.to_string(), at, text.clone()))
             }
             _ => {}
         }
