@@ -99,6 +99,25 @@ struct Cluster {
     pinned: Option<crate::platform::kube::ClusterRef>,
 }
 
+/// Who this run is, decided once before anything is reserved: the scope lock, the Lease, the
+/// plan, the journal, the report and the proxy toxics all carry this run id.
+struct Identity {
+    run_id: String,
+    /// When the run reserved its scopes (RFC 3339).
+    since: String,
+    scopes: Vec<String>,
+}
+
+impl Identity {
+    fn new(r: &Resolved) -> Identity {
+        Identity {
+            run_id: drill::plan::new_run_id(),
+            since: safety::now_rfc3339(),
+            scopes: lock::scopes(&r.exp, &r.env.name, r.sim.is_some()),
+        }
+    }
+}
+
 pub(super) async fn run(
     args: RunArgs,
     state_dir: &Path,
@@ -111,53 +130,32 @@ pub(super) async fn run(
     if let Err(exit) = gates(&args, &resolved) {
         return Ok(exit);
     }
-    // The one id of this run, from the scope lock to the report.
-    let run_id = drill::plan::new_run_id();
+    let id = Identity::new(&resolved);
     let span = tracing::info_span!(
         "run",
-        run_id = %run_id,
+        run_id = %id.run_id,
         experiment = %resolved.exp.name,
         env = %resolved.env.name
     );
     async move {
-        let since = safety::now_rfc3339();
-        let scopes = lock::scopes(&resolved.exp, &resolved.env.name, resolved.sim.is_some());
-        let holder = lock::Holder::this_process(&run_id, &resolved.exp.name, &since);
-        let (reservation, cluster) = match reserve(state_dir, &resolved, &scopes, &holder).await {
+        let (reservation, cluster) = match reserve(state_dir, &resolved, &id).await {
             Ok(r) => r,
             Err(exit) => return Ok(exit),
         };
         // Everything from here on runs under the reservation, which is released once, on
-        // whatever path the run ends.
-        let result = reserved(
-            args, state_dir, resolved, cluster, run_id, scopes, since, shutdown,
-        )
-        .await;
+        // whatever path the run ends (and by its `Drop` should a path skip this).
+        let result = match prepare(state_dir, resolved, &cluster, id).await {
+            Ok(prepared) => {
+                let done = execute(&args, state_dir, prepared, &cluster, shutdown).await;
+                finish(&args, done).await
+            }
+            Err(exit) => Ok(exit),
+        };
         reservation.release().await;
         result
     }
     .instrument(span)
     .await
-}
-
-/// The steps that run while the scopes are reserved: prepare, execute, finish.
-#[allow(clippy::too_many_arguments)]
-async fn reserved(
-    args: RunArgs,
-    state_dir: &Path,
-    resolved: Resolved,
-    cluster: Cluster,
-    run_id: String,
-    scopes: Vec<String>,
-    since: String,
-    shutdown: CancellationToken,
-) -> anyhow::Result<Exit> {
-    let prepared = match prepare(state_dir, resolved, &cluster, run_id, scopes, since).await {
-        Ok(p) => p,
-        Err(exit) => return Ok(exit),
-    };
-    let done = execute(&args, state_dir, prepared, &cluster, shutdown).await;
-    finish(&args, done).await
 }
 
 /// The environment, the experiment loaded for it (with a simulated cluster's URLs), and the
@@ -257,9 +255,10 @@ fn gates(args: &RunArgs, r: &Resolved) -> Result<(), Exit> {
 async fn reserve(
     state_dir: &Path,
     r: &Resolved,
-    scopes: &[String],
-    holder: &lock::Holder,
+    id: &Identity,
 ) -> Result<(Reservation, Cluster), Exit> {
+    let scopes = &id.scopes;
+    let holder = &lock::Holder::this_process(&id.run_id, &r.exp.name, &id.since);
     let scope_lock = match lock::acquire(state_dir, scopes, holder) {
         Ok(l) => l,
         Err(e @ lock::LockError::Held { .. }) => {
@@ -342,10 +341,13 @@ async fn prepare(
     state_dir: &Path,
     r: Resolved,
     cluster: &Cluster,
-    run_id: String,
-    scopes: Vec<String>,
-    since: String,
+    id: Identity,
 ) -> Result<Prepared, Exit> {
+    let Identity {
+        run_id,
+        since,
+        scopes,
+    } = id;
     let Resolved {
         env,
         exp,

@@ -632,6 +632,41 @@ recovery: { objective: 5s }
         assert!(scopes(&exp, "staging", true).contains(&sim));
     }
 
+    /// A reservation dropped on a path that returns early (no `release().await`) still
+    /// deletes its Leases before the command returns, from the runtime `firedrill` runs on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_reservation_deletes_its_leases_and_unlocks() {
+        use k8s_openapi::api::coordination::v1::Lease;
+        let scenario = crate::sim::parse_scenario(
+            "namespaces:\n  shop:\n    deployments:\n      web: { replicas: 1, labels: { app: web } }\n",
+        )
+        .unwrap();
+        let sim = crate::sim::SimCluster::start(scenario, "127.0.0.1:0".parse().unwrap(), 1)
+            .await
+            .unwrap();
+        let client = sim.kube_client().await.unwrap();
+        let api = kube::Api::<Lease>::namespaced(client.clone(), "shop");
+        let dir = tempfile::tempdir().unwrap();
+        let scopes = vec!["staging/kube/shop".to_string()];
+        for explicit in [false, true] {
+            let mut r = Reservation::new(acquire(dir.path(), &scopes, &holder("r1")).unwrap());
+            r.hold(acquire_lease(&client, "shop", &holder("r1")).await.unwrap());
+            assert!(api.get_opt(LEASE_NAME).await.unwrap().is_some());
+            if explicit {
+                r.release().await;
+            } else {
+                drop(r);
+            }
+            assert!(
+                api.get_opt(LEASE_NAME).await.unwrap().is_none(),
+                "explicit release: {explicit}"
+            );
+            // The scope is free again.
+            drop(acquire(dir.path(), &scopes, &holder("r2")).unwrap());
+        }
+        sim.shutdown().await;
+    }
+
     #[test]
     fn a_second_holder_is_refused_naming_the_first_until_it_releases() {
         let dir = tempfile::tempdir().unwrap();
