@@ -184,3 +184,47 @@ fn operator_marks_are_typed_and_keep_their_json_form() {
         assert!(matches!(back, EventKind::Mark { mark: m, .. } if m == mark));
     }
 }
+
+/// The scheduler's runner reads the report a drill names in its result file, not the
+/// terminal view: a child whose `report: ` line points elsewhere still yields its summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_reads_the_result_file_not_the_terminal_view() {
+    use firedrill::schedule::daemon::{drill_runner, ChildSettings, Job};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ok.yaml");
+    std::fs::write(
+        &file,
+        "name: ok\nprobes:\n  p: { command: { run: [\"true\"] }, every: 50ms }\nfaults:\n  - command: { run: [\"true\"], revert: [\"true\"] }\nrecovery: { objective: 5s, stable-for: 100ms, timeout: 20s }\n",
+    )
+    .unwrap();
+    // The real binary behind a wrapper that rewrites its terminal view's report line.
+    let wrapper = dir.path().join("firedrill-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n'{}' \"$@\" | sed 's|^report: .*|report: /nonexistent/report.json|'\n",
+            env!("CARGO_BIN_EXE_firedrill")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let runner = drill_runner(ChildSettings {
+        binary: wrapper,
+        report_dir: dir.path().join("reports"),
+        state_dir: dir.path().join("state"),
+        steady_state_timeout: Duration::from_secs(20),
+    });
+    let job = Job {
+        file,
+        experiment: "ok".into(),
+        environment: "local".into(),
+        content_hash: String::new(),
+        tick: chrono::Utc::now(),
+        seed: 1,
+    };
+    let summary = runner(job, tokio_util::sync::CancellationToken::new()).await;
+    let summary = summary.expect("the runner found the drill's report");
+    assert_eq!(summary.experiment, "ok");
+    assert_eq!(summary.outcome, firedrill::report::record::Outcome::Passed);
+}
