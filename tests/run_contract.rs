@@ -228,3 +228,56 @@ async fn the_scheduler_reads_the_result_file_not_the_terminal_view() {
     assert_eq!(summary.experiment, "ok");
     assert_eq!(summary.outcome, firedrill::report::record::Outcome::Passed);
 }
+
+/// One `run` span wraps the run: its logs carry the run id, the experiment and the environment.
+#[test]
+fn a_run_logs_inside_one_span_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ok.yaml");
+    std::fs::write(
+        &file,
+        "name: ok\nprobes:\n  p: { command: { run: [\"true\"] }, every: 50ms }\nfaults:\n  - command: { run: [\"true\"], revert: [\"true\"] }\nrecovery: { objective: 5s, stable-for: 100ms, timeout: 20s }\n",
+    )
+    .unwrap();
+    let out = common::firedrill()
+        .env("FIREDRILL_STATE_DIR", dir.path().join("state"))
+        .env("RUST_LOG", "firedrill=debug")
+        .arg("run")
+        .arg(&file)
+        .arg("--no-live")
+        .arg("--report-dir")
+        .arg(dir.path().join("reports"))
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Log lines may be coloured: compare without the escape sequences.
+    let stderr = strip_ansi(&stderr);
+    let record = common::only_report(&dir.path().join("reports"));
+    let span = format!(
+        "run{{run_id={} experiment=ok env=local}}",
+        record["run_id"].as_str().unwrap()
+    );
+    assert!(
+        stderr.lines().any(|l| l.contains(&span)),
+        "no log line inside {span}:\n{stderr}"
+    );
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: ESC [ parameters, ended by a letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
