@@ -10,7 +10,7 @@
 //! halt in force or a busy scope exits 3; neither touches anything.
 
 mod ci;
-pub mod live;
+mod live;
 mod plan;
 mod recover;
 mod run;
