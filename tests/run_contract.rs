@@ -119,12 +119,7 @@ recovery: {{ objective: 10s, stable-for: 300ms, timeout: 30s }}
 #[test]
 fn run_writes_a_machine_readable_result_file() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ok.yaml");
-    std::fs::write(
-        &file,
-        "name: ok\nprobes:\n  p: { command: { run: [\"true\"] }, every: 50ms }\nfaults:\n  - command: { run: [\"true\"], revert: [\"true\"] }\nrecovery: { objective: 5s, stable-for: 100ms, timeout: 20s }\n",
-    )
-    .unwrap();
+    let file = passing_drill(dir.path());
     let result = dir.path().join("result.json");
     let out = common::firedrill()
         .env("FIREDRILL_STATE_DIR", dir.path().join("state"))
@@ -192,12 +187,7 @@ async fn the_scheduler_reads_the_result_file_not_the_terminal_view() {
     use firedrill::schedule::daemon::{drill_runner, ChildSettings, Job};
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ok.yaml");
-    std::fs::write(
-        &file,
-        "name: ok\nprobes:\n  p: { command: { run: [\"true\"] }, every: 50ms }\nfaults:\n  - command: { run: [\"true\"], revert: [\"true\"] }\nrecovery: { objective: 5s, stable-for: 100ms, timeout: 20s }\n",
-    )
-    .unwrap();
+    let file = passing_drill(dir.path());
     // The real binary behind a wrapper that rewrites its terminal view's report line.
     let wrapper = dir.path().join("firedrill-wrapper");
     std::fs::write(
@@ -233,12 +223,7 @@ async fn the_scheduler_reads_the_result_file_not_the_terminal_view() {
 #[test]
 fn a_run_logs_inside_one_span_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ok.yaml");
-    std::fs::write(
-        &file,
-        "name: ok\nprobes:\n  p: { command: { run: [\"true\"] }, every: 50ms }\nfaults:\n  - command: { run: [\"true\"], revert: [\"true\"] }\nrecovery: { objective: 5s, stable-for: 100ms, timeout: 20s }\n",
-    )
-    .unwrap();
+    let file = passing_drill(dir.path());
     let out = common::firedrill()
         .env("FIREDRILL_STATE_DIR", dir.path().join("state"))
         .env("RUST_LOG", "firedrill=debug")
@@ -280,4 +265,15 @@ fn strip_ansi(s: &str) -> String {
         }
     }
     out
+}
+
+/// A drill `ok` whose fault and probe are `true`: it passes at once.
+fn passing_drill(dir: &Path) -> std::path::PathBuf {
+    let file = dir.join("ok.yaml");
+    std::fs::write(
+        &file,
+        "name: ok\nprobes:\n  p: { command: { run: [\"true\"] }, every: 50ms }\nfaults:\n  - command: { run: [\"true\"], revert: [\"true\"] }\nrecovery: { objective: 5s, stable-for: 100ms, timeout: 20s }\n",
+    )
+    .unwrap();
+    file
 }
