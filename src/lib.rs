@@ -6,17 +6,19 @@
 pub mod analysis;
 pub mod cli;
 pub mod drill;
+pub mod exit;
 pub mod experiment;
 pub mod fault;
-pub mod live;
 pub mod platform;
 pub mod probe;
 pub mod proxy;
 pub mod report;
 pub mod safety;
 pub mod schedule;
+pub mod shutdown;
 pub mod sim;
 #[cfg(test)]
 mod testing;
 pub mod timeline;
 pub mod timer;
+pub mod workspace;

@@ -93,7 +93,66 @@ pub enum EventKind {
     /// The drill stopped early.
     Aborted { reason: String },
     /// A human's mark during a game day.
-    Mark { mark: String, text: String },
+    Mark { mark: Mark, text: String },
+}
+
+/// What a game day's operator marked (`"mark"` in the record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mark {
+    /// An operator noticed the failure: the human time to detect.
+    Detected,
+    /// An operator mitigated the failure: the human time to mitigate.
+    Mitigated,
+    /// A note typed during the drill.
+    Note,
+}
+
+impl std::fmt::Display for Mark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mark::Detected => "detected",
+            Mark::Mitigated => "mitigated",
+            Mark::Note => "note",
+        })
+    }
+}
+
+/// An operator's mark with its text, as the live view hands it to the executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorMark {
+    pub mark: Mark,
+    pub text: String,
+}
+
+impl OperatorMark {
+    pub fn detected() -> Self {
+        OperatorMark {
+            mark: Mark::Detected,
+            text: "an operator noticed the failure".into(),
+        }
+    }
+    pub fn mitigated() -> Self {
+        OperatorMark {
+            mark: Mark::Mitigated,
+            text: "an operator mitigated the failure".into(),
+        }
+    }
+    pub fn note(text: impl Into<String>) -> Self {
+        OperatorMark {
+            mark: Mark::Note,
+            text: text.into(),
+        }
+    }
+}
+
+impl From<OperatorMark> for EventKind {
+    fn from(m: OperatorMark) -> EventKind {
+        EventKind::Mark {
+            mark: m.mark,
+            text: m.text,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -80,6 +80,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "timeline",
             "safety::redact",
             "safety::loopback",
+            // The lock's unit tests hold Leases on the simulated cluster, a real API server.
+            "sim",
         ],
     ),
     (
@@ -109,11 +111,20 @@ const LAYERS: &[(&str, &[&str])] = &[
             "safety::redact",
         ],
     ),
-    ("workspace", &["experiment", "platform", "safety::redact"]),
+    // The simulation's scenario names the HTTP deployments whose URLs become variables.
+    (
+        "workspace",
+        &["experiment", "platform", "sim", "safety::redact"],
+    ),
+    // The exit codes, and the run's result file.
+    ("exit", &["report::record", "platform"]),
+    ("shutdown", &["safety::redact"]),
     (
         "schedule",
         &[
             "workspace",
+            "exit",
+            "shutdown",
             "experiment",
             "report",
             "report::record",
@@ -127,7 +138,6 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     // The commands: the top. Nothing imports them.
     ("cli", ANY),
-    ("shutdown", &[]),
     // Test support, compiled for unit tests only.
     ("testing", ANY),
 ];

@@ -1,17 +1,12 @@
 //! Operators' times from a game day: time to detect and time to mitigate, from the fault to the
 //! first "detected" / "mitigated" mark an operator made in the trial.
 //!
-//! The marks come in as `(at, name)` pairs so that the type of a mark can change (a typed
-//! mark instead of a string) by changing only [`marks_of_trial`].
+//! The marks come in as `(at, mark)` pairs, typed ([`Mark`]): only `detected` and `mitigated`
+//! count; notes do not.
 
 use std::time::Duration;
 
-use crate::timeline::{Event, EventKind};
-
-/// The name of the mark an operator makes when they noticed the fault.
-pub const DETECTED: &str = "detected";
-/// The name of the mark an operator makes when they mitigated it.
-pub const MITIGATED: &str = "mitigated";
+use crate::timeline::{Event, EventKind, Mark};
 
 /// When operators detected and mitigated a fault, counted from its injection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,34 +24,34 @@ impl OperatorTimes {
     }
 }
 
-/// Operators' times from marks `(at, name)` in time order, counted from `t_inject`; a mark
+/// Operators' times from marks `(at, mark)` in time order, counted from `t_inject`; a mark
 /// before the injection counts as 0. Nothing without an injection.
-pub fn operator_times<'a>(
-    marks: impl IntoIterator<Item = (Duration, &'a str)>,
+pub fn operator_times(
+    marks: impl IntoIterator<Item = (Duration, Mark)>,
     t_inject: Option<Duration>,
 ) -> OperatorTimes {
     let Some(t0) = t_inject else {
         return OperatorTimes::default();
     };
     let mut out = OperatorTimes::default();
-    for (at, name) in marks {
-        let slot = match name {
-            DETECTED => &mut out.detected,
-            MITIGATED => &mut out.mitigated,
-            _ => continue,
+    for (at, mark) in marks {
+        let slot = match mark {
+            Mark::Detected => &mut out.detected,
+            Mark::Mitigated => &mut out.mitigated,
+            Mark::Note => continue,
         };
         slot.get_or_insert(at.saturating_sub(t0));
     }
     out
 }
 
-/// The marks of one trial on a run's timeline, as `(at, name)`.
-pub fn marks_of_trial(events: &[Event], trial: u32) -> impl Iterator<Item = (Duration, &str)> {
+/// The marks of one trial on a run's timeline, as `(at, mark)`.
+pub fn marks_of_trial(events: &[Event], trial: u32) -> impl Iterator<Item = (Duration, Mark)> + '_ {
     events
         .iter()
         .filter(move |e| e.trial == Some(trial))
         .filter_map(|e| match &e.kind {
-            EventKind::Mark { mark, .. } => Some((e.at, mark.as_str())),
+            EventKind::Mark { mark, .. } => Some((e.at, *mark)),
             _ => None,
         })
 }
@@ -85,12 +80,12 @@ mod tests {
         Duration::from_secs(v)
     }
 
-    fn mark(at: u64, trial: u32, name: &str) -> Event {
+    fn mark(at: u64, trial: u32, mark: Mark) -> Event {
         Event {
             at: s(at),
             trial: Some(trial),
             kind: EventKind::Mark {
-                mark: name.into(),
+                mark,
                 text: String::new(),
             },
         }
@@ -99,11 +94,11 @@ mod tests {
     #[test]
     fn first_marks_of_the_trial_from_the_injection() {
         let events = [
-            mark(12, 1, "detected"),
-            mark(15, 2, "detected"),
-            mark(14, 1, "note"),
-            mark(20, 1, "detected"),
-            mark(30, 1, "mitigated"),
+            mark(12, 1, Mark::Detected),
+            mark(15, 2, Mark::Detected),
+            mark(14, 1, Mark::Note),
+            mark(20, 1, Mark::Detected),
+            mark(30, 1, Mark::Mitigated),
         ];
         let t = of_trial(&events, 1, Some(s(10)));
         assert_eq!(
@@ -122,7 +117,7 @@ mod tests {
 
     #[test]
     fn a_mark_before_the_fault_counts_as_zero_and_runs_take_the_first_marked_trial() {
-        let t = operator_times([(s(5), DETECTED)], Some(s(10)));
+        let t = operator_times([(s(5), Mark::Detected)], Some(s(10)));
         assert_eq!(t.detected, Some(Duration::ZERO));
         let run = first_marked([
             OperatorTimes {

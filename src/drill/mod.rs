@@ -34,7 +34,7 @@ use crate::report::record::{
     DataLoss, ExperimentInfo, FaultLeft, FaultRecord, Outcome, ProbeInfo, RecoveryInfo, RunRecord,
     TrialOutcome, SCHEMA,
 };
-use crate::timeline::{human, Clock, EventKind, Phase};
+use crate::timeline::{human, Clock, EventKind, OperatorMark, Phase};
 
 pub use plan::Plan;
 use recorder::Recorder;
@@ -49,9 +49,9 @@ pub struct Options {
     pub observer: Option<Observer>,
     /// Extra sample sources (watch-driven probes); they send on the sender they are given.
     pub sources: Vec<SampleSource>,
-    /// Operators' marks from a game day, `(mark, text)`: recorded on the timeline as
+    /// Operators' marks from a game day: recorded on the timeline as
     /// `EventKind::Mark` when they arrive (while waiting on probes, which is most of a drill).
-    pub marks: Option<mpsc::UnboundedReceiver<(String, String)>>,
+    pub marks: Option<mpsc::UnboundedReceiver<OperatorMark>>,
     /// The write-ahead journal: every mutating call is recorded in it before it is made.
     pub journal: Option<Arc<crate::safety::journal::Journal>>,
 }
@@ -230,7 +230,7 @@ async fn check_writers(
 
 struct Executor<'a> {
     plan: &'a Plan,
-    marks: Option<mpsc::UnboundedReceiver<(String, String)>>,
+    marks: Option<mpsc::UnboundedReceiver<OperatorMark>>,
     opts: &'a Options,
     rec: &'a mut Recorder,
     rx: mpsc::Receiver<Observation>,
@@ -712,9 +712,9 @@ impl Executor<'_> {
                 biased;
                 _ = self.opts.cancel.cancelled() => return Wait::Cancelled,
                 m = next_mark(&mut self.marks) => match m {
-                    Some((mark, text)) => {
+                    Some(mark) => {
                         let trial = self.rec.trial_index();
-                        self.rec.event(trial, EventKind::Mark { mark, text });
+                        self.rec.event(trial, EventKind::from(mark));
                     }
                     None => self.marks = None,
                 },
@@ -763,8 +763,8 @@ fn labels(injected: &[(Injection, Option<u64>)]) -> String {
 
 /// The next operator mark; never resolves when there is no (longer a) sender.
 async fn next_mark(
-    marks: &mut Option<mpsc::UnboundedReceiver<(String, String)>>,
-) -> Option<(String, String)> {
+    marks: &mut Option<mpsc::UnboundedReceiver<OperatorMark>>,
+) -> Option<OperatorMark> {
     match marks {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

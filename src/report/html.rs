@@ -356,7 +356,7 @@ fn trial_section(o: &mut String, r: &RunRecord, t: &TrialRecord) {
                     t.t_inject
                         .map(|t0| human(e.at.saturating_sub(t0)))
                         .unwrap_or_else(|| format!("{:.3}s", e.at.as_secs_f64())),
-                    esc(mark),
+                    esc(&mark.to_string()),
                     esc(text)
                 );
             }
@@ -660,7 +660,7 @@ pub fn timeline_svg(r: &RunRecord, t: &TrialRecord) -> String {
                 markers.push(("revert", "aborted".into(), at, reason.clone()))
             }
             EventKind::Mark { mark, text } => {
-                markers.push(("mark", mark.clone(), at, text.clone()))
+                markers.push(("mark", mark.to_string(), at, text.clone()))
             }
             _ => {}
         }

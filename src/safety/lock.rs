@@ -11,6 +11,9 @@
 //! `firedrill-drill` in that namespace ([`acquire_lease`]), renewed every 20s, deleted at the
 //! end, and taken over only once expired: unrenewed for its whole duration while watched on
 //! this machine's monotonic clock (a holder's clock may be skewed).
+//!
+//! A run holds both in one [`Reservation`], which releases them on every path: explicitly
+//! ([`Reservation::release`]) where the run ends, and from `Drop` on any path that forgets to.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -452,13 +455,94 @@ fn age_secs(rfc3339: &str) -> Option<i64> {
 impl ClusterLease {
     pub async fn release(self) {
         self.renew.cancel();
-        if let Err(e) = self
-            .api
-            .delete(LEASE_NAME, &kube::api::DeleteParams::default())
-            .await
-        {
-            tracing::warn!(error = %crate::platform::kube::describe(&e), "cannot delete the drill's lease; it expires on its own");
+        let params = kube::api::DeleteParams::default();
+        let delete = self.api.delete(LEASE_NAME, &params);
+        match tokio::time::timeout(RELEASE_TIMEOUT, delete).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %crate::platform::kube::describe(&e), "cannot delete the drill's lease; it expires on its own")
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "the cluster did not answer the lease's deletion; it expires on its own"
+                )
+            }
         }
+    }
+}
+
+impl Drop for ClusterLease {
+    /// A lease dropped without [`ClusterLease::release`] is at least no longer renewed.
+    fn drop(&mut self) {
+        self.renew.cancel();
+    }
+}
+
+/// How long a lease's deletion may take before it is left to expire.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Everything a run holds so that no other drill touches its scopes: the scope locks of this
+/// machine and the Leases in its cluster. One owner, one release path.
+///
+/// The normal path calls [`Reservation::release`], which deletes the Leases (awaited) and then
+/// unlocks the scopes. `Drop` covers every other path (an early return, `?`, a panic that
+/// unwinds): it cannot await, so on the multi-threaded runtime `firedrill` runs on it deletes
+/// the Leases in place (`block_in_place` + `block_on` on the current runtime, bounded by
+/// [`RELEASE_TIMEOUT`]) — a spawned task would die with the runtime right after the command
+/// returns, leaving the Lease to block other machines until it expires. Elsewhere (a
+/// current-thread runtime, no runtime) it spawns the deletion where it can and otherwise only
+/// stops the renewals, so the Lease expires on its own. The file locks need no help: the
+/// kernel drops them with their descriptors.
+pub struct Reservation {
+    scopes: Option<ScopeLock>,
+    leases: Vec<ClusterLease>,
+}
+
+impl Reservation {
+    /// A reservation of the scopes `lock` holds, with no Lease yet.
+    pub fn new(lock: ScopeLock) -> Self {
+        Reservation {
+            scopes: Some(lock),
+            leases: Vec::new(),
+        }
+    }
+
+    /// Holds `lease` until the reservation is released.
+    pub fn hold(&mut self, lease: ClusterLease) {
+        self.leases.push(lease);
+    }
+
+    /// Deletes the Leases, then unlocks the scopes.
+    pub async fn release(mut self) {
+        release_leases(std::mem::take(&mut self.leases)).await;
+        self.scopes.take();
+    }
+}
+
+async fn release_leases(leases: Vec<ClusterLease>) {
+    for l in leases {
+        l.release().await;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let leases = std::mem::take(&mut self.leases);
+        if !leases.is_empty() {
+            use tokio::runtime::{Handle, RuntimeFlavor};
+            match Handle::try_current() {
+                Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                    tokio::task::block_in_place(|| h.block_on(release_leases(leases)));
+                }
+                Ok(h) => {
+                    h.spawn(release_leases(leases));
+                }
+                // Dropping them stops their renewals: they expire on their own.
+                Err(_) => drop(leases),
+            }
+        }
+        // The scope locks are released after the Leases, as on the normal path.
+        self.scopes.take();
     }
 }
 
@@ -546,6 +630,41 @@ recovery: { objective: 5s }
             .contains(&"toxiproxy/http://127.0.0.1:8474/web".to_string()));
         let sim = format!("staging/simulation/pid-{}", std::process::id());
         assert!(scopes(&exp, "staging", true).contains(&sim));
+    }
+
+    /// A reservation dropped on a path that returns early (no `release().await`) still
+    /// deletes its Leases before the command returns, from the runtime `firedrill` runs on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_reservation_deletes_its_leases_and_unlocks() {
+        use k8s_openapi::api::coordination::v1::Lease;
+        let scenario = crate::sim::parse_scenario(
+            "namespaces:\n  shop:\n    deployments:\n      web: { replicas: 1, labels: { app: web } }\n",
+        )
+        .unwrap();
+        let sim = crate::sim::SimCluster::start(scenario, "127.0.0.1:0".parse().unwrap(), 1)
+            .await
+            .unwrap();
+        let client = sim.kube_client().await.unwrap();
+        let api = kube::Api::<Lease>::namespaced(client.clone(), "shop");
+        let dir = tempfile::tempdir().unwrap();
+        let scopes = vec!["staging/kube/shop".to_string()];
+        for explicit in [false, true] {
+            let mut r = Reservation::new(acquire(dir.path(), &scopes, &holder("r1")).unwrap());
+            r.hold(acquire_lease(&client, "shop", &holder("r1")).await.unwrap());
+            assert!(api.get_opt(LEASE_NAME).await.unwrap().is_some());
+            if explicit {
+                r.release().await;
+            } else {
+                drop(r);
+            }
+            assert!(
+                api.get_opt(LEASE_NAME).await.unwrap().is_none(),
+                "explicit release: {explicit}"
+            );
+            // The scope is free again.
+            drop(acquire(dir.path(), &scopes, &holder("r2")).unwrap());
+        }
+        sim.shutdown().await;
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub fn load(dir: &Path) -> Catalog {
         .collect();
     for file in files {
         // The environments a drill lists come from the file itself: load it for `local` first.
-        let envs = match crate::cli::load_for(&file, "local", config.as_deref()) {
+        let envs = match crate::workspace::load_for(&file, "local", config.as_deref()) {
             Ok((exp, _)) if exp.environments.is_empty() => vec!["local".to_string()],
             Ok((exp, _)) => exp.environments,
             Err(d) => {
@@ -88,7 +88,7 @@ pub fn load(dir: &Path) -> Catalog {
             }
         };
         for env in envs {
-            match crate::cli::load_for(&file, &env, config.as_deref()) {
+            match crate::workspace::load_for(&file, &env, config.as_deref()) {
                 Ok((experiment, env)) => {
                     let schedule = match experiment
                         .schedule

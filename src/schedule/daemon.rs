@@ -41,7 +41,7 @@ pub struct ScheduleArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// How long to wait for the steady state before injecting and after reverting.
-    #[arg(long, default_value = "30s", value_parser = crate::cli::parse_steady_state_timeout)]
+    #[arg(long, default_value = "30s", value_parser = crate::workspace::parse_steady_state_timeout)]
     pub steady_state_timeout: Duration,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464); off by default.
     #[arg(long, value_name = "ADDR")]
@@ -400,7 +400,8 @@ pub struct ChildSettings {
 /// A child per drill keeps the daemon apart from a drill's failures, and every guard of `run`
 /// applies unchanged: the scope lock, the journal, the halt lever. Cancelling sends SIGTERM,
 /// which makes the drill revert before it exits; the summary is read from the report the
-/// child names on its last line.
+/// child names in its result file (`run --result-file`, [`crate::exit::RunResult`]), never
+/// from its terminal output.
 pub fn drill_runner(settings: ChildSettings) -> Runner {
     let settings = Arc::new(settings);
     Arc::new(move |job: Job, cancel: CancellationToken| {
@@ -415,6 +416,15 @@ async fn run_child(
     job: &Job,
     cancel: CancellationToken,
 ) -> Option<RunSummary> {
+    // The child's result file: a private folder of this run, removed when it is read.
+    let result_dir = match tempfile::Builder::new().prefix("firedrill-run-").tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, experiment = job.experiment, "cannot create the drill's result folder");
+            return None;
+        }
+    };
+    let result_file = result_dir.path().join("result.json");
     let mut cmd = tokio::process::Command::new(&settings.binary);
     cmd.arg("--state-dir")
         .arg(&settings.state_dir)
@@ -425,6 +435,8 @@ async fn run_child(
         .arg(humantime::format_duration(settings.steady_state_timeout).to_string())
         .arg("--report-dir")
         .arg(&settings.report_dir)
+        .arg("--result-file")
+        .arg(&result_file)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(false);
@@ -458,12 +470,7 @@ async fn run_child(
             return None;
         }
     };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let Some(path) = stdout
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("report: "))
-    else {
+    let Ok(result) = crate::exit::RunResult::read(&result_file) else {
         tracing::warn!(
             experiment = job.experiment,
             code = out.status.code(),
@@ -471,7 +478,7 @@ async fn run_child(
         );
         return None;
     };
-    match crate::report::read(std::path::Path::new(path.trim())) {
+    match crate::report::read(&result.report) {
         Ok(record) => Some(RunSummary::from(&record)),
         Err(e) => {
             tracing::error!(error = %e, "cannot read the drill's report");
@@ -480,9 +487,13 @@ async fn run_child(
     }
 }
 
-/// `firedrill schedule`: the daemon on the system clock until SIGINT/SIGTERM. Its drills share
-/// its `state_dir`.
-pub async fn main(args: ScheduleArgs, state_dir: &std::path::Path) -> anyhow::Result<u8> {
+/// `firedrill schedule`: the daemon on the system clock until SIGINT/SIGTERM cancel
+/// `shutdown` (the process's root token). Its drills share its `state_dir`.
+pub async fn main(
+    args: ScheduleArgs,
+    state_dir: &std::path::Path,
+    shutdown: CancellationToken,
+) -> anyhow::Result<crate::exit::Exit> {
     if !args.dir.is_dir() {
         anyhow::bail!("{} is not a folder of experiments", args.dir.display());
     }
@@ -490,11 +501,10 @@ pub async fn main(args: ScheduleArgs, state_dir: &std::path::Path) -> anyhow::Re
         Ok(h) => h,
         Err(e) => {
             eprintln!("error: {e}");
-            return Ok(crate::cli::EXIT_INVALID);
+            return Ok(crate::exit::Exit::Invalid);
         }
     };
-    let shutdown = CancellationToken::new();
-    spawn_signals(shutdown.clone());
+    crate::shutdown::stop_on_interrupt(&shutdown);
     let metrics = match args.metrics {
         None => None,
         Some(addr) => {
@@ -534,7 +544,7 @@ pub async fn main(args: ScheduleArgs, state_dir: &std::path::Path) -> anyhow::Re
         eprintln!("not scheduled: {}\n{err}\n", file.display());
     }
     daemon.run(shutdown).await;
-    Ok(0)
+    Ok(crate::exit::Exit::Passed)
 }
 
 /// The webhooks of the schedule's arguments, their URLs registered as secrets. A URL given on
@@ -586,23 +596,4 @@ pub fn webhooks(args: &ScheduleArgs) -> Result<Vec<super::notify::Webhook>, Stri
 
 fn notifier(hooks: Vec<super::notify::Webhook>) -> Option<Arc<super::notify::Notifier>> {
     (!hooks.is_empty()).then(|| Arc::new(super::notify::Notifier::new(hooks)))
-}
-
-fn spawn_signals(shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            tracing::warn!("cannot install signal handlers");
-            return;
-        };
-        tokio::select! {
-            _ = int.recv() => {},
-            _ = term.recv() => {},
-        }
-        eprintln!("stopping: cancelling running drills and reverting their faults");
-        shutdown.cancel();
-    });
 }

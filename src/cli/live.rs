@@ -4,7 +4,8 @@
 //!
 //! Marks go to the executor through `drill::Options::marks` and land on the timeline as
 //! `EventKind::Mark`; halt cancels the run's token, so the drill reverts as on a signal.
-//! Without a terminal (cron, CI) the caller keeps plain progress lines instead.
+//! Without a terminal (cron, CI) the caller keeps plain progress lines instead; both show
+//! events in the words of [`event_text`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{IsTerminal, Write};
@@ -17,7 +18,7 @@ use crossterm::terminal;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::timeline::{Clock, Event, EventKind, Phase};
+use crate::timeline::{Clock, Event, EventKind, OperatorMark, Phase};
 
 /// How many render ticks a probe strip shows.
 const STRIP: usize = 60;
@@ -47,8 +48,8 @@ struct State {
     message: String,
 }
 
-/// Operators' marks, `(mark, text)`, for `drill::Options::marks`.
-pub type Marks = mpsc::UnboundedReceiver<(String, String)>;
+/// Operators' marks, for `drill::Options::marks`.
+pub type Marks = mpsc::UnboundedReceiver<OperatorMark>;
 
 /// A running live view. Dropping it without [`Live::finish`] still restores the terminal.
 pub struct Live {
@@ -163,7 +164,7 @@ fn observe(s: &mut State, clock: &Clock, e: &Event) {
         }
         _ => {}
     }
-    let line = crate::cli::event_text(e);
+    let line = event_text(e);
     s.recent
         .push_back(format!("[{:>8.3}s] {line}", e.at.as_secs_f64()));
     while s.recent.len() > 6 {
@@ -174,7 +175,7 @@ fn observe(s: &mut State, clock: &Clock, e: &Event) {
 fn read_keys(
     state: &Mutex<State>,
     stop: &AtomicBool,
-    marks: &mpsc::UnboundedSender<(String, String)>,
+    marks: &mpsc::UnboundedSender<OperatorMark>,
     cancel: &CancellationToken,
 ) {
     let say = |msg: String| {
@@ -202,7 +203,7 @@ fn read_keys(
                 KeyCode::Enter => {
                     let text = s.note.take().unwrap_or_default();
                     if !text.trim().is_empty() {
-                        let _ = marks.send(("note".into(), text.trim().to_string()));
+                        let _ = marks.send(OperatorMark::note(text.trim()));
                         s.message = "note recorded".into();
                     }
                 }
@@ -231,14 +232,11 @@ fn read_keys(
                 say("halting: reverting every injected fault".into());
             }
             KeyCode::Char('d') => {
-                let _ = marks.send(("detected".into(), "an operator noticed the failure".into()));
+                let _ = marks.send(OperatorMark::detected());
                 say("marked: detected".into());
             }
             KeyCode::Char('m') => {
-                let _ = marks.send((
-                    "mitigated".into(),
-                    "an operator mitigated the failure".into(),
-                ));
+                let _ = marks.send(OperatorMark::mitigated());
                 say("marked: mitigated".into());
             }
             KeyCode::Char('n') => {
@@ -312,4 +310,26 @@ fn draw(s: &State) -> std::io::Result<()> {
     let mut err = std::io::stderr().lock();
     err.write_all(o.as_bytes())?;
     err.flush()
+}
+
+/// One event in a few words, for progress lines and the live view.
+pub fn event_text(e: &Event) -> String {
+    match &e.kind {
+        EventKind::Phase { phase } => format!("{phase}"),
+        EventKind::FaultTargets { fault, chosen } => format!("{fault}: {chosen}"),
+        EventKind::FaultInjected { fault, detail } => format!("injected {fault}: {detail}"),
+        EventKind::FaultFailed { fault, error } => format!("could not inject {fault}: {error}"),
+        EventKind::FaultReverted { fault, detail } => format!("reverted {fault}: {detail}"),
+        EventKind::RevertFailed { fault, error } => format!("REVERT FAILED {fault}: {error}"),
+        EventKind::ProbeChanged {
+            probe, ok: true, ..
+        } => format!("{probe} passing"),
+        EventKind::ProbeChanged { probe, reason, .. } => {
+            format!("{probe} failing: {}", reason.as_deref().unwrap_or("failed"))
+        }
+        EventKind::Recovery { object, step } => format!("{object}: {step}"),
+        EventKind::Recovered => "recovered".into(),
+        EventKind::Aborted { reason } => reason.clone(),
+        EventKind::Mark { mark, text } => format!("{mark}: {text}"),
+    }
 }

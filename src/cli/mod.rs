@@ -1,0 +1,206 @@
+//! The command line: `validate`, `plan`, `run`, `recover`, `halt`, `report`, `status`,
+//! `schedule`, `deploy`, `sim`, `proxy`. This module owns the clap definitions, `main` (the
+//! runtime, logging and the root cancellation token) and the dispatch to one module per
+//! command, like cargo's `commands/`.
+//!
+//! Results go to stdout, logs and progress to stderr. Exit codes ([`Exit`], DESIGN.md): 0
+//! passed, 1 failed, 2 invalid input (nothing touched), 3 aborted or inconclusive, 4 internal
+//! error, 5 a fault left in place (a revert failed after its retries; the run is `failed`).
+//! Safety refusals (src/safety): an unauthorized run in a protected environment exits 2; a
+//! halt in force or a busy scope exits 3; neither touches anything.
+
+mod args;
+mod ci;
+mod live;
+mod plan;
+mod recover;
+mod run;
+mod sim;
+mod status;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+pub use crate::exit::Exit;
+use crate::safety::{self, journal};
+use crate::workspace::Selection;
+// Every line this module prints goes through the central redactor: the macro of that name
+// masks secrets, so no message here (or added later) can print one.
+use crate::eprintln_redacted as eprintln;
+
+#[derive(Parser)]
+#[command(
+    name = "firedrill",
+    version,
+    about = "Chaos and disaster-recovery drills that measure time to recover"
+)]
+struct Cli {
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Journals, scope locks and the halt file [default: $XDG_STATE_HOME/firedrill or
+    /// ~/.local/state/firedrill].
+    #[arg(long, env = "FIREDRILL_STATE_DIR", global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check experiment files and report every problem with file:line:column.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        env: Selection,
+    },
+    /// Show exactly what a drill would do in an environment, touching nothing.
+    Plan {
+        file: PathBuf,
+        #[command(flatten)]
+        env: Selection,
+    },
+    /// Run a drill: inject, measure time to detect and to recover, revert, report.
+    Run(args::RunArgs),
+    /// Revert what interrupted runs left behind, from their journals (idempotent).
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["run", "all"])))]
+    Recover {
+        /// The run id whose journal to replay.
+        #[arg(long)]
+        run: Option<String>,
+        /// Every journal whose drill is no longer running.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Stop running drills and refuse new ones until released.
+    Halt {
+        /// Why (shown to every drill that stops or refuses).
+        #[arg(long, required_unless_present = "release", conflicts_with = "release")]
+        reason: Option<String>,
+        /// Lift the halt.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Run the embedded simulated Kubernetes API server on 127.0.0.1.
+    Sim(crate::sim::SimArgs),
+    /// Per drill and environment: last run, outcome, last TTR, next run, why it is held back.
+    Status {
+        /// Folder of experiments (with firedrill.yaml).
+        #[arg(default_value = "experiments")]
+        dir: PathBuf,
+        #[arg(long, default_value = "reports")]
+        report_dir: PathBuf,
+    },
+    /// Run drills when due: cron in each environment's time zone, windows, promotion gates.
+    Schedule(crate::schedule::daemon::ScheduleArgs),
+    /// Print Kubernetes manifests (a JSON List) that run the folder's drills as CronJobs.
+    Deploy {
+        #[arg(long)]
+        namespace: String,
+        /// Container image with the firedrill binary.
+        #[arg(long, default_value = "firedrill:latest")]
+        image: String,
+        #[arg(default_value = "experiments")]
+        dir: PathBuf,
+    },
+    /// Run the fault-injecting TCP proxy with its Toxiproxy-compatible control API.
+    Proxy(crate::proxy::ProxyArgs),
+    /// Read every run record under a reports folder: MTTR per drill over time, trends, overdue drills.
+    Report(status::ReportArgs),
+}
+
+/// The `firedrill` binary after its child and watchdog trampolines.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    journal::install_panic_hook();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Exit::Internal.into();
+        }
+    };
+    let state_dir = safety::state_dir(cli.state_dir.as_deref());
+    // The root of every cancellation in this process (src/shutdown.rs).
+    let shutdown = crate::shutdown::root();
+    runtime.block_on(async {
+        match dispatch(cli.command, &state_dir, shutdown).await {
+            Ok(exit) => exit.into(),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                Exit::Internal.into()
+            }
+        }
+    })
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(safety::redact::Stderr)
+        .try_init();
+}
+
+async fn dispatch(
+    cmd: Command,
+    state_dir: &Path,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Exit> {
+    // Commands that only show something end quietly when their reader is gone (`| head`);
+    // a drill, `recover`, the scheduler and the servers carry on.
+    safety::redact::exit_on_closed_stdout(matches!(
+        cmd,
+        Command::Validate { .. }
+            | Command::Plan { .. }
+            | Command::Halt { .. }
+            | Command::Status { .. }
+            | Command::Deploy { .. }
+            | Command::Report(_)
+    ));
+    // The state directory decides what `run` and `recover` execute: it must be ours alone.
+    if matches!(
+        cmd,
+        Command::Run(_) | Command::Recover { .. } | Command::Halt { .. } | Command::Plan { .. }
+    ) {
+        if let Err(e) = safety::check_state_dir(state_dir) {
+            eprintln!("error: {e}\nnothing was touched");
+            return Ok(Exit::Invalid);
+        }
+    }
+    match cmd {
+        Command::Validate { files, env } => Ok(validate::validate(&files, &env)),
+        Command::Plan { file, env } => plan::plan(&file, &env, state_dir).await,
+        Command::Run(args) => run::run(args, state_dir, shutdown).await,
+        Command::Recover { run, all } => recover::recover(state_dir, run.as_deref(), all).await,
+        Command::Halt { reason, release } => recover::halt(state_dir, reason.as_deref(), release),
+        Command::Sim(args) => crate::sim::run_standalone(args).await.map(|_| Exit::Passed),
+        Command::Proxy(args) => crate::proxy::run_standalone(args)
+            .await
+            .map(|_| Exit::Passed),
+        Command::Status { dir, report_dir } => Ok(status::status(&dir, &report_dir)),
+        Command::Schedule(args) => crate::schedule::daemon::main(args, state_dir, shutdown).await,
+        Command::Deploy {
+            namespace,
+            image,
+            dir,
+        } => status::deploy(&dir, &namespace, &image),
+        Command::Report(a) => status::report(&a),
+    }
+}

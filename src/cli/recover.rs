@@ -1,0 +1,103 @@
+//! `firedrill recover` (replay the undo records of journals whose drill is gone) and
+//! `firedrill halt` (pull or release the lever that stops drills and refuses new ones).
+
+use std::path::Path;
+
+use crate::safety::{self, halt, journal};
+use crate::{eprintln_redacted as eprintln, println_redacted as println};
+
+use super::Exit;
+
+/// `firedrill recover`: replay the undo records of journals whose drill is gone.
+pub(super) async fn recover(
+    state_dir: &Path,
+    run: Option<&str>,
+    all: bool,
+) -> anyhow::Result<Exit> {
+    let states: Vec<_> = match run {
+        Some(id) => {
+            let path = journal::journal_dir(state_dir).join(format!("{id}.jsonl"));
+            if !path.is_file() {
+                eprintln!(
+                    "error: no journal for run `{id}` in {}",
+                    journal::journal_dir(state_dir).display()
+                );
+                return Ok(Exit::Invalid);
+            }
+            vec![journal::read(&path)]
+        }
+        None if all => journal::list(state_dir),
+        None => vec![],
+    };
+    let mut code = Exit::Passed;
+    let mut recovered = 0;
+    for state in states {
+        let state = match state {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                code = Exit::Refused;
+                continue;
+            }
+        };
+        let h = &state.header;
+        if let Some(w) = state.torn_warning() {
+            eprintln!("{w}");
+        }
+        if state.closed {
+            continue;
+        }
+        if h.pid != std::process::id() && state.runner_alive(state_dir) {
+            println!(
+                "run {} of `{}`: still running (pid {}), skipped",
+                h.run_id, h.experiment, h.pid
+            );
+            continue;
+        }
+        let done = match journal::recover(&state.path).await {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: {e}");
+                code = Exit::Refused;
+                continue;
+            }
+        };
+        recovered += 1;
+        println!(
+            "run {} of `{}` in `{}`:",
+            h.run_id, h.experiment, h.environment
+        );
+        if done.is_empty() {
+            println!("  nothing was left in place");
+        }
+        for r in &done {
+            println!("  {}", safety::redact::text(&journal::describe(r)));
+            if matches!(r.result, journal::RecoverResult::Failed(_)) {
+                code = Exit::Refused;
+            }
+        }
+    }
+    if recovered == 0 && code == Exit::Passed {
+        println!("nothing to recover");
+    }
+    Ok(code)
+}
+
+/// `firedrill halt`: pull or release the lever.
+pub(super) fn halt(state_dir: &Path, reason: Option<&str>, release: bool) -> anyhow::Result<Exit> {
+    if release {
+        if halt::release(state_dir)? {
+            println!("halt released: drills may run again");
+        } else {
+            println!("no halt was in force");
+        }
+        return Ok(Exit::Passed);
+    }
+    let reason = reason.unwrap_or("halted by an operator");
+    let h = halt::set(state_dir, reason)?;
+    println!(
+        "{}\nrunning drills revert and stop; new drills refuse until `firedrill halt --release`",
+        h.describe()
+    );
+    Ok(Exit::Passed)
+}

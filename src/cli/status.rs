@@ -1,0 +1,63 @@
+//! The commands that read a folder without running anything: `firedrill status` (per drill
+//! and environment: last run, outcome, next run, why it is held back), `firedrill deploy`
+//! (CronJob manifests for the folder's drills) and `firedrill report` (MTTR over time from
+//! every run record under a reports folder).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::report;
+use crate::safety;
+use crate::{eprintln_redacted as eprintln, println_redacted as println};
+
+use super::Exit;
+
+#[derive(clap::Args)]
+pub(super) struct ReportArgs {
+    /// The reports folder (<dir>/<experiment>/<environment>/<run-id>.json).
+    #[arg(default_value = "reports")]
+    dir: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    format: report::history::Format,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A drill without a run for longer than this is overdue.
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    overdue: Duration,
+}
+
+pub(super) fn status(dir: &Path, report_dir: &Path) -> Exit {
+    use crate::schedule::{catalog, promotion, status};
+    let cat = catalog::load(dir);
+    for (file, err) in &cat.errors {
+        eprintln!("skipping {}:\n{err}\n", file.display());
+    }
+    let history = promotion::history(report_dir);
+    let rows = status::rows(&cat.entries, &history, chrono::Utc::now());
+    safety::redact::print_stdout(&status::render(&rows));
+    if cat.errors.is_empty() {
+        Exit::Passed
+    } else {
+        Exit::Invalid
+    }
+}
+
+pub(super) fn deploy(dir: &Path, namespace: &str, image: &str) -> anyhow::Result<Exit> {
+    let cat = crate::schedule::catalog::load(dir);
+    for (file, err) in &cat.errors {
+        eprintln!("skipping {}:\n{err}\n", file.display());
+    }
+    let m = crate::schedule::deploy::render(dir, &cat, namespace, image);
+    println!("{}", serde_json::to_string_pretty(&m.to_list())?);
+    Ok(if cat.errors.is_empty() {
+        Exit::Passed
+    } else {
+        Exit::Invalid
+    })
+}
+
+pub(super) fn report(a: &ReportArgs) -> anyhow::Result<Exit> {
+    report::history::command(&a.dir, a.format, a.out.as_deref(), a.overdue)?;
+    Ok(Exit::Passed)
+}
