@@ -22,7 +22,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use firedrill::probe::postgres::{PostgresMode, PostgresProbeSpec, PostgresWriter};
+use firedrill::experiment::model::postgres::{PostgresMode, PostgresProbeSpec};
+use firedrill::probe::postgres::PostgresWriter;
 use firedrill::timeline::Clock;
 
 fn main() {

@@ -21,13 +21,13 @@ use firedrill::analysis::rpo::{
     check_writes, write_path_recovery, RpoReport, WriteOutcome, WritePathRecovery,
 };
 use firedrill::analysis::{probe_verdict, Origin};
-use firedrill::fault::db_failover::{
-    DbFailover, DbFailoverProvider, DbFailoverSpec, PatroniAction,
+use firedrill::experiment::model::db_failover::{
+    DbFailoverProvider, DbFailoverSpec, PatroniAction,
 };
+use firedrill::experiment::model::postgres::{PostgresMode, PostgresProbeSpec};
+use firedrill::fault::db_failover::DbFailover;
 use firedrill::platform::patroni::PatroniClient;
-use firedrill::probe::postgres::{
-    self, PostgresChecker, PostgresMode, PostgresProbeSpec, PostgresWriter, Target,
-};
+use firedrill::probe::postgres::{self, PostgresChecker, PostgresWriter, Target};
 use firedrill::timeline::{Clock, Sample, Trace};
 
 const TABLE: &str = "firedrill_writes";

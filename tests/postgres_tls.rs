@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use firedrill::probe::postgres::{PostgresMode, PostgresProbeSpec, Target};
+use firedrill::experiment::model::postgres::{PostgresMode, PostgresProbeSpec};
+use firedrill::probe::postgres::Target;
 
 struct Server {
     dir: tempfile::TempDir,

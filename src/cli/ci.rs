@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use crate::println_redacted as println;
 use crate::report;
-use crate::safety;
 
 use super::args::RunArgs;
 use super::Exit;
@@ -64,14 +63,14 @@ pub(super) fn outputs_writable(
     environment: &str,
 ) -> Result<(), String> {
     let reports = args.report_dir.join(experiment).join(environment);
-    safety::check_writable_dir(&reports)
+    crate::platform::fs::check_writable_dir(&reports)
         .map_err(|e| format!("cannot write reports to {}: {e}", reports.display()))?;
     if let Some(j) = &args.junit {
         if j.is_dir() {
             return Err(format!("--junit {} is a folder, not a file", j.display()));
         }
         let dir = j.parent().filter(|d| !d.as_os_str().is_empty());
-        safety::check_writable_dir(dir.unwrap_or(Path::new(".")))
+        crate::platform::fs::check_writable_dir(dir.unwrap_or(Path::new(".")))
             .map_err(|e| format!("cannot write the JUnit report {}: {e}", j.display()))?;
     }
     if let Some(s) = &args.summary {

@@ -65,7 +65,7 @@ impl Identity {
     fn new(r: &Resolved) -> Identity {
         Identity {
             run_id: drill::plan::new_run_id(),
-            since: safety::now_rfc3339(),
+            since: crate::platform::now_rfc3339(),
             scopes: lock::scopes(&r.exp, &r.env.name, r.sim.is_some()),
         }
     }
@@ -342,8 +342,8 @@ async fn prepare(
         journal::Header {
             run_id: plan.run_id.clone(),
             pid: std::process::id(),
-            start_time: safety::process_start(std::process::id()),
-            boot_id: safety::boot_id(),
+            start_time: crate::platform::process::process_start(std::process::id()),
+            boot_id: crate::platform::process::boot_id(),
             experiment: plan.experiment.name.clone(),
             environment: plan.environment.name.clone(),
             scopes,

@@ -26,9 +26,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::analysis::rpo;
+use crate::experiment::model::postgres::PostgresMode;
 use crate::experiment::ProbeKind;
 use crate::fault::{self, Injection};
-use crate::probe::postgres::{PostgresMode, PostgresWriter, WriteHistory};
+use crate::probe::postgres::{PostgresWriter, WriteHistory};
 use crate::probe::{self, Checker, Observation, Pace, SourceContext};
 use crate::report::record::{
     DataLoss, ExperimentInfo, FaultLeft, FaultRecord, Outcome, ProbeInfo, RecoveryInfo, RunRecord,

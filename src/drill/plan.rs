@@ -96,13 +96,15 @@ pub fn probe_checks(p: &ProbeSpec) -> (String, String) {
         ProbeKind::Postgres(p) => (
             "postgres".into(),
             match &p.mode {
-                crate::probe::postgres::PostgresMode::Read { query } => {
+                crate::experiment::model::postgres::PostgresMode::Read { query } => {
                     format!("{query:?} on {}", crate::safety::redact::text(&p.dsn))
                 }
-                crate::probe::postgres::PostgresMode::Write { rate_hz, table } => format!(
-                    "write {rate_hz}/s into {table} on {}",
-                    crate::safety::redact::text(&p.dsn)
-                ),
+                crate::experiment::model::postgres::PostgresMode::Write { rate_hz, table } => {
+                    format!(
+                        "write {rate_hz}/s into {table} on {}",
+                        crate::safety::redact::text(&p.dsn)
+                    )
+                }
             },
         ),
         ProbeKind::Prometheus(p) => (

@@ -31,7 +31,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::pod_kill::PodKill;
 use super::{FaultError, Injection, RevertPlan};
-pub use crate::experiment::model::db_failover::{
+use crate::experiment::model::db_failover::{
     DbFailoverProvider, DbFailoverSpec, PatroniAction, RoleLabels,
 };
 use crate::platform::kube::pod_ready;

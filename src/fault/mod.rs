@@ -153,7 +153,10 @@ impl BuildContext {
 
 impl Fault {
     /// A `db-failover` fault named `name` (the experiment loader builds its spec).
-    pub fn db_failover(name: &str, spec: db_failover::DbFailoverSpec) -> Result<Fault, FaultError> {
+    pub fn db_failover(
+        name: &str,
+        spec: crate::experiment::model::db_failover::DbFailoverSpec,
+    ) -> Result<Fault, FaultError> {
         Ok(Fault::DbFailover(Box::new(db_failover::DbFailover::new(
             name, spec,
         )?)))
@@ -202,9 +205,10 @@ impl Fault {
                     why: "no Kubernetes cluster: set `kube-context` for the environment".into(),
                 })?;
                 let grace = match &spec.provider {
-                    db_failover::DbFailoverProvider::KillPrimary { grace_period, .. } => {
-                        grace_period.unwrap_or_default()
-                    }
+                    crate::experiment::model::db_failover::DbFailoverProvider::KillPrimary {
+                        grace_period,
+                        ..
+                    } => grace_period.unwrap_or_default(),
                     _ => Duration::ZERO,
                 };
                 Ok(Fault::DbFailover(Box::new(f.with_pods(

@@ -32,9 +32,8 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::{FaultError, Injection, RevertPlan};
-pub use crate::experiment::model::network::{
-    format_rate, unsupported_on_proxies, Backend, ChaosMeshRef, Effect, NetworkKind, NetworkSpec,
-    PartitionDirection, Stream, ToxiproxyRef,
+use crate::experiment::model::network::{
+    format_rate, unsupported_on_proxies, Backend, Effect, NetworkSpec, Stream,
 };
 use crate::proxy::{ProxyServer, ProxyUpdate, Toxic, ToxicKind};
 
@@ -718,6 +717,7 @@ pub async fn revert(plan: &RevertPlan, ctx: &RevertContext) -> Result<String, Fa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::experiment::model::network::{ChaosMeshRef, NetworkKind, PartitionDirection};
 
     #[test]
     fn rates_read_naturally_and_round_to_toxiproxy_units() {

@@ -62,7 +62,12 @@ impl Checker {
             )),
             ProbeKind::Kubernetes(_) => return Ok(None),
             // The writer is a source of its own (it keeps a history for the RPO check).
-            ProbeKind::Postgres(p) if matches!(p.mode, postgres::PostgresMode::Write { .. }) => {
+            ProbeKind::Postgres(p)
+                if matches!(
+                    p.mode,
+                    crate::experiment::model::postgres::PostgresMode::Write { .. }
+                ) =>
+            {
                 return Ok(None)
             }
             ProbeKind::Postgres(p) => Checker::Postgres(Box::new(

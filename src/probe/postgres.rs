@@ -37,7 +37,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Observation, ProbeSample, Reason, SourceContext};
 use crate::analysis::rpo::{WriteAttempt, WriteOutcome};
-pub use crate::experiment::model::postgres::{
+use crate::experiment::model::postgres::{
     split_tls, PostgresMode, PostgresProbeSpec, TlsMode, TlsOptions,
 };
 use crate::timeline::{Clock, Sample};

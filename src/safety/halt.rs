@@ -38,11 +38,11 @@ pub fn path(state_dir: &Path) -> PathBuf {
 pub fn set(state_dir: &Path, reason: &str) -> std::io::Result<Halt> {
     let halt = Halt {
         reason: reason.into(),
-        since: super::now_rfc3339(),
+        since: crate::platform::now_rfc3339(),
         by: std::env::var("USER").unwrap_or_else(|_| format!("pid {}", std::process::id())),
     };
     let bytes = serde_json::to_vec_pretty(&halt).map_err(std::io::Error::other)?;
-    super::write_file_atomic(&path(state_dir), &bytes)?;
+    crate::platform::fs::write_file_atomic(&path(state_dir), &bytes)?;
     Ok(halt)
 }
 
@@ -76,7 +76,7 @@ pub fn state_dir_problem(state_dir: &Path) -> Option<String> {
 /// The current halt. A halt file that exists but cannot be parsed still halts: failing
 /// closed is the point of a lever.
 pub fn current(state_dir: &Path) -> Option<Halt> {
-    match super::read_nofollow(&path(state_dir)) {
+    match crate::platform::fs::read_nofollow(&path(state_dir)) {
         Ok(bytes) => Some(serde_json::from_slice(&bytes).unwrap_or_else(|_| Halt {
             reason: String::from_utf8_lossy(&bytes).trim().to_string(),
             since: "unknown".into(),

@@ -37,8 +37,8 @@ pub enum JournalError {
 pub struct Header {
     pub run_id: String,
     pub pid: u32,
-    /// The runner's start time ([`super::process_start`]) and boot ([`super::boot_id`]): a
-    /// reused pid is not the runner.
+    /// The runner's start time ([`crate::platform::process::process_start`]) and boot
+    /// ([`crate::platform::process::boot_id`]): a reused pid is not the runner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,7 +174,11 @@ impl State {
         let h = &self.header;
         h.pid == std::process::id()
             || (super::lock::any_held(state_dir, &h.scopes)
-                && super::same_process(h.pid, h.start_time, h.boot_id.as_deref()))
+                && crate::platform::process::same_process(
+                    h.pid,
+                    h.start_time,
+                    h.boot_id.as_deref(),
+                ))
     }
 
     pub fn pending(&self) -> impl Iterator<Item = &Entry> {
@@ -211,7 +215,7 @@ fn open_append(path: &Path) -> Result<File, JournalError> {
         .append(true)
         .create(true)
         .mode(0o600)
-        .custom_flags(super::O_NOFOLLOW)
+        .custom_flags(crate::platform::fs::O_NOFOLLOW)
         .open(path)
         .map_err(io(path))?;
     let len = f.metadata().map_err(io(path))?.len();
@@ -250,7 +254,7 @@ impl Journal {
     /// waiting on the disk).
     pub fn create(state_dir: &Path, header: Header) -> Result<Journal, JournalError> {
         let dir = journal_dir(state_dir);
-        super::ensure_dir(&dir).map_err(io(&dir))?;
+        crate::platform::fs::ensure_dir(&dir).map_err(io(&dir))?;
         let path = dir.join(format!("{}.jsonl", header.run_id));
         let mut file = open_append(&path)?;
         append(&mut file, &path, &Record::Open(header), false)?;
@@ -344,7 +348,7 @@ impl Journal {
             return Ok(false);
         }
         self.write(&Record::Closed {
-            at: super::now_rfc3339(),
+            at: crate::platform::now_rfc3339(),
         })?;
         Ok(true)
     }
@@ -375,7 +379,7 @@ fn parse_line(line: &str) -> Option<Record> {
 /// plan is lost. (A torn intent's call was never made: calls follow a complete, fsynced
 /// intent.)
 pub fn read(path: &Path) -> Result<State, JournalError> {
-    let bytes = super::read_nofollow(path).map_err(io(path))?;
+    let bytes = crate::platform::fs::read_nofollow(path).map_err(io(path))?;
     let text = String::from_utf8_lossy(&bytes);
     let corrupt = |message: String| JournalError::Corrupt {
         path: path.to_path_buf(),
@@ -610,7 +614,7 @@ async fn recover_with(path: &Path, close: bool) -> Result<Vec<Recovered>, Journa
             &mut file,
             path,
             &Record::Closed {
-                at: super::now_rfc3339(),
+                at: crate::platform::now_rfc3339(),
             },
             true,
         )?;

@@ -113,8 +113,8 @@ pub fn scopes(
     environment: &str,
     simulated: bool,
 ) -> Vec<String> {
+    use crate::experiment::model::network::Backend;
     use crate::experiment::{FaultSpec, TargetKind};
-    use crate::fault::network::Backend;
     let mut out = Vec::new();
     let namespace = |ns: &str| {
         if simulated {
@@ -203,14 +203,14 @@ pub fn acquire(
             path: path.clone(),
             source,
         };
-        super::ensure_dir(&dir).map_err(err)?;
+        crate::platform::fs::ensure_dir(&dir).map_err(err)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .custom_flags(super::O_NOFOLLOW)
+            .custom_flags(crate::platform::fs::O_NOFOLLOW)
             .open(&path)
             .map_err(err)?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -246,7 +246,7 @@ pub fn any_held(state_dir: &Path, scopes: &[String]) -> bool {
         let path = dir.join(file_name(scope));
         let Ok(file) = OpenOptions::new()
             .read(true)
-            .custom_flags(super::O_NOFOLLOW)
+            .custom_flags(crate::platform::fs::O_NOFOLLOW)
             .open(&path)
         else {
             return false;
@@ -261,7 +261,7 @@ pub fn any_held(state_dir: &Path, scopes: &[String]) -> bool {
 /// The holder a lock file names. The holder writes right after locking: retry briefly.
 fn read_holder(path: &Path) -> Option<Holder> {
     for _ in 0..20 {
-        let text = super::read_nofollow(path)
+        let text = crate::platform::fs::read_nofollow(path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
         if let Ok(h) = serde_json::from_str(&text) {

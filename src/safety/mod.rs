@@ -21,12 +21,6 @@ pub mod watchdog;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-// Files and processes are the platform's; these names stay for the safety code that uses them.
-pub use crate::platform::fs::{check_writable_dir, ensure_dir, write_file_atomic};
-pub(crate) use crate::platform::fs::{read_nofollow, O_NOFOLLOW};
-pub use crate::platform::now_rfc3339;
-pub use crate::platform::process::{boot_id, pid_alive, process_start, same_process};
-
 /// The state directory: explicit flag, then `FIREDRILL_STATE_DIR` (clap reads it into the
 /// flag), then the XDG state home.
 pub fn state_dir(explicit: Option<&Path>) -> PathBuf {

@@ -27,7 +27,7 @@ use crate::eprintln_redacted as eprintln;
 use super::catalog::{self, Catalog, Entry};
 use super::cron::{due, Due};
 use super::promotion::{self, Gate, RunSummary};
-use super::window;
+use crate::experiment::model::window;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ScheduleArgs {

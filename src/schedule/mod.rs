@@ -13,11 +13,10 @@ pub mod notify;
 pub mod promotion;
 pub mod status;
 
-pub use crate::experiment::model::schedule::{Concurrency, Rules};
-/// Windows and blackouts are part of the experiment model; the daemon evaluates them.
-pub use crate::experiment::model::window;
-
 use std::time::Duration;
+
+use crate::experiment::model::schedule::Rules;
+use crate::experiment::model::window;
 
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
