@@ -339,7 +339,10 @@ cooldown: 100ms
     };
     let since = |a: SystemTime, b: SystemTime| b.duration_since(a).unwrap_or_default();
     // The watch delivers a change a little after it happens; a bound may miss by that much.
-    let watch = Duration::from_millis(5);
+    // Idle, that is under 1ms; with the whole suite running on two cores it reached 7–9ms
+    // (trial 7 of a full run: downtime's lower bound 6.7ms above the truth). 15ms still fails
+    // the defect this test was written for (TTD 20.7ms for a true 0.5ms).
+    let watch = Duration::from_millis(15);
     let trials = record["trials"].as_array().unwrap();
     assert_eq!(trials.len(), 20);
     for trial in trials {
