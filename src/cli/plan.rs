@@ -124,11 +124,11 @@ pub(super) async fn plan(file: &Path, sel: &Selection, state_dir: &Path) -> anyh
                         println!("    resolved now (a run chooses again): {chosen}")
                     }
                     Ok(None) => {}
-                    Err(e) => println!("    cannot resolve its targets now: {e}"),
+                    Err(e) => println!("    cannot resolve its targets now: {}", e.render()),
                 }
             }
         }
-        Err(e) => println!("  faults: {e}"),
+        Err(e) => println!("  faults: {}", e.render()),
     }
     if let Some(handle) = sim {
         handle.shutdown().await;

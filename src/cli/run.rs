@@ -323,7 +323,7 @@ async fn prepare(
     let faults = match Plan::build_faults(&exp, &ctx) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", e.render());
             return Err(Exit::Invalid);
         }
     };

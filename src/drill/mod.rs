@@ -380,9 +380,7 @@ impl Executor<'_> {
                                 *stopped = Some(format!(
                                     "stopped while injecting {label}; it may have been applied, and was reverted"
                                 ));
-                                Err(fault::FaultError::Inject(
-                                    "stopped while the call was in flight".into(),
-                                ))
+                                Err(fault::FaultError::inject("stopped while the call was in flight"))
                             }
                         }
                     }
@@ -394,7 +392,7 @@ impl Executor<'_> {
             if let (Some(seq), Some(j)) = (seq, &self.opts.journal) {
                 let written = match &injected_now {
                     Ok(inj) => j.applied(seq, &inj.revert),
-                    Err(e) => j.maybe_applied(seq, &e.to_string()),
+                    Err(e) => j.maybe_applied(seq, &e.render()),
                 };
                 if let Err(e) = written {
                     tracing::error!(error = %e, "cannot record the injection's outcome in the journal");
@@ -424,11 +422,11 @@ impl Executor<'_> {
                         Some(index),
                         EventKind::FaultFailed {
                             fault: label.clone(),
-                            error: e.to_string(),
+                            error: e.render(),
                         },
                     );
                     if stopped_injecting.is_none() {
-                        inject_error = Some(format!("could not inject {label}: {e}"));
+                        inject_error = Some(format!("could not inject {label}: {}", e.render()));
                     }
                     break;
                 }
@@ -482,11 +480,11 @@ impl Executor<'_> {
                         trial: index,
                         fault: label.clone(),
                         revert: plan.describe(),
-                        error: e.to_string(),
+                        error: e.render(),
                     });
                     EventKind::RevertFailed {
                         fault: label.clone(),
-                        error: e.to_string(),
+                        error: e.render(),
                     }
                 }
             };
@@ -572,16 +570,16 @@ impl Executor<'_> {
                         Some(index),
                         EventKind::RevertFailed {
                             fault: inj.fault.clone(),
-                            error: e.to_string(),
+                            error: e.render(),
                         },
                     );
                     self.left.push(FaultLeft {
                         trial: index,
                         fault: inj.fault.clone(),
                         revert: inj.revert.describe(),
-                        error: e.to_string(),
+                        error: e.render(),
                     });
-                    (None, Some(e.to_string()))
+                    (None, Some(e.render()))
                 }
             };
             FaultRecord {
@@ -638,7 +636,7 @@ impl Executor<'_> {
         };
         let written = match result {
             Ok(detail) => j.reverted(seq, detail),
-            Err(e) => j.revert_failed(seq, &e.to_string()),
+            Err(e) => j.revert_failed(seq, &e.render()),
         };
         if let Err(e) = written {
             tracing::error!(error = %e, "cannot record a revert in the journal");

@@ -45,10 +45,10 @@ impl CommandFault {
         let sent_at = Instant::now();
         let (status, stderr) = run_argv_tracked(&self.run, self.timeout, spawned)
             .await
-            .map_err(FaultError::Inject)?;
+            .map_err(FaultError::inject)?;
         let accepted_at = Instant::now();
         if !status.success() {
-            return Err(FaultError::Inject(format!(
+            return Err(FaultError::inject(format!(
                 "{:?} failed: {}",
                 self.run,
                 failure_reason(&status, &stderr)
@@ -82,11 +82,11 @@ impl CommandFault {
 pub async fn run_revert(argv: &[String], timeout: Duration) -> Result<String, FaultError> {
     let (status, stderr) = run_argv_tracked(argv, timeout, &|_| {})
         .await
-        .map_err(FaultError::Revert)?;
+        .map_err(FaultError::revert)?;
     if status.success() {
         Ok(format!("ran {argv:?}"))
     } else {
-        Err(FaultError::Revert(format!(
+        Err(FaultError::revert(format!(
             "{argv:?} failed: {}",
             failure_reason(&status, &stderr)
         )))

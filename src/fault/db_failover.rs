@@ -348,7 +348,7 @@ impl DbFailover {
                 let client = self
                     .client
                     .as_ref()
-                    .ok_or_else(|| FaultError::Inject("no Patroni client".into()))?;
+                    .ok_or_else(|| FaultError::inject("no Patroni client"))?;
                 let leader = old.clone().unwrap_or_default();
                 // Patroni records the request at once and replies when the switch is done:
                 // the fault is accepted when the request is sent.
@@ -363,7 +363,7 @@ impl DbFailover {
                             .await
                     }
                 }
-                .map_err(|e| FaultError::Inject(format!("db-failover `{}`: {e}", self.name)))?;
+                .map_err(|e| FaultError::inject(format!("db-failover `{}`: {e}", self.name)))?;
                 let reply_after = sent_at.elapsed();
                 let new_leader = client.primary_member().await.ok().map(|m| m.name);
                 let old_timeline = resolved.leader.as_ref().and_then(|m| m.timeline);
@@ -409,11 +409,11 @@ impl DbFailover {
                 let pods = self
                     .pods
                     .as_ref()
-                    .ok_or_else(|| FaultError::Inject("no Kubernetes client".into()))?;
+                    .ok_or_else(|| FaultError::inject("no Kubernetes client"))?;
                 let pod = resolved
                     .pod
                     .clone()
-                    .ok_or_else(|| FaultError::Inject("no primary pod".into()))?;
+                    .ok_or_else(|| FaultError::inject("no primary pod"))?;
                 // The choice was just made again, against the leader and labels as they are
                 // now; it must still be the pod that was chosen (and journalled) before.
                 let fresh = pods.chosen();
@@ -464,24 +464,27 @@ impl DbFailover {
                 let leader = resolved
                     .leader
                     .as_ref()
-                    .ok_or_else(|| FaultError::Inject("no leader".into()))?;
+                    .ok_or_else(|| FaultError::inject("no leader"))?;
                 let pid = resolved
                     .pid
-                    .ok_or_else(|| FaultError::Inject("no postmaster pid".into()))?;
+                    .ok_or_else(|| FaultError::inject("no postmaster pid"))?;
                 // Re-check right before the signal: the pid must still be this postmaster.
                 let again = self.postmaster_pid(leader, data_dir.as_deref())?;
                 if again != pid {
-                    return Err(FaultError::Inject(format!(
+                    return Err(FaultError::inject(format!(
                         "the postmaster of `{}` changed from pid {pid} to {again} while preparing",
                         leader.name
                     )));
                 }
                 let sent_at = Instant::now();
                 kill(Pid::from_raw(pid), Signal::SIGKILL).map_err(|e| {
-                    FaultError::Inject(format!(
-                        "cannot SIGKILL the postmaster (pid {pid}) of `{}`: {e}",
-                        leader.name
-                    ))
+                    FaultError::inject_by(
+                        format!(
+                            "cannot SIGKILL the postmaster (pid {pid}) of `{}`",
+                            leader.name
+                        ),
+                        e,
+                    )
                 })?;
                 let accepted_at = Instant::now();
                 let detail = format!(
@@ -513,10 +516,10 @@ impl DbFailover {
                 let sent_at = Instant::now();
                 let (status, stderr) = run_argv(run, self.spec.timeout)
                     .await
-                    .map_err(FaultError::Inject)?;
+                    .map_err(FaultError::inject)?;
                 let accepted_at = Instant::now();
                 if !status.success() {
-                    return Err(FaultError::Inject(format!(
+                    return Err(FaultError::inject(format!(
                         "{run:?} failed: {}",
                         failure_reason(&status, &stderr)
                     )));
@@ -577,7 +580,7 @@ impl DbFailover {
                 }
             }
             if Instant::now() >= deadline {
-                return Err(FaultError::Inject(format!(
+                return Err(FaultError::inject(format!(
                     "db-failover `{}`: no new leader within {}",
                     self.name,
                     crate::timeline::human(within)

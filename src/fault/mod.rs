@@ -19,16 +19,89 @@ use tokio::time::Instant;
 
 use crate::experiment::{Experiment, FaultSpec, TargetKind};
 
-#[derive(Debug, thiserror::Error)]
+/// The error a fault came from (a Kubernetes, HTTP, I/O or Patroni error), kept as it was.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a fault could not be prepared, injected or reverted. The message says what failed, in
+/// the drill's words; the error it came from is its `source`, shown once where the error is
+/// shown ([`FaultError::render`]).
+#[derive(Debug)]
 pub enum FaultError {
-    #[error("{0}")]
+    /// Nothing to act on (no pod matches, no leader, the target changed).
     NoTarget(String),
-    #[error("{0}")]
-    Inject(String),
-    #[error("{0}")]
-    Revert(String),
-    #[error("fault `{fault}` is not supported here: {why}")]
-    Unsupported { fault: String, why: String },
+    Inject {
+        what: String,
+        cause: Option<Cause>,
+    },
+    Revert {
+        what: String,
+        cause: Option<Cause>,
+    },
+    Unsupported {
+        fault: String,
+        why: String,
+    },
+}
+
+impl FaultError {
+    pub fn inject(what: impl Into<String>) -> Self {
+        FaultError::Inject {
+            what: what.into(),
+            cause: None,
+        }
+    }
+
+    /// An injection that failed because of `cause`.
+    pub fn inject_by(what: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        FaultError::Inject {
+            what: what.into(),
+            cause: Some(cause.into()),
+        }
+    }
+
+    pub fn revert(what: impl Into<String>) -> Self {
+        FaultError::Revert {
+            what: what.into(),
+            cause: None,
+        }
+    }
+
+    /// A revert that failed because of `cause`.
+    pub fn revert_by(what: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        FaultError::Revert {
+            what: what.into(),
+            cause: Some(cause.into()),
+        }
+    }
+
+    /// For people (records, journals, the terminal): what failed and, once, why.
+    pub fn render(&self) -> String {
+        crate::platform::render(self)
+    }
+}
+
+impl std::fmt::Display for FaultError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FaultError::NoTarget(what)
+            | FaultError::Inject { what, .. }
+            | FaultError::Revert { what, .. } => f.write_str(what),
+            FaultError::Unsupported { fault, why } => {
+                write!(f, "fault `{fault}` is not supported here: {why}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for FaultError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FaultError::Inject { cause, .. } | FaultError::Revert { cause, .. } => cause
+                .as_deref()
+                .map(|c| c as &(dyn std::error::Error + 'static)),
+            FaultError::NoTarget(_) | FaultError::Unsupported { .. } => None,
+        }
+    }
 }
 
 /// How to undo an injected fault. Serializable so it can be journalled before the fault is
@@ -410,7 +483,7 @@ impl crate::platform::retry::Attempt for FaultError {
     }
 
     fn describe(&self) -> String {
-        self.to_string()
+        self.render()
     }
 }
 
@@ -424,7 +497,7 @@ pub async fn revert(plan: &RevertPlan, ctx: &RevertContext) -> Result<String, Fa
     }
     crate::platform::retry::retry("revert", &policy, || revert_once(plan, ctx))
         .await
-        .map_err(|f| FaultError::Revert(f.to_string()))
+        .map_err(|f| FaultError::revert(f.to_string()))
 }
 
 /// One attempt at undoing an injection.
@@ -438,5 +511,23 @@ pub async fn revert_once(plan: &RevertPlan, ctx: &RevertContext) -> Result<Strin
         | RevertPlan::HttpDelete { .. }
         | RevertPlan::HttpPost { .. }
         | RevertPlan::KubeDelete { .. } => network::revert(plan, ctx).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+
+    #[test]
+    fn an_error_keeps_its_cause_and_shows_it_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied");
+        let e = FaultError::revert_by("cannot send SIGCONT to pid 7", io);
+        assert_eq!(e.to_string(), "cannot send SIGCONT to pid 7");
+        assert_eq!(e.source().unwrap().to_string(), "permission denied");
+        assert_eq!(e.render(), "cannot send SIGCONT to pid 7: permission denied");
+        let plain = FaultError::inject("no pods were chosen");
+        assert!(plain.source().is_none());
+        assert_eq!(plain.render(), "no pods were chosen");
     }
 }

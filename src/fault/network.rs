@@ -125,7 +125,8 @@ impl NetworkFault {
                 proxy: name.clone(),
             },
             Backend::Toxiproxy(t) => Target::Toxiproxy {
-                http: http_client().map_err(|e| FaultError::Inject(e.to_string()))?,
+                http: http_client()
+                    .map_err(|e| FaultError::inject_by("cannot build the HTTP client", e))?,
                 url: t.url.trim_end_matches('/').to_string(),
                 proxy: t.proxy.clone(),
             },
@@ -407,7 +408,7 @@ impl NetworkFault {
                 server
                     .update_proxy(proxy, update)
                     .await
-                    .map_err(|e| FaultError::Inject(format!("proxy `{proxy}`: {e}")))?;
+                    .map_err(|e| FaultError::inject_by(format!("proxy `{proxy}`"), e))?;
                 format!("disabled proxy {proxy}")
             }
             Target::Proxy {
@@ -416,7 +417,7 @@ impl NetworkFault {
             } => {
                 server
                     .add_toxic(proxy, self.toxic(name.clone(), ttl)?)
-                    .map_err(|e| FaultError::Inject(format!("proxy `{proxy}`: {e}")))?;
+                    .map_err(|e| FaultError::inject_by(format!("proxy `{proxy}`"), e))?;
                 format!(
                     "added toxic {name} to proxy {proxy} (expires by itself in {}s)",
                     ttl.as_secs()
@@ -441,16 +442,16 @@ impl NetworkFault {
                         }),
                     )
                 };
-                let resp = http.post(&endpoint).json(&body).send().await.map_err(|e| {
-                    FaultError::Inject(format!(
-                        "toxiproxy {url}: {}",
-                        crate::platform::root_cause(&e)
-                    ))
-                })?;
+                let resp = http
+                    .post(&endpoint)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map_err(|e| FaultError::inject_by(format!("toxiproxy {url}"), e))?;
                 let status = resp.status();
                 if !status.is_success() {
                     let text = resp.text().await.unwrap_or_default();
-                    return Err(FaultError::Inject(format!(
+                    return Err(FaultError::inject(format!(
                         "toxiproxy refused the {} ({status}): {}",
                         self.spec.effect.kind(),
                         text.trim()
@@ -481,17 +482,12 @@ impl NetworkFault {
                     namespace,
                     pods,
                 ))
-                .map_err(|e| FaultError::Inject(e.to_string()))?;
+                .map_err(|e| FaultError::inject(e.to_string()))?;
                 let api: Api<DynamicObject> =
                     Api::namespaced_with(client.clone(), namespace, &network_chaos());
                 api.create(&PostParams::default(), &obj)
                     .await
-                    .map_err(|e| {
-                        FaultError::Inject(format!(
-                            "cannot create NetworkChaos: {}",
-                            crate::platform::kube::describe(&e)
-                        ))
-                    })?;
+                    .map_err(|e| FaultError::inject_by("cannot create NetworkChaos", e))?;
                 format!(
                     "created NetworkChaos {namespace}/{name} on {} pod(s) (ends by itself after {})",
                     pods.len(),
@@ -649,7 +645,7 @@ pub async fn revert(plan: &RevertPlan, ctx: &RevertContext) -> Result<String, Fa
             match server.remove_toxic(proxy, toxic) {
                 Ok(()) => Ok(format!("removed toxic {toxic} from proxy {proxy}")),
                 Err(e) if e.status() == 404 => Ok(format!("toxic {toxic} was already gone")),
-                Err(e) => Err(FaultError::Revert(format!("proxy `{proxy}`: {e}"))),
+                Err(e) => Err(FaultError::revert_by(format!("proxy `{proxy}`"), e)),
             }
         }
         RevertPlan::ProxyEnable { proxy } => {
@@ -666,24 +662,26 @@ pub async fn revert(plan: &RevertPlan, ctx: &RevertContext) -> Result<String, Fa
                     info.listen
                 )),
                 Err(e) if e.status() == 404 => Ok(format!("proxy {proxy} was already gone")),
-                Err(e) => Err(FaultError::Revert(format!("proxy `{proxy}`: {e}"))),
+                Err(e) => Err(FaultError::revert_by(format!("proxy `{proxy}`"), e)),
             }
         }
         RevertPlan::HttpDelete { url } | RevertPlan::HttpPost { url, .. } => {
-            let http = http_client().map_err(|e| FaultError::Revert(e.to_string()))?;
+            let http = http_client()
+                .map_err(|e| FaultError::revert_by("cannot build the HTTP client", e))?;
             let (call, request) = match plan {
                 RevertPlan::HttpPost { body, .. } => {
                     (format!("POST {url} {body}"), http.post(url).json(body))
                 }
                 _ => (format!("DELETE {url}"), http.delete(url)),
             };
-            let resp = request.send().await.map_err(|e| {
-                FaultError::Revert(format!("{call}: {}", crate::platform::root_cause(&e)))
-            })?;
+            let resp = request
+                .send()
+                .await
+                .map_err(|e| FaultError::revert_by(call.clone(), e))?;
             match resp.status().as_u16() {
                 200..=299 => Ok(call),
                 404 => Ok(format!("{url} was already gone")),
-                s => Err(FaultError::Revert(format!("{call} answered {s}"))),
+                s => Err(FaultError::revert(format!("{call} answered {s}"))),
             }
         }
         RevertPlan::KubeDelete {
@@ -695,20 +693,20 @@ pub async fn revert(plan: &RevertPlan, ctx: &RevertContext) -> Result<String, Fa
             let client = ctx
                 .kube
                 .clone()
-                .ok_or_else(|| FaultError::Revert("no Kubernetes client to delete with".into()))?;
+                .ok_or_else(|| FaultError::revert("no Kubernetes client to delete with"))?;
             let api: Api<DynamicObject> = Api::namespaced_with(client, namespace, &network_chaos());
             match api.delete(name, &Default::default()).await {
                 Ok(_) => Ok(format!("deleted {kind} {namespace}/{name}")),
                 Err(kube::Error::Api(s)) if s.code == 404 => {
                     Ok(format!("{kind} {namespace}/{name} was already gone"))
                 }
-                Err(e) => Err(FaultError::Revert(format!(
-                    "cannot delete {kind} {namespace}/{name}: {}",
-                    crate::platform::kube::describe(&e)
-                ))),
+                Err(e) => Err(FaultError::revert_by(
+                    format!("cannot delete {kind} {namespace}/{name}"),
+                    e,
+                )),
             }
         }
-        other => Err(FaultError::Revert(format!(
+        other => Err(FaultError::revert(format!(
             "not a network fault's revert: {other:?}"
         ))),
     }

@@ -61,7 +61,7 @@ pub(crate) async fn live_pods(
     let lp = ListParams::default().labels(selector);
     let list = retry("list pods", &Backoff::default(), || api.list(&lp))
         .await
-        .map_err(|e| FaultError::Inject(format!("cannot list pods: {e}")))?;
+        .map_err(|e| FaultError::inject_by("cannot list pods", e))?;
     let mut live: Vec<Pod> = list
         .items
         .into_iter()
@@ -223,9 +223,7 @@ impl PodKill {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         if chosen.is_empty() {
-            return Err(FaultError::Inject(
-                "no pods were chosen (prepare first)".into(),
-            ));
+            return Err(FaultError::inject("no pods were chosen (prepare first)"));
         }
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.target.namespace);
         let grace = Some(self.grace.as_secs() as u32);
@@ -268,7 +266,7 @@ impl PodKill {
                 }
                 // A 404 after a failed attempt: that attempt may have deleted it.
                 Err(f) if f.uncertain => {
-                    return Err(FaultError::Inject(format!(
+                    return Err(FaultError::inject(format!(
                         "the outcome of deleting pod {name} is unknown: {f}"
                     )));
                 }
@@ -278,7 +276,10 @@ impl PodKill {
                     {}
                 Err(f) => {
                     if !any_deleted {
-                        return Err(FaultError::Inject(format!("cannot delete pod {name}: {f}")));
+                        return Err(FaultError::inject_by(
+                            format!("cannot delete pod {name}"),
+                            f,
+                        ));
                     }
                     tracing::warn!(pod = %name, error = %f, "delete failed after other pods were deleted");
                 }

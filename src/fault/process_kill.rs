@@ -65,7 +65,7 @@ pub fn continue_processes(processes: &[ProcessRef]) -> Result<String, FaultError
             continue;
         }
         kill(Pid::from_raw(p.pid), Signal::SIGCONT).map_err(|e| {
-            FaultError::Revert(format!("cannot send SIGCONT to pid {}: {e}", p.pid))
+            FaultError::revert_by(format!("cannot send SIGCONT to pid {}", p.pid), e)
         })?;
         continued.push(p.pid.to_string());
     }
@@ -97,7 +97,7 @@ impl ProcessKill {
             format!("SIG{signal}")
         };
         let signal = Signal::from_str(&name)
-            .map_err(|_| FaultError::Inject(format!("unknown signal `{signal}`")))?;
+            .map_err(|_| FaultError::inject(format!("unknown signal `{signal}`")))?;
         Ok(ProcessKill {
             target_name: target_name.into(),
             target: target.clone(),
@@ -121,7 +121,7 @@ impl ProcessKill {
                 let pids: Vec<String> = found.iter().map(|(p, _)| p.to_string()).collect();
                 format!("{} {how} (now: pid {})", self.signal, pids.join(", "))
             }
-            Err(e) => format!("{} {how} (now: {e})", self.signal),
+            Err(e) => format!("{} {how} (now: {})", self.signal, e.render()),
         }
     }
 
@@ -191,7 +191,7 @@ impl ProcessKill {
             }
             let process = ProcessRef::of(*pid, seen);
             kill(Pid::from_raw(*pid), self.signal).map_err(|e| {
-                FaultError::Inject(format!("cannot send {} to pid {pid}: {e}", self.signal))
+                FaultError::inject_by(format!("cannot send {} to pid {pid}", self.signal), e)
             })?;
             hit.push(pid.to_string());
             stopped.push(process);

@@ -9,6 +9,24 @@ pub mod patroni;
 pub mod process;
 pub mod retry;
 
+/// An error for people, rendered once at the edge that shows it: its own message and, when it
+/// came from another error, that error's actionable part ([`cause`]).
+pub fn render(e: &(dyn std::error::Error + 'static)) -> String {
+    match e.source() {
+        Some(source) => format!("{e}: {}", cause(source)),
+        None => e.to_string(),
+    }
+}
+
+/// The part of an error a person can act on: a Kubernetes API error's code, message and reason
+/// ([`kube::describe`]), else the innermost cause.
+pub fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    match e.downcast_ref::<::kube::Error>() {
+        Some(k) => kube::describe(k),
+        None => root_cause(e),
+    }
+}
+
 /// The innermost cause of an error, which is the part a person can act on
 /// ("connection refused", not "error sending request").
 pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

@@ -126,6 +126,9 @@ impl<E> std::fmt::Display for Failed<E> {
     }
 }
 
+/// The message already carries the last attempt's error, so it is not repeated as a source.
+impl<E: std::fmt::Debug> std::error::Error for Failed<E> {}
+
 /// Calls `op` until it succeeds, fails for good, or the attempts are spent.
 pub async fn retry<T, E, Fut>(
     what: &str,

@@ -576,7 +576,7 @@ async fn recover_with(path: &Path, close: bool) -> Result<Vec<Recovered>, Journa
                     None => revert_replayed(plan, &state.header)
                         .await
                         .map(|detail| super::redact::text(&format!("{detail}{killed_note}")))
-                        .map_err(|err| super::redact::text(&err.to_string())),
+                        .map_err(|err| super::redact::text(&err.render())),
                 };
                 let (record, result) = match attempt {
                     Ok(detail) => (
@@ -748,7 +748,7 @@ async fn revert_replayed(plan: &RevertPlan, header: &Header) -> Result<String, f
         let client = crate::platform::kube::client_for_cluster(&cluster)
             .await
             .map_err(|e| {
-                fault::FaultError::Revert(format!(
+                fault::FaultError::revert(format!(
                     "cannot reach the run's cluster (context `{}`): {e}",
                     cluster.context.as_deref().unwrap_or("in-cluster")
                 ))
