@@ -73,9 +73,8 @@ pub fn environment_named(
         None => EnvironmentsFile::default(),
     };
     let known: Vec<String> = envs.environments.iter().map(|e| e.name.clone()).collect();
-    let mut env = match envs.environments.into_iter().find(|e| e.name == name) {
+    let mut env = match experiment::environment_named(Some(&envs), name) {
         Some(e) => e,
-        None if name == "local" => Environment::local(),
         None => {
             let help = if known.is_empty() {
                 "define it in firedrill.yaml beside the experiment, or use --env local".into()
