@@ -525,7 +525,10 @@ mod tests {
         let e = FaultError::revert_by("cannot send SIGCONT to pid 7", io);
         assert_eq!(e.to_string(), "cannot send SIGCONT to pid 7");
         assert_eq!(e.source().unwrap().to_string(), "permission denied");
-        assert_eq!(e.render(), "cannot send SIGCONT to pid 7: permission denied");
+        assert_eq!(
+            e.render(),
+            "cannot send SIGCONT to pid 7: permission denied"
+        );
         let plain = FaultError::inject("no pods were chosen");
         assert!(plain.source().is_none());
         assert_eq!(plain.render(), "no pods were chosen");
