@@ -241,7 +241,11 @@ fn the_pod_patroni_names_leader_is_deleted_and_the_replicas_are_untouched() {
     // The replacement pod came back and the probe saw the StatefulSet whole again.
     assert!(record["trials"][0]["verdict"]["ttr"]["estimate_s"].is_number());
     // The deleted pod's replacement, phase by phase (the scenario's kubelet: scheduled 10ms,
-    // running 60ms, ready 110ms after creation), as for a pod-kill.
+    // running 60ms, ready 110ms after creation), as for a pod-kill. The phases are watch
+    // observations: their precision against the simulated truth is kube_drill's single-kill
+    // test. Here a gross mismatch fails (the dead pod's own phases, or none): a CI run on two
+    // busy cores delivered the replacement's creation 31ms late, so the span is checked
+    // loosely and the order strictly.
     let phases = &record["trials"][0]["pod_recovery"][0];
     assert_eq!(phases["pod"], "orders-1", "{phases}");
     assert_eq!(phases["replacement"], "orders-1", "{phases}");
@@ -250,10 +254,16 @@ fn the_pod_patroni_names_leader_is_deleted_and_the_replicas_are_untouched() {
             .as_f64()
             .unwrap_or_else(|| panic!("{k}: {phases}"))
     };
-    let (created, ready) = (at("created_s"), at("ready_s"));
-    assert!(at("scheduled_s") >= created && at("running_s") >= at("scheduled_s"));
+    let (deleted, created, ready) = (at("deleted_s"), at("created_s"), at("ready_s"));
     assert!(
-        (ready - created - 0.110).abs() < 0.030,
+        deleted <= created
+            && created <= at("scheduled_s")
+            && at("scheduled_s") <= at("running_s")
+            && at("running_s") <= ready,
+        "deleted, created, scheduled, running, ready in that order: {phases}"
+    );
+    assert!(
+        (0.050..0.250).contains(&(ready - created)),
         "ready {:.3}s after creation, the scenario says 0.110s: {phases}",
         ready - created
     );
