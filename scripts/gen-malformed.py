@@ -547,6 +547,38 @@ def bad_references():
         add(c, name, sub(old, new, base))
 
 
+def bad_steps():
+    """Steps (a fault's `wait:`) and attribution (a probe's `after:`) gone wrong."""
+    c = "bad-steps"
+    kill = ("  - pod-kill:\n", "  - name: kill\n    pod-kill:\n")
+    stop = "  - process-kill:\n"
+    cmd = ("  - command:\n", "  - name: cmd\n    command:\n")
+    cases = [
+        ("after-unknown-fault", [kill, (stop, "  - wait: { after: kil, for: 1s }\n    process-kill:\n")]),
+        ("after-no-names", [(stop, "  - wait: { after: kill, for: 1s }\n    process-kill:\n")]),
+        ("after-itself", [(stop, "  - name: stop\n    wait: { after: stop, for: 1s }\n    process-kill:\n")]),
+        ("after-later-fault", [cmd, (stop, "  - wait: { after: cmd, for: 1s }\n    process-kill:\n")]),
+        ("removed-acts-once", [kill, (stop, "  - wait: { removed: kill }\n    process-kill:\n")]),
+        ("after-and-removed", [kill, (stop, "  - wait: { after: kill, removed: kill }\n    process-kill:\n")]),
+        ("first-fault-waits", [("  - pod-kill:\n", "  - wait: 5s\n    pod-kill:\n")]),
+        ("waits-for-nothing", [kill, (stop, "  - wait: { after: kill }\n    process-kill:\n")]),
+        ("empty-wait", [(stop, "  - wait: {}\n    process-kill:\n")]),
+        ("within-not-after-for", [(stop, "  - wait: { for: 10s, within: 5s }\n    process-kill:\n")]),
+        ("until-unknown-probe", [(stop, "  - wait: { until: { probe: web-htp, is: failing } }\n    process-kill:\n")]),
+        ("until-bad-state", [(stop, "  - wait: { until: { probe: web-http, is: down } }\n    process-kill:\n")]),
+        ("until-no-state", [(stop, "  - wait: { until: { probe: web-http } }\n    process-kill:\n")]),
+        ("wait-unknown-key", [(stop, "  - wait: { delay: 5s }\n    process-kill:\n")]),
+        ("wait-bad-duration", [(stop, "  - wait: soon\n    process-kill:\n")]),
+        ("wait-negative", [(stop, "  - wait: { for: -1s }\n    process-kill:\n")]),
+        ("wait-list", [(stop, "  - wait: [5s]\n    process-kill:\n")]),
+        ("probe-after-unknown-fault", [kill, ("    every-during: 50ms\n", "    every-during: 50ms\n    after: kil\n")]),
+        ("probe-after-no-fault", [("    every-during: 50ms\n", "    every-during: 50ms\n    after: []\n")]),
+        ("fault-name-twice", [kill, (stop, "  - name: kill\n    process-kill:\n")]),
+    ]
+    for name, pairs in cases:
+        add(c, name, subs(BASE, *pairs))
+
+
 def kind_mismatches():
     c = "kind-mismatches"
     cases = [
@@ -747,7 +779,7 @@ def main():
     for gen in [yaml_syntax, tabs, wrong_types, unknown_keys, duplicate_keys, empty, negative_durations,
                 zero_durations, huge_durations, unparseable_durations, invalid_selectors, invalid_cron,
                 invalid_urls, invalid_names, non_utf8, bom, deep_nesting, alias_bombs, anchors,
-                bad_references, kind_mismatches, bad_interpolation, out_of_range, wrong_root,
+                bad_references, bad_steps, kind_mismatches, bad_interpolation, out_of_range, wrong_root,
                 environments, scenario, control_characters, long_lines]:
         gen()
     if os.path.isdir(ROOT):

@@ -73,6 +73,8 @@ pub enum EventKind {
     FaultTargets { fault: String, chosen: String },
     /// A fault was accepted by its target.
     FaultInjected { fault: String, detail: String },
+    /// A step's condition held: its fault is injected next. `after` says what it waited for.
+    StepStarted { fault: String, after: String },
     /// A fault could not be injected.
     FaultFailed { fault: String, error: String },
     /// A fault was rolled back (or found to need no rollback).
@@ -160,6 +162,8 @@ impl From<OperatorMark> for EventKind {
 pub enum Phase {
     Preflight,
     Inject,
+    /// A step waits for its condition before its fault is injected.
+    Step,
     /// A lasting fault (latency) is in place for its duration.
     Hold,
     Observe,
@@ -174,6 +178,7 @@ impl std::fmt::Display for Phase {
         let s = match self {
             Phase::Preflight => "preflight",
             Phase::Inject => "inject",
+            Phase::Step => "waiting for a step",
             Phase::Hold => "fault held",
             Phase::Observe => "observe",
             Phase::Revert => "revert",

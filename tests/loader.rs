@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use firedrill::experiment::{
     find_environments_file, load_environments, load_experiment, load_experiment_bytes, parse_yaml,
@@ -380,5 +381,65 @@ fn probes_are_attributed_to_the_faults_they_measure() {
         watches("orders-direct"),
         Some(vec![1]),
         "after: slow-checkout"
+    );
+}
+
+/// A fault's `wait:` makes it a step: counted from the fault before it (or the one named by
+/// `after:`/`removed:`), a delay later, once a probe passes or fails, within a bound whose
+/// default is the delay plus the recovery timeout.
+#[test]
+fn a_wait_makes_a_fault_a_step_of_a_scenario() {
+    use firedrill::experiment::model::step::{ProbeCondition, StepWait};
+    let s = setup();
+    let loaded = load_experiment(&Path::new(VALID).join("steps.yaml"), &s.opts()).expect("loads");
+    let exp = &loaded.experiment;
+    let secs = Duration::from_secs;
+    assert_eq!(
+        exp.fault_waits,
+        vec![
+            None,
+            Some(StepWait {
+                from: 0,
+                from_removal: false,
+                delay: Duration::ZERO,
+                until: Some(ProbeCondition {
+                    probe: "writes".into(),
+                    passing: true
+                }),
+                within: secs(120),
+            }),
+            Some(StepWait {
+                from: 0,
+                from_removal: false,
+                delay: secs(30),
+                until: None,
+                within: secs(30 + 180),
+            }),
+            Some(StepWait {
+                from: 1,
+                from_removal: true,
+                delay: secs(1),
+                until: None,
+                within: secs(60),
+            }),
+            Some(StepWait {
+                from: 3,
+                from_removal: false,
+                delay: secs(5),
+                until: None,
+                within: secs(5 + 180),
+            }),
+        ]
+    );
+    assert_eq!(
+        exp.fault_waits[3]
+            .as_ref()
+            .unwrap()
+            .describe("slow-primary"),
+        "1s after the removal of slow-primary (within 1m)"
+    );
+    assert_eq!(
+        exp.fault_waits[1].as_ref().unwrap().describe("failover"),
+        "after failover, once `writes` is passing (within 2m)"
     );
 }

@@ -235,7 +235,7 @@ pub fn probe_verdict(trace: &Trace, origin: Origin, stable_for: Duration) -> Pro
         |d: Duration| Bracket::new(d.saturating_sub(t_inject), d.saturating_sub(origin.sent));
     let ttd_bracket = first_fail.map(|i| from_fault(st[i].first.end));
 
-    let recovered = is_recovered(trace, t_inject, stable_for);
+    let recovered = is_recovered(trace, origin, stable_for);
     let ttr = match last_fail {
         // Counted from the recovery origin, itself known to [recovery_sent, recovery].
         Some(i) if recovered => st.get(i + 1).map(|pass| {
@@ -264,18 +264,20 @@ pub fn probe_verdict(trace: &Trace, origin: Origin, stable_for: Duration) -> Pro
 
 /// Whether the probe has recovered (or never showed impact) and been proven stable: its last
 /// stretch passes and spans `stable-for` — from its first check when there was a failure,
-/// from the injection when there was none. Constant time, so the executor can ask after every
-/// sample however long the trace.
-pub fn is_recovered(trace: &Trace, t_inject: Duration, stable_for: Duration) -> bool {
+/// from the injection when there was none, and never from before its recovery origin (a probe
+/// that watches a later step, or a held fault, must be seen stable after that step's injection
+/// or that fault's removal). Constant time, so the executor can ask after every sample however
+/// long the trace.
+pub fn is_recovered(trace: &Trace, origin: Origin, stable_for: Duration) -> bool {
     let st = &trace.stretches;
     match st.last() {
         Some(last) if last.ok => {
             let from = if st.len() == 1 {
-                t_inject
+                origin.inject
             } else {
                 last.first.start
             };
-            last.last.end.saturating_sub(from) >= stable_for
+            last.last.end.saturating_sub(from.max(origin.recovery)) >= stable_for
         }
         _ => false,
     }

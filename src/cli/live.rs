@@ -317,6 +317,7 @@ pub fn event_text(e: &Event) -> String {
     match &e.kind {
         EventKind::Phase { phase } => format!("{phase}"),
         EventKind::FaultTargets { fault, chosen } => format!("{fault}: {chosen}"),
+        EventKind::StepStarted { fault, after } => format!("step {fault} starts: {after}"),
         EventKind::FaultInjected { fault, detail } => format!("injected {fault}: {detail}"),
         EventKind::FaultFailed { fault, error } => format!("could not inject {fault}: {error}"),
         EventKind::FaultReverted { fault, detail } => format!("reverted {fault}: {detail}"),

@@ -106,12 +106,17 @@ pub(super) async fn plan(file: &Path, sel: &Selection, state_dir: &Path) -> anyh
     }
     match Plan::build_faults(exp, &ctx) {
         Ok(faults) => {
-            for (f, name) in faults.iter().zip(&exp.fault_names) {
-                println!(
-                    "  fault {}: {}",
-                    f.label_with(name.as_deref()),
-                    f.describe()
-                );
+            let labels: Vec<String> = faults
+                .iter()
+                .zip(&exp.fault_names)
+                .map(|(f, name)| f.label_with(name.as_deref()))
+                .collect();
+            for (i, f) in faults.iter().enumerate() {
+                println!("  fault {}: {}", labels[i], f.describe());
+                if let Some(step) = exp.fault_waits.get(i).and_then(Option::as_ref) {
+                    let from = labels.get(step.from).map_or("", String::as_str);
+                    println!("    a step: injected {}", step.describe(from));
+                }
                 // The simulated pods take a moment to be ready, as a run's steady state waits.
                 let mut resolved = f.prepare().await;
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -27,6 +27,7 @@ use tracing::Instrument;
 
 use crate::analysis::rpo;
 use crate::experiment::model::postgres::PostgresMode;
+use crate::experiment::model::step::StepWait;
 use crate::experiment::ProbeKind;
 use crate::fault::{self, Injection};
 use crate::probe::postgres::{PostgresWriter, WriteHistory};
@@ -314,18 +315,37 @@ impl Executor<'_> {
         // Inject, fast-sampling from just before the first fault.
         self.pace.send_replace(Pace::Fast);
         self.rec.phase(Some(index), Phase::Inject);
-        let mut injected: Vec<(Injection, Option<u64>)> = Vec::new();
+        let mut applied: Vec<Applied> = Vec::new();
         // Calls that failed or timed out: they may have been applied, so they are reverted too.
         let mut maybe: Vec<(String, crate::fault::RevertPlan, Option<u64>)> = Vec::new();
         let mut inject_error = None;
         // A stop (signal, halt, abort) during a call: the trial ends aborted, and the call's
         // effect counts as maybe applied.
         let mut stopped_injecting = None;
+        // A step that did not start (its bound passed, a stop, an abort condition).
+        let mut step_stop = None;
         for (fi, f) in self.plan.faults.iter().enumerate() {
             if self.opts.cancel.is_cancelled() {
                 break;
             }
             let label = self.plan.fault_label(fi);
+            if let Some(step) = self
+                .plan
+                .experiment
+                .fault_waits
+                .get(fi)
+                .and_then(Option::as_ref)
+            {
+                let waiting = phase_span(index, Phase::Step, &label);
+                if let Err(stop) = self
+                    .step(index, fi, step, &mut applied)
+                    .instrument(waiting)
+                    .await
+                {
+                    step_stop = Some(stop);
+                    break;
+                }
+            }
             let span = phase_span(index, Phase::Inject, &label);
             let prepared = match f.prepare().instrument(span.clone()).await {
                 Ok(Some(chosen)) => {
@@ -412,7 +432,13 @@ impl Executor<'_> {
                             detail: inj.detail.clone(),
                         },
                     );
-                    injected.push((inj, seq));
+                    applied.push(Applied {
+                        fault: fi,
+                        accepted: self.clock.offset(inj.accepted_at),
+                        inj,
+                        seq,
+                        record: None,
+                    });
                 }
                 Err(e) => {
                     if seq.is_some() || stopped_injecting.is_some() {
@@ -433,30 +459,27 @@ impl Executor<'_> {
             }
         }
 
-        let mut records: Vec<Option<FaultRecord>> = vec![None; injected.len()];
         let (outcome, why) = if let Some(why) = stopped_injecting {
             (TrialOutcome::Aborted, why)
         } else if let Some(e) = inject_error {
             (TrialOutcome::Inconclusive, e)
-        } else if injected.is_empty() && maybe.is_empty() {
+        } else if let Some(stop) = step_stop {
+            stop
+        } else if applied.is_empty() && maybe.is_empty() {
             (
                 TrialOutcome::Aborted,
                 "stopped before injecting; nothing was injected".into(),
             )
         } else {
-            let held = phase_span(index, Phase::Hold, &labels(&injected));
-            match self
-                .hold(index, &injected, &mut records)
-                .instrument(held)
-                .await
-            {
+            let held = phase_span(index, Phase::Hold, &labels(&applied));
+            match self.hold(index, &mut applied).instrument(held).await {
                 Some(stopped) => stopped,
                 None if !self.left.is_empty() => (
                     TrialOutcome::Inconclusive,
                     "a lasting fault could not be removed, so recovery was not observed".into(),
                 ),
                 None => {
-                    let watched = phase_span(index, Phase::Observe, &labels(&injected));
+                    let watched = phase_span(index, Phase::Observe, &labels(&applied));
                     self.observe(index).instrument(watched).await
                 }
             }
@@ -490,12 +513,14 @@ impl Executor<'_> {
             };
             self.rec.event(Some(index), kind);
         }
-        for (i, (inj, seq)) in injected.iter().enumerate().rev() {
-            if records[i].is_none() {
-                records[i] = Some(self.revert_one(index, inj, *seq).await);
+        // Newest first: a later step may depend on what an earlier one did.
+        for a in applied.iter_mut().rev() {
+            if a.record.is_none() {
+                a.record = Some(self.revert_one(index, a).await);
             }
         }
-        self.rec.set_faults(records.into_iter().flatten().collect());
+        let records = applied.into_iter().filter_map(|a| a.record).collect();
+        self.rec.set_faults(records);
         self.pace.send_replace(Pace::Steady);
         if !self.left.is_empty() {
             // The steady state cannot be expected back with a fault still in place.
@@ -504,96 +529,212 @@ impl Executor<'_> {
         self.final_steady_state(index, outcome, why).await
     }
 
-    /// Faults that last (latency) stay for their duration while the probes are watched, then
-    /// are removed; recovery is judged after that. `Some` when the drill stopped meanwhile.
+    /// Faults that last (latency) stay for their duration while the probes are watched; each
+    /// is removed when its own duration is up, and recovery is judged after the last. `Some`
+    /// when the drill stopped meanwhile.
     async fn hold(
         &mut self,
         index: u32,
-        injected: &[(Injection, Option<u64>)],
-        records: &mut [Option<FaultRecord>],
+        applied: &mut [Applied],
     ) -> Option<(TrialOutcome, String)> {
-        let hold = injected.iter().filter_map(|(i, _)| i.duration).max()?;
-        let t_inject = self.rec.t_inject().unwrap_or_default();
+        next_removal(applied)?;
         self.rec.phase(Some(index), Phase::Hold);
-        let until = self.clock.instant(t_inject) + hold;
-        let stopped = match self.wait(until, true, |_| false).await {
-            Wait::Cancelled => Some((
-                TrialOutcome::Aborted,
-                "stopped by a signal or an operator; faults were reverted".into(),
-            )),
-            Wait::Aborted(why) => {
-                self.rec.event(
-                    Some(index),
-                    EventKind::Aborted {
-                        reason: why.clone(),
-                    },
-                );
-                Some((
-                    TrialOutcome::Aborted,
-                    format!("{why}; faults were reverted"),
-                ))
-            }
-            Wait::Met | Wait::Deadline => None,
-        };
-        if stopped.is_none() {
-            // The removal is stamped when it is asked for: a check may see the fault gone
-            // before the revert call returns.
-            self.rec.set_fault_removed(self.clock.now());
-            for (i, (inj, seq)) in injected.iter().enumerate().rev() {
-                if inj.duration.is_some() {
-                    records[i] = Some(self.revert_one(index, inj, *seq).await);
+        loop {
+            self.remove_due(index, applied).await;
+            let next = next_removal(applied)?;
+            match self.wait(self.clock.instant(next), true, |_| false).await {
+                Wait::Met | Wait::Deadline => {}
+                Wait::Cancelled => {
+                    return Some((
+                        TrialOutcome::Aborted,
+                        "stopped by a signal or an operator; faults were reverted".into(),
+                    ))
                 }
+                Wait::Aborted(why) => return Some(self.aborted(index, why)),
             }
         }
-        stopped
     }
 
-    async fn revert_one(&mut self, index: u32, inj: &Injection, seq: Option<u64>) -> FaultRecord {
-        {
-            let result = fault::revert(&inj.revert, &self.plan.revert_ctx)
-                .instrument(phase_span(index, Phase::Revert, &inj.fault))
-                .await;
-            self.journal_revert(seq, &result);
-            let (reverted, revert_error) = match result {
-                Ok(detail) => {
-                    self.rec.event(
-                        Some(index),
-                        EventKind::FaultReverted {
-                            fault: inj.fault.clone(),
-                            detail: detail.clone(),
-                        },
-                    );
-                    (Some(detail), None)
-                }
-                Err(e) => {
-                    self.rec.event(
-                        Some(index),
-                        EventKind::RevertFailed {
-                            fault: inj.fault.clone(),
-                            error: e.render(),
-                        },
-                    );
-                    self.left.push(FaultLeft {
-                        trial: index,
-                        fault: inj.fault.clone(),
-                        revert: inj.revert.describe(),
-                        error: e.render(),
-                    });
-                    (None, Some(e.render()))
-                }
-            };
-            FaultRecord {
-                fault: inj.fault.clone(),
-                detail: inj.detail.clone(),
-                affected: inj.affected.clone(),
-                deleted_pods: inj.deleted_pods.clone(),
-                sent: self.clock.offset(inj.sent_at),
-                accepted: self.clock.offset(inj.accepted_at),
-                revert: inj.revert.clone(),
-                removed: None,
-                reverted,
-                revert_error,
+    /// An abort condition fired: on the timeline, and the trial's outcome.
+    fn aborted(&mut self, index: u32, why: String) -> (TrialOutcome, String) {
+        self.rec.event(
+            Some(index),
+            EventKind::Aborted {
+                reason: why.clone(),
+            },
+        );
+        (
+            TrialOutcome::Aborted,
+            format!("{why}; faults were reverted"),
+        )
+    }
+
+    /// Removes the lasting faults whose duration is up, newest first. The removal is stamped
+    /// when it is asked for: a check may see the fault gone before the revert call returns.
+    async fn remove_due(&mut self, index: u32, applied: &mut [Applied]) {
+        let now = self.clock.now();
+        for a in applied.iter_mut().rev() {
+            if a.record.is_some() || a.ends().is_none_or(|end| end > now) {
+                continue;
             }
+            self.rec.set_fault_removed(a.fault, self.clock.now());
+            a.record = Some(self.revert_one(index, a).await);
+        }
+    }
+
+    /// Waits until fault `fi`'s step may start: `delay` after the injection (or removal) of
+    /// the fault it counts from, once its probe condition holds. Lasting faults whose time is
+    /// up are removed meanwhile. `Err` ends the trial: the step's bound passed, a lasting
+    /// fault could not be removed, an abort condition fired or the drill was stopped.
+    async fn step(
+        &mut self,
+        index: u32,
+        fi: usize,
+        step: &StepWait,
+        applied: &mut [Applied],
+    ) -> Result<(), (TrialOutcome, String)> {
+        let label = self.plan.fault_label(fi);
+        let from = self.plan.fault_label(step.from);
+        let waits = step.describe(&from);
+        self.rec.phase(Some(index), Phase::Step);
+        loop {
+            self.remove_due(index, applied).await;
+            if !self.left.is_empty() {
+                return Err((
+                    TrialOutcome::Inconclusive,
+                    format!("a lasting fault could not be removed, so {label} was not injected"),
+                ));
+            }
+            let origin = if step.from_removal {
+                self.rec.removed(step.from)
+            } else {
+                self.rec.accepted(step.from)
+            };
+            let now = self.clock.now();
+            let wake = match origin {
+                Some(o) => {
+                    let ready_at = o + step.delay;
+                    let holds = |r: &Recorder| {
+                        step.until
+                            .as_ref()
+                            .is_none_or(|c| r.probe_is(&c.probe, c.passing, o))
+                    };
+                    if now >= ready_at && holds(self.rec) {
+                        self.rec.event(
+                            Some(index),
+                            EventKind::StepStarted {
+                                fault: label.clone(),
+                                after: format!("{waits}; waited {}", human(now.saturating_sub(o))),
+                            },
+                        );
+                        return Ok(());
+                    }
+                    let deadline = o + step.within;
+                    if now >= deadline {
+                        return Err((
+                            TrialOutcome::Inconclusive,
+                            format!(
+                                "{label} was not injected: its step waits {waits}, and that did not happen; what was injected was reverted"
+                            ),
+                        ));
+                    }
+                    if now < ready_at {
+                        ready_at
+                    } else {
+                        deadline
+                    }
+                }
+                // Counted from a removal still to come.
+                None => match next_removal(applied) {
+                    Some(r) => r,
+                    None => {
+                        return Err((
+                            TrialOutcome::Inconclusive,
+                            format!(
+                                "{label} was not injected: {from} was never applied or removed"
+                            ),
+                        ))
+                    }
+                },
+            };
+            let wake = next_removal(applied).map_or(wake, |r| r.min(wake));
+            let ready = origin.is_some_and(|o| now >= o + step.delay);
+            let until = self.clock.instant(wake);
+            let waited = self
+                .wait(until, true, |r| {
+                    ready
+                        && origin.is_some_and(|o| {
+                            step.until
+                                .as_ref()
+                                .is_none_or(|c| r.probe_is(&c.probe, c.passing, o))
+                        })
+                })
+                .await;
+            match waited {
+                Wait::Met | Wait::Deadline => {}
+                Wait::Cancelled => {
+                    return Err((
+                        TrialOutcome::Aborted,
+                        format!("stopped by a signal or an operator while {label} waited; faults were reverted"),
+                    ))
+                }
+                Wait::Aborted(why) => return Err(self.aborted(index, why)),
+            }
+        }
+    }
+
+    async fn revert_one(&mut self, index: u32, a: &Applied) -> FaultRecord {
+        let inj = &a.inj;
+        let result = fault::revert(&inj.revert, &self.plan.revert_ctx)
+            .instrument(phase_span(index, Phase::Revert, &inj.fault))
+            .await;
+        self.journal_revert(a.seq, &result);
+        let (reverted, revert_error) = match result {
+            Ok(detail) => {
+                self.rec.event(
+                    Some(index),
+                    EventKind::FaultReverted {
+                        fault: inj.fault.clone(),
+                        detail: detail.clone(),
+                    },
+                );
+                (Some(detail), None)
+            }
+            Err(e) => {
+                self.rec.event(
+                    Some(index),
+                    EventKind::RevertFailed {
+                        fault: inj.fault.clone(),
+                        error: e.render(),
+                    },
+                );
+                self.left.push(FaultLeft {
+                    trial: index,
+                    fault: inj.fault.clone(),
+                    revert: inj.revert.describe(),
+                    error: e.render(),
+                });
+                (None, Some(e.render()))
+            }
+        };
+        FaultRecord {
+            fault: inj.fault.clone(),
+            detail: inj.detail.clone(),
+            step: self
+                .plan
+                .experiment
+                .fault_waits
+                .get(a.fault)
+                .and_then(Option::as_ref)
+                .map(|w| w.describe(&self.plan.fault_label(w.from))),
+            affected: inj.affected.clone(),
+            deleted_pods: inj.deleted_pods.clone(),
+            sent: self.clock.offset(inj.sent_at),
+            accepted: self.clock.offset(inj.accepted_at),
+            revert: inj.revert.clone(),
+            removed: self.rec.removed(a.fault),
+            reverted,
+            revert_error,
         }
     }
 
@@ -648,7 +789,8 @@ impl Executor<'_> {
     async fn observe(&mut self, index: u32) -> (TrialOutcome, String) {
         let exp = &self.plan.experiment;
         self.rec.phase(Some(index), Phase::Observe);
-        let t_inject = self.rec.t_inject().unwrap_or_default();
+        // From the last injection: a later step restarts the clock.
+        let t_inject = self.rec.last_accepted().unwrap_or_default();
         let deadline = self.clock.instant(t_inject) + exp.recovery.timeout;
         let plan = self.plan;
         match self.wait(deadline, true, |r| r.recovered(plan)).await {
@@ -680,18 +822,7 @@ impl Executor<'_> {
                 TrialOutcome::Aborted,
                 "stopped by a signal or an operator; faults were reverted".into(),
             ),
-            Wait::Aborted(why) => {
-                self.rec.event(
-                    Some(index),
-                    EventKind::Aborted {
-                        reason: why.clone(),
-                    },
-                );
-                (
-                    TrialOutcome::Aborted,
-                    format!("{why}; faults were reverted"),
-                )
-            }
+            Wait::Aborted(why) => self.aborted(index, why),
         }
     }
 
@@ -755,9 +886,38 @@ fn phase_span(trial: u32, phase: Phase, fault: &str) -> tracing::Span {
 }
 
 /// The labels of the injected faults, for a span.
-fn labels(injected: &[(Injection, Option<u64>)]) -> String {
-    let names: Vec<&str> = injected.iter().map(|(i, _)| i.fault.as_str()).collect();
+fn labels(applied: &[Applied]) -> String {
+    let names: Vec<&str> = applied.iter().map(|a| a.inj.fault.as_str()).collect();
     names.join(",")
+}
+
+/// A fault of the trial that was applied, and, once reverted (or removed), its record.
+struct Applied {
+    /// Its index in the plan.
+    fault: usize,
+    /// When it was accepted, on the run's axis.
+    accepted: std::time::Duration,
+    inj: Injection,
+    /// Its journal entry.
+    seq: Option<u64>,
+    record: Option<FaultRecord>,
+}
+
+impl Applied {
+    /// When a lasting fault's duration is up, on the run's axis.
+    fn ends(&self) -> Option<std::time::Duration> {
+        let d = self.inj.duration?;
+        Some(self.accepted + d)
+    }
+}
+
+/// The next removal of a lasting fault still in place.
+fn next_removal(applied: &[Applied]) -> Option<std::time::Duration> {
+    applied
+        .iter()
+        .filter(|a| a.record.is_none())
+        .filter_map(Applied::ends)
+        .min()
 }
 
 /// The next operator mark; never resolves when there is no (longer a) sender.

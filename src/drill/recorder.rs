@@ -41,10 +41,12 @@ struct Trial {
     t_sent: Option<Duration>,
     t_inject: Option<Duration>,
     t_judged: Option<Duration>,
-    /// When a lasting fault was removed.
+    /// When the last lasting fault was removed.
     t_removed: Option<Duration>,
     /// Per fault of the plan, in order: (sent, accepted) once injected.
     injected: Vec<Option<(Duration, Duration)>>,
+    /// Per fault of the plan: when a lasting fault was removed (asked to be).
+    removed: Vec<Option<Duration>>,
     /// Per probe: samples from the injection until the trial was judged.
     during: Vec<Trace>,
     /// Per probe: check latency before, during and after (µs).
@@ -164,6 +166,7 @@ impl Recorder {
             t_judged: None,
             t_removed: None,
             injected: vec![None; self.fault_held.len()],
+            removed: vec![None; self.fault_held.len()],
             during: vec![Trace::default(); n],
             latency: (0..n)
                 .map(|_| [histogram(), histogram(), histogram()])
@@ -199,10 +202,59 @@ impl Recorder {
         }
     }
 
-    pub fn set_fault_removed(&mut self, at: Duration) {
+    /// Lasting fault `fault` of the plan was asked to be removed at `at`: its time to recover
+    /// counts from here.
+    pub fn set_fault_removed(&mut self, fault: usize, at: Duration) {
         if let Some(t) = &mut self.trial {
-            t.t_removed = Some(at);
+            t.t_removed = Some(t.t_removed.map_or(at, |r| r.max(at)));
+            if let Some(slot) = t.removed.get_mut(fault) {
+                *slot = Some(at);
+            }
         }
+    }
+
+    /// When fault `fault` of the plan was accepted in this trial, if it was.
+    pub fn accepted(&self, fault: usize) -> Option<Duration> {
+        let t = self.trial.as_ref()?;
+        t.injected.get(fault).copied().flatten().map(|(_, a)| a)
+    }
+
+    /// The latest injection of this trial: the recovery timeout counts from it.
+    pub fn last_accepted(&self) -> Option<Duration> {
+        let t = self.trial.as_ref()?;
+        t.injected.iter().flatten().map(|(_, a)| *a).max()
+    }
+
+    /// When lasting fault `fault` of the plan was removed in this trial, if it was.
+    pub fn removed(&self, fault: usize) -> Option<Duration> {
+        let t = self.trial.as_ref()?;
+        t.removed.get(fault).copied().flatten()
+    }
+
+    /// A step's probe condition, counted from `since` (the step's origin): failing on its
+    /// latest check, started at or after `since` (a watch-driven probe's latest state is
+    /// current); or passing as a recovered probe does, for `stable-for` and never counted from
+    /// before `since` (so a probe that has not yet seen a kill is not taken for recovered).
+    pub fn probe_is(&self, probe: &str, passing: bool, since: Duration) -> bool {
+        let Some(i) = self.live.iter().position(|l| l.name == probe) else {
+            return false;
+        };
+        let l = &self.live[i];
+        let Some(last) = &l.last else {
+            return false;
+        };
+        if !passing {
+            return !last.ok && (l.event_driven || last.start >= since);
+        }
+        let Some(t) = &self.trial else {
+            return false;
+        };
+        last.ok
+            && analysis::is_recovered(
+                &t.during[i],
+                analysis::Origin::at(since, since),
+                self.stable_for,
+            )
     }
 
     pub fn set_faults(&mut self, faults: Vec<FaultRecord>) {
@@ -328,7 +380,7 @@ impl Recorder {
                     sent,
                     accepted,
                     held,
-                    removed: t.t_removed.filter(|_| held),
+                    removed: t.removed.get(i).copied().flatten().filter(|_| held),
                 })
             })
             .collect();
@@ -351,14 +403,15 @@ impl Recorder {
         let Some(t) = &self.trial else {
             return false;
         };
-        let Some(inject) = t.t_inject else {
+        if t.t_inject.is_none() {
             return false;
-        };
+        }
         self.live
             .iter()
             .zip(&t.during)
-            .filter(|(l, _)| plan.recovery.contains(&l.name))
-            .all(|(_, tr)| analysis::is_recovered(tr, inject, self.stable_for))
+            .enumerate()
+            .filter(|(_, (l, _))| plan.recovery.contains(&l.name))
+            .all(|(i, (_, tr))| analysis::is_recovered(tr, self.origin(t, i), self.stable_for))
     }
 
     pub fn trial_verdict(&self, plan: &Plan) -> TrialVerdict {
@@ -492,12 +545,7 @@ impl Recorder {
                 }
                 _ => (vec![], None),
             };
-            let mut faults = t.faults;
-            for (f, held) in faults.iter_mut().zip(&self.fault_held) {
-                if *held {
-                    f.removed = t.t_removed;
-                }
-            }
+            let faults = t.faults;
             self.done.push(TrialRecord {
                 pod_recovery,
                 workload_ready,

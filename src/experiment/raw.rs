@@ -433,3 +433,29 @@ pub struct RawNetwork {
     pub peers: Option<String>,
     pub direction: Option<crate::experiment::model::network::PartitionDirection>,
 }
+
+/// A fault's `wait:` (a step); `wait: 30s` is short for `wait: { for: 30s }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawWait {
+    pub after: Option<String>,
+    pub removed: Option<String>,
+    #[serde(rename = "for")]
+    pub delay: Option<Dur>,
+    pub until: Option<RawUntil>,
+    pub within: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUntil {
+    pub probe: String,
+    pub is: RawProbeState,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawProbeState {
+    Failing,
+    Passing,
+}

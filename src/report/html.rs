@@ -332,7 +332,14 @@ fn trial_section(o: &mut String, r: &RunRecord, t: &TrialRecord) {
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{:.3}s</td><td>{}</td></tr>",
                 esc(&f.fault),
                 targets,
-                esc(&f.detail),
+                match &f.step {
+                    Some(step) => format!(
+                        "{}<br><span class=\"muted\">step: started {}</span>",
+                        esc(&f.detail),
+                        esc(step)
+                    ),
+                    None => esc(&f.detail),
+                },
                 esc(&f.affected.join(", ")),
                 f.accepted.as_secs_f64(),
                 revert

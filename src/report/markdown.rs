@@ -230,6 +230,7 @@ Time to recover counts from the fault each probe watches: {}.",
         let what = match &e.kind {
             EventKind::Phase { phase } => format!("phase: {phase}"),
             EventKind::FaultTargets { fault, chosen } => format!("targets of {fault}: {chosen}"),
+            EventKind::StepStarted { fault, after } => format!("**step** {fault} starts: {after}"),
             EventKind::FaultInjected { fault, detail } => format!("**injected** {fault}: {detail}"),
             EventKind::FaultFailed { fault, error } => {
                 format!("**inject failed** {fault}: {error}")

@@ -276,23 +276,35 @@ impl TrialRecord {
     /// For people: how long a lasting fault was held, and that TTR counts from its removal
     /// (for the probes that watch it, when the trial has other faults too).
     pub fn hold_text(&self) -> Option<String> {
-        let held = self.t_removed?.saturating_sub(self.t_inject?);
-        let held_faults: Vec<&str> = self
+        // Each lasting fault from its own acceptance (a later step is accepted later).
+        let held: Vec<String> = self
             .faults
             .iter()
-            .filter(|f| f.removed.is_some())
-            .map(|f| f.fault.as_str())
+            .filter_map(|f| {
+                let r = f.removed?;
+                Some(format!(
+                    "{} held for {}",
+                    f.fault,
+                    crate::timeline::human(r.saturating_sub(f.accepted))
+                ))
+            })
             .collect();
-        if held_faults.is_empty() || held_faults.len() == self.faults.len() {
+        if held.is_empty() {
+            let held = self.t_removed?.saturating_sub(self.t_inject?);
             return Some(format!(
                 "the fault was held for {} and then removed; time to recover counts from the removal",
                 crate::timeline::human(held)
             ));
         }
+        if held.len() == self.faults.len() {
+            return Some(format!(
+                "{} and then removed; time to recover counts from the removal",
+                held.join(", ")
+            ));
+        }
         Some(format!(
-            "{} held for {} and then removed; the probes that watch it count their time to recover from the removal, the others from their own fault",
-            held_faults.join(", "),
-            crate::timeline::human(held)
+            "{} and then removed; the probes that watch it count their time to recover from the removal, the others from their own fault",
+            held.join(", ")
         ))
     }
 }
@@ -301,6 +313,10 @@ impl TrialRecord {
 pub struct FaultRecord {
     pub fault: String,
     pub detail: String,
+    /// A step's wait, for people (`2s after kill-a, once `web` is failing`); none for a fault
+    /// injected right after the one before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
     pub affected: Vec<String>,
     /// The pods the fault deleted, for the recorder's pod recovery phases (not stored: the
     /// phases are).

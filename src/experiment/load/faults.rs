@@ -41,9 +41,14 @@ impl Builder<'_, '_> {
         let fault_keys = FaultKind::ALL.map(FaultKind::key);
         for (i, item) in items.iter().enumerate() {
             let path = format!("faults[{i}]");
-            let Some(split) =
-                split_kind(&mut self.cx, item, &path, "fault", &fault_keys, &["name"])
-            else {
+            let Some(split) = split_kind(
+                &mut self.cx,
+                item,
+                &path,
+                "fault",
+                &fault_keys,
+                &["name", "wait"],
+            ) else {
                 continue;
             };
             let name = self.fault_name(item, &path, &mut seen_names);

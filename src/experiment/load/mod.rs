@@ -29,6 +29,7 @@ mod network;
 mod probes;
 mod recovery;
 mod references;
+mod steps;
 mod targets;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -600,6 +601,15 @@ impl Builder<'_, '_> {
                 &proxies,
             );
         }
+        let fault_waits = self.steps(
+            root,
+            &faults,
+            &fault_names,
+            &probe_names,
+            recovery
+                .as_ref()
+                .map_or(Duration::from_secs(300), |r| r.timeout),
+        );
         let abort_when = self.aborts(root);
         let repeat = match root.get("repeat") {
             None => 1,
@@ -669,6 +679,7 @@ impl Builder<'_, '_> {
             steady_state,
             faults,
             fault_names,
+            fault_waits,
             recovery: recovery?,
             abort_when,
             repeat,

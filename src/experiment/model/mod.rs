@@ -9,6 +9,7 @@ pub mod db_failover;
 pub mod network;
 pub mod postgres;
 pub mod schedule;
+pub mod step;
 pub mod window;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,9 @@ pub struct Experiment {
     /// The `name:` of each fault, in `faults` order; `None` where the file gives none (the
     /// fault is then called by its kind and target).
     pub fault_names: Vec<Option<String>>,
+    /// The `wait:` of each fault, in `faults` order: `Some` makes the fault a step that starts
+    /// when its condition holds; `None` injects it right after the fault before it.
+    pub fault_waits: Vec<Option<step::StepWait>>,
     pub recovery: Recovery,
     pub abort_when: Vec<AbortCondition>,
     /// Number of trials (inject → recover) in one run; at least 1.
