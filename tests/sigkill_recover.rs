@@ -444,3 +444,99 @@ recovery: {{ objective: 1s, stable-for: 2s, timeout: 5s }}
         "only {left} kills left the process stopped for the watchdog"
     );
 }
+
+/// A scenario killed between its steps: step `a` (a marker) is in place, step `b` waits 1s
+/// after it. After a SIGKILL there, with the watchdog killed too, `recover` removes `a` and
+/// `b` is never applied; when the watchdog lives, it removes `a` within 2s with no command.
+/// Killed after `b` too, recover removes both.
+#[test]
+fn a_scenario_killed_between_its_steps_is_undone_by_recover_and_by_the_watchdog() {
+    let r = Runner::new("");
+    let (a, b) = (r.path("step-a"), r.path("step-b"));
+    std::fs::write(
+        r.path("drill.yaml"),
+        format!(
+            r#"name: two-steps
+probes:
+  no-marker:
+    command: {{ run: [sh, -c, "test ! -e '{a}'"] }}
+    every: 50ms
+    after: a
+faults:
+  - name: a
+    command: {{ run: [touch, "{a}"], revert: [rm, -f, "{a}"] }}
+  - name: b
+    wait: {{ after: a, for: 1s }}
+    command: {{ run: [touch, "{b}"], revert: [rm, -f, "{b}"] }}
+recovery: {{ objective: 5s, stable-for: 100ms, timeout: 10s }}
+"#,
+            a = a.display(),
+            b = b.display()
+        ),
+    )
+    .unwrap();
+    let wait_for = |what: &Path, child: &mut Child| {
+        let start = Instant::now();
+        while !what.exists() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the drill ended before {}",
+                what.display()
+            );
+            assert!(start.elapsed() < Duration::from_secs(30), "no injection");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    for watchdog in [false, true] {
+        // Between the steps.
+        let mut child = r.spawn(&[]);
+        wait_for(&a, &mut child);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(a.exists() && !b.exists(), "killed between the steps");
+        if !watchdog {
+            common::kill_watchdogs(&r.path("state"));
+        }
+        child.kill().unwrap();
+        let killed = Instant::now();
+        let _ = child.wait();
+        if watchdog {
+            while a.exists() && killed.elapsed() < Duration::from_secs(2) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(!a.exists(), "the watchdog removed step a within 2s");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while common::watchdog_alive(&r.path("state")) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        } else {
+            assert!(a.exists(), "nothing removed step a before recover");
+            let out = r.recover(None);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.status.code(), Some(0), "{stdout}");
+            assert!(stdout.contains("reverted"), "{stdout}");
+            assert!(!a.exists(), "recover removed step a: {stdout}");
+        }
+        std::thread::sleep(Duration::from_millis(1_200));
+        assert!(!b.exists(), "step b was never applied");
+        let again = r.recover(None);
+        assert!(
+            String::from_utf8_lossy(&again.stdout).contains("nothing to recover"),
+            "{}",
+            String::from_utf8_lossy(&again.stdout)
+        );
+    }
+    // After both steps.
+    let mut child = r.spawn(&[]);
+    wait_for(&b, &mut child);
+    common::kill_watchdogs(&r.path("state"));
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(a.exists() && b.exists());
+    let out = r.recover(None);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        !a.exists() && !b.exists(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

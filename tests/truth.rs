@@ -119,3 +119,133 @@ fn back_to_back_checks_while_failing_bracket_the_restart_by_one_round_trip() {
         );
     }
 }
+
+/// A two-step scenario, 20 trials: the built-in proxy in front of the demo service goes down
+/// for 300ms (a held fault); 200ms after its removal the service is killed (a one-shot fault)
+/// and its supervisor restarts it 300ms later. The probe straight to the service measures the
+/// kill (`after: kill`); the proxied probe watches both, so its recovery counts from the later
+/// of the two, the kill. Both must bracket the instant the service itself logged it was
+/// listening again, within the during-outage interval + 5ms.
+#[test]
+fn a_two_step_scenario_brackets_the_true_restart_in_20_trials() {
+    let svc = DemoService::start(300);
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = svc.dir.path().join("steps.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name: truth-steps
+proxy:
+  demo: {{ listen: "127.0.0.1:{listen}", upstream: "127.0.0.1:{port}" }}
+targets:
+  demo:
+    process: {{ pid-file: "{pid}" }}
+probes:
+  direct:
+    http: {{ url: "{url}", expect-status: 200, timeout: 500ms }}
+    every: 100ms
+    every-during: 10ms
+    after: kill
+  proxied:
+    http: {{ url: "http://127.0.0.1:{listen}/healthz", expect-status: 200, timeout: 500ms }}
+    every: 100ms
+    every-during: 10ms
+    after: [cut, kill]
+faults:
+  - name: cut
+    down: {{ proxy: demo, duration: 300ms }}
+  - name: kill
+    wait: {{ removed: cut, for: 200ms, within: 10s }}
+    process-kill: {{ target: demo, signal: SIGKILL }}
+recovery: {{ objective: 5s, stable-for: 300ms, timeout: 20s }}
+repeat: 20
+cooldown: 100ms
+"#,
+            port = svc.port,
+            pid = svc.pid_file.display(),
+            url = svc.url()
+        ),
+    )
+    .unwrap();
+    let reports = svc.dir.path().join("reports");
+    let out = firedrill()
+        .env("FIREDRILL_STATE_DIR", svc.dir.path().join("state"))
+        .arg("run")
+        .arg(&file)
+        .arg("--report-dir")
+        .arg(&reports)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record = common::only_report(&reports);
+    let ups = svc.truth().up;
+    let trials = record["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 20);
+    let allowance = Duration::from_millis(10 + 5);
+    for trial in trials {
+        let n = &trial["index"];
+        let faults = trial["faults"].as_array().unwrap();
+        let (cut, kill) = (&faults[0], &faults[1]);
+        assert_eq!(
+            (cut["fault"].as_str(), kill["fault"].as_str()),
+            (Some("cut"), Some("kill"))
+        );
+        // The step started after the cut's removal and its 200ms delay.
+        let removed = secs(&cut["removed_s"]);
+        let killed = secs(&kill["accepted_s"]);
+        assert!(
+            killed >= removed + Duration::from_millis(200),
+            "trial {n}: kill at {killed:?}, cut removed at {removed:?}"
+        );
+        assert!(
+            kill["step"].as_str().unwrap().contains("removal of cut"),
+            "{kill}"
+        );
+        // The run's axis to wall-clock nanoseconds, through the trial's first injection.
+        let t_inject = secs(&trial["t_inject_s"]);
+        let injected_ns =
+            chrono::DateTime::parse_from_rfc3339(trial["injected_at"].as_str().unwrap())
+                .unwrap()
+                .timestamp_nanos_opt()
+                .unwrap();
+        let killed_ns = injected_ns + (killed.as_nanos() as i64 - t_inject.as_nanos() as i64);
+        let up = ups
+            .iter()
+            .copied()
+            .find(|&up| up > killed_ns)
+            .unwrap_or_else(|| panic!("trial {n}: the service never came back"));
+        for probe in trial["probes"].as_array().unwrap() {
+            let name = probe["name"].as_str().unwrap();
+            assert_eq!(
+                secs(&probe["ttr_origin_s"]),
+                killed,
+                "trial {n}: {name} counts from the kill"
+            );
+            let truth = Duration::from_nanos((up - killed_ns) as u64);
+            let ttr = &probe["verdict"]["ttr"];
+            let (estimate, lower, upper) = (
+                secs(&ttr["estimate_s"]),
+                secs(&ttr["lower_s"]),
+                secs(&ttr["upper_s"]),
+            );
+            assert!(
+                lower <= truth && truth <= upper,
+                "trial {n}, {name}: truth {truth:?} outside [{lower:?}, {upper:?}]"
+            );
+            assert!(
+                estimate.abs_diff(truth) <= allowance,
+                "trial {n}, {name}: TTR {estimate:?}, truth {truth:?}"
+            );
+        }
+    }
+}

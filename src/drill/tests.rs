@@ -216,6 +216,8 @@ fn options(outage: Duration) -> (Options, Arc<Mutex<Seen>>) {
                 s.injecting = false;
                 s.injected.get_or_insert(e.at);
             }
+            // The next step's injector runs right after this event.
+            EventKind::StepStarted { .. } => s.injecting = true,
             EventKind::FaultFailed { .. } => s.injecting = false,
             _ => {}
         }
@@ -316,4 +318,83 @@ async fn a_failed_revert_is_retried_and_reported_as_a_fault_left_in_place() {
         .events
         .iter()
         .any(|e| matches!(e.kind, EventKind::RevertFailed { .. })));
+}
+
+/// A fault whose run and revert append to `log`: `inject <tag>` and `revert <tag>`.
+fn logged(log: &Path, tag: &str) -> String {
+    format!(
+        "command: {{ run: [sh, -c, 'echo inject {tag} >> {log}'], revert: [sh, -c, 'echo revert {tag} >> {log}'], timeout: 1h }}",
+        log = log.display()
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn steps_start_when_their_wait_is_over_and_revert_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let faults = format!(
+        "{}\n    name: a\n  - name: b\n    wait: {{ after: a, for: 2s }}\n    {}\n  - name: c\n    wait: {{ until: {{ probe: app, is: passing }} }}\n    {}",
+        logged(&log, "a"),
+        logged(&log, "b"),
+        logged(&log, "c"),
+    );
+    let plan = plan(&yaml(
+        &faults,
+        "{ objective: 10s, stable-for: 500ms, timeout: 1m }",
+        "",
+    ));
+    let (opts, _) = options(Duration::from_secs(1));
+    let record = execute(&plan, opts).await;
+    assert_eq!(record.outcome, Outcome::Passed, "{}", record.reason);
+    let order = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        order.lines().collect::<Vec<_>>(),
+        ["inject a", "inject b", "inject c", "revert c", "revert b", "revert a"]
+    );
+    let t = &record.trials[0];
+    let at = |name: &str| t.faults.iter().find(|f| f.fault == name).unwrap();
+    // b waited 2s after a was accepted; c until the probe had passed for stable-for after b.
+    assert!(at("b").accepted >= at("a").accepted + Duration::from_secs(2));
+    assert_eq!(at("b").step.as_deref(), Some("2s after a"));
+    assert!(at("c").accepted >= at("b").accepted + ms(500));
+    assert!(at("a").step.is_none());
+    let started: Vec<&str> = record
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::StepStarted { fault, .. } => Some(fault.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, ["b", "c"]);
+    // The probe watches every fault: its recovery counts from the last one, c.
+    assert_eq!(t.probes[0].ttr_origin, Some(at("c").accepted));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_whose_condition_never_holds_ends_inconclusive_and_reverts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let faults = format!(
+        "{}\n    name: a\n  - name: b\n    wait: {{ until: {{ probe: app, is: failing }}, within: 3s }}\n    {}",
+        logged(&log, "a"),
+        logged(&log, "b"),
+    );
+    let plan = plan(&yaml(
+        &faults,
+        "{ objective: 10s, stable-for: 500ms, timeout: 1m }",
+        "",
+    ));
+    // The fault has no visible effect: the probe never fails.
+    let (opts, _) = options(Duration::ZERO);
+    let record = execute(&plan, opts).await;
+    assert_eq!(record.outcome, Outcome::Inconclusive);
+    assert!(
+        record.reason.contains("b was not injected") && record.reason.contains("`app` is failing"),
+        "{}",
+        record.reason
+    );
+    let order = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(order.lines().collect::<Vec<_>>(), ["inject a", "revert a"]);
+    assert_eq!(record.trials[0].outcome, TrialOutcome::Inconclusive);
 }
