@@ -574,6 +574,8 @@ def bad_steps():
         ("probe-after-unknown-fault", [kill, ("    every-during: 50ms\n", "    every-during: 50ms\n    after: kil\n")]),
         ("probe-after-no-fault", [("    every-during: 50ms\n", "    every-during: 50ms\n    after: []\n")]),
         ("fault-name-twice", [kill, (stop, "  - name: kill\n    process-kill:\n")]),
+        ("abort-after-unknown-fault", [kill, ("    failing-for: 2m\n", "    failing-for: 2m\n    after: kil\n")]),
+        ("abort-after-no-names", [("    failing-for: 2m\n", "    failing-for: 2m\n    after: kill\n")]),
     ]
     for name, pairs in cases:
         add(c, name, subs(BASE, *pairs))

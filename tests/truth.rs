@@ -172,12 +172,15 @@ cooldown: 100ms
     )
     .unwrap();
     let reports = svc.dir.path().join("reports");
+    let junit = svc.dir.path().join("junit.xml");
     let out = firedrill()
         .env("FIREDRILL_STATE_DIR", svc.dir.path().join("state"))
         .arg("run")
         .arg(&file)
         .arg("--report-dir")
         .arg(&reports)
+        .arg("--junit")
+        .arg(&junit)
         .output()
         .unwrap();
     assert_eq!(
@@ -188,6 +191,16 @@ cooldown: 100ms
         String::from_utf8_lossy(&out.stderr)
     );
     let record = common::only_report(&reports);
+    // JUnit: a testcase per step and probe where a probe watches several steps.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    for case in [
+        "trial 20 / cut / probe proxied",
+        "trial 20 / kill / probe proxied",
+        "trial 20 / probe direct",
+    ] {
+        assert!(xml.contains(&format!("name=\"{case}\"")), "{case}: {xml}");
+    }
+    assert!(xml.contains("recovered_before_next_step"), "{xml}");
     let ups = svc.truth().up;
     let trials = record["trials"].as_array().unwrap();
     assert_eq!(trials.len(), 20);
@@ -224,6 +237,27 @@ cooldown: 100ms
             .copied()
             .find(|&up| up > killed_ns)
             .unwrap_or_else(|| panic!("trial {n}: the service never came back"));
+        // The proxied probe per step: the cut, which the kill followed about 200ms after its
+        // removal, too soon (unless the machine stalled) to prove a 300ms stable-for; then the
+        // kill, as the probe.
+        let proxied = &trial["probes"][1];
+        assert_eq!(proxied["name"], "proxied");
+        let steps = proxied["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), 2, "{proxied}");
+        assert_eq!(steps[0]["faults"], serde_json::json!(["cut"]));
+        assert!(
+            steps[0]["verdict"]["recovered"] == false
+                || killed >= removed + Duration::from_millis(300),
+            "trial {n}: stable for 300ms after the cut in {:?}: {}",
+            killed - removed,
+            steps[0]
+        );
+        assert_eq!(steps[1]["faults"], serde_json::json!(["kill"]));
+        assert_eq!(steps[1]["verdict"]["ttr"], proxied["verdict"]["ttr"]);
+        assert!(
+            trial["probes"][0]["steps"].is_null(),
+            "direct watches one step"
+        );
         for probe in trial["probes"].as_array().unwrap() {
             let name = probe["name"].as_str().unwrap();
             assert_eq!(

@@ -12,8 +12,8 @@ use crate::analysis::{self, ProbeVerdict, TrialVerdict};
 use crate::experiment::{AbortCondition, Experiment, ProbeKind};
 use crate::probe::ProbeSample;
 use crate::report::record::{
-    FaultRecord, LatencySummary, Outcome, PhaseLatency, ProbeTrial, RunRecord, TrialOutcome,
-    TrialRecord,
+    FaultRecord, LatencySummary, Outcome, PhaseLatency, ProbeTrial, RunRecord, StepVerdict,
+    TrialOutcome, TrialRecord,
 };
 use crate::timeline::{human, Clock, Event, EventKind, Phase, Sample, Trace};
 
@@ -49,10 +49,20 @@ struct Trial {
     removed: Vec<Option<Duration>>,
     /// Per probe: samples from the injection until the trial was judged.
     during: Vec<Trace>,
+    /// Per probe: the same samples split by the steps it watches.
+    segments: Vec<Vec<Segment>>,
     /// Per probe: check latency before, during and after (µs).
     latency: Vec<[Histogram<u64>; 3]>,
     lateness: Vec<Histogram<u64>>,
     faults: Vec<FaultRecord>,
+}
+
+/// The samples of one probe from one step of a scenario on: the step's faults (a step and the
+/// faults injected right after it) and, once the first was sent, what the probe saw.
+struct Segment {
+    faults: Vec<usize>,
+    sent: Duration,
+    trace: Trace,
 }
 
 pub(super) struct Recorder {
@@ -66,8 +76,10 @@ pub(super) struct Recorder {
     stable_for: Duration,
     objective: Duration,
     recovery_names: Vec<String>,
-    /// Per fault of the plan: held for a duration; and its label.
+    /// Per fault of the plan: held for a duration; a step (it waits before it is injected);
+    /// and its label.
     fault_held: Vec<bool>,
+    fault_step: Vec<bool>,
     fault_labels: Vec<String>,
     /// Per probe: the faults whose recovery it measures (`None`: all of them).
     watches: Vec<Option<Vec<usize>>>,
@@ -114,6 +126,7 @@ impl Recorder {
             objective: exp.recovery.objective,
             recovery_names: plan.recovery.iter().cloned().collect(),
             fault_held: exp.faults.iter().map(|f| f.duration().is_some()).collect(),
+            fault_step: exp.fault_waits.iter().map(Option::is_some).collect(),
             fault_labels: (0..exp.faults.len()).map(|i| plan.fault_label(i)).collect(),
             watches: exp.probes.iter().map(|p| p.watches.clone()).collect(),
         }
@@ -168,6 +181,7 @@ impl Recorder {
             injected: vec![None; self.fault_held.len()],
             removed: vec![None; self.fault_held.len()],
             during: vec![Trace::default(); n],
+            segments: (0..n).map(|_| Vec::new()).collect(),
             latency: (0..n)
                 .map(|_| [histogram(), histogram(), histogram()])
                 .collect(),
@@ -186,6 +200,27 @@ impl Recorder {
             }
             if let Some(slot) = t.injected.get_mut(fault) {
                 *slot = Some((sent.min(accepted), accepted));
+            }
+            // A step opens a segment in every probe that watches it; a fault injected right
+            // after it belongs to its segment.
+            let step = self.fault_step.get(fault).copied().unwrap_or(false);
+            for (p, segs) in t.segments.iter_mut().enumerate() {
+                let watches = self
+                    .watches
+                    .get(p)
+                    .and_then(Option::as_ref)
+                    .is_none_or(|w| w.contains(&fault));
+                if !watches {
+                    continue;
+                }
+                match segs.last_mut() {
+                    Some(seg) if !step => seg.faults.push(fault),
+                    _ => segs.push(Segment {
+                        faults: vec![fault],
+                        sent: sent.min(accepted),
+                        trace: Trace::default(),
+                    }),
+                }
             }
         }
     }
@@ -309,6 +344,14 @@ impl Recorder {
             let _ = t.latency[ps.probe][phase].record(us(s.latency()));
             if window == 1 {
                 t.during[ps.probe].push(&s);
+                // The latest segment whose step was sent before the check ended.
+                if let Some(seg) = t.segments[ps.probe]
+                    .iter_mut()
+                    .rev()
+                    .find(|seg| seg.sent <= s.end)
+                {
+                    seg.trace.push(&s);
+                }
             }
         }
         if changed {
@@ -359,22 +402,12 @@ impl Recorder {
         bad.join("; ")
     }
 
-    /// The instants probe `probe`'s numbers count from: those of the faults it watches.
-    fn origin(&self, t: &Trial, probe: usize) -> analysis::Origin {
-        let inject = t.t_inject.unwrap_or_default();
-        let trial = analysis::Origin::held(t.t_sent.unwrap_or(inject), inject, t.t_removed);
-        let watched: Vec<analysis::FaultInstants> = t
-            .injected
+    /// The instants the numbers of a probe that watches `faults` count from.
+    fn origin_of(&self, t: &Trial, faults: &[usize]) -> Option<analysis::Origin> {
+        let watched: Vec<analysis::FaultInstants> = faults
             .iter()
-            .enumerate()
-            .filter(|(i, _)| {
-                self.watches
-                    .get(probe)
-                    .and_then(Option::as_ref)
-                    .is_none_or(|w| w.contains(i))
-            })
-            .filter_map(|(i, at)| {
-                let (sent, accepted) = (*at)?;
+            .filter_map(|&i| {
+                let (sent, accepted) = t.injected.get(i).copied().flatten()?;
                 let held = self.fault_held.get(i).copied().unwrap_or(false);
                 Some(analysis::FaultInstants {
                     sent,
@@ -384,7 +417,44 @@ impl Recorder {
                 })
             })
             .collect();
-        analysis::Origin::watching(&watched).unwrap_or(trial)
+        analysis::Origin::watching(&watched)
+    }
+
+    /// Per step a probe watches (when it watches more than one): its verdict from the step's
+    /// faults on.
+    fn step_verdicts(&self, t: &Trial, probe: usize) -> Vec<StepVerdict> {
+        let segs = &t.segments[probe];
+        if segs.len() < 2 {
+            return Vec::new();
+        }
+        segs.iter()
+            .filter_map(|seg| {
+                let origin = self.origin_of(t, &seg.faults)?;
+                Some(StepVerdict {
+                    faults: seg
+                        .faults
+                        .iter()
+                        .filter_map(|&f| self.fault_labels.get(f).cloned())
+                        .collect(),
+                    verdict: analysis::probe_verdict(&seg.trace, origin, self.stable_for),
+                })
+            })
+            .collect()
+    }
+
+    /// The instants probe `probe`'s numbers count from: those of the faults it watches.
+    fn origin(&self, t: &Trial, probe: usize) -> analysis::Origin {
+        let inject = t.t_inject.unwrap_or_default();
+        let trial = analysis::Origin::held(t.t_sent.unwrap_or(inject), inject, t.t_removed);
+        let watched: Vec<usize> = (0..t.injected.len())
+            .filter(|i| {
+                self.watches
+                    .get(probe)
+                    .and_then(Option::as_ref)
+                    .is_none_or(|w| w.contains(i))
+            })
+            .collect();
+        self.origin_of(t, &watched).unwrap_or(trial)
     }
 
     fn verdicts(&self) -> Vec<ProbeVerdict> {
@@ -446,19 +516,35 @@ impl Recorder {
         bad.join("; ")
     }
 
-    /// The first abort condition that holds, as a sentence.
+    /// The first abort condition that holds, as a sentence. A condition with `after:` counts
+    /// only from that fault's injection in this trial (before it, it cannot fire).
     pub fn abort_reason(&self, exp: &Experiment) -> Option<String> {
         let inject = self.t_inject()?;
+        let from = |after: &Option<usize>| match after {
+            None => Some(Duration::ZERO),
+            Some(f) => self.accepted(*f),
+        };
+        let named = |after: &Option<usize>| {
+            after
+                .and_then(|f| self.fault_labels.get(f))
+                .map(|l| format!(", after {l}"))
+                .unwrap_or_default()
+        };
         exp.abort_when.iter().find_map(|c| match c {
-            AbortCondition::FailingFor { probe, duration } => {
+            AbortCondition::FailingFor {
+                probe,
+                duration,
+                after,
+            } => {
                 let l = self.live.iter().find(|l| &l.name == probe)?;
-                let since = l.failing_since?;
+                let since = l.failing_since?.max(from(after)?);
                 let now = l.last.as_ref()?.end;
                 (now.saturating_sub(since) >= *duration).then(|| {
                     format!(
-                        "aborted: probe `{probe}` failing for {} (abort-when failing-for {})",
+                        "aborted: probe `{probe}` failing for {} (abort-when failing-for {}{})",
                         human(now - since),
-                        human(*duration)
+                        human(*duration),
+                        named(after)
                     )
                 })
             }
@@ -466,19 +552,27 @@ impl Recorder {
                 probe,
                 above,
                 window,
+                after,
             } => {
                 let l = self.live.iter().find(|l| &l.name == probe)?;
                 let now = l.last.as_ref()?.end;
-                if now.saturating_sub(inject) < *window {
+                let start = from(after)?.max(inject);
+                if now.saturating_sub(start) < *window {
                     return None;
                 }
-                let rate = analysis::stats::failure_rate(l.recent.iter().map(|(_, ok)| *ok))?;
+                let rate = analysis::stats::failure_rate(
+                    l.recent
+                        .iter()
+                        .filter(|(end, _)| *end >= start)
+                        .map(|(_, ok)| *ok),
+                )?;
                 (rate > *above).then(|| {
                     format!(
-                        "aborted: probe `{probe}` error rate {:.0}% over {} (abort-when above {:.0}%)",
+                        "aborted: probe `{probe}` error rate {:.0}% over {} (abort-when above {:.0}%{})",
                         rate * 100.0,
                         human(*window),
-                        above * 100.0
+                        above * 100.0,
+                        named(after)
                     )
                 })
             }
@@ -516,6 +610,7 @@ impl Recorder {
                         .unwrap_or_default(),
                     ttr_origin: t.t_inject.map(|_| self.origin(&t, i).recovery),
                     verdict: verdicts[i].clone(),
+                    steps: self.step_verdicts(&t, i),
                     latency: PhaseLatency {
                         before: LatencySummary::of(&t.latency[i][0]),
                         during: LatencySummary::of(&t.latency[i][1]),

@@ -369,6 +369,21 @@ async fn steps_start_when_their_wait_is_over_and_revert_newest_first() {
     assert_eq!(started, ["b", "c"]);
     // The probe watches every fault: its recovery counts from the last one, c.
     assert_eq!(t.probes[0].ttr_origin, Some(at("c").accepted));
+    // Per step: a broke the system for 1s and it healed before b (2s later); b and c left
+    // no visible impact.
+    let steps = &t.probes[0].steps;
+    let faults: Vec<&[String]> = steps.iter().map(|s| s.faults.as_slice()).collect();
+    assert_eq!(faults, [["a"], ["b"], ["c"]]);
+    let first = &steps[0].verdict;
+    assert!(first.recovered, "{first:?}");
+    let ttr = first.ttr.unwrap();
+    assert!(
+        ttr.lower <= Duration::from_secs(1) && Duration::from_secs(1) <= ttr.upper,
+        "{ttr:?}"
+    );
+    assert!(steps[1..]
+        .iter()
+        .all(|s| s.verdict.ttd.is_none() && s.verdict.recovered));
 }
 
 #[tokio::test(start_paused = true)]
@@ -397,4 +412,32 @@ async fn a_step_whose_condition_never_holds_ends_inconclusive_and_reverts_the_re
     let order = std::fs::read_to_string(&log).unwrap();
     assert_eq!(order.lines().collect::<Vec<_>>(), ["inject a", "revert a"]);
     assert_eq!(record.trials[0].outcome, TrialOutcome::Inconclusive);
+}
+
+/// `abort-when` with `after:` counts only from that fault: the first step breaks the system
+/// for 1s on purpose; a 300ms failing-for aborts the drill unless it is armed after step b.
+#[tokio::test(start_paused = true)]
+async fn an_abort_condition_after_a_step_ignores_what_the_earlier_steps_broke() {
+    for (after, aborted) in [("", true), (", after: b", false)] {
+        let faults = "command: { run: [\"true\"] }\n    name: a\n  - name: b\n    wait: { after: a, for: 2s }\n    command: { run: [\"true\"] }";
+        let plan = plan(&yaml(
+            faults,
+            "{ objective: 10s, stable-for: 500ms, timeout: 1m }",
+            &format!("abort-when:\n  - {{ probe: app, failing-for: 300ms{after} }}\n"),
+        ));
+        let (opts, _) = options(Duration::from_secs(1));
+        let record = execute(&plan, opts).await;
+        if aborted {
+            assert_eq!(record.outcome, Outcome::Aborted, "{}", record.reason);
+            assert!(
+                record.reason.contains("failing-for 300.0ms)"),
+                "{}",
+                record.reason
+            );
+            assert_eq!(record.trials[0].faults.len(), 1, "b was never injected");
+        } else {
+            assert_eq!(record.outcome, Outcome::Passed, "{}", record.reason);
+            assert_eq!(record.trials[0].faults.len(), 2);
+        }
+    }
 }

@@ -380,6 +380,7 @@ pub struct RawRecovery {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawAbort {
     pub probe: String,
+    pub after: Option<String>,
     pub failing_for: Option<Dur>,
     pub error_rate: Option<Rate>,
     pub window: Option<Dur>,

@@ -23,6 +23,32 @@ fn failure(message: String, ty: &str) -> TestCaseStatus {
     s
 }
 
+/// One probe's testcase: its status, and its numbers as properties.
+fn probe_case(
+    name: String,
+    class: &str,
+    status: TestCaseStatus,
+    pv: &crate::analysis::ProbeVerdict,
+    recovery: bool,
+) -> TestCase {
+    let mut case = TestCase::new(name, status);
+    case.set_classname(class.to_string());
+    if let Some(b) = pv.ttr {
+        case.add_property(secs_prop("ttr_s", b.estimate));
+        case.add_property(secs_prop("ttr_uncertainty_s", b.uncertainty()));
+    }
+    if let Some(d) = pv.ttd {
+        case.add_property(secs_prop("ttd_s", d));
+    }
+    case.add_property(secs_prop("downtime_s", pv.downtime));
+    case.add_property(Property::new(
+        "availability",
+        format!("{:.6}", pv.availability),
+    ));
+    case.add_property(Property::new("recovery_probe", recovery.to_string()));
+    case
+}
+
 /// The run as JUnit XML. The regression gate, when given, is one more testcase.
 pub fn junit(r: &RunRecord, gate: Option<&Comparison>) -> Result<String, String> {
     let mut report = Report::new("firedrill");
@@ -105,22 +131,40 @@ pub fn junit(r: &RunRecord, gate: Option<&Comparison>) -> Result<String, String>
                     "not-recovered",
                 )
             };
-            let mut case = TestCase::new(format!("trial {} / probe {}", t.index, p.name), status);
-            case.set_classname(class.clone());
-            if let Some(b) = pv.ttr {
-                case.add_property(secs_prop("ttr_s", b.estimate));
-                case.add_property(secs_prop("ttr_uncertainty_s", b.uncertainty()));
+            let Some((last, earlier)) = p.steps.split_last() else {
+                let name = format!("trial {} / probe {}", t.index, p.name);
+                suite.add_test_case(probe_case(name, &class, status, pv, recovery));
+                continue;
+            };
+            // A scenario's steps, one testcase each: an earlier step informs (the next step
+            // may start before the system healed, on purpose); the last decides, as the probe.
+            for step in earlier {
+                let name = format!(
+                    "trial {} / {} / probe {}",
+                    t.index,
+                    step.faults.join("+"),
+                    p.name
+                );
+                let mut case = probe_case(
+                    name,
+                    &class,
+                    TestCaseStatus::success(),
+                    &step.verdict,
+                    recovery,
+                );
+                case.add_property(Property::new(
+                    "recovered_before_next_step",
+                    step.verdict.recovered.to_string(),
+                ));
+                suite.add_test_case(case);
             }
-            if let Some(d) = pv.ttd {
-                case.add_property(secs_prop("ttd_s", d));
-            }
-            case.add_property(secs_prop("downtime_s", pv.downtime));
-            case.add_property(Property::new(
-                "availability",
-                format!("{:.6}", pv.availability),
-            ));
-            case.add_property(Property::new("recovery_probe", recovery.to_string()));
-            suite.add_test_case(case);
+            let name = format!(
+                "trial {} / {} / probe {}",
+                t.index,
+                last.faults.join("+"),
+                p.name
+            );
+            suite.add_test_case(probe_case(name, &class, status, &last.verdict, recovery));
         }
     }
     if !r.faults_left.is_empty() {

@@ -358,11 +358,26 @@ pub struct ProbeTrial {
     pub ttr_origin: Option<Duration>,
     /// Judged from the observed window (injection until the trial was judged).
     pub verdict: ProbeVerdict,
+    /// In a scenario whose steps this probe watches, its verdict per step: from the step's
+    /// faults until the next watched step started (the last one until the trial was judged).
+    /// Empty when the probe watches one step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepVerdict>,
     pub latency: PhaseLatency,
     /// How late checks started against their schedule, over the whole trial.
     pub lateness: LatencySummary,
     /// The observed window, run-length encoded (the picture in the HTML report).
     pub trace: Trace,
+}
+
+/// What one probe saw of one step of a scenario.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepVerdict {
+    /// The step's faults (the step's own and those injected right after it).
+    pub faults: Vec<String>,
+    /// Time to detect and to recover counted from those faults; `recovered` false when the
+    /// next step started first.
+    pub verdict: ProbeVerdict,
 }
 
 /// Check latency before the injection, while observing, and after the trial was judged.

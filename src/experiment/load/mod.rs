@@ -610,7 +610,7 @@ impl Builder<'_, '_> {
                 .as_ref()
                 .map_or(Duration::from_secs(300), |r| r.timeout),
         );
-        let abort_when = self.aborts(root);
+        let abort_when = self.aborts(root, &fault_names);
         let repeat = match root.get("repeat") {
             None => 1,
             Some(n) => match self.cx.de::<i64>(n, "repeat") {

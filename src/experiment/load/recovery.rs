@@ -76,7 +76,7 @@ impl Builder<'_, '_> {
         })
     }
 
-    pub(super) fn aborts(&mut self, root: &Node) -> Vec<AbortCondition> {
+    pub(super) fn aborts(&mut self, root: &Node, faults: &[Option<String>]) -> Vec<AbortCondition> {
         let mut out = Vec::new();
         let Some(n) = root.get("abort-when") else {
             return out;
@@ -107,6 +107,10 @@ impl Builder<'_, '_> {
                 span: at(item, "probe"),
                 path: child_path(&path, "probe"),
             });
+            let after = raw
+                .after
+                .as_deref()
+                .and_then(|name| self.abort_after(item, &path, name, faults));
             match (raw.failing_for, raw.error_rate, raw.window) {
                 (Some(f), None, None) => {
                     let d = self.opt_duration(
@@ -119,6 +123,7 @@ impl Builder<'_, '_> {
                     out.push(AbortCondition::FailingFor {
                         probe: raw.probe,
                         duration: d,
+                        after,
                     });
                 }
                 (None, Some(Rate(r)), Some(w)) => {
@@ -139,6 +144,7 @@ impl Builder<'_, '_> {
                         probe: raw.probe,
                         above: r,
                         window,
+                        after,
                     });
                 }
                 (None, Some(_), None) => self.cx.error(
@@ -168,5 +174,36 @@ impl Builder<'_, '_> {
             }
         }
         out
+    }
+}
+
+impl Builder<'_, '_> {
+    /// The fault an abort condition's `after:` names, by its `name:`.
+    fn abort_after(
+        &mut self,
+        item: &Node,
+        path: &str,
+        name: &str,
+        faults: &[Option<String>],
+    ) -> Option<usize> {
+        let found = faults.iter().position(|n| n.as_deref() == Some(name));
+        if found.is_none() {
+            let known: Vec<&str> = faults.iter().flatten().map(String::as_str).collect();
+            let help = if known.is_empty() {
+                Some(format!(
+                    "no fault has a name yet: add `name: {name}` to the fault after which this condition counts"
+                ))
+            } else {
+                suggest(name, known.iter().copied())
+                    .or_else(|| Some(format!("fault names: {}", known.join(", "))))
+            };
+            self.cx.error(
+                at(item, "after"),
+                &child_path(path, "after"),
+                format!("unknown fault `{name}`"),
+                help,
+            );
+        }
+        found
     }
 }

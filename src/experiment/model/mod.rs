@@ -484,12 +484,19 @@ pub struct Recovery {
 #[serde(rename_all = "kebab-case")]
 pub enum AbortCondition {
     /// Abort when the probe has been failing continuously this long.
-    FailingFor { probe: String, duration: Duration },
+    FailingFor {
+        probe: String,
+        duration: Duration,
+        /// Counted only from this fault's injection (an index into `faults`).
+        after: Option<usize>,
+    },
     /// Abort when more than `above` (0..1) of the probe's samples in the trailing `window` failed.
     ErrorRate {
         probe: String,
         above: f64,
         window: Duration,
+        /// Counted only from this fault's injection (an index into `faults`).
+        after: Option<usize>,
     },
 }
 
