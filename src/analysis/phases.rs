@@ -96,9 +96,11 @@ pub fn pod_recovery(
         .filter(|&i| replacement[i].is_none())
         .collect();
     waiting.sort_by_key(|&i| (deleted[i].unwrap_or(t_from), i));
+    // A killed pod may itself be a replacement: in a scenario, a later step can kill the pod
+    // that replaced an earlier step's kill. Only a pod's own name is never its replacement.
     let mut fresh: BTreeMap<Option<&str>, Vec<(Duration, &str)>> = BTreeMap::new();
     for (at, p) in &created {
-        if !killed_set.contains(p) && !claimed.contains(p) {
+        if !claimed.contains(p) {
             fresh
                 .entry(generated_prefix(p))
                 .or_default()
@@ -106,21 +108,24 @@ pub fn pod_recovery(
         }
     }
     let mut next: HashMap<Option<&str>, usize> = HashMap::new();
-    let mut any = created
-        .iter()
-        .copied()
-        .filter(|(_, p)| !killed_set.contains(p));
     for i in waiting {
-        let found = match generated_prefix(&killed[i]) {
+        let me = killed[i].as_str();
+        let found = match generated_prefix(me) {
             Some(prefix) => {
                 let group = fresh.get(&Some(prefix)).map(Vec::as_slice).unwrap_or(&[]);
                 let n = next.entry(Some(prefix)).or_insert(0);
-                while group.get(*n).is_some_and(|(_, p)| claimed.contains(p)) {
+                while group
+                    .get(*n)
+                    .is_some_and(|(_, p)| claimed.contains(p) || *p == me)
+                {
                     *n += 1;
                 }
                 group.get(*n).copied()
             }
-            None => any.find(|(_, p)| !claimed.contains(p)),
+            None => created
+                .iter()
+                .copied()
+                .find(|(_, p)| !claimed.contains(p) && *p != me && !killed_set.contains(p)),
         };
         if let Some((_, p)) = found {
             claimed.insert(p);
@@ -143,14 +148,17 @@ pub fn pod_recovery(
             ready: later("ready"),
         });
     }
-    // Whole again: every workload that reported after the kill reached "all replicas ready".
+    // Whole again: every workload that reported after the kill reached "all replicas ready",
+    // and stayed so (a scenario's later kill degrades it again: whole counts from the last).
     let mut workloads: BTreeMap<&str, Option<Duration>> = BTreeMap::new();
     for (at, object, step) in &steps {
         if object.starts_with("pod/") {
             continue;
         }
         let ready = workloads.entry(object).or_default();
-        if ready.is_none() && *step == "all replicas ready" {
+        if *step != "all replicas ready" {
+            *ready = None;
+        } else if ready.is_none() {
             *ready = Some(*at);
         }
     }
@@ -176,6 +184,54 @@ mod tests {
                 step: step.into(),
             },
         }
+    }
+
+    /// A scenario's second step kills the pod that replaced the first step's kill: each
+    /// killed pod gets its own replacement, in the order of the kills.
+    #[test]
+    fn a_replacement_killed_by_a_later_step_is_replaced_in_turn() {
+        let events = vec![
+            step(1001, "pod/web-7d-a", "deleted"),
+            step(1002, "pod/web-7d-b", "created"),
+            step(2002, "pod/web-7d-b", "ready"),
+            step(3001, "pod/web-7d-b", "deleted"),
+            step(3002, "pod/web-7d-c", "created"),
+            step(4002, "pod/web-7d-c", "ready"),
+            step(1001, "deployment/web-7d", "2/3 replicas ready"),
+            step(2003, "deployment/web-7d", "all replicas ready"),
+            step(3001, "deployment/web-7d", "2/3 replicas ready"),
+            step(4003, "deployment/web-7d", "all replicas ready"),
+        ];
+        let (pods, whole) = pod_recovery(
+            &events,
+            Duration::from_millis(1000),
+            Duration::from_millis(1000),
+            &["web-7d-a".into(), "web-7d-b".into()],
+        );
+        let pairs: Vec<(&str, Option<&str>, Option<Duration>)> = pods
+            .iter()
+            .map(|p| (p.pod.as_str(), p.replacement.as_deref(), p.ready))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                (
+                    "web-7d-a",
+                    Some("web-7d-b"),
+                    Some(Duration::from_millis(1002))
+                ),
+                (
+                    "web-7d-b",
+                    Some("web-7d-c"),
+                    Some(Duration::from_millis(3002))
+                ),
+            ]
+        );
+        assert_eq!(
+            whole,
+            Some(Duration::from_millis(3003)),
+            "whole after the last kill"
+        );
     }
 
     #[test]

@@ -238,20 +238,37 @@ fn trial_section(o: &mut String, r: &RunRecord, t: &TrialRecord) {
         o,
         "<h3>Probes</h3><table class=\"probes\"><tr><th>probe</th><th>TTD</th><th>TTR</th><th>downtime</th><th>availability</th><th>samples (failed)</th><th>first failure</th></tr>"
     );
-    for p in &t.probes {
-        let pv = &p.verdict;
+    let row = |o: &mut String, name: &str, pv: &crate::analysis::ProbeVerdict, ttr: String| {
         let _ = writeln!(
             o,
             "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.2}%</td><td class=\"num\">{} ({})</td><td>{}</td></tr>",
-            esc(&p.name),
+            name,
             bracket_or_point(pv.ttd_bracket, pv.ttd),
-            ttr_text(&pv.ttr),
+            ttr,
             bracket_or_point(pv.downtime_bracket, Some(pv.downtime)),
             pv.availability * 100.0,
             pv.samples,
             pv.failed,
             esc(pv.first_failure.as_deref().unwrap_or(""))
         );
+    };
+    for p in &t.probes {
+        row(o, &esc(&p.name), &p.verdict, ttr_text(&p.verdict.ttr));
+        // A scenario's steps, each from its own faults on.
+        let last = p.steps.len().saturating_sub(1);
+        for (i, step) in p.steps.iter().enumerate() {
+            let sv = &step.verdict;
+            let ttr = if i < last && !sv.recovered {
+                "<span class=\"muted\">not recovered before the next step</span>".to_string()
+            } else {
+                ttr_text(&sv.ttr)
+            };
+            let name = format!(
+                "<span class=\"muted\">&#8627; step {}</span>",
+                esc(&step.faults.join(" + "))
+            );
+            row(o, &name, sv, ttr);
+        }
     }
     o.push_str("</table>\n");
     let _ = writeln!(

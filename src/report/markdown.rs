@@ -107,6 +107,32 @@ pub fn render(r: &RunRecord) -> String {
                 p.lateness.p99
             );
         }
+        let stepped: Vec<_> = t.probes.iter().filter(|p| !p.steps.is_empty()).collect();
+        if !stepped.is_empty() {
+            let _ = writeln!(
+                o,
+                "\nPer step (each from its own faults on):\n\n| probe | step | TTD | TTR | downtime |\n|---|---|---|---|---|"
+            );
+            for p in stepped {
+                let last = p.steps.len() - 1;
+                for (i, step) in p.steps.iter().enumerate() {
+                    let v = &step.verdict;
+                    let ttr = if i < last && !v.recovered {
+                        "not recovered before the next step".to_string()
+                    } else {
+                        ttr_text(&v.ttr)
+                    };
+                    let _ = writeln!(
+                        o,
+                        "| {} | {} | {} | {ttr} | {} |",
+                        p.name,
+                        step.faults.join(" + "),
+                        bracket_or_point(v.ttd_bracket, v.ttd),
+                        bracket_or_point(v.downtime_bracket, Some(v.downtime)),
+                    );
+                }
+            }
+        }
         let attributed: Vec<String> = t
             .probes
             .iter()
