@@ -335,6 +335,26 @@ recovery: {{ objective: 1s, stable-for: 100ms, timeout: 5s }}
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("cannot write reports to"), "{stderr}");
     assert!(!marker.exists(), "the fault was injected: {stderr}");
+    // The CI outputs too: a --junit or --summary path under a file cannot be written.
+    for flag in ["--junit", "--summary"] {
+        let out = firedrill()
+            .arg("run")
+            .arg(&file)
+            .arg("--report-dir")
+            .arg(dir.path().join("fine"))
+            .arg(flag)
+            .arg(not_a_dir.join("out"))
+            .env("FIREDRILL_STATE_DIR", dir.path().join("state"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(
+            stderr.contains("reports-file/out"),
+            "{flag} names the path: {stderr}"
+        );
+        assert!(!marker.exists(), "{flag}: the fault was injected: {stderr}");
+    }
 
     let reports = dir.path().join("reports");
     let out = std::process::Command::new("sh")

@@ -586,6 +586,101 @@ recovery: {{ objective: 5s, timeout: 10s }}
     }
 }
 
+/// Firedrill's own process arguments carry no secret: while a drill with secrets in an http
+/// URL and header and a DSN runs (runner, watchdog, probe children), no process
+/// on the machine has a canary in its command line. (A `command` fault's or probe's own argv is
+/// the user's and visible in `ps`: docs/safety.md says so; none carries a secret here.)
+#[test]
+fn no_process_argument_of_firedrill_carries_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let canaries = [
+        "canary-argv-env-3b71",
+        "canary-argv-bearer-c0d2",
+        "canary-argv-dsn-9e44",
+    ];
+    let file = dir.path().join("secret.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name: argv-secrets
+probes:
+  ok:
+    command: {{ run: ["true"] }}
+    every: 50ms
+  api:
+    http:
+      url: "http://127.0.0.1:{port}/healthz?token=${{env:FIREDRILL_ARGV_CANARY}}"
+      headers:
+        Authorization: "Bearer {bearer}"
+      timeout: 200ms
+    every: 100ms
+  db:
+    postgres:
+      dsn: "postgres://app:{dsn}@127.0.0.1:{port}/db"
+      mode: {{ read: {{ query: "select 1" }} }}
+      timeout: 200ms
+    every: 100ms
+steady-state: [ok]
+faults:
+  - command: {{ run: ["true"], revert: ["true"] }}
+recovery: {{ objective: 5s, stable-for: 2s, timeout: 10s, probes: [ok] }}
+"#,
+            bearer = canaries[1],
+            dsn = canaries[2],
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let mut child = firedrill()
+        .env("FIREDRILL_ARGV_CANARY", canaries[0])
+        .env("FIREDRILL_STATE_DIR", &state)
+        .args(["run", "--report-dir"])
+        .arg(dir.path().join("reports"))
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let runner = child.id();
+    let (mut scans, mut saw_watchdog) = (0, false);
+    while child.try_wait().unwrap().is_none() {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(argv) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let argv = String::from_utf8_lossy(&argv).replace('\0', " ");
+            for c in canaries {
+                assert!(
+                    !argv.contains(c),
+                    "{c} in the arguments of pid {}: {argv}",
+                    entry.file_name().to_string_lossy()
+                );
+            }
+            saw_watchdog |= argv.contains("__firedrill-watchdog");
+        }
+        scans += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        scans >= 10,
+        "only {scans} scans of /proc while pid {runner} ran"
+    );
+    assert!(
+        saw_watchdog,
+        "the run's watchdog was among the processes scanned"
+    );
+}
+
 /// Secrets at rest: a revert argv built from a `${env:}` secret is journalled as the reference,
 /// never the value; `recover` resolves it from its own environment (and masks it in what it
 /// prints), and without the variable it refuses that revert, naming the variable.
