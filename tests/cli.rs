@@ -387,3 +387,108 @@ recovery: {{ objective: 1s, stable-for: 100ms, timeout: 5s }}
         assert_eq!(mode(&f.path()), 0o600, "{}", f.path().display());
     }
 }
+
+/// Completions come from the clap definitions: bash, loaded in bash, completes a command and
+/// a flag of `run`; the other shells' scripts name the binary.
+#[test]
+fn the_bash_completion_completes_commands_and_flags() {
+    let script = firedrill().args(["completions", "bash"]).output().unwrap();
+    assert!(script.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("firedrill.bash");
+    std::fs::write(&file, &script.stdout).unwrap();
+    let complete = |words: &[&str]| {
+        let line = words.join(" ");
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source '{}'; COMP_WORDS=({line}); COMP_CWORD={}; COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}; _firedrill firedrill '{}' '{}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                file.display(),
+                words.len() - 1,
+                words[words.len() - 1],
+                words[words.len() - 2],
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        got.sort();
+        got
+    };
+    assert_eq!(complete(&["firedrill", "ru"]), ["run"]);
+    assert_eq!(complete(&["firedrill", "rec"]), ["recover"]);
+    assert_eq!(
+        complete(&["firedrill", "run", "--rep"]),
+        ["--repeat", "--report-dir"]
+    );
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = firedrill().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("firedrill"),
+            "{shell}"
+        );
+    }
+    let out = firedrill().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+}
+
+/// The man page is generated from the same definitions: firedrill(1) lists every command, and
+/// `--dir` writes one page per command whose synopsis is the command as typed.
+#[test]
+fn man_pages_cover_every_command() {
+    let out = firedrill().arg("man").output().unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH firedrill 1"), "{page}");
+    let commands = [
+        "validate",
+        "plan",
+        "run",
+        "recover",
+        "halt",
+        "sim",
+        "status",
+        "schedule",
+        "deploy",
+        "proxy",
+        "report",
+        "completions",
+        "man",
+    ];
+    for c in commands {
+        assert!(page.contains(&format!("firedrill\\-{c}(1)")), "{c}: {page}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = firedrill()
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for c in commands {
+        let page = std::fs::read_to_string(dir.path().join(format!("firedrill-{c}.1")))
+            .unwrap_or_else(|e| panic!("firedrill-{c}.1: {e}"));
+        assert!(
+            page.contains(&format!(".TH firedrill-{c} 1")),
+            "{c}: {page}"
+        );
+        assert!(
+            page.contains(&format!("\\fBfiredrill {c}\\fR")),
+            "{c}: {page}"
+        );
+    }
+    let run = std::fs::read_to_string(dir.path().join("firedrill-run.1")).unwrap();
+    assert!(run.contains("\\-\\-report\\-dir"), "{run}");
+}

@@ -22,7 +22,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::exit::Exit;
@@ -112,6 +112,17 @@ enum Command {
     Proxy(crate::proxy::ProxyArgs),
     /// Read every run record under a reports folder: MTTR per drill over time, trends, overdue drills.
     Report(status::ReportArgs),
+    /// Print a shell completion script (bash: `source <(firedrill completions bash)`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (firedrill(1)), or write one page per command into a folder.
+    Man {
+        /// Write firedrill.1 and firedrill-<command>.1 here instead of printing firedrill.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// The `firedrill` binary after its child and watchdog trampolines.
@@ -173,6 +184,8 @@ async fn dispatch(
             | Command::Status { .. }
             | Command::Deploy { .. }
             | Command::Report(_)
+            | Command::Completions { .. }
+            | Command::Man { .. }
     ));
     // The state directory decides what `run` and `recover` execute: it must be ours alone.
     if matches!(
@@ -202,5 +215,38 @@ async fn dispatch(
             dir,
         } => status::deploy(&dir, &namespace, &image),
         Command::Report(a) => status::report(&a),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "firedrill", &mut std::io::stdout());
+            Ok(Exit::Passed)
+        }
+        Command::Man { dir } => man(dir.as_deref()),
     }
+}
+
+/// firedrill(1) on stdout, or one page per command (firedrill-run.1, …) into `dir`.
+fn man(dir: Option<&Path>) -> anyhow::Result<Exit> {
+    let cmd = Cli::command();
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+        return Ok(Exit::Passed);
+    };
+    std::fs::create_dir_all(dir)?;
+    let mut pages = vec![("firedrill.1".to_string(), cmd.clone())];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("firedrill-{}", sub.get_name());
+        pages.push((
+            format!("{name}.1"),
+            sub.clone()
+                .display_name(name)
+                .bin_name(format!("firedrill {}", sub.get_name()))
+                .version(env!("CARGO_PKG_VERSION")),
+        ));
+    }
+    for (file, page) in pages {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(page).render(&mut out)?;
+        std::fs::write(dir.join(&file), out)?;
+    }
+    Ok(Exit::Passed)
 }
