@@ -492,3 +492,78 @@ fn man_pages_cover_every_command() {
     let run = std::fs::read_to_string(dir.path().join("firedrill-run.1")).unwrap();
     assert!(run.contains("\\-\\-report\\-dir"), "{run}");
 }
+
+/// `init` writes a first drill of each kind that validates as written, with firedrill.yaml and
+/// (for the kinds that run on it) the simulated shop; the pod-kill drill runs at once; nothing
+/// is ever written over an existing file.
+#[test]
+fn init_writes_first_drills_that_validate_and_never_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("drills");
+    let init = |args: &[&str]| {
+        firedrill()
+            .current_dir(dir.path())
+            .arg("init")
+            .args(args)
+            .arg(&folder)
+            .output()
+            .unwrap()
+    };
+    for kind in [
+        "pod-kill",
+        "latency",
+        "db-failover",
+        "process-kill",
+        "command",
+    ] {
+        let out = init(&["--kind", kind]);
+        assert!(
+            out.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let file = folder.join(format!("{kind}.yaml"));
+        let out = firedrill().arg("validate").arg(&file).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{kind}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(folder.join("firedrill.yaml").is_file());
+    assert!(folder.join("sim/shop.yaml").is_file());
+
+    // Again: refused, the file as it was.
+    std::fs::write(folder.join("pod-kill.yaml"), "mine").unwrap();
+    let out = init(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists"));
+    assert_eq!(
+        std::fs::read_to_string(folder.join("pod-kill.yaml")).unwrap(),
+        "mine"
+    );
+    let out = init(&["--name", "Not_A_Name"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!folder.join("Not_A_Name.yaml").exists());
+
+    // A named pod-kill drill runs on the embedded simulated cluster as written.
+    let out = init(&["--name", "first-drill"]);
+    assert!(out.status.success());
+    let reports = dir.path().join("reports");
+    let out = firedrill()
+        .env("FIREDRILL_STATE_DIR", dir.path().join("state"))
+        .args(["run", "--report-dir"])
+        .arg(&reports)
+        .arg(folder.join("first-drill.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("first-drill [local] PASSED"));
+}

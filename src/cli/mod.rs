@@ -11,6 +11,7 @@
 
 mod args;
 mod ci;
+mod init;
 mod live;
 mod plan;
 mod recover;
@@ -112,6 +113,8 @@ enum Command {
     Proxy(crate::proxy::ProxyArgs),
     /// Read every run record under a reports folder: MTTR per drill over time, trends, overdue drills.
     Report(status::ReportArgs),
+    /// Write a first drill of a chosen kind (and firedrill.yaml) into a folder.
+    Init(init::InitArgs),
     /// Print a shell completion script (bash: `source <(firedrill completions bash)`).
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -215,6 +218,7 @@ async fn dispatch(
             dir,
         } => status::deploy(&dir, &namespace, &image),
         Command::Report(a) => status::report(&a),
+        Command::Init(args) => Ok(init::init(&args)),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "firedrill", &mut std::io::stdout());
