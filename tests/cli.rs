@@ -567,3 +567,44 @@ fn init_writes_first_drills_that_validate_and_never_overwrite() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("first-drill [local] PASSED"));
 }
+
+/// `plan -o json|yaml`: what the text shows, as data a program can read.
+#[test]
+fn plan_prints_data_for_programs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let plan = |format: &str| {
+        let out = firedrill()
+            .env("FIREDRILL_STATE_DIR", dir.path().join("state"))
+            .args(["plan", "-o", format])
+            .arg(root.join("experiments/steps-sim.yaml"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let json: serde_json::Value = serde_json::from_slice(&plan("json")).unwrap();
+    let yaml: serde_json::Value = serde_yaml::from_slice(&plan("yaml")).unwrap();
+    for v in [&json, &yaml] {
+        assert_eq!(v["drill"], "steps");
+        assert_eq!(v["environment"], "local");
+        assert_eq!(v["touched"], "nothing");
+        assert_eq!(v["recovery"]["objective_s"], 5.0);
+        let faults = v["faults"].as_array().unwrap();
+        let names: Vec<&str> = faults.iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["kill-first", "kill-second", "slow-checkout"]);
+        assert!(
+            faults[0]["resolved"]
+                .as_str()
+                .unwrap()
+                .contains("chose pod"),
+            "{v}"
+        );
+        assert_eq!(faults[2]["step"], "200ms after kill-second");
+    }
+}

@@ -142,3 +142,31 @@ async fn manifests_parse_have_least_privilege_and_apply() {
     assert_eq!(listed.items.len(), 2);
     sim.shutdown().await;
 }
+
+/// `deploy -o yaml`: one YAML document per object, each the JSON List's item exactly.
+#[test]
+fn yaml_manifests_are_the_json_items_one_document_each() {
+    use serde::Deserialize;
+    let dir = folder();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_firedrill"))
+            .args(["deploy", "--namespace", "drills"])
+            .args(args)
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let list: serde_json::Value = serde_json::from_slice(&run(&[])).unwrap();
+    let yaml = run(&["-o", "yaml"]);
+    let docs: Vec<serde_json::Value> = serde_yaml::Deserializer::from_slice(&yaml)
+        .map(|d| serde_json::Value::deserialize(d).unwrap())
+        .collect();
+    assert_eq!(&docs, list["items"].as_array().unwrap());
+    assert!(docs.len() >= 6, "{docs:?}");
+}

@@ -544,3 +544,62 @@ fn history_reports_mttr_trends_and_overdue_drills() {
         .count();
     assert_eq!(dots, 24, "checkout/staging: 8 runs × 3 trials");
 }
+
+/// `report --format json|yaml`: the same numbers as the table, as data, and the YAML is the
+/// JSON's structure exactly.
+#[test]
+fn history_as_json_and_yaml_carries_the_same_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    history_folder(dir.path());
+    let read = |format: &str| {
+        let out = firedrill()
+            .arg("report")
+            .arg(dir.path())
+            .args(["--format", format, "--overdue", "7d"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        out.stdout
+    };
+    let json: serde_json::Value = serde_json::from_slice(&read("json")).unwrap();
+    let yaml: serde_json::Value = serde_yaml::from_slice(&read("yaml")).unwrap();
+    // Two invocations, two "now"s: overdue and the fitted slope move by the time between them.
+    fn settled(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => m
+                .iter()
+                .filter(|(k, _)| *k != "overdue_s")
+                .map(|(k, v)| (k.clone(), settled(v)))
+                .collect(),
+            serde_json::Value::Array(a) => a.iter().map(settled).collect(),
+            serde_json::Value::Number(n) if n.is_f64() => {
+                serde_json::json!((n.as_f64().unwrap() * 1e6).round() / 1e6)
+            }
+            v => v.clone(),
+        }
+    }
+    assert_eq!(settled(&json), settled(&yaml));
+    let drill = |exp: &str, env: &str| {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["experiment"] == exp && d["environment"] == env)
+            .unwrap_or_else(|| panic!("{exp} {env}: {json}"))
+            .clone()
+    };
+    let staging = drill("checkout", "staging");
+    assert_eq!(staging["runs"], 8);
+    assert_eq!(staging["passed"], 8);
+    assert_eq!(staging["mttr"]["n"], 24);
+    assert_eq!(staging["mttr"]["max_s"], 2.4);
+    assert_eq!(staging["trend"]["direction"], "slower");
+    assert!(staging["overdue_s"].is_null());
+    let prod = drill("checkout", "production");
+    assert_eq!(prod["trend"]["direction"], "steady");
+    let overdue = prod["overdue_s"].as_f64().unwrap();
+    assert!((overdue / 86_400.0 - 10.0).abs() < 0.1, "{overdue}");
+    assert_eq!(
+        drill("db-failover", "staging")["trend"]["direction"],
+        "faster"
+    );
+}

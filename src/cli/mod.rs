@@ -65,6 +65,9 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         env: Selection,
+        /// Print the plan as data (json or yaml) instead of text.
+        #[arg(short, long, value_enum)]
+        output: Option<crate::report::text::DataFormat>,
     },
     /// Run a drill: inject, measure time to detect and to recover, revert, report.
     Run(args::RunArgs),
@@ -106,6 +109,9 @@ enum Command {
         /// Container image with the firedrill binary.
         #[arg(long, default_value = "firedrill:latest")]
         image: String,
+        /// json (one List) or yaml (one document per object, for a GitOps repository).
+        #[arg(short, long, value_enum, default_value = "json")]
+        output: crate::report::text::DataFormat,
         #[arg(default_value = "experiments")]
         dir: PathBuf,
     },
@@ -202,7 +208,7 @@ async fn dispatch(
     }
     match cmd {
         Command::Validate { files, env } => Ok(validate::validate(&files, &env)),
-        Command::Plan { file, env } => plan::plan(&file, &env, state_dir).await,
+        Command::Plan { file, env, output } => plan::plan(&file, &env, state_dir, output).await,
         Command::Run(args) => run::run(args, state_dir, shutdown).await,
         Command::Recover { run, all } => recover::recover(state_dir, run.as_deref(), all).await,
         Command::Halt { reason, release } => recover::halt(state_dir, reason.as_deref(), release),
@@ -215,8 +221,9 @@ async fn dispatch(
         Command::Deploy {
             namespace,
             image,
+            output,
             dir,
-        } => status::deploy(&dir, &namespace, &image),
+        } => status::deploy(&dir, &namespace, &image, output),
         Command::Report(a) => status::report(&a),
         Command::Init(args) => Ok(init::init(&args)),
         Command::Completions { shell } => {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::report;
+use crate::report::text::DataFormat;
 use crate::safety;
 use crate::{eprintln_redacted as eprintln, println_redacted as println};
 
@@ -43,13 +44,31 @@ pub(super) fn status(dir: &Path, report_dir: &Path) -> Exit {
     }
 }
 
-pub(super) fn deploy(dir: &Path, namespace: &str, image: &str) -> anyhow::Result<Exit> {
+pub(super) fn deploy(
+    dir: &Path,
+    namespace: &str,
+    image: &str,
+    output: DataFormat,
+) -> anyhow::Result<Exit> {
     let cat = crate::schedule::catalog::load(dir);
     for (file, err) in &cat.errors {
         eprintln!("skipping {}:\n{err}\n", file.display());
     }
     let m = crate::schedule::deploy::render(dir, &cat, namespace, image);
-    println!("{}", serde_json::to_string_pretty(&m.to_list())?);
+    let list = m.to_list();
+    let text = match output {
+        DataFormat::Json => report::text::data(&list, output),
+        // One document per object: what `kubectl apply -f` and GitOps tools read.
+        DataFormat::Yaml => list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|item| report::text::data(item, output))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|docs| docs.join("---\n")),
+    }
+    .map_err(|e| anyhow::anyhow!("cannot write the manifests: {e}"))?;
+    println!("{}", text.trim_end());
     Ok(if cat.errors.is_empty() {
         Exit::Passed
     } else {

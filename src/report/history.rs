@@ -501,6 +501,85 @@ pub enum Format {
     Table,
     Markdown,
     Html,
+    /// The numbers per drill as data.
+    Json,
+    Yaml,
+}
+
+/// One drill over time, as data (`report --format json|yaml`): the numbers the table shows.
+#[derive(serde::Serialize)]
+struct DrillView<'a> {
+    experiment: &'a str,
+    environment: &'a str,
+    runs: usize,
+    passed: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last: Option<LastRun<'a>>,
+    /// Over every recovered trial of every run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mttr: Option<&'a Stats>,
+    trend: TrendView,
+    /// How long since the last run, when longer than the threshold.
+    #[serde(
+        rename = "overdue_s",
+        with = "crate::timeline::secs::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    overdue: Option<Duration>,
+}
+
+#[derive(serde::Serialize)]
+struct LastRun<'a> {
+    run_id: &'a str,
+    started_at: DateTime<Utc>,
+    outcome: Outcome,
+    #[serde(
+        rename = "median_ttr_s",
+        with = "crate::timeline::secs::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    median_ttr: Option<Duration>,
+}
+
+#[derive(serde::Serialize)]
+struct TrendView {
+    /// slower, faster, steady, or too-few (runs with a TTR).
+    direction: &'static str,
+    runs: usize,
+    slope_s_per_week: f64,
+    change_percent: f64,
+    p_value: f64,
+}
+
+fn data(drills: &[Drill], format: super::text::DataFormat) -> Result<String, super::ReportError> {
+    let views: Vec<DrillView> = drills
+        .iter()
+        .map(|d| DrillView {
+            experiment: &d.experiment,
+            environment: &d.environment,
+            runs: d.runs.len(),
+            passed: d.passed,
+            last: d.last().map(|r| LastRun {
+                run_id: &r.run_id,
+                started_at: r.started_at,
+                outcome: r.outcome,
+                median_ttr: r.median_ttr(),
+            }),
+            mttr: d.mttr.as_ref(),
+            trend: TrendView {
+                direction: match d.trend.direction {
+                    Direction::TooFew => "too-few",
+                    _ => d.trend.word(),
+                },
+                runs: d.trend.runs,
+                slope_s_per_week: d.trend.slope_per_week(),
+                change_percent: d.trend.change_percent(),
+                p_value: d.trend.p_value,
+            },
+            overdue: d.overdue,
+        })
+        .collect();
+    super::text::data(&views, format).map_err(super::ReportError::Encode)
 }
 
 /// `firedrill report`: read the folder, summarise, render to stdout or `out`.
@@ -532,6 +611,8 @@ pub fn command(
         Format::Table => render_table(&drills, now, overdue_after),
         Format::Markdown => render_markdown(&drills, now, overdue_after),
         Format::Html => render_html(&drills, now, overdue_after),
+        Format::Json => data(&drills, super::text::DataFormat::Json)?,
+        Format::Yaml => data(&drills, super::text::DataFormat::Yaml)?,
     };
     match out {
         Some(p) => super::write_atomic(p, text.as_bytes()),

@@ -8,6 +8,25 @@ use super::record::{RunRecord, TrialOutcome, TrialRecord};
 use crate::analysis::Bracket;
 use crate::timeline::human;
 
+/// Data for programs and GitOps repositories: the same structure as JSON or as YAML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DataFormat {
+    Json,
+    Yaml,
+}
+
+/// `value` as pretty JSON or block YAML, ending with a newline.
+pub fn data<T: serde::Serialize>(value: &T, format: DataFormat) -> Result<String, String> {
+    let mut text = match format {
+        DataFormat::Json => serde_json::to_string_pretty(value).map_err(|e| e.to_string())?,
+        DataFormat::Yaml => serde_yaml::to_string(value).map_err(|e| e.to_string())?,
+    };
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
+}
+
 pub fn ttr_text(b: &Option<Bracket>) -> String {
     match b {
         Some(b) => format!("{} ± {}", human(b.estimate), human(b.uncertainty())),
