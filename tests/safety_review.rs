@@ -92,6 +92,59 @@ recovery: { objective: 5s, stable-for: 100ms, timeout: 10s }
     );
 }
 
+/// Masking fails closed: a secret that is a word of the record's structure in more places
+/// than can be tried one by one ("recovered": every trial's outcome and its timeline event)
+/// leaves no report, JUnit or summary written at all, says why, and exits 4.
+#[test]
+fn a_record_that_cannot_be_masked_is_not_written_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("unmaskable.yaml");
+    std::fs::write(
+        &file,
+        r#"name: unmaskable
+probes:
+  ok:
+    command: { run: ["true"] }
+    every: 20ms
+faults:
+  - command: { run: [echo, "${env:FIREDRILL_TEST_WORD}"] }
+recovery: { objective: 5s, stable-for: 30ms, timeout: 10s }
+repeat: 40
+cooldown: 0s
+"#,
+    )
+    .unwrap();
+    let reports = dir.path().join("reports");
+    let out = firedrill()
+        .env("FIREDRILL_STATE_DIR", dir.path().join("state"))
+        .env("FIREDRILL_TEST_WORD", "recovered")
+        .args(["run", "--report-dir"])
+        .arg(&reports)
+        .arg("--junit")
+        .arg(dir.path().join("junit.xml"))
+        .arg("--summary")
+        .arg(dir.path().join("summary.md"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("cannot be masked, so it was not written"),
+        "{stderr}"
+    );
+    let written: Vec<String> = files_under(dir.path())
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| {
+            [".json", ".html", ".md", ".xml"]
+                .iter()
+                .any(|ext| p.ends_with(ext))
+        })
+        .collect();
+    assert!(written.is_empty(), "written: {written:?}");
+}
+
 /// A `${env:}` value in a field the loader rejects is in the error message: it must be masked
 /// by `validate`, `plan`, `run` and `schedule` alike.
 #[test]

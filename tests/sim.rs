@@ -1373,3 +1373,40 @@ namespaces:
     assert_eq!(first, names(11).await);
     assert_ne!(first, names(12).await);
 }
+
+/// A body the simulated cluster cannot read (kubectl sends protobuf for built-in kinds) is
+/// answered 415 UnsupportedMediaType, as an API server answers a media type it does not serve,
+/// not a 400 saying the JSON is broken; JSON and apply-patch YAML bodies are read as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_in_a_media_type_it_does_not_serve_is_a_415() {
+    let (sim, _client) = start(TIMED).await;
+    let url = format!("{}/api/v1/namespaces/shop/configmaps", sim.api_url());
+    let http = reqwest::Client::new();
+    let post = |ctype: &'static str, body: &'static str| {
+        http.post(&url)
+            .header("Content-Type", ctype)
+            .body(body)
+            .send()
+    };
+    let refused = post("application/vnd.kubernetes.protobuf", "k8s\0\n\x02v1")
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 415);
+    let status: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(status["reason"], "UnsupportedMediaType", "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("application/json"),
+        "{status}"
+    );
+    let created = post(
+        "application/json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"ok"},"data":{"a":"b"}}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status(), 201);
+    sim.shutdown().await;
+}

@@ -74,11 +74,16 @@ pub(super) fn outputs_writable(
             .map_err(|e| format!("cannot write the JUnit report {}: {e}", j.display()))?;
     }
     if let Some(s) = &args.summary {
+        let existed = s.exists();
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(s)
             .map_err(|e| format!("cannot write the summary {}: {e}", s.display()))?;
+        // A probe leaves nothing behind: a run whose record cannot be shown writes no summary.
+        if !existed {
+            let _ = std::fs::remove_file(s);
+        }
     }
     Ok(())
 }

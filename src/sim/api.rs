@@ -271,7 +271,8 @@ async fn handle(
     let query = uri.query().unwrap_or("").to_string();
     // Like the proxy's API: no web page may drive the cluster through a rebound name.
     let allowed = crate::safety::loopback::check(&headers, uri.authority().map(|a| a.as_str()))
-        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "Forbidden", e.to_string()));
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "Forbidden", e.to_string()))
+        .and_then(|()| json_body(&headers, &body));
     let response =
         match allowed.and_then(|()| api.route(&method, uri.path(), &query, &headers, body)) {
             Ok(r) => r,
@@ -286,6 +287,25 @@ async fn handle(
         at,
     });
     response
+}
+
+/// The simulated cluster speaks JSON only. A body in another media type (kubectl sends
+/// protobuf for built-in kinds) is answered 415, as an API server answers a type it does not
+/// serve. (kubectl 1.32 does not then retry in JSON: `kubectl create` of a built-in kind
+/// needs a protobuf decoder the simulated cluster does not have; `apply` sends JSON.)
+fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<(), ApiError> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if body.is_empty() || ctype.is_empty() || ctype.contains("json") || ctype.contains("yaml") {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "UnsupportedMediaType",
+        format!("the body of the request was in an unknown format - accepted media types include: application/json, application/merge-patch+json, application/strategic-merge-patch+json, application/json-patch+json, application/apply-patch+yaml (not {ctype})"),
+    ))
 }
 
 /// Decoded query parameters (percent-decoding and `+` as space, as Go's url.ParseQuery does).
