@@ -174,7 +174,7 @@ fn webhook_urls_come_from_the_environment_or_a_file_and_never_reach_a_log() {
         "--webhook-env",
         "FIREDRILL_TEST_SURELY_UNSET_HOOK",
     ]);
-    let err = webhooks(&unset.args).unwrap_err();
+    let err = webhooks(&unset.args).unwrap_err().to_string();
     assert!(err.contains("FIREDRILL_TEST_SURELY_UNSET_HOOK"), "{err}");
 
     // The log of a notification that cannot be delivered.

@@ -40,7 +40,8 @@ pub(super) fn ci_outputs(
         None => None,
     };
     if let Some(j) = &args.junit {
-        let xml = report::ci::junit(record, gate.as_ref()).map_err(anyhow::Error::msg)?;
+        let xml = report::ci::junit(record, gate.as_ref())
+            .map_err(|e| anyhow::Error::new(e).context("cannot write the JUnit report"))?;
         report::write_atomic(j, xml.as_bytes())?;
     }
     if let Some(s) = &args.summary {

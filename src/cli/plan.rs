@@ -152,7 +152,10 @@ pub(super) async fn plan(
         Some(format) => match crate::report::text::data(&view, format) {
             Ok(text) => println!("{}", text.trim_end()),
             Err(e) => {
-                eprintln!("error: cannot write the plan: {e}");
+                eprintln!(
+                    "error: cannot write the plan: {}",
+                    crate::platform::render(&e)
+                );
                 return Ok(Exit::Internal);
             }
         },

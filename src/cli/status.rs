@@ -67,7 +67,12 @@ pub(super) fn deploy(
             .collect::<Result<Vec<_>, _>>()
             .map(|docs| docs.join("---\n")),
     }
-    .map_err(|e| anyhow::anyhow!("cannot write the manifests: {e}"))?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot write the manifests: {}",
+            crate::platform::render(&e)
+        )
+    })?;
     println!("{}", text.trim_end());
     Ok(if cat.errors.is_empty() {
         Exit::Passed

@@ -111,7 +111,7 @@ pub async fn execute(plan: &Plan, mut opts: Options) -> RunRecord {
                 ));
             }
             Ok(None) => {}
-            Err(e) => start_error = Some(e.to_string()),
+            Err(e) => start_error = Some(e.render()),
         }
     }
     // Database writers: each keeps a history of its writes for the lost-write check.

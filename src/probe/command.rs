@@ -15,9 +15,9 @@ pub struct CommandChecker {
 }
 
 impl CommandChecker {
-    pub fn new(spec: &CommandProbe) -> Result<Self, String> {
+    pub fn new(spec: &CommandProbe) -> Result<Self, super::BuildError> {
         if spec.argv.is_empty() {
-            return Err("command probe needs a program to run".into());
+            return Err(super::BuildError::NoProgram);
         }
         Ok(CommandChecker {
             argv: spec.argv.clone(),

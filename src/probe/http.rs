@@ -17,7 +17,7 @@ use reqwest::{Client, Method, Url};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::Reason;
+use super::{BuildError, Reason};
 use crate::experiment::HttpProbe;
 use crate::platform::root_cause;
 use crate::timeline::human;
@@ -46,10 +46,10 @@ enum Transport {
 }
 
 impl HttpChecker {
-    pub fn new(spec: &HttpProbe) -> Result<Self, String> {
-        let url = Url::parse(&spec.url).map_err(|e| format!("invalid url: {e}"))?;
-        let method =
-            Method::from_bytes(spec.method.as_bytes()).map_err(|_| "invalid method".to_string())?;
+    pub fn new(spec: &HttpProbe) -> Result<Self, BuildError> {
+        let url = Url::parse(&spec.url).map_err(|e| BuildError::Url(Box::new(e)))?;
+        let method = Method::from_bytes(spec.method.as_bytes())
+            .map_err(|_| BuildError::Method(spec.method.clone()))?;
         let headers = header_map(&spec.headers)?;
         let transport = match (url.scheme() == "http").then(|| Plain::new(&url)).flatten() {
             Some(plain) => Transport::Plain(plain),
@@ -163,13 +163,13 @@ impl Plain {
 
 /// A probe's configured headers, every value marked sensitive: credentials stay out of any
 /// debug output reqwest or hyper might produce.
-pub(crate) fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, Reason> {
+pub(crate) fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, BuildError> {
     let mut map = HeaderMap::new();
     for (k, v) in headers {
-        let name = HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| format!("invalid header name `{k}`"))?;
-        let mut value =
-            HeaderValue::from_str(v).map_err(|_| format!("invalid value for header `{k}`"))?;
+        let name =
+            HeaderName::from_bytes(k.as_bytes()).map_err(|_| BuildError::HeaderName(k.clone()))?;
+        // The value may be a secret: the error names the header only.
+        let mut value = HeaderValue::from_str(v).map_err(|_| BuildError::HeaderValue(k.clone()))?;
         value.set_sensitive(true);
         map.insert(name, value);
     }
@@ -178,10 +178,8 @@ pub(crate) fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, Reas
 
 /// The general client of probes that speak HTTP: one kept-alive connection, no redirects
 /// (a redirect to a login page is not health), every request bounded by `timeout`.
-pub(crate) fn client(timeout: Duration) -> Result<Client, Reason> {
-    base_builder(timeout)
-        .build()
-        .map_err(|e| format!("cannot build http client: {}", root_cause(&e)))
+pub(crate) fn client(timeout: Duration) -> Result<Client, BuildError> {
+    base_builder(timeout).build().map_err(BuildError::Client)
 }
 
 fn base_builder(timeout: Duration) -> reqwest::ClientBuilder {
@@ -194,19 +192,21 @@ fn base_builder(timeout: Duration) -> reqwest::ClientBuilder {
 }
 
 /// [`client`], also trusting the CA certificates of a PEM file (a private CA).
-fn client_trusting(timeout: Duration, ca_file: Option<&std::path::Path>) -> Result<Client, Reason> {
+fn client_trusting(
+    timeout: Duration,
+    ca_file: Option<&std::path::Path>,
+) -> Result<Client, BuildError> {
     let Some(file) = ca_file else {
         return client(timeout);
     };
-    let pem =
-        std::fs::read(file).map_err(|e| format!("cannot read CA file {}: {e}", file.display()))?;
+    let pem = std::fs::read(file).map_err(|e| BuildError::CaFile(file.to_path_buf(), e))?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| format!("bad CA file {}: {}", file.display(), root_cause(&e)))?;
+        .map_err(|e| BuildError::CaPem(file.to_path_buf(), e))?;
     certs
         .into_iter()
         .fold(base_builder(timeout), |b, c| b.add_root_certificate(c))
         .build()
-        .map_err(|e| format!("cannot build http client: {}", root_cause(&e)))
+        .map_err(BuildError::Client)
 }
 
 /// A failed request's reason: the timeout, or the innermost cause.

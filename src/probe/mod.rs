@@ -30,8 +30,46 @@ pub type Reason = String;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error("probe `{probe}`: {message}")]
-    Build { probe: String, message: String },
+    #[error("probe `{probe}` cannot start")]
+    Build {
+        probe: String,
+        #[source]
+        source: BuildError,
+    },
+}
+
+/// Why a probe's checker could not be built, with the error it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("invalid url")]
+    Url(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("invalid method `{0}`")]
+    Method(String),
+    #[error("invalid header name `{0}`")]
+    HeaderName(String),
+    #[error("invalid value for header `{0}`")]
+    HeaderValue(String),
+    #[error("cannot read the CA file {}", .0.display())]
+    CaFile(std::path::PathBuf, #[source] std::io::Error),
+    #[error("bad CA file {}", .0.display())]
+    CaPem(std::path::PathBuf, #[source] reqwest::Error),
+    #[error("cannot build the http client")]
+    Client(#[source] reqwest::Error),
+    #[error("a command probe needs a program to run")]
+    NoProgram,
+    #[error(transparent)]
+    Postgres(postgres::PgError),
+}
+
+impl ProbeError {
+    /// For people: which probe, what failed and, once, why.
+    pub fn render(&self) -> String {
+        match self {
+            ProbeError::Build { probe, source } => {
+                format!("probe `{probe}`: {}", crate::platform::render(source))
+            }
+        }
+    }
 }
 
 /// One probe's checker. A closed set: each built-in probe kind is a variant.
@@ -47,9 +85,9 @@ impl Checker {
     /// Build the checker for a polling probe; `None` for watch-driven kinds (kubernetes),
     /// which produce samples from events instead.
     pub fn build(spec: &ProbeSpec) -> Result<Option<Checker>, ProbeError> {
-        let err = |message: String| ProbeError::Build {
+        let err = |source: BuildError| ProbeError::Build {
             probe: spec.name.clone(),
-            message,
+            source,
         };
         Ok(Some(match &spec.kind {
             ProbeKind::Http(h) => Checker::Http(Box::new(http::HttpChecker::new(h).map_err(err)?)),
@@ -71,7 +109,7 @@ impl Checker {
                 return Ok(None)
             }
             ProbeKind::Postgres(p) => Checker::Postgres(Box::new(
-                postgres::PostgresChecker::new(p).map_err(|e| err(e.to_string()))?,
+                postgres::PostgresChecker::new(p).map_err(|e| err(BuildError::Postgres(e)))?,
             )),
         }))
     }
@@ -225,5 +263,39 @@ mod tests {
         pace_tx.send(Pace::Fast).unwrap();
         cancel.cancel();
         task.await.unwrap();
+    }
+
+    /// A probe that cannot start says which probe, what failed and the error it came from,
+    /// once: a CA file that is not there names the file and the operating system's reason.
+    #[test]
+    fn a_probe_that_cannot_start_names_what_and_why_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("ca.pem");
+        let spec = ProbeSpec {
+            name: "api".into(),
+            kind: ProbeKind::Http(crate::experiment::HttpProbe {
+                url: "https://127.0.0.1:1/".into(),
+                method: "GET".into(),
+                headers: vec![],
+                expect_status: vec![],
+                body_contains: None,
+                timeout: Duration::from_secs(1),
+                max_latency: None,
+                ca_file: Some(missing.clone()),
+            }),
+            every: Duration::from_secs(1),
+            every_during: Duration::from_millis(100),
+            watches: None,
+        };
+        let Err(e) = Checker::build(&spec) else {
+            panic!("a missing CA file must not build");
+        };
+        assert_eq!(
+            e.render(),
+            format!(
+                "probe `api`: cannot read the CA file {}: No such file or directory (os error 2)",
+                missing.display()
+            )
+        );
     }
 }

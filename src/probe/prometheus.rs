@@ -40,9 +40,9 @@ pub struct PrometheusChecker {
 }
 
 impl PrometheusChecker {
-    pub fn new(spec: &PrometheusProbe) -> Result<Self, String> {
+    pub fn new(spec: &PrometheusProbe) -> Result<Self, super::BuildError> {
         let endpoint = Url::parse(&format!("{}/api/v1/query", spec.url.trim_end_matches('/')))
-            .map_err(|e| format!("invalid url: {e}"))?;
+            .map_err(|e| super::BuildError::Url(Box::new(e)))?;
         let headers = header_map(&spec.headers)?;
         Ok(PrometheusChecker {
             client: client(spec.timeout)?,

@@ -50,7 +50,10 @@ fn probe_case(
 }
 
 /// The run as JUnit XML. The regression gate, when given, is one more testcase.
-pub fn junit(r: &RunRecord, gate: Option<&Comparison>) -> Result<String, String> {
+pub fn junit(
+    r: &RunRecord,
+    gate: Option<&Comparison>,
+) -> Result<String, quick_junit::SerializeError> {
     let mut report = Report::new("firedrill");
     let mut suite = TestSuite::new(format!("{} [{}]", r.experiment.name, r.environment));
     suite.add_property(Property::new("run_id", r.run_id.clone()));
@@ -194,7 +197,7 @@ pub fn junit(r: &RunRecord, gate: Option<&Comparison>) -> Result<String, String>
         suite.add_test_case(case);
     }
     report.add_test_suite(suite);
-    report.to_string().map_err(|e| e.to_string())
+    report.to_string()
 }
 
 /// Markdown for a CI job summary ($GITHUB_STEP_SUMMARY): the verdict, the trials, the gate.

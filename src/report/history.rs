@@ -55,7 +55,7 @@ impl From<StoredRun> for RunSummary {
 }
 
 /// Parse the fields history needs from one record's bytes ([`super::store::parse`]).
-pub fn parse(bytes: &[u8]) -> Result<RunSummary, String> {
+pub fn parse(bytes: &[u8]) -> Result<RunSummary, store::RecordError> {
     store::parse(bytes).map(RunSummary::from)
 }
 

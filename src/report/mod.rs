@@ -32,8 +32,8 @@ pub enum ReportError {
     #[error("cannot read report {path}: {message}")]
     Read { path: PathBuf, message: String },
     /// The report's data could not be serialized (JSON or YAML).
-    #[error("cannot encode the report: {0}")]
-    Encode(String),
+    #[error("cannot encode the report")]
+    Encode(#[source] text::DataError),
     /// Masking the record's secrets would make it unreadable: it is not written at all.
     #[error("the record cannot be masked, so it was not written (it would show a secret): {0}")]
     Unmaskable(String),

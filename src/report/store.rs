@@ -91,21 +91,27 @@ struct LeanTrial {
     verdict: Option<StoredVerdict>,
 }
 
+/// Why a file of the reports folder is not a record this version reads.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("not a run record")]
+    Json(#[source] serde_json::Error),
+    #[error("schema `{0}` is not the supported `{SCHEMA}`")]
+    Schema(String),
+}
+
 /// Parse what is kept of one record from its bytes.
-pub fn parse(bytes: &[u8]) -> Result<StoredRun, String> {
+pub fn parse(bytes: &[u8]) -> Result<StoredRun, RecordError> {
     // Most of a record is probe traces and events, which no reader of the folder looks at.
     // Records are written pretty-printed by `report::write`, so those parts can be cut out by
     // their indentation before parsing; anything unexpected falls back to parsing the whole
     // file.
     let l: Lean = match skim(bytes).map(|b| serde_json::from_str::<Lean>(&b)) {
         Some(Ok(l)) => l,
-        _ => serde_json::from_slice(bytes).map_err(|e| e.to_string())?,
+        _ => serde_json::from_slice(bytes).map_err(RecordError::Json)?,
     };
     if l.schema != SCHEMA {
-        return Err(format!(
-            "schema `{}` is not the supported `{SCHEMA}`",
-            l.schema
-        ));
+        return Err(RecordError::Schema(l.schema));
     }
     Ok(StoredRun {
         run_id: l.run_id,
@@ -193,9 +199,10 @@ pub fn read_runs(root: &Path) -> (Vec<StoredRun>, Vec<(PathBuf, String)>) {
                 s.spawn(move || {
                     part.iter()
                         .map(|p| {
+                            // Shown once, here, with the error it came from.
                             std::fs::read(p)
-                                .map_err(|e| e.to_string())
-                                .and_then(|b| parse(&b))
+                                .map_err(|e| crate::platform::render(&e))
+                                .and_then(|b| parse(&b).map_err(|e| crate::platform::render(&e)))
                                 .map_err(|e| (p.clone(), e))
                         })
                         .collect()

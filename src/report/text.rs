@@ -15,11 +15,20 @@ pub enum DataFormat {
     Yaml,
 }
 
+/// A value that JSON or YAML could not express, with the serializer's error as its source.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("cannot write it as JSON")]
+    Json(#[source] serde_json::Error),
+    #[error("cannot write it as YAML")]
+    Yaml(#[source] serde_yaml::Error),
+}
+
 /// `value` as pretty JSON or block YAML, ending with a newline.
-pub fn data<T: serde::Serialize>(value: &T, format: DataFormat) -> Result<String, String> {
+pub fn data<T: serde::Serialize>(value: &T, format: DataFormat) -> Result<String, DataError> {
     let mut text = match format {
-        DataFormat::Json => serde_json::to_string_pretty(value).map_err(|e| e.to_string())?,
-        DataFormat::Yaml => serde_yaml::to_string(value).map_err(|e| e.to_string())?,
+        DataFormat::Json => serde_json::to_string_pretty(value).map_err(DataError::Json)?,
+        DataFormat::Yaml => serde_yaml::to_string(value).map_err(DataError::Yaml)?,
     };
     if !text.ends_with('\n') {
         text.push('\n');

@@ -500,7 +500,7 @@ pub async fn main(
     let hooks = match webhooks(&args) {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::platform::render(&e));
             return Ok(crate::exit::Exit::Invalid);
         }
     };
@@ -549,7 +549,9 @@ pub async fn main(
 
 /// The webhooks of the schedule's arguments, their URLs registered as secrets. A URL given on
 /// the command line is accepted with a warning (it is in the process's arguments).
-pub fn webhooks(args: &ScheduleArgs) -> Result<Vec<super::notify::Webhook>, String> {
+pub fn webhooks(
+    args: &ScheduleArgs,
+) -> Result<Vec<super::notify::Webhook>, super::notify::UrlError> {
     use super::notify::{read_url, Format, UrlSource, Webhook};
     let sources = args
         .slack_webhook_env

@@ -40,20 +40,23 @@ impl Webhook {
 /// Where a webhook URL comes from: the environment or a file, so that it never appears in a
 /// process's arguments (`ps` shows those to every local user). The value is registered as a
 /// secret, masked wherever firedrill writes.
-pub fn read_url(source: &UrlSource) -> Result<String, String> {
+pub fn read_url(source: &UrlSource) -> Result<String, UrlError> {
     let url = match source {
-        UrlSource::Env(name) => std::env::var(name)
-            .map_err(|_| format!("environment variable `{name}` (a webhook URL) is not set"))?,
+        UrlSource::Env(name) => {
+            std::env::var(name).map_err(|_| UrlError::Unset { name: name.clone() })?
+        }
         UrlSource::File(path) => std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the webhook URL from {}: {e}", path.display()))?
+            .map_err(|source| UrlError::Read {
+                path: path.clone(),
+                source,
+            })?
             .trim()
             .to_string(),
     };
     if !(url.starts_with("https://") || url.starts_with("http://")) {
-        return Err(format!(
-            "the webhook URL from {} is not an http(s) URL",
-            source.describe()
-        ));
+        return Err(UrlError::NotHttp {
+            from: source.describe(),
+        });
     }
     crate::safety::redact::register(&url);
     if let Some((_, rest)) = url.split_once("://") {
@@ -62,6 +65,21 @@ pub fn read_url(source: &UrlSource) -> Result<String, String> {
         }
     }
     Ok(url)
+}
+
+/// Why a webhook URL could not be read. Never holds the URL itself (a secret).
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    #[error("environment variable `{name}` (a webhook URL) is not set")]
+    Unset { name: String },
+    #[error("cannot read the webhook URL from {}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the webhook URL from {from} is not an http(s) URL")]
+    NotHttp { from: String },
 }
 
 /// An environment variable or a file that holds a webhook URL.
