@@ -315,6 +315,8 @@ fn output_commands_exit_quietly_on_a_closed_stdout() {
             "{args:?}: {stderr}"
         );
         assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
+        // As a tool ended by SIGPIPE: 128 + 13.
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
     }
 }
 

@@ -42,7 +42,8 @@ enum Cleanup {
     Recover,
 }
 
-/// Twenty points over the two watchdog tests: around the injection and through the hold.
+/// Ten points per watchdog test, around the injection and through the hold ([`watchdog_points`]
+/// adds three random ones).
 const WATCHDOG_POINTS: [KillAt; 10] = [
     KillAt::AfterSpawn(0),
     KillAt::AfterSpawn(100),
@@ -55,6 +56,21 @@ const WATCHDOG_POINTS: [KillAt; 10] = [
     KillAt::AfterInjection(1_500),
     KillAt::AfterInjection(1_900),
 ];
+
+/// The fixed points plus three drawn at random through the hold (the seed is printed, and
+/// every failure names its point), so that successive runs of the suite cover more of it.
+fn watchdog_points() -> Vec<KillAt> {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::env::var("FIREDRILL_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("kill points: FIREDRILL_KILL_SEED={seed}");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut points = WATCHDOG_POINTS.to_vec();
+    points.extend((0..3).map(|_| KillAt::AfterInjection(rng.random_range(0..1_950))));
+    points
+}
 
 struct Runner {
     dir: tempfile::TempDir,
@@ -360,7 +376,7 @@ faults:
 recovery: {{ objective: 3s, stable-for: 200ms, timeout: 20s }}
 "#
     ));
-    let left = r.kill_at(&WATCHDOG_POINTS, Cleanup::Watchdog, &[], None, || {
+    let left = r.kill_at(&watchdog_points(), Cleanup::Watchdog, &[], None, || {
         api.server.toxics("web").unwrap().len()
     });
     assert!(left >= 6, "only {left} kills left a toxic for the watchdog");
@@ -390,7 +406,7 @@ recovery: {{ objective: 1s, stable-for: 100ms, timeout: 2500ms }}
         ),
     )
     .unwrap();
-    let left = r.kill_at(&WATCHDOG_POINTS, Cleanup::Watchdog, &[], None, || {
+    let left = r.kill_at(&watchdog_points(), Cleanup::Watchdog, &[], None, || {
         usize::from(marker.exists())
     });
     assert!(
@@ -434,7 +450,7 @@ recovery: {{ objective: 1s, stable-for: 2s, timeout: 5s }}
         ),
     )
     .unwrap();
-    let left = r.kill_at(&WATCHDOG_POINTS, Cleanup::Watchdog, &[], None, || {
+    let left = r.kill_at(&watchdog_points(), Cleanup::Watchdog, &[], None, || {
         usize::from(stopped())
     });
     let _ = victim.kill();
