@@ -170,3 +170,69 @@ fn yaml_manifests_are_the_json_items_one_document_each() {
     assert_eq!(&docs, list["items"].as_array().unwrap());
     assert!(docs.len() >= 6, "{docs:?}");
 }
+
+/// A drill whose variables exist only in the environments it lists (none in `local`) is
+/// planned per environment, never dropped: `deploy` makes its CronJobs and `status` lists it,
+/// as `validate` accepts it. (It was skipped with "undefined variable" from `local`.)
+#[test]
+fn a_drill_with_variables_only_in_its_environments_is_deployed_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("firedrill.yaml"),
+        "environments:\n  staging:\n    kube-context: staging-admin\n    vars: { url: \"http://127.0.0.1:8080\" }\n  production:\n    kube-context: prod\n    promote-from: staging\n    vars: { url: \"http://127.0.0.1:8081\" }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("web.yaml"),
+        "name: web-kill\nenvironments: [staging, production]\nschedule: \"0 10 * * MON-FRI\"\ntargets:\n  web:\n    kubernetes: { namespace: shop, selector: app=web }\nprobes:\n  web:\n    http: { url: \"${url}/\" }\nfaults:\n  - pod-kill: { target: web }\nrecovery: { objective: 30s }\n",
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_firedrill");
+    let validate = std::process::Command::new(bin)
+        .arg("validate")
+        .arg(dir.path().join("web.yaml"))
+        .output()
+        .unwrap();
+    assert!(validate.status.success(), "{validate:?}");
+    let deploy = std::process::Command::new(bin)
+        .args(["deploy", "--namespace", "drills"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&deploy.stderr);
+    assert!(deploy.status.success(), "{stderr}");
+    assert!(!stderr.contains("skipping"), "{stderr}");
+    let list: serde_json::Value = serde_json::from_slice(&deploy.stdout).unwrap();
+    let mut jobs: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "CronJob")
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    jobs.sort_unstable();
+    assert_eq!(
+        jobs,
+        [
+            "firedrill-web-kill-production",
+            "firedrill-web-kill-staging"
+        ]
+    );
+    let status = std::process::Command::new(bin)
+        .arg("status")
+        .arg(dir.path())
+        .arg("--report-dir")
+        .arg(dir.path().join("reports"))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{status:?}");
+    for env in ["staging", "production"] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.contains("web-kill") && l.contains(env)),
+            "{env}: {table}"
+        );
+    }
+}

@@ -78,14 +78,19 @@ pub fn load(dir: &Path) -> Catalog {
         .filter(|p| is_experiment(p))
         .collect();
     for file in files {
-        // The environments a drill lists come from the file itself: load it for `local` first.
-        let envs = match crate::workspace::load_for(&file, "local", config.as_deref()) {
-            Ok((exp, _)) if exp.environments.is_empty() => vec!["local".to_string()],
-            Ok((exp, _)) => exp.environments,
+        // The environments a drill lists come from the file itself, read without loading it
+        // for any one environment: a drill whose variables exist only in staging and
+        // production is loaded there, not dropped for failing in `local`.
+        let bytes = match experiment::read_capped(&file) {
+            Ok(b) => b,
             Err(d) => {
                 cat.errors.push((file.clone(), d.to_string()));
                 continue;
             }
+        };
+        let envs = match crate::workspace::listed_environments(&file, &bytes) {
+            Some(envs) if !envs.is_empty() => envs,
+            _ => vec!["local".to_string()],
         };
         for env in envs {
             match crate::workspace::load_for(&file, &env, config.as_deref()) {
