@@ -608,3 +608,63 @@ fn plan_prints_data_for_programs() {
         assert_eq!(faults[2]["step"], "200ms after kill-second");
     }
 }
+
+/// `run --scheduled` (what deploy's CronJobs run) keeps the environment's schedule rules as the
+/// daemon does: refused in a blackout or outside every window, nothing touched; an on-demand
+/// run goes ahead in a blackout and says so.
+#[test]
+fn a_scheduled_run_keeps_windows_and_blackouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("injected");
+    std::fs::write(
+        dir.path().join("drill.yaml"),
+        format!(
+            "name: ruled\nenvironments: [qa, night]\nprobes:\n  ok:\n    command: {{ run: [\"true\"] }}\n    every: 50ms\nfaults:\n  - command: {{ run: [touch, \"{}\"] }}\nrecovery: {{ objective: 5s, stable-for: 100ms, timeout: 5s }}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let today = chrono::Utc::now().date_naive();
+    let away = (chrono::Utc::now()
+        .format("%H")
+        .to_string()
+        .parse::<u32>()
+        .unwrap()
+        + 12)
+        % 24;
+    std::fs::write(
+        dir.path().join("firedrill.yaml"),
+        format!(
+            "environments:\n  qa:\n    blackouts: [\"{}..{}\"]\n  night:\n    windows: [\"Mon-Sun {away:02}:00-{away:02}:30\"]\n",
+            today.pred_opt().unwrap(),
+            today.succ_opt().unwrap()
+        ),
+    )
+    .unwrap();
+    let run = |env: &str, scheduled: bool| {
+        let mut c = firedrill();
+        c.env("FIREDRILL_STATE_DIR", dir.path().join("state"))
+            .args(["run", "--env", env, "--report-dir"])
+            .arg(dir.path().join("reports"))
+            .arg(dir.path().join("drill.yaml"));
+        if scheduled {
+            c.arg("--scheduled");
+        }
+        c.output().unwrap()
+    };
+    for (env, why) in [("qa", "blackout"), ("night", "outside every window")] {
+        let out = run(env, true);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{env}: {stderr}");
+        assert!(
+            stderr.contains("may not start") && stderr.contains(why),
+            "{env}: {stderr}"
+        );
+        assert!(!marker.exists(), "{env}: the fault was injected");
+    }
+    let out = run("qa", false);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("is in a blackout"), "{stderr}");
+    assert!(marker.exists(), "the on-demand run injected");
+}

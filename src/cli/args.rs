@@ -47,6 +47,10 @@ pub(in crate::cli) struct RunArgs {
     /// Run although the environment's promotion gate (`promote-from`) holds this drill.
     #[arg(long)]
     pub(in crate::cli) skip_promotion_gate: bool,
+    /// Run as a scheduled drill: refuse (exit 3, nothing touched) outside the environment's
+    /// windows and in its blackouts, as the schedule daemon would. `deploy`'s CronJobs pass it.
+    #[arg(long)]
+    pub(in crate::cli) scheduled: bool,
     /// Write the run's result (run id, exit code, report path) to FILE as JSON once its report
     /// exists: for programs that start drills, like `firedrill schedule`.
     #[arg(long, value_name = "FILE")]

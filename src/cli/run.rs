@@ -192,6 +192,7 @@ fn gates(args: &RunArgs, r: &Resolved) -> Result<(), Exit> {
         );
         return Err(Exit::Invalid);
     }
+    schedule_rules(args, env, exp)?;
     promotion_gate(args, env, exp)?;
     // Every output is created and test-written before anything is injected: a drill never runs
     // against its target for results it cannot keep.
@@ -592,6 +593,43 @@ fn spawn_ceiling(
 /// The promotion gate holds a run by hand like a scheduled one: an environment with
 /// `promote-from` runs a drill only after this version passed upstream (judged from the
 /// reports folder), unless `--skip-promotion-gate` says otherwise. Nothing is touched when held.
+/// A scheduled run (`--scheduled`, a CronJob) starts only when the environment's schedule
+/// rules let the daemon start one: inside a window (when there are any), not in a blackout,
+/// judged in the environment's time zone. An on-demand run is told when it runs in a blackout.
+fn schedule_rules(
+    args: &RunArgs,
+    env: &Environment,
+    exp: &experiment::Experiment,
+) -> Result<(), Exit> {
+    use crate::experiment::model::window;
+    let rules = &env.schedule;
+    if rules.windows.is_empty() && rules.blackouts.is_empty() {
+        return Ok(());
+    }
+    let zone: chrono_tz::Tz = env.time_zone.parse().unwrap_or(chrono_tz::UTC);
+    let now = chrono::Utc::now().with_timezone(&zone);
+    let Err(closed) = window::open_at(&now, &rules.windows, &rules.blackouts) else {
+        return Ok(());
+    };
+    if !args.scheduled {
+        if matches!(closed, window::Closed::Blackout(_)) {
+            eprintln!(
+                "warning: environment `{}` is in a blackout ({closed}); an on-demand run goes ahead, a scheduled one would not",
+                env.name
+            );
+        }
+        return Ok(());
+    }
+    eprintln!(
+        "error: scheduled drill `{}` may not start in environment `{}` now ({} {}): {closed}\nnothing was touched",
+        exp.name,
+        env.name,
+        now.format("%Y-%m-%d %H:%M"),
+        env.time_zone
+    );
+    Err(Exit::Refused)
+}
+
 fn promotion_gate(
     args: &RunArgs,
     env: &Environment,

@@ -144,6 +144,9 @@ pub fn render(_dir: &Path, cat: &Catalog, namespace: &str, image: &str) -> Manif
                 e.env.name.clone(),
                 "--report-dir".into(),
                 "/tmp/reports".into(),
+                // Windows and blackouts are the environment's rules for scheduled drills: the
+                // run checks them itself, as the daemon does.
+                "--scheduled".into(),
             ];
             // A CronJob's pod starts with no reports, so it cannot see the upstream passes a
             // promotion gate needs and would hold every run. Say so in the manifest rather
