@@ -159,7 +159,7 @@ fn webhook_urls_come_from_the_environment_or_a_file_and_never_reach_a_log() {
         "--webhook-file",
         file.to_str().unwrap(),
     ]);
-    let hooks = webhooks(&cli.args).unwrap();
+    let hooks = webhooks(&cli.args.webhooks).unwrap();
     assert_eq!(hooks.len(), 2);
     assert_eq!(hooks[0].url, format!("http://{dead}/slack/{token}"));
     assert_eq!(
@@ -174,7 +174,7 @@ fn webhook_urls_come_from_the_environment_or_a_file_and_never_reach_a_log() {
         "--webhook-env",
         "FIREDRILL_TEST_SURELY_UNSET_HOOK",
     ]);
-    let err = webhooks(&unset.args).unwrap_err().to_string();
+    let err = webhooks(&unset.args.webhooks).unwrap_err().to_string();
     assert!(err.contains("FIREDRILL_TEST_SURELY_UNSET_HOOK"), "{err}");
 
     // The log of a notification that cannot be delivered.
@@ -208,4 +208,64 @@ impl std::io::Write for LogSink {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// `run` notifies as the daemon does (a CronJob's drill is a `run`): started, then finished
+/// with its outcome, to the URL in the environment variable `--webhook-env` names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_sends_started_and_finished_to_its_webhooks() {
+    let seen: Seen = Arc::default();
+    let app = axum::Router::new()
+        .route("/{name}", axum::routing::post(hook))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("drill.yaml");
+    std::fs::write(
+        &file,
+        "name: notified\nprobes:\n  ok:\n    command: { run: [\"true\"] }\n    every: 50ms\nfaults:\n  - command: { run: [\"true\"] }\nrecovery: { objective: 5s, stable-for: 100ms, timeout: 5s }\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let reports = dir.path().join("reports");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_firedrill"))
+            .env("FIREDRILL_STATE_DIR", state)
+            .env("FIREDRILL_TEST_RUN_HOOK", format!("http://{addr}/run"))
+            .args([
+                "run",
+                "--webhook-env",
+                "FIREDRILL_TEST_RUN_HOOK",
+                "--report-dir",
+            ])
+            .arg(reports)
+            .arg(file)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<serde_json::Value> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| name == "run")
+        .map(|(_, body)| body.clone())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["started", "finished"], "{events:?}");
+    assert_eq!(events[1]["experiment"], "notified");
+    assert_eq!(events[1]["environment"], "local");
+    assert_eq!(events[1]["outcome"], "passed");
+    server.abort();
 }

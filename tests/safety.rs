@@ -587,7 +587,7 @@ recovery: {{ objective: 5s, timeout: 10s }}
 }
 
 /// Firedrill's own process arguments carry no secret: while a drill with secrets in an http
-/// URL and header and a DSN runs (runner, watchdog, probe children), no process
+/// URL and header, a DSN and a webhook URL runs (runner, watchdog, probe children), no process
 /// on the machine has a canary in its command line. (A `command` fault's or probe's own argv is
 /// the user's and visible in `ps`: docs/safety.md says so; none carries a secret here.)
 #[test]
@@ -601,6 +601,7 @@ fn no_process_argument_of_firedrill_carries_a_secret() {
         "canary-argv-env-3b71",
         "canary-argv-bearer-c0d2",
         "canary-argv-dsn-9e44",
+        "canary-argv-hook-51aa",
     ];
     let file = dir.path().join("secret.yaml");
     std::fs::write(
@@ -637,8 +638,17 @@ recovery: {{ objective: 5s, stable-for: 2s, timeout: 10s, probes: [ok] }}
     let state = dir.path().join("state");
     let mut child = firedrill()
         .env("FIREDRILL_ARGV_CANARY", canaries[0])
+        .env(
+            "FIREDRILL_ARGV_HOOK",
+            format!("http://127.0.0.1:{port}/{}", canaries[3]),
+        )
         .env("FIREDRILL_STATE_DIR", &state)
-        .args(["run", "--report-dir"])
+        .args([
+            "run",
+            "--webhook-env",
+            "FIREDRILL_ARGV_HOOK",
+            "--report-dir",
+        ])
         .arg(dir.path().join("reports"))
         .arg(&file)
         .stdout(Stdio::null())

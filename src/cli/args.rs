@@ -47,6 +47,10 @@ pub(in crate::cli) struct RunArgs {
     /// Run although the environment's promotion gate (`promote-from`) holds this drill.
     #[arg(long)]
     pub(in crate::cli) skip_promotion_gate: bool,
+    /// Notifications of this run (started, finished, aborted, objective missed, fault left in
+    /// place), as `schedule` sends them.
+    #[command(flatten)]
+    pub(in crate::cli) webhooks: crate::schedule::notify::WebhookArgs,
     /// Run as a scheduled drill: refuse (exit 3, nothing touched) outside the environment's
     /// windows and in its blackouts, as the schedule daemon would. `deploy`'s CronJobs pass it.
     #[arg(long)]

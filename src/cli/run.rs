@@ -83,6 +83,18 @@ pub(super) async fn run(
     if let Err(exit) = gates(&args, &resolved) {
         return Ok(exit);
     }
+    // Webhook URLs are read (and registered as secrets) before anything is touched.
+    let notifier = match crate::schedule::daemon::webhooks(&args.webhooks) {
+        Ok(hooks) if hooks.is_empty() => None,
+        Ok(hooks) => Some(crate::schedule::notify::Notifier::new(hooks)),
+        Err(e) => {
+            eprintln!(
+                "error: {}\nnothing was touched",
+                crate::platform::render(&e)
+            );
+            return Ok(Exit::Invalid);
+        }
+    };
     let id = Identity::new(&resolved);
     let span = tracing::info_span!(
         "run",
@@ -97,10 +109,17 @@ pub(super) async fn run(
         };
         // Everything from here on runs under the reservation, which is released once, on
         // whatever path the run ends (and by its `Drop` should a path skip this).
+        if let Some(n) = &notifier {
+            n.send(&crate::schedule::notify::Event::Started {
+                experiment: resolved.exp.name.clone(),
+                environment: resolved.env.name.clone(),
+            })
+            .await;
+        }
         let result = match prepare(state_dir, resolved, &cluster, id).await {
             Ok(prepared) => {
                 let done = execute(&args, state_dir, prepared, &cluster, shutdown).await;
-                finish(&args, done).await
+                finish(&args, done, notifier.as_ref()).await
             }
             Err(exit) => Ok(exit),
         };
@@ -504,7 +523,11 @@ struct Executed {
 /// The views of the run: the report files, the terminal, the Pushgateway, the CI outputs and
 /// the result file. Every one comes from the masked record; a record that cannot be masked is
 /// shown nowhere.
-async fn finish(args: &RunArgs, done: Executed) -> anyhow::Result<Exit> {
+async fn finish(
+    args: &RunArgs,
+    done: Executed,
+    notifier: Option<&crate::schedule::notify::Notifier>,
+) -> anyhow::Result<Exit> {
     let Executed { record, sim, trail } = done;
     if let Some(handle) = sim {
         handle.shutdown().await;
@@ -524,9 +547,14 @@ async fn finish(args: &RunArgs, done: Executed) -> anyhow::Result<Exit> {
         &record,
         Some(&path),
     )));
+    let summary = crate::schedule::promotion::RunSummary::from(&record);
     if let Some(url) = &args.pushgateway {
-        let summary = crate::schedule::promotion::RunSummary::from(&record);
         crate::schedule::metrics::push(url, &summary).await;
+    }
+    if let Some(n) = notifier {
+        for event in crate::schedule::notify::Event::for_finished(&summary) {
+            n.send(&event).await;
+        }
     }
     let exit = ci_outputs(args, &record, &path);
     if let Some(file) = &args.result_file {

@@ -46,26 +46,8 @@ pub struct ScheduleArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464); off by default.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
-    /// Post Slack-compatible notifications (`{"text": ...}`) to the URL in this environment
-    /// variable (repeatable). A webhook's URL is a secret: it is masked everywhere.
-    #[arg(long, value_name = "VAR")]
-    pub slack_webhook_env: Vec<String>,
-    /// Same, the URL read from this file (repeatable).
-    #[arg(long, value_name = "FILE")]
-    pub slack_webhook_file: Vec<PathBuf>,
-    /// Post each event as a JSON object to the URL in this environment variable (repeatable).
-    #[arg(long, value_name = "VAR")]
-    pub webhook_env: Vec<String>,
-    /// Same, the URL read from this file (repeatable).
-    #[arg(long, value_name = "FILE")]
-    pub webhook_file: Vec<PathBuf>,
-    /// A Slack-compatible webhook URL given on the command line (repeatable). Every local user
-    /// sees it in `ps`: prefer --slack-webhook-env or --slack-webhook-file.
-    #[arg(long, value_name = "URL")]
-    pub slack_webhook: Vec<String>,
-    /// A JSON webhook URL given on the command line (repeatable); prefer --webhook-env.
-    #[arg(long, value_name = "URL")]
-    pub webhook: Vec<String>,
+    #[command(flatten)]
+    pub webhooks: super::notify::WebhookArgs,
 }
 
 /// Wall-clock time for the scheduler. `System` reads the real clock; `Virtual` starts at a
@@ -497,7 +479,7 @@ pub async fn main(
     if !args.dir.is_dir() {
         anyhow::bail!("{} is not a folder of experiments", args.dir.display());
     }
-    let hooks = match webhooks(&args) {
+    let hooks = match webhooks(&args.webhooks) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("error: {}", crate::platform::render(&e));
@@ -550,7 +532,7 @@ pub async fn main(
 /// The webhooks of the schedule's arguments, their URLs registered as secrets. A URL given on
 /// the command line is accepted with a warning (it is in the process's arguments).
 pub fn webhooks(
-    args: &ScheduleArgs,
+    args: &super::notify::WebhookArgs,
 ) -> Result<Vec<super::notify::Webhook>, super::notify::UrlError> {
     use super::notify::{read_url, Format, UrlSource, Webhook};
     let sources = args

@@ -82,6 +82,32 @@ pub enum UrlError {
     NotHttp { from: String },
 }
 
+/// Where notifications go: the same flags for `schedule` and `run` (a CronJob's drill notifies
+/// as the daemon's would).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WebhookArgs {
+    /// Post Slack-compatible notifications (`{"text": ...}`) to the URL in this environment
+    /// variable (repeatable). A webhook's URL is a secret: it is masked everywhere.
+    #[arg(long, value_name = "VAR")]
+    pub slack_webhook_env: Vec<String>,
+    /// Same, the URL read from this file (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub slack_webhook_file: Vec<std::path::PathBuf>,
+    /// Post each event as a JSON object to the URL in this environment variable (repeatable).
+    #[arg(long, value_name = "VAR")]
+    pub webhook_env: Vec<String>,
+    /// Same, the URL read from this file (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub webhook_file: Vec<std::path::PathBuf>,
+    /// A Slack-compatible webhook URL given on the command line (repeatable). Every local user
+    /// sees it in `ps`: prefer --slack-webhook-env or --slack-webhook-file.
+    #[arg(long, value_name = "URL")]
+    pub slack_webhook: Vec<String>,
+    /// A JSON webhook URL given on the command line (repeatable); prefer --webhook-env.
+    #[arg(long, value_name = "URL")]
+    pub webhook: Vec<String>,
+}
+
 /// An environment variable or a file that holds a webhook URL.
 #[derive(Debug, Clone)]
 pub enum UrlSource {
