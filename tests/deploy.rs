@@ -60,16 +60,53 @@ async fn manifests_parse_have_least_privilege_and_apply() {
             .collect()
     };
     let sa: ServiceAccount = serde_json::from_value(of("ServiceAccount")[0].clone()).unwrap();
-    let role: Role = serde_json::from_value(of("Role")[0].clone()).unwrap();
-    let binding: RoleBinding = serde_json::from_value(of("RoleBinding")[0].clone()).unwrap();
+    let roles: Vec<Role> = of("Role")
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
+    let bindings: Vec<RoleBinding> = of("RoleBinding")
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
     let cm: ConfigMap = serde_json::from_value(of("ConfigMap")[0].clone()).unwrap();
     let jobs: Vec<CronJob> = of("CronJob")
         .into_iter()
         .map(|v| serde_json::from_value(v).unwrap())
         .collect();
 
-    // No wildcard anywhere in the role.
-    for rule in role.rules.as_deref().unwrap_or_default() {
+    // A Role in each namespace the drills act on, and nowhere else: the target namespace
+    // (pods deleted, workloads watched, its Lease taken and released) and the halt lever's.
+    let ns_of = |r: &Role| r.metadata.namespace.clone().unwrap();
+    assert_eq!(
+        roles.iter().map(ns_of).collect::<Vec<_>>(),
+        ["firedrill", "shop"]
+    );
+    let verbs = |r: &Role, resource: &str| -> Vec<String> {
+        r.rules
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .filter(|rule| rule.resources.iter().flatten().any(|x| x == resource))
+            .flat_map(|rule| rule.verbs.clone())
+            .collect()
+    };
+    let shop = &roles[1];
+    assert_eq!(verbs(shop, "pods"), ["get", "list", "watch", "delete"]);
+    assert_eq!(verbs(shop, "leases"), ["get", "create", "update", "delete"]);
+    assert_eq!(verbs(shop, "deployments"), ["get", "list", "watch"]);
+    assert!(verbs(shop, "configmaps").is_empty());
+    let halt = &roles[0].rules.as_deref().unwrap()[0];
+    assert_eq!(halt.verbs, ["get"]);
+    assert_eq!(
+        halt.resource_names.as_deref(),
+        Some(&["firedrill-halt".to_string()][..])
+    );
+    assert_eq!(roles[0].rules.as_deref().unwrap().len(), 1);
+    // No wildcard anywhere.
+    for rule in roles
+        .iter()
+        .flat_map(|r| r.rules.clone().unwrap_or_default())
+    {
         let all = rule
             .verbs
             .iter()
@@ -80,7 +117,14 @@ async fn manifests_parse_have_least_privilege_and_apply() {
         }
         assert!(!rule.verbs.is_empty());
     }
-    assert_eq!(binding.role_ref.name, "firedrill");
+    for b in &bindings {
+        assert_eq!(b.role_ref.name, "firedrill");
+        let s = &b.subjects.as_deref().unwrap()[0];
+        assert_eq!(
+            (s.kind.as_str(), s.name.as_str(), s.namespace.as_deref()),
+            ("ServiceAccount", "firedrill", Some("drills"))
+        );
+    }
     let data = cm.data.clone().unwrap_or_default();
     assert!(data.contains_key("checkout-kill.yaml"));
     assert!(data.contains_key("firedrill.yaml"));
@@ -110,26 +154,31 @@ async fn manifests_parse_have_least_privilege_and_apply() {
         .unwrap();
     let client = sim.kube_client().await.unwrap();
     let pp = PostParams::default();
-    let ns: Namespace = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "drills" }
-    }))
-    .unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&pp, &ns)
-        .await
+    for name in ["drills", "firedrill"] {
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name }
+        }))
         .unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&pp, &ns)
+            .await
+            .unwrap();
+    }
     Api::<ServiceAccount>::namespaced(client.clone(), "drills")
         .create(&pp, &sa)
         .await
         .unwrap();
-    Api::<Role>::namespaced(client.clone(), "drills")
-        .create(&pp, &role)
-        .await
-        .unwrap();
-    Api::<RoleBinding>::namespaced(client.clone(), "drills")
-        .create(&pp, &binding)
-        .await
-        .unwrap();
+    for (role, binding) in roles.iter().zip(&bindings) {
+        let ns = role.metadata.namespace.as_deref().unwrap();
+        Api::<Role>::namespaced(client.clone(), ns)
+            .create(&pp, role)
+            .await
+            .unwrap();
+        Api::<RoleBinding>::namespaced(client.clone(), ns)
+            .create(&pp, binding)
+            .await
+            .unwrap();
+    }
     Api::<ConfigMap>::namespaced(client.clone(), "drills")
         .create(&pp, &cm)
         .await

@@ -1,8 +1,9 @@
 //! `firedrill deploy --namespace NS DIR`: the manifests that run a folder's scheduled drills
 //! as Kubernetes CronJobs — a ConfigMap of the experiment files, one CronJob per drill and
 //! environment (its time zone, `concurrencyPolicy: Forbid`, `startingDeadlineSeconds`), and
-//! a ServiceAccount with a Role and RoleBinding that grant only what drills use: no wildcard
-//! verb, resource or API group.
+//! a ServiceAccount with, in each namespace the scheduled drills act on, a Role and RoleBinding
+//! that grant only what they do there: no wildcard verb, resource or API group, nothing
+//! cluster-wide.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,8 +24,8 @@ const MOUNT: &str = "/etc/firedrill/experiments";
 /// Every object, in apply order.
 pub struct Manifests {
     pub service_account: ServiceAccount,
-    pub role: Role,
-    pub role_binding: RoleBinding,
+    /// One Role and its RoleBinding per namespace the drills act on.
+    pub roles: Vec<(Role, RoleBinding)>,
     pub config_map: ConfigMap,
     pub cron_jobs: Vec<CronJob>,
 }
@@ -32,16 +33,16 @@ pub struct Manifests {
 impl Manifests {
     /// A `v1 List` that `kubectl apply -f` takes as it is.
     pub fn to_list(&self) -> serde_json::Value {
-        let mut items = vec![
-            typed("v1", "ServiceAccount", &self.service_account),
-            typed("rbac.authorization.k8s.io/v1", "Role", &self.role),
-            typed(
+        let mut items = vec![typed("v1", "ServiceAccount", &self.service_account)];
+        for (role, binding) in &self.roles {
+            items.push(typed("rbac.authorization.k8s.io/v1", "Role", role));
+            items.push(typed(
                 "rbac.authorization.k8s.io/v1",
                 "RoleBinding",
-                &self.role_binding,
-            ),
-            typed("v1", "ConfigMap", &self.config_map),
-        ];
+                binding,
+            ));
+        }
+        items.push(typed("v1", "ConfigMap", &self.config_map));
         items.extend(
             self.cron_jobs
                 .iter()
@@ -101,36 +102,30 @@ pub fn render(_dir: &Path, cat: &Catalog, namespace: &str, image: &str) -> Manif
         data: Some(data),
         ..Default::default()
     };
-    let role = Role {
-        metadata: meta(NAME, namespace),
-        rules: Some(vec![
-            rule(&[""], &["pods"], &["get", "list", "watch", "delete"]),
-            rule(
-                &["apps"],
-                &["deployments", "replicasets", "statefulsets"],
-                &["get", "list", "watch"],
-            ),
-            rule(
-                &["coordination.k8s.io"],
-                &["leases"],
-                &["get", "create", "update"],
-            ),
-        ]),
-    };
-    let role_binding = RoleBinding {
-        metadata: meta(NAME, namespace),
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            kind: "Role".into(),
-            name: NAME.into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: NAME.into(),
-            namespace: Some(namespace.into()),
-            ..Default::default()
-        }]),
-    };
+    let roles = access(cat)
+        .into_iter()
+        .map(|(ns, rules)| {
+            let role = Role {
+                metadata: meta(NAME, &ns),
+                rules: Some(rules),
+            };
+            let binding = RoleBinding {
+                metadata: meta(NAME, &ns),
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "Role".into(),
+                    name: NAME.into(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name: NAME.into(),
+                    namespace: Some(namespace.into()),
+                    ..Default::default()
+                }]),
+            };
+            (role, binding)
+        })
+        .collect();
     let cron_jobs = cat
         .entries
         .iter()
@@ -214,9 +209,95 @@ pub fn render(_dir: &Path, cat: &Catalog, namespace: &str, image: &str) -> Manif
             metadata: meta(NAME, namespace),
             ..Default::default()
         },
-        role,
-        role_binding,
+        roles,
         config_map,
         cron_jobs,
     }
+}
+
+/// What the scheduled drills do in each namespace, as RBAC rules: deleting pods (and watching
+/// their replacements and workloads) where a fault targets pods, with the namespace's Lease;
+/// reading workloads where a `kubernetes` probe watches one; Chaos Mesh's NetworkChaos where a
+/// network fault uses it; and reading the halt lever, the ConfigMap in its own namespace.
+fn access(cat: &Catalog) -> BTreeMap<String, Vec<PolicyRule>> {
+    use crate::experiment::model::network::Backend;
+    use crate::experiment::{FaultSpec, ProbeKind, TargetKind};
+    #[derive(Default)]
+    struct Needs {
+        delete_pods: bool,
+        read_pods: bool,
+        workloads: bool,
+        leases: bool,
+        network_chaos: bool,
+    }
+    let mut by_ns: BTreeMap<String, Needs> = BTreeMap::new();
+    for e in cat.entries.iter().filter(|e| e.schedule.is_some()) {
+        let exp = &e.experiment;
+        for f in &exp.faults {
+            if let Some(TargetKind::Kubernetes(k)) =
+                f.pod_target().and_then(|t| exp.target(t)).map(|t| &t.kind)
+            {
+                let n = by_ns.entry(k.namespace.clone()).or_default();
+                n.delete_pods = true;
+                n.workloads = true;
+                n.leases = true;
+            }
+            if let FaultSpec::Network(spec) = f {
+                if let Backend::ChaosMesh(c) = &spec.on {
+                    let n = by_ns.entry(c.namespace.clone()).or_default();
+                    n.read_pods = true;
+                    n.network_chaos = true;
+                    n.leases = true;
+                }
+            }
+        }
+        for p in &exp.probes {
+            if let ProbeKind::Kubernetes(k) = &p.kind {
+                let n = by_ns.entry(k.workload.namespace.clone()).or_default();
+                n.workloads = true;
+                n.read_pods = true;
+            }
+        }
+    }
+    let mut out: BTreeMap<String, Vec<PolicyRule>> = by_ns
+        .into_iter()
+        .map(|(ns, n)| {
+            let mut rules = Vec::new();
+            if n.delete_pods {
+                rules.push(rule(&[""], &["pods"], &["get", "list", "watch", "delete"]));
+            } else if n.read_pods {
+                rules.push(rule(&[""], &["pods"], &["get", "list", "watch"]));
+            }
+            if n.workloads {
+                rules.push(rule(
+                    &["apps"],
+                    &["deployments", "replicasets", "statefulsets"],
+                    &["get", "list", "watch"],
+                ));
+            }
+            if n.leases {
+                rules.push(rule(
+                    &["coordination.k8s.io"],
+                    &["leases"],
+                    &["get", "create", "update", "delete"],
+                ));
+            }
+            if n.network_chaos {
+                rules.push(rule(
+                    &["chaos-mesh.org"],
+                    &["networkchaos"],
+                    &["get", "list", "create", "delete"],
+                ));
+            }
+            (ns, rules)
+        })
+        .collect();
+    if !out.is_empty() {
+        let mut halt = rule(&[""], &["configmaps"], &["get"]);
+        halt.resource_names = Some(vec![crate::safety::halt::CLUSTER_CONFIGMAP.into()]);
+        out.entry(crate::safety::halt::CLUSTER_NAMESPACE.into())
+            .or_default()
+            .push(halt);
+    }
+    out
 }
