@@ -581,6 +581,48 @@ def bad_steps():
         add(c, name, subs(BASE, *pairs))
 
 
+def bad_nodes():
+    """Node faults (`node-drain`, `node-down`, `zone-outage`) and `nodes` targets gone wrong."""
+    c = "bad-nodes"
+    tgt = "  worker:\n"
+    fault = "  - command:\n"
+
+    def target(body):
+        return (tgt, f"  machines:\n    nodes: {body}\n  worker:\n")
+
+    def with_fault(f):
+        return (fault, f"  - {f}\n  - command:\n")
+
+    cases = [
+        ("target-says-nothing", [target("{}"), with_fault("node-drain: { target: machines }")]),
+        ("target-count-zero", [target("{ zone: zone-a, count: 0 }"), with_fault("node-drain: { target: machines }")]),
+        ("target-count-and-percent", [target("{ zone: zone-a, count: 1, percent: 50 }"), with_fault("node-drain: { target: machines }")]),
+        ("target-max-percent-all", [target("{ zone: zone-a, max-percent: 100 }"), with_fault("node-drain: { target: machines }")]),
+        ("target-max-nodes-zero", [target("{ zone: zone-a, max-nodes: 0 }"), with_fault("node-drain: { target: machines }")]),
+        ("target-bad-selector", [target("{ selector: \"pool in (a\" }"), with_fault("node-drain: { target: machines }")]),
+        ("target-bad-name", [target("{ names: [Node_1] }"), with_fault("node-drain: { target: machines }")]),
+        ("target-unknown-key", [target("{ zone: zone-a, region: eu }"), with_fault("node-drain: { target: machines }")]),
+        ("drain-with-provider", [target("{ zone: zone-a }"), with_fault("node-drain: { target: machines, provider: simulated }")]),
+        ("drain-negative-timeout", [target("{ zone: zone-a }"), with_fault("node-drain: { target: machines, timeout: -1m }")]),
+        ("drain-pod-target", [with_fault("node-drain: { target: web-pods }")]),
+        ("pod-kill-nodes-target", [target("{ zone: zone-a }"), ("      target: web-pods\n", "      target: machines\n")]),
+        ("down-without-provider", [target("{ zone: zone-a }"), with_fault("node-down: { target: machines }")]),
+        ("down-with-grace", [target("{ zone: zone-a }"), with_fault("node-down: { target: machines, provider: simulated, grace-period: 1s }")]),
+        ("down-unknown-provider", [target("{ zone: zone-a }"), with_fault("node-down: { target: machines, provider: magic }")]),
+        ("down-command-no-stop", [target("{ zone: zone-a }"), with_fault("node-down: { target: machines, provider: { command: { stop: [], start: [true] } } }")]),
+        ("down-unknown-target", [with_fault("node-down: { target: machins, provider: simulated }")]),
+        ("zone-bad-by", [with_fault("zone-outage: { zone: zone-a, by: explode }")]),
+        ("zone-empty", [with_fault("zone-outage: { zone: \"\", by: drain }")]),
+        ("zone-down-no-provider", [with_fault("zone-outage: { zone: zone-a, by: down }")]),
+        ("zone-drain-with-provider", [with_fault("zone-outage: { zone: zone-a, by: drain, provider: simulated }")]),
+        ("zone-max-percent-zero", [with_fault("zone-outage: { zone: zone-a, by: drain, max-percent: 0 }")]),
+        ("zone-unknown-key", [with_fault("zone-outage: { zones: [zone-a], by: drain }")]),
+        ("zone-allow-protected-string", [with_fault("zone-outage: { zone: zone-a, by: drain, allow-protected: maybe }")]),
+    ]
+    for name, pairs in cases:
+        add(c, name, subs(BASE, *pairs))
+
+
 def kind_mismatches():
     c = "kind-mismatches"
     cases = [
@@ -781,7 +823,7 @@ def main():
     for gen in [yaml_syntax, tabs, wrong_types, unknown_keys, duplicate_keys, empty, negative_durations,
                 zero_durations, huge_durations, unparseable_durations, invalid_selectors, invalid_cron,
                 invalid_urls, invalid_names, non_utf8, bom, deep_nesting, alias_bombs, anchors,
-                bad_references, bad_steps, kind_mismatches, bad_interpolation, out_of_range, wrong_root,
+                bad_references, bad_steps, bad_nodes, kind_mismatches, bad_interpolation, out_of_range, wrong_root,
                 environments, scenario, control_characters, long_lines]:
         gen()
     if os.path.isdir(ROOT):

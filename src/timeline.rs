@@ -89,7 +89,14 @@ pub enum EventKind {
         reason: Option<String>,
     },
     /// A step of a workload's recovery observed from the platform (e.g. a pod became ready).
-    Recovery { object: String, step: String },
+    Recovery {
+        object: String,
+        step: String,
+        /// Where it happened or why it is stuck: the node a pod was scheduled on (and its
+        /// zone), the scheduler's reason a pod stays Pending.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        detail: Option<String>,
+    },
     /// The trial was judged recovered: every recovery probe passed for `stable-for`.
     Recovered,
     /// The drill stopped early.

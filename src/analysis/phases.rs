@@ -30,6 +30,23 @@ pub struct PodRecovery {
     pub running: Option<Duration>,
     #[serde(rename = "ready_s", with = "secs::opt", default)]
     pub ready: Option<Duration>,
+    /// When the pod was marked for deletion (an eviction's or a taint's grace, a node that
+    /// went down), if that came before it was gone.
+    #[serde(
+        rename = "terminating_s",
+        with = "secs::opt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub terminating: Option<Duration>,
+    /// Where the replacement was scheduled: the node, and its zone when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Why the pod has no ready replacement at the end of the trial, when the platform said
+    /// so: a replacement Pending with the scheduler's reason, or the pod held Terminating on
+    /// its node (a StatefulSet's pod is not replaced while the old one exists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stuck: Option<String>,
 }
 
 /// The owner part of a generated pod name (`web-7d9f-x2k4p` → `web-7d9f`), if it has one.
@@ -54,10 +71,27 @@ pub fn pod_recovery(
         .iter()
         .filter(|e| e.at >= t_from)
         .filter_map(|e| match &e.kind {
-            EventKind::Recovery { object, step } => Some((e.at, object.as_str(), step.as_str())),
+            EventKind::Recovery { object, step, .. } => {
+                Some((e.at, object.as_str(), step.as_str()))
+            }
             _ => None,
         })
         .collect();
+    // (pod, step) → the detail of its latest such step: the node of `scheduled` and
+    // `terminating`, the scheduler's reason of `unschedulable`.
+    let mut details: HashMap<(&str, &str), &str> = HashMap::new();
+    for e in events.iter().filter(|e| e.at >= t_from) {
+        if let EventKind::Recovery {
+            object,
+            step,
+            detail: Some(d),
+        } = &e.kind
+        {
+            if let Some(pod) = object.strip_prefix("pod/") {
+                details.insert((pod, step.as_str()), d.as_str());
+            }
+        }
+    }
     // (pod, step) → instants in timeline order: a kill of 1,000 pods looks up thousands of
     // steps among tens of thousands, which a scan per lookup makes quadratic.
     let mut index: HashMap<(&str, &str), Vec<Duration>> = HashMap::new();
@@ -138,6 +172,26 @@ pub fn pod_recovery(
             let (at, p) = (*rep)?;
             step_of(p, step, at).map(after)
         };
+        let ready = later("ready");
+        let terminating = step_of(pod, "terminating", t_from)
+            .filter(|t| del.is_none_or(|d| *t <= d))
+            .map(after);
+        let node = rep.and_then(|(_, p)| details.get(&(p, "scheduled")).map(|d| d.to_string()));
+        let stuck = match (ready, *rep) {
+            (Some(_), _) => None,
+            (None, Some((_, p))) if later("scheduled").is_none() => details
+                .get(&(p, "unschedulable"))
+                .map(|why| format!("replacement {p} Pending: {why}")),
+            (None, Some(_)) => None,
+            (None, None) if terminating.is_some() && del.is_none() => Some(format!(
+                "held Terminating on {}, not replaced: its controller waits for the old pod to be gone (a StatefulSet's pod is, once its node is back or deleted)",
+                details
+                    .get(&(pod.as_str(), "terminating"))
+                    .copied()
+                    .unwrap_or("its node")
+            )),
+            (None, None) => None,
+        };
         out.push(PodRecovery {
             pod: pod.clone(),
             deleted: del.map(after),
@@ -145,7 +199,10 @@ pub fn pod_recovery(
             created: rep.map(|(at, _)| after(at)),
             scheduled: later("scheduled"),
             running: later("running"),
-            ready: later("ready"),
+            ready,
+            terminating,
+            node,
+            stuck,
         });
     }
     // Whole again: every workload that reported after the kill reached "all replicas ready",
@@ -182,6 +239,7 @@ mod tests {
             kind: EventKind::Recovery {
                 object: object.into(),
                 step: step.into(),
+                detail: None,
             },
         }
     }

@@ -328,7 +328,14 @@ pub fn event_text(e: &Event) -> String {
         EventKind::ProbeChanged { probe, reason, .. } => {
             format!("{probe} failing: {}", reason.as_deref().unwrap_or("failed"))
         }
-        EventKind::Recovery { object, step } => format!("{object}: {step}"),
+        EventKind::Recovery {
+            object,
+            step,
+            detail,
+        } => match detail {
+            Some(d) => format!("{object}: {step} ({d})"),
+            None => format!("{object}: {step}"),
+        },
         EventKind::Recovered => "recovered".into(),
         EventKind::Aborted { reason } => reason.clone(),
         EventKind::Mark { mark, text } => format!("{mark}: {text}"),

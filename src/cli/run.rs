@@ -716,6 +716,21 @@ fn guard(
         kube_context: env.kube_context.as_deref(),
         current_context: current.as_deref(),
         yes: args.yes,
+        unallowed_node_faults: exp
+            .faults
+            .iter()
+            .enumerate()
+            .filter(
+                |(_, f)| matches!(f, crate::experiment::FaultSpec::Node(n) if !n.allow_protected),
+            )
+            .map(|(i, f)| {
+                exp.fault_names
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_else(|| format!("faults[{i}] ({})", f.kind()))
+            })
+            .collect(),
     };
     let confirmed = match safety::guard::check(&request) {
         Ok(false) => Ok(()),

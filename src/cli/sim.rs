@@ -54,9 +54,15 @@ pub(super) async fn start_simulation(
 
 /// Whether the experiment needs a Kubernetes API at all.
 pub(super) fn needs_kube(exp: &experiment::Experiment) -> bool {
-    exp.targets
+    exp.targets.iter().any(|t| {
+        matches!(
+            t.kind,
+            experiment::TargetKind::Kubernetes(_) | experiment::TargetKind::Nodes(_)
+        )
+    }) || exp
+        .faults
         .iter()
-        .any(|t| matches!(t.kind, experiment::TargetKind::Kubernetes(_)))
+        .any(|f| matches!(f, experiment::FaultSpec::Node(_)))
         || exp
             .probes
             .iter()
@@ -80,6 +86,15 @@ pub(super) fn kube_sources(
                 p.every_during,
             )));
         }
+    }
+    if exp
+        .faults
+        .iter()
+        .any(|f| matches!(f, experiment::FaultSpec::Node(_)))
+    {
+        sources.push(Box::new(crate::probe::kube::node_pod_phases(
+            client.clone(),
+        )));
     }
     for f in &exp.faults {
         if let Some(target) = f.pod_target() {

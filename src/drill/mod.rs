@@ -849,9 +849,19 @@ impl Executor<'_> {
                     None => self.marks = None,
                 },
                 s = self.rx.recv() => match s {
-                    Some(Observation::Platform { at, object, step }) => {
+                    Some(Observation::Platform {
+                        at,
+                        object,
+                        step,
+                        detail,
+                    }) => {
                         let trial = self.rec.trial_index();
-                        self.rec.event_at(at, trial, EventKind::Recovery { object, step });
+                        self.rec.event_at(at, trial, EventKind::Recovery {
+                                object,
+                                step,
+                                detail,
+                            },
+                        );
                     }
                     Some(Observation::Sample(s)) => {
                         self.rec.record(s);

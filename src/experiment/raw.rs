@@ -460,3 +460,59 @@ pub enum RawProbeState {
     Failing,
     Passing,
 }
+
+/// A `nodes` target.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawNodeTarget {
+    #[serde(default)]
+    pub names: Vec<String>,
+    pub selector: Option<String>,
+    pub zone: Option<String>,
+    pub count: Option<i64>,
+    pub percent: Option<Percent>,
+    pub max_nodes: Option<i64>,
+    pub max_percent: Option<Percent>,
+}
+
+/// Who stops and starts a machine: `simulated`, or `{ command: { stop, start, timeout } }`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case"
+)]
+pub enum RawPowerProvider {
+    Simulated,
+    Command {
+        stop: Vec<String>,
+        start: Vec<String>,
+        timeout: Option<Dur>,
+    },
+}
+
+/// `node-drain` and `node-down`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawNodeFault {
+    pub target: String,
+    pub provider: Option<RawPowerProvider>,
+    pub grace_period: Option<Dur>,
+    pub timeout: Option<Dur>,
+    #[serde(default)]
+    pub allow_protected: bool,
+}
+
+/// `zone-outage`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawZoneOutage {
+    pub zone: String,
+    pub by: String,
+    pub provider: Option<RawPowerProvider>,
+    pub grace_period: Option<Dur>,
+    pub timeout: Option<Dur>,
+    pub max_percent: Option<Percent>,
+    #[serde(default)]
+    pub allow_protected: bool,
+}

@@ -9,6 +9,7 @@
 pub mod command;
 pub mod db_failover;
 pub mod network;
+pub mod node;
 pub mod pod_kill;
 pub mod process_kill;
 
@@ -140,6 +141,19 @@ pub enum RevertPlan {
         namespace: String,
         name: String,
     },
+    /// Make these nodes schedulable again (a drain cordoned them); a node that is gone is
+    /// left gone.
+    Uncordon { nodes: Vec<String> },
+    /// Power these nodes of the simulated cluster on again.
+    SimPowerOn { nodes: Vec<String> },
+    /// Run this argv (no shell) once per node, the node in its environment, each within the
+    /// timeout: a `node-down` provider's `start`.
+    NodeCommand {
+        argv: Vec<String>,
+        nodes: Vec<node::NodeRef>,
+        #[serde(with = "humantime_serde")]
+        timeout: Duration,
+    },
 }
 
 impl RevertPlan {
@@ -164,6 +178,12 @@ impl RevertPlan {
                 name,
                 ..
             } => format!("delete {kind} {namespace}/{name}"),
+            RevertPlan::Uncordon { nodes } => format!("uncordon node {}", nodes.join(", ")),
+            RevertPlan::SimPowerOn { nodes } => format!("power node {} on", nodes.join(", ")),
+            RevertPlan::NodeCommand { argv, nodes, .. } => {
+                let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+                format!("run `{}` for node {}", argv.join(" "), names.join(", "))
+            }
         }
     }
 }
@@ -181,8 +201,9 @@ pub struct Injection {
     pub detail: String,
     /// The objects affected (pids, pod names).
     pub affected: Vec<String>,
-    /// The pods this fault deleted (a pod-kill's, a Kubernetes kill-primary's): the drill
-    /// follows their replacements phase by phase.
+    /// The pods this fault took away (a pod-kill's and a Kubernetes kill-primary's deletions,
+    /// a drain's evictions — `namespace/name` — or the pods on a machine it stopped): the
+    /// drill follows their replacements phase by phase.
     pub deleted_pods: Vec<String>,
     pub revert: RevertPlan,
     /// A fault that lasts (latency) is reverted this long after injection; instant faults
@@ -197,6 +218,7 @@ pub enum Fault {
     PodKill(Box<pod_kill::PodKill>),
     Network(Box<network::NetworkFault>),
     DbFailover(Box<db_failover::DbFailover>),
+    Node(Box<node::NodeFault>),
 }
 
 /// What building faults needs from the platform.
@@ -295,6 +317,30 @@ impl Fault {
                 &ctx.run_id,
                 index,
             )?))),
+            FaultSpec::Node(spec) => {
+                let target = match spec.target() {
+                    Some(name) => match exp.target(name).map(|t| &t.kind) {
+                        Some(TargetKind::Nodes(n)) => Some(n.clone()),
+                        _ => {
+                            return Err(FaultError::NoTarget(format!(
+                                "{} needs a nodes target; `{name}` is not one",
+                                spec.kind.key()
+                            )))
+                        }
+                    },
+                    None => None,
+                };
+                let client = ctx.kube.clone().ok_or_else(|| FaultError::Unsupported {
+                    fault: spec.kind.key().into(),
+                    why: "no Kubernetes cluster: set `kube-context` for the environment, or give the experiment a `simulation` for --env local".into(),
+                })?;
+                Ok(Fault::Node(Box::new(node::NodeFault::new(
+                    client,
+                    spec.clone(),
+                    target,
+                    ctx.seed,
+                ))))
+            }
             FaultSpec::PodKill {
                 target,
                 grace_period,
@@ -339,6 +385,7 @@ impl Fault {
                 Ok(Some(format!("chose pid {}", pids.join(", "))))
             }
             Fault::Command(_) => Ok(None),
+            Fault::Node(f) => f.prepare().await.map(Some),
             Fault::Network(f) => f.prepare().await,
             Fault::DbFailover(f) => {
                 let r = f.prepare().await?;
@@ -383,6 +430,7 @@ impl Fault {
             Fault::PodKill(f) => format!("pod-kill {}", f.target_name()),
             Fault::Network(f) => f.label(),
             Fault::DbFailover(f) => format!("db-failover {}", f.name()),
+            Fault::Node(f) => f.label(),
         }
     }
 
@@ -394,6 +442,7 @@ impl Fault {
             Fault::PodKill(f) => f.describe(),
             Fault::Network(f) => f.describe(),
             Fault::DbFailover(f) => f.describe(),
+            Fault::Node(f) => f.describe(),
         }
     }
 
@@ -411,6 +460,7 @@ impl Fault {
                 why: "a failover is settled by the cluster manager, not undone by firedrill".into(),
             },
             Fault::Network(f) => f.planned_revert(),
+            Fault::Node(f) => f.planned_revert(),
         }
     }
 
@@ -432,6 +482,7 @@ impl Fault {
             Fault::PodKill(f) => f.inject(label).await,
             Fault::Network(f) => f.inject(label).await,
             Fault::DbFailover(f) => f.inject(label).await,
+            Fault::Node(f) => f.inject(label, spawned).await,
         }
     }
 
@@ -491,9 +542,15 @@ impl crate::platform::retry::Attempt for FaultError {
 /// reverted succeeds. The error names the last attempt's failure and how many were made.
 pub async fn revert(plan: &RevertPlan, ctx: &RevertContext) -> Result<String, FaultError> {
     let mut policy = REVERT_RETRY;
-    if let RevertPlan::Command { timeout, .. } = plan {
+    match plan {
         // The command's own timeout bounds it; the policy's only catches what ignores it.
-        policy.attempt_timeout = *timeout + Duration::from_secs(1);
+        RevertPlan::Command { timeout, .. } => {
+            policy.attempt_timeout = *timeout + Duration::from_secs(1)
+        }
+        RevertPlan::NodeCommand { timeout, nodes, .. } => {
+            policy.attempt_timeout = (*timeout + Duration::from_secs(1)) * nodes.len().max(1) as u32
+        }
+        _ => {}
     }
     crate::platform::retry::retry("revert", &policy, || revert_once(plan, ctx))
         .await
@@ -511,7 +568,21 @@ pub async fn revert_once(plan: &RevertPlan, ctx: &RevertContext) -> Result<Strin
         | RevertPlan::HttpDelete { .. }
         | RevertPlan::HttpPost { .. }
         | RevertPlan::KubeDelete { .. } => network::revert(plan, ctx).await,
+        RevertPlan::Uncordon { nodes } => node::uncordon(&revert_kube(ctx)?, nodes).await,
+        RevertPlan::SimPowerOn { nodes } => node::sim_power_on(&revert_kube(ctx)?, nodes).await,
+        RevertPlan::NodeCommand {
+            argv,
+            nodes,
+            timeout,
+        } => node::start_nodes(argv, nodes, *timeout).await,
     }
+}
+
+/// The cluster a revert acts on.
+fn revert_kube(ctx: &RevertContext) -> Result<kube::Client, FaultError> {
+    ctx.kube
+        .clone()
+        .ok_or_else(|| FaultError::revert("no Kubernetes client to revert with"))
 }
 
 #[cfg(test)]

@@ -54,8 +54,20 @@ pub async fn run_argv_tracked(
     timeout: Duration,
     spawned: &(dyn Fn(crate::platform::child::ChildId) + Send + Sync),
 ) -> Result<(std::process::ExitStatus, String), Reason> {
+    run_argv_tracked_env(argv, &[], timeout, spawned).await
+}
+
+/// [`run_argv_tracked`] with these variables added to the child's environment (what a node
+/// fault's command is told about the node).
+pub async fn run_argv_tracked_env(
+    argv: &[String],
+    env: &[(&str, String)],
+    timeout: Duration,
+    spawned: &(dyn Fn(crate::platform::child::ChildId) + Send + Sync),
+) -> Result<(std::process::ExitStatus, String), Reason> {
     let program = argv.first().ok_or("empty command")?;
-    let cmd = crate::platform::child::command(argv)?;
+    let mut cmd = crate::platform::child::command(argv)?;
+    cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     wait_child(cmd, program, timeout, Some(spawned)).await
 }
 

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
+
+use crate::experiment::model::node::ZONE_LABEL;
 use kube::runtime::watcher::{self, Event as WEvent};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
@@ -138,6 +140,7 @@ async fn run_workload(
                 at,
                 object: format!("{}/{}", kind_name(w.kind), w.name),
                 step,
+                detail: None,
             })
             .await;
         state = Some(new);
@@ -219,82 +222,181 @@ pub fn pod_phases(
     selector: String,
 ) -> impl FnOnce(SourceContext) + Send {
     move |ctx| {
-        tokio::spawn(run_pod_phases(client, namespace, selector, ctx));
+        let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        let cfg = watcher::Config::default().labels(&selector);
+        tokio::spawn(run_pod_phases(api, cfg, Naming::Name, client, ctx));
     }
 }
 
-#[derive(Default, Clone, Copy, PartialEq)]
+/// The lifecycle steps of every pod in the cluster, named `namespace/name`, with the node (and
+/// zone) each is scheduled on and the scheduler's reason when one cannot be: what a node
+/// fault takes away spans namespaces, and where the replacements land is the finding.
+pub fn node_pod_phases(client: Client) -> impl FnOnce(SourceContext) + Send {
+    move |ctx| {
+        let api: Api<Pod> = Api::all(client.clone());
+        tokio::spawn(run_pod_phases(
+            api,
+            watcher::Config::default(),
+            Naming::NamespaceName,
+            client,
+            ctx,
+        ));
+    }
+}
+
+/// How a pod is named on the timeline.
+#[derive(Clone, Copy)]
+enum Naming {
+    Name,
+    NamespaceName,
+}
+
+#[derive(Default, Clone, PartialEq)]
 struct PodState {
     scheduled: bool,
     running: bool,
     ready: bool,
     terminating: bool,
+    node: Option<String>,
+    /// The scheduler's message while the pod cannot be scheduled.
+    unschedulable: Option<String>,
 }
 
 fn pod_state(p: &Pod) -> PodState {
     let status = p.status.as_ref();
+    let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+    let unschedulable = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| {
+            cs.iter().find(|c| {
+                c.type_ == "PodScheduled"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("Unschedulable")
+            })
+        })
+        .map(|c| c.message.clone().unwrap_or_else(|| "Unschedulable".into()));
     PodState {
-        scheduled: p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some(),
+        scheduled: node.is_some(),
         running: status.and_then(|s| s.phase.as_deref()) == Some("Running"),
         ready: pod_ready(p),
         terminating: p.metadata.deletion_timestamp.is_some(),
+        node,
+        unschedulable,
     }
 }
 
-async fn run_pod_phases(client: Client, namespace: String, selector: String, ctx: SourceContext) {
-    let api: Api<Pod> = Api::namespaced(client, &namespace);
-    let mut events = watcher::watcher(api, watcher::Config::default().labels(&selector))
-        .default_backoff()
-        .boxed();
+fn pod_name(p: &Pod, naming: Naming) -> Option<String> {
+    let name = p.metadata.name.clone()?;
+    Some(match naming {
+        Naming::Name => name,
+        Naming::NamespaceName => format!("{}/{name}", p.metadata.namespace.as_deref()?),
+    })
+}
+
+/// `node-b1 (zone-b)`, or the node alone when its zone is unknown.
+fn where_on(node: &str, zones: &BTreeMap<String, String>) -> String {
+    match zones.get(node) {
+        Some(z) => format!("{node} ({z})"),
+        None => node.to_string(),
+    }
+}
+
+async fn run_pod_phases(
+    api: Api<Pod>,
+    cfg: watcher::Config,
+    naming: Naming,
+    client: Client,
+    ctx: SourceContext,
+) {
+    let mut events = watcher::watcher(api, cfg).default_backoff().boxed();
+    // Node → zone, kept by a watch of the nodes (a few thousand objects at most), for the
+    // cluster-wide watch of a node fault; a pod-kill's namespaced watch does without.
+    let mut nodes = match naming {
+        Naming::NamespaceName => {
+            watcher::watcher(Api::<Node>::all(client), watcher::Config::default())
+                .default_backoff()
+                .boxed()
+        }
+        Naming::Name => futures::stream::pending().boxed(),
+    };
+    let mut zones: BTreeMap<String, String> = BTreeMap::new();
     let mut pods: BTreeMap<String, PodState> = BTreeMap::new();
     let mut initial = true;
     loop {
         let e = tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => return,
+            n = nodes.next() => {
+                match n {
+                    Some(Ok(WEvent::Apply(n) | WEvent::InitApply(n))) => {
+                        if let (Some(name), Some(z)) = (
+                            n.metadata.name.clone(),
+                            n.metadata.labels.as_ref().and_then(|l| l.get(ZONE_LABEL)).cloned(),
+                        ) {
+                            zones.insert(name, z);
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => tracing::debug!(error = %watch_error(&e), "node watch error"),
+                    // Nodes cannot be watched (no permission): zones stay unknown.
+                    None => nodes = futures::stream::pending().boxed(),
+                }
+                continue;
+            }
             e = events.next() => e,
         };
         let at = ctx.clock.now();
-        let mut steps: Vec<(String, &'static str)> = Vec::new();
+        let mut steps: Vec<(String, &'static str, Option<String>)> = Vec::new();
         match e {
             None => return,
             Some(Ok(WEvent::Init)) => initial = true,
             Some(Ok(WEvent::InitDone)) => initial = false,
             Some(Ok(WEvent::InitApply(p))) => {
-                if let Some(name) = p.metadata.name.clone() {
+                if let Some(name) = pod_name(&p, naming) {
                     pods.insert(name, pod_state(&p));
                 }
             }
             Some(Ok(WEvent::Apply(p))) => {
-                let Some(name) = p.metadata.name.clone() else {
+                let Some(name) = pod_name(&p, naming) else {
                     continue;
                 };
                 let new = pod_state(&p);
-                let old = pods.insert(name.clone(), new);
-                let old = match old {
+                let old = match pods.insert(name.clone(), new.clone()) {
                     Some(o) => o,
                     None => {
-                        steps.push((name.clone(), "created"));
+                        steps.push((name.clone(), "created", None));
                         PodState::default()
                     }
                 };
+                if let Some(why) = new
+                    .unschedulable
+                    .as_ref()
+                    .filter(|w| old.unschedulable.as_ref() != Some(*w))
+                {
+                    steps.push((name.clone(), "unschedulable", Some(why.clone())));
+                }
                 if new.scheduled && !old.scheduled {
-                    steps.push((name.clone(), "scheduled"));
+                    let on = new.node.as_deref().map(|n| where_on(n, &zones));
+                    steps.push((name.clone(), "scheduled", on));
                 }
                 if new.running && !old.running {
-                    steps.push((name.clone(), "running"));
+                    steps.push((name.clone(), "running", None));
                 }
                 if new.ready && !old.ready {
-                    steps.push((name.clone(), "ready"));
+                    steps.push((name.clone(), "ready", None));
+                }
+                if !new.ready && old.ready && !new.terminating {
+                    steps.push((name.clone(), "not ready", None));
                 }
                 if new.terminating && !old.terminating {
-                    steps.push((name.clone(), "terminating"));
+                    let on = new.node.as_deref().map(|n| where_on(n, &zones));
+                    steps.push((name.clone(), "terminating", on));
                 }
             }
             Some(Ok(WEvent::Delete(p))) => {
-                if let Some(name) = p.metadata.name.clone() {
+                if let Some(name) = pod_name(&p, naming) {
                     pods.remove(&name);
-                    steps.push((name, "deleted"));
+                    steps.push((name, "deleted", None));
                 }
             }
             Some(Err(e)) => tracing::warn!(error = %watch_error(&e), "pod watch error"),
@@ -302,11 +404,12 @@ async fn run_pod_phases(client: Client, namespace: String, selector: String, ctx
         if initial {
             continue;
         }
-        for (name, step) in steps {
+        for (name, step, detail) in steps {
             let obs = Observation::Platform {
                 at,
                 object: format!("pod/{name}"),
                 step: step.to_string(),
+                detail,
             };
             if ctx.tx.send(obs).await.is_err() {
                 return;

@@ -141,6 +141,8 @@ pub enum Observation {
         at: Duration,
         object: String,
         step: String,
+        /// The node of a `scheduled` step, the scheduler's reason of an `unschedulable` one.
+        detail: Option<String>,
     },
 }
 

@@ -304,7 +304,7 @@ fn trial_section(o: &mut String, r: &RunRecord, t: &TrialRecord) {
                 opt_text(p.deleted),
                 esc(p.replacement.as_deref().unwrap_or("—")),
                 opt_text(p.created),
-                opt_text(p.scheduled),
+                esc(&super::text::scheduled_text(p)),
                 opt_text(p.running),
                 opt_text(p.ready)
             );
@@ -314,6 +314,9 @@ fn trial_section(o: &mut String, r: &RunRecord, t: &TrialRecord) {
             "</table><p>Workload back at full capacity {} after the kill.</p>",
             opt_text(t.workload_ready)
         );
+        for line in super::text::stuck_lines(t) {
+            let _ = writeln!(o, "<p class=\"stuck\">{}</p>", esc(&line));
+        }
     }
 
     // Targets and what was done to them.

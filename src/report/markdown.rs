@@ -160,10 +160,13 @@ Time to recover counts from the fault each probe watches: {}.",
                     opt_text(p.deleted),
                     p.replacement.as_deref().unwrap_or("—"),
                     opt_text(p.created),
-                    opt_text(p.scheduled),
+                    super::text::scheduled_text(p),
                     opt_text(p.running),
                     opt_text(p.ready)
                 );
+            }
+            for line in super::text::stuck_lines(t) {
+                let _ = writeln!(o, "\n- {line}");
             }
             let _ = writeln!(
                 o,
@@ -270,7 +273,14 @@ Time to recover counts from the fault each probe watches: {}.",
                 (false, Some(r)) => format!("{probe} failing: {r}"),
                 (false, None) => format!("{probe} failing"),
             },
-            EventKind::Recovery { object, step } => format!("{object}: {step}"),
+            EventKind::Recovery {
+                object,
+                step,
+                detail,
+            } => match detail {
+                Some(d) => format!("{object}: {step} ({d})"),
+                None => format!("{object}: {step}"),
+            },
             EventKind::Recovered => "**recovered** (every recovery probe stable)".into(),
             EventKind::Aborted { reason } => format!("**aborted**: {reason}"),
             EventKind::Mark { mark, text } => format!("mark {mark}: {text}"),

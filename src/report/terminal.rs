@@ -4,7 +4,9 @@ use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
 use super::record::RunRecord;
-use super::text::{bracket_or_point, headline, opt_text, trial_outcome_text, ttr_text};
+use super::text::{
+    bracket_or_point, headline, opt_text, scheduled_text, stuck_lines, trial_outcome_text, ttr_text,
+};
 use crate::timeline::human;
 
 #[derive(Tabled)]
@@ -85,7 +87,7 @@ pub fn render(r: &RunRecord, report_path: Option<&std::path::Path>) -> String {
                 replacement: p.replacement.clone().unwrap_or_else(|| "—".into()),
                 deleted: opt_text(p.deleted),
                 created: opt_text(p.created),
-                scheduled: opt_text(p.scheduled),
+                scheduled: scheduled_text(p),
                 running: opt_text(p.running),
                 ready: opt_text(p.ready),
                 whole: opt_text(t.workload_ready),
@@ -110,6 +112,9 @@ pub fn render(r: &RunRecord, report_path: Option<&std::path::Path>) -> String {
         }
     }
     for t in &r.trials {
+        for line in stuck_lines(t) {
+            out.push_str(&format!("trial {}: {line}\n", t.index));
+        }
         if let Some(line) = t.hold_text() {
             out.push_str(&format!("trial {}: {line}\n", t.index));
         }

@@ -52,6 +52,22 @@ pub fn bracket_or_point(b: Option<Bracket>, d: Option<Duration>) -> String {
     }
 }
 
+/// When a replacement was scheduled, and where: `0.412s on node-b1 (zone-b)`.
+pub fn scheduled_text(p: &crate::analysis::phases::PodRecovery) -> String {
+    match (&p.node, p.scheduled) {
+        (Some(n), Some(_)) => format!("{} on {n}", opt_text(p.scheduled)),
+        _ => opt_text(p.scheduled),
+    }
+}
+
+/// One line per pod left without a ready replacement, with the platform's reason.
+pub fn stuck_lines(t: &TrialRecord) -> Vec<String> {
+    t.pod_recovery
+        .iter()
+        .filter_map(|p| Some(format!("{} stuck: {}", p.pod, p.stuck.as_deref()?)))
+        .collect()
+}
+
 pub fn opt_text(d: Option<Duration>) -> String {
     d.map(human).unwrap_or_else(|| "—".into())
 }

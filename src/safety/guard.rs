@@ -5,7 +5,8 @@
 //! 3. the environment names a `kube-context` and it is the kubeconfig's current context (the
 //!    operator's shell points at the cluster the drill will touch), when the drill needs
 //!    Kubernetes;
-//! 4. a person confirmed by typing the environment's name on a terminal, or `--yes` was given.
+//! 4. every node fault (a machine or a zone going down) says `allow-protected: true` on itself;
+//! 5. a person confirmed by typing the environment's name on a terminal, or `--yes` was given.
 //!
 //! Anything else is refused with exit code 2 (the invocation is not authorized; nothing was
 //! touched). Separately, the built-in `local` environment never talks to a real cluster: a
@@ -26,6 +27,8 @@ pub struct Request<'a> {
     /// The kubeconfig's `current-context`, when one could be read.
     pub current_context: Option<&'a str>,
     pub yes: bool,
+    /// The node faults (machines going down) that do not say `allow-protected: true`.
+    pub unallowed_node_faults: Vec<String>,
 }
 
 /// Why a protected run was refused: every unmet condition, so one attempt shows them all.
@@ -67,6 +70,11 @@ pub fn check(r: &Request<'_>) -> Result<bool, Refusal> {
                 "no current context in the kubeconfig; it must be the environment's `{want}`"
             )),
         }
+    }
+    for f in &r.unallowed_node_faults {
+        unmet.push(format!(
+            "fault `{f}` takes machines down; in a protected environment it must say so with `allow-protected: true`"
+        ));
     }
     if !unmet.is_empty() {
         return Err(Refusal {
@@ -116,6 +124,7 @@ mod tests {
                 kube_context: Some("prod"),
                 current_context: Some(if bits & 4 != 0 { "prod" } else { "staging" }),
                 yes: bits & 8 != 0,
+                unallowed_node_faults: vec![],
             };
             let got = check(&r);
             match bits {
@@ -133,7 +142,29 @@ mod tests {
             kube_context: None,
             current_context: None,
             yes: false,
+            unallowed_node_faults: vec!["zone-outage zone-a".into()],
         };
-        assert_eq!(check(&open), Ok(false));
+        assert_eq!(check(&open), Ok(false), "an open environment asks nothing");
+        let prod = Request {
+            environment: "production",
+            protected: true,
+            env_explicit: true,
+            listed: true,
+            kube_context: Some("prod"),
+            current_context: Some("prod"),
+            yes: true,
+            ..open
+        };
+        let refused = check(&prod).unwrap_err();
+        assert!(
+            refused.unmet[0].contains("zone-outage zone-a")
+                && refused.unmet[0].contains("allow-protected: true"),
+            "{refused}"
+        );
+        let allowed = Request {
+            unallowed_node_faults: vec![],
+            ..prod
+        };
+        assert_eq!(check(&allowed), Ok(false));
     }
 }

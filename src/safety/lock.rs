@@ -99,7 +99,8 @@ fn held_message(scope: &str, holder: Option<&Holder>) -> String {
 }
 
 /// The scopes a drill touches in an environment, sorted: each Kubernetes namespace of a
-/// pod-kill target, of a kill-primary's pods or of a Chaos Mesh network fault, each database
+/// pod-kill target, of a kill-primary's pods or of a Chaos Mesh network fault, the cluster's
+/// nodes for a node fault (`kube-nodes`), each database
 /// cluster (its Patroni endpoints) of a db-failover, each Toxiproxy proxy a network fault acts
 /// on, and the experiment itself for faults without a narrower scope. A cluster simulated inside this
 /// process (`simulated`) is private to it: its scope names this process.
@@ -146,6 +147,10 @@ pub fn scopes(
                 }
                 Backend::Proxy(_) => format!("{environment}/experiment/{}", exp.name),
             },
+            // A machine going down touches every namespace: node drills of one environment
+            // exclude each other.
+            FaultSpec::Node(_) if simulated => format!("{environment}/{}", namespace("")),
+            FaultSpec::Node(_) => format!("{environment}/kube-nodes"),
             _ if f.pod_target().is_some() => continue,
             _ => format!("{environment}/experiment/{}", exp.name),
         };

@@ -200,7 +200,7 @@ fn acts_on(
     let workload_of = |target: &str| -> Option<&WorkloadRef> {
         match &targets.iter().find(|t| t.name == target)?.kind {
             TargetKind::Kubernetes(k) => k.workload.as_ref(),
-            TargetKind::Process(_) => None,
+            TargetKind::Process(_) | TargetKind::Nodes(_) => None,
         }
     };
     match (&probe.kind, fault) {

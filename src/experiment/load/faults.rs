@@ -2,6 +2,7 @@
 //! network kinds are read in [`super::network`].
 
 use super::*;
+use crate::experiment::model::node::NodeFaultKind;
 
 impl Builder<'_, '_> {
     pub(super) fn faults(
@@ -63,7 +64,11 @@ impl Builder<'_, '_> {
             let wanted = match kind {
                 FaultKind::PodKill => Some("kubernetes"),
                 FaultKind::ProcessKill => Some("process"),
-                FaultKind::Command | FaultKind::DbFailover | FaultKind::Network(_) => None,
+                FaultKind::Node(n) if n != NodeFaultKind::ZoneOutage => Some("nodes"),
+                FaultKind::Command
+                | FaultKind::DbFailover
+                | FaultKind::Network(_)
+                | FaultKind::Node(_) => None,
             };
             if let (Some(kind), Some(t)) = (wanted, body.get("target").filter(|t| t.is_scalar())) {
                 self.use_target(body, &bpath, &t.raw, kind);
@@ -106,6 +111,7 @@ impl Builder<'_, '_> {
                         signal,
                     }
                 }),
+                FaultKind::Node(kind) => self.node_fault(kind, body, &bpath).map(FaultSpec::Node),
                 FaultKind::Network(kind) => self
                     .network(kind, body, &bpath, proxies)
                     .map(FaultSpec::Network),

@@ -26,6 +26,7 @@ use super::LoadOptions;
 mod attribution;
 mod faults;
 mod network;
+mod nodes;
 mod probes;
 mod recovery;
 mod references;

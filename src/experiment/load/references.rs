@@ -30,12 +30,18 @@ impl Builder<'_, '_> {
                     let kill_primary = r.path.contains("kill-primary");
                     let fault = if kill_primary {
                         "kill-primary"
+                    } else if *want == "nodes" {
+                        "node-drain` or `node-down"
                     } else if *want == "kubernetes" {
                         "pod-kill"
                     } else {
                         "process-kill"
                     };
-                    let help = if kill_primary {
+                    let help = if *want == "nodes" {
+                        format!("point it at a `nodes` target, e.g. `nodes: {{ zone: zone-a, count: 1 }}`; `{}` is a {have} target", r.name)
+                    } else if *have == "nodes" {
+                        "a `nodes` target is for `node-drain` and `node-down`".to_string()
+                    } else if kill_primary {
                         "on this host kill-primary finds the postmaster through Patroni: drop `target` (give `data-dir` if the port is not on its command line)".to_string()
                     } else if *want == "kubernetes" {
                         format!("use `process-kill` for {have} targets")

@@ -1,8 +1,8 @@
-//! The `targets:` section: Kubernetes workloads and local processes that faults act on.
+//! The `targets:` section: Kubernetes workloads, nodes and local processes that faults act on.
 
 use super::*;
 
-const TARGET_KINDS: &[&str] = &["kubernetes", "process"];
+const TARGET_KINDS: &[&str] = &["kubernetes", "process", "nodes"];
 
 impl Builder<'_, '_> {
     pub(super) fn targets(&mut self, root: &Node) -> Vec<Target> {
@@ -26,6 +26,7 @@ impl Builder<'_, '_> {
                 "kubernetes" => self
                     .kube_target(split.body, &bpath)
                     .map(TargetKind::Kubernetes),
+                "nodes" => self.node_target(split.body, &bpath).map(TargetKind::Nodes),
                 _ => self
                     .process_target(split.body, &bpath)
                     .map(TargetKind::Process),

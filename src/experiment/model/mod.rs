@@ -7,6 +7,7 @@
 
 pub mod db_failover;
 pub mod network;
+pub mod node;
 pub mod postgres;
 pub mod schedule;
 pub mod step;
@@ -82,6 +83,8 @@ pub struct Target {
 pub enum TargetKind {
     Kubernetes(KubeTarget),
     Process(ProcessTarget),
+    /// Kubernetes nodes (the node faults').
+    Nodes(node::NodeTarget),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -381,6 +384,8 @@ pub enum FaultSpec {
     /// A network fault for a duration: latency, bandwidth, loss, down or partition (built-in
     /// proxy, Toxiproxy or Chaos Mesh).
     Network(network::NetworkSpec),
+    /// A machine (or a zone of them) goes down: `node-drain`, `node-down`, `zone-outage`.
+    Node(node::NodeFaultSpec),
 }
 
 /// The fault kinds: each is one key of a `faults:` entry.
@@ -391,10 +396,11 @@ pub enum FaultKind {
     Command,
     DbFailover,
     Network(network::NetworkKind),
+    Node(node::NodeFaultKind),
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::PodKill,
         FaultKind::ProcessKill,
         FaultKind::Command,
@@ -404,6 +410,9 @@ impl FaultKind {
         FaultKind::Network(network::NetworkKind::Loss),
         FaultKind::Network(network::NetworkKind::Down),
         FaultKind::Network(network::NetworkKind::Partition),
+        FaultKind::Node(node::NodeFaultKind::NodeDrain),
+        FaultKind::Node(node::NodeFaultKind::NodeDown),
+        FaultKind::Node(node::NodeFaultKind::ZoneOutage),
     ];
 
     /// The experiment file's key.
@@ -414,6 +423,7 @@ impl FaultKind {
             FaultKind::Command => "command",
             FaultKind::DbFailover => "db-failover",
             FaultKind::Network(n) => n.key(),
+            FaultKind::Node(n) => n.key(),
         }
     }
 
@@ -436,6 +446,7 @@ impl FaultSpec {
             FaultSpec::Command { .. } => FaultKind::Command,
             FaultSpec::DbFailover(_) => FaultKind::DbFailover,
             FaultSpec::Network(n) => FaultKind::Network(n.effect.network_kind()),
+            FaultSpec::Node(n) => FaultKind::Node(n.kind),
         }
     }
 
