@@ -77,7 +77,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
-use cluster::{Route, Sim, NODE_IP, NODE_NAME};
+use cluster::{Route, Sim};
 use store::ResId;
 
 pub use scenario::{
@@ -113,9 +113,14 @@ pub struct TruthEvent {
     pub at: SystemTime,
     pub mono: tokio::time::Instant,
     pub namespace: String,
-    /// The pod for pod and endpoint events, the workload for workload events.
+    /// The pod for pod and endpoint events, the workload for workload events, the node for
+    /// node events (whose namespace is "").
     pub object: String,
     pub what: TruthKind,
+    /// The node involved: where a pod was scheduled, evicted from, or the node itself.
+    pub node: Option<String>,
+    /// What else the event says: the Unschedulable message, the taint key, the PDB.
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -132,6 +137,24 @@ pub enum TruthKind {
     WorkloadReady,
     /// readyReplicas fell below the desired count after having reached it.
     WorkloadDegraded,
+    /// The scheduler found no node for the pod (detail: the scheduler's message).
+    PodUnschedulable,
+    /// The node's `sim.firedrill.io/power` annotation turned it off: its kubelet stopped.
+    NodePoweredOff,
+    /// The annotation was removed or set to "on": the node boots.
+    NodePoweredOn,
+    /// The node lifecycle controller set Ready=Unknown after the grace period.
+    NodeNotReady,
+    /// The node is Ready=True again after booting.
+    NodeReady,
+    NodeCordoned,
+    NodeUncordoned,
+    /// An eviction through the Eviction API was granted.
+    PodEvicted,
+    /// An eviction was refused with 429 (detail: the PodDisruptionBudget).
+    EvictionRefused,
+    /// The taint manager deleted the pod (detail: the NoExecute taint's key).
+    PodEvictedByTaint,
 }
 
 impl TruthKind {
@@ -147,22 +170,39 @@ impl TruthKind {
             TruthKind::EndpointRemoved => "endpoint-removed",
             TruthKind::WorkloadReady => "workload-ready",
             TruthKind::WorkloadDegraded => "workload-degraded",
+            TruthKind::PodUnschedulable => "pod-unschedulable",
+            TruthKind::NodePoweredOff => "node-powered-off",
+            TruthKind::NodePoweredOn => "node-powered-on",
+            TruthKind::NodeNotReady => "node-not-ready",
+            TruthKind::NodeReady => "node-ready",
+            TruthKind::NodeCordoned => "node-cordoned",
+            TruthKind::NodeUncordoned => "node-uncordoned",
+            TruthKind::PodEvicted => "pod-evicted",
+            TruthKind::EvictionRefused => "eviction-refused",
+            TruthKind::PodEvictedByTaint => "pod-evicted-by-taint",
         }
     }
 }
 
 impl TruthEvent {
-    /// One JSON line: wall-clock nanoseconds since the Unix epoch, namespace, object, step.
-    /// Wall clock because another process (a drill, a benchmark) compares against it.
+    /// One JSON line: wall-clock nanoseconds since the Unix epoch, namespace, object, step, and
+    /// `node` and `detail` when present. Wall clock because another process (a drill, a
+    /// benchmark) compares against it.
     pub fn to_json_line(&self) -> String {
         let unix_ns = self
             .at
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let mut line = json!({"unix_ns": unix_ns as u64, "namespace": self.namespace,
-            "object": self.object, "what": self.what.as_str()})
-        .to_string();
+        let mut v = json!({"unix_ns": unix_ns as u64, "namespace": self.namespace,
+            "object": self.object, "what": self.what.as_str()});
+        if let Some(node) = &self.node {
+            v["node"] = json!(node);
+        }
+        if let Some(detail) = &self.detail {
+            v["detail"] = json!(detail);
+        }
+        let mut line = v.to_string();
         line.push('\n');
         line
     }
@@ -202,6 +242,41 @@ fn ns_obj(name: &str, labels: &BTreeMap<String, String>) -> Value {
         "status": {"phase": "Active"}})
 }
 
+fn node_obj(n: &scenario::NodeDef) -> Value {
+    use scenario::{format_bytes, format_cpu};
+    let resources = json!({"cpu": format_cpu(n.cpu_milli), "memory": format_bytes(n.memory_bytes),
+        "pods": n.pods.to_string()});
+    let taints: Vec<Value> = n
+        .taints
+        .iter()
+        .map(|t| json!({"key": t.key, "value": t.value, "effect": t.effect.as_str()}))
+        .collect();
+    let now = cluster::now_rfc3339();
+    let cond = |kind: &str, status: &str, reason: &str, message: &str| {
+        json!({"type": kind, "status": status, "reason": reason, "message": message,
+            "lastHeartbeatTime": now, "lastTransitionTime": now})
+    };
+    let mut spec = json!({});
+    if !taints.is_empty() {
+        spec["taints"] = json!(taints);
+    }
+    json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": n.name, "labels": n.labels},
+        "spec": spec,
+        "status": {"capacity": resources, "allocatable": resources,
+            "addresses": [{"type": "InternalIP", "address": n.ip}, {"type": "Hostname", "address": n.name}],
+            "conditions": [
+                cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+            ],
+            "nodeInfo": {"kubeletVersion": "v1.32.0-firedrill-sim", "kubeProxyVersion": "v1.32.0-firedrill-sim",
+                "containerRuntimeVersion": "sim://1.0", "osImage": "firedrill simulated node",
+                "kernelVersion": "sim", "operatingSystem": "linux", "architecture": "amd64",
+                "machineID": "", "systemUUID": "", "bootID": ""}}})
+}
+
 fn workload_labels(name: &str, labels: &BTreeMap<String, String>) -> Value {
     if labels.is_empty() {
         json!({"app": name})
@@ -210,11 +285,24 @@ fn workload_labels(name: &str, labels: &BTreeMap<String, String>) -> Value {
     }
 }
 
-fn pod_template(labels: &Value, grace: i64) -> Value {
-    json!({"metadata": {"labels": labels},
+fn pod_template(
+    labels: &Value,
+    grace: i64,
+    requests: Option<&scenario::RequestsSpec>,
+    tolerations: &[scenario::TolerationSpec],
+) -> Value {
+    let mut t = json!({"metadata": {"labels": labels},
         "spec": {"containers": [{"name": "app", "image": "firedrill/sim-app:1",
             "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}]}],
-            "restartPolicy": "Always", "terminationGracePeriodSeconds": grace}})
+            "restartPolicy": "Always", "terminationGracePeriodSeconds": grace}});
+    if let Some(r) = requests {
+        t["spec"]["containers"][0]["resources"] = json!({"requests": r.to_json()});
+    }
+    if !tolerations.is_empty() {
+        let ts: Vec<Value> = tolerations.iter().map(|x| x.to_json()).collect();
+        t["spec"]["tolerations"] = json!(ts);
+    }
+    t
 }
 
 impl SimCluster {
@@ -309,16 +397,14 @@ fn bootstrap(sim: &Arc<Sim>) {
             create("", "namespaces", ns_obj(ns, &empty));
         }
     }
-    create(
-        "",
-        "nodes",
-        json!({"apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}},
-        "spec": {},
-        "status": {"addresses": [{"type": "InternalIP", "address": NODE_IP}],
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
-            "nodeInfo": {"kubeletVersion": "v1.32.0-firedrill-sim"}}}),
-    );
+    // Checked when the scenario was loaded; a scenario built in code gets the default node.
+    let nodes = scenario.node_defs().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "invalid nodes in the scenario; using the default node");
+        Scenario::default().node_defs().unwrap_or_default()
+    });
+    for n in &nodes {
+        create("", "nodes", node_obj(n));
+    }
     let mut service_ip = 0u32;
     for (ns, spec) in &scenario.namespaces {
         create("", "namespaces", ns_obj(ns, &spec.labels));
@@ -334,7 +420,7 @@ fn bootstrap(sim: &Arc<Sim>) {
                 json!({"apiVersion": "apps/v1", "kind": "Deployment",
                 "metadata": {"name": name, "namespace": ns, "labels": labels},
                 "spec": {"replicas": d.replicas, "selector": {"matchLabels": labels},
-                    "template": pod_template(&labels, grace),
+                    "template": pod_template(&labels, grace, d.requests.as_ref(), &d.tolerations),
                     "strategy": {"type": "RollingUpdate"}},
                 "status": {}}),
             );
@@ -358,6 +444,21 @@ fn bootstrap(sim: &Arc<Sim>) {
                 );
             }
         }
+        for (name, pdb) in &spec.pdbs {
+            let mut pspec = json!({"selector": {"matchLabels": pdb.selector_labels}});
+            if let Some(m) = &pdb.min_available {
+                pspec["minAvailable"] = m.to_json();
+            }
+            if let Some(m) = &pdb.max_unavailable {
+                pspec["maxUnavailable"] = m.to_json();
+            }
+            create(
+                "policy",
+                "poddisruptionbudgets",
+                json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": {"name": name, "namespace": ns}, "spec": pspec, "status": {}}),
+            );
+        }
         for (name, s) in &spec.statefulsets {
             let labels = workload_labels(name, &s.labels);
             let grace = s
@@ -371,7 +472,7 @@ fn bootstrap(sim: &Arc<Sim>) {
                 "metadata": {"name": name, "namespace": ns, "labels": labels},
                 "spec": {"replicas": s.replicas, "selector": {"matchLabels": labels},
                     "serviceName": name, "podManagementPolicy": "Parallel",
-                    "template": pod_template(&labels, grace)},
+                    "template": pod_template(&labels, grace, s.requests.as_ref(), &s.tolerations)},
                 "status": {}}),
             );
         }

@@ -23,6 +23,323 @@ pub struct Scenario {
     pub endpoints: EndpointsSpec,
     #[serde(default)]
     pub namespaces: BTreeMap<String, NamespaceSpec>,
+    /// Node groups; absent: the single node `sim-node-1` with room for everything.
+    #[serde(default)]
+    pub nodes: Option<Vec<NodeGroup>>,
+    #[serde(default)]
+    pub node_lifecycle: NodeLifecycleSpec,
+}
+
+/// One node (`name:`) or a numbered group of nodes (`prefix:` + `count:`, named P-1..P-K).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeGroup {
+    pub name: Option<String>,
+    pub prefix: Option<String>,
+    pub count: Option<u32>,
+    /// Sets `topology.kubernetes.io/zone` (and `topology.kubernetes.io/region: sim`).
+    pub zone: Option<String>,
+    /// Allocatable CPU (default 4).
+    pub cpu: Option<Quantity>,
+    /// Allocatable memory (default 16Gi).
+    pub memory: Option<Quantity>,
+    /// Most pods the node takes (default 110).
+    pub pods: Option<u32>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub taints: Vec<TaintSpec>,
+    /// Adds the label `node-role.kubernetes.io/control-plane: ""`.
+    #[serde(default)]
+    pub control_plane: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TaintSpec {
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+    pub effect: TaintEffect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+impl TaintEffect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaintEffect::NoSchedule => "NoSchedule",
+            TaintEffect::PreferNoSchedule => "PreferNoSchedule",
+            TaintEffect::NoExecute => "NoExecute",
+        }
+    }
+}
+
+/// One node as the cluster creates it, every default filled in.
+#[derive(Debug, Clone)]
+pub struct NodeDef {
+    pub name: String,
+    pub ip: String,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<TaintSpec>,
+    /// Allocatable CPU in millicores.
+    pub cpu_milli: i64,
+    /// Allocatable memory in bytes.
+    pub memory_bytes: i64,
+    pub pods: i64,
+}
+
+/// The node lifecycle controller and the DefaultTolerationSeconds admission, with the
+/// simulation's short defaults (Kubernetes: 40s grace, 300s toleration).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeLifecycleSpec {
+    /// Kubelet silent this long → node Ready=Unknown and tainted unreachable (default 2s).
+    #[serde(default, with = "humantime_serde")]
+    pub grace: Option<Duration>,
+    /// tolerationSeconds of the not-ready/unreachable tolerations every new pod gets (default 5s).
+    #[serde(default, with = "humantime_serde")]
+    pub default_toleration: Option<Duration>,
+    /// Power on → node Ready (default 500ms).
+    #[serde(default, with = "humantime_serde")]
+    pub boot_delay: Option<Duration>,
+}
+
+impl NodeLifecycleSpec {
+    pub fn grace(&self) -> Duration {
+        self.grace.unwrap_or(Duration::from_secs(2))
+    }
+    pub fn boot_delay(&self) -> Duration {
+        self.boot_delay.unwrap_or(Duration::from_millis(500))
+    }
+    /// Whole seconds, rounded up, as tolerationSeconds is.
+    pub fn default_toleration_seconds(&self) -> i64 {
+        let d = self.default_toleration.unwrap_or(Duration::from_secs(5));
+        d.as_secs() as i64 + i64::from(d.subsec_nanos() > 0)
+    }
+}
+
+/// A Kubernetes quantity (`4`, `3500m`, `16Gi`, `0.5`), as milli-units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quantity(pub i128);
+
+impl Quantity {
+    /// Parses `text` into milli-units: a decimal number with an optional suffix (m, k, M, G,
+    /// T, P, E, Ki, Mi, Gi, Ti, Pi, Ei).
+    pub fn parse(text: &str) -> Result<Quantity, String> {
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, suffix) = t.split_at(split);
+        let mult: i128 = match suffix {
+            "" => 1000,
+            "m" => 1,
+            "k" => 1000 * 1000,
+            "M" => 1000 * 1_000_000,
+            "G" => 1000 * 1_000_000_000,
+            "T" => 1000 * 1_000_000_000_000,
+            "P" => 1000 * 1_000_000_000_000_000,
+            "E" => 1000 * 1_000_000_000_000_000_000,
+            "Ki" => 1000 << 10,
+            "Mi" => 1000 << 20,
+            "Gi" => 1000 << 30,
+            "Ti" => 1000 << 40,
+            "Pi" => 1000 << 50,
+            "Ei" => 1000 << 60,
+            _ => {
+                return Err(format!(
+                    "invalid quantity {t:?}: expected a number with an optional suffix (m, k, M, G, T, Ki, Mi, Gi, Ti), like 500m, 4 or 16Gi"
+                ))
+            }
+        };
+        let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+        if num.is_empty() || int.len() > 18 || frac.len() > 9 || frac.contains('.') {
+            return Err(format!(
+                "invalid quantity {t:?}: expected a number like 500m, 4 or 16Gi"
+            ));
+        }
+        let parse = |s: &str| -> Result<i128, String> {
+            if s.is_empty() {
+                Ok(0)
+            } else {
+                s.parse::<i128>()
+                    .map_err(|_| format!("invalid quantity {t:?}"))
+            }
+        };
+        let scale = 10i128.pow(frac.len() as u32);
+        let value = parse(int)? * scale + parse(frac)?;
+        // Round up, as Kubernetes rounds a request to the next milli-unit.
+        Ok(Quantity((value * mult + scale - 1) / scale))
+    }
+
+    pub fn milli(self) -> i64 {
+        i64::try_from(self.0).unwrap_or(i64::MAX)
+    }
+
+    /// Whole units, rounded up (bytes of a memory quantity).
+    pub fn units(self) -> i64 {
+        i64::try_from((self.0 + 999) / 1000).unwrap_or(i64::MAX)
+    }
+}
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let text = match &v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "invalid quantity {other}: expected a number or a string like 500m or 16Gi"
+                )))
+            }
+        };
+        Quantity::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Resource requests put on every container of a workload's pods.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RequestsSpec {
+    pub cpu: Option<Quantity>,
+    pub memory: Option<Quantity>,
+}
+
+impl RequestsSpec {
+    /// `resources.requests` of a container, canonical text (`500m`, `256Mi`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        if let Some(c) = self.cpu {
+            m.insert("cpu".into(), format_cpu(c.milli()).into());
+        }
+        if let Some(mem) = self.memory {
+            m.insert("memory".into(), format_bytes(mem.units()).into());
+        }
+        serde_json::Value::Object(m)
+    }
+}
+
+/// Millicores as Kubernetes prints them: `4`, `3500m`.
+pub fn format_cpu(milli: i64) -> String {
+    if milli % 1000 == 0 {
+        (milli / 1000).to_string()
+    } else {
+        format!("{milli}m")
+    }
+}
+
+/// Bytes as Kubernetes prints them: `16Gi`, `256Mi`, `1000`.
+pub fn format_bytes(bytes: i64) -> String {
+    for (suffix, shift) in [("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10)] {
+        if bytes != 0 && bytes % (1i64 << shift) == 0 {
+            return format!("{}{suffix}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
+/// A toleration in the pod spec's own terms (`toleration-seconds` for `tolerationSeconds`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TolerationSpec {
+    #[serde(default)]
+    pub key: Option<String>,
+    /// `Equal` (default) or `Exists`.
+    #[serde(default)]
+    pub operator: Option<String>,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub effect: Option<TaintEffect>,
+    #[serde(default)]
+    pub toleration_seconds: Option<i64>,
+}
+
+impl TolerationSpec {
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        if let Some(k) = &self.key {
+            m.insert("key".into(), k.clone().into());
+        }
+        if let Some(o) = &self.operator {
+            m.insert("operator".into(), o.clone().into());
+        }
+        if let Some(v) = &self.value {
+            m.insert("value".into(), v.clone().into());
+        }
+        if let Some(e) = self.effect {
+            m.insert("effect".into(), e.as_str().into());
+        }
+        if let Some(s) = self.toleration_seconds {
+            m.insert("tolerationSeconds".into(), s.into());
+        }
+        serde_json::Value::Object(m)
+    }
+}
+
+/// A PodDisruptionBudget of a namespace: exactly one of min-available and max-unavailable.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PdbSpec {
+    pub selector_labels: BTreeMap<String, String>,
+    pub min_available: Option<IntOrPercent>,
+    pub max_unavailable: Option<IntOrPercent>,
+}
+
+/// An integer or a percentage (`"50%"`), as PodDisruptionBudget fields take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntOrPercent {
+    Int(i64),
+    Percent(i64),
+}
+
+impl IntOrPercent {
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            IntOrPercent::Int(i) => (*i).into(),
+            IntOrPercent::Percent(p) => format!("{p}%").into(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for IntOrPercent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let bad = || {
+            serde::de::Error::custom(format!(
+                "invalid value {v}: expected a non-negative integer or a percentage like \"50%\""
+            ))
+        };
+        match &v {
+            serde_json::Value::Number(n) => n
+                .as_i64()
+                .filter(|i| *i >= 0)
+                .map(IntOrPercent::Int)
+                .ok_or_else(bad),
+            serde_json::Value::String(s) => match s.strip_suffix('%') {
+                Some(p) => p
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|p| (0..=100).contains(p))
+                    .map(IntOrPercent::Percent)
+                    .ok_or_else(bad),
+                None => s
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|i| *i >= 0)
+                    .map(IntOrPercent::Int)
+                    .ok_or_else(bad),
+            },
+            _ => Err(bad()),
+        }
+    }
 }
 
 /// Kubelet timings. Every field is optional so that a workload can override only one of them.
@@ -104,6 +421,8 @@ pub struct NamespaceSpec {
     pub deployments: BTreeMap<String, DeploymentSpec>,
     #[serde(default)]
     pub statefulsets: BTreeMap<String, StatefulSetSpec>,
+    #[serde(default)]
+    pub pdbs: BTreeMap<String, PdbSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,6 +438,11 @@ pub struct DeploymentSpec {
     pub http: bool,
     #[serde(default)]
     pub kubelet: KubeletSpec,
+    /// `resources.requests` of every container of the pods.
+    #[serde(default)]
+    pub requests: Option<RequestsSpec>,
+    #[serde(default)]
+    pub tolerations: Vec<TolerationSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,11 +454,21 @@ pub struct StatefulSetSpec {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub kubelet: KubeletSpec,
+    #[serde(default)]
+    pub requests: Option<RequestsSpec>,
+    #[serde(default)]
+    pub tolerations: Vec<TolerationSpec>,
 }
 
 fn one() -> u32 {
     1
 }
+
+/// The name of the only node of a scenario without `nodes:`.
+pub const DEFAULT_NODE: &str = "sim-node-1";
+
+/// The most nodes a simulated cluster may have.
+pub const MAX_NODES: u32 = 5000;
 
 /// The most replicas one simulated workload may have: every pod is a live object with its
 /// own timers in this process, and a simulation is for drills, not for load.
@@ -235,11 +569,10 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, crate::experiment::Diagnos
         ))
     })?;
     let scenario: Scenario = parse_yaml(path, &bytes)?;
-    scenario.check_names().map_err(|m| {
-        Diagnostics::single(
-            Diagnostic::error(path, 1, 1, m)
-                .with_help(Some("namespace and workload names are DNS labels".into())),
-        )
+    scenario.check().map_err(|m| {
+        Diagnostics::single(Diagnostic::error(path, 1, 1, m).with_help(Some(
+            "namespace and workload names are DNS labels; node names DNS subdomains".into(),
+        )))
     })?;
     Ok(scenario)
 }
@@ -256,6 +589,128 @@ impl Scenario {
                     .map(move |(name, _)| (ns.clone(), name.clone()))
             })
             .collect()
+    }
+
+    /// Everything serde cannot check: names, node groups, disruption budgets.
+    fn check(&self) -> Result<(), String> {
+        self.check_names()?;
+        self.node_defs()?;
+        for (ns, spec) in &self.namespaces {
+            for (name, pdb) in &spec.pdbs {
+                if !crate::experiment::check::is_dns_subdomain(name) {
+                    return Err(format!("pdb {ns}/{name}: not a valid name"));
+                }
+                if pdb.min_available.is_some() == pdb.max_unavailable.is_some() {
+                    return Err(format!(
+                        "pdb {ns}/{name}: give exactly one of min-available and max-unavailable"
+                    ));
+                }
+                if pdb.selector_labels.is_empty() {
+                    return Err(format!(
+                        "pdb {ns}/{name}: selector-labels must not be empty"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The nodes the cluster starts with: the scenario's groups expanded, or the single
+    /// default node `sim-node-1` (127.0.0.1) with room for every pod of any scenario.
+    pub fn node_defs(&self) -> Result<Vec<NodeDef>, String> {
+        let Some(groups) = &self.nodes else {
+            let mut labels = BTreeMap::new();
+            labels.insert(
+                "kubernetes.io/hostname".to_string(),
+                DEFAULT_NODE.to_string(),
+            );
+            return Ok(vec![NodeDef {
+                name: DEFAULT_NODE.into(),
+                ip: "127.0.0.1".into(),
+                labels,
+                taints: Vec::new(),
+                cpu_milli: 1_000_000_000,
+                memory_bytes: 1 << 50,
+                pods: 1_000_000,
+            }]);
+        };
+        if groups.is_empty() {
+            return Err(
+                "nodes: list at least one node, or leave `nodes` out for the single default node"
+                    .into(),
+            );
+        }
+        let mut out: Vec<NodeDef> = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (gi, g) in groups.iter().enumerate() {
+            let names: Vec<String> = match (&g.name, &g.prefix, g.count) {
+                (Some(n), None, None) => vec![n.clone()],
+                (None, Some(p), Some(k)) if (1..=MAX_NODES).contains(&k) => {
+                    (1..=k).map(|i| format!("{p}-{i}")).collect()
+                }
+                (None, Some(_), Some(k)) => {
+                    return Err(format!(
+                        "nodes[{gi}]: count must be between 1 and {MAX_NODES}, found {k}"
+                    ))
+                }
+                (None, Some(_), None) => {
+                    return Err(format!("nodes[{gi}]: a prefix needs a count"))
+                }
+                _ => {
+                    return Err(format!(
+                        "nodes[{gi}]: give either `name` or `prefix` with `count`"
+                    ))
+                }
+            };
+            let cpu = g.cpu.map_or(4000, Quantity::milli);
+            let memory = g.memory.map_or(16 << 30, Quantity::units);
+            if cpu <= 0 || memory <= 0 {
+                return Err(format!("nodes[{gi}]: cpu and memory must be positive"));
+            }
+            for name in names {
+                if !crate::experiment::check::is_dns_subdomain(&name) {
+                    return Err(format!("nodes[{gi}]: {name:?} is not a valid node name"));
+                }
+                if !seen.insert(name.clone()) {
+                    return Err(format!("nodes[{gi}]: node {name:?} is declared twice"));
+                }
+                let i = out.len();
+                if i >= MAX_NODES as usize {
+                    return Err(format!(
+                        "nodes: at most {MAX_NODES} nodes in the simulated cluster"
+                    ));
+                }
+                let mut labels = BTreeMap::new();
+                labels.insert("kubernetes.io/hostname".to_string(), name.clone());
+                labels.insert("kubernetes.io/os".to_string(), "linux".to_string());
+                labels.insert("kubernetes.io/arch".to_string(), "amd64".to_string());
+                if g.control_plane {
+                    labels.insert(
+                        "node-role.kubernetes.io/control-plane".to_string(),
+                        String::new(),
+                    );
+                }
+                labels.extend(g.labels.clone());
+                if let Some(z) = &g.zone {
+                    labels.insert("topology.kubernetes.io/zone".to_string(), z.clone());
+                    labels.insert(
+                        "topology.kubernetes.io/region".to_string(),
+                        "sim".to_string(),
+                    );
+                }
+                out.push(NodeDef {
+                    // Loopback only: 127.0.2.1 upwards.
+                    ip: format!("127.0.{}.{}", 2 + i / 250, 1 + i % 250),
+                    name,
+                    labels,
+                    taints: g.taints.clone(),
+                    cpu_milli: cpu,
+                    memory_bytes: memory,
+                    pods: i64::from(g.pods.unwrap_or(110)),
+                });
+            }
+        }
+        Ok(out)
     }
 
     fn check_names(&self) -> Result<(), String> {
@@ -277,16 +732,7 @@ impl Scenario {
 pub fn parse_scenario(text: &str) -> Result<Scenario, String> {
     let value = yaml_to_json(text)?;
     let scenario: Scenario = serde_json::from_value(value).map_err(|e| e.to_string())?;
-    for (ns, spec) in &scenario.namespaces {
-        let names = spec.deployments.keys().chain(spec.statefulsets.keys());
-        for name in std::iter::once(ns).chain(names) {
-            if !crate::experiment::check::is_dns_label(name) {
-                return Err(format!(
-                    "{name:?} is not a valid name: use lowercase letters, digits and '-'"
-                ));
-            }
-        }
-    }
+    scenario.check()?;
     Ok(scenario)
 }
 

@@ -115,10 +115,14 @@ struct Inner {
     history: VecDeque<Arc<Change>>,
 }
 
+/// Called with every committed change, under the store's lock, in commit order.
+pub type Observer = Box<dyn Fn(&Change) + Send + Sync>;
+
 pub struct Store {
     inner: Mutex<Inner>,
     tx: broadcast::Sender<Arc<Change>>,
     history_cap: usize,
+    observer: OnceLock<Observer>,
 }
 
 /// What a watch starts from: a snapshot of matching objects, or the changes after an rv.
@@ -164,7 +168,14 @@ impl Store {
             }),
             tx,
             history_cap,
+            observer: OnceLock::new(),
         }
+    }
+
+    /// Installs the one observer (the cluster's node and usage index): it sees every change
+    /// synchronously, so what it derives never lags the store. It must not call the store.
+    pub fn set_observer(&self, f: Observer) {
+        let _ = self.observer.set(f);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -187,6 +198,9 @@ impl Store {
     }
 
     fn commit(&self, inner: &mut Inner, change: Change) {
+        if let Some(f) = self.observer.get() {
+            f(&change);
+        }
         let change = Arc::new(change);
         inner.history.push_back(change.clone());
         while inner.history.len() > self.history_cap {

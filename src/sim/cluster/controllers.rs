@@ -12,12 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::{
-    deployments, endpoints, fnv1a, is_ready, is_terminating, now_rfc3339, owner, pods, replicasets,
-    set_at, statefulsets, suffix, Endpoint, Sim, NODE_IP, NODE_NAME,
+    deployments, endpoints, fnv1a, is_ready, is_terminating, lifecycle, now_rfc3339, owner, pods,
+    replicasets, scheduler, set_at, statefulsets, suffix, Endpoint, Sim,
 };
 use crate::sim::store::{meta_str, Change, Obj, ResId};
 use crate::sim::TruthKind;
@@ -34,21 +35,18 @@ fn condition(kind: &str, status: bool) -> Value {
            "lastTransitionTime": now_rfc3339(), "lastProbeTime": null})
 }
 
-/// Applies one kubelet step to the pod if it is still the same, live incarnation.
+/// Applies one kubelet step to the pod if it is still the same, live incarnation and its node's
+/// kubelet still runs.
 fn kubelet_step(
     sim: &Sim,
-    pod: &Value,
+    (ns, name, uid): (&str, &str, &str),
+    kubelet: &CancellationToken,
     what: TruthKind,
     step: impl FnOnce(&Sim, &mut Value),
 ) -> bool {
-    let (ns, name, uid) = (
-        meta_str(pod, "namespace"),
-        meta_str(pod, "name"),
-        meta_str(pod, "uid"),
-    );
     let mut applied = false;
     sim.store.mutate(&pods(), ns, name, |p| {
-        if meta_str(p, "uid") != uid || is_terminating(p) {
+        if meta_str(p, "uid") != uid || is_terminating(p) || kubelet.is_cancelled() {
             return false;
         }
         step(sim, p);
@@ -61,7 +59,7 @@ fn kubelet_step(
     applied
 }
 
-fn container_statuses(pod: &Value, ready: bool, running: bool, ip_time: &str) -> Value {
+pub fn container_statuses(pod: &Value, ready: bool, running: bool, ip_time: &str) -> Value {
     let containers = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
@@ -86,12 +84,17 @@ fn container_statuses(pod: &Value, ready: bool, running: bool, ip_time: &str) ->
     )
 }
 
-/// Drives one pod through Pending → scheduled → Running → Ready with the workload's delays.
+/// Drives one pod through Pending → scheduled (by the scheduler, after the schedule-delay) →
+/// Running → Ready with the workload's delays, the last two only while its node is on.
 pub fn spawn_kubelet(sim: Arc<Sim>, pod: Arc<Obj>) {
     tokio::spawn(async move {
         let t = sim.timings_for(&pod);
-        let key = format!("{}/{}", meta_str(&pod, "namespace"), meta_str(&pod, "name"));
-        let mut rng = sim.keyed_rng(&key, 0);
+        let (ns, name, uid) = (
+            meta_str(&pod, "namespace").to_string(),
+            meta_str(&pod, "name").to_string(),
+            meta_str(&pod, "uid").to_string(),
+        );
+        let mut rng = sim.keyed_rng(&format!("{ns}/{name}"), 0);
         let delays = [
             t.schedule_delay.sample(&mut rng),
             t.start_delay.sample(&mut rng),
@@ -100,62 +103,121 @@ pub fn spawn_kubelet(sim: Arc<Sim>, pod: Arc<Obj>) {
         if !sleep_or_cancel(&sim, delays[0]).await {
             return;
         }
-        let scheduled = kubelet_step(&sim, &pod, TruthKind::PodScheduled, |_, p| {
-            set_at(p, &["spec", "nodeName"], json!(NODE_NAME));
-            set_at(p, &["status", "hostIP"], json!(NODE_IP));
-            set_at(
-                p,
-                &["status", "conditions"],
-                json!([condition("PodScheduled", true)]),
-            );
-            let cs = container_statuses(p, false, false, "");
-            set_at(p, &["status", "containerStatuses"], cs);
-        });
-        if !scheduled || !sleep_or_cancel(&sim, delays[1]).await {
-            return;
+        let preset = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string);
+        let node = match preset {
+            // Bound by its creator: the kubelet of that node takes it.
+            Some(node) => {
+                scheduler::bind_preset(&sim, &ns, &name, &uid, &node);
+                node
+            }
+            None => {
+                let (reply, bound) = oneshot::channel();
+                let req = scheduler::Request {
+                    ns: ns.clone(),
+                    name: name.clone(),
+                    uid: uid.clone(),
+                    reply,
+                };
+                if sim.sched_tx.send(req).is_err() {
+                    return;
+                }
+                tokio::select! {
+                    _ = sim.cancel.cancelled() => return,
+                    node = bound => match node { Ok(n) => n, Err(_) => return },
+                }
+            }
+        };
+        lifecycle::sweep_pod(&sim, &ns, &name);
+        run(sim, ns, name, uid, node, delays[1], delays[2]).await;
+    });
+}
+
+/// The kubelet of a booted node starting a bound pod again: Running after `start`, Ready after
+/// `ready` more.
+pub fn spawn_run(
+    sim: Arc<Sim>,
+    ns: String,
+    name: String,
+    uid: String,
+    node: String,
+    start: Duration,
+    ready: Duration,
+) {
+    tokio::spawn(run(sim, ns, name, uid, node, start, ready));
+}
+
+async fn run(
+    sim: Arc<Sim>,
+    ns: String,
+    name: String,
+    uid: String,
+    node: String,
+    start: Duration,
+    ready: Duration,
+) {
+    // A node that is off runs nothing; it starts its pods again when it boots.
+    let Some(kubelet) = sim.kubelet(&node) else {
+        return;
+    };
+    let wait = |d: Duration| {
+        let (sim, kubelet) = (sim.clone(), kubelet.clone());
+        async move {
+            tokio::select! {
+                _ = sim.cancel.cancelled() => false,
+                _ = kubelet.cancelled() => false,
+                _ = tokio::time::sleep(d) => true,
+            }
         }
-        let running = kubelet_step(&sim, &pod, TruthKind::PodRunning, |sim, p| {
-            let now = now_rfc3339();
-            let ip = sim.next_pod_ip();
-            set_at(p, &["status", "phase"], json!("Running"));
-            set_at(p, &["status", "podIP"], json!(ip));
-            set_at(p, &["status", "podIPs"], json!([{"ip": ip}]));
-            set_at(p, &["status", "startTime"], json!(now));
-            set_at(
-                p,
-                &["status", "conditions"],
-                json!([
-                    condition("PodScheduled", true),
-                    condition("Initialized", true),
-                    condition("ContainersReady", false),
-                    condition("Ready", false),
-                ]),
-            );
-            let cs = container_statuses(p, false, true, &now);
-            set_at(p, &["status", "containerStatuses"], cs);
-        });
-        if !running || !sleep_or_cancel(&sim, delays[2]).await {
-            return;
-        }
-        kubelet_step(&sim, &pod, TruthKind::PodReady, |_, p| {
-            let started = p
-                .pointer("/status/startTime")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            set_at(
-                p,
-                &["status", "conditions"],
-                json!([
-                    condition("PodScheduled", true),
-                    condition("Initialized", true),
-                    condition("ContainersReady", true),
-                    condition("Ready", true),
-                ]),
-            );
-            let cs = container_statuses(p, true, true, &started);
-            set_at(p, &["status", "containerStatuses"], cs);
-        });
+    };
+    let id = (ns.as_str(), name.as_str(), uid.as_str());
+    if !wait(start).await {
+        return;
+    }
+    let running = kubelet_step(&sim, id, &kubelet, TruthKind::PodRunning, |sim, p| {
+        let now = now_rfc3339();
+        let ip = sim.next_pod_ip();
+        set_at(p, &["status", "phase"], json!("Running"));
+        set_at(p, &["status", "podIP"], json!(ip));
+        set_at(p, &["status", "podIPs"], json!([{"ip": ip}]));
+        set_at(p, &["status", "startTime"], json!(now));
+        set_at(
+            p,
+            &["status", "conditions"],
+            json!([
+                condition("PodScheduled", true),
+                condition("Initialized", true),
+                condition("ContainersReady", false),
+                condition("Ready", false),
+            ]),
+        );
+        let cs = container_statuses(p, false, true, &now);
+        set_at(p, &["status", "containerStatuses"], cs);
+    });
+    if !running || !wait(ready).await {
+        return;
+    }
+    kubelet_step(&sim, id, &kubelet, TruthKind::PodReady, |_, p| {
+        let started = p
+            .pointer("/status/startTime")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        set_at(
+            p,
+            &["status", "conditions"],
+            json!([
+                condition("PodScheduled", true),
+                condition("Initialized", true),
+                condition("ContainersReady", true),
+                condition("Ready", true),
+            ]),
+        );
+        let cs = container_statuses(p, true, true, &started);
+        set_at(p, &["status", "containerStatuses"], cs);
     });
 }
 
@@ -222,6 +284,7 @@ pub fn start(sim: Arc<Sim>) -> tokio::task::JoinHandle<()> {
         ));
     }
     let rx = sim.store.subscribe();
+    let sim_for_tasks = sim.clone();
     let mut c = Controllers {
         sim,
         ready: HashMap::new(),
@@ -229,7 +292,19 @@ pub fn start(sim: Arc<Sim>) -> tokio::task::JoinHandle<()> {
         last_published: HashMap::new(),
         name_draws: HashMap::new(),
     };
-    tokio::spawn(async move { c.run(rx).await })
+    let controllers = tokio::spawn(async move { c.run(rx).await });
+    let mut tasks = vec![controllers];
+    if let Some(q) = sim_for_tasks.take_scheduler_queue() {
+        tasks.push(scheduler::start(sim_for_tasks.clone(), q));
+    }
+    if let Some(q) = sim_for_tasks.take_lifecycle_queue() {
+        tasks.push(lifecycle::start(sim_for_tasks.clone(), q));
+    }
+    tokio::spawn(async move {
+        for t in tasks {
+            let _ = t.await;
+        }
+    })
 }
 
 /// Applies endpoint snapshots in order, each at its due time, to the Endpoints object and the
@@ -257,7 +332,7 @@ async fn publish_endpoints(
         let addresses: Vec<Value> = eps
             .iter()
             .map(|e| {
-                json!({"ip": e.ip, "nodeName": NODE_NAME,
+                json!({"ip": e.ip, "nodeName": e.node,
                 "targetRef": {"kind": "Pod", "namespace": ns, "name": e.pod, "uid": e.uid}})
             })
             .collect();
@@ -770,6 +845,11 @@ impl Controllers {
                         uid: meta_str(p, "uid").to_string(),
                         ip: p
                             .pointer("/status/podIP")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                        node: p
+                            .pointer("/spec/nodeName")
                             .and_then(Value::as_str)
                             .unwrap_or("")
                             .to_string(),

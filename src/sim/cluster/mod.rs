@@ -4,9 +4,17 @@
 
 /// The controllers and the kubelet: what follows from the objects the cluster stores.
 pub mod controllers;
+/// PodDisruptionBudget status and the Eviction API's decision.
+pub mod disruption;
+/// The node lifecycle controller (power, cordon) and the taint manager.
+pub mod lifecycle;
+/// The node and usage index the scheduler decides on.
+pub mod nodes;
+/// Binds pending pods to nodes.
+pub mod scheduler;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -14,15 +22,13 @@ use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::scenario::{KubeletTimings, Scenario};
-use super::store::{meta_str, Obj, ResId, Store, StoreError};
+use super::store::{meta_str, Change, ChangeKind, Obj, ResId, Store, StoreError};
 use super::{RequestRecord, TruthEvent, TruthKind};
-
-pub const NODE_NAME: &str = "sim-node-1";
-/// Node and pod addresses live in 127.0.0.0/8 so that nothing built on them can route anywhere.
-pub const NODE_IP: &str = "127.0.0.1";
+use nodes::{powered_off, NodeTable, TAINT_NOT_READY, TAINT_UNREACHABLE};
 
 pub fn pods() -> ResId {
     ResId::new("", "pods")
@@ -46,6 +52,7 @@ pub struct Endpoint {
     pub pod: String,
     pub uid: String,
     pub ip: String,
+    pub node: String,
 }
 
 /// Round-robin routing state of one HTTP deployment, as last published.
@@ -61,14 +68,27 @@ pub struct Sim {
     pub scenario: Scenario,
     pub cancel: CancellationToken,
     pub routes: HashMap<(String, String), Arc<Route>>,
+    /// Nodes, usage and who runs where, kept by the store's observer.
+    pub nodes: Arc<Mutex<NodeTable>>,
+    /// Signalled when a node changes or a bound pod is removed: the scheduler looks again.
+    pub node_changed: Arc<Notify>,
+    /// The running kubelet of each node that is powered on and booted; cancelled at power off.
+    pub kubelets: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    /// When the lifecycle controller added a taint, exactly (timeAdded has whole seconds).
+    pub taint_added: Mutex<HashMap<(String, String), tokio::time::Instant>>,
+    pub sched_tx: mpsc::UnboundedSender<scheduler::Request>,
+    sched_rx: Mutex<Option<mpsc::UnboundedReceiver<scheduler::Request>>>,
+    life_rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    /// Kubelet restarts after a node boots: a draw number for their delays.
+    pub restarts: AtomicU64,
     rng: Mutex<ChaCha8Rng>,
-    truth: Mutex<Vec<TruthEvent>>,
+    truth: Arc<Mutex<Vec<TruthEvent>>>,
     requests: Mutex<Vec<RequestRecord>>,
     next_ip: AtomicU32,
     seed: u64,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Logs and the RNG stay usable after a panic elsewhere; they hold no invariants.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -148,6 +168,87 @@ pub fn owner(obj: &Value) -> Option<(&str, &str, &str)> {
     ))
 }
 
+fn push_truth(
+    truth: &Mutex<Vec<TruthEvent>>,
+    namespace: &str,
+    object: &str,
+    what: TruthKind,
+    node: Option<&str>,
+    detail: Option<&str>,
+) {
+    lock(truth).push(TruthEvent {
+        at: SystemTime::now(),
+        mono: tokio::time::Instant::now(),
+        namespace: namespace.to_string(),
+        object: object.to_string(),
+        what,
+        node: node.map(str::to_string),
+        detail: detail.map(str::to_string),
+    });
+}
+
+/// The power switch, applied as the node is written: a new node's kubelet starts (unless it is
+/// created off), "off" stops it at once, and both transitions are recorded. Booting again is
+/// the lifecycle controller's (after the boot delay).
+fn power(
+    c: &Change,
+    name: &str,
+    kubelets: &Mutex<HashMap<String, CancellationToken>>,
+    truth: &Mutex<Vec<TruthEvent>>,
+) {
+    let off = c.kind != ChangeKind::Deleted && powered_off(&c.obj);
+    match c.kind {
+        ChangeKind::Added => {
+            if !off {
+                lock(kubelets).insert(name.to_string(), CancellationToken::new());
+            }
+        }
+        ChangeKind::Deleted => {
+            if let Some(k) = lock(kubelets).remove(name) {
+                k.cancel();
+            }
+        }
+        ChangeKind::Modified => {
+            let was_off = c.prev.as_ref().is_some_and(|p| powered_off(p));
+            if off && !was_off {
+                if let Some(k) = lock(kubelets).remove(name) {
+                    k.cancel();
+                }
+                push_truth(truth, "", name, TruthKind::NodePoweredOff, Some(name), None);
+            } else if was_off && !off {
+                push_truth(truth, "", name, TruthKind::NodePoweredOn, Some(name), None);
+            }
+        }
+    }
+}
+
+/// DefaultTolerationSeconds admission: tolerate not-ready and unreachable (NoExecute) for the
+/// scenario's default-toleration, unless the pod already tolerates that key.
+fn default_tolerations(pod: &mut Value, seconds: i64) {
+    let mut tolerations = pod
+        .pointer("/spec/tolerations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let before = tolerations.len();
+    for key in [TAINT_NOT_READY, TAINT_UNREACHABLE] {
+        let covered = tolerations.iter().any(|t| {
+            let k = t.get("key").and_then(Value::as_str).unwrap_or("");
+            let e = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            (k == key || k.is_empty()) && (e == "NoExecute" || e.is_empty())
+        });
+        if !covered {
+            tolerations.push(
+                json!({"key": key, "operator": "Exists", "effect": "NoExecute",
+                "tolerationSeconds": seconds}),
+            );
+        }
+    }
+    if tolerations.len() != before {
+        set_at(pod, &["spec", "tolerations"], json!(tolerations));
+    }
+}
+
 impl Sim {
     pub fn new(
         scenario: Scenario,
@@ -165,17 +266,61 @@ impl Sim {
         routes: HashMap<(String, String), Arc<Route>>,
         history: usize,
     ) -> Self {
-        Sim {
+        let (sched_tx, sched_rx) = mpsc::unbounded_channel();
+        let (life_tx, life_rx) = mpsc::unbounded_channel();
+        let sim = Sim {
             store: Store::new(history),
             scenario,
             cancel: CancellationToken::new(),
             routes,
+            nodes: Arc::default(),
+            node_changed: Arc::default(),
+            kubelets: Arc::default(),
+            taint_added: Mutex::default(),
+            sched_tx,
+            sched_rx: Mutex::new(Some(sched_rx)),
+            life_rx: Mutex::new(Some(life_rx)),
+            restarts: AtomicU64::new(0),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
-            truth: Mutex::new(Vec::new()),
+            truth: Arc::default(),
             requests: Mutex::new(Vec::new()),
             next_ip: AtomicU32::new(1),
             seed,
-        }
+        };
+        let (nodes, notify, kubelets, truth) = (
+            sim.nodes.clone(),
+            sim.node_changed.clone(),
+            sim.kubelets.clone(),
+            sim.truth.clone(),
+        );
+        sim.store.set_observer(Box::new(move |c: &Change| {
+            let seen = lock(&nodes).observe(c);
+            if let Some(name) = &seen.node_changed {
+                power(c, name, &kubelets, &truth);
+                // The lifecycle controller may have stopped: nothing to tell then.
+                let _ = life_tx.send(name.clone());
+                notify.notify_one();
+            }
+            if seen.capacity_freed {
+                notify.notify_one();
+            }
+        }));
+        sim
+    }
+
+    /// The scheduler's queue, taken once by the scheduler task.
+    pub fn take_scheduler_queue(&self) -> Option<mpsc::UnboundedReceiver<scheduler::Request>> {
+        lock(&self.sched_rx).take()
+    }
+
+    /// The lifecycle controller's queue of changed nodes, taken once by its task.
+    pub fn take_lifecycle_queue(&self) -> Option<mpsc::UnboundedReceiver<String>> {
+        lock(&self.life_rx).take()
+    }
+
+    /// The kubelet of `node` if it runs (powered on and booted).
+    pub fn kubelet(&self, node: &str) -> Option<CancellationToken> {
+        lock(&self.kubelets).get(node).cloned()
     }
 
     pub fn truth(&self) -> Vec<TruthEvent> {
@@ -183,13 +328,19 @@ impl Sim {
     }
 
     pub fn record_truth(&self, namespace: &str, object: &str, what: TruthKind) {
-        lock(&self.truth).push(TruthEvent {
-            at: SystemTime::now(),
-            mono: tokio::time::Instant::now(),
-            namespace: namespace.to_string(),
-            object: object.to_string(),
-            what,
-        });
+        self.record_truth_with(namespace, object, what, None, None);
+    }
+
+    /// A truth event with the node involved and a detail (message, taint key, budget).
+    pub fn record_truth_with(
+        &self,
+        namespace: &str,
+        object: &str,
+        what: TruthKind,
+        node: Option<&str>,
+        detail: Option<&str>,
+    ) {
+        push_truth(&self.truth, namespace, object, what, node, detail);
     }
 
     pub fn requests(&self) -> Vec<RequestRecord> {
@@ -255,7 +406,11 @@ impl Sim {
     }
 
     /// Stores a new object and starts what follows from it (a kubelet for a pod).
-    pub fn create(self: &Arc<Self>, res: &ResId, obj: Value) -> Result<Arc<Obj>, StoreError> {
+    pub fn create(self: &Arc<Self>, res: &ResId, mut obj: Value) -> Result<Arc<Obj>, StoreError> {
+        if *res == pods() {
+            let seconds = self.scenario.node_lifecycle.default_toleration_seconds();
+            default_tolerations(&mut obj, seconds);
+        }
         let stored = self.store.create(res, obj)?;
         if *res == pods() {
             let ns = meta_str(&stored, "namespace");
@@ -307,6 +462,11 @@ impl Sim {
             return Ok(current);
         }
         let uid = meta_str(&current, "uid").to_string();
+        let node = current
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let marked = self
             .store
             .mutate(res, ns, name, |pod| {
@@ -323,7 +483,11 @@ impl Sim {
             tokio::select! {
                 _ = sim.cancel.cancelled() => {}
                 _ = tokio::time::sleep(Duration::from_secs(grace as u64)) => {
-                    sim.remove(&res, &ns, &name, Some(&uid));
+                    // Only a running kubelet finishes a pod; on a node that is off it stays
+                    // terminating until the node boots.
+                    if sim.kubelet(&node).is_some() {
+                        sim.remove(&res, &ns, &name, Some(&uid));
+                    }
                 }
             }
         });

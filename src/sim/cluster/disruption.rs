@@ -1,0 +1,1 @@
+//! PodDisruptionBudgets: the status controller's arithmetic and the Eviction API's decision.
