@@ -63,10 +63,12 @@ pub(super) fn needs_kube(exp: &experiment::Experiment) -> bool {
         .faults
         .iter()
         .any(|f| matches!(f, experiment::FaultSpec::Node(_)))
-        || exp
-            .probes
-            .iter()
-            .any(|p| matches!(p.kind, experiment::ProbeKind::Kubernetes(_)))
+        || exp.probes.iter().any(|p| {
+            matches!(
+                p.kind,
+                experiment::ProbeKind::Kubernetes(_) | experiment::ProbeKind::KubeNodes(_)
+            )
+        })
 }
 
 /// Watch-driven sources: the kubernetes probes, and the pod phases of every pod-kill target
@@ -77,14 +79,26 @@ pub(super) fn kube_sources(
 ) -> Vec<drill::SampleSource> {
     let mut sources: Vec<drill::SampleSource> = Vec::new();
     for (i, p) in exp.probes.iter().enumerate() {
-        if let experiment::ProbeKind::Kubernetes(k) = &p.kind {
-            sources.push(Box::new(crate::probe::kube::workload_probe(
-                i,
-                client.clone(),
-                k.clone(),
-                p.every,
-                p.every_during,
-            )));
+        match &p.kind {
+            experiment::ProbeKind::Kubernetes(k) => {
+                sources.push(Box::new(crate::probe::kube::workload_probe(
+                    i,
+                    client.clone(),
+                    k.clone(),
+                    p.every,
+                    p.every_during,
+                )));
+            }
+            experiment::ProbeKind::KubeNodes(k) => {
+                sources.push(Box::new(crate::probe::kube::nodes_probe(
+                    i,
+                    client.clone(),
+                    k.clone(),
+                    p.every,
+                    p.every_during,
+                )));
+            }
+            _ => {}
         }
     }
     if exp

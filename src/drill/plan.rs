@@ -125,5 +125,18 @@ pub fn probe_checks(p: &ProbeSpec) -> (String, String) {
             )
             .to_lowercase(),
         ),
+        ProbeKind::KubeNodes(k) => (
+            "kubernetes".into(),
+            format!(
+                "nodes {} ready {:?}",
+                if k.selector.is_empty() {
+                    "(all)"
+                } else {
+                    k.selector.as_str()
+                },
+                k.ready
+            )
+            .to_lowercase(),
+        ),
     }
 }

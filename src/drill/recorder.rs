@@ -98,7 +98,7 @@ impl Recorder {
             .iter()
             .map(|p| Live {
                 name: p.name.clone(),
-                event_driven: matches!(p.kind, ProbeKind::Kubernetes(_)),
+                event_driven: matches!(p.kind, ProbeKind::Kubernetes(_) | ProbeKind::KubeNodes(_)),
                 last: None,
                 failing_since: None,
                 recent: VecDeque::new(),

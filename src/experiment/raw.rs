@@ -339,6 +339,8 @@ pub struct RawCommandProbe {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawKubeProbe {
+    /// A label selector of nodes, or `all`.
+    pub nodes: Option<String>,
     pub deployment: Option<String>,
     pub statefulset: Option<String>,
     pub replicaset: Option<String>,

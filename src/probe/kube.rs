@@ -25,7 +25,7 @@ use kube::{Api, Client};
 use tokio::time::Instant;
 
 use super::{Observation, Pace, ProbeSample, SourceContext};
-use crate::experiment::{KubeProbe, Readiness, WorkloadKind};
+use crate::experiment::{KubeNodesProbe, KubeProbe, Readiness, WorkloadKind};
 use crate::platform::kube::{describe, pod_ready, replicas, WorkloadObject};
 use crate::timeline::Sample;
 
@@ -143,6 +143,139 @@ async fn run_workload(
                 detail: None,
             })
             .await;
+        state = Some(new);
+        last_beat = Instant::now();
+    }
+}
+
+/// The `kubernetes` probe of nodes as a source: healthy while the nodes the selector matches
+/// are Ready (all of them, or at least a number), judged on every watch event as the workload
+/// probe is.
+pub fn nodes_probe(
+    probe: usize,
+    client: Client,
+    spec: KubeNodesProbe,
+    every: Duration,
+    every_during: Duration,
+) -> impl FnOnce(SourceContext) + Send {
+    move |ctx| {
+        tokio::spawn(run_nodes(probe, client, spec, every, every_during, ctx));
+    }
+}
+
+fn node_ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn judge_nodes(spec: &KubeNodesProbe, nodes: &BTreeMap<String, bool>) -> Result<(), String> {
+    let ready = nodes.values().filter(|r| **r).count();
+    let ok = match spec.ready {
+        Readiness::All => ready == nodes.len() && !nodes.is_empty(),
+        Readiness::AtLeast(n) => ready >= n as usize,
+    };
+    if ok {
+        return Ok(());
+    }
+    let not: Vec<&str> = nodes
+        .iter()
+        .filter(|(_, r)| !**r)
+        .map(|(n, _)| n.as_str())
+        .take(5)
+        .collect();
+    let more = nodes.len() - ready;
+    Err(format!(
+        "{ready}/{} nodes ready{}",
+        nodes.len(),
+        if not.is_empty() {
+            format!(
+                "; not ready: {}{}",
+                not.join(", "),
+                if more > not.len() { ", ..." } else { "" }
+            )
+        } else {
+            String::new()
+        }
+    ))
+}
+
+async fn run_nodes(
+    probe: usize,
+    client: Client,
+    spec: KubeNodesProbe,
+    every: Duration,
+    every_during: Duration,
+    mut ctx: SourceContext,
+) {
+    let mut cfg = watcher::Config::default();
+    if !spec.selector.is_empty() {
+        cfg = cfg.labels(&spec.selector);
+    }
+    let mut events = watcher::watcher(Api::<Node>::all(client), cfg)
+        .default_backoff()
+        .boxed();
+    let mut nodes: BTreeMap<String, bool> = BTreeMap::new();
+    let mut listing: BTreeMap<String, bool> = BTreeMap::new();
+    let mut state: Option<Result<(), String>> = None;
+    let mut last_beat = Instant::now();
+    loop {
+        let failing = matches!(state, Some(Err(_)));
+        let fast = failing || *ctx.pace.borrow() == Pace::Fast;
+        let beat = last_beat + if fast { every_during } else { every };
+        let next: Option<Result<(), String>> = tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => return,
+            e = events.next() => match e {
+                None => return,
+                Some(Ok(WEvent::Init)) => { listing.clear(); None }
+                Some(Ok(WEvent::InitApply(n))) => {
+                    if let Some(name) = n.metadata.name.clone() { listing.insert(name, node_ready(&n)); }
+                    None
+                }
+                Some(Ok(WEvent::InitDone)) => {
+                    nodes = std::mem::take(&mut listing);
+                    Some(judge_nodes(&spec, &nodes))
+                }
+                Some(Ok(WEvent::Apply(n))) => {
+                    if let Some(name) = n.metadata.name.clone() { nodes.insert(name, node_ready(&n)); }
+                    Some(judge_nodes(&spec, &nodes))
+                }
+                Some(Ok(WEvent::Delete(n))) => {
+                    if let Some(name) = n.metadata.name.as_ref() { nodes.remove(name); }
+                    Some(judge_nodes(&spec, &nodes))
+                }
+                // A probe that cannot see is failing, never passing.
+                Some(Err(e)) => Some(Err(format!("watch error: {}", watch_error(&e)))),
+            },
+            _ = tokio::time::sleep_until(beat) => {
+                last_beat = Instant::now();
+                if let Some(s) = &state {
+                    if send(&ctx, probe, s.clone()).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+            _ = ctx.pace.changed() => continue,
+        };
+        let Some(new) = next else { continue };
+        if state.as_ref() == Some(&new) {
+            continue;
+        }
+        if let Some(old) = &state {
+            if old.is_ok() != new.is_ok()
+                && send_span(&ctx, probe, old.clone(), ctx.clock.offset(last_beat))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+        }
+        if send(&ctx, probe, new.clone()).await.is_err() {
+            return;
+        }
         state = Some(new);
         last_beat = Instant::now();
     }

@@ -98,7 +98,7 @@ impl Checker {
             ProbeKind::Prometheus(p) => Checker::Prometheus(Box::new(
                 prometheus::PrometheusChecker::new(p).map_err(err)?,
             )),
-            ProbeKind::Kubernetes(_) => return Ok(None),
+            ProbeKind::Kubernetes(_) | ProbeKind::KubeNodes(_) => return Ok(None),
             // The writer is a source of its own (it keeps a history for the RPO check).
             ProbeKind::Postgres(p)
                 if matches!(

@@ -734,16 +734,21 @@ pub fn describe(r: &Recovered) -> String {
 
 /// Replays one undo record. What a replayed revert can use: a Kubernetes client for the
 /// cluster the run pinned in its header (journals written before runs pinned it fall back to
-/// the default kubeconfig) when the plan deletes an object. The drill's own proxies ended with
+/// the default kubeconfig) when the plan deletes an object, uncordons nodes or powers them on. The drill's own proxies ended with
 /// its process, and their toxics with them.
 async fn revert_replayed(plan: &RevertPlan, header: &Header) -> Result<String, fault::FaultError> {
     let mut ctx = fault::RevertContext::default();
-    if let (RevertPlan::KubeDelete { kind, name, .. }, true) = (plan, header.embedded_sim) {
+    let on_cluster = matches!(
+        plan,
+        RevertPlan::KubeDelete { .. } | RevertPlan::Uncordon { .. } | RevertPlan::SimPowerOn { .. }
+    );
+    if on_cluster && header.embedded_sim {
         return Ok(format!(
-            "{kind} {name} lived in the run's embedded simulated cluster, which ended with it"
+            "nothing to {}: it lived in the run's embedded simulated cluster, which ended with it",
+            plan.describe()
         ));
     }
-    if let RevertPlan::KubeDelete { .. } = plan {
+    if on_cluster {
         let cluster = header.cluster.clone().unwrap_or_default();
         let client = crate::platform::kube::client_for_cluster(&cluster)
             .await

@@ -60,9 +60,7 @@ impl Builder<'_, '_> {
                 "prometheus" => self
                     .prometheus_probe(split.body, &bpath)
                     .map(ProbeKind::Prometheus),
-                _ => self
-                    .kube_probe(split.body, &bpath)
-                    .map(ProbeKind::Kubernetes),
+                _ => self.kube_probe(split.body, &bpath),
             };
             // A query costs the Prometheus server an evaluation and answers from samples
             // scraped seconds apart: polling it faster than once a second adds load, not news.
@@ -495,8 +493,40 @@ impl Builder<'_, '_> {
         })
     }
 
-    pub(super) fn kube_probe(&mut self, n: &Node, path: &str) -> Option<KubeProbe> {
+    pub(super) fn kube_probe(&mut self, n: &Node, path: &str) -> Option<ProbeKind> {
         let raw: RawKubeProbe = self.cx.de(n, path)?;
+        if let Some(sel) = &raw.nodes {
+            let workload = [
+                ("deployment", raw.deployment.is_some()),
+                ("statefulset", raw.statefulset.is_some()),
+                ("replicaset", raw.replicaset.is_some()),
+            ]
+            .into_iter()
+            .find(|(_, set)| *set);
+            if let Some((key, _)) = workload {
+                self.cx.error(
+                    at(n, key),
+                    &child_path(path, key),
+                    "a kubernetes probe watches nodes or one workload, not both",
+                    Some("split it into two probes".into()),
+                );
+                return None;
+            }
+            let selector = if sel == "all" {
+                String::new()
+            } else {
+                sel.clone()
+            };
+            if !selector.is_empty() {
+                if let Err(inv) = check::label_selector(&selector) {
+                    self.cx
+                        .invalid(at(n, "nodes"), &child_path(path, "nodes"), inv);
+                    return None;
+                }
+            }
+            let ready = self.readiness(n, path, raw.ready)?;
+            return Some(ProbeKind::KubeNodes(KubeNodesProbe { selector, ready }));
+        }
         let given: Vec<(&str, &String)> = [
             ("deployment", raw.deployment.as_ref()),
             ("statefulset", raw.statefulset.as_ref()),
@@ -511,8 +541,8 @@ impl Builder<'_, '_> {
                 self.cx.error(
                     n.span,
                     path,
-                    "a kubernetes probe needs one of `deployment`, `statefulset` or `replicaset`",
-                    Some("e.g. `kubernetes: { deployment: shop/checkout, ready: all }`".into()),
+                    "a kubernetes probe needs one of `deployment`, `statefulset`, `replicaset` or `nodes`",
+                    Some("e.g. `kubernetes: { deployment: shop/checkout, ready: all }` or `kubernetes: { nodes: all, ready: all }`".into()),
                 );
                 return None;
             }
@@ -553,30 +583,35 @@ impl Builder<'_, '_> {
                 ),
             );
         }
-        let ready = match raw.ready {
-            None | Some(Ready::All) => Readiness::All,
+        let ready = self.readiness(n, path, raw.ready);
+        (ok && ready.is_some()).then(|| {
+            ProbeKind::Kubernetes(KubeProbe {
+                workload: WorkloadRef {
+                    kind,
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                },
+                ready: ready.unwrap_or(Readiness::All),
+            })
+        })
+    }
+
+    fn readiness(&mut self, n: &Node, path: &str, raw: Option<Ready>) -> Option<Readiness> {
+        match raw {
+            None | Some(Ready::All) => Some(Readiness::All),
             Some(Ready::AtLeast(k)) => match u32::try_from(k) {
-                Ok(k) => Readiness::AtLeast(k),
+                Ok(k) => Some(Readiness::AtLeast(k)),
                 Err(_) => {
-                    ok = false;
                     self.cx.error(
                         at(n, "ready"),
                         &child_path(path, "ready"),
-                        format!("ready must be `all` or a number of replicas, found {k}"),
+                        format!("ready must be `all` or a number, found {k}"),
                         None,
                     );
-                    Readiness::All
+                    None
                 }
             },
-        };
-        ok.then(|| KubeProbe {
-            workload: WorkloadRef {
-                kind,
-                namespace: ns.to_string(),
-                name: name.to_string(),
-            },
-            ready,
-        })
+        }
     }
 
     pub(super) fn probe_list(&mut self, n: &Node, path: &str) -> Vec<String> {

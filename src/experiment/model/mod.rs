@@ -192,6 +192,8 @@ pub enum ProbeKind {
     Tcp(TcpProbe),
     Command(CommandProbe),
     Kubernetes(KubeProbe),
+    /// Node readiness: `kubernetes: { nodes: SELECTOR, ready: all }`.
+    KubeNodes(KubeNodesProbe),
     /// A read check, or a writer whose acknowledged writes are later checked for loss (RPO).
     Postgres(postgres::PostgresProbeSpec),
     /// A PromQL instant query whose value must meet a threshold (business signals).
@@ -350,6 +352,14 @@ pub struct CommandProbe {
 #[derive(Debug, Clone, Serialize)]
 pub struct KubeProbe {
     pub workload: WorkloadRef,
+    pub ready: Readiness,
+}
+
+/// The nodes a label selector matches (empty: every node) are Ready: all of them, or at least
+/// a number.
+#[derive(Debug, Clone, Serialize)]
+pub struct KubeNodesProbe {
+    pub selector: String,
     pub ready: Readiness,
 }
 
