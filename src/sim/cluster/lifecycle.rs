@@ -120,7 +120,10 @@ fn reconcile(sim: &Arc<Sim>, lives: &Lives, name: &str) {
     if no_execute != life.no_execute {
         life.no_execute = no_execute;
         drop(all);
-        for (ns, pod) in lock(&sim.nodes).pods_on(name) {
+        // The table's guard must be gone before a pod is touched: the store's observer
+        // locks it again (a `for` keeps the temporaries of its head alive for the loop).
+        let on = lock(&sim.nodes).pods_on(name);
+        for (ns, pod) in on {
             sweep_pod(sim, &ns, &pod);
         }
     }
@@ -203,7 +206,10 @@ fn not_ready(sim: &Arc<Sim>, name: &str) {
         return;
     }
     sim.record_truth_with("", name, TruthKind::NodeNotReady, Some(name), None);
-    for (ns, pod) in lock(&sim.nodes).pods_on(name) {
+    // Not `for .. in lock(..)`: the guard would live through the loop, and the store's
+    // observer locks the node table on every mutation.
+    let on = lock(&sim.nodes).pods_on(name);
+    for (ns, pod) in on {
         sim.store.mutate(&pods(), &ns, &pod, |p| {
             if !is_ready(p) && p.pointer("/status/phase").and_then(Value::as_str) != Some("Running")
             {
