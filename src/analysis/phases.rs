@@ -228,6 +228,34 @@ pub fn pod_recovery(
     (out, whole)
 }
 
+/// One line on the pods left without a ready replacement: the replacements Pending, grouped
+/// by the scheduler's reason, and the pods held Terminating on their node. `None` when the
+/// platform named nothing in the way.
+pub fn stuck_summary(pods: &[PodRecovery]) -> Option<String> {
+    let mut pending: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut held: Vec<&str> = Vec::new();
+    for p in pods {
+        let Some(s) = p.stuck.as_deref() else {
+            continue;
+        };
+        match s.split_once(" Pending: ") {
+            Some((_, why)) => *pending.entry(why).or_default() += 1,
+            None => held.push(p.pod.as_str()),
+        }
+    }
+    let mut parts: Vec<String> = pending
+        .into_iter()
+        .map(|(why, n)| format!("{n} replacement(s) Pending ({why})"))
+        .collect();
+    if !held.is_empty() {
+        parts.push(format!(
+            "{} held Terminating on a node that is down, not replaced until it is back or deleted",
+            held.join(", ")
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

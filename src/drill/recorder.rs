@@ -579,7 +579,7 @@ impl Recorder {
         })
     }
 
-    pub fn end_trial(&mut self, outcome: TrialOutcome, why: String) -> (TrialOutcome, String) {
+    pub fn end_trial(&mut self, outcome: TrialOutcome, mut why: String) -> (TrialOutcome, String) {
         let verdicts = self.verdicts();
         if let Some(t) = self.trial.take() {
             let verdict = t.t_inject.map(|_| {
@@ -640,6 +640,12 @@ impl Recorder {
                 }
                 _ => (vec![], None),
             };
+            // A trial that did not heal says what the platform says is in the way.
+            if outcome == TrialOutcome::NotRecovered {
+                if let Some(stuck) = analysis::phases::stuck_summary(&pod_recovery) {
+                    why.push_str(&format!("; stuck: {stuck}"));
+                }
+            }
             let faults = t.faults;
             self.done.push(TrialRecord {
                 pod_recovery,

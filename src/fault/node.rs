@@ -701,6 +701,9 @@ struct Evictions {
     failed: Option<String>,
 }
 
+/// An eviction granted: when, and how long (and why) a budget held it first.
+type Granted = (Instant, Option<(Duration, String)>);
+
 /// The budget's words from a 429's Status, e.g. "The disruption budget checkout needs 4
 /// healthy pods and has 3 currently".
 fn refusal_reason(s: &kube::core::Status) -> String {
@@ -728,7 +731,7 @@ async fn evict_all(
         }),
         ..Default::default()
     };
-    let results: Vec<(String, Result<(Instant, Option<(Duration, String)>), String>)> =
+    let results: Vec<(String, Result<Granted, String>)> =
         futures::stream::iter(pods.iter().filter_map(|p| {
             Some((
                 pod_key(p)?,

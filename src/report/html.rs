@@ -301,7 +301,7 @@ fn trial_section(o: &mut String, r: &RunRecord, t: &TrialRecord) {
                 o,
                 "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                 esc(&p.pod),
-                opt_text(p.deleted),
+                esc(&super::text::lost_text(p)),
                 esc(p.replacement.as_deref().unwrap_or("—")),
                 opt_text(p.created),
                 esc(&super::text::scheduled_text(p)),

@@ -5,7 +5,8 @@ use tabled::{Table, Tabled};
 
 use super::record::RunRecord;
 use super::text::{
-    bracket_or_point, headline, opt_text, scheduled_text, stuck_lines, trial_outcome_text, ttr_text,
+    bracket_or_point, headline, lost_text, opt_text, scheduled_text, stuck_lines,
+    trial_outcome_text, ttr_text,
 };
 use crate::timeline::human;
 
@@ -85,7 +86,7 @@ pub fn render(r: &RunRecord, report_path: Option<&std::path::Path>) -> String {
                 trial: t.index,
                 pod: p.pod.clone(),
                 replacement: p.replacement.clone().unwrap_or_else(|| "—".into()),
-                deleted: opt_text(p.deleted),
+                deleted: lost_text(p),
                 created: opt_text(p.created),
                 scheduled: scheduled_text(p),
                 running: opt_text(p.running),

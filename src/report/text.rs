@@ -60,6 +60,16 @@ pub fn scheduled_text(p: &crate::analysis::phases::PodRecovery) -> String {
     }
 }
 
+/// When a killed pod was lost: deleted at once, or marked Terminating first (an eviction's or
+/// a taint's grace, a node that is down) and gone later, if it went.
+pub fn lost_text(p: &crate::analysis::phases::PodRecovery) -> String {
+    match (p.terminating, p.deleted) {
+        (Some(t), Some(d)) => format!("{} (gone {})", opt_text(Some(t)), opt_text(Some(d))),
+        (Some(t), None) => format!("{} (still terminating)", opt_text(Some(t))),
+        (None, d) => opt_text(d),
+    }
+}
+
 /// One line per pod left without a ready replacement, with the platform's reason.
 pub fn stuck_lines(t: &TrialRecord) -> Vec<String> {
     t.pod_recovery
