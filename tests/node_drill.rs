@@ -506,3 +506,94 @@ fn a_runner_killed_during_a_node_down_has_its_node_powered_on_by_the_watchdog() 
     });
     eprintln!("powered on {:?} after the kill", killed.elapsed());
 }
+
+/// `node-down` with a `command` provider: the stop and start programs run once per node with
+/// the node in their environment (here they flip the simulated power switch through the real
+/// kubectl, as a cloud CLI would stop an instance). The readiness probe detects the loss when
+/// Kubernetes marks the node NotReady, and recovers when the replacement is ready elsewhere:
+/// both as the simulation timed them.
+#[test]
+fn a_node_stopped_by_a_command_is_detected_at_not_ready_and_recovered_elsewhere_as_simulated() {
+    let sim = staging(THREE_ZONES, false);
+    let dir = sim.dir.path();
+    let log = dir.join("calls.log");
+    for (script, value) in [
+        ("stop.sh", "sim.firedrill.io/power=off"),
+        ("start.sh", "sim.firedrill.io/power-"),
+    ] {
+        std::fs::write(
+            dir.join(script),
+            format!(
+                "#!/bin/sh\nset -e\necho \"{script} $FIREDRILL_NODE $FIREDRILL_NODE_ZONE\" >> {log}\nkubectl annotate node \"$FIREDRILL_NODE\" {value} --overwrite >/dev/null\n",
+                log = log.display()
+            ),
+        )
+        .unwrap();
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(dir.join(script))
+            .status()
+            .unwrap();
+    }
+    let drill = drain_drill("{ zone: zone-b }", "").replace(
+        "node-drain: { target: machines, timeout: 30s }",
+        &format!(
+            "node-down: {{ target: machines, provider: {{ command: {{ stop: [{}], start: [{}], timeout: 30s }} }} }}",
+            dir.join("stop.sh").display(),
+            dir.join("start.sh").display()
+        ),
+    );
+    let (out, records) = run_in(&sim, &drill, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "stop.sh node-b zone-b\nstart.sh node-b zone-b\n",
+        "stop, then start, once each, told which node"
+    );
+    let truth = sim.handle().truth();
+    let at = |what: TruthKind, object: &str| {
+        truth
+            .iter()
+            .find(|e| e.what == what && e.object.starts_with(object))
+            .unwrap_or_else(|| panic!("no {what:?} of {object}"))
+            .mono
+    };
+    let off = at(TruthKind::NodePoweredOff, "node-b");
+    let not_ready = at(TruthKind::NodeNotReady, "node-b");
+    let web_whole = truth
+        .iter()
+        .filter(|e| e.what == TruthKind::WorkloadReady && e.object == "web" && e.mono > off)
+        .map(|e| e.mono)
+        .next()
+        .expect("web whole again after the stop");
+    let trial = &records[0]["trials"][0];
+    let probe = trial["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "web-ready")
+        .unwrap();
+    // Counted from the injection: the stop command's exit, after kubectl's answer (a few ms
+    // after the switch here; more on a loaded machine), against a 1s grace and a 3.5s heal.
+    let tol = Duration::from_millis(200);
+    within(
+        "time to detect",
+        secs(&probe["verdict"]["ttd"]["estimate_s"]),
+        not_ready - off,
+        tol,
+    );
+    within(
+        "time to recover",
+        secs(&probe["verdict"]["ttr"]["estimate_s"]),
+        web_whole - off,
+        tol,
+    );
+    // The pod on node-b was replaced on another node once its toleration ran out.
+    let p = &trial["pod_recovery"][0];
+    assert!(
+        p["node"].as_str().is_some_and(|n| !n.starts_with("node-b")),
+        "{p}"
+    );
+    assert!(nodes(&sim).iter().all(|n| !powered_off(n)));
+}
