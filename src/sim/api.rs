@@ -83,6 +83,15 @@ const BUILTIN: &[BuiltinRow] = &[
         true,
     ),
     (
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        true,
+        &["pdb"],
+        true,
+    ),
+    (
         "coordination.k8s.io",
         "v1",
         "leases",
@@ -579,6 +588,12 @@ impl Api {
                 resources.push(json!({"name": format!("{}/status", r.plural), "singularName": "",
                     "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
             }
+            if r.group.is_empty() && r.plural == "pods" {
+                // What `kubectl drain` looks for before it evicts rather than deletes.
+                resources.push(json!({"name": "pods/eviction", "singularName": "",
+                    "namespaced": true, "group": "policy", "version": "v1", "kind": "Eviction",
+                    "verbs": ["create"]}));
+            }
         }
         let gv = if group.is_empty() {
             version.to_string()
@@ -708,6 +723,9 @@ impl Api {
             (None | Some("status"), _) => {}
             (Some("scale"), Some(name)) if t.info.group == "apps" => {
                 return self.scale(method, &t, name, headers, &body)
+            }
+            (Some("eviction"), Some(name)) if t.info.id() == pods() && *method == Method::POST => {
+                return self.evict(&t, name, &body);
             }
             (Some("log"), Some(name)) if t.info.id() == pods() && *method == Method::GET => {
                 let ns = t.ns.as_deref().unwrap_or("");
@@ -1252,6 +1270,48 @@ impl Api {
                 None => opts.get("gracePeriodSeconds").and_then(Value::as_i64),
             };
         Ok((grace, opts.get("preconditions").cloned()))
+    }
+
+    /// `POST .../pods/{name}/eviction` (policy/v1 or v1beta1 Eviction): delete unless a
+    /// disruption budget forbids it, which is answered 429 as the API server answers it.
+    fn evict(&self, t: &Target, name: &str, body: &Bytes) -> ApiResult {
+        use super::cluster::disruption::{evict, EvictError};
+        let ns = t.ns.clone().unwrap_or_default();
+        let eviction = Self::parse_body(body)?;
+        let grace = eviction
+            .pointer("/deleteOptions/gracePeriodSeconds")
+            .and_then(Value::as_i64);
+        let too_many = |cause: String| ApiError {
+            details: json!({"causes": [{"reason": "DisruptionBudget", "message": cause}]}),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "Cannot evict pod as it would violate the pod's disruption budget.",
+            )
+        };
+        match evict(&self.sim, &ns, name, grace) {
+            Ok(()) => Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                    "status": "Success", "code": 201}),
+            )),
+            Err(EvictError::NotFound) => Err(ApiError::not_found(&t.info, name)),
+            Err(EvictError::Budget {
+                pdb,
+                desired,
+                healthy,
+            }) => Err(too_many(format!(
+                "The disruption budget {pdb} needs {desired} healthy pods and has {healthy} currently"
+            ))),
+            Err(EvictError::Processing { pdb }) => Err(too_many(format!(
+                "The disruption budget {pdb} is still being processed by the server."
+            ))),
+            Err(EvictError::SeveralBudgets) => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+            )),
+        }
     }
 
     fn delete(&self, t: &Target, name: &str, q: &Query, body: &Bytes) -> ApiResult {

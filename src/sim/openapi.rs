@@ -135,7 +135,9 @@ fn document(resources: &[ResInfo], group: &str, version: &str) -> Value {
 /// The object is read into the Kubernetes type and written back: a field that does not survive
 /// the round trip is one the type does not have.
 pub fn unknown_fields(kind: &str, obj: &Value) -> Vec<String> {
-    use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coord, core::v1 as core};
+    use k8s_openapi::api::{
+        apps::v1 as apps, coordination::v1 as coord, core::v1 as core, policy::v1 as policy,
+    };
     fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(obj: &Value) -> Option<Value> {
         serde_json::from_value::<T>(obj.clone())
             .ok()
@@ -154,6 +156,7 @@ pub fn unknown_fields(kind: &str, obj: &Value) -> Vec<String> {
         "ReplicaSet" => round_trip::<apps::ReplicaSet>(obj),
         "StatefulSet" => round_trip::<apps::StatefulSet>(obj),
         "Lease" => round_trip::<coord::Lease>(obj),
+        "PodDisruptionBudget" => round_trip::<policy::PodDisruptionBudget>(obj),
         _ => None,
     };
     let mut missing = Vec::new();

@@ -86,6 +86,72 @@ fn pod_cells(o: &Value) -> Vec<Value> {
     ]
 }
 
+/// kubectl's node printer: Ready/NotReady (any status but True), SchedulingDisabled when
+/// cordoned; roles from the node-role.kubernetes.io/ labels.
+fn node_cells(o: &Value) -> Vec<Value> {
+    let ready = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+        })
+        .map(|c| c.get("status").and_then(Value::as_str) == Some("True"));
+    let mut status = match ready {
+        Some(true) => "Ready".to_string(),
+        Some(false) => "NotReady".to_string(),
+        None => "Unknown".to_string(),
+    };
+    if o.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
+        status.push_str(",SchedulingDisabled");
+    }
+    let mut roles: Vec<&str> = o
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|l| {
+            l.keys()
+                .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                .filter(|r| !r.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    roles.sort();
+    let roles = if roles.is_empty() {
+        "<none>".to_string()
+    } else {
+        roles.join(",")
+    };
+    let address = |kind: &str| {
+        o.pointer("/status/addresses")
+            .and_then(Value::as_array)
+            .and_then(|a| {
+                a.iter()
+                    .find(|x| x.get("type").and_then(Value::as_str) == Some(kind))
+                    .and_then(|x| x.get("address").and_then(Value::as_str))
+            })
+            .unwrap_or("<none>")
+            .to_string()
+    };
+    let info = |f: &str| {
+        o.pointer(&format!("/status/nodeInfo/{f}"))
+            .and_then(Value::as_str)
+            .unwrap_or("<unknown>")
+            .to_string()
+    };
+    vec![
+        json!(meta_str(o, "name")),
+        json!(status),
+        json!(roles),
+        json!(human_age(meta_str(o, "creationTimestamp"))),
+        json!(info("kubeletVersion")),
+        json!(address("InternalIP")),
+        json!(address("ExternalIP")),
+        json!(info("osImage")),
+        json!(info("kernelVersion")),
+        json!(info("containerRuntimeVersion")),
+    ]
+}
+
 fn num(o: &Value, ptr: &str) -> i64 {
     o.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
 }
@@ -165,6 +231,44 @@ pub fn table(
                         num(o, "/status/readyReplicas"),
                         num(o, "/spec/replicas")
                     )),
+                    json!(human_age(meta_str(o, "creationTimestamp"))),
+                ]
+            }),
+        ),
+        ("", "nodes") => (
+            vec![
+                col("Name", "string", 0),
+                col("Status", "string", 0),
+                col("Roles", "string", 0),
+                col("Age", "string", 0),
+                col("Version", "string", 0),
+                col("Internal-IP", "string", 1),
+                col("External-IP", "string", 1),
+                col("OS-Image", "string", 1),
+                col("Kernel-Version", "string", 1),
+                col("Container-Runtime", "string", 1),
+            ],
+            Box::new(node_cells),
+        ),
+        ("policy", "poddisruptionbudgets") => (
+            vec![
+                col("Name", "string", 0),
+                col("Min Available", "string", 0),
+                col("Max Unavailable", "string", 0),
+                col("Allowed Disruptions", "integer", 0),
+                col("Age", "string", 0),
+            ],
+            Box::new(|o: &Value| {
+                let field = |f: &str| match o.pointer(&format!("/spec/{f}")) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Number(n)) => n.to_string(),
+                    _ => "N/A".to_string(),
+                };
+                vec![
+                    json!(meta_str(o, "name")),
+                    json!(field("minAvailable")),
+                    json!(field("maxUnavailable")),
+                    json!(num(o, "/status/disruptionsAllowed")),
                     json!(human_age(meta_str(o, "creationTimestamp"))),
                 ]
             }),

@@ -17,8 +17,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    deployments, endpoints, fnv1a, is_ready, is_terminating, lifecycle, now_rfc3339, owner, pods,
-    replicasets, scheduler, set_at, statefulsets, suffix, Endpoint, Sim,
+    deployments, disruption, endpoints, fnv1a, is_ready, is_terminating, lifecycle, now_rfc3339,
+    owner, pods, replicasets, scheduler, set_at, statefulsets, suffix, Endpoint, Sim,
 };
 use crate::sim::store::{meta_str, Change, Obj, ResId};
 use crate::sim::TruthKind;
@@ -227,12 +227,17 @@ struct Dirty {
     deployments: BTreeSet<(String, String)>,
     replicasets: BTreeSet<(String, String)>,
     statefulsets: BTreeSet<(String, String)>,
+    /// Namespaces whose disruption budgets may have changed status.
+    budgets: BTreeSet<String>,
 }
 
 impl Dirty {
     fn note(&mut self, c: &Change) {
         let ns = meta_str(&c.obj, "namespace").to_string();
         let name = meta_str(&c.obj, "name").to_string();
+        if c.res == pods() || c.res == disruption::pdbs() || c.res.group == "apps" {
+            self.budgets.insert(ns.clone());
+        }
         if c.res == deployments() {
             self.deployments.insert((ns, name));
         } else if c.res == replicasets() {
@@ -565,6 +570,14 @@ impl Controllers {
         }
         for (ns, name) in &dirty.statefulsets {
             self.statefulset(ns, name);
+        }
+        if dirty.all {
+            for b in self.sim.store.list(&disruption::pdbs(), None, |_| true).0 {
+                dirty.budgets.insert(meta_str(&b, "namespace").to_string());
+            }
+        }
+        for ns in &dirty.budgets {
+            disruption::reconcile_namespace(&self.sim, ns);
         }
     }
 

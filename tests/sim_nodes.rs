@@ -1,0 +1,532 @@
+//! The simulated cluster's nodes as node, drain and zone drills meet them: scheduling over
+//! zones, cordons, pods that fit nowhere, powering a node off and on (NotReady, unreachable
+//! taints, eviction after the toleration, replacements elsewhere, the StatefulSet pod stuck
+//! until the node returns), PodDisruptionBudgets with the Eviction API, and the real kubectl
+//! (get nodes, cordon, drain, uncordon, get pdb). Timings are read from the ground truth and
+//! compared with the scenario's, with a tolerance; waiting is polling with a deadline.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use firedrill::sim::{parse_scenario, SimCluster, SimHandle, TruthEvent, TruthKind};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use tokio::time::Instant;
+
+/// Timing assertions take this shared; the large test exclusively.
+static TIMING: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+fn local() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn start(yaml: &str) -> (SimHandle, kube::Client) {
+    let scenario = parse_scenario(yaml).expect("scenario");
+    let sim = SimCluster::start(scenario, local(), 7)
+        .await
+        .expect("start");
+    let client = sim.kube_client().await.expect("client");
+    (sim, client)
+}
+
+fn ready(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn node_of(p: &Pod) -> String {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default()
+}
+
+fn name_of(p: &Pod) -> String {
+    p.metadata.name.clone().unwrap_or_default()
+}
+
+async fn ready_pods(api: &Api<Pod>, selector: &str, n: usize) -> Vec<Pod> {
+    wait_for(
+        &format!("{n} ready pods {selector}"),
+        Duration::from_secs(30),
+        || async {
+            let pods = api
+                .list(&ListParams::default().labels(selector))
+                .await
+                .ok()?;
+            let ready: Vec<Pod> = pods.items.into_iter().filter(ready).collect();
+            (ready.len() == n).then_some(ready)
+        },
+    )
+    .await
+}
+
+fn first(truth: &[TruthEvent], what: TruthKind, object: &str) -> Option<TruthEvent> {
+    truth
+        .iter()
+        .find(|e| e.what == what && e.object == object)
+        .cloned()
+}
+
+async fn truth_of(sim: &SimHandle, what: TruthKind, object: &str) -> TruthEvent {
+    wait_for(
+        &format!("{what:?} of {object}"),
+        Duration::from_secs(30),
+        || async { first(&sim.truth(), what, object) },
+    )
+    .await
+}
+
+fn assert_near(what: &str, got: Duration, want: Duration) {
+    // Never early; late by scheduling noise only (generous: the machine is shared).
+    assert!(
+        got + Duration::from_millis(2) >= want && got <= want + Duration::from_millis(600),
+        "{what}: {got:?}, the scenario says {want:?}"
+    );
+}
+
+async fn patch_node(nodes: &Api<Node>, name: &str, patch: serde_json::Value) {
+    nodes
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("patch node {name}: {e}"));
+}
+
+const ZONES: &str = r#"
+kubelet: { schedule-delay: 10ms, start-delay: 50ms, ready-delay: 100ms }
+endpoints: { propagation-delay: 50ms }
+node-lifecycle: { grace: 1s, default-toleration: 2s, boot-delay: 300ms }
+nodes:
+  - { prefix: a, count: 2, zone: zone-a, cpu: 2, memory: 8Gi }
+  - { prefix: b, count: 2, zone: zone-b, cpu: 2, memory: 8Gi }
+  - { prefix: c, count: 2, zone: zone-c, cpu: 2, memory: 8Gi }
+namespaces:
+  shop:
+    deployments:
+      web: { replicas: 6, http: true, requests: { cpu: 500m, memory: 256Mi } }
+    statefulsets:
+      db: { replicas: 3, requests: { cpu: 500m } }
+"#;
+
+fn zone(node: &str) -> &str {
+    &node[..1]
+}
+
+#[tokio::test]
+async fn pods_spread_over_zones_then_nodes() {
+    let _t = TIMING.read().await;
+    let (sim, client) = start(ZONES).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    let web = ready_pods(&pods, "app=web", 6).await;
+    let per_node: BTreeMap<String, usize> = web.iter().fold(BTreeMap::new(), |mut m, p| {
+        *m.entry(node_of(p)).or_default() += 1;
+        m
+    });
+    assert_eq!(per_node.len(), 6, "one web pod on each node: {per_node:?}");
+    let db = ready_pods(&pods, "app=db", 3).await;
+    let zones: BTreeSet<String> = db.iter().map(|p| zone(&node_of(p)).to_string()).collect();
+    assert_eq!(zones.len(), 3, "one db pod per zone: {zones:?}");
+    // The node's address, in 127.0.0.0/8, is the pod's hostIP; the truth names the node.
+    let nodes: Api<Node> = Api::all(client);
+    for p in &web {
+        let node = nodes.get(&node_of(p)).await.unwrap();
+        let ip = node.status.unwrap().addresses.unwrap()[0].address.clone();
+        assert!(ip.starts_with("127.0."), "{ip}");
+        assert_eq!(
+            p.status.as_ref().unwrap().host_ip.as_deref(),
+            Some(ip.as_str())
+        );
+        let scheduled = first(&sim.truth(), TruthKind::PodScheduled, &name_of(p)).unwrap();
+        assert_eq!(scheduled.node.as_deref(), Some(node_of(p).as_str()));
+    }
+    let n = nodes.get("b-1").await.unwrap();
+    let labels = n.metadata.labels.unwrap();
+    assert_eq!(labels["topology.kubernetes.io/zone"], "zone-b");
+    assert_eq!(labels["topology.kubernetes.io/region"], "sim");
+    let alloc = n.status.unwrap().allocatable.unwrap();
+    assert_eq!(alloc["cpu"].0, "2");
+    assert_eq!(alloc["memory"].0, "8Gi");
+    assert_eq!(alloc["pods"].0, "110");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cordoned_node_gets_no_new_pods() {
+    let _t = TIMING.read().await;
+    let (sim, client) = start(
+        r#"
+kubelet: { schedule-delay: 5ms, start-delay: 10ms, ready-delay: 10ms }
+nodes:
+  - { prefix: n, count: 2, zone: z }
+namespaces:
+  shop:
+    deployments:
+      web: { replicas: 2 }
+"#,
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    ready_pods(&pods, "app=web", 2).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    patch_node(&nodes, "n-1", json!({"spec": {"unschedulable": true}})).await;
+    wait_for(
+        "the unschedulable taint",
+        Duration::from_secs(5),
+        || async {
+            let n = nodes.get("n-1").await.ok()?;
+            let taints = n.spec?.taints.unwrap_or_default();
+            taints
+                .iter()
+                .any(|t| t.key == "node.kubernetes.io/unschedulable" && t.effect == "NoSchedule")
+                .then_some(())
+        },
+    )
+    .await;
+    truth_of(&sim, TruthKind::NodeCordoned, "n-1").await;
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "shop");
+    deploys
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 8}})),
+        )
+        .await
+        .unwrap();
+    let all = ready_pods(&pods, "app=web", 8).await;
+    let on_n1 = all.iter().filter(|p| node_of(p) == "n-1").count();
+    assert!(on_n1 <= 1, "only the pod from before the cordon: {on_n1}");
+    patch_node(&nodes, "n-1", json!({"spec": {"unschedulable": null}})).await;
+    truth_of(&sim, TruthKind::NodeUncordoned, "n-1").await;
+    wait_for("the taint removed", Duration::from_secs(5), || async {
+        let n = nodes.get("n-1").await.ok()?;
+        let taints = n.spec?.taints.unwrap_or_default();
+        taints.is_empty().then_some(())
+    })
+    .await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pod_that_fits_nowhere_is_pending_until_capacity_appears() {
+    let _t = TIMING.read().await;
+    let (sim, client) = start(
+        r#"
+kubelet: { schedule-delay: 5ms, start-delay: 10ms, ready-delay: 10ms }
+nodes:
+  - { prefix: small, count: 2, cpu: 1 }
+  - { name: tainted, cpu: 8, taints: [ { key: dedicated, value: gpu, effect: NoSchedule } ] }
+namespaces:
+  shop:
+    deployments:
+      big: { replicas: 1, requests: { cpu: 1500m } }
+"#,
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    let pending = wait_for("an unschedulable pod", Duration::from_secs(10), || async {
+        let list = pods.list(&ListParams::default()).await.ok()?;
+        list.items.into_iter().find(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c.type_ == "PodScheduled"
+                            && c.status == "False"
+                            && c.reason.as_deref() == Some("Unschedulable")
+                    })
+                })
+        })
+    })
+    .await;
+    let msg = pending
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .as_ref()
+        .unwrap()[0]
+        .message
+        .clone()
+        .unwrap();
+    assert_eq!(
+        msg,
+        "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu. \
+         preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+    );
+    assert_eq!(
+        pending.status.as_ref().unwrap().phase.as_deref(),
+        Some("Pending")
+    );
+    assert!(node_of(&pending).is_empty());
+    let unsched = truth_of(&sim, TruthKind::PodUnschedulable, &name_of(&pending)).await;
+    assert_eq!(unsched.detail.as_deref(), Some(msg.as_str()));
+    // Capacity appears (as a cluster autoscaler would add it): the pod is bound at once.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "large", "labels": {"kubernetes.io/hostname": "large"}},
+        "status": {"allocatable": {"cpu": "4", "memory": "16Gi", "pods": "110"},
+            "capacity": {"cpu": "4", "memory": "16Gi", "pods": "110"},
+            "addresses": [{"type": "InternalIP", "address": "127.0.9.9"}],
+            "conditions": [{"type": "Ready", "status": "True"}]}}))
+    .unwrap();
+    let added = Instant::now();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let running = ready_pods(&pods, "app=big", 1).await;
+    assert_eq!(node_of(&running[0]), "large");
+    let scheduled = truth_of(&sim, TruthKind::PodScheduled, &name_of(&pending)).await;
+    assert!(
+        scheduled.mono.duration_since(added) < Duration::from_millis(500),
+        "bound {:?} after the node appeared",
+        scheduled.mono.duration_since(added)
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn powering_a_node_off_and_on_follows_kubernetes() {
+    let _t = TIMING.read().await;
+    let (sim, client) = start(ZONES).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    ready_pods(&pods, "app=web", 6).await;
+    let db = ready_pods(&pods, "app=db", 3).await;
+    let victim_db = db.iter().find(|p| name_of(p) == "db-0").unwrap();
+    let node = node_of(victim_db);
+    let all = pods.list(&ListParams::default()).await.unwrap().items;
+    let on_node: Vec<String> = all
+        .iter()
+        .filter(|p| node_of(p) == node)
+        .map(name_of)
+        .collect();
+    let web_victim = all
+        .iter()
+        .find(|p| node_of(p) == node && name_of(p).starts_with("web-"))
+        .map(name_of)
+        .expect("a web pod on the node");
+    // The pods got DefaultTolerationSeconds' tolerations, with the scenario's 2s.
+    let tol = all[0].spec.as_ref().unwrap().tolerations.clone().unwrap();
+    assert!(
+        tol.iter().any(
+            |t| t.key.as_deref() == Some("node.kubernetes.io/unreachable")
+                && t.effect.as_deref() == Some("NoExecute")
+                && t.toleration_seconds == Some(2)
+        ),
+        "{tol:?}"
+    );
+
+    let nodes: Api<Node> = Api::all(client.clone());
+    patch_node(
+        &nodes,
+        &node,
+        json!({"metadata": {"annotations": {"sim.firedrill.io/power": "off"}}}),
+    )
+    .await;
+    let off = truth_of(&sim, TruthKind::NodePoweredOff, &node).await;
+    assert_eq!(off.namespace, "");
+    let not_ready = truth_of(&sim, TruthKind::NodeNotReady, &node).await;
+    assert_near(
+        "powered off → NotReady",
+        not_ready.mono - off.mono,
+        Duration::from_secs(1),
+    );
+    let n = nodes.get(&node).await.unwrap();
+    let ready_cond = n
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready_cond.status, "Unknown");
+    assert_eq!(ready_cond.reason.as_deref(), Some("NodeStatusUnknown"));
+    assert_eq!(
+        ready_cond.message.as_deref(),
+        Some("Kubelet stopped posting node status.")
+    );
+    let taints = n.spec.unwrap().taints.unwrap();
+    for effect in ["NoSchedule", "NoExecute"] {
+        assert!(
+            taints
+                .iter()
+                .any(|t| t.key == "node.kubernetes.io/unreachable"
+                    && t.effect == effect
+                    && t.time_added.is_some()),
+            "{taints:?}"
+        );
+    }
+    // Its pods are not ready; they are evicted when the 2s toleration runs out.
+    for name in &on_node {
+        let p = pods.get(name).await.unwrap();
+        assert!(!ready(&p), "{name} still ready");
+    }
+    let evicted = truth_of(&sim, TruthKind::PodEvictedByTaint, &web_victim).await;
+    assert_near(
+        "NotReady → evicted",
+        evicted.mono - not_ready.mono,
+        Duration::from_secs(2),
+    );
+    assert_eq!(
+        evicted.detail.as_deref(),
+        Some("node.kubernetes.io/unreachable")
+    );
+    assert_eq!(evicted.node.as_deref(), Some(node.as_str()));
+    // The replica set replaces its pod at once, on another node; the evicted pod stays
+    // Terminating: nothing on a dead node finishes it.
+    let web = ready_pods(&pods, "app=web", 6).await;
+    assert!(
+        web.iter().all(|p| node_of(p) != node),
+        "a web pod on the dead node"
+    );
+    let stuck = pods.get(&web_victim).await.unwrap();
+    assert!(stuck.metadata.deletion_timestamp.is_some());
+    // The StatefulSet does not replace db-0 while the old one exists: stuck until power on.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let db0 = pods.get("db-0").await.unwrap();
+    assert!(
+        db0.metadata.deletion_timestamp.is_some(),
+        "db-0 terminating"
+    );
+    assert_eq!(node_of(&db0), node, "db-0 still the old one");
+    assert!(first(&sim.truth(), TruthKind::PodDeleted, "db-0").is_none());
+
+    let on_at = Instant::now();
+    patch_node(
+        &nodes,
+        &node,
+        json!({"metadata": {"annotations": {"sim.firedrill.io/power": null}}}),
+    )
+    .await;
+    let powered_on = truth_of(&sim, TruthKind::NodePoweredOn, &node).await;
+    assert!(powered_on.mono >= on_at);
+    let back = truth_of(&sim, TruthKind::NodeReady, &node).await;
+    assert_near(
+        "powered on → Ready",
+        back.mono - powered_on.mono,
+        Duration::from_millis(300),
+    );
+    // Terminating pods are finished now; db-0 comes back.
+    let gone = truth_of(&sim, TruthKind::PodDeleted, "db-0").await;
+    assert!(gone.mono >= back.mono);
+    ready_pods(&pods, "app=db", 3).await;
+    let n = nodes.get(&node).await.unwrap();
+    assert!(n.spec.unwrap().taints.unwrap_or_default().is_empty());
+    sim.shutdown().await;
+}
+
+async fn evict(http: &reqwest::Client, api: &str, pod: &str) -> (u16, serde_json::Value) {
+    let r = http
+        .post(format!("{api}/api/v1/namespaces/shop/pods/{pod}/eviction"))
+        .json(&json!({"apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": pod, "namespace": "shop"}}))
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    (code, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test]
+async fn evictions_respect_the_disruption_budget() {
+    let _t = TIMING.read().await;
+    let (sim, client) = start(
+        r#"
+kubelet: { schedule-delay: 5ms, start-delay: 50ms, ready-delay: 800ms }
+nodes:
+  - { prefix: n, count: 3 }
+namespaces:
+  shop:
+    deployments:
+      web: { replicas: 3 }
+    pdbs:
+      web: { selector-labels: { app: web }, min-available: 2 }
+"#,
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    let before = ready_pods(&pods, "app=web", 3).await;
+    let http = reqwest::Client::new();
+    let api = sim.api_url();
+    let pdb = wait_for("the budget's status", Duration::from_secs(5), || async {
+        let v: serde_json::Value = http
+            .get(format!(
+                "{api}/apis/policy/v1/namespaces/shop/poddisruptionbudgets/web"
+            ))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (v["status"]["disruptionsAllowed"] == 1).then_some(v)
+    })
+    .await;
+    assert_eq!(pdb["status"]["currentHealthy"], 3);
+    assert_eq!(pdb["status"]["desiredHealthy"], 2);
+    assert_eq!(pdb["status"]["expectedPods"], 3);
+    let (a, b) = (name_of(&before[0]), name_of(&before[1]));
+    let (code, _) = evict(&http, &api, &a).await;
+    assert_eq!(code, 201);
+    // The one allowed disruption is spent: the next eviction is refused until a replacement
+    // is ready.
+    let (code, status) = evict(&http, &api, &b).await;
+    assert_eq!(code, 429, "{status}");
+    assert_eq!(status["reason"], "TooManyRequests");
+    assert_eq!(
+        status["message"],
+        "Cannot evict pod as it would violate the pod's disruption budget."
+    );
+    assert_eq!(status["details"]["causes"][0]["reason"], "DisruptionBudget");
+    assert_eq!(
+        status["details"]["causes"][0]["message"],
+        "The disruption budget web needs 2 healthy pods and has 2 currently"
+    );
+    let refused = truth_of(&sim, TruthKind::EvictionRefused, &b).await;
+    assert_eq!(refused.detail.as_deref(), Some("web"));
+    let evicted = truth_of(&sim, TruthKind::PodEvicted, &a).await;
+    let granted_at = wait_for(
+        "the second eviction granted",
+        Duration::from_secs(20),
+        || async {
+            let (code, _) = evict(&http, &api, &b).await;
+            (code == 201).then(Instant::now)
+        },
+    )
+    .await;
+    // Granted only once a replacement was ready: 800ms of readiness after the first eviction.
+    let replacement_ready = sim
+        .truth()
+        .iter()
+        .filter(|e| e.what == TruthKind::PodReady && e.mono > evicted.mono)
+        .map(|e| e.mono)
+        .min()
+        .expect("a replacement became ready");
+    assert!(granted_at >= replacement_ready);
+    assert!(replacement_ready - evicted.mono >= Duration::from_millis(800));
+    sim.shutdown().await;
+}
