@@ -530,3 +530,176 @@ namespaces:
     assert!(replacement_ready - evicted.mono >= Duration::from_millis(800));
     sim.shutdown().await;
 }
+
+/// The kubectl on PATH, or None when the test may be skipped (not in CI).
+fn kubectl() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("kubectl"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        assert!(!ci, "kubectl is not on PATH but CI is set");
+        eprintln!("SKIPPED: kubectl is not on PATH (set CI=true to make this a failure)");
+    }
+    found
+}
+
+#[tokio::test]
+async fn kubectl_gets_nodes_cordons_drains_and_uncordons() {
+    let Some(kubectl) = kubectl() else { return };
+    let _t = TIMING.read().await;
+    let (sim, client) = start(
+        r#"
+kubelet: { schedule-delay: 5ms, start-delay: 50ms, ready-delay: 200ms }
+nodes:
+  - { name: cp, zone: zone-a, control-plane: true, taints: [ { key: node-role.kubernetes.io/control-plane, effect: NoSchedule } ] }
+  - { prefix: w, count: 3, zone: zone-a }
+namespaces:
+  shop:
+    deployments:
+      web: { replicas: 3 }
+    statefulsets:
+      db: { replicas: 1 }
+    pdbs:
+      web: { selector-labels: { app: web }, min-available: 2 }
+"#,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, sim.kubeconfig_yaml()).unwrap();
+    let run = |args: &[&str]| {
+        let mut c = tokio::process::Command::new(&kubectl);
+        c.args([
+            "--cache-dir",
+            &dir.path().join("cache").to_string_lossy(),
+            "-n",
+            "shop",
+        ])
+        .args(args)
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOME", dir.path())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        async move {
+            let out = tokio::time::timeout(Duration::from_secs(90), c.output())
+                .await
+                .expect("kubectl finished")
+                .expect("kubectl ran");
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(
+                out.status.success(),
+                "kubectl {args:?} failed: {stderr}\n{stdout}"
+            );
+            eprintln!("$ kubectl {}\n{stdout}{stderr}", args.join(" "));
+            stdout
+        }
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    ready_pods(&pods, "app=web", 3).await;
+    ready_pods(&pods, "app=db", 1).await;
+
+    let out = run(&["get", "nodes"]).await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0]
+            .split_whitespace()
+            .eq(["NAME", "STATUS", "ROLES", "AGE", "VERSION"]),
+        "{out}"
+    );
+    assert!(
+        lines.iter().any(|l| l
+            .split_whitespace()
+            .take(3)
+            .eq(["cp", "Ready", "control-plane"])),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.split_whitespace().take(3).eq(["w-1", "Ready", "<none>"])),
+        "{out}"
+    );
+    let out = run(&["get", "nodes", "-o", "wide"]).await;
+    assert!(
+        out.contains("INTERNAL-IP") && out.contains("127.0.2."),
+        "{out}"
+    );
+    let out = run(&["get", "pods", "-o", "wide"]).await;
+    assert!(out.lines().next().unwrap().contains("NODE"), "{out}");
+    assert!(
+        !out.contains(" cp "),
+        "nothing on the tainted control plane: {out}"
+    );
+    let out = run(&["get", "pdb"]).await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].split_whitespace().eq([
+            "NAME",
+            "MIN",
+            "AVAILABLE",
+            "MAX",
+            "UNAVAILABLE",
+            "ALLOWED",
+            "DISRUPTIONS",
+            "AGE"
+        ]),
+        "{out}"
+    );
+    assert!(
+        lines[1]
+            .split_whitespace()
+            .take(4)
+            .eq(["web", "2", "N/A", "1"]),
+        "{out}"
+    );
+
+    let out = run(&["cordon", "w-1"]).await;
+    assert!(out.contains("node/w-1 cordoned"), "{out}");
+    let out = run(&["get", "node", "w-1"]).await;
+    assert!(out.contains("Ready,SchedulingDisabled"), "{out}");
+    let out = run(&["uncordon", "w-1"]).await;
+    assert!(out.contains("node/w-1 uncordoned"), "{out}");
+    truth_of(&sim, TruthKind::NodeUncordoned, "w-1").await;
+
+    // Drain the node with db-0: evictions through the API, waiting until the pods are gone.
+    let db0 = pods.get("db-0").await.unwrap();
+    let node = node_of(&db0);
+    let out = run(&[
+        "drain",
+        &node,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--timeout=60s",
+    ])
+    .await;
+    assert!(out.contains(&format!("node/{node} drained")), "{out}");
+    let out = run(&["get", "node", &node]).await;
+    assert!(out.contains("SchedulingDisabled"), "{out}");
+    let left: Vec<String> = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|p| node_of(p) == node)
+        .map(name_of)
+        .collect();
+    assert!(left.is_empty(), "pods left on the drained node: {left:?}");
+    assert!(first(&sim.truth(), TruthKind::PodEvicted, "db-0").is_some());
+    let evictions = sim
+        .request_log()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/eviction"))
+        .count();
+    assert!(evictions >= 1, "kubectl drain evicted through the API");
+    ready_pods(&pods, "app=web", 3).await;
+    ready_pods(&pods, "app=db", 1).await;
+    let out = run(&["uncordon", &node]).await;
+    assert!(out.contains("uncordoned"), "{out}");
+    sim.shutdown().await;
+}
