@@ -285,3 +285,110 @@ fn a_drill_with_variables_only_in_its_environments_is_deployed_and_listed() {
         );
     }
 }
+
+/// A scheduled node drill needs what no namespace Role can grant: one ClusterRole with just
+/// its verbs (nodes read and patched, pods read everywhere, evictions), bound to the drills'
+/// ServiceAccount; each job learns its own node, so the drill never takes it. A folder
+/// without node drills gets nothing cluster-wide.
+#[test]
+fn a_scheduled_node_drill_gets_a_cluster_role_with_only_its_verbs_and_knows_its_node() {
+    let dir = folder();
+    let deploy = |dir: &Path| -> Vec<serde_json::Value> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_firedrill"))
+            .args(["deploy", "--namespace", "drills"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        list["items"].as_array().unwrap().clone()
+    };
+    let kinds = |items: &[serde_json::Value]| -> Vec<String> {
+        items
+            .iter()
+            .map(|i| i["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        !kinds(&deploy(dir.path()))
+            .iter()
+            .any(|k| k.starts_with("Cluster")),
+        "no node drill, nothing cluster-wide"
+    );
+    std::fs::write(
+        dir.path().join("node-drain.yaml"),
+        "name: node-drain\nenvironments: [staging]\nschedule: \"0 11 * * MON-FRI\"\n\
+         targets:\n  one-node:\n    nodes: { zone: zone-a }\n\
+         probes:\n  nodes-ready:\n    kubernetes: { nodes: all, ready: all }\n\
+         faults:\n  - node-drain: { target: one-node }\n\
+         recovery: { objective: 1m, timeout: 5m }\n",
+    )
+    .unwrap();
+    let items = deploy(dir.path());
+    let of = |kind: &str| -> Vec<serde_json::Value> {
+        items
+            .iter()
+            .filter(|i| i["kind"] == kind)
+            .cloned()
+            .collect()
+    };
+    let roles: Vec<k8s_openapi::api::rbac::v1::ClusterRole> = of("ClusterRole")
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
+    assert_eq!(roles.len(), 1);
+    let rules = roles[0].rules.as_deref().unwrap();
+    let verbs = |res: &str| -> Vec<String> {
+        rules
+            .iter()
+            .find(|r| {
+                r.resources
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|x| x == res)
+            })
+            .map(|r| r.verbs.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(verbs("nodes"), ["get", "list", "watch", "patch"]);
+    assert_eq!(verbs("pods"), ["get", "list", "watch"]);
+    assert_eq!(verbs("pods/eviction"), ["create"]);
+    assert!(verbs("deployments").is_empty() && verbs("leases").is_empty());
+    let binding: k8s_openapi::api::rbac::v1::ClusterRoleBinding =
+        serde_json::from_value(of("ClusterRoleBinding")[0].clone()).unwrap();
+    assert_eq!(
+        binding.role_ref.name,
+        roles[0].metadata.name.clone().unwrap()
+    );
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!(
+        (subject.name.as_str(), subject.namespace.as_deref()),
+        ("firedrill", Some("drills"))
+    );
+    let job: CronJob = of("CronJob")
+        .into_iter()
+        .map(|v| serde_json::from_value::<CronJob>(v).unwrap())
+        .find(|c| c.metadata.name.as_deref() == Some("firedrill-node-drain-staging"))
+        .unwrap();
+    let pod = job.spec.job_template.spec.unwrap().template.spec.unwrap();
+    let env = pod.containers[0].env.clone().unwrap();
+    let own = env
+        .iter()
+        .find(|e| e.name == "FIREDRILL_NODE_NAME")
+        .unwrap();
+    assert_eq!(
+        own.value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap()
+            .field_path,
+        "spec.nodeName"
+    );
+}

@@ -35,8 +35,8 @@ use tokio::time::Instant;
 
 use super::{FaultError, Injection, RevertPlan};
 use crate::experiment::model::node::{
-    NodeAction, NodeFaultSpec, NodeSelection, NodeTarget, PowerProvider, SIM_POWER_ANNOTATION,
-    ZONE_LABEL,
+    NodeAction, NodeFaultSpec, NodeSelection, NodeTarget, PowerProvider, RUNNER_NODE_ENV,
+    SIM_POWER_ANNOTATION, ZONE_LABEL,
 };
 use crate::platform::retry::{retry, Backoff};
 
@@ -49,8 +49,6 @@ const CONTROL_PLANE_LABELS: [&str; 2] = [
 ];
 /// The simulated cluster's kubelet version ends so; its power switch works nowhere else.
 const SIM_KUBELET_MARK: &str = "firedrill-sim";
-/// Set (through the Downward API) to the node firedrill runs on, so that it never takes it.
-pub const RUNNER_NODE_ENV: &str = "FIREDRILL_NODE_NAME";
 
 /// A node as a fault chose it: what the revert and a power command need.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,8 +2,11 @@
 //! as Kubernetes CronJobs — a ConfigMap of the experiment files, one CronJob per drill and
 //! environment (its time zone, `concurrencyPolicy: Forbid`, `startingDeadlineSeconds`), and
 //! a ServiceAccount with, in each namespace the scheduled drills act on, a Role and RoleBinding
-//! that grant only what they do there: no wildcard verb, resource or API group, nothing
-//! cluster-wide.
+//! that grant only what they do there: no wildcard verb, resource or API group. Nothing is
+//! cluster-wide unless a scheduled drill takes machines down or watches nodes: then one
+//! ClusterRole grants just that (nodes read, and patched to cordon or switch; pods read in
+//! every namespace; evictions), and each job is told its own node (`FIREDRILL_NODE_NAME`)
+//! so that a drill never takes the machine it runs on.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +16,10 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, PodSpec, PodTemplateSpec, ServiceAccount, Volume,
     VolumeMount,
 };
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::catalog::Catalog;
@@ -26,6 +32,8 @@ pub struct Manifests {
     pub service_account: ServiceAccount,
     /// One Role and its RoleBinding per namespace the drills act on.
     pub roles: Vec<(Role, RoleBinding)>,
+    /// What node drills need across the cluster, when a scheduled drill has one.
+    pub cluster_role: Option<(ClusterRole, ClusterRoleBinding)>,
     pub config_map: ConfigMap,
     pub cron_jobs: Vec<CronJob>,
 }
@@ -39,6 +47,14 @@ impl Manifests {
             items.push(typed(
                 "rbac.authorization.k8s.io/v1",
                 "RoleBinding",
+                binding,
+            ));
+        }
+        if let Some((role, binding)) = &self.cluster_role {
+            items.push(typed("rbac.authorization.k8s.io/v1", "ClusterRole", role));
+            items.push(typed(
+                "rbac.authorization.k8s.io/v1",
+                "ClusterRoleBinding",
                 binding,
             ));
         }
@@ -157,6 +173,17 @@ pub fn render(_dir: &Path, cat: &Catalog, namespace: &str, image: &str) -> Manif
                     image: Some(image.into()),
                     command: Some(vec![NAME.into()]),
                     args: Some(args),
+                    env: Some(vec![EnvVar {
+                        name: crate::experiment::model::node::RUNNER_NODE_ENV.into(),
+                        value_from: Some(EnvVarSource {
+                            field_ref: Some(ObjectFieldSelector {
+                                field_path: "spec.nodeName".into(),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]),
                     volume_mounts: Some(vec![VolumeMount {
                         name: "experiments".into(),
                         mount_path: MOUNT.into(),
@@ -210,9 +237,72 @@ pub fn render(_dir: &Path, cat: &Catalog, namespace: &str, image: &str) -> Manif
             ..Default::default()
         },
         roles,
+        cluster_role: node_access(cat).map(|rules| {
+            let name = format!("{NAME}-{namespace}-nodes");
+            let mut role_meta = meta(&name, namespace);
+            role_meta.namespace = None;
+            (
+                ClusterRole {
+                    metadata: role_meta.clone(),
+                    rules: Some(rules),
+                    ..Default::default()
+                },
+                ClusterRoleBinding {
+                    metadata: role_meta,
+                    role_ref: RoleRef {
+                        api_group: Some("rbac.authorization.k8s.io".into()),
+                        kind: "ClusterRole".into(),
+                        name,
+                    },
+                    subjects: Some(vec![Subject {
+                        kind: "ServiceAccount".into(),
+                        name: NAME.into(),
+                        namespace: Some(namespace.into()),
+                        ..Default::default()
+                    }]),
+                },
+            )
+        }),
         config_map,
         cron_jobs,
     }
+}
+
+/// The cluster-wide rules of the scheduled node drills: reading nodes (a `kubernetes` probe
+/// of nodes, the choice of a node fault), patching them (cordon, the simulated switch), and
+/// for a fault, the pods of every namespace (what runs on the node, the replacements) and
+/// evictions (a drain). `None` when no scheduled drill needs any.
+fn node_access(cat: &Catalog) -> Option<Vec<PolicyRule>> {
+    use crate::experiment::model::node::NodeAction;
+    use crate::experiment::{FaultSpec, ProbeKind};
+    let scheduled = || cat.entries.iter().filter(|e| e.schedule.is_some());
+    let node_faults: Vec<&crate::experiment::model::node::NodeFaultSpec> = scheduled()
+        .flat_map(|e| e.experiment.faults.iter())
+        .filter_map(|f| match f {
+            FaultSpec::Node(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let node_probes = scheduled()
+        .flat_map(|e| e.experiment.probes.iter())
+        .any(|p| matches!(p.kind, ProbeKind::KubeNodes(_)));
+    if node_faults.is_empty() && !node_probes {
+        return None;
+    }
+    let mut rules = Vec::new();
+    if node_faults.is_empty() {
+        rules.push(rule(&[""], &["nodes"], &["get", "list", "watch"]));
+        return Some(rules);
+    }
+    rules.push(rule(&[""], &["nodes"], &["get", "list", "watch", "patch"]));
+    rules.push(rule(&[""], &["pods"], &["get", "list", "watch"]));
+    if node_faults
+        .iter()
+        .any(|n| matches!(n.action, NodeAction::Drain(_)))
+    {
+        rules.push(rule(&[""], &["pods/eviction"], &["create"]));
+    }
+    Some(rules)
 }
 
 /// What the scheduled drills do in each namespace, as RBAC rules: deleting pods (and watching

@@ -123,5 +123,8 @@ impl NodeFaultSpec {
 
 /// The label Kubernetes puts the zone in.
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+/// Set (by `firedrill deploy`, through the Downward API) to the node firedrill runs on, so
+/// that a node fault never takes it.
+pub const RUNNER_NODE_ENV: &str = "FIREDRILL_NODE_NAME";
 /// The annotation the simulated cluster powers a node off by (`off`) and on (absent or `on`).
 pub const SIM_POWER_ANNOTATION: &str = "sim.firedrill.io/power";
