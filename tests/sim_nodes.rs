@@ -703,3 +703,74 @@ namespaces:
     assert!(out.contains("uncordoned"), "{out}");
     sim.shutdown().await;
 }
+
+/// experiments/sim/zones.yaml does what its header says: losing zone-a leaves checkout's and
+/// cart's replacements Pending for want of CPU and the zone's orders-db pod Terminating.
+#[tokio::test]
+async fn a_zone_outage_in_the_zones_scenario_leaves_replacements_pending() {
+    let _t = TIMING.read().await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/sim/zones.yaml");
+    let scenario = firedrill::sim::load_scenario(&path).expect("zones.yaml");
+    let sim = SimCluster::start(scenario, local(), 7).await.unwrap();
+    let client = sim.kube_client().await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    ready_pods(&pods, "app=checkout", 6).await;
+    ready_pods(&pods, "app=cart", 3).await;
+    let db = ready_pods(&pods, "app=orders-db", 3).await;
+    let all = pods.list(&ListParams::default()).await.unwrap().items;
+    for z in ["a", "b", "c"] {
+        let in_zone = all.iter().filter(|p| zone(&node_of(p)) == z).count();
+        assert_eq!(in_zone, 4, "zone {z} is full: {all:?}");
+    }
+    let db_a = db
+        .iter()
+        .find(|p| zone(&node_of(p)) == "a")
+        .map(name_of)
+        .unwrap();
+    let nodes: Api<Node> = Api::all(client);
+    for n in ["a-1", "a-2"] {
+        patch_node(
+            &nodes,
+            n,
+            json!({"metadata": {"annotations": {"sim.firedrill.io/power": "off"}}}),
+        )
+        .await;
+    }
+    let expected = "0/6 nodes are available: 2 node(s) had untolerated taint {node.kubernetes.io/unreachable: }, 4 Insufficient cpu. preemption: 0/6 nodes are available: 6 Preemption is not helpful for scheduling.";
+    let pending = wait_for(
+        "three unschedulable replacements",
+        Duration::from_secs(30),
+        || async {
+            let unsched: BTreeSet<String> = sim
+                .truth()
+                .iter()
+                .filter(|e| {
+                    e.what == TruthKind::PodUnschedulable && e.detail.as_deref() == Some(expected)
+                })
+                .map(|e| e.object.clone())
+                .collect();
+            (unsched.len() == 3).then_some(unsched)
+        },
+    )
+    .await;
+    let checkout = pending
+        .iter()
+        .filter(|p| p.starts_with("checkout-"))
+        .count();
+    assert_eq!(checkout, 2, "{pending:?}");
+    let stuck = pods.get(&db_a).await.unwrap();
+    assert!(
+        stuck.metadata.deletion_timestamp.is_some(),
+        "{db_a} terminating"
+    );
+    let ready_checkout = pods
+        .list(&ListParams::default().labels("app=checkout"))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|p| ready(p))
+        .count();
+    assert_eq!(ready_checkout, 4);
+    sim.shutdown().await;
+}
