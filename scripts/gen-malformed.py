@@ -603,6 +603,8 @@ def bad_nodes():
         ("target-bad-name", [target("{ names: [Node_1] }"), with_fault("node-drain: { target: machines }")]),
         ("target-unknown-key", [target("{ zone: zone-a, region: eu }"), with_fault("node-drain: { target: machines }")]),
         ("drain-with-provider", [target("{ zone: zone-a }"), with_fault("node-drain: { target: machines, provider: simulated }")]),
+        ("drain-not-ready-within", [target("{ zone: zone-a }"), with_fault("node-drain: { target: machines, not-ready-within: 1m }")]),
+        ("down-not-ready-within-zero", [target("{ zone: zone-a }"), with_fault("node-down: { target: machines, provider: simulated, not-ready-within: 0s }")]),
         ("drain-negative-timeout", [target("{ zone: zone-a }"), with_fault("node-drain: { target: machines, timeout: -1m }")]),
         ("drain-pod-target", [with_fault("node-drain: { target: web-pods }")]),
         ("pod-kill-nodes-target", [target("{ zone: zone-a }"), ("      target: web-pods\n", "      target: machines\n")]),

@@ -566,7 +566,16 @@ fn a_node_stopped_by_a_command_is_detected_at_not_ready_and_recovered_elsewhere_
         .filter(|e| e.what == TruthKind::WorkloadReady && e.object == "web" && e.mono > off)
         .map(|e| e.mono)
         .next()
-        .expect("web whole again after the stop");
+        .unwrap_or_else(|| {
+            panic!(
+                "web whole again after the stop: {:?}",
+                truth
+                    .iter()
+                    .filter(|e| e.mono > off && !e.object.starts_with("web-"))
+                    .map(|e| (e.what, e.object.clone()))
+                    .collect::<Vec<_>>()
+            )
+        });
     let trial = &records[0]["trials"][0];
     let probe = trial["probes"]
         .as_array()
@@ -596,4 +605,43 @@ fn a_node_stopped_by_a_command_is_detected_at_not_ready_and_recovered_elsewhere_
         "{p}"
     );
     assert!(nodes(&sim).iter().all(|n| !powered_off(n)));
+}
+
+/// The README's zone-outage example (experiments/zone-outage-sim.yaml, on sim/zones.yaml):
+/// the zone's machines go down, Kubernetes notices only after its 2s grace, and the drill
+/// must not call that "no impact" meanwhile (it did: with `stable-for` no longer than the
+/// grace, the probes still passed for it and the trial was judged recovered). It fails, and
+/// the reason names the Pending replacements and the held StatefulSet pod.
+#[test]
+fn the_zone_outage_example_fails_and_says_why_instead_of_passing_before_kubernetes_noticed() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sim")).unwrap();
+    for f in ["zone-outage-sim.yaml", "sim/zones.yaml"] {
+        std::fs::copy(root.join(f), dir.path().join(f)).unwrap();
+    }
+    let (out, reports) = common::run_drill(
+        &dir.path().join("zone-outage-sim.yaml"),
+        &[
+            "--seed",
+            "7",
+            "--state-dir",
+            dir.path().join("state").to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let record = common::only_report(&reports);
+    assert_eq!(record["outcome"], "failed");
+    let reason = record["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("3 replacement(s) Pending")
+            && reason.contains("Insufficient cpu")
+            && reason.contains("held Terminating"),
+        "{reason}"
+    );
+    assert!(
+        stderr.contains("NotReady") && stderr.contains("after the stop"),
+        "the injection waited for Kubernetes to notice: {stderr}"
+    );
 }

@@ -828,12 +828,19 @@ impl Executor<'_> {
 
     /// Record samples until `cond` holds, the deadline passes, an abort condition fires (when
     /// `abortable`) or the run is cancelled.
+    ///
+    /// `cond` is judged only on everything that has arrived: what queued up meanwhile (while
+    /// a long injection ran, a node's NotReady among it) is recorded first, so a verdict is
+    /// never drawn from samples older than ones already waiting in the channel.
     async fn wait(
         &mut self,
         deadline: Instant,
         abortable: bool,
         mut cond: impl FnMut(&Recorder) -> bool,
     ) -> Wait {
+        if let Some(stop) = self.drain_queued(abortable) {
+            return stop;
+        }
         if cond(self.rec) {
             return Wait::Met;
         }
@@ -849,28 +856,15 @@ impl Executor<'_> {
                     None => self.marks = None,
                 },
                 s = self.rx.recv() => match s {
-                    Some(Observation::Platform {
-                        at,
-                        object,
-                        step,
-                        detail,
-                    }) => {
-                        let trial = self.rec.trial_index();
-                        self.rec.event_at(at, trial, EventKind::Recovery {
-                                object,
-                                step,
-                                detail,
-                            },
-                        );
-                    }
-                    Some(Observation::Sample(s)) => {
-                        self.rec.record(s);
-                        if abortable {
-                            if let Some(why) = self.rec.abort_reason(&self.plan.experiment) {
-                                return Wait::Aborted(why);
-                            }
+                    Some(obs) => {
+                        let sample = matches!(obs, Observation::Sample(_));
+                        if let Some(stop) = self.absorb(obs, abortable) {
+                            return stop;
                         }
-                        if cond(self.rec) {
+                        if let Some(stop) = self.drain_queued(abortable) {
+                            return stop;
+                        }
+                        if sample && cond(self.rec) {
                             return Wait::Met;
                         }
                     }
@@ -883,6 +877,50 @@ impl Executor<'_> {
                     }
                 },
                 _ = sleep_until(deadline) => return Wait::Deadline,
+            }
+        }
+    }
+
+    /// Records every observation already waiting in the channel; `Some` when an abort
+    /// condition fired on one of them.
+    fn drain_queued(&mut self, abortable: bool) -> Option<Wait> {
+        while let Ok(obs) = self.rx.try_recv() {
+            if let Some(stop) = self.absorb(obs, abortable) {
+                return Some(stop);
+            }
+        }
+        None
+    }
+
+    /// Puts one observation on the timeline; `Some` when it fired an abort condition.
+    fn absorb(&mut self, obs: Observation, abortable: bool) -> Option<Wait> {
+        match obs {
+            Observation::Platform {
+                at,
+                object,
+                step,
+                detail,
+            } => {
+                let trial = self.rec.trial_index();
+                self.rec.event_at(
+                    at,
+                    trial,
+                    EventKind::Recovery {
+                        object,
+                        step,
+                        detail,
+                    },
+                );
+                None
+            }
+            Observation::Sample(s) => {
+                self.rec.record(s);
+                if abortable {
+                    if let Some(why) = self.rec.abort_reason(&self.plan.experiment) {
+                        return Some(Wait::Aborted(why));
+                    }
+                }
+                None
             }
         }
     }

@@ -501,6 +501,7 @@ pub struct RawNodeFault {
     pub provider: Option<RawPowerProvider>,
     pub grace_period: Option<Dur>,
     pub timeout: Option<Dur>,
+    pub not_ready_within: Option<Dur>,
     #[serde(default)]
     pub allow_protected: bool,
 }
@@ -514,6 +515,7 @@ pub struct RawZoneOutage {
     pub provider: Option<RawPowerProvider>,
     pub grace_period: Option<Dur>,
     pub timeout: Option<Dur>,
+    pub not_ready_within: Option<Dur>,
     pub max_percent: Option<Percent>,
     #[serde(default)]
     pub allow_protected: bool,

@@ -567,6 +567,16 @@ impl NodeFault {
                     }
                 }
                 let accepted_at = Instant::now();
+                // Kubernetes notices a machine that is gone only after its grace: until then
+                // a passing probe says nothing, so the injection lasts until the nodes are
+                // seen NotReady (the executor judges recovery only after it returns).
+                let noticed = wait_not_ready(
+                    &self.client,
+                    &chosen.nodes,
+                    accepted_at,
+                    self.spec.not_ready_within,
+                )
+                .await?;
                 let lost: Vec<String> = on_nodes
                     .iter()
                     .filter(|p| evictable(p))
@@ -577,7 +587,7 @@ impl NodeFault {
                     sent_at,
                     accepted_at,
                     detail: format!(
-                        "stopped node {}; {} pod(s) were on it",
+                        "stopped node {}; {} pod(s) were on it; Kubernetes marked {noticed}",
                         names(&chosen.nodes),
                         lost.len()
                     ),
@@ -589,6 +599,66 @@ impl NodeFault {
             }
         }
     }
+}
+
+/// Waits until none of `nodes` is Ready (polling every 100ms); says for people when each was
+/// first seen so, counted from `since`. Past `within` the injection failed: the machines were
+/// stopped (or the command said so) and Kubernetes still reports them Ready.
+async fn wait_not_ready(
+    client: &Client,
+    nodes: &[NodeRef],
+    since: Instant,
+    within: Duration,
+) -> Result<String, FaultError> {
+    let api: Api<Node> = Api::all(client.clone());
+    let deadline = since + within;
+    let mut seen: BTreeMap<String, Duration> = BTreeMap::new();
+    loop {
+        for n in nodes {
+            if seen.contains_key(&n.name) {
+                continue;
+            }
+            match api.get(&n.name).await {
+                Ok(node) if seen_ready(&node) => {}
+                // A node object deleted with its machine (a cloud's node controller) is as
+                // gone as a NotReady one.
+                Ok(_) => {
+                    seen.insert(n.name.clone(), since.elapsed());
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    seen.insert(n.name.clone(), since.elapsed());
+                }
+                Err(e) => tracing::debug!(node = %n.name, error = %e, "cannot read node"),
+            }
+        }
+        if seen.len() == nodes.len() {
+            let v: Vec<String> = seen
+                .iter()
+                .map(|(n, d)| format!("{n} NotReady {}", crate::timeline::human(*d)))
+                .collect();
+            return Ok(format!("{} after the stop", v.join(", ")));
+        }
+        if Instant::now() >= deadline {
+            let still: Vec<&str> = nodes
+                .iter()
+                .filter(|n| !seen.contains_key(&n.name))
+                .map(|n| n.name.as_str())
+                .collect();
+            return Err(FaultError::inject(format!(
+                "node {} still Ready {} after it was stopped; the stop did not take (or Kubernetes did not notice within `not-ready-within`)",
+                still.join(", "),
+                crate::timeline::human(within)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn seen_ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// `namespace/name`: how node faults name pods, since they span namespaces.

@@ -200,6 +200,16 @@ impl Builder<'_, '_> {
         }
     }
 
+    fn not_ready_within(&mut self, n: &Node, path: &str, raw: Option<Dur>) -> Duration {
+        self.opt_duration(
+            n,
+            path,
+            "not-ready-within",
+            raw,
+            Limit::new(Duration::from_secs(300), MS, DAY),
+        )
+    }
+
     /// Keys that belong to the other way of taking a node out.
     fn not_for(&mut self, n: &Node, path: &str, keys: &[&str], why: &str) {
         for key in keys {
@@ -229,7 +239,7 @@ impl Builder<'_, '_> {
                 self.not_for(
                     n,
                     path,
-                    &["provider"],
+                    &["provider", "not-ready-within"],
                     "a drain evicts the pods through the API; `node-down` stops the machine",
                 );
                 NodeAction::Drain(self.drain_spec(n, path, raw.grace_period, raw.timeout))
@@ -244,11 +254,13 @@ impl Builder<'_, '_> {
                 NodeAction::Down(self.power_provider(n, path, raw.provider)?)
             }
         };
+        let not_ready_within = self.not_ready_within(n, path, raw.not_ready_within);
         Some(NodeFaultSpec {
             kind,
             selection: NodeSelection::Target(raw.target),
             action,
             allow_protected: raw.allow_protected,
+            not_ready_within,
         })
     }
 
@@ -275,7 +287,7 @@ impl Builder<'_, '_> {
                 self.not_for(
                     n,
                     path,
-                    &["provider"],
+                    &["provider", "not-ready-within"],
                     "`by: drain` evicts the pods through the API",
                 );
                 NodeAction::Drain(self.drain_spec(n, path, raw.grace_period, raw.timeout))
@@ -303,11 +315,13 @@ impl Builder<'_, '_> {
             }
         };
         let max_percent = self.max_percent(n, path, raw.max_percent, 50);
+        let not_ready_within = self.not_ready_within(n, path, raw.not_ready_within);
         Some(NodeFaultSpec {
             kind: NodeFaultKind::ZoneOutage,
             selection: NodeSelection::Zone(ZoneChoice { zone, max_percent }),
             action,
             allow_protected: raw.allow_protected,
+            not_ready_within,
         })
     }
 }

@@ -109,6 +109,10 @@ pub struct NodeFaultSpec {
     pub action: NodeAction,
     /// The file says, on this fault, that it may run in a protected environment.
     pub allow_protected: bool,
+    /// For a machine going down: how long Kubernetes may take to mark it NotReady before the
+    /// injection counts as failed (default 5m). Until then the drill cannot tell an outage
+    /// nobody noticed from a stop that did not happen, so it judges nothing before.
+    pub not_ready_within: Duration,
 }
 
 impl NodeFaultSpec {
