@@ -645,3 +645,83 @@ fn the_zone_outage_example_fails_and_says_why_instead_of_passing_before_kubernet
         "the injection waited for Kubernetes to notice: {stderr}"
     );
 }
+
+/// Two checkout pods on the drained zone and a budget that allows one disruption at a time:
+/// the second eviction is refused (429) until the first pod's replacement is ready, waited on
+/// (never bypassed), and the wait is reported as long as the simulation held it.
+#[test]
+fn a_drain_held_by_a_disruption_budget_waits_and_reports_the_wait() {
+    let scenario = r#"
+kubelet: { schedule-delay: 50ms, start-delay: 200ms, ready-delay: 300ms, termination-grace: 1s }
+endpoints: { propagation-delay: 100ms }
+nodes:
+  - { prefix: a, count: 2, zone: zone-a, cpu: 4, memory: 8Gi }
+  - { prefix: b, count: 2, zone: zone-b, cpu: 4, memory: 8Gi }
+  - { prefix: c, count: 2, zone: zone-c, cpu: 4, memory: 8Gi }
+namespaces:
+  shop:
+    labels: { firedrill.io/allow: "true" }
+    deployments:
+      web: { replicas: 6, labels: { app: web }, http: true, requests: { cpu: 500m } }
+    pdbs:
+      web: { selector-labels: { app: web }, min-available: 5 }
+"#;
+    let sim = staging(scenario, false);
+    let drill = r#"name: zone-drain
+environments: [staging]
+probes:
+  web-ready:
+    kubernetes: { deployment: shop/web, ready: all }
+    every: 200ms
+    every-during: 20ms
+faults:
+  - zone-outage: { zone: zone-a, by: drain, timeout: 30s }
+recovery: { objective: 10s, stable-for: 1s, timeout: 30s }
+"#;
+    let (out, records) = run_in(&sim, drill, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let truth = sim.handle().truth();
+    let refused: Vec<_> = truth
+        .iter()
+        .filter(|e| e.what == TruthKind::EvictionRefused)
+        .collect();
+    assert!(!refused.is_empty(), "the budget refused an eviction");
+    let held = &refused[0].object;
+    let first_refusal = refused[0].mono;
+    let granted = truth
+        .iter()
+        .find(|e| e.what == TruthKind::PodEvicted && &e.object == held)
+        .expect("the held pod was evicted in the end");
+    let waited = granted.mono - first_refusal;
+    // The injection's detail names the pod, the budget's words and the wait.
+    let detail = records[0]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "fault-injected")
+        .map(|e| e["detail"].as_str().unwrap().to_string())
+        .unwrap();
+    assert!(
+        detail.contains(&format!(
+            "a PodDisruptionBudget held the eviction of shop/{held} for"
+        )),
+        "{detail}"
+    );
+    assert!(detail.contains("disruption budget web"), "{detail}");
+    let reported = detail
+        .split(&format!("shop/{held} for "))
+        .nth(1)
+        .and_then(|rest| rest.split([' ', ',', ')']).next())
+        .unwrap();
+    let reported = humantime::parse_duration(reported)
+        .or_else(|_| humantime::parse_duration(&reported.replace("ms", "ms ")))
+        .unwrap_or_else(|e| panic!("{reported}: {e}"));
+    // Refusals are retried 0.2s, 0.4s, ... apart: the wait is seen up to one retry late.
+    assert!(
+        reported + Duration::from_millis(30) >= waited
+            && reported <= waited + Duration::from_millis(900),
+        "reported {reported:?}, the simulation held it {waited:?}"
+    );
+    assert!(nodes(&sim).iter().all(|n| !cordoned(n)));
+}

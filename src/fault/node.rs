@@ -813,8 +813,11 @@ async fn evict_all(
             async move {
                 let mut pause = Duration::from_millis(200);
                 let mut refused: Option<(Instant, String)> = None;
+                let mut failures = 0u32;
                 loop {
-                    let r = retry("evict pod", &Backoff::default(), || api.evict(&name, ep)).await;
+                    // Not through the generic retry: it would wait out a 429 itself, and a
+                    // budget's refusal is the finding here, to be timed and reported.
+                    let r = api.evict(&name, ep).await;
                     let waited = |at: Instant| {
                         refused
                             .as_ref()
@@ -825,36 +828,41 @@ async fn evict_all(
                             let at = Instant::now();
                             return (key, Ok((at, waited(at))));
                         }
-                        Err(f) => match &f.last {
-                            Some(kube::Error::Api(s)) if s.code == 404 => {
-                                let at = Instant::now();
-                                return (key, Ok((at, waited(at))));
-                            }
-                            Some(kube::Error::Api(s)) if s.code == 429 => {
-                                let why = refusal_reason(s);
-                                let since = refused.as_ref().map_or_else(Instant::now, |r| r.0);
-                                refused = Some((since, why.clone()));
-                                if Instant::now() + pause > deadline {
-                                    return (
-                                        key.clone(),
-                                        Err(format!(
-                                            "the eviction of {key} was refused for {} by a PodDisruptionBudget ({why})",
-                                            crate::timeline::human(
-                                                Instant::now().saturating_duration_since(since)
-                                            )
-                                        )),
-                                    );
-                                }
-                                tokio::time::sleep(pause).await;
-                                pause = (pause * 2).min(Duration::from_secs(2));
-                            }
-                            _ => {
+                        // Gone already: nothing left to evict.
+                        Err(kube::Error::Api(s)) if s.code == 404 => {
+                            let at = Instant::now();
+                            return (key, Ok((at, waited(at))));
+                        }
+                        Err(kube::Error::Api(s)) if s.code == 429 => {
+                            let why = refusal_reason(&s);
+                            let since = refused.as_ref().map_or_else(Instant::now, |r| r.0);
+                            refused = Some((since, why.clone()));
+                            if Instant::now() + pause > deadline {
                                 return (
                                     key.clone(),
-                                    Err(format!("cannot evict {key}: {}", f)),
-                                )
+                                    Err(format!(
+                                        "the eviction of {key} was refused for {} by a PodDisruptionBudget ({why})",
+                                        crate::timeline::human(
+                                            Instant::now().saturating_duration_since(since)
+                                        )
+                                    )),
+                                );
                             }
-                        },
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(Duration::from_secs(2));
+                        }
+                        // Anything else (the API restarting, a reset) is retried a few times.
+                        Err(e) => {
+                            failures += 1;
+                            if failures >= 4 || Instant::now() + pause > deadline {
+                                return (
+                                    key.clone(),
+                                    Err(format!("cannot evict {key} (after {failures} attempts): {}", crate::platform::kube::describe(&e))),
+                                );
+                            }
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(Duration::from_secs(2));
+                        }
                     }
                 }
             }
