@@ -774,3 +774,82 @@ async fn a_zone_outage_in_the_zones_scenario_leaves_replacements_pending() {
     assert_eq!(ready_checkout, 4);
     sim.shutdown().await;
 }
+
+/// Waits until `done`, looking every 250ms: each look of a large test copies the whole truth.
+async fn slowly(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// 1,000 nodes in three zones and 30,000 pods: all scheduled and ready, then a zone powered
+/// off and its third of the pods evicted and rescheduled elsewhere. The scheduler keeps tallies
+/// per node and per owner, so this takes seconds, not minutes; the times are printed, not
+/// asserted (a timing claim is a benchmark).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a scale run of about two minutes in a debug build: cargo test --test sim_nodes -- --ignored"]
+async fn a_thousand_nodes_and_thirty_thousand_pods_schedule_and_reschedule() {
+    let _exclusive = TIMING.write().await;
+    let mut yaml = String::from(
+        "kubelet: { schedule-delay: 5ms, start-delay: 5ms, ready-delay: 5ms }\n\
+         node-lifecycle: { grace: 500ms, default-toleration: 1s, boot-delay: 100ms }\n\
+         nodes:\n",
+    );
+    for z in ["a", "b", "c"] {
+        yaml.push_str(&format!(
+            "  - {{ prefix: {z}, count: 334, zone: zone-{z}, cpu: 64, memory: 256Gi }}\n"
+        ));
+    }
+    yaml.push_str("namespaces:\n  big:\n    deployments:\n");
+    for i in 0..30 {
+        yaml.push_str(&format!(
+            "      w{i}: {{ replicas: 1000, requests: {{ cpu: 100m, memory: 128Mi }} }}\n"
+        ));
+    }
+    let started = Instant::now();
+    let (sim, client) = start(&yaml).await;
+    let count = |what: TruthKind| sim.truth().iter().filter(|e| e.what == what).count();
+    slowly("30,000 pods ready", &|| {
+        count(TruthKind::PodReady) >= 30_000
+    })
+    .await;
+    eprintln!("1,002 nodes, 30,000 pods ready in {:?}", started.elapsed());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "big");
+    let list = pods.list(&ListParams::default()).await.unwrap().items;
+    let in_a = list.iter().filter(|p| zone(&node_of(p)) == "a").count();
+    assert!((9_900..=10_100).contains(&in_a), "zone a holds {in_a} pods");
+    let nodes: Api<Node> = Api::all(client);
+    let t = Instant::now();
+    for i in 1..=334 {
+        patch_node(
+            &nodes,
+            &format!("a-{i}"),
+            json!({"metadata": {"annotations": {"sim.firedrill.io/power": "off"}}}),
+        )
+        .await;
+    }
+    eprintln!("334 nodes powered off in {:?}", t.elapsed());
+    let ready_before = count(TruthKind::PodReady);
+    slowly("zone a's pods evicted and replaced", || {
+        count(TruthKind::PodEvictedByTaint) >= in_a
+            && count(TruthKind::PodReady) - ready_before >= in_a
+    })
+    .await;
+    eprintln!(
+        "{in_a} pods evicted and ready again elsewhere {:?} after the power-off",
+        t.elapsed()
+    );
+    let replacements_on_a = sim
+        .truth()
+        .iter()
+        .filter(|e| e.what == TruthKind::PodScheduled && e.mono > t)
+        .filter(|e| e.node.as_deref().is_some_and(|n| n.starts_with("a-")))
+        .count();
+    assert!(
+        replacements_on_a <= 10,
+        "replacements scheduled in the dead zone (in the grace before NotReady only): {replacements_on_a}"
+    );
+    sim.shutdown().await;
+}

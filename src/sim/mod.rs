@@ -5,11 +5,13 @@
 //! It owns: the object store (one global resourceVersion, watches that resume from it), the
 //! API surface (discovery, list/get/create/update/patch/delete/watch, Tables for kubectl,
 //! custom resources as opaque JSON), the controllers (deployment → replica set → pods, stateful
-//! sets, endpoints) and the ground truth of every simulated transition ([`SimHandle::truth`]),
-//! which tests and benchmarks compare measured recovery times against.
+//! sets, endpoints, disruption budgets), a scheduler, a node lifecycle controller with a taint
+//! manager, and the ground truth of every simulated transition ([`SimHandle::truth`]), which
+//! tests and benchmarks compare measured recovery times against.
 //!
 //! It guarantees: it listens on 127.0.0.1 only, and every address it puts into an object is in
-//! 127.0.0.0/8 (pods 127.1.x.y, node 127.0.0.1), so nothing built on it can reach another host.
+//! 127.0.0.0/8 (pods 127.1.x.y, services 127.2.x.y, the default node 127.0.0.1, declared nodes
+//! 127.0.2.1 upwards), so nothing built on it can reach another host.
 //! It is a stand-in for a cluster, never a replacement for testing against one.
 //!
 //! # Scenario file
@@ -21,27 +23,68 @@
 //!   ready-delay: 300ms          # running → Ready and ContainersReady
 //!   termination-grace: 1s       # terminationGracePeriodSeconds of created pods
 //! endpoints: { propagation-delay: 100ms }   # readiness change → Endpoints and traffic routing
+//! node-lifecycle:               # Kubernetes' defaults are 40s, 300s; the simulation's are short
+//!   grace: 2s                   # kubelet silent → node Ready=Unknown, tainted unreachable
+//!   default-toleration: 5s      # tolerationSeconds that admission adds for not-ready/unreachable
+//!   boot-delay: 500ms           # power on → node Ready
+//! nodes:                        # absent: one node sim-node-1 with room for everything
+//!   - { name: cp, control-plane: true, taints: [ { key: node-role.kubernetes.io/control-plane, effect: NoSchedule } ] }
+//!   - { prefix: a, count: 2, zone: zone-a, cpu: 4, memory: 16Gi, pods: 110, labels: { tier: web } }
 //! namespaces:
 //!   shop:
 //!     labels: { firedrill.io/allow: "true" }
 //!     deployments:
-//!       checkout: { replicas: 3, labels: { app: checkout }, http: true, kubelet: { ready-delay: 1200ms } }
+//!       checkout: { replicas: 3, labels: { app: checkout }, http: true, kubelet: { ready-delay: 1200ms },
+//!                   requests: { cpu: 500m, memory: 256Mi }, tolerations: [ { key: k, operator: Exists } ] }
 //!     statefulsets:
 //!       db: { replicas: 2, labels: { app: db } }
+//!     pdbs:
+//!       checkout: { selector-labels: { app: checkout }, min-available: 2 }   # or max-unavailable; int or "50%"
 //! ```
 //!
 //! Ranges are sampled per pod, and pod name suffixes drawn per replica set, from ChaCha
 //! generators derived from `--seed` and the pod's or replica set's name, so one seed reproduces
 //! the same names and delays however the tasks interleave (uids are not reproducible). Unknown
 //! keys are errors. `replicas` defaults to 1 and `labels` to
-//! `app: <name>`; `http: true` adds a Service, its Endpoints and a traffic URL.
+//! `app: <name>`; `http: true` adds a Service, its Endpoints and a traffic URL. A node group is
+//! one node (`name`) or `prefix` + `count` (P-1..P-K); `zone` sets topology.kubernetes.io/zone
+//! (and region `sim`); cpu defaults to 4, memory to 16Gi, pods to 110. `requests` go on every
+//! container of the workload's pods, `tolerations` into its pod template.
+//!
+//! # Nodes, scheduling and the power switch
+//!
+//! After its schedule-delay a pod is bound to the feasible node (Ready, not cordoned, its
+//! NoSchedule/NoExecute taints tolerated, requests and pod count within allocatable minus the
+//! pods bound there, terminating ones included) with the fewest pods of the same owner in its
+//! zone, then on the node, then the least requested CPU, then the first name. None fits: the
+//! pod stays Pending with PodScheduled=False, reason Unschedulable and Kubernetes' message
+//! ("0/6 nodes are available: 4 Insufficient cpu, ..."), and is bound as soon as it fits.
+//!
+//! The annotation `sim.firedrill.io/power: "off"` on a Node stops its kubelet at once (no pod
+//! on it progresses); after `grace` the node is Ready=Unknown (NodeStatusUnknown), tainted
+//! node.kubernetes.io/unreachable NoSchedule+NoExecute, and its pods not ready. The taint
+//! manager deletes pods whose NoExecute toleration runs out; on a node that is off they stay
+//! Terminating (a StatefulSet does not replace them) until it boots. Removing the annotation
+//! (or "on") boots the node: Ready after `boot-delay`, taints removed, terminating pods
+//! finished, the others started again. `spec.unschedulable` (kubectl cordon) adds the
+//! node.kubernetes.io/unschedulable:NoSchedule taint.
+//!
+//! Ground truth kinds ([`TruthKind`]): pod-created, pod-scheduled (with the node),
+//! pod-unschedulable (detail: the message), pod-running, pod-ready, pod-deleted,
+//! endpoint-added/-removed, workload-ready/-degraded, node-powered-off/-on, node-not-ready,
+//! node-ready, node-cordoned/-uncordoned (namespace "", object the node), pod-evicted (granted
+//! by the Eviction API), eviction-refused (detail: the budget), pod-evicted-by-taint (detail:
+//! the taint key).
 //!
 //! # API surface
 //!
 //! Discovery (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}[/{version}]`, with short
 //! names and the `all` category); core/v1 namespaces, nodes, pods (+`status`, `log`), services,
 //! endpoints, events, configmaps, serviceaccounts; apps/v1 deployments, replicasets, statefulsets (+`status`,
-//! `scale`); coordination.k8s.io/v1 leases; any other `/apis/{group}/{version}/...` resource is
+//! `scale`); policy/v1 poddisruptionbudgets (+`status`; `pdb`) and
+//! `POST /api/v1/namespaces/{ns}/pods/{name}/eviction` (policy/v1 or v1beta1 Eviction: 429
+//! TooManyRequests with a DisruptionBudget cause while the budget allows no disruption, so
+//! `kubectl drain` works); coordination.k8s.io/v1 leases; any other `/apis/{group}/{version}/...` resource is
 //! stored as opaque JSON and listed in discovery once written. Verbs: list (label selectors in
 //! full syntax, field selectors on any dotted path; `limit`/`continue` ignored: one page), get,
 //! create (`generateName`), update (rv conflict → 409), patch (merge; strategic treated as
@@ -57,7 +100,10 @@
 //! A terminating pod stops serving at once (no preStop hooks). No Events are generated. The
 //! OpenAPI v3 documents name paths and kinds but carry no schemas (kubectl validates through
 //! the server's strict field validation, which checks creates and replaces of built-in kinds,
-//! not patches); no OpenAPI v2. No authentication, no admission, no protobuf.
+//! not patches); no OpenAPI v2. No authentication, no protobuf; the only admission is
+//! DefaultTolerationSeconds. The scheduler knows node selectors but not affinity, topology
+//! spread constraints, priorities or preemption; there are no DaemonSets, no pod garbage
+//! collection of pods bound to a deleted node, and a budget's disruptedPods entries do not expire.
 
 mod api;
 mod cluster;

@@ -811,6 +811,85 @@ mod tests {
     }
 
     #[test]
+    fn node_groups_expand_with_zones_and_defaults() {
+        let s = parse_scenario(
+            r#"
+nodes:
+  - { name: cp, control-plane: true, taints: [ { key: k, effect: NoSchedule } ] }
+  - { prefix: a, count: 2, zone: zone-a, cpu: "3500m", memory: 8Gi, pods: 30, labels: { tier: x } }
+node-lifecycle: { grace: 1s, default-toleration: 1500ms }
+namespaces:
+  shop:
+    deployments:
+      web: { requests: { cpu: 500m, memory: 256Mi }, tolerations: [ { key: k, operator: Exists } ] }
+    pdbs:
+      web: { selector-labels: { app: web }, max-unavailable: "25%" }
+"#,
+        )
+        .unwrap();
+        let nodes = s.node_defs().unwrap();
+        let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["cp", "a-1", "a-2"]);
+        assert_eq!(nodes[0].labels["node-role.kubernetes.io/control-plane"], "");
+        assert_eq!(nodes[0].cpu_milli, 4000);
+        assert_eq!(nodes[0].pods, 110);
+        assert_eq!(nodes[1].cpu_milli, 3500);
+        assert_eq!(nodes[1].memory_bytes, 8 << 30);
+        assert_eq!(nodes[2].labels["topology.kubernetes.io/zone"], "zone-a");
+        assert_eq!(nodes[2].labels["topology.kubernetes.io/region"], "sim");
+        assert_eq!(nodes[2].labels["tier"], "x");
+        assert!(nodes.iter().all(|n| n.ip.starts_with("127.0.")));
+        assert_eq!(s.node_lifecycle.default_toleration_seconds(), 2);
+        assert_eq!(s.node_lifecycle.boot_delay(), Duration::from_millis(500));
+        let web = &s.namespaces["shop"].deployments["web"];
+        let r = web.requests.as_ref().unwrap().to_json();
+        assert_eq!(r, serde_json::json!({"cpu": "500m", "memory": "256Mi"}));
+        assert_eq!(
+            s.namespaces["shop"].pdbs["web"].max_unavailable,
+            Some(IntOrPercent::Percent(25))
+        );
+        // Without `nodes`: the one default node, as before.
+        let d = parse_scenario("").unwrap().node_defs().unwrap();
+        assert_eq!(
+            (d.len(), d[0].name.as_str(), d[0].ip.as_str()),
+            (1, DEFAULT_NODE, "127.0.0.1")
+        );
+    }
+
+    #[test]
+    fn quantities_and_node_groups_fail_clearly() {
+        assert_eq!(Quantity::parse("2").unwrap().milli(), 2000);
+        assert_eq!(Quantity::parse("0.5").unwrap().milli(), 500);
+        assert_eq!(Quantity::parse("1Ki").unwrap().units(), 1024);
+        for bad in ["lots", "4 cores", "1.2.3", "", "5Q"] {
+            let e = Quantity::parse(bad).unwrap_err();
+            assert!(e.contains("invalid quantity"), "{bad}: {e}");
+        }
+        let e = parse_scenario("nodes: [ { name: a, cpu: many } ]").unwrap_err();
+        assert!(e.contains("invalid quantity \"many\""), "{e}");
+        let e = parse_scenario("nodes: [ { name: a, prefix: b, count: 2 } ]").unwrap_err();
+        assert!(e.contains("either `name` or `prefix`"), "{e}");
+        let e = parse_scenario("nodes: [ { prefix: b } ]").unwrap_err();
+        assert!(e.contains("needs a count"), "{e}");
+        let e = parse_scenario("nodes: [ { name: a }, { name: a } ]").unwrap_err();
+        assert!(e.contains("declared twice"), "{e}");
+        let e = parse_scenario("nodes: [ { name: a, zoen: z } ]").unwrap_err();
+        assert!(e.contains("unknown field `zoen`"), "{e}");
+        let e = parse_scenario("nodes: []").unwrap_err();
+        assert!(e.contains("at least one node"), "{e}");
+        let e = parse_scenario(
+            "namespaces: { a: { pdbs: { b: { selector-labels: { app: x }, min-available: 1, max-unavailable: 1 } } } }",
+        )
+        .unwrap_err();
+        assert!(e.contains("exactly one of"), "{e}");
+        let e = parse_scenario(
+            "namespaces: { a: { pdbs: { b: { selector-labels: { app: x }, min-available: \"150%\" } } } }",
+        )
+        .unwrap_err();
+        assert!(e.contains("percentage"), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_durations_are_errors() {
         let e = parse_scenario("kubelet: { shedule-delay: 1s }").unwrap_err();
         assert!(e.contains("unknown field `shedule-delay`"), "{e}");

@@ -519,7 +519,18 @@ impl Controllers {
             let mut next = Some(first);
             // Drain what is already queued so that a burst is reconciled once.
             let mut budget = 20_000;
+            let mut drained = 0;
             while let Some(r) = next.take() {
+                drained += 1;
+                if drained == 500 {
+                    // A large burst (thousands of pods starting or moving): let it gather a
+                    // little longer, so that each workload is reconciled once per batch
+                    // rather than once per handful of changes.
+                    tokio::select! {
+                        _ = self.sim.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    }
+                }
                 match r {
                     Ok(c) => dirty.note(&c),
                     Err(broadcast::error::RecvError::Lagged(_)) => dirty.all = true,

@@ -244,7 +244,7 @@ impl PodReq {
 #[derive(Debug, Clone)]
 struct Slot {
     node: String,
-    zone: String,
+    zone: usize,
     cpu: i64,
     mem: i64,
     owner: Option<String>,
@@ -252,15 +252,28 @@ struct Slot {
     active: bool,
 }
 
+/// A node with what is bound to it.
+#[derive(Debug, Clone)]
+pub struct NodeEntry {
+    pub info: NodeInfo,
+    pub usage: Usage,
+    /// Index of the node's zone in the table's zone list.
+    zone: usize,
+}
+
 #[derive(Debug, Default)]
 pub struct NodeTable {
-    pub nodes: BTreeMap<String, NodeInfo>,
-    pub usage: HashMap<String, Usage>,
+    /// By name: the scheduler scans them in this order, so ties go to the first name.
+    pub nodes: BTreeMap<String, NodeEntry>,
+    /// Usage on node names that have no Node object (deleted, or never created).
+    orphans: HashMap<String, Usage>,
     /// Pods bound to each node, by (namespace, name).
     pub on_node: HashMap<String, BTreeSet<(String, String)>>,
     slots: HashMap<(String, String), Slot>,
+    zones: Vec<String>,
+    /// Per owner uid: its active pods per node name and per zone index.
     owner_node: HashMap<String, HashMap<String, u32>>,
-    owner_zone: HashMap<String, HashMap<String, u32>>,
+    owner_zone: HashMap<String, Vec<u32>>,
 }
 
 /// What a change means beyond the table: the scheduler should look again.
@@ -270,6 +283,16 @@ pub struct Observed {
 }
 
 impl NodeTable {
+    fn zone_index(&mut self, zone: &str) -> usize {
+        match self.zones.iter().position(|z| z == zone) {
+            Some(i) => i,
+            None => {
+                self.zones.push(zone.to_string());
+                self.zones.len() - 1
+            }
+        }
+    }
+
     /// Applies one committed change; called by the store under its lock, in commit order.
     pub fn observe(&mut self, c: &Change) -> Observed {
         let mut out = Observed {
@@ -280,9 +303,18 @@ impl NodeTable {
             "nodes" if c.res.group.is_empty() => {
                 let name = meta_str(&c.obj, "name").to_string();
                 if c.kind == ChangeKind::Deleted {
-                    self.nodes.remove(&name);
+                    if let Some(gone) = self.nodes.remove(&name) {
+                        self.orphans.insert(name.clone(), gone.usage);
+                    }
                 } else {
-                    self.nodes.insert(name.clone(), NodeInfo::of(&c.obj));
+                    let info = NodeInfo::of(&c.obj);
+                    let zone = self.zone_index(&info.zone);
+                    let usage = match self.nodes.get(&name) {
+                        Some(e) => e.usage,
+                        None => self.orphans.remove(&name).unwrap_or_default(),
+                    };
+                    self.nodes
+                        .insert(name.clone(), NodeEntry { info, usage, zone });
                 }
                 out.node_changed = Some(name);
             }
@@ -312,19 +344,19 @@ impl NodeTable {
         out
     }
 
-    fn slot_of(&self, pod: &Value) -> Option<Slot> {
+    fn slot_of(&mut self, pod: &Value) -> Option<Slot> {
         let node = pod.pointer("/spec/nodeName").and_then(Value::as_str)?;
         if node.is_empty() {
             return None;
         }
         let req = PodReq::of(pod);
+        let zone = match self.nodes.get(node) {
+            Some(e) => e.zone,
+            None => self.zone_index(""),
+        };
         Some(Slot {
             node: node.to_string(),
-            zone: self
-                .nodes
-                .get(node)
-                .map(|n| n.zone.clone())
-                .unwrap_or_default(),
+            zone,
             cpu: req.cpu,
             mem: req.mem,
             owner: req.owner,
@@ -332,8 +364,20 @@ impl NodeTable {
         })
     }
 
+    /// The usage of a node, with or without a Node object.
+    #[cfg(test)]
+    pub fn usage(&self, node: &str) -> Usage {
+        match self.nodes.get(node) {
+            Some(e) => e.usage,
+            None => self.orphans.get(node).copied().unwrap_or_default(),
+        }
+    }
+
     fn tally(&mut self, key: &(String, String), s: &Slot, sign: i64) {
-        let u = self.usage.entry(s.node.clone()).or_default();
+        let u = match self.nodes.get_mut(&s.node) {
+            Some(e) => &mut e.usage,
+            None => self.orphans.entry(s.node.clone()).or_default(),
+        };
         u.cpu += sign * s.cpu;
         u.mem += sign * s.mem;
         u.pods += sign;
@@ -344,17 +388,20 @@ impl NodeTable {
             set.remove(key);
         }
         if let (Some(owner), true) = (&s.owner, s.active) {
-            let bump = |m: &mut HashMap<String, HashMap<String, u32>>, k: &str| {
-                let per = m.entry(owner.clone()).or_default();
-                let n = per.entry(k.to_string()).or_default();
+            let step = |n: &mut u32| {
                 *n = if sign > 0 {
                     *n + 1
                 } else {
                     n.saturating_sub(1)
                 };
             };
-            bump(&mut self.owner_node, &s.node);
-            bump(&mut self.owner_zone, &s.zone);
+            let per = self.owner_node.entry(owner.clone()).or_default();
+            step(per.entry(s.node.clone()).or_default());
+            let zones = self.owner_zone.entry(owner.clone()).or_default();
+            if zones.len() <= s.zone {
+                zones.resize(s.zone + 1, 0);
+            }
+            step(&mut zones[s.zone]);
         }
     }
 
@@ -368,7 +415,8 @@ impl NodeTable {
 
     /// Why `node` cannot take the pod (Kubernetes' filter messages, in its plugin order),
     /// or nothing when it can.
-    fn filter(&self, node: &NodeInfo, name: &str, req: &PodReq) -> Vec<String> {
+    fn filter(entry: &NodeEntry, req: &PodReq) -> Vec<String> {
+        let node = &entry.info;
         if node.unschedulable
             && !req.tolerates(&Taint {
                 key: TAINT_UNSCHEDULABLE.into(),
@@ -401,7 +449,7 @@ impl NodeTable {
                 "node(s) had untolerated taint {{{TAINT_NOT_READY}: }}"
             )];
         }
-        let used = self.usage.get(name).copied().unwrap_or_default();
+        let used = entry.usage;
         let mut why = Vec::new();
         if used.pods + 1 > node.pods {
             why.push("Too many pods".to_string());
@@ -424,18 +472,27 @@ impl NodeTable {
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
         // (zone count, node count, cpu used after, cpu allocatable, name)
         let mut best: Option<(u32, u32, i64, i64, &str)> = None;
-        for (name, node) in &self.nodes {
-            let why = self.filter(node, name, req);
+        for (name, entry) in &self.nodes {
+            let why = Self::filter(entry, req);
             if !why.is_empty() {
                 for r in why {
                     *reasons.entry(r).or_default() += 1;
                 }
                 continue;
             }
-            let zc = zones.and_then(|z| z.get(&node.zone)).copied().unwrap_or(0);
+            let zc = zones.and_then(|z| z.get(entry.zone)).copied().unwrap_or(0);
+            // Only a node that ties on the zone count needs its own count (a hash lookup).
+            if best.is_some_and(|b| zc > b.0) {
+                continue;
+            }
             let nc = per_node.and_then(|n| n.get(name)).copied().unwrap_or(0);
-            let used = self.usage.get(name).map_or(0, |u| u.cpu) + req.cpu;
-            let cand = (zc, nc, used, node.cpu.max(1), name.as_str());
+            let cand = (
+                zc,
+                nc,
+                entry.usage.cpu + req.cpu,
+                entry.info.cpu.max(1),
+                name.as_str(),
+            );
             let better = match &best {
                 None => true,
                 Some(b) => {
@@ -541,7 +598,7 @@ mod tests {
             ChangeKind::Deleted,
             pod("p1", Some("a-1"), "500m"),
         ));
-        assert_eq!(t.usage["a-1"], Usage::default());
+        assert_eq!(t.usage("a-1"), Usage::default());
     }
 
     #[test]

@@ -136,7 +136,7 @@ fn bind_to(sim: &Sim, ns: &str, name: &str, uid: &str, node: &str, preset: bool)
     let ip = lock(&sim.nodes)
         .nodes
         .get(node)
-        .map(|n| n.ip.clone())
+        .map(|n| n.info.ip.clone())
         .unwrap_or_default();
     let mut bound = false;
     sim.store.mutate(&pods(), ns, name, |p| {
