@@ -853,3 +853,46 @@ async fn a_thousand_nodes_and_thirty_thousand_pods_schedule_and_reschedule() {
     );
     sim.shutdown().await;
 }
+
+/// A NoExecute taint put on by hand (kubectl taint): pods that do not tolerate it are deleted
+/// at once, those tolerating it for a while when that runs out.
+#[tokio::test]
+async fn a_no_execute_taint_evicts_at_once_or_after_the_toleration() {
+    let _t = TIMING.read().await;
+    let (sim, client) = start(
+        r#"
+kubelet: { schedule-delay: 5ms, start-delay: 10ms, ready-delay: 10ms }
+nodes:
+  - { name: only }
+namespaces:
+  shop:
+    deployments:
+      plain: { replicas: 1 }
+      patient:
+        replicas: 1
+        tolerations: [ { key: maintenance, operator: Exists, effect: NoExecute, toleration-seconds: 1 } ]
+"#,
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    let plain = name_of(&ready_pods(&pods, "app=plain", 1).await[0]);
+    let patient = name_of(&ready_pods(&pods, "app=patient", 1).await[0]);
+    let nodes: Api<Node> = Api::all(client);
+    let tainted = Instant::now();
+    patch_node(
+        &nodes,
+        "only",
+        json!({"spec": {"taints": [{"key": "maintenance", "value": "now", "effect": "NoExecute"}]}}),
+    )
+    .await;
+    let first_out = truth_of(&sim, TruthKind::PodEvictedByTaint, &plain).await;
+    assert!(first_out.mono.duration_since(tainted) < Duration::from_millis(500));
+    assert_eq!(first_out.detail.as_deref(), Some("maintenance"));
+    let second_out = truth_of(&sim, TruthKind::PodEvictedByTaint, &patient).await;
+    assert_near(
+        "tainted → the tolerating pod evicted",
+        second_out.mono.duration_since(tainted),
+        Duration::from_secs(1),
+    );
+    sim.shutdown().await;
+}

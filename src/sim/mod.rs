@@ -715,6 +715,32 @@ mod tests {
     }
 
     #[test]
+    fn truth_lines_carry_node_and_detail_only_when_present() {
+        let at = std::time::UNIX_EPOCH + Duration::from_nanos(1_500);
+        let mut e = TruthEvent {
+            at,
+            mono: tokio::time::Instant::now(),
+            namespace: "shop".into(),
+            object: "web-1".into(),
+            what: TruthKind::PodReady,
+            node: None,
+            detail: None,
+        };
+        let plain: Value = serde_json::from_str(&e.to_json_line()).unwrap();
+        assert_eq!(
+            plain,
+            json!({"unix_ns": 1500, "namespace": "shop", "object": "web-1", "what": "pod-ready"})
+        );
+        e.what = TruthKind::PodEvictedByTaint;
+        e.node = Some("a-1".into());
+        e.detail = Some("node.kubernetes.io/unreachable".into());
+        let full: Value = serde_json::from_str(&e.to_json_line()).unwrap();
+        assert_eq!(full["what"], "pod-evicted-by-taint");
+        assert_eq!(full["node"], "a-1");
+        assert_eq!(full["detail"], "node.kubernetes.io/unreachable");
+    }
+
+    #[test]
     fn listen_must_be_127_0_0_1() {
         let ok = Cli::try_parse_from(["x"]).unwrap();
         assert_eq!(ok.sim.listen.to_string(), "127.0.0.1:6443");

@@ -118,6 +118,9 @@ fn reconcile(sim: &Arc<Sim>, lives: &Lives, name: &str) {
         sim.record_truth_with("", name, what, Some(name), None);
     }
     if no_execute != life.no_execute {
+        // A NoExecute taint that went away starts afresh if it comes back.
+        lock(&sim.taint_added)
+            .retain(|(n, key), _| n != name || no_execute.iter().any(|t| &t.key == key));
         life.no_execute = no_execute;
         drop(all);
         // The table's guard must be gone before a pod is touched: the store's observer
@@ -316,10 +319,11 @@ fn eviction_due(sim: &Sim, node: &str, taints: &[Taint], pod: &Value) -> Option<
             .min()
             .unwrap_or(0)
             .max(0);
-        let added = lock(&sim.taint_added)
-            .get(&(node.to_string(), t.key.clone()))
-            .copied()
-            .unwrap_or(now);
+        // A taint the controller did not add (kubectl taint) counts from when it was first
+        // seen, kept so that a later look does not restart its clock.
+        let added = *lock(&sim.taint_added)
+            .entry((node.to_string(), t.key.clone()))
+            .or_insert(now);
         let at = added + Duration::from_secs(secs as u64);
         if due.as_ref().is_none_or(|(d, _)| at < *d) {
             due = Some((at, t.key.clone()));
