@@ -126,12 +126,28 @@ enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+    /// Print the JSON Schema of experiment files or of firedrill.yaml, for editors
+    /// (`# yaml-language-server: $schema=...`) and other tools.
+    Schema {
+        /// experiment or environments (firedrill.yaml).
+        #[arg(value_enum, default_value = "experiment")]
+        which: SchemaOf,
+    },
     /// Print the man page (firedrill(1)), or write one page per command into a folder.
     Man {
         /// Write firedrill.1 and firedrill-<command>.1 here instead of printing firedrill.1.
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+/// Which file `firedrill schema` describes.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SchemaOf {
+    /// An experiment file (experiments/*.yaml).
+    Experiment,
+    /// The environments file (firedrill.yaml).
+    Environments,
 }
 
 /// The `firedrill` binary after its child and watchdog trampolines.
@@ -195,6 +211,7 @@ async fn dispatch(
             | Command::Report(_)
             | Command::Completions { .. }
             | Command::Man { .. }
+            | Command::Schema { .. }
     ));
     // The state directory decides what `run` and `recover` execute: it must be ours alone.
     if matches!(
@@ -232,6 +249,14 @@ async fn dispatch(
             Ok(Exit::Passed)
         }
         Command::Man { dir } => man(dir.as_deref()),
+        Command::Schema { which } => {
+            let schema = match which {
+                SchemaOf::Experiment => crate::experiment::schema::experiment_schema(),
+                SchemaOf::Environments => crate::experiment::schema::environments_schema(),
+            };
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(Exit::Passed)
+        }
     }
 }
 

@@ -15,6 +15,7 @@ mod load;
 pub mod model;
 pub mod node;
 mod raw;
+pub mod schema;
 pub mod secrets;
 
 use std::collections::BTreeMap;

@@ -6,6 +6,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
@@ -219,13 +220,13 @@ impl<'de> Deserialize<'de> for Pairs {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawSimulation {
     pub scenario: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawKubeTarget {
     pub namespace: String,
@@ -236,7 +237,7 @@ pub struct RawKubeTarget {
     pub max_targets: Option<i64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawProcessTarget {
     pub pid_file: Option<String>,
@@ -244,7 +245,7 @@ pub struct RawProcessTarget {
     pub max_targets: Option<i64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawHttpProbe {
     pub url: String,
@@ -287,7 +288,7 @@ impl<'de> Deserialize<'de> for RawThreshold {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawPrometheusProbe {
     pub url: String,
@@ -302,14 +303,14 @@ pub struct RawPrometheusProbe {
     pub timeout: Option<Dur>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RawSeries {
     One,
     All,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawBasicAuth {
     pub username: String,
@@ -322,21 +323,21 @@ impl fmt::Debug for RawBasicAuth {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawTcpProbe {
     pub address: String,
     pub timeout: Option<Dur>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawCommandProbe {
     pub run: Vec<String>,
     pub timeout: Option<Dur>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawKubeProbe {
     /// A label selector of nodes, or `all`.
@@ -347,21 +348,39 @@ pub struct RawKubeProbe {
     pub ready: Option<Ready>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawPodKill {
     pub target: String,
     pub grace_period: Option<Dur>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawProcessKill {
     pub target: String,
+    /// `SIGTERM`, `TERM` or `term`; one of `check::SIGNALS`.
+    #[schemars(schema_with = "signal_schema")]
     pub signal: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A signal name as [`check::signal`] takes it (any case, `SIG` optional), or null.
+fn signal_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let any_case = |s: &str| -> String {
+        s.chars()
+            .map(|c| format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase()))
+            .collect()
+    };
+    let names: Vec<String> = check::SIGNALS.iter().map(|s| any_case(&s[3..])).collect();
+    let pattern = format!(r"^\s*(?:{})?(?:{})\s*$", any_case("SIG"), names.join("|"));
+    schemars::json_schema!({
+        "description": format!("The signal to send (default SIGKILL): {}.", check::SIGNALS.join(", ")),
+        "type": ["string", "null"],
+        "pattern": pattern
+    })
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawCommandFault {
     pub run: Vec<String>,
@@ -369,7 +388,7 @@ pub struct RawCommandFault {
     pub timeout: Option<Dur>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawRecovery {
     pub objective: Dur,
@@ -378,7 +397,7 @@ pub struct RawRecovery {
     pub probes: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawAbort {
     pub probe: String,
@@ -388,7 +407,7 @@ pub struct RawAbort {
     pub window: Option<Dur>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawEnvironment {
     pub kube_context: Option<String>,
@@ -412,7 +431,7 @@ pub struct RawEnvironment {
 }
 
 /// Only `forbid` today: a tick while the drill still runs is skipped.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RawConcurrency {
     Forbid,
@@ -420,7 +439,7 @@ pub enum RawConcurrency {
 
 /// Every key of the network fault kinds (`latency`, `bandwidth`, `loss`, `down`,
 /// `partition`); the loader says which apply to which kind and backend.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawNetwork {
     pub proxy: Option<String>,
@@ -437,8 +456,18 @@ pub struct RawNetwork {
     pub direction: Option<crate::experiment::model::network::PartitionDirection>,
 }
 
+/// A proxy of the `proxy:` section: `{ listen: "127.0.0.1:15432", upstream: "127.0.0.1:5432" }`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawProxy {
+    /// The address the proxy listens on, `ip:port` (loopback unless other machines must reach it).
+    pub listen: String,
+    /// Where it forwards to, `host:port`.
+    pub upstream: String,
+}
+
 /// A fault's `wait:` (a step); `wait: 30s` is short for `wait: { for: 30s }`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawWait {
     pub after: Option<String>,
@@ -449,14 +478,14 @@ pub struct RawWait {
     pub within: Option<Dur>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUntil {
     pub probe: String,
     pub is: RawProbeState,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy)]
+#[derive(Debug, Deserialize, Clone, Copy, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RawProbeState {
     Failing,
@@ -464,7 +493,7 @@ pub enum RawProbeState {
 }
 
 /// A `nodes` target.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawNodeTarget {
     #[serde(default)]
@@ -478,7 +507,7 @@ pub struct RawNodeTarget {
 }
 
 /// Who stops and starts a machine: `simulated`, or `{ command: { stop, start, timeout } }`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(
     deny_unknown_fields,
     rename_all = "kebab-case",
@@ -494,7 +523,7 @@ pub enum RawPowerProvider {
 }
 
 /// `node-drain` and `node-down`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawNodeFault {
     pub target: String,
@@ -507,7 +536,7 @@ pub struct RawNodeFault {
 }
 
 /// `zone-outage`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawZoneOutage {
     pub zone: String,

@@ -12,7 +12,7 @@ use crate::experiment::model::network::{
 };
 use crate::experiment::model::ProxyDecl;
 use crate::experiment::node::Node;
-use crate::experiment::raw::{Percent, RawNetwork};
+use crate::experiment::raw::{Percent, RawNetwork, RawProxy};
 
 /// Slowest and fastest rate a bandwidth fault may ask for: Toxiproxy counts in whole KB/s,
 /// and beyond 100 GB/s a limit limits nothing.
@@ -260,12 +260,6 @@ impl Builder<'_, '_> {
     }
 
     pub(super) fn proxies(&mut self, n: &Node) -> Vec<ProxyDecl> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-        struct RawProxy {
-            listen: String,
-            upstream: String,
-        }
         let Some(entries) = n.entries() else {
             self.cx.error(
                 n.span,

@@ -2,10 +2,13 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::DurationText;
+
 /// The fault as the experiment file gives it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DbFailoverSpec {
     /// Patroni REST base URLs (`http://127.0.0.1:8008`, one per member is best). Required by
@@ -21,6 +24,7 @@ pub struct DbFailoverSpec {
     pub patroni_password_env: Option<String>,
     /// Bound on the whole injection (Patroni's reply, the command).
     #[serde(with = "humantime_serde", default = "default_timeout")]
+    #[schemars(with = "DurationText")]
     pub timeout: Duration,
 }
 
@@ -28,7 +32,7 @@ fn default_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(
     deny_unknown_fields,
     rename_all = "kebab-case",
@@ -54,6 +58,7 @@ pub enum DbFailoverProvider {
         labels: Option<RoleLabels>,
         /// The deleted pod's grace period (default 0s: a hard kill).
         #[serde(default, with = "humantime_serde")]
+        #[schemars(with = "Option<DurationText>")]
         grace_period: Option<Duration>,
     },
     Command {
@@ -62,7 +67,7 @@ pub enum DbFailoverProvider {
 }
 
 /// Who labels the primary's pod on Kubernetes, and so which labels mark it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RoleLabels {
     /// Patroni's Kubernetes integration: `role=primary` since Patroni 4, `role=master`
@@ -116,7 +121,7 @@ impl DbFailoverSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum PatroniAction {
     Switchover,

@@ -568,6 +568,37 @@ impl Experiment {
     }
 }
 
+/// How a duration is written in a file (`500ms`, `30s`, `1h 30m`, or `0`): the JSON Schema of
+/// every duration, whether the loader reads it through `raw::Dur` or `humantime_serde`.
+/// Fractions and negative values are refused by the loader, so the pattern has none.
+pub struct DurationText;
+
+impl DurationText {
+    /// humantime's units, longest spelling first so a regex engine tries `ms` before `m`.
+    const UNITS: &'static str = "nanos|nsec|ns|usec|us|µs|millis|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|wks|wk|w|months|month|M|years|year|yrs|yr|y";
+
+    /// The pattern of a duration string (humantime's grammar without fractions).
+    pub fn pattern() -> String {
+        format!(r"^\s*(?:0|(?:[0-9][0-9\s]*(?:{})\s*)+)\s*$", Self::UNITS)
+    }
+}
+
+impl schemars::JsonSchema for DurationText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration: a number and a unit, e.g. `500ms`, `30s`, `2m`, `1h 30m` (units ns, us, ms, s, m, h, d, w); `0` for none.",
+            "anyOf": [
+                { "type": "string", "pattern": Self::pattern() },
+                { "type": "integer", "const": 0 }
+            ]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Amount;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A network fault: where, what and for how long.
@@ -39,7 +40,7 @@ impl Backend {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ToxiproxyRef {
     /// The Toxiproxy API, e.g. `http://127.0.0.1:8474`.
@@ -48,7 +49,7 @@ pub struct ToxiproxyRef {
     pub proxy: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ChaosMeshRef {
     pub namespace: String,
@@ -57,7 +58,7 @@ pub struct ChaosMeshRef {
 }
 
 /// Which packets a partition cuts, seen from the selected pods (Chaos Mesh's `direction`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum PartitionDirection {
     /// From the selected pods to the peers.
@@ -198,7 +199,7 @@ pub fn format_rate(bytes_per_second: u64) -> String {
 }
 
 /// Which direction of a proxied connection a fault acts on, named as Toxiproxy names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
     /// Client → server.

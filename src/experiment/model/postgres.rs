@@ -9,10 +9,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::DurationText;
+
 /// A PostgreSQL probe as the experiment file gives it.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PostgresProbeSpec {
     /// libpq-style DSN, key/value (`host=a,b port=1,2 … target_session_attrs=read-write`) or URL.
@@ -26,6 +29,7 @@ pub struct PostgresProbeSpec {
     pub mode: PostgresMode,
     /// Bound on connecting and on each statement.
     #[serde(with = "humantime_serde", default = "default_timeout")]
+    #[schemars(with = "DurationText")]
     pub timeout: Duration,
 }
 
@@ -33,7 +37,7 @@ fn default_timeout() -> Duration {
     Duration::from_secs(1)
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(
     deny_unknown_fields,
     rename_all = "kebab-case",
