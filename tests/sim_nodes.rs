@@ -896,3 +896,82 @@ namespaces:
     );
     sim.shutdown().await;
 }
+
+/// `kubectl drain` waits out a disruption budget: the second pod of the node is refused (429)
+/// until the first one's replacement is ready elsewhere, then evicted, and the drain succeeds.
+#[tokio::test]
+async fn kubectl_drain_waits_for_the_disruption_budget() {
+    let Some(kubectl) = kubectl() else { return };
+    let _t = TIMING.read().await;
+    let (sim, client) = start(
+        r#"
+kubelet: { schedule-delay: 5ms, start-delay: 50ms, ready-delay: 500ms }
+nodes:
+  - { prefix: w, count: 2 }
+namespaces:
+  shop:
+    deployments:
+      web: { replicas: 4 }
+    pdbs:
+      web: { selector-labels: { app: web }, min-available: 3 }
+"#,
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    let web = ready_pods(&pods, "app=web", 4).await;
+    let on_w1: Vec<String> = web
+        .iter()
+        .filter(|p| node_of(p) == "w-1")
+        .map(name_of)
+        .collect();
+    assert_eq!(on_w1.len(), 2, "{web:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, sim.kubeconfig_yaml()).unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new(&kubectl)
+            .args(["--cache-dir", &dir.path().join("cache").to_string_lossy()])
+            .args(["drain", "w-1", "--ignore-daemonsets", "--timeout=60s"])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", dir.path())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("kubectl finished")
+    .expect("kubectl ran");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    eprintln!("$ kubectl drain w-1\n{stdout}{stderr}");
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("node/w-1 drained"), "{stdout}");
+    assert!(
+        stderr.contains("Cannot evict pod as it would violate the pod's disruption budget"),
+        "{stderr}"
+    );
+    let truth = sim.truth();
+    let refused = truth
+        .iter()
+        .find(|e| e.what == TruthKind::EvictionRefused)
+        .expect("one eviction refused");
+    assert_eq!(refused.detail.as_deref(), Some("web"));
+    let evicted: Vec<&TruthEvent> = truth
+        .iter()
+        .filter(|e| e.what == TruthKind::PodEvicted)
+        .collect();
+    assert_eq!(evicted.len(), 2, "{evicted:?}");
+    // The refused pod went only after a replacement was ready.
+    let later = evicted
+        .iter()
+        .find(|e| e.object == refused.object)
+        .expect("the refused pod evicted later");
+    assert!(truth
+        .iter()
+        .any(|e| e.what == TruthKind::PodReady && e.mono > refused.mono && e.mono < later.mono));
+    ready_pods(&pods, "app=web", 4).await;
+    sim.shutdown().await;
+}
