@@ -1,5 +1,6 @@
 //! `firedrill init`: a first drill of a chosen kind, written into a folder with what it needs
-//! (firedrill.yaml; the simulated shop for the kinds that run on it), never over an existing
+//! (firedrill.yaml; the JSON Schemas that the files' `# yaml-language-server: $schema=` lines
+//! name, in `schema/`; the simulated shop for the kinds that run on it), never over an existing
 //! file. The templates are files of the repository (templates/init/), and every one validates
 //! as written (tests/cli.rs).
 
@@ -95,6 +96,21 @@ pub fn init(args: &InitArgs) -> Exit {
             env,
             include_str!("../../templates/init/firedrill.yaml").into(),
         ));
+    }
+    // The JSON Schemas the files' `# yaml-language-server: $schema=schema/...` lines name, as
+    // this binary reads them (kept if present: they may be a newer firedrill's).
+    for (which, schema) in [
+        ("experiment", crate::experiment::schema::experiment_schema()),
+        (
+            "environments",
+            crate::experiment::schema::environments_schema(),
+        ),
+    ] {
+        let path = args.dir.join(format!("schema/{which}.json"));
+        if !path.exists() {
+            let text = serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n";
+            files.push((path, text));
+        }
     }
     let scenario = args.dir.join("sim/shop.yaml");
     if args.kind.simulated() && !scenario.exists() {

@@ -1,0 +1,343 @@
+//! The JSON Schema (`firedrill schema`, committed as `schema/*.json`) held to the loader by an
+//! independent validator: Python's `jsonschema` (draft 2020-12), reading the YAML with PyYAML
+//! under YAML 1.2's core rules as the loader and yaml-language-server do (`yes` is text, not
+//! a boolean; `2024-01-01` is text, not a date). scripts/install-schema.sh installs both.
+//!
+//! - The committed files are exactly what the binary prints, so they never drift.
+//! - Every drill under experiments/ validates (the schema never refuses what the loader takes),
+//!   and `firedrill.yaml` against the environments schema; each starts with its
+//!   `# yaml-language-server: $schema=` line.
+//! - Every file of the malformed corpus that holds a type error or an unknown key is refused by
+//!   the schema too (files that are not YAML at all are skipped).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Reads `[[schema, file], ...]` as JSON on stdin; prints one JSON line per file:
+/// `[file, "valid" | "invalid" | "not-yaml", first error]`.
+const VALIDATE: &str = r#"
+import json, re, sys
+import yaml
+from jsonschema import Draft202012Validator
+
+class Core12(yaml.SafeLoader):
+    pass
+
+# YAML 1.2 core schema: what the loader (src/experiment/node.rs) and yaml-language-server read.
+Core12.yaml_implicit_resolvers = {}
+def implicit(tag, regexp, first):
+    Core12.add_implicit_resolver('tag:yaml.org,2002:' + tag, re.compile(regexp), list(first))
+implicit('null', r'^(?:~|null|Null|NULL|)$', ['~', 'n', 'N', ''])
+implicit('bool', r'^(?:true|True|TRUE|false|False|FALSE)$', 'tTfF')
+implicit('int', r'^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$', '-+0123456789')
+implicit('float', r'^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$', '-+0123456789.')
+
+def core_int(loader, node):
+    v = loader.construct_scalar(node)
+    if v.startswith('0x'):
+        return int(v[2:], 16)
+    if v.startswith('0o'):
+        return int(v[2:], 8)
+    return int(v)
+Core12.add_constructor('tag:yaml.org,2002:int', core_int)
+
+def keys_as_text(v):
+    # The loader reads every key as text.
+    if isinstance(v, dict):
+        return {str(k): keys_as_text(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [keys_as_text(x) for x in v]
+    return v
+
+validators = {}
+for schema_path, path in json.load(sys.stdin):
+    if schema_path not in validators:
+        with open(schema_path) as f:
+            schema = json.load(f)
+        Draft202012Validator.check_schema(schema)
+        validators[schema_path] = Draft202012Validator(schema)
+    try:
+        with open(path, 'rb') as f:
+            doc = keys_as_text(yaml.load(f, Loader=Core12))
+    except Exception as e:
+        print(json.dumps([path, 'not-yaml', str(e).splitlines()[0] if str(e) else type(e).__name__]))
+        continue
+    errors = sorted(validators[schema_path].iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        where = '.'.join(str(p) for p in e.absolute_path)
+        print(json.dumps([path, 'invalid', f'{where}: {e.message}'[:300]]))
+    else:
+        print(json.dumps([path, 'valid', '']))
+"#;
+
+struct Outcome {
+    file: PathBuf,
+    status: String,
+    error: String,
+}
+
+/// Validates each `(schema, file)` pair with Python's jsonschema.
+fn validate(pairs: &[(PathBuf, PathBuf)]) -> Vec<Outcome> {
+    let input: Vec<[String; 2]> = pairs
+        .iter()
+        .map(|(s, f)| [s.display().to_string(), f.display().to_string()])
+        .collect();
+    let mut child = Command::new("python3")
+        .args(["-c", VALIDATE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs (scripts/install-deps.sh installs it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(serde_json::to_string(&input).expect("json").as_bytes())
+        .expect("write to python3");
+    let out = child.wait_with_output().expect("python3 finishes");
+    assert!(
+        out.status.success(),
+        "the validator failed (are PyYAML and jsonschema installed? scripts/install-schema.sh):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let outcomes: Vec<Outcome> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            let [file, status, error]: [String; 3] =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            Outcome {
+                file: file.into(),
+                status,
+                error,
+            }
+        })
+        .collect();
+    assert_eq!(outcomes.len(), pairs.len(), "one answer per file");
+    outcomes
+}
+
+fn schema_file(which: &str) -> PathBuf {
+    Path::new(ROOT).join("schema").join(format!("{which}.json"))
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn committed_schemas_are_what_the_binary_prints() {
+    for which in ["experiment", "environments"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_firedrill"))
+            .args(["schema", which])
+            .output()
+            .expect("firedrill schema runs");
+        assert!(out.status.success(), "firedrill schema {which} failed");
+        let printed = String::from_utf8(out.stdout).expect("utf-8");
+        let path = schema_file(which);
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            printed == committed,
+            "{} is not what `firedrill schema {which}` prints; regenerate it:\n  cargo run -q -- schema {which} > schema/{which}.json",
+            path.display()
+        );
+        let json: serde_json::Value = serde_json::from_str(&printed).expect("valid JSON");
+        assert_eq!(
+            json["$schema"],
+            "https://json-schema.org/draft/2020-12/schema"
+        );
+    }
+    // The default is the experiment schema.
+    let out = Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .arg("schema")
+        .output()
+        .expect("firedrill schema runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        std::fs::read_to_string(schema_file("experiment")).unwrap_or_default()
+    );
+}
+
+#[test]
+fn every_example_is_valid_against_its_schema() {
+    let dir = Path::new(ROOT).join("experiments");
+    let mut pairs = Vec::new();
+    for file in yaml_files(&dir) {
+        let (which, line) = if file.file_name().is_some_and(|n| n == "firedrill.yaml") {
+            (
+                "environments",
+                "# yaml-language-server: $schema=../schema/environments.json",
+            )
+        } else {
+            (
+                "experiment",
+                "# yaml-language-server: $schema=../schema/experiment.json",
+            )
+        };
+        let text = std::fs::read_to_string(&file).expect("read");
+        assert_eq!(
+            text.lines().next(),
+            Some(line),
+            "{} must start with its schema line",
+            file.display()
+        );
+        pairs.push((schema_file(which), file));
+    }
+    // experiments/sim/ holds the simulated cluster's scenarios, not drills: no schema.
+    let outcomes = validate(&pairs);
+    let bad: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.status != "valid")
+        .map(|o| format!("{}: {} {}", o.file.display(), o.status, o.error))
+        .collect();
+    assert!(bad.is_empty(), "refused by the schema:\n{}", bad.join("\n"));
+    let envs = pairs
+        .iter()
+        .filter(|(s, _)| s.ends_with("environments.json"))
+        .count();
+    assert!(envs == 1 && pairs.len() >= 20, "{} files", pairs.len());
+    eprintln!(
+        "schema: {} files under experiments/ valid ({} experiments, {envs} environments file)",
+        pairs.len(),
+        pairs.len() - envs
+    );
+}
+
+/// `firedrill init` writes the schemas beside its drills, and each drill (and firedrill.yaml)
+/// is valid against them and names them on its first line.
+#[test]
+fn init_writes_the_schemas_its_drills_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let folder = dir.path().join("drills");
+    let kinds = [
+        "pod-kill",
+        "latency",
+        "db-failover",
+        "process-kill",
+        "command",
+    ];
+    for kind in kinds {
+        let out = Command::new(env!("CARGO_BIN_EXE_firedrill"))
+            .args(["init", "--kind", kind])
+            .arg(&folder)
+            .output()
+            .expect("firedrill init runs");
+        assert!(
+            out.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut pairs = Vec::new();
+    for which in ["experiment", "environments"] {
+        let written = folder.join(format!("schema/{which}.json"));
+        assert_eq!(
+            std::fs::read_to_string(&written).expect("init wrote the schema"),
+            std::fs::read_to_string(schema_file(which)).expect("committed schema"),
+            "{which}"
+        );
+    }
+    for file in yaml_files(&folder) {
+        let which = if file.ends_with("firedrill.yaml") {
+            "environments"
+        } else {
+            "experiment"
+        };
+        let text = std::fs::read_to_string(&file).expect("read");
+        assert_eq!(
+            text.lines().next(),
+            Some(format!("# yaml-language-server: $schema=schema/{which}.json").as_str()),
+            "{}",
+            file.display()
+        );
+        pairs.push((folder.join(format!("schema/{which}.json")), file));
+    }
+    assert_eq!(pairs.len(), kinds.len() + 1);
+    let bad: Vec<String> = validate(&pairs)
+        .into_iter()
+        .filter(|o| o.status != "valid")
+        .map(|o| format!("{}: {} {}", o.file.display(), o.status, o.error))
+        .collect();
+    assert!(bad.is_empty(), "refused by the schema:\n{}", bad.join("\n"));
+}
+
+/// The malformed corpus's files that hold a type error, an unknown key, or a mapping with
+/// no or two kinds: what a schema can say, as opposed to a bad value (a time zone, a
+/// selector) or a reference between sections.
+fn schema_errors() -> Vec<(PathBuf, PathBuf)> {
+    let corpus = Path::new(ROOT).join("tests/fixtures/malformed");
+    let mut pairs = Vec::new();
+    for class in ["wrong-types", "unknown-keys"] {
+        for file in yaml_files(&corpus.join(class)) {
+            // As in tests/malformed.rs: files named `env-*` are firedrill.yaml files.
+            let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+            let which = if stem.starts_with("env-") {
+                "environments"
+            } else {
+                "experiment"
+            };
+            pairs.push((schema_file(which), file));
+        }
+    }
+    for name in [
+        "environments-list",
+        "env-value-null",
+        "kube-context-list",
+        "promote-from-list",
+        "protected-string",
+        "vars-list",
+        "vars-nested",
+        "unknown-env-key",
+        "unknown-top-key",
+    ] {
+        let file = corpus.join(format!("environments/{name}.yaml"));
+        pairs.push((schema_file("environments"), file));
+    }
+    for name in [
+        "fault-item-scalar",
+        "fault-no-kind",
+        "fault-two-kinds",
+        "probe-no-kind",
+        "probe-two-kinds",
+        "target-no-kind",
+        "target-two-kinds",
+    ] {
+        let file = corpus.join(format!("kind-mismatches/{name}.yaml"));
+        pairs.push((schema_file("experiment"), file));
+    }
+    pairs
+}
+
+#[test]
+fn type_errors_and_unknown_keys_of_the_malformed_corpus_are_schema_errors() {
+    let pairs = schema_errors();
+    for (_, f) in &pairs {
+        assert!(f.is_file(), "{} is gone from the corpus", f.display());
+    }
+    let outcomes = validate(&pairs);
+    let accepted: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.status == "valid")
+        .map(|o| o.file.display().to_string())
+        .collect();
+    assert!(
+        accepted.is_empty(),
+        "the schema accepts what the loader refuses:\n{}",
+        accepted.join("\n")
+    );
+    let skipped = outcomes.iter().filter(|o| o.status == "not-yaml").count();
+    let refused = outcomes.len() - skipped;
+    assert!(refused >= 60, "only {refused} files refused");
+    eprintln!("schema: {refused} malformed files refused ({skipped} not YAML at all, skipped)");
+}
