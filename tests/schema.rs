@@ -214,6 +214,119 @@ fn every_example_is_valid_against_its_schema() {
     );
 }
 
+/// The patterns written for the loader's own value parsers (durations, signals, thresholds,
+/// data rates) agree with those parsers, sample by sample, both ways.
+#[test]
+fn patterns_agree_with_the_loaders_parsers() {
+    use firedrill::experiment::check;
+    type Parser = fn(&str) -> bool;
+    let cases: [(&str, Parser, &[&str]); 4] = [
+        (
+            "#/$defs/duration",
+            |t| check::duration(t).is_ok(),
+            &[
+                "500ms",
+                "30s",
+                "2m",
+                "1h 30m",
+                "1h30m",
+                "0",
+                "0s",
+                " 5s ",
+                "10 ms",
+                "3µs",
+                "7d",
+                "1w",
+                "2 minutes",
+                "5sec",
+                "1M",
+                "1y",
+                "1 0s",
+                "1.5s",
+                "-1s",
+                "10",
+                "",
+                "abc",
+                "5x",
+                "s",
+                "1h 30",
+                "ms5",
+                "1h,30m",
+                "0.0",
+            ],
+        ),
+        (
+            "#/$defs/RawProcessKill/properties/signal",
+            |t| check::signal(t).is_ok(),
+            &[
+                "SIGTERM",
+                "term",
+                "Kill",
+                "sigkill",
+                "SIGUSR1",
+                " SIGSTOP ",
+                "cont",
+                "SIGKIL",
+                "15",
+                "",
+                "SIG",
+                "TSTP",
+                "SIGSIGKILL",
+                "KILL9",
+            ],
+        ),
+        (
+            "#/$defs/threshold",
+            |t| check::threshold(t).is_ok(),
+            &[
+                ">= 50", "<=0.01", "== 1", "!= 0", ">50", "< -1.5e3", "> .5", "> 1.", "50", "< 5%",
+                "=> 5", "= 5", ">=", "> abc", "<> 5", "> inf", "> NaN", ">= 1 2",
+            ],
+        ),
+        (
+            "#/$defs/data-rate",
+            |t| check::rate(t).is_ok(),
+            &[
+                "512KB/s", "1MiB/s", "8Mbit/s", "1.5 GB/s", "100B/s", "1kB/s", "512KB", "512/s",
+                "fast", "1 TB/s", "KB/s",
+            ],
+        ),
+    ];
+    let committed = std::fs::read_to_string(schema_file("experiment")).expect("schema");
+    let full: serde_json::Value = serde_json::from_str(&committed).expect("json");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut pairs = Vec::new();
+    let mut expected = Vec::new();
+    for (i, (pointer, loader, samples)) in cases.iter().enumerate() {
+        let schema = dir.path().join(format!("{i}.json"));
+        let one = serde_json::json!({ "$ref": pointer, "$defs": full["$defs"] });
+        std::fs::write(&schema, one.to_string()).expect("write schema");
+        for (j, sample) in samples.iter().enumerate() {
+            let file = dir.path().join(format!("{i}-{j}.yaml"));
+            std::fs::write(&file, format!("'{}'\n", sample.replace('\'', "''"))).expect("write");
+            pairs.push((schema.clone(), file));
+            expected.push((*pointer, *sample, loader(sample)));
+        }
+    }
+    let outcomes = validate(&pairs);
+    let disagree: Vec<String> = outcomes
+        .iter()
+        .zip(&expected)
+        .filter(|(o, (_, _, ok))| (o.status == "valid") != *ok)
+        .map(|(o, (pointer, sample, ok))| {
+            format!(
+                "{pointer} `{sample}`: loader {ok}, schema {} {}",
+                o.status, o.error
+            )
+        })
+        .collect();
+    assert!(disagree.is_empty(), "{}", disagree.join("\n"));
+    eprintln!(
+        "schema: {} samples agree with the loader's parsers",
+        expected.len()
+    );
+}
+
 /// `firedrill init` writes the schemas beside its drills, and each drill (and firedrill.yaml)
 /// is valid against them and names them on its first line.
 #[test]

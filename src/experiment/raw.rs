@@ -359,7 +359,7 @@ pub struct RawPodKill {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawProcessKill {
     pub target: String,
-    /// `SIGTERM`, `TERM` or `term`; one of `check::SIGNALS`.
+    // `SIGTERM`, `TERM` or `term`: its schema lists `check::SIGNALS`.
     #[schemars(schema_with = "signal_schema")]
     pub signal: Option<String>,
 }
@@ -368,7 +368,10 @@ pub struct RawProcessKill {
 fn signal_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let any_case = |s: &str| -> String {
         s.chars()
-            .map(|c| format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase()))
+            .map(|c| match c.is_ascii_alphabetic() {
+                true => format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase()),
+                false => c.to_string(),
+            })
             .collect()
     };
     let names: Vec<String> = check::SIGNALS.iter().map(|s| any_case(&s[3..])).collect();

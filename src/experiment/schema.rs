@@ -115,7 +115,7 @@ impl JsonSchema for RawThreshold {
         json_schema!({
             "description": "A comparison and a number, quoted: `\">= 50\"`, `\"<= 0.01\"`, `\"< 5%\"` (>, >=, <, <=, ==, !=).",
             "type": "string",
-            "pattern": r"^\s*(?:>=|<=|==|!=|>|<)\s*[^\s<>=!].*$"
+            "pattern": r"^\s*(?:>=|<=|==|!=|>|<)\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*$"
         })
     }
 }
