@@ -155,9 +155,8 @@ def main():
         record = json.load(f)
     anchor = rfc3339_ns(record["started_at"])
     trial = record["trials"][0]
-    fault = trial["faults"][0]
     inject_ns = anchor + int(trial["t_inject_s"] * 1e9)
-    lost = fault.get("deleted_pods", [])
+    lost = trial["pod_recovery"]
     rec = trial["pod_recovery"]
     ready = [p["ready_s"] for p in rec if p.get("ready_s") is not None]
     stuck = [p for p in rec if p.get("stuck")]
