@@ -7,8 +7,10 @@
 //! - Every drill under experiments/ validates (the schema never refuses what the loader takes),
 //!   and `firedrill.yaml` against the environments schema; each starts with its
 //!   `# yaml-language-server: $schema=` line.
-//! - Every file of the malformed corpus that holds a type error or an unknown key is refused by
-//!   the schema too (files that are not YAML at all are skipped).
+//! - Every file of the malformed corpus that holds a type error, an unknown key or an entry
+//!   with no kind or two is refused by the schema too, at every path the loader reports (files
+//!   that are not YAML at all are skipped).
+//! - The patterns written for the loader's value parsers agree with those parsers.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -52,6 +54,22 @@ def keys_as_text(v):
         return [keys_as_text(x) for x in v]
     return v
 
+def loader_path(p):
+    # As the loader writes a path: `faults[1].process-kill.signal`.
+    out = ''
+    for x in p:
+        if isinstance(x, int):
+            out += f'[{x}]'
+        else:
+            out = x if out == '' else out + '.' + x
+    return out
+
+def all_paths(errors):
+    # Where each error is, and each error of the branches of a oneOf/anyOf under it.
+    for e in errors:
+        yield loader_path(e.absolute_path)
+        yield from all_paths(e.context or [])
+
 validators = {}
 for schema_path, path in json.load(sys.stdin):
     if schema_path not in validators:
@@ -63,21 +81,22 @@ for schema_path, path in json.load(sys.stdin):
         with open(path, 'rb') as f:
             doc = keys_as_text(yaml.load(f, Loader=Core12))
     except Exception as e:
-        print(json.dumps([path, 'not-yaml', str(e).splitlines()[0] if str(e) else type(e).__name__]))
+        print(json.dumps([path, 'not-yaml', str(e).splitlines()[0] if str(e) else type(e).__name__, []]))
         continue
-    errors = sorted(validators[schema_path].iter_errors(doc), key=lambda e: list(e.absolute_path))
+    errors = sorted(validators[schema_path].iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         e = errors[0]
-        where = '.'.join(str(p) for p in e.absolute_path)
-        print(json.dumps([path, 'invalid', f'{where}: {e.message}'[:300]]))
+        print(json.dumps([path, 'invalid', f'{loader_path(e.absolute_path)}: {e.message}'[:300], sorted(set(all_paths(errors)))]))
     else:
-        print(json.dumps([path, 'valid', '']))
+        print(json.dumps([path, 'valid', '', []]))
 "#;
 
 struct Outcome {
     file: PathBuf,
     status: String,
     error: String,
+    /// Where the schema found errors, as the loader writes paths (`faults[1].process-kill`).
+    paths: Vec<String>,
 }
 
 /// Validates each `(schema, file)` pair with Python's jsonschema.
@@ -108,12 +127,13 @@ fn validate(pairs: &[(PathBuf, PathBuf)]) -> Vec<Outcome> {
     let outcomes: Vec<Outcome> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|line| {
-            let [file, status, error]: [String; 3] =
+            let (file, status, error, paths): (String, String, String, Vec<String>) =
                 serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
             Outcome {
                 file: file.into(),
                 status,
                 error,
+                paths,
             }
         })
         .collect();
@@ -432,6 +452,40 @@ fn schema_errors() -> Vec<(PathBuf, PathBuf)> {
     pairs
 }
 
+/// The paths of the loader's errors in `file` (a firedrill.yaml when the schema says so).
+fn loader_paths(file: &Path) -> Vec<String> {
+    use firedrill::experiment::{load_environments, load_experiment, Environment, LoadOptions};
+    let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+    let environments =
+        stem.starts_with("env-") || file.parent().is_some_and(|d| d.ends_with("environments"));
+    let result = if environments {
+        load_environments(file).map(|_| ())
+    } else {
+        let env = Environment::local();
+        let vars = std::collections::BTreeMap::new();
+        let known = ["staging".to_string(), "production".to_string()];
+        let opts = LoadOptions {
+            env: &env,
+            extra_vars: &vars,
+            known_environments: Some(&known),
+            unset_env: Default::default(),
+        };
+        load_experiment(file, &opts).map(|_| ())
+    };
+    match result {
+        Ok(()) => panic!(
+            "{} loads, but it is in the malformed corpus",
+            file.display()
+        ),
+        Err(d) => {
+            d.0.into_iter()
+                .filter(|d| d.is_error())
+                .map(|d| d.path)
+                .collect()
+        }
+    }
+}
+
 #[test]
 fn type_errors_and_unknown_keys_of_the_malformed_corpus_are_schema_errors() {
     let pairs = schema_errors();
@@ -448,6 +502,27 @@ fn type_errors_and_unknown_keys_of_the_malformed_corpus_are_schema_errors() {
         accepted.is_empty(),
         "the schema accepts what the loader refuses:\n{}",
         accepted.join("\n")
+    );
+    // And refused where the loader refuses it: every path the loader reports an error at is
+    // one the schema reports one at (an unknown key at its mapping, a wrong type at its value).
+    let elsewhere: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.status == "invalid")
+        .filter_map(|o| {
+            let loader = loader_paths(&o.file);
+            (!loader.iter().all(|p| o.paths.contains(p))).then(|| {
+                format!(
+                    "{}: loader at {loader:?}, schema at {:?}",
+                    o.file.display(),
+                    o.paths
+                )
+            })
+        })
+        .collect();
+    assert!(
+        elsewhere.is_empty(),
+        "the schema refuses elsewhere than the loader:\n{}",
+        elsewhere.join("\n")
     );
     let skipped = outcomes.iter().filter(|o| o.status == "not-yaml").count();
     let refused = outcomes.len() - skipped;
