@@ -405,6 +405,109 @@ fn init_writes_the_schemas_its_drills_name() {
     assert!(bad.is_empty(), "refused by the schema:\n{}", bad.join("\n"));
 }
 
+/// What the loader's own tests load is valid too: its valid fixtures (flow style, every probe
+/// and fault kind, `ready: ${replicas}`) and their firedrill.yaml.
+#[test]
+fn the_loaders_valid_fixtures_are_valid_too() {
+    let fixtures = Path::new(ROOT).join("tests/fixtures");
+    let mut pairs: Vec<(PathBuf, PathBuf)> = yaml_files(&fixtures.join("experiments/valid"))
+        .into_iter()
+        .map(|f| (schema_file("experiment"), f))
+        .collect();
+    pairs.push((
+        schema_file("environments"),
+        fixtures.join("environments/firedrill.yaml"),
+    ));
+    let bad: Vec<String> = validate(&pairs)
+        .into_iter()
+        .filter(|o| o.status != "valid")
+        .map(|o| format!("{}: {} {}", o.file.display(), o.status, o.error))
+        .collect();
+    assert!(bad.is_empty(), "refused by the schema:\n{}", bad.join("\n"));
+    assert!(pairs.len() >= 15, "{} files", pairs.len());
+}
+
+/// A `${...}` reference where a number, a boolean, a duration or a name from a list is
+/// expected: the loader resolves it before typing the value, and the schema takes it.
+#[test]
+fn references_stand_for_typed_values() {
+    use firedrill::experiment::{load_experiment, Environment, LoadOptions};
+    // Block style: in a flow mapping `{ … }` a plain `${x}` would end the mapping.
+    let drill = "\
+name: ${drill}
+targets:
+  worker:
+    process:
+      command-line: sleep 1000
+      max-targets: ${max}
+  pods:
+    kubernetes:
+      namespace: shop
+      selector: app=web
+      count: ${count}
+probes:
+  web:
+    http:
+      url: http://127.0.0.1:9/
+      expect-status: ${status}
+      timeout: ${short}
+    every: ${fast}
+faults:
+  - name: kill
+    pod-kill:
+      target: pods
+      grace-period: ${zero}
+  - name: stop
+    process-kill:
+      target: worker
+      signal: ${signal}
+    wait:
+      after: kill
+      until:
+        probe: web
+        is: ${state}
+recovery:
+  objective: ${objective}
+abort-when:
+  - probe: web
+    error-rate: ${rate}
+    window: 30s
+repeat: ${repeat}
+";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("refs.yaml");
+    std::fs::write(&file, drill).expect("write");
+    let vars: std::collections::BTreeMap<String, String> = [
+        ("drill", "refs"),
+        ("count", "2"),
+        ("status", "204"),
+        ("short", "500ms"),
+        ("fast", "100ms"),
+        ("zero", "0s"),
+        ("signal", "SIGTERM"),
+        ("state", "failing"),
+        ("objective", "30s"),
+        ("rate", "50%"),
+        ("repeat", "3"),
+        ("max", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let env = Environment::local();
+    let opts = LoadOptions {
+        env: &env,
+        extra_vars: &vars,
+        known_environments: None,
+        unset_env: Default::default(),
+    };
+    if let Err(d) = load_experiment(&file, &opts) {
+        panic!("the loader refuses the drill:\n{d}\n{drill}");
+    }
+    let outcome = validate(&[(schema_file("experiment"), file)]);
+    assert_eq!(outcome[0].status, "valid", "{}", outcome[0].error);
+}
+
 /// The malformed corpus's files that hold a type error, an unknown key, or a mapping with
 /// no or two kinds: what a schema can say, as opposed to a bad value (a time zone, a
 /// selector) or a reference between sections.
