@@ -234,13 +234,35 @@ fn every_example_is_valid_against_its_schema() {
     );
 }
 
-/// The patterns written for the loader's own value parsers (durations, signals, thresholds,
-/// data rates) agree with those parsers, sample by sample, both ways.
+/// The patterns written for the loader's own value parsers (names, durations, signals,
+/// thresholds, data rates) agree with those parsers, sample by sample, both ways.
 #[test]
 fn patterns_agree_with_the_loaders_parsers() {
     use firedrill::experiment::check;
     type Parser = fn(&str) -> bool;
-    let cases: [(&str, Parser, &[&str]); 4] = [
+    let long = "x".repeat(63);
+    let too_long = "x".repeat(64);
+    let names = [
+        "checkout",
+        "a",
+        "1st",
+        "a-b-c",
+        long.as_str(),
+        too_long.as_str(),
+        "-x",
+        "x-",
+        "UP",
+        "a.b",
+        "a_b",
+        "",
+        "a b",
+    ];
+    let cases: [(&str, Parser, &[&str]); 5] = [
+        (
+            "#/properties/name",
+            |t| check::dns_label("name", t).is_ok(),
+            &names,
+        ),
         (
             "#/$defs/duration",
             |t| check::duration(t).is_ok(),
@@ -319,7 +341,12 @@ fn patterns_agree_with_the_loaders_parsers() {
     let mut expected = Vec::new();
     for (i, (pointer, loader, samples)) in cases.iter().enumerate() {
         let schema = dir.path().join(format!("{i}.json"));
-        let one = serde_json::json!({ "$ref": pointer, "$defs": full["$defs"] });
+        // `properties` applies to mappings only: here it is only what `$ref` may point into.
+        let one = serde_json::json!({
+            "$ref": pointer,
+            "$defs": full["$defs"],
+            "properties": full["properties"],
+        });
         std::fs::write(&schema, one.to_string()).expect("write schema");
         for (j, sample) in samples.iter().enumerate() {
             let file = dir.path().join(format!("{i}-{j}.yaml"));
@@ -508,8 +535,8 @@ repeat: ${repeat}
     assert_eq!(outcome[0].status, "valid", "{}", outcome[0].error);
 }
 
-/// The malformed corpus's files that hold a type error, an unknown key, or a mapping with
-/// no or two kinds: what a schema can say, as opposed to a bad value (a time zone, a
+/// The malformed corpus's files that hold a type error, an unknown key, a mapping with no or
+/// two kinds, or a bad name: what a schema can say, as opposed to a bad value (a time zone, a
 /// selector) or a reference between sections.
 fn schema_errors() -> Vec<(PathBuf, PathBuf)> {
     let corpus = Path::new(ROOT).join("tests/fixtures/malformed");
@@ -525,6 +552,17 @@ fn schema_errors() -> Vec<(PathBuf, PathBuf)> {
             };
             pairs.push((schema_file(which), file));
         }
+    }
+    // Names: of the drill, its targets and probes, and of environments (not the values that
+    // are names elsewhere: namespaces, scenario paths).
+    for file in yaml_files(&corpus.join("invalid-names")) {
+        let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+        let which = match stem.split('-').next() {
+            Some("env") => "environments",
+            Some("experiment" | "probe" | "target") => "experiment",
+            _ => continue,
+        };
+        pairs.push((schema_file(which), file));
     }
     for name in [
         "environments-list",
@@ -629,6 +667,6 @@ fn type_errors_and_unknown_keys_of_the_malformed_corpus_are_schema_errors() {
     );
     let skipped = outcomes.iter().filter(|o| o.status == "not-yaml").count();
     let refused = outcomes.len() - skipped;
-    assert!(refused >= 60, "only {refused} files refused");
+    assert!(refused >= 100, "only {refused} files refused");
     eprintln!("schema: {refused} malformed files refused ({skipped} not YAML at all, skipped)");
 }

@@ -28,6 +28,9 @@ const DRAFT: &str = "https://json-schema.org/draft/2020-12/schema";
 /// The `$defs` entry every interpolable scalar refers to.
 const INTERPOLATED: &str = "interpolated";
 
+/// The pattern of environment names (`check::is_dns_label`).
+const DNS_LABEL: &str = "^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$";
+
 /// The pattern of target and probe names (`check::entry_name`).
 const ENTRY_NAME: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$";
 
@@ -252,7 +255,15 @@ pub fn experiment_schema() -> Value {
         m
     };
     let properties = json!({
-        "name": described(&string, "The drill's name: lowercase letters, digits and `-`; used in report paths."),
+        "name": {
+            "description": "The drill's name: lowercase letters, digits and `-`, at most 63; used in report paths.",
+            // Any scalar reads as its text, so `name: 2024` and `name: true` are names too.
+            "anyOf": [
+                { "type": "string", "pattern": DNS_LABEL },
+                { "type": "integer", "minimum": 0 },
+                { "type": "boolean" }
+            ]
+        },
         "description": s(g.subschema_for::<Option<String>>()),
         "environments": described(&strings, "Where the drill may run (`local` always may)."),
         "schedule": {
@@ -319,6 +330,7 @@ pub fn environments_schema() -> Value {
             "environments": {
                 "description": "Environments by name (lowercase letters, digits and `-`).",
                 "type": "object",
+                "propertyNames": { "pattern": DNS_LABEL },
                 "additionalProperties": env
             }
         },
