@@ -511,7 +511,13 @@ impl Controllers {
             ..Dirty::default()
         };
         loop {
+            let began = Instant::now();
             self.reconcile(std::mem::take(&mut dirty));
+            // Under a burst, gather for as long as the last pass took (20..100ms), so that the
+            // controllers spend at most about half their time reconciling.
+            let gather = began
+                .elapsed()
+                .clamp(Duration::from_millis(20), Duration::from_millis(100));
             let first = tokio::select! {
                 _ = self.sim.cancel.cancelled() => return,
                 r = rx.recv() => r,
@@ -528,7 +534,7 @@ impl Controllers {
                     // rather than once per handful of changes.
                     tokio::select! {
                         _ = self.sim.cancel.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                        _ = tokio::time::sleep(gather) => {}
                     }
                 }
                 match r {
