@@ -220,42 +220,60 @@ impl<'de> Deserialize<'de> for Pairs {
     }
 }
 
+/// Run on the embedded simulated Kubernetes cluster.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawSimulation {
+    /// The scenario file, relative to the drill (no `${...}`: it is read before variables).
     pub scenario: String,
 }
 
+/// Kubernetes pods: those of `namespace` matching `selector`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawKubeTarget {
     pub namespace: String,
+    /// A label selector, e.g. `app=checkout`.
     pub selector: String,
+    /// The workload that owns the pods, e.g. `deployment/checkout` (its recovery is watched).
     pub workload: Option<String>,
+    /// How many pods one injection hits (default 1); or `percent`.
     pub count: Option<i64>,
+    /// The share of the matching pods one injection hits, 1 to 100.
     pub percent: Option<Percent>,
+    /// The most pods one injection may hit.
     pub max_targets: Option<i64>,
 }
 
+/// Processes on this machine: by pid file or by exact command line (one of them).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawProcessTarget {
     pub pid_file: Option<String>,
+    /// The exact command line of the processes.
     pub command_line: Option<String>,
+    /// The most processes one injection may hit (default 1; command-line targets only).
     pub max_targets: Option<i64>,
 }
 
+/// Healthy when the URL answers with an expected status (and body, and in time).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawHttpProbe {
+    /// `http://` or `https://` (certificates are always verified).
     pub url: String,
+    /// GET (default), HEAD, POST, PUT, DELETE, PATCH or OPTIONS.
     pub method: Option<String>,
     #[serde(default)]
     pub headers: Pairs,
+    /// A status code or a list of them (default 200-299).
     pub expect_status: Option<OneOrMany<i64>>,
+    /// Text the body must contain.
     pub body_contains: Option<String>,
     pub timeout: Option<Dur>,
+    /// A slower answer counts as failing.
     pub max_latency: Option<Dur>,
+    /// The CA certificate (PEM) of an https service behind a private CA.
     pub ca_file: Option<String>,
 }
 
@@ -288,10 +306,13 @@ impl<'de> Deserialize<'de> for RawThreshold {
     }
 }
 
+/// Healthy when a PromQL query's value passes a threshold (a business signal).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawPrometheusProbe {
+    /// The Prometheus server, e.g. `http://127.0.0.1:9090`.
     pub url: String,
+    /// A PromQL instant query.
     pub query: String,
     pub expect: RawThreshold,
     pub series: Option<RawSeries>,
@@ -323,6 +344,7 @@ impl fmt::Debug for RawBasicAuth {
     }
 }
 
+/// Healthy when a TCP connection to `address` (`host:port`) opens.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawTcpProbe {
@@ -330,13 +352,17 @@ pub struct RawTcpProbe {
     pub timeout: Option<Dur>,
 }
 
+/// Healthy when the command exits 0.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawCommandProbe {
+    /// The program and its arguments (no shell).
     pub run: Vec<String>,
     pub timeout: Option<Dur>,
 }
 
+/// Healthy when a workload's replicas (or nodes) are ready, from a watch: one of
+/// `deployment`, `statefulset`, `replicaset` (`namespace/name`) or `nodes`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawKubeProbe {
@@ -348,16 +374,21 @@ pub struct RawKubeProbe {
     pub ready: Option<Ready>,
 }
 
+/// Delete pods of a `kubernetes` target.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawPodKill {
+    /// A `kubernetes` target.
     pub target: String,
+    /// The deletion's grace period (default 0s: a hard kill).
     pub grace_period: Option<Dur>,
 }
 
+/// Send a signal to processes of a `process` target.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawProcessKill {
+    /// A `process` target.
     pub target: String,
     // `SIGTERM`, `TERM` or `term`: its schema lists `check::SIGNALS`.
     #[schemars(schema_with = "signal_schema")]
@@ -383,42 +414,59 @@ fn signal_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
+/// Run a command that breaks something, and optionally one that mends it.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawCommandFault {
+    /// The program and its arguments (no shell).
     pub run: Vec<String>,
+    /// Run however the drill ends (journaled first, so even after a crash).
     pub revert: Option<Vec<String>>,
     pub timeout: Option<Dur>,
 }
 
+/// How fast the system must heal.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawRecovery {
+    /// The time to recover the drill must meet.
     pub objective: Dur,
+    /// How long the probes must stay passing to count as recovered.
     pub stable_for: Option<Dur>,
+    /// How long to wait for recovery before the trial fails.
     pub timeout: Option<Dur>,
+    /// The probes whose recovery counts (default: all).
     pub probes: Option<Vec<String>>,
 }
 
+/// Stop the drill early (and revert) when a probe fails too long or too often.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawAbort {
     pub probe: String,
+    /// The fault the condition counts from.
     pub after: Option<String>,
+    /// Abort when the probe has failed this long; or `error-rate` with `window`.
     pub failing_for: Option<Dur>,
     pub error_rate: Option<Rate>,
     pub window: Option<Dur>,
 }
 
+/// One environment: where its drills run and the rules they run under.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawEnvironment {
+    /// The kubeconfig context of the environment's cluster.
     pub kube_context: Option<String>,
+    /// An IANA time zone for schedules and windows (default UTC).
     pub time_zone: Option<String>,
+    /// Variables for `${name}` in drills; values may read `${env:NAME}`.
     #[serde(default)]
     pub vars: Pairs,
+    /// A run needs `--yes` (or a confirmation).
     #[serde(default)]
     pub protected: bool,
+    /// Drills must first pass in this environment (`within`).
     pub promote_from: Option<String>,
     pub within: Option<Dur>,
     /// Passing runs in `promote-from` needed within `within` (default 1).
