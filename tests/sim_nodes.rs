@@ -149,7 +149,7 @@ async fn pods_spread_over_zones_then_nodes() {
     let zones: BTreeSet<String> = db.iter().map(|p| zone(&node_of(p)).to_string()).collect();
     assert_eq!(zones.len(), 3, "one db pod per zone: {zones:?}");
     // The node's address, in 127.0.0.0/8, is the pod's hostIP; the truth names the node.
-    let nodes: Api<Node> = Api::all(client);
+    let nodes: Api<Node> = Api::all(client.clone());
     for p in &web {
         let node = nodes.get(&node_of(p)).await.unwrap();
         let ip = node.status.unwrap().addresses.unwrap()[0].address.clone();
@@ -160,6 +160,19 @@ async fn pods_spread_over_zones_then_nodes() {
         );
         let scheduled = first(&sim.truth(), TruthKind::PodScheduled, &name_of(p)).unwrap();
         assert_eq!(scheduled.node.as_deref(), Some(node_of(p).as_str()));
+    }
+    // Endpoints name each address's node.
+    let eps: Api<k8s_openapi::api::core::v1::Endpoints> = Api::namespaced(client, "shop");
+    let by_pod: BTreeMap<String, String> = web.iter().map(|p| (name_of(p), node_of(p))).collect();
+    let published = wait_for("six endpoints", Duration::from_secs(10), || async {
+        let e = eps.get("web").await.ok()?;
+        let addrs = e.subsets?.into_iter().next()?.addresses?;
+        (addrs.len() == 6).then_some(addrs)
+    })
+    .await;
+    for a in published {
+        let pod = a.target_ref.and_then(|r| r.name).unwrap_or_default();
+        assert_eq!(a.node_name.as_ref(), by_pod.get(&pod), "{pod}");
     }
     let n = nodes.get("b-1").await.unwrap();
     let labels = n.metadata.labels.unwrap();
