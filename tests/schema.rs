@@ -1,5 +1,5 @@
 //! The JSON Schema (`firedrill schema`, committed as `schema/*.json`) held to the loader by an
-//! independent validator: Python's `jsonschema` (draft 2020-12), reading the YAML with PyYAML
+//! independent validator: Python's `jsonschema` (the draft the schema names: 7), reading the YAML with PyYAML
 //! under YAML 1.2's core rules as the loader and yaml-language-server do (`yes` is text, not
 //! a boolean; `2024-01-01` is text, not a date). scripts/install-schema.sh installs both.
 //!
@@ -23,7 +23,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const VALIDATE: &str = r#"
 import json, re, sys
 import yaml
-from jsonschema import Draft202012Validator
+from jsonschema.validators import validator_for
 
 class Core12(yaml.SafeLoader):
     pass
@@ -75,8 +75,11 @@ for schema_path, path in json.load(sys.stdin):
     if schema_path not in validators:
         with open(schema_path) as f:
             schema = json.load(f)
-        Draft202012Validator.check_schema(schema)
-        validators[schema_path] = Draft202012Validator(schema)
+        cls = validator_for(schema, default=None)
+        if cls is None:
+            raise SystemExit(f'{schema_path}: no validator for $schema {schema.get("$schema")}')
+        cls.check_schema(schema)
+        validators[schema_path] = cls(schema)
     try:
         with open(path, 'rb') as f:
             doc = keys_as_text(yaml.load(f, Loader=Core12))
@@ -173,10 +176,8 @@ fn committed_schemas_are_what_the_binary_prints() {
             path.display()
         );
         let json: serde_json::Value = serde_json::from_str(&printed).expect("valid JSON");
-        assert_eq!(
-            json["$schema"],
-            "https://json-schema.org/draft/2020-12/schema"
-        );
+        // Draft 7: what yaml-language-server validates fully.
+        assert_eq!(json["$schema"], "http://json-schema.org/draft-07/schema#");
     }
     // The default is the experiment schema.
     let out = Command::new(env!("CARGO_BIN_EXE_firedrill"))
@@ -264,7 +265,7 @@ fn patterns_agree_with_the_loaders_parsers() {
             &names,
         ),
         (
-            "#/$defs/duration",
+            "#/definitions/duration",
             |t| check::duration(t).is_ok(),
             &[
                 "500ms",
@@ -298,7 +299,7 @@ fn patterns_agree_with_the_loaders_parsers() {
             ],
         ),
         (
-            "#/$defs/RawProcessKill/properties/signal",
+            "#/definitions/RawProcessKill/properties/signal",
             |t| check::signal(t).is_ok(),
             &[
                 "SIGTERM",
@@ -318,7 +319,7 @@ fn patterns_agree_with_the_loaders_parsers() {
             ],
         ),
         (
-            "#/$defs/threshold",
+            "#/definitions/threshold",
             |t| check::threshold(t).is_ok(),
             &[
                 ">= 50", "<=0.01", "== 1", "!= 0", ">50", "< -1.5e3", "> .5", "> 1.", "50", "< 5%",
@@ -326,7 +327,7 @@ fn patterns_agree_with_the_loaders_parsers() {
             ],
         ),
         (
-            "#/$defs/data-rate",
+            "#/definitions/data-rate",
             |t| check::rate(t).is_ok(),
             &[
                 "512KB/s", "1MiB/s", "8Mbit/s", "1.5 GB/s", "100B/s", "1kB/s", "512KB", "512/s",
@@ -341,10 +342,11 @@ fn patterns_agree_with_the_loaders_parsers() {
     let mut expected = Vec::new();
     for (i, (pointer, loader, samples)) in cases.iter().enumerate() {
         let schema = dir.path().join(format!("{i}.json"));
-        // `properties` applies to mappings only: here it is only what `$ref` may point into.
+        // Beside the `$ref`, only what it may point into (draft 7 ignores it otherwise).
         let one = serde_json::json!({
+            "$schema": full["$schema"],
             "$ref": pointer,
-            "$defs": full["$defs"],
+            "definitions": full["definitions"],
             "properties": full["properties"],
         });
         std::fs::write(&schema, one.to_string()).expect("write schema");

@@ -24,8 +24,12 @@ use super::model::postgres::PostgresProbeSpec;
 use super::model::{DurationText, FaultKind};
 use super::raw::*;
 
-const DRAFT: &str = "https://json-schema.org/draft/2020-12/schema";
-/// The `$defs` entry every interpolable scalar refers to.
+/// Draft 7: the newest draft yaml-language-server (and so VS Code's YAML extension, Neovim,
+/// Helix…) validates fully; nothing here needs a later one.
+const DRAFT: &str = "http://json-schema.org/draft-07/schema#";
+/// Where draft 7 keeps reusable subschemas.
+const DEFS: &str = "definitions";
+/// The definition every interpolable scalar refers to.
 const INTERPOLATED: &str = "interpolated";
 
 /// The pattern of environment names (`check::is_dns_label`).
@@ -247,7 +251,7 @@ pub fn experiment_schema() -> Value {
             "description": format!("{what} by name."),
             "type": if min.is_some() { json!("object") } else { json!(["object", "null"]) },
             "propertyNames": { "pattern": ENTRY_NAME },
-            "additionalProperties": { "$ref": format!("#/$defs/{entry}") }
+            "additionalProperties": { "$ref": format!("#/{DEFS}/{entry}") }
         });
         if let Some(min) = min {
             m["minProperties"] = json!(min);
@@ -284,7 +288,7 @@ pub fn experiment_schema() -> Value {
             "description": "What to break, in order.",
             "type": "array",
             "minItems": 1,
-            "items": { "$ref": "#/$defs/fault" }
+            "items": { "$ref": format!("#/{DEFS}/fault") }
         },
         "recovery": s(g.subschema_for::<RawRecovery>()),
         "abort-when": s(g.subschema_for::<Option<Vec<RawAbort>>>()),
@@ -301,12 +305,12 @@ pub fn experiment_schema() -> Value {
         "additionalProperties": false,
         "required": ["name", "probes", "faults", "recovery"],
         "properties": properties,
-        "$defs": defs,
+        DEFS: defs,
     });
     scalars_as_text(&mut root);
     interpolable(&mut root);
     // After the pass above, which would otherwise let it refer to itself.
-    root["$defs"][INTERPOLATED] = json!({
+    root[DEFS][INTERPOLATED] = json!({
         "description": "A `${name}` (a variable of the environment or the command line) or `${env:NAME}` reference, resolved before the value is checked.",
         "type": "string",
         "pattern": r"\$\{"
@@ -334,18 +338,22 @@ pub fn environments_schema() -> Value {
                 "additionalProperties": env
             }
         },
-        "$defs": defs,
+        DEFS: defs,
     });
     scalars_as_text(&mut root);
     root
 }
 
 fn generator() -> SchemaGenerator {
-    SchemaGenerator::new(schemars::generate::SchemaSettings::draft2020_12())
+    SchemaGenerator::new(schemars::generate::SchemaSettings::draft07())
 }
 
-/// `schema` with `description` set (a `$ref` keeps its target's own description otherwise).
+/// `schema` with `description` set. Draft 7 ignores what stands beside a `$ref`, so a
+/// reference is wrapped.
 fn described(schema: &Value, description: &str) -> Value {
+    if schema.get("$ref").is_some() {
+        return json!({ "description": description, "allOf": [schema] });
+    }
     let mut v = schema.clone();
     if let Some(m) = v.as_object_mut() {
         m.insert("description".into(), json!(description));
@@ -388,7 +396,7 @@ const ONE: &[&str] = &[
     "else",
     "contains",
 ];
-const MANY: &[&str] = &["properties", "patternProperties", "$defs"];
+const MANY: &[&str] = &["properties", "patternProperties", DEFS];
 const LIST: &[&str] = &["anyOf", "oneOf", "allOf", "prefixItems"];
 
 /// Applies `f` to every subschema of `schema` (not to `schema` itself).
@@ -500,7 +508,7 @@ fn interpolable(schema: &mut Value) {
             }
             wrapper.insert(
                 "anyOf".into(),
-                json!([original, { "$ref": format!("#/$defs/{INTERPOLATED}") }]),
+                json!([original, { "$ref": format!("#/{DEFS}/{INTERPOLATED}") }]),
             );
             *schema = Value::Object(wrapper);
         }
@@ -515,12 +523,12 @@ mod tests {
     #[test]
     fn deny_unknown_fields_is_additional_properties_false() {
         let s = experiment_schema();
-        let kube = &s["$defs"]["RawKubeTarget"];
+        let kube = &s[DEFS]["RawKubeTarget"];
         assert_eq!(kube["additionalProperties"], json!(false), "{kube:#}");
         assert_eq!(s["additionalProperties"], json!(false));
         let env = environments_schema();
         assert_eq!(
-            env["$defs"]["RawEnvironment"]["additionalProperties"],
+            env[DEFS]["RawEnvironment"]["additionalProperties"],
             json!(false)
         );
     }
@@ -528,7 +536,7 @@ mod tests {
     #[test]
     fn every_fault_kind_is_a_branch() {
         let s = experiment_schema();
-        let branches = s["$defs"]["fault"]["oneOf"].as_array().expect("oneOf");
+        let branches = s[DEFS]["fault"]["oneOf"].as_array().expect("oneOf");
         let titles: Vec<&str> = branches
             .iter()
             .filter_map(|b| b["title"].as_str())
