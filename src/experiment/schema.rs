@@ -268,7 +268,10 @@ pub fn experiment_schema() -> Value {
                 { "type": "boolean" }
             ]
         },
-        "description": s(g.subschema_for::<Option<String>>()),
+        "description": described(
+            &s(g.subschema_for::<Option<String>>()),
+            "What the drill does and what it expects, for people and reports.",
+        ),
         "environments": described(&strings, "Where the drill may run (`local` always may)."),
         "schedule": {
             "description": "When the drill runs by itself: a 5-field cron expression (minute hour day-of-month month day-of-week), e.g. `0 10 * * MON-FRI`.",
@@ -291,7 +294,10 @@ pub fn experiment_schema() -> Value {
             "items": { "$ref": format!("#/{DEFS}/fault") }
         },
         "recovery": s(g.subschema_for::<RawRecovery>()),
-        "abort-when": s(g.subschema_for::<Option<Vec<RawAbort>>>()),
+        "abort-when": described(
+            &s(g.subschema_for::<Option<Vec<RawAbort>>>()),
+            "Stop a trial early (and revert) when one of these holds.",
+        ),
         "repeat": described(&s(g.subschema_for::<i64>()), "Trials in one run, 1 to 1000."),
         "cooldown": described(&duration, "The pause between trials (default 5s)."),
         "max-duration": described(&duration, "The longest a run may take (default 24h)."),
