@@ -32,7 +32,7 @@ const DEFS: &str = "definitions";
 /// The definition every interpolable scalar refers to.
 const INTERPOLATED: &str = "interpolated";
 
-/// The pattern of environment names (`check::is_dns_label`).
+/// The pattern of drill and environment names (`check::is_dns_label`).
 const DNS_LABEL: &str = "^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$";
 
 /// The pattern of target and probe names (`check::entry_name`).
