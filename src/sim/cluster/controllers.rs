@@ -1,6 +1,7 @@
-//! Simulated controllers: the kubelet (per pod: scheduled → running → ready after the scenario's
-//! delays), the deployment, replica set and stateful set controllers (keep the pod count, keep
-//! status current) and the endpoints controller (publishes ready pods after the propagation delay).
+//! Simulated controllers: a new pod's way to its node (the schedule delay, then the scheduler,
+//! then that node's [`super::kubelet`]), the deployment, replica set and stateful set
+//! controllers (keep the pod count, keep status current) and the endpoints controller
+//! (publishes ready pods after the propagation delay).
 //!
 //! The workload controllers run as one task fed by the store's broadcast: every change marks
 //! its owning workload dirty, and a batch of changes is reconciled once, so a 10,000-pod start
@@ -14,11 +15,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::{
-    deployments, disruption, endpoints, fnv1a, is_ready, is_terminating, lifecycle, now_rfc3339,
-    owner, pods, replicasets, scheduler, set_at, statefulsets, suffix, Endpoint, Sim,
+    deployments, disruption, endpoints, fnv1a, is_ready, is_terminating, kubelet, lifecycle, owner,
+    pods, replicasets, scheduler, set_at, statefulsets, suffix, Endpoint, Sim,
 };
 use crate::sim::store::{meta_str, Change, Obj, ResId};
 use crate::sim::TruthKind;
@@ -28,60 +28,6 @@ async fn sleep_or_cancel(sim: &Sim, d: Duration) -> bool {
         _ = sim.cancel.cancelled() => false,
         _ = tokio::time::sleep(d) => true,
     }
-}
-
-fn condition(kind: &str, status: bool) -> Value {
-    json!({"type": kind, "status": if status { "True" } else { "False" },
-           "lastTransitionTime": now_rfc3339(), "lastProbeTime": null})
-}
-
-/// Applies one kubelet step to the pod if it is still the same, live incarnation and its node's
-/// kubelet still runs.
-fn kubelet_step(
-    sim: &Sim,
-    (ns, name, uid): (&str, &str, &str),
-    kubelet: &CancellationToken,
-    what: TruthKind,
-    step: impl FnOnce(&Sim, &mut Value),
-) -> bool {
-    let mut applied = false;
-    sim.store.mutate(&pods(), ns, name, |p| {
-        if meta_str(p, "uid") != uid || is_terminating(p) || kubelet.is_cancelled() {
-            return false;
-        }
-        step(sim, p);
-        applied = true;
-        true
-    });
-    if applied {
-        sim.record_truth(ns, name, what);
-    }
-    applied
-}
-
-pub fn container_statuses(pod: &Value, ready: bool, running: bool, ip_time: &str) -> Value {
-    let containers = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    Value::Array(
-        containers
-            .iter()
-            .map(|c| {
-                let name = c.get("name").cloned().unwrap_or(json!("app"));
-                let image = c.get("image").cloned().unwrap_or(json!("sim"));
-                let state = if running {
-                    json!({"running": {"startedAt": ip_time}})
-                } else {
-                    json!({"waiting": {"reason": "ContainerCreating"}})
-                };
-                json!({"name": name, "image": image, "imageID": "", "ready": ready,
-                       "started": running, "restartCount": 0, "state": state,
-                       "containerID": if running { json!(format!("sim://{}", meta_str(pod, "uid"))) } else { Value::Null }})
-            })
-            .collect(),
-    )
 }
 
 /// Drives one pod through Pending → scheduled (by the scheduler, after the schedule-delay) →
@@ -132,92 +78,7 @@ pub fn spawn_kubelet(sim: Arc<Sim>, pod: Arc<Obj>) {
             }
         };
         lifecycle::sweep_pod(&sim, &ns, &name);
-        run(sim, ns, name, uid, node, delays[1], delays[2]).await;
-    });
-}
-
-/// The kubelet of a booted node starting a bound pod again: Running after `start`, Ready after
-/// `ready` more.
-pub fn spawn_run(
-    sim: Arc<Sim>,
-    ns: String,
-    name: String,
-    uid: String,
-    node: String,
-    start: Duration,
-    ready: Duration,
-) {
-    tokio::spawn(run(sim, ns, name, uid, node, start, ready));
-}
-
-async fn run(
-    sim: Arc<Sim>,
-    ns: String,
-    name: String,
-    uid: String,
-    node: String,
-    start: Duration,
-    ready: Duration,
-) {
-    // A node that is off runs nothing; it starts its pods again when it boots.
-    let Some(kubelet) = sim.kubelet(&node) else {
-        return;
-    };
-    let wait = |d: Duration| {
-        let (sim, kubelet) = (sim.clone(), kubelet.clone());
-        async move {
-            tokio::select! {
-                _ = sim.cancel.cancelled() => false,
-                _ = kubelet.cancelled() => false,
-                _ = tokio::time::sleep(d) => true,
-            }
-        }
-    };
-    let id = (ns.as_str(), name.as_str(), uid.as_str());
-    if !wait(start).await {
-        return;
-    }
-    let running = kubelet_step(&sim, id, &kubelet, TruthKind::PodRunning, |sim, p| {
-        let now = now_rfc3339();
-        let ip = sim.next_pod_ip();
-        set_at(p, &["status", "phase"], json!("Running"));
-        set_at(p, &["status", "podIP"], json!(ip));
-        set_at(p, &["status", "podIPs"], json!([{"ip": ip}]));
-        set_at(p, &["status", "startTime"], json!(now));
-        set_at(
-            p,
-            &["status", "conditions"],
-            json!([
-                condition("PodScheduled", true),
-                condition("Initialized", true),
-                condition("ContainersReady", false),
-                condition("Ready", false),
-            ]),
-        );
-        let cs = container_statuses(p, false, true, &now);
-        set_at(p, &["status", "containerStatuses"], cs);
-    });
-    if !running || !wait(ready).await {
-        return;
-    }
-    kubelet_step(&sim, id, &kubelet, TruthKind::PodReady, |_, p| {
-        let started = p
-            .pointer("/status/startTime")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        set_at(
-            p,
-            &["status", "conditions"],
-            json!([
-                condition("PodScheduled", true),
-                condition("Initialized", true),
-                condition("ContainersReady", true),
-                condition("Ready", true),
-            ]),
-        );
-        let cs = container_statuses(p, true, true, &started);
-        set_at(p, &["status", "containerStatuses"], cs);
+        kubelet::run(sim, ns, name, uid, node, delays[1], delays[2]).await;
     });
 }
 

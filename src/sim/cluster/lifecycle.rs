@@ -286,15 +286,7 @@ fn ready(sim: &Arc<Sim>, name: &str) {
             let mut rng = sim.keyed_rng(&format!("{ns}/{pod}"), 1 + n);
             let start = t.start_delay.sample(&mut rng);
             let ready = t.ready_delay.sample(&mut rng);
-            super::controllers::spawn_run(
-                sim.clone(),
-                ns,
-                pod,
-                uid,
-                name.to_string(),
-                start,
-                ready,
-            );
+            super::kubelet::spawn_run(sim.clone(), ns, pod, uid, name.to_string(), start, ready);
         }
     }
 }

@@ -6,6 +6,8 @@
 pub mod controllers;
 /// PodDisruptionBudget status and the Eviction API's decision.
 pub mod disruption;
+/// A node's kubelet: runs the pods bound to it while the node is on.
+pub mod kubelet;
 /// The node lifecycle controller (power, cordon) and the taint manager.
 pub mod lifecycle;
 /// The node and usage index the scheduler decides on.

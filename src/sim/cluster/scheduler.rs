@@ -155,7 +155,7 @@ fn bind_to(sim: &Sim, ns: &str, name: &str, uid: &str, node: &str, preset: bool)
             &["status", "conditions"],
             json!([condition("True", None, None)]),
         );
-        let cs = super::controllers::container_statuses(p, false, false, "");
+        let cs = super::kubelet::container_statuses(p, false, false, "");
         set_at(p, &["status", "containerStatuses"], cs);
         bound = true;
         true
