@@ -524,7 +524,7 @@ impl Builder<'_, '_> {
                     return None;
                 }
             }
-            let ready = self.readiness(n, path, raw.ready)?;
+            let ready = self.readiness(n, path, raw.ready, "nodes")?;
             return Some(ProbeKind::KubeNodes(KubeNodesProbe { selector, ready }));
         }
         let given: Vec<(&str, &String)> = [
@@ -583,7 +583,7 @@ impl Builder<'_, '_> {
                 ),
             );
         }
-        let ready = self.readiness(n, path, raw.ready);
+        let ready = self.readiness(n, path, raw.ready, "replicas");
         (ok && ready.is_some()).then(|| {
             ProbeKind::Kubernetes(KubeProbe {
                 workload: WorkloadRef {
@@ -596,7 +596,13 @@ impl Builder<'_, '_> {
         })
     }
 
-    fn readiness(&mut self, n: &Node, path: &str, raw: Option<Ready>) -> Option<Readiness> {
+    fn readiness(
+        &mut self,
+        n: &Node,
+        path: &str,
+        raw: Option<Ready>,
+        of: &str,
+    ) -> Option<Readiness> {
         match raw {
             None | Some(Ready::All) => Some(Readiness::All),
             Some(Ready::AtLeast(k)) => match u32::try_from(k) {
@@ -605,7 +611,7 @@ impl Builder<'_, '_> {
                     self.cx.error(
                         at(n, "ready"),
                         &child_path(path, "ready"),
-                        format!("ready must be `all` or a number, found {k}"),
+                        format!("ready must be `all` or a number of {of}, found {k}"),
                         None,
                     );
                     None
