@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::cluster::{pods, set_at, Sim};
 use super::select::{json_patch, merge_patch, Selector};
 use super::store::{
-    meta_str, obj_key, rv_of, Change, ChangeKind, Obj, ResId, ResInfo, StoreError, WatchStart,
+    meta_str, rv_of, Change, ChangeKind, Obj, ObjKey, ResId, ResInfo, StoreError, WatchStart,
 };
 use super::table::table;
 use super::RequestRecord;
@@ -320,64 +320,58 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<(), ApiError> {
 /// Decoded query parameters (percent-decoding and `+` as space, as Go's url.ParseQuery does).
 struct Query(BTreeMap<String, String>);
 
-/// One page of a list, as the API server pages (`limit`, `continue`): items in (namespace,
-/// name) order; the continue token holds the list's resourceVersion and the last key
-/// returned. Every page reports the first page's resourceVersion, so a watch started from the
-/// end of a paged list replays whatever changed while it was being read, and misses nothing.
+/// What a list request asks of paging (`limit`, `continue`). Items come in (namespace, name)
+/// order; the continue token holds the list's resourceVersion and the last key examined, and
+/// the next page resumes after that key in the store's ordered map, so a page costs O(page)
+/// rather than O(n). Every page reports the first page's resourceVersion, so a watch started
+/// from the end of a paged list replays whatever changed while it was being read, and misses
+/// nothing. `remainingItemCount` (optional in Kubernetes) is not sent: counting it is O(n).
 #[derive(Debug, PartialEq)]
-struct Page {
-    start: usize,
-    end: usize,
-    rv: u64,
-    next: Option<String>,
-    remaining: usize,
+struct PageReq {
+    /// 0: everything at once.
+    limit: usize,
+    after: Option<ObjKey>,
+    /// The first page's resourceVersion, from the token.
+    rv: Option<u64>,
 }
 
-impl Page {
-    fn of(items: &[Arc<Obj>], rv: u64, q: &Query) -> Result<Page, ApiError> {
+impl PageReq {
+    fn of(q: &Query) -> Result<PageReq, ApiError> {
         let limit = match q.get("limit").filter(|l| !l.is_empty()) {
-            None => None,
-            Some(l) => match l.parse::<usize>() {
-                Ok(0) => None,
-                Ok(n) => Some(n),
-                Err(_) => {
-                    return Err(ApiError::bad_request(format!(
-                        "limit: invalid value {l:?}: must be a non-negative integer"
-                    )))
-                }
-            },
+            None => 0,
+            Some(l) => l.parse::<usize>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "limit: invalid value {l:?}: must be a non-negative integer"
+                ))
+            })?,
         };
-        // The store's own key, in whose order it lists.
-        let key = |o: &Arc<Obj>| obj_key(o.value());
-        let (start, rv) = match q.get("continue").filter(|c| !c.is_empty()) {
-            None => (0, rv),
-            Some(token) => {
-                let mut parts = token.splitn(3, '/');
-                let (Some(Ok(from_rv)), Some(ns), Some(name)) = (
-                    parts.next().map(str::parse::<u64>),
-                    parts.next(),
-                    parts.next(),
-                ) else {
-                    return Err(ApiError::bad_request(
-                        "continue key is not valid: pass the `continue` of the previous page unchanged",
-                    ));
-                };
-                let after = (ns.to_string(), name.to_string());
-                (items.partition_point(|o| key(o) <= after), from_rv)
-            }
+        let Some(token) = q.get("continue").filter(|c| !c.is_empty()) else {
+            return Ok(PageReq {
+                limit,
+                after: None,
+                rv: None,
+            });
         };
-        let end = limit.map_or(items.len(), |l| start.saturating_add(l).min(items.len()));
-        let next = (end < items.len()).then(|| {
-            let (ns, name) = key(&items[end - 1]);
-            format!("{rv}/{ns}/{name}")
-        });
-        Ok(Page {
-            start,
-            end,
-            rv,
-            next,
-            remaining: items.len() - end,
+        let mut parts = token.splitn(3, '/');
+        let (Some(Ok(rv)), Some(ns), Some(name)) = (
+            parts.next().map(str::parse::<u64>),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(ApiError::bad_request(
+                "continue key is not valid: pass the `continue` of the previous page unchanged",
+            ));
+        };
+        Ok(PageReq {
+            limit,
+            after: Some((ns.to_string(), name.to_string())),
+            rv: Some(rv),
         })
+    }
+
+    /// The token that resumes after `key`, for a list read at `rv`.
+    fn token(rv: u64, (ns, name): &ObjKey) -> String {
+        format!("{rv}/{ns}/{name}")
     }
 }
 
@@ -830,25 +824,26 @@ impl Api {
 
     fn list(&self, t: &Target, q: &Query, headers: &HeaderMap) -> ApiResult {
         let (labels, fields) = Self::selectors(q)?;
-        let (all, rv) = self.sim.store.list(&t.info.id(), t.ns.as_deref(), |o| {
-            labels.matches_labels(o) && fields.matches_fields(o)
-        });
-        let page = Page::of(&all, rv, q)?;
-        let items = &all[page.start..page.end];
-        let rv = page.rv;
+        let req = PageReq::of(q)?;
+        let page = self.sim.store.list_page(
+            &t.info.id(),
+            t.ns.as_deref(),
+            req.after.as_ref(),
+            req.limit,
+            |o| labels.matches_labels(o) && fields.matches_fields(o),
+        );
+        let rv = req.rv.unwrap_or(page.rv);
+        let next = page.next.as_ref().map(|k| PageReq::token(rv, k));
+        let items = &page.items[..];
         if wants_table(headers) {
             let mut table = table(&t.info, items, rv, q.get("includeObject"), true);
-            if let Some(next) = &page.next {
+            if let Some(next) = &next {
                 table["metadata"]["continue"] = json!(next);
-                table["metadata"]["remainingItemCount"] = json!(page.remaining);
             }
             return Ok(json_response(StatusCode::OK, &table));
         }
-        let more = match &page.next {
-            Some(next) => format!(
-                r#","continue":"{next}","remainingItemCount":{}"#,
-                page.remaining
-            ),
+        let more = match &next {
+            Some(next) => format!(r#","continue":{}"#, json!(next)),
             None => String::new(),
         };
         // Written by hand so that a 10,000-item list is serialized once, without building a
@@ -1594,34 +1589,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lists_page_by_limit_and_continue_without_losing_or_repeating_items() {
-        let pod = |ns: &str, name: &str| {
-            Arc::new(Obj::new(
-                json!({"metadata": {"namespace": ns, "name": name}}),
-            ))
-        };
-        let items = [pod("a", "x"), pod("a", "y"), pod("b", "x"), pod("b", "z")];
-        let first = Page::of(&items, 7, &Query::parse("limit=3")).unwrap();
-        assert_eq!((first.start, first.end, first.rv), (0, 3, 7));
-        assert_eq!(first.next.as_deref(), Some("7/b/x"));
-        assert_eq!(first.remaining, 1);
-        // The next page starts after the last key returned, whatever changed meanwhile, and
-        // reports the first page's resourceVersion.
-        let shifted = [
-            pod("a", "x"),
-            pod("a", "y"),
-            pod("b", "x"),
-            pod("b", "y"),
-            pod("b", "z"),
-        ];
-        let q = Query::parse("limit=3&continue=7%2Fb%2Fx");
-        let second = Page::of(&shifted, 9, &q).unwrap();
-        assert_eq!((second.start, second.end, second.rv), (3, 5, 7));
-        assert_eq!((second.next, second.remaining), (None, 0));
+    fn a_page_request_reads_limit_and_continue() {
+        let req = PageReq::of(&Query::parse("limit=3&continue=7%2Fb%2Fx")).unwrap();
+        assert_eq!(
+            req,
+            PageReq {
+                limit: 3,
+                after: Some(("b".into(), "x".into())),
+                rv: Some(7),
+            }
+        );
+        assert_eq!(PageReq::token(7, &("b".into(), "x".into())), "7/b/x");
         // No limit (or 0): everything at once.
         for q in ["", "limit=0"] {
-            let all = Page::of(&items, 7, &Query::parse(q)).unwrap();
-            assert_eq!((all.start, all.end, all.next), (0, 4, None));
+            let all = PageReq::of(&Query::parse(q)).unwrap();
+            assert_eq!((all.limit, all.after, all.rv), (0, None, None));
         }
         for bad in [
             "limit=-1",
@@ -1629,7 +1611,7 @@ mod tests {
             "continue=garbage",
             "continue=x%2Fa%2Fb",
         ] {
-            let e = Page::of(&items, 7, &Query::parse(bad)).unwrap_err();
+            let e = PageReq::of(&Query::parse(bad)).unwrap_err();
             assert_eq!(e.code, StatusCode::BAD_REQUEST, "{bad}");
         }
     }
@@ -1683,6 +1665,93 @@ mod tests {
         let list: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(list["items"].as_array().unwrap().len(), 6);
         assert_eq!(list["kind"], "ConfigMapList");
+        sim.cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_paged_list_covers_every_selected_object_once_in_order_across_changes() {
+        let sim = Arc::new(Sim::with_history(
+            Default::default(),
+            1,
+            Default::default(),
+            1000,
+        ));
+        let api = Api {
+            sim: sim.clone(),
+            resources: builtin(),
+            custom: Mutex::new(BTreeMap::new()),
+        };
+        let cm = ResId::new("", "configmaps");
+        let make = |ns: &str, i: usize| {
+            json!({"metadata": {"namespace": ns, "name": format!("c{i:03}"),
+                "labels": {"even": i.is_multiple_of(2).to_string()}}})
+        };
+        for ns in ["a", "b"] {
+            for i in 0..40 {
+                sim.create(&cm, make(ns, i)).unwrap();
+            }
+        }
+        let list = |path: &str, query: &str| {
+            let resp = api
+                .route(&Method::GET, path, query, &HeaderMap::new(), Bytes::new())
+                .unwrap();
+            async move {
+                let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                serde_json::from_slice::<Value>(&body).unwrap()
+            }
+        };
+        let key = |o: &Value| format!("{}/{}", meta_str(o, "namespace"), meta_str(o, "name"));
+        let mut seen = Vec::new();
+        let mut rvs = Vec::new();
+        let mut token = String::new();
+        let mut pages = 0;
+        loop {
+            let mut q = "labelSelector=even%3Dtrue&limit=7".to_string();
+            if !token.is_empty() {
+                q.push_str(&format!("&continue={token}"));
+            }
+            let page = list("/api/v1/configmaps", &q).await;
+            pages += 1;
+            rvs.push(page["metadata"]["resourceVersion"].clone());
+            seen.extend(page["items"].as_array().unwrap().iter().map(key));
+            if pages == 2 {
+                // Between pages: one object before the cursor and one after are added, one
+                // after it is deleted, and one after it stops matching.
+                let early = json!({"metadata": {"namespace": "a", "name": "a-early",
+                    "labels": {"even": "true"}}});
+                sim.create(&cm, early).unwrap();
+                sim.create(&cm, make("a", 100)).unwrap();
+                sim.create(&cm, make("b", 100)).unwrap();
+                sim.remove(&cm, "b", "c010", None).unwrap();
+                sim.store
+                    .mutate(&cm, "b", "c012", |o| {
+                        o["metadata"]["labels"]["even"] = json!("false");
+                        true
+                    })
+                    .unwrap();
+            }
+            match page["metadata"]["continue"].as_str() {
+                Some(next) => token = next.replace('/', "%2F"),
+                None => break,
+            }
+        }
+        let mut want: Vec<String> = ["a", "b"]
+            .iter()
+            .flat_map(|ns| (0..40).step_by(2).map(move |i| format!("{ns}/c{i:03}")))
+            .filter(|k| k != "b/c010" && k != "b/c012")
+            .collect();
+        want.extend(["a/c100".into(), "b/c100".into()]);
+        want.sort();
+        assert_eq!(seen, want, "every selected object once, in key order");
+        assert!(rvs.iter().all(|rv| *rv == rvs[0]), "{rvs:?}");
+        assert_eq!(pages, 6);
+        assert!(!seen.contains(&"a/a-early".to_string()));
+        // Without a limit: one page, no continue; a namespaced list stays in its namespace.
+        let all = list("/api/v1/namespaces/a/configmaps", "").await;
+        assert_eq!(all["items"].as_array().unwrap().len(), 42);
+        assert!(all["metadata"].get("continue").is_none());
         sim.cancel.cancel();
     }
 

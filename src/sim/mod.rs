@@ -86,12 +86,14 @@
 //! TooManyRequests with a DisruptionBudget cause while the budget allows no disruption, so
 //! `kubectl drain` works); coordination.k8s.io/v1 leases; any other `/apis/{group}/{version}/...` resource is
 //! stored as opaque JSON and listed in discovery once written. Verbs: list (label selectors in
-//! full syntax, field selectors on any dotted path; `limit`/`continue` ignored: one page), get,
+//! full syntax, field selectors on any dotted path; `limit`/`continue` paging in key order, each
+//! page O(page), no `remainingItemCount`), get,
 //! create (`generateName`), update (rv conflict → 409), patch (merge; strategic treated as
 //! merge; JSON patch; server-side apply approximated as merge), delete (grace via query or
 //! DeleteOptions, preconditions), deletecollection, watch (from an rv, from a snapshot, or
 //! `sendInitialEvents`; bookmarks; selectors; `timeoutSeconds`; 410 via an ERROR event when the
-//! rv is older than the retained history). `Accept: ...;as=Table` gets a meta.k8s.io/v1 Table.
+//! rv is older than the retained history: the last ~256 MiB of changes, kept as JSON text).
+//! `Accept: ...;as=Table` gets a meta.k8s.io/v1 Table.
 //!
 //! # Simplifications
 //!
