@@ -181,3 +181,53 @@ async fn latency_delays_a_long_stream_without_slowing_it() {
         "a 3s stream took {took:?} through 200ms of latency"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_holds_a_fast_streams_bandwidth_delay_product() {
+    // 128 MiB sent as fast as possible into 3s of latency: the proxy must take it all (it is
+    // what is in flight at this rate) long before the first byte is due at the server, not
+    // stop reading after a fixed few MiB and so throttle the sender to that much per 3s.
+    // No duration budget: the check compares two events of the same run.
+    const LEN: usize = 128 << 20;
+    const LATENCY: Duration = Duration::from_secs(3);
+    let sink = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink_addr = sink.local_addr().unwrap();
+    let (server, proxy) = proxy_to(sink_addr, 11).await;
+    server
+        .add_toxic("p", latency("lat", LATENCY, Stream::Upstream))
+        .unwrap();
+    let mut client = TcpStream::connect(proxy).await.unwrap();
+    let (mut upstream, _) = sink.accept().await.unwrap();
+    let start = Instant::now();
+    let sender = tokio::spawn(async move {
+        let buf = payload(1, 0, 1 << 20);
+        for _ in 0..LEN >> 20 {
+            client.write_all(&buf).await.unwrap();
+        }
+        let sent_at = start.elapsed();
+        client.shutdown().await.unwrap();
+        (client, sent_at)
+    });
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0usize;
+    let mut first_byte = None;
+    loop {
+        let n = upstream.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        first_byte.get_or_insert_with(|| start.elapsed());
+        got += n;
+    }
+    let (_client, sent_at) = sender.await.unwrap();
+    assert_eq!(got, LEN);
+    let first_byte = first_byte.unwrap();
+    assert!(
+        first_byte >= LATENCY,
+        "first byte after {first_byte:?}, before the latency"
+    );
+    assert!(
+        sent_at < first_byte,
+        "the sender needed {sent_at:?} to hand over 128 MiB, the first byte arrived after {first_byte:?}: the proxy throttled the stream"
+    );
+}

@@ -11,10 +11,20 @@
 //! returns to the fast loop.
 //!
 //! Latency is per chunk: reading continues while earlier chunks wait, so a latency toxic
-//! delays data without throttling throughput (up to the queue bound of [`QUEUE_CHUNKS`]).
+//! delays data without throttling throughput. The queue is bounded in bytes: [`QUEUE_BASE`]
+//! always, up to [`QUEUE_MAX`] while the writer is only waiting out the latency (the
+//! bandwidth-delay product of a fast stream), and never beyond the base while the process
+//! holds [`QUEUE_GLOBAL`] in all its queues. A destination that stops reading therefore
+//! holds at most the base, or what was already in flight.
+//!
+//! The wait is precise (see [`crate::timer`]) when the chunk is alone in the queue, as in
+//! request/response traffic. A chunk with more data queued behind it (a stream) is released
+//! on tokio's 1ms timer wheel, together with everything else that is due by then: at most
+//! ~1ms later than its due time, never earlier, and without a busy wait per chunk.
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -22,7 +32,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -34,10 +44,21 @@ use crate::timer::precise_sleep_until;
 /// Buffer of the fast path: 64 KiB moves a loopback TCP window in a few syscalls while two
 /// of them per connection stay affordable with thousands of connections.
 const FAST_BUF: usize = 64 * 1024;
-/// Read size in the pipeline.
+/// Read size in the pipeline; once a read fills it (a bulk stream), reads of [`BIG_BUF`].
 const SLOW_BUF: usize = 64 * 1024;
-/// Chunks that may wait in one direction's pipeline before reading pauses (memory bound).
-pub(crate) const QUEUE_CHUNKS: usize = 256;
+const BIG_BUF: usize = 1 << 20;
+/// Bytes one direction's pipeline may always hold, even when its destination does not read.
+pub(crate) const QUEUE_BASE: usize = 16 << 20;
+/// Bytes it may hold while all of them are waiting out a latency (not for the destination):
+/// a stream at rate R through latency L has R × L bytes in flight, which must be held to
+/// delay it without throttling it (1.6 GB/s through 100ms is 160 MB).
+const QUEUE_MAX: usize = 256 << 20;
+/// All pipelines of the process together grow beyond their base only while they hold less
+/// than this: a bound on memory whatever the number of connections.
+const QUEUE_GLOBAL: usize = 1 << 30;
+
+/// Bytes queued in every pipeline of the process.
+static QUEUED_TOTAL: AtomicUsize = AtomicUsize::new(0);
 
 /// Everything a connection needs from its proxy.
 pub(crate) struct ConnCtx {
@@ -346,6 +367,52 @@ enum WriterEnd {
     End(End),
 }
 
+/// The byte count of one direction's queue, shared by its reader and writer.
+#[derive(Default)]
+struct Backlog {
+    queued: AtomicUsize,
+    /// The writer sleeps until the oldest chunk is due: everything queued waits for the
+    /// latency, none for the destination.
+    waiting_on_latency: AtomicBool,
+    /// Signalled when bytes leave the queue or the writer starts waiting on the latency.
+    space: Notify,
+}
+
+impl Backlog {
+    fn may_read(&self) -> bool {
+        let queued = self.queued.load(Ordering::Relaxed);
+        queued < QUEUE_BASE
+            || (queued < QUEUE_MAX
+                && self.waiting_on_latency.load(Ordering::Relaxed)
+                && QUEUED_TOTAL.load(Ordering::Relaxed) < QUEUE_GLOBAL)
+    }
+
+    fn add(&self, n: usize) {
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        QUEUED_TOTAL.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn remove(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+        QUEUED_TOTAL.fetch_sub(n, Ordering::Relaxed);
+        self.space.notify_one();
+    }
+
+    fn set_waiting_on_latency(&self, waiting: bool) {
+        self.waiting_on_latency.store(waiting, Ordering::Relaxed);
+        if waiting {
+            self.space.notify_one();
+        }
+    }
+}
+
+impl Drop for Backlog {
+    fn drop(&mut self) {
+        // Chunks dropped with a closing connection leave the process-wide count too.
+        QUEUED_TOTAL.fetch_sub(*self.queued.get_mut(), Ordering::Relaxed);
+    }
+}
+
 /// Runs the reader/writer pipeline until the connection ends (Some) or no toxic is left (None).
 async fn pipeline<R, W>(
     src: &mut R,
@@ -358,33 +425,44 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (tx, mut rx) = mpsc::channel::<Chunk>(QUEUE_CHUNKS);
+    // Unbounded in chunks: `backlog` bounds it in bytes.
+    let (tx, mut rx) = mpsc::unbounded_channel::<Chunk>();
+    let backlog = Backlog::default();
     let stop = CancellationToken::new();
     let reader = async {
         let tx = tx;
         let mut buf = BytesMut::new();
+        let mut want = SLOW_BUF;
         loop {
-            if buf.capacity() < SLOW_BUF / 4 {
-                buf.reserve(SLOW_BUF);
+            while !backlog.may_read() {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = backlog.space.notified() => {}
+                }
             }
+            if buf.capacity() < want / 4 {
+                buf.reserve(want);
+            }
+            let spare = buf.capacity() - buf.len();
             let n = tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Ok(()),
                 r = src.read_buf(&mut buf) => r?,
             };
+            // A read that filled its buffer is a stream: read more per syscall.
+            want = if n == spare { BIG_BUF } else { SLOW_BUF };
             let msg = if n == 0 {
                 Chunk::Eof
             } else {
+                backlog.add(n);
                 Chunk::Data(buf.split().freeze(), Instant::now())
             };
             let eof = matches!(msg, Chunk::Eof);
-            // Send first: when the writer went back to the fast path the queue was empty, so
-            // this send completes and the chunk is drained after the join, not lost. Only a
-            // full queue of a closing connection takes the stop branch.
-            tokio::select! {
-                biased;
-                r = tx.send(msg) => if r.is_err() { return Ok(()) },
-                _ = stop.cancelled() => return Ok(()),
+            // When the writer went back to the fast path the queue was empty, so this chunk
+            // is drained after the join, not lost.
+            if tx.send(msg).is_err() {
+                return Ok(());
             }
             if eof {
                 return Ok::<(), io::Error>(());
@@ -392,7 +470,7 @@ where
         }
     };
     let writer = async {
-        let r = writer(dst, &mut rx, toxics, st, watching).await;
+        let r = writer(dst, &mut rx, &backlog, toxics, st, watching).await;
         stop.cancel();
         r
     };
@@ -409,7 +487,10 @@ where
             // The reader may have queued a chunk after the writer last looked.
             while let Ok(chunk) = rx.try_recv() {
                 match chunk {
-                    Chunk::Data(d, _) => dst.write_all(&d).await?,
+                    Chunk::Data(d, _) => {
+                        dst.write_all(&d).await?;
+                        backlog.remove(d.len());
+                    }
                     Chunk::Eof => {
                         dst.shutdown().await?;
                         return Ok(Some(End::Eof));
@@ -419,6 +500,15 @@ where
             Ok(None)
         }
     }
+}
+
+/// Waits until `due`, precisely when `precise`, else on tokio's timer wheel (up to ~1ms
+/// late); never returns before `due`.
+async fn latency_wait(due: Instant, precise: bool) {
+    if !precise {
+        tokio::time::sleep_until(due).await;
+    }
+    precise_sleep_until(due).await;
 }
 
 /// A future that completes at `at`, or never.
@@ -431,7 +521,8 @@ async fn sleep_opt(at: Option<Instant>) {
 
 async fn writer<W>(
     dst: &mut W,
-    rx: &mut mpsc::Receiver<Chunk>,
+    rx: &mut mpsc::UnboundedReceiver<Chunk>,
+    backlog: &Backlog,
     toxics: &mut watch::Receiver<ToxicSet>,
     st: &mut DirState,
     watching: &mut bool,
@@ -478,21 +569,36 @@ where
             let delay = latency.as_secs_f64() + jitter.as_secs_f64() * jitter_draw;
             let due = read_at + Duration::from_secs_f64(delay.max(0.0));
             if due > Instant::now() {
-                tokio::select! {
+                // Alone in the queue (request/response): a precise wait. With more queued
+                // behind it (a stream): the timer wheel, then everything due goes at once.
+                let alone = rx.is_empty();
+                backlog.set_waiting_on_latency(true);
+                let woke = tokio::select! {
                     biased;
-                    r = toxics.changed(), if *watching => {
-                        // Re-plan this chunk against the new toxics (a removed latency
-                        // releases it at once).
-                        if r.is_err() { *watching = false; }
+                    r = toxics.changed(), if *watching => Some(r.is_ok()),
+                    _ = sleep_opt(eff.reset_at) => None,
+                    _ = latency_wait(due, alone) => Some(true),
+                };
+                backlog.set_waiting_on_latency(false);
+                match woke {
+                    None => return Ok(WriterEnd::End(End::Reset)),
+                    Some(true) if Instant::now() >= due => {}
+                    Some(ok) => {
+                        // The toxics changed: re-plan this chunk against them (a removed
+                        // latency releases it at once).
+                        if !ok {
+                            *watching = false;
+                        }
                         pending = Some((data, read_at, jitter_draw));
                         continue;
                     }
-                    _ = sleep_opt(eff.reset_at) => return Ok(WriterEnd::End(End::Reset)),
-                    _ = precise_sleep_until(due) => {}
                 }
             }
         }
-        if let Some(end) = deliver(dst, data, toxics, st, watching).await? {
+        let len = data.len();
+        let delivered = deliver(dst, data, toxics, st, watching).await;
+        backlog.remove(len);
+        if let Some(end) = delivered? {
             return Ok(WriterEnd::End(end));
         }
     }
