@@ -6,7 +6,9 @@
 //! - toxics can be added, changed and removed while connections are open, and take effect on
 //!   them at once (a chunk waiting out a removed latency toxic is released immediately);
 //! - latency is per chunk: each read is delivered `latency ± jitter` after it was read, in
-//!   order, without throttling throughput (see `link`), with a precise wait (see `timer`);
+//!   order, without throttling throughput (see `link`), with a precise wait (see `timer`)
+//!   for a chunk alone in the queue; a chunk of a stream (more queued behind it) goes on the
+//!   1ms timer wheel with all that is due, at most ~1ms late and never early;
 //! - with no toxic a connection is a plain copy loop with no timers;
 //! - whether a toxic affects a connection is drawn once per connection from a RNG seeded by
 //!   the server's seed and the connection's sequence number, so runs are reproducible;
