@@ -15,12 +15,13 @@ use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::Router;
 use serde_json::{json, Value};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use super::cluster::{pods, set_at, Sim};
 use super::select::{json_patch, merge_patch, Selector};
 use super::store::{
-    meta_str, rv_of, Change, ChangeKind, Obj, ObjKey, ResId, ResInfo, StoreError, WatchStart,
+    meta_str, rv_of, Change, ChangeKind, Live, Obj, ObjKey, ResId, ResInfo, StoreError,
+    Subscription, WatchKey, WatchStart,
 };
 use super::table::table;
 use super::RequestRecord;
@@ -1393,7 +1394,13 @@ impl Api {
         let sim = self.sim.clone();
         let ns = t.ns.clone();
         let info = t.info.clone();
-        let (mut w, start) = match sim.store.watch(&id, ns.as_deref(), since) {
+        // What the selectors pin, so that the store hands this watch only what may match.
+        let key = match (labels.pinned_label(), fields.pinned("metadata.name")) {
+            (Some((k, v)), _) => WatchKey::Label(k.to_string(), v.to_string()),
+            (None, Some(name)) => WatchKey::Name(name.to_string()),
+            (None, None) => WatchKey::All,
+        };
+        let (mut w, start) = match sim.store.watch(&id, ns.as_deref(), since, key) {
             Ok((start, live)) => (
                 Watch {
                     labels,
@@ -1459,6 +1466,14 @@ impl Api {
                     _ = cancel.cancelled() => return,
                     _ = &mut deadline => return,
                     _ = tick.tick(), if bookmarks => {
+                        // A watch is handed only the changes that may concern it, so its own
+                        // last rv can lag far behind: a bookmark names the store's rv when
+                        // nothing is waiting (everything up to it that concerns this watch
+                        // has then been sent).
+                        let now = sim.store.current_rv();
+                        if w.live.is_idle() {
+                            w.last_rv = w.last_rv.max(now);
+                        }
                         let bm = json!({"kind": w.info.kind, "apiVersion": w.info.api_version(),
                             "metadata": {"resourceVersion": w.last_rv.to_string()}});
                         if !w.send_line(&json!({"type": "BOOKMARK", "object": bm})).await {
@@ -1466,18 +1481,17 @@ impl Api {
                         }
                     }
                     r = w.live.recv() => match r {
-                        Ok(c) => {
+                        Live::Change(c) => {
                             if !w.send_change(&c).await {
                                 return;
                             }
                         }
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                        Live::Lagged => {
                             let status = ApiError::new(StatusCode::GONE, "Expired",
                                 "watch fell too far behind; list again").status_value();
                             w.send_line(&json!({"type": "ERROR", "object": status})).await;
                             return;
                         }
-                        Err(broadcast::error::RecvError::Closed) => return,
                     }
                 }
             }
@@ -1512,7 +1526,7 @@ struct Watch {
     /// `info.id()`, kept: every change of every resource passes through every watch.
     res: ResId,
     info: ResInfo,
-    live: broadcast::Receiver<Arc<Change>>,
+    live: Subscription,
     tx: mpsc::Sender<Bytes>,
     last_rv: u64,
 }

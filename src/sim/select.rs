@@ -1,6 +1,8 @@
 //! Label and field selectors (the full label selector syntax of the real API) and the patch
 //! formats: JSON merge patch (also used for strategic merge patch) and JSON patch.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,12 +105,32 @@ impl Selector {
         Ok(Selector { reqs })
     }
 
-    fn matches_with(&self, lookup: impl Fn(&str) -> Option<String>) -> bool {
+    /// A value every match has at `key` (a `key=value`, `key==value` or `key in (value)`
+    /// requirement), if the selector names one: what an index can look up.
+    pub fn pinned(&self, key: &str) -> Option<&str> {
+        self.reqs.iter().find_map(|r| match r {
+            Req::Eq(k, v) if k == key => Some(v.as_str()),
+            Req::In(k, vs) if k == key && vs.len() == 1 => Some(vs[0].as_str()),
+            _ => None,
+        })
+    }
+
+    /// The first requirement that pins a label to one value, as (key, value).
+    pub fn pinned_label(&self) -> Option<(&str, &str)> {
+        self.reqs.iter().find_map(|r| match r {
+            Req::Eq(k, v) => Some((k.as_str(), v.as_str())),
+            Req::In(k, vs) if vs.len() == 1 => Some((k.as_str(), vs[0].as_str())),
+            _ => None,
+        })
+    }
+
+    fn matches_with<'a>(&self, lookup: impl Fn(&str) -> Option<Cow<'a, str>>) -> bool {
+        let has = |x: &str, vs: &[String]| vs.iter().any(|v| v == x);
         self.reqs.iter().all(|r| match r {
             Req::Eq(k, v) => lookup(k).as_deref() == Some(v.as_str()),
             Req::NotEq(k, v) => lookup(k).as_deref() != Some(v.as_str()),
-            Req::In(k, vs) => lookup(k).is_some_and(|x| vs.contains(&x)),
-            Req::NotIn(k, vs) => lookup(k).is_none_or(|x| !vs.contains(&x)),
+            Req::In(k, vs) => lookup(k).is_some_and(|x| has(&x, vs)),
+            Req::NotIn(k, vs) => lookup(k).is_none_or(|x| !has(&x, vs)),
             Req::Exists(k) => lookup(k).is_some(),
             Req::NotExists(k) => lookup(k).is_none(),
         })
@@ -118,12 +140,12 @@ impl Selector {
         if self.reqs.is_empty() {
             return true;
         }
-        let labels = obj.pointer("/metadata/labels");
+        let labels = obj.get("metadata").and_then(|m| m.get("labels"));
         self.matches_with(|k| {
             labels
                 .and_then(|l| l.get(k))
                 .and_then(Value::as_str)
-                .map(str::to_string)
+                .map(Cow::Borrowed)
         })
     }
 
@@ -138,13 +160,13 @@ impl Selector {
             for seg in path.split('.') {
                 match cur.get(seg) {
                     Some(v) => cur = v,
-                    None => return Some(String::new()),
+                    None => return Some(Cow::Borrowed("")),
                 }
             }
             Some(match cur {
-                Value::String(s) => s.clone(),
-                Value::Null => String::new(),
-                other => other.to_string(),
+                Value::String(s) => Cow::Borrowed(s.as_str()),
+                Value::Null => Cow::Borrowed(""),
+                other => Cow::Owned(other.to_string()),
             })
         })
     }
