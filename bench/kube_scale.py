@@ -4,6 +4,7 @@
     cargo build --release
     python3 bench/kube_scale.py [--deployments 100] [--replicas 100] [--kill 1000]
                                 [--bin target/release/firedrill] [--keep DIR]
+    python3 bench/kube_scale.py --deployments 1000 --replicas 100 --kill 10000   # 100,000 pods
 
 Two processes, as a user would run them: `firedrill sim` serves a scenario of
 DEPLOYMENTS x REPLICAS pods on 127.0.0.1 and writes its ground truth (every simulated
@@ -11,7 +12,8 @@ transition, wall-clock stamped) on shutdown (`--truth-out`); `firedrill run` exe
 drill against it through a kube context: one `pod-kill` of KILL pods chosen among all of them
 (`max-targets` raised to allow it) and one `kubernetes` readiness probe per deployment.
 
-Reported: how long the scenario takes to load (all pods ready), the kill's wall time (first
+Reported: how long the scenario takes to load (all pods ready), what a paged LIST of every pod
+costs (500 a page, as kube-rs's watcher lists; whole and per page), the kill's wall time (first
 delete sent to last delete answered), time until every replacement is ready (from the drill's
 own pod phases, and from the simulator's truth), the drill's TTR, peak RSS of both processes
 (VmHWM / wait4), and the watch event latency: for every pod step the drill observed (deleted,
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 KUBELET = {"schedule-delay": "50ms", "start-delay": "300ms", "ready-delay": "500ms"}
@@ -123,6 +126,23 @@ def wait_all_ready(api, deployments, replicas, timeout):
     raise SystemExit("the scenario did not become ready within %ds" % timeout)
 
 
+def paged_list(api, selector, limit=500):
+    """Pages through the pods `selector` matches; returns (items, pages, seconds per page)."""
+    base = api + "/api/v1/namespaces/scale/pods?limit=%d&labelSelector=%s" % (
+        limit, urllib.parse.quote(selector))
+    token, items, times = None, 0, []
+    while True:
+        url = base + ("&continue=" + urllib.parse.quote(token, safe="") if token else "")
+        t = time.monotonic()
+        with urllib.request.urlopen(url, timeout=60) as r:
+            page = json.load(r)
+        times.append(time.monotonic() - t)
+        items += len(page["items"])
+        token = page["metadata"].get("continue")
+        if not token:
+            return items, len(times), times
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", default="target/release/firedrill")
@@ -164,9 +184,17 @@ def main():
                 break
         if api is None:
             raise SystemExit("firedrill sim did not start; see %s" % path("sim.log"))
-        wait_all_ready(api, args.deployments, args.replicas, timeout=300)
+        wait_all_ready(api, args.deployments, args.replicas, timeout=max(300, pods // 100))
         loaded = time.monotonic() - started
         print("scenario: %d pods ready %.2fs after `firedrill sim` was spawned" % (pods, loaded))
+        print("load average before the drill: %.2f %.2f %.2f" % os.getloadavg())
+        n, pages, times = paged_list(api, "tier=web")
+        print("paged list of every pod (tier=web, 500 a page): %d items in %d pages, %.2fs; "
+              "a page p50 %.1f ms, max %.1f ms" % (n, pages, sum(times), pct(times, 50) * 1e3,
+                                                    max(times) * 1e3))
+        n, pages, times = paged_list(api, "app=web-%03d" % (args.deployments - 1))
+        print("paged list of the last deployment's pods: %d items in %d pages, %.1f ms"
+              % (n, pages, sum(times) * 1e3))
 
         env = dict(os.environ, KUBECONFIG=path("kubeconfig"), RUST_LOG="warn")
         t0 = time.monotonic()
@@ -183,7 +211,7 @@ def main():
     finally:
         sim.send_signal(signal.SIGTERM)
         try:
-            sim.wait(timeout=60)
+            sim.wait(timeout=120)
         except subprocess.TimeoutExpired:
             sim.kill()
     if run.returncode != 0:
