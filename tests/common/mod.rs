@@ -4,6 +4,7 @@
 
 pub mod net;
 pub mod patroni;
+pub mod pgbackrest;
 pub mod proxy;
 pub mod sim;
 pub mod sticky;
