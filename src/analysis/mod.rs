@@ -47,6 +47,7 @@
 pub mod operators;
 pub mod phases;
 pub mod regression;
+pub mod restore;
 pub mod rpo;
 pub mod stats;
 pub mod summary;

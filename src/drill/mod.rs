@@ -324,7 +324,12 @@ impl Executor<'_> {
         let mut stopped_injecting = None;
         // A step that did not start (its bound passed, a stop, an abort condition).
         let mut step_stop = None;
+        // A backup that did not restore: the drill's finding, the trial fails.
+        let mut restore_failed: Option<String> = None;
         for (fi, f) in self.plan.faults.iter().enumerate() {
+            if restore_failed.is_some() {
+                break;
+            }
             if self.opts.cancel.is_cancelled() {
                 break;
             }
@@ -419,12 +424,18 @@ impl Executor<'_> {
                 }
             }
             match injected_now {
-                Ok(inj) => {
+                Ok(mut inj) => {
                     self.rec.set_injected(
                         fi,
                         self.clock.offset(inj.sent_at),
                         self.clock.offset(inj.accepted_at),
                     );
+                    if let Some(run) = inj.restore.take() {
+                        if let Some(why) = &run.failure {
+                            restore_failed.get_or_insert(format!("{label}: {why}"));
+                        }
+                        self.rec.set_restore(label.clone(), *run);
+                    }
                     self.rec.event(
                         Some(index),
                         EventKind::FaultInjected {
@@ -465,6 +476,11 @@ impl Executor<'_> {
             (TrialOutcome::Inconclusive, e)
         } else if let Some(stop) = step_stop {
             stop
+        } else if let Some(why) = restore_failed {
+            (
+                TrialOutcome::NotRecovered,
+                format!("trial {index}: the backup did not restore ({why})"),
+            )
         } else if applied.is_empty() && maybe.is_empty() {
             (
                 TrialOutcome::Aborted,

@@ -12,8 +12,8 @@ use crate::analysis::{self, ProbeVerdict, TrialVerdict};
 use crate::experiment::{AbortCondition, Experiment, ProbeKind};
 use crate::probe::ProbeSample;
 use crate::report::record::{
-    FaultRecord, LatencySummary, Outcome, PhaseLatency, ProbeTrial, RunRecord, StepVerdict,
-    TrialOutcome, TrialRecord,
+    FaultRecord, LatencySummary, Outcome, PhaseLatency, ProbeTrial, RestoreRecord, RunRecord,
+    StepVerdict, TrialOutcome, TrialRecord,
 };
 use crate::timeline::{human, Clock, Event, EventKind, Phase, Sample, Trace};
 
@@ -61,6 +61,7 @@ struct Trial {
     latency: Vec<[Histogram<u64>; 3]>,
     lateness: Vec<Histogram<u64>>,
     faults: Vec<FaultRecord>,
+    restore: Option<RestoreRecord>,
 }
 
 /// The samples of one probe from one step of a scenario on: the step's faults (a step and the
@@ -203,6 +204,7 @@ impl Recorder {
                 .collect(),
             lateness: (0..n).map(|_| histogram()).collect(),
             faults: Vec::new(),
+            restore: None,
         });
     }
 
@@ -502,14 +504,35 @@ impl Recorder {
 
     pub fn trial_verdict(&self, plan: &Plan) -> TrialVerdict {
         let v = self.verdicts();
-        analysis::trial_verdict(
+        let probes = analysis::trial_verdict(
             self.live
                 .iter()
                 .zip(&v)
                 .filter(|(l, _)| plan.recovery.contains(&l.name))
                 .map(|(_, v)| v),
             self.objective,
-        )
+        );
+        self.with_restore(probes, self.trial.as_ref().and_then(|t| t.restore.as_ref()))
+    }
+
+    /// A trial with a restore is judged by it (the analysis module decides).
+    fn with_restore(&self, probes: TrialVerdict, restore: Option<&RestoreRecord>) -> TrialVerdict {
+        match restore {
+            None => probes,
+            Some(r) => analysis::restore::trial_verdict(
+                probes,
+                r.numbers.rto,
+                r.run.failure.is_none(),
+                self.objective,
+            ),
+        }
+    }
+
+    /// A restore's outcome, from its injection.
+    pub fn set_restore(&mut self, fault: String, run: crate::fault::restore::RestoreRun) {
+        if let Some(t) = &mut self.trial {
+            t.restore = Some(RestoreRecord::new(fault, run));
+        }
     }
 
     pub fn unrecovered(&self, plan: &Plan) -> String {
@@ -599,14 +622,15 @@ impl Recorder {
         let verdicts = self.verdicts();
         if let Some(t) = self.trial.take() {
             let verdict = t.t_inject.map(|_| {
-                analysis::trial_verdict(
+                let probes = analysis::trial_verdict(
                     self.live
                         .iter()
                         .zip(&verdicts)
                         .filter(|(l, _)| self.is_recovery_probe(l))
                         .map(|(_, v)| v),
                     self.objective,
-                )
+                );
+                self.with_restore(probes, t.restore.as_ref())
             });
             let probes = self
                 .live
@@ -676,6 +700,7 @@ impl Recorder {
                 verdict,
                 faults,
                 probes,
+                restore: t.restore,
                 note: (!why.is_empty()).then(|| why.clone()),
             });
         }

@@ -220,6 +220,7 @@ pub fn experiment_schema() -> Value {
                     s(g.subschema_for::<RawZoneOutage>())
                 }
                 FaultKind::Node(_) => node_fault.clone(),
+                FaultKind::Restore => s(g.subschema_for::<super::model::restore::RestoreSpec>()),
             };
             (k.key(), body)
         })
@@ -309,7 +310,15 @@ pub fn experiment_schema() -> Value {
         "description": "A chaos or disaster-recovery drill (https://github.com/firedrill): what to break, which probes say the system is healthy, and how fast it must heal.",
         "type": "object",
         "additionalProperties": false,
-        "required": ["name", "probes", "faults", "recovery"],
+        "required": ["name", "faults", "recovery"],
+        // Probes are required unless every fault is a `restore` (a restore drill measures the
+        // restore itself), as the loader has it.
+        "if": {
+            "properties": {
+                "faults": { "type": "array", "items": { "type": "object", "required": ["restore"] } }
+            }
+        },
+        "else": { "required": ["probes"] },
         "properties": properties,
         DEFS: defs,
     });

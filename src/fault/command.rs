@@ -63,6 +63,7 @@ impl CommandFault {
             deleted_pods: vec![],
             revert: self.revert_plan(),
             duration: None,
+            restore: None,
         })
     }
 

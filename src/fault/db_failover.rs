@@ -397,6 +397,7 @@ impl DbFailover {
                         deleted_pods: vec![],
                         revert: RevertPlan::Irreversible { why },
                         duration: None,
+                        restore: None,
                     },
                     record,
                 ))
@@ -501,6 +502,7 @@ impl DbFailover {
                         deleted_pods: vec![],
                         revert: RevertPlan::Irreversible { why },
                         duration: None,
+                        restore: None,
                     },
                     FailoverRecord {
                         old_leader: old,
@@ -535,6 +537,7 @@ impl DbFailover {
                         deleted_pods: vec![],
                         revert: RevertPlan::Irreversible { why },
                         duration: None,
+                        restore: None,
                     },
                     FailoverRecord {
                         old_leader: old,

@@ -12,6 +12,7 @@ pub mod network;
 pub mod node;
 pub mod pod_kill;
 pub mod process_kill;
+pub mod restore;
 
 use std::time::Duration;
 
@@ -154,6 +155,12 @@ pub enum RevertPlan {
         #[serde(with = "humantime_serde")]
         timeout: Duration,
     },
+    /// Stop a restore drill's scratch instance and remove its directory (only one with
+    /// firedrill's marker of this run).
+    RestoreTeardown {
+        dir: std::path::PathBuf,
+        run_id: String,
+    },
 }
 
 impl RevertPlan {
@@ -184,6 +191,9 @@ impl RevertPlan {
                 let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
                 format!("run `{}` for node {}", argv.join(" "), names.join(", "))
             }
+            RevertPlan::RestoreTeardown { dir, .. } => {
+                format!("stop the scratch instance and remove {}", dir.display())
+            }
         }
     }
 }
@@ -209,6 +219,8 @@ pub struct Injection {
     /// A fault that lasts (latency) is reverted this long after injection; instant faults
     /// (a kill) have none.
     pub duration: Option<Duration>,
+    /// A restore drill's phases, numbers and finding.
+    pub restore: Option<Box<restore::RestoreRun>>,
 }
 
 /// A fault ready to inject, built from the experiment.
@@ -219,6 +231,7 @@ pub enum Fault {
     Network(Box<network::NetworkFault>),
     DbFailover(Box<db_failover::DbFailover>),
     Node(Box<node::NodeFault>),
+    Restore(Box<restore::RestoreFault>),
 }
 
 /// What building faults needs from the platform.
@@ -341,6 +354,12 @@ impl Fault {
                     ctx.seed,
                 ))))
             }
+            FaultSpec::Restore(spec) => Ok(Fault::Restore(Box::new(restore::RestoreFault::new(
+                (**spec).clone(),
+                &ctx.run_id,
+                index,
+                ctx.seed,
+            )))),
             FaultSpec::PodKill {
                 target,
                 grace_period,
@@ -386,6 +405,7 @@ impl Fault {
             }
             Fault::Command(_) => Ok(None),
             Fault::Node(f) => f.prepare().await.map(Some),
+            Fault::Restore(f) => f.prepare().await.map(Some),
             Fault::Network(f) => f.prepare().await,
             Fault::DbFailover(f) => {
                 let r = f.prepare().await?;
@@ -431,6 +451,7 @@ impl Fault {
             Fault::Network(f) => f.label(),
             Fault::DbFailover(f) => format!("db-failover {}", f.name()),
             Fault::Node(f) => f.label(),
+            Fault::Restore(f) => f.label(),
         }
     }
 
@@ -443,6 +464,7 @@ impl Fault {
             Fault::Network(f) => f.describe(),
             Fault::DbFailover(f) => f.describe(),
             Fault::Node(f) => f.describe(),
+            Fault::Restore(f) => f.describe(),
         }
     }
 
@@ -461,6 +483,7 @@ impl Fault {
             },
             Fault::Network(f) => f.planned_revert(),
             Fault::Node(f) => f.planned_revert(),
+            Fault::Restore(f) => f.planned_revert(),
         }
     }
 
@@ -483,6 +506,7 @@ impl Fault {
             Fault::Network(f) => f.inject(label).await,
             Fault::DbFailover(f) => f.inject(label).await,
             Fault::Node(f) => f.inject(label, spawned).await,
+            Fault::Restore(f) => f.inject(label, spawned).await,
         }
     }
 
@@ -575,6 +599,7 @@ pub async fn revert_once(plan: &RevertPlan, ctx: &RevertContext) -> Result<Strin
             nodes,
             timeout,
         } => node::start_nodes(argv, nodes, *timeout).await,
+        RevertPlan::RestoreTeardown { dir, run_id } => restore::teardown(dir, run_id).await,
     }
 }
 

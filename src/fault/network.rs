@@ -504,6 +504,7 @@ impl NetworkFault {
             deleted_pods: vec![],
             revert,
             duration: Some(self.spec.duration),
+            restore: None,
         })
     }
 }

@@ -547,6 +547,7 @@ impl NodeFault {
                     deleted_pods: outcome.evicted,
                     revert,
                     duration: None,
+                    restore: None,
                 })
             }
             NodeAction::Down(provider) => {
@@ -604,6 +605,7 @@ impl NodeFault {
                     deleted_pods: lost,
                     revert,
                     duration: None,
+                    restore: None,
                 })
             }
         }

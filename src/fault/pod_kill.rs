@@ -307,6 +307,7 @@ impl PodKill {
                     .into(),
             },
             duration: None,
+            restore: None,
         })
     }
 }

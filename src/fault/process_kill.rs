@@ -219,6 +219,7 @@ impl ProcessKill {
                 }
             },
             duration: None,
+            restore: None,
         })
     }
 }

@@ -41,3 +41,13 @@ pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
+
+/// A size for people: MiB below a GiB, GiB above (binary units, as `du -h` and pgBackRest).
+pub fn bytes_text(b: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    if b as f64 >= 1024.0 * MIB {
+        format!("{:.2} GiB", b as f64 / (1024.0 * MIB))
+    } else {
+        format!("{:.1} MiB", b as f64 / MIB)
+    }
+}

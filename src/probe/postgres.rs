@@ -219,6 +219,14 @@ impl Target {
         })
     }
 
+    /// The same server and credentials, another database.
+    pub fn with_database(&self, db: &str) -> Target {
+        let mut t = self.clone();
+        t.config.dbname(db);
+        t.shown = format!("{} (database {db})", self.shown);
+        t
+    }
+
     /// The DSN as it may be shown (password redacted).
     pub fn shown(&self) -> &str {
         &self.shown

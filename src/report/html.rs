@@ -291,6 +291,14 @@ fn trial_section(o: &mut String, r: &RunRecord, t: &TrialRecord) {
     }
     o.push_str("</table>\n");
 
+    let restore = super::text::restore_lines(t);
+    if !restore.is_empty() {
+        o.push_str("<h3>Restore</h3><ul class=\"restore\">\n");
+        for line in restore {
+            let _ = writeln!(o, "<li>{}</li>", esc(&line));
+        }
+        o.push_str("</ul>\n");
+    }
     if !t.pod_recovery.is_empty() {
         let _ = writeln!(
             o,

@@ -147,6 +147,13 @@ Time to recover counts from the fault each probe watches: {}.",
                 attributed.join("; ")
             );
         }
+        let restore = super::text::restore_lines(t);
+        if !restore.is_empty() {
+            let _ = writeln!(o, "\n**Restore**\n");
+            for line in restore {
+                let _ = writeln!(o, "- {line}");
+            }
+        }
         if !t.pod_recovery.is_empty() {
             let _ = writeln!(
                 o,

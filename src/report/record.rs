@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::phases::PodRecovery;
 use crate::analysis::rpo::{RpoReport, WritePathRecovery};
 use crate::analysis::{ProbeVerdict, TrialVerdict};
+pub use crate::fault::restore::RestorePhase;
 use crate::fault::RevertPlan;
 use crate::timeline::{secs, Event, Trace};
 
@@ -236,8 +237,43 @@ pub struct TrialRecord {
         skip_serializing_if = "Option::is_none"
     )]
     pub workload_ready: Option<Duration>,
+    /// A restore drill's restore: phases, numbers, checks, and why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+/// One restore of a trial: what was measured (`run`) and the numbers drawn from it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreRecord {
+    /// The fault's label.
+    pub fault: String,
+    #[serde(flatten)]
+    pub run: crate::fault::restore::RestoreRun,
+    pub numbers: crate::analysis::restore::RestoreNumbers,
+}
+
+impl RestoreRecord {
+    pub fn new(fault: String, run: crate::fault::restore::RestoreRun) -> Self {
+        use crate::analysis::Bracket;
+        use crate::fault::restore::RestorePhase;
+        let bracket = |p| run.phase(p).map(|m| Bracket::new(m.lower, m.upper));
+        let numbers = crate::analysis::restore::numbers(&crate::analysis::restore::Measured {
+            files: bracket(RestorePhase::FilesRestored),
+            validated: bracket(RestorePhase::Validated),
+            bytes: run.bytes_restored,
+            started_at: run.started_at,
+            backup_end: run.backup.as_ref().map(|b| b.stopped_at),
+            newest_commit: run.newest_commit,
+            replay_timestamp: run.replay_timestamp,
+        });
+        RestoreRecord {
+            fault,
+            run,
+            numbers,
+        }
+    }
 }
 
 impl TrialRecord {

@@ -113,6 +113,9 @@ pub fn render(r: &RunRecord, report_path: Option<&std::path::Path>) -> String {
         }
     }
     for t in &r.trials {
+        for line in super::text::restore_lines(t) {
+            out.push_str(&format!("trial {}: {line}\n", t.index));
+        }
         for line in stuck_lines(t) {
             out.push_str(&format!("trial {}: {line}\n", t.index));
         }

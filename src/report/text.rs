@@ -130,3 +130,101 @@ pub fn human_marks_text(r: &RunRecord, t: &TrialRecord) -> Option<String> {
         ttr_text(&t.verdict.as_ref().and_then(|v| v.ttr))
     ))
 }
+
+/// A restore drill's restore, for people: what was restored, its phases from the restore's
+/// start, its numbers, its checks, and why it failed. One line each; every view prints them.
+pub fn restore_lines(t: &TrialRecord) -> Vec<String> {
+    use super::record::RestorePhase;
+    use crate::platform::bytes_text;
+    let Some(r) = &t.restore else {
+        return vec![];
+    };
+    let run = &r.run;
+    let n = &r.numbers;
+    let mut out = Vec::new();
+    let backup = match &run.backup {
+        Some(b) => format!(
+            "backup {} ({}, ended {}, {}{})",
+            b.label,
+            b.kind,
+            b.stopped_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            bytes_text(b.size),
+            n.backup_age
+                .map(|a| format!(", {} old", human(a)))
+                .unwrap_or_default()
+        ),
+        None => "no backup chosen".into(),
+    };
+    let place = match (&run.scratch, run.port) {
+        (Some(d), Some(p)) => format!(" into {d} (127.0.0.1:{p})"),
+        (Some(d), None) => format!(" into {d}"),
+        _ => String::new(),
+    };
+    out.push(format!(
+        "{} [{}]: {backup}, recovery point {}{place}",
+        r.fault, run.provider, run.recovery_point
+    ));
+    if !run.phases.is_empty() {
+        let phases: Vec<String> = [
+            RestorePhase::FilesRestored,
+            RestorePhase::Consistent,
+            RestorePhase::Accepting,
+            RestorePhase::Validated,
+        ]
+        .iter()
+        .filter_map(|p| {
+            let m = run.phase(*p)?;
+            let b = Bracket::new(m.lower, m.upper);
+            Some(if b.uncertainty().is_zero() {
+                format!("{} {}", p.describe(), human(b.estimate))
+            } else {
+                format!("{} {}", p.describe(), ttr_text(&Some(b)))
+            })
+        })
+        .collect();
+        out.push(format!(
+            "restore phases from its start: {}",
+            phases.join(" → ")
+        ));
+    }
+    let mut numbers = Vec::new();
+    if let Some(b) = n.rto {
+        numbers.push(format!("restore RTO {}", ttr_text(&Some(b))));
+    }
+    if let (Some(bytes), Some(tp)) = (run.bytes_restored, n.throughput_bytes_per_s) {
+        numbers.push(format!(
+            "{} restored at {}/s",
+            bytes_text(bytes),
+            bytes_text(tp as u64)
+        ));
+    }
+    if let (Some(age), Some(at)) = (n.data_age, run.newest_commit) {
+        numbers.push(format!(
+            "data age (RPO) {} (newest commit {})",
+            human(age),
+            at.format("%Y-%m-%d %H:%M:%S%.3f UTC")
+        ));
+    }
+    if let Some(age) = n.replay_age {
+        numbers.push(format!("last replayed transaction {} old", human(age)));
+    }
+    if !numbers.is_empty() {
+        out.push(numbers.join("; "));
+    }
+    for c in &run.checks {
+        out.push(format!(
+            "check {}: {}{}",
+            c.name,
+            if c.passed { "passed" } else { "FAILED" },
+            match (&c.value, &c.reason) {
+                (_, Some(why)) => format!(" — {why}"),
+                (Some(v), None) => format!(" (value `{v}`)"),
+                (None, None) => String::new(),
+            }
+        ));
+    }
+    if let Some(why) = &run.failure {
+        out.push(format!("RESTORE FAILED: {why}"));
+    }
+    out
+}

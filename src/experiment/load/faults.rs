@@ -68,7 +68,8 @@ impl Builder<'_, '_> {
                 FaultKind::Command
                 | FaultKind::DbFailover
                 | FaultKind::Network(_)
-                | FaultKind::Node(_) => None,
+                | FaultKind::Node(_)
+                | FaultKind::Restore => None,
             };
             if let (Some(kind), Some(t)) = (wanted, body.get("target").filter(|t| t.is_scalar())) {
                 self.use_target(body, &bpath, &t.raw, kind);
@@ -119,6 +120,13 @@ impl Builder<'_, '_> {
                     self.db_failover(body, &bpath, &spec);
                     FaultSpec::DbFailover(spec)
                 }),
+                FaultKind::Restore => self
+                    .cx
+                    .de::<crate::experiment::model::restore::RestoreSpec>(body, &bpath)
+                    .map(|spec| {
+                        self.restore(body, &bpath, &spec);
+                        FaultSpec::Restore(Box::new(spec))
+                    }),
                 FaultKind::Command => self.cx.de::<RawCommandFault>(body, &bpath).map(|raw| {
                     self.argv(body, &bpath, "run", &raw.run);
                     if let Some(r) = &raw.revert {
@@ -228,6 +236,104 @@ impl Builder<'_, '_> {
                     &child_path(&kp_path, "grace-period"),
                     "`grace-period` must be at most 1h",
                     Some("0s kills the primary hard, as a crash would".into()),
+                );
+            }
+        }
+    }
+
+    /// The `restore` fault's rules beyond its types.
+    pub(super) fn restore(
+        &mut self,
+        n: &Node,
+        path: &str,
+        spec: &crate::experiment::model::restore::RestoreSpec,
+    ) {
+        use crate::experiment::model::restore::{RecoveryPoint, RestoreProvider};
+        let scratch_needed = !matches!(spec.provider, RestoreProvider::Command { .. });
+        match (&spec.scratch, scratch_needed) {
+            (None, true) => self.cx.error(
+                n.span,
+                &child_path(path, "scratch"),
+                format!(
+                    "the `{}` provider restores into a scratch directory",
+                    spec.provider.key()
+                ),
+                Some("add `scratch: /var/tmp/firedrill`: an existing directory on a disk with room for the database; firedrill creates its own directory in it and removes it afterwards".into()),
+            ),
+            (Some(_), false) => self.cx.error(
+                at(n, "scratch"),
+                &child_path(path, "scratch"),
+                "the `command` provider restores where its command does",
+                Some("drop `scratch`: the command's `teardown` removes what `run` created".into()),
+            ),
+            (Some(dir), true) if !dir.is_absolute() => self.cx.error(
+                at(n, "scratch"),
+                &child_path(path, "scratch"),
+                format!("`scratch` must be an absolute path, not `{}`", dir.display()),
+                Some("e.g. `scratch: /var/tmp/firedrill`".into()),
+            ),
+            _ => {}
+        }
+        if let RestoreProvider::Command { run, dsn, teardown } = &spec.provider {
+            let p = n
+                .get("provider")
+                .and_then(|p| p.get("command"))
+                .unwrap_or(n);
+            let pp = child_path(&child_path(path, "provider"), "command");
+            self.argv(p, &pp, "run", run);
+            self.argv(p, &pp, "teardown", teardown);
+            if dsn.trim().is_empty() {
+                self.cx.error(
+                    at(p, "dsn"),
+                    &child_path(&pp, "dsn"),
+                    "`dsn` is empty",
+                    Some("the restored database's address, e.g. `host=127.0.0.1 port=55432 user=postgres dbname=postgres`".into()),
+                );
+            }
+        }
+        if let RestoreProvider::Pgbackrest { stanza, .. } = &spec.provider {
+            if stanza.trim().is_empty() {
+                self.cx.error(
+                    at(n, "provider"),
+                    &child_path(&child_path(path, "provider"), "pgbackrest"),
+                    "`stanza` is empty",
+                    Some("name the stanza as pgBackRest knows it, e.g. `stanza: main`".into()),
+                );
+            }
+        }
+        if spec.recovery_point == RecoveryPoint::RandomWithin(Duration::ZERO) {
+            self.cx.error(
+                at(n, "recovery-point"),
+                &child_path(path, "recovery-point"),
+                "`random-within` must be longer than 0",
+                Some("e.g. `recovery-point: { random-within: 7d }`".into()),
+            );
+        }
+        if spec.timeout.is_zero() {
+            self.cx.error(
+                at(n, "timeout"),
+                &child_path(path, "timeout"),
+                "`timeout` must be longer than 0",
+                Some("bound the whole restore, e.g. `timeout: 2h`".into()),
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for (i, v) in spec.validate.iter().enumerate() {
+            let vp = format!("{}[{i}]", child_path(path, "validate"));
+            if !seen.insert(v.name.as_str()) {
+                self.cx.error(
+                    at(n, "validate"),
+                    &vp,
+                    format!("two validations are named `{}`", v.name),
+                    Some("give each validation its own name".into()),
+                );
+            }
+            if v.query.trim().is_empty() {
+                self.cx.error(
+                    at(n, "validate"),
+                    &vp,
+                    format!("validation `{}` has an empty query", v.name),
+                    Some("e.g. `query: select count(*) from orders`".into()),
                 );
             }
         }

@@ -537,8 +537,19 @@ impl Builder<'_, '_> {
                 );
             }
         }
+        // A restore drill measures the restore itself: its probes (of the source, say) are
+        // optional.
+        let only_restores = root
+            .get("faults")
+            .and_then(|f| match &f.kind {
+                Kind::Seq(items) if !items.is_empty() => {
+                    Some(items.iter().all(|i| i.get("restore").is_some()))
+                }
+                _ => None,
+            })
+            .unwrap_or(false);
         for required in ["name", "probes", "faults", "recovery"] {
-            if root.get(required).is_none() {
+            if root.get(required).is_none() && !(required == "probes" && only_restores) {
                 let help = match required {
                     "name" => "add `name: my-drill` (lowercase letters, digits and `-`)",
                     "probes" => "add at least one probe, e.g. `probes: { web: { http: { url: \"http://127.0.0.1:8080/\" } } }`",

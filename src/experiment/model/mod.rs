@@ -9,6 +9,7 @@ pub mod db_failover;
 pub mod network;
 pub mod node;
 pub mod postgres;
+pub mod restore;
 pub mod schedule;
 pub mod step;
 pub mod window;
@@ -396,6 +397,9 @@ pub enum FaultSpec {
     Network(network::NetworkSpec),
     /// A machine (or a zone of them) goes down: `node-drain`, `node-down`, `zone-outage`.
     Node(node::NodeFaultSpec),
+    /// Restore a backup into a scratch instance, validate and measure it; the revert tears
+    /// the instance down.
+    Restore(Box<restore::RestoreSpec>),
 }
 
 /// The fault kinds: each is one key of a `faults:` entry.
@@ -407,10 +411,11 @@ pub enum FaultKind {
     DbFailover,
     Network(network::NetworkKind),
     Node(node::NodeFaultKind),
+    Restore,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::PodKill,
         FaultKind::ProcessKill,
         FaultKind::Command,
@@ -423,6 +428,7 @@ impl FaultKind {
         FaultKind::Node(node::NodeFaultKind::NodeDrain),
         FaultKind::Node(node::NodeFaultKind::NodeDown),
         FaultKind::Node(node::NodeFaultKind::ZoneOutage),
+        FaultKind::Restore,
     ];
 
     /// The experiment file's key.
@@ -434,6 +440,7 @@ impl FaultKind {
             FaultKind::DbFailover => "db-failover",
             FaultKind::Network(n) => n.key(),
             FaultKind::Node(n) => n.key(),
+            FaultKind::Restore => "restore",
         }
     }
 
@@ -457,6 +464,7 @@ impl FaultSpec {
             FaultSpec::DbFailover(_) => FaultKind::DbFailover,
             FaultSpec::Network(n) => FaultKind::Network(n.effect.network_kind()),
             FaultSpec::Node(n) => FaultKind::Node(n.kind),
+            FaultSpec::Restore(_) => FaultKind::Restore,
         }
     }
 
