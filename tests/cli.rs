@@ -515,6 +515,7 @@ fn init_writes_first_drills_that_validate_and_never_overwrite() {
         "db-failover",
         "process-kill",
         "command",
+        "restore",
     ] {
         let out = init(&["--kind", kind]);
         assert!(

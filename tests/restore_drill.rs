@@ -190,6 +190,8 @@ async fn latest_restores_every_committed_row_and_reports_its_phases_and_data_age
     let (out, report) = run(&d).await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    // The terminal view, for whoever reads the test's output.
+    eprintln!("{stdout}");
     assert_eq!(report["outcome"], "passed");
     let r = restore(&report);
     assert_eq!(r["provider"], "pgbackrest");

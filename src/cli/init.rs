@@ -22,6 +22,8 @@ pub enum Kind {
     ProcessKill,
     /// Your own fault: a command that breaks and one that mends.
     Command,
+    /// Restore the newest pgBackRest backup into a scratch instance and validate it.
+    Restore,
 }
 
 impl Kind {
@@ -32,6 +34,7 @@ impl Kind {
             Kind::DbFailover => include_str!("../../templates/init/db-failover.yaml"),
             Kind::ProcessKill => include_str!("../../templates/init/process-kill.yaml"),
             Kind::Command => include_str!("../../templates/init/command.yaml"),
+            Kind::Restore => include_str!("../../templates/init/restore.yaml"),
         }
     }
 
@@ -42,6 +45,7 @@ impl Kind {
             Kind::DbFailover => "db-failover",
             Kind::ProcessKill => "process-kill",
             Kind::Command => "command",
+            Kind::Restore => "restore",
         }
     }
 
