@@ -238,6 +238,22 @@ async fn latest_restores_every_committed_row_and_reports_its_phases_and_data_age
     assert!(r["bytes_restored"].as_u64().unwrap() > 1_000_000);
     assert!(stdout.contains("restore RTO"), "{stdout}");
     assert_scratch_gone(&db.scratch_root());
+    // History reads the restore RTO as the drill's time to recover.
+    let history = tokio::task::block_in_place(|| {
+        d.cmd()
+            .args(["report", "--format", "json"])
+            .arg(d.dir.path().join("reports"))
+            .output()
+            .unwrap()
+    });
+    assert!(history.status.success(), "{}", text(&history).1);
+    let h: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    let text_h = h.to_string();
+    assert!(text_h.contains("restore-test"), "{text_h}");
+    assert!(
+        text_h.contains(&format!("{}", rto.as_secs_f64())),
+        "the restore RTO {rto:?} is not the history's TTR: {text_h}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
