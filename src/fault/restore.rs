@@ -543,10 +543,12 @@ impl RestoreFault {
             ),
             Some(why) => format!("the backup did not restore: {why}"),
         };
+        // Accepted when the restore ended: probes of the source count from there; the
+        // restore's own phases count from `sent_at`.
         Ok(Injection {
             fault: label,
             sent_at,
-            accepted_at: sent_at,
+            accepted_at: Instant::now(),
             detail,
             affected: self
                 .dir
