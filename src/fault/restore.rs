@@ -651,12 +651,9 @@ impl RestoreFault {
                 }
                 argv.push("restore".to_string());
                 let argv = Self::as_user(&chosen.run_as, argv);
-                let (status, stderr) =
-                    run_argv_tracked(&argv, left(), spawned)
-                        .await
-                        .map_err(|e| {
-                            Step::Blocked(FaultError::inject(format!("pgbackrest restore: {e}")))
-                        })?;
+                let (status, stderr) = run_argv_tracked(&argv, left(), spawned)
+                    .await
+                    .map_err(|e| run_failed("pgbackrest restore", e))?;
                 if !status.success() {
                     return Err(Step::Found(format!(
                         "pgbackrest restore failed: {}",
@@ -680,9 +677,7 @@ impl RestoreFault {
                     );
                     let (status, stderr) = run_argv_tracked(&verify, left(), spawned)
                         .await
-                        .map_err(|e| {
-                            Step::Blocked(FaultError::inject(format!("pg_verifybackup: {e}")))
-                        })?;
+                        .map_err(|e| run_failed("pg_verifybackup", e))?;
                     if !status.success() {
                         return Err(Step::Found(format!(
                             "the base backup {} does not verify: {}",
@@ -702,7 +697,7 @@ impl RestoreFault {
                 );
                 let (status, stderr) = run_argv_tracked(&copy, left(), spawned)
                     .await
-                    .map_err(|e| Step::Blocked(FaultError::inject(format!("cp: {e}"))))?;
+                    .map_err(|e| run_failed("cp", e))?;
                 if !status.success() {
                     return Err(Step::Found(format!(
                         "copying the base backup failed: {}",
@@ -883,7 +878,7 @@ impl RestoreFault {
             );
             let (status, stderr) = run_argv_tracked(&argv, left(), &|_| {})
                 .await
-                .map_err(|e| Step::Blocked(FaultError::inject(format!("pg_amcheck: {e}"))))?;
+                .map_err(|e| run_failed("pg_amcheck", e))?;
             let passed = status.success();
             run.checks.push(CheckResult {
                 name: "pg_amcheck".into(),
@@ -972,6 +967,18 @@ enum Step {
     Found(String),
     /// firedrill could not find out: inconclusive.
     Blocked(FaultError),
+}
+
+/// A step's program that could not be run (inconclusive) or ran out of the restore's time
+/// (the restore did not happen within its bound: the drill fails).
+fn run_failed(what: &str, e: String) -> Step {
+    if e.contains("timed out after") {
+        Step::Found(format!(
+            "{what} did not finish within the restore's timeout: {e}"
+        ))
+    } else {
+        Step::Blocked(FaultError::inject(format!("{what}: {e}")))
+    }
 }
 
 fn mark_now(phase: RestorePhase, t0: Instant) -> PhaseMark {
