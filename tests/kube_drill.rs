@@ -580,3 +580,63 @@ recovery: {{ objective: {objective}, stable-for: 500ms, timeout: 1m }}
         "time to recover [{lo:?}, {hi:?}] is the deployment's ({truth:?}), not 0"
     );
 }
+
+/// A target's pods are listed a page at a time (500 a page): with 1,200 matching pods, the
+/// choice is made among all of them, not the first page.
+#[test]
+fn a_target_larger_than_a_list_page_is_chosen_from_among_all_its_pods() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("scenario.yaml"),
+        "namespaces:\n  shop:\n    deployments:\n      web-a: { replicas: 600, labels: { app: web } }\n      web-b: { replicas: 600, labels: { app: web } }\n",
+    )
+    .unwrap();
+    let file = dir.path().join("drill.yaml");
+    std::fs::write(
+        &file,
+        r#"name: web-kill-many
+simulation: { scenario: scenario.yaml }
+targets:
+  web:
+    kubernetes: { namespace: shop, selector: app=web, count: 1 }
+probes:
+  web-a-ready:
+    kubernetes: { deployment: shop/web-a, ready: all }
+  web-b-ready:
+    kubernetes: { deployment: shop/web-b, ready: all }
+faults:
+  - pod-kill: { target: web, grace-period: 0s }
+recovery: { objective: 30s, stable-for: 1s, timeout: 2m }
+"#,
+    )
+    .unwrap();
+    let reports = dir.path().join("reports");
+    let out = firedrill()
+        .args([
+            "run",
+            "--seed",
+            "7",
+            "--steady-state-timeout",
+            "2m",
+            "--report-dir",
+        ])
+        .arg(&reports)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record = common::only_report(&reports);
+    let chosen = record["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "fault-targets")
+        .unwrap_or_else(|| panic!("no fault-targets event: {record}"));
+    let text = chosen["chosen"].as_str().unwrap();
+    assert!(text.contains("(1 of 1200 matching `app=web`"), "{text}");
+}
