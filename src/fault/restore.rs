@@ -178,7 +178,11 @@ impl RestoreFault {
             .scratch
             .as_ref()
             .filter(|_| !matches!(spec.provider, RestoreProvider::Command { .. }))
-            .map(|s| s.join(format!("firedrill-restore-{run_id}-{index}")));
+            // `plan` has no run yet: the name says where the run's id goes.
+            .map(|s| {
+                let run = if run_id.is_empty() { "<run>" } else { run_id };
+                s.join(format!("firedrill-restore-{run}-{index}"))
+            });
         RestoreFault {
             spec,
             dir,
