@@ -24,7 +24,9 @@ use crate::fault::BuildContext;
 use crate::report;
 use crate::safety::lock::Reservation;
 use crate::safety::{self, halt, journal, lock};
-use crate::timeline::{human, Clock, Event, EventKind};
+#[cfg(debug_assertions)]
+use crate::timeline::EventKind;
+use crate::timeline::{human, Clock, Event};
 use crate::workspace;
 // Every line this module prints goes through the central redactor.
 use crate::eprintln_redacted as eprintln;

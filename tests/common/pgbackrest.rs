@@ -14,6 +14,9 @@
 //! - The repository is plain files (no bundling, no block incremental, gzip): a test can
 //!   truncate a backup file or delete an archived segment, and pgBackRest finds out only when it
 //!   reads them (see [`BackedUp::backup_files`], [`BackedUp::archived_segments`]).
+//! - For PostgreSQL's own point-in-time recovery, [`BackedUp::start_with_wal_copy`] also copies
+//!   every archived segment into a plain directory ([`BackedUp::wal_archive`]), and
+//!   [`BackedUp::base_backup`] takes plain-format `pg_basebackup`s of the same cluster.
 //! - initdb without fsync (safe: the drill kills processes, never the machine), trust
 //!   authentication on 127.0.0.1 and on the unix socket inside the temp directory.
 //! - PostgreSQL refuses to run as root, and a repository written by root would not be readable
@@ -27,7 +30,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +51,11 @@ pub struct BackedUp {
     bins: Binaries,
     /// Ids of `drill_rows` are handed out here, so several writers never collide.
     next_id: Arc<AtomicI64>,
+    /// `<dir>/wal`, where `archive_command` also copies each segment
+    /// ([`BackedUp::start_with_wal_copy`]); `None` for [`BackedUp::start`].
+    wal: Option<PathBuf>,
+    /// How many [`BackedUp::base_backup`]s were taken (each goes to `<dir>/base/<n>`).
+    base_backups: AtomicUsize,
 }
 
 #[derive(Debug, Clone)]
@@ -147,6 +155,19 @@ impl BackedUp {
     /// and `check` it, create `drill_rows`, and take a full backup. `None` when the binaries are
     /// missing outside CI.
     pub async fn start() -> Option<BackedUp> {
+        Self::start_opts(false).await
+    }
+
+    /// [`BackedUp::start`], with `archive_command` also copying each segment into
+    /// [`BackedUp::wal_archive`] (`<dir>/wal`, plain uncompressed files named as PostgreSQL
+    /// names them) once pgBackRest has it: the WAL archive of PostgreSQL's own point-in-time
+    /// recovery (`restore_command = 'cp <dir>/wal/%f %p'`), for the base backups of
+    /// [`BackedUp::base_backup`]. Both archives hold every segment from initdb on.
+    pub async fn start_with_wal_copy() -> Option<BackedUp> {
+        Self::start_opts(true).await
+    }
+
+    async fn start_opts(wal_copy: bool) -> Option<BackedUp> {
         let bins = match find_binaries() {
             Ok(b) => b,
             Err(why) => {
@@ -175,6 +196,11 @@ impl BackedUp {
         for sub in ["run", "repo", "log", "lock", "spool"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
+        // Created before the chown below, so it is postgres's (the archiver writes it).
+        let wal = wal_copy.then(|| dir.join("wal"));
+        if let Some(w) = &wal {
+            std::fs::create_dir_all(w).unwrap();
+        }
         let port = free_port();
         let config = dir.join("pgbackrest.conf");
         std::fs::write(&config, pgbackrest_conf(&dir, port)).unwrap();
@@ -195,6 +221,8 @@ impl BackedUp {
             root,
             bins,
             next_id: Arc::new(AtomicI64::new(1)),
+            wal,
+            base_backups: AtomicUsize::new(0),
         };
         let data = db.data.clone();
         let out = db
@@ -284,6 +312,12 @@ impl BackedUp {
 
     /// Settings appended to the initdb'd postgresql.conf.
     fn postgresql_conf(&self) -> String {
+        // The copy runs only once pgBackRest took the segment: a failed push is retried by the
+        // archiver, and the copy then overwrites its earlier self (same name, same bytes).
+        let copy = match &self.wal {
+            Some(w) => format!(" && cp %p {}/%f", w.display()),
+            None => String::new(),
+        };
         format!(
             r#"
 # firedrill pgbackrest fixture
@@ -292,7 +326,7 @@ port = {port}
 unix_socket_directories = '{run}'
 wal_level = replica
 archive_mode = on
-archive_command = '{pgbackrest} --config={config} --stanza={STANZA} archive-push %p'
+archive_command = '{pgbackrest} --config={config} --stanza={STANZA} archive-push %p{copy}'
 archive_timeout = 0
 # pg_xact_commit_timestamp(): the time a recovery target is compared with (see commit_times).
 track_commit_timestamp = on
@@ -430,6 +464,84 @@ shared_buffers = 32MB
         );
         self.pgbackrest_ok(&["backup", &format!("--type={kind}")])
             .await;
+    }
+
+    /// `<dir>/wal`: the plain WAL archive `archive_command` copies each segment to. Panics
+    /// unless the fixture was started with [`BackedUp::start_with_wal_copy`].
+    pub fn wal_archive(&self) -> PathBuf {
+        self.wal
+            .clone()
+            .expect("no plain WAL archive: start the fixture with BackedUp::start_with_wal_copy")
+    }
+
+    /// The segments in [`BackedUp::wal_archive`], sorted by name (so by timeline and
+    /// position); backup history (`….backup`) and timeline history files are not segments.
+    pub fn copied_segments(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = std::fs::read_dir(self.wal_archive())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.len() == 24 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// `<dir>/base`, created on first use and owned by `postgres` (mode 700): each
+    /// subdirectory is one plain-format base backup ([`BackedUp::base_backup`]), which is
+    /// what the `base-backup` provider's `backups` names.
+    pub fn base_backups_dir(&self) -> PathBuf {
+        let base = self.dir.join("base");
+        if !base.exists() {
+            std::fs::create_dir_all(&base).unwrap();
+            if self.root {
+                chown_postgres(&base);
+            }
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        base
+    }
+
+    /// `pg_basebackup -Fp -X none --checkpoint=fast --manifest-checksums=CRC32C` into
+    /// `<dir>/base/<n>` (n = 1, 2, …), as `postgres`; returns that directory. Without WAL
+    /// (`-X none`): pg_basebackup returns once the segment holding the backup's end is
+    /// archived, so [`BackedUp::wal_archive`] (and the pgBackRest repository) can replay it.
+    /// `backup_manifest`, written last, lists every file with its CRC-32C (what
+    /// `pg_verifybackup` checks). Panics with pg_basebackup's output unless it succeeds.
+    pub async fn base_backup(&self) -> PathBuf {
+        let root = self.base_backups_dir();
+        let n = self.base_backups.fetch_add(1, Ordering::SeqCst) + 1;
+        let dest = root.join(n.to_string());
+        let mut cmd = self.command(self.bins.pg_bin.join("pg_basebackup"));
+        cmd.arg("-D")
+            .arg(&dest)
+            .arg("-d")
+            .arg(format!("{} connect_timeout=10", self.dsn()))
+            .args([
+                "-Fp",
+                "-X",
+                "none",
+                "--checkpoint=fast",
+                "--manifest-checksums=CRC32C",
+                // As initdb's --no-sync: the drill kills processes, never the machine.
+                "--no-sync",
+            ]);
+        let out = tokio::process::Command::from(cmd)
+            .output()
+            .await
+            .expect("run pg_basebackup");
+        assert!(out.status.success(), "{}", describe("pg_basebackup", &out));
+        assert!(
+            dest.join("backup_manifest").is_file() && dest.join("backup_label").is_file(),
+            "pg_basebackup left no manifest or label in {}",
+            dest.display()
+        );
+        dest
     }
 
     /// Insert rows one at a time in autocommit at `rate_hz` (each ~200 bytes of `pad`, so WAL
