@@ -754,16 +754,7 @@ impl RestoreFault {
             ("recovery_target_action".into(), "promote".into()),
         ];
         if let RestoreProvider::BaseBackup { wal_archive, .. } = &self.spec.provider {
-            settings.push((
-                "restore_command".into(),
-                format!("cp {}/%f %p", wal_archive.display()),
-            ));
-            if let Some(t) = chosen.target {
-                settings.push((
-                    "recovery_target_time".into(),
-                    t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string(),
-                ));
-            }
+            settings.extend(base_backup_recovery(wal_archive, chosen.target));
         }
         for (k, v) in &self.spec.settings {
             settings.retain(|(key, _)| key != k);
@@ -963,6 +954,38 @@ impl RestoreFault {
         run.phases.push(mark_now(RestorePhase::Validated, t0));
         Ok(())
     }
+}
+
+/// The recovery settings of a base backup's instance: WAL from `wal_archive`, up to `target`
+/// or the archive's end. A base backup carries its cluster's postgresql.auto.conf, and with it
+/// whatever recovery target an earlier restore of that cluster wrote there (pgBackRest does,
+/// and PostgreSQL keeps them after promoting): every target is cleared on the command line,
+/// which outranks the files, so only this restore's counts. The clearing comes first: setting
+/// a target to '' unsets whichever was set before it.
+fn base_backup_recovery(
+    wal_archive: &Path,
+    target: Option<DateTime<Utc>>,
+) -> Vec<(String, String)> {
+    let mut v = vec![(
+        "restore_command".to_string(),
+        format!("cp {}/%f %p", wal_archive.display()),
+    )];
+    for k in [
+        "recovery_target",
+        "recovery_target_lsn",
+        "recovery_target_name",
+        "recovery_target_xid",
+        "recovery_target_time",
+    ] {
+        v.push((k.to_string(), String::new()));
+    }
+    if let Some(t) = target {
+        v.push((
+            "recovery_target_time".into(),
+            t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string(),
+        ));
+    }
+    v
 }
 
 /// How a restore step ended short of validated.
@@ -1587,6 +1610,43 @@ mod tests {
         );
         let labels: Vec<&str> = b.iter().map(|x| x.0.label.as_str()).collect();
         assert_eq!(labels, ["B1", "B2"]);
+    }
+
+    #[test]
+    fn a_base_backup_restore_clears_recovery_targets_its_configuration_carries() {
+        let targets = |v: &[(String, String)]| -> Vec<(String, String)> {
+            v.iter()
+                .filter(|(k, _)| k.starts_with("recovery_target"))
+                .cloned()
+                .collect()
+        };
+        let cleared: Vec<(String, String)> = [
+            "recovery_target",
+            "recovery_target_lsn",
+            "recovery_target_name",
+            "recovery_target_xid",
+            "recovery_target_time",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), String::new()))
+        .collect();
+        let latest = base_backup_recovery(Path::new("/wal"), None);
+        assert_eq!(
+            latest[0],
+            ("restore_command".to_string(), "cp /wal/%f %p".to_string())
+        );
+        assert_eq!(targets(&latest), cleared);
+        // A time: set after the clearing (PostgreSQL applies them in order, and '' unsets).
+        let t = Utc.timestamp_micros(1_800_000_000_123_456).unwrap();
+        let mut at = cleared.clone();
+        at.push((
+            "recovery_target_time".into(),
+            "2027-01-15 08:00:00.123456+00".into(),
+        ));
+        assert_eq!(
+            targets(&base_backup_recovery(Path::new("/wal"), Some(t))),
+            at
+        );
     }
 
     #[test]
