@@ -17,7 +17,9 @@ use axum::Router;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::auth::{Caller, StorePolicy};
 use super::cluster::{pods, set_at, Sim};
+use super::rbac::{self, Attributes};
 use super::select::{json_patch, merge_patch, Selector};
 use super::store::{
     meta_str, rv_of, Change, ChangeKind, Live, Obj, ObjKey, ResId, ResInfo, StoreError,
@@ -98,6 +100,44 @@ const BUILTIN: &[BuiltinRow] = &[
         "leases",
         "Lease",
         true,
+        &[],
+        false,
+    ),
+    (rbac::GROUP, "v1", "roles", "Role", true, &[], false),
+    (
+        rbac::GROUP,
+        "v1",
+        "rolebindings",
+        "RoleBinding",
+        true,
+        &[],
+        false,
+    ),
+    (
+        rbac::GROUP,
+        "v1",
+        "clusterroles",
+        "ClusterRole",
+        false,
+        &[],
+        false,
+    ),
+    (
+        rbac::GROUP,
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        false,
+        &[],
+        false,
+    ),
+    // Answered, never stored: what `kubectl auth can-i` asks.
+    (
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        false,
         &[],
         false,
     ),
@@ -280,14 +320,22 @@ async fn handle(
     let at = SystemTime::now();
     let query = uri.query().unwrap_or("").to_string();
     // Like the proxy's API: no web page may drive the cluster through a rebound name.
+    let mut user = None;
     let allowed = crate::safety::loopback::check(&headers, uri.authority().map(|a| a.as_str()))
         .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "Forbidden", e.to_string()))
-        .and_then(|()| json_body(&headers, &body));
-    let response =
-        match allowed.and_then(|()| api.route(&method, uri.path(), &query, &headers, body)) {
-            Ok(r) => r,
-            Err(e) => e.into_response(),
-        };
+        .and_then(|()| api.authenticate(&headers))
+        .and_then(|caller| {
+            user = caller.user().map(|u| u.name);
+            api.authorize(&caller, &method, uri.path(), &query)?;
+            let body = readable_body(uri.path(), &headers, body)?;
+            Ok((caller, body))
+        });
+    let response = match allowed.and_then(|(caller, body)| {
+        api.route_for(&caller, &method, uri.path(), &query, &headers, body)
+    }) {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
     tracing::debug!(%method, path = uri.path(), %query, status = response.status().as_u16(), "sim api");
     api.sim.record_request(RequestRecord {
         method: method.to_string(),
@@ -295,6 +343,7 @@ async fn handle(
         query,
         status: response.status().as_u16(),
         at,
+        user,
     });
     response
 }
@@ -316,6 +365,39 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<(), ApiError> {
         "UnsupportedMediaType",
         format!("the body of the request was in an unknown format - accepted media types include: application/json, application/merge-patch+json, application/strategic-merge-patch+json, application/json-patch+json, application/apply-patch+yaml (not {ctype})"),
     ))
+}
+
+/// The paths whose protobuf bodies are read ([`super::proto`]): a TokenRequest and a
+/// SelfSubjectAccessReview, which kubectl sends in nothing else.
+fn reads_protobuf(path: &str) -> bool {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    matches!(
+        segs.as_slice(),
+        ["api", "v1", "namespaces", _, "serviceaccounts", _, "token"]
+            | [
+                "apis",
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectaccessreviews"
+            ]
+    )
+}
+
+/// The body as JSON: a protobuf TokenRequest or SelfSubjectAccessReview decoded, anything else
+/// as [`json_body`] accepts it.
+fn readable_body(path: &str, headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
+    let protobuf = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/vnd.kubernetes.protobuf"));
+    if protobuf && !body.is_empty() && reads_protobuf(path) {
+        let v = super::proto::decode(&body).map_err(|e| {
+            ApiError::bad_request(format!("the protobuf body could not be read: {e}"))
+        })?;
+        return Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()));
+    }
+    json_body(headers, &body)?;
+    Ok(body)
 }
 
 /// Decoded query parameters (percent-decoding and `+` as space, as Go's url.ParseQuery does).
@@ -441,6 +523,179 @@ fn wants_table(headers: &HeaderMap) -> bool {
 }
 
 impl Api {
+    /// The caller of a request ([`super::auth`]): 401 for a bearer token the cluster did not
+    /// mint or that expired.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        self.sim
+            .tokens
+            .authenticate(&self.sim.store, authorization)
+            .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized"))
+    }
+
+    /// RBAC for a service account's request ([`super::rbac`]); the admin is not checked.
+    fn authorize(
+        &self,
+        caller: &Caller,
+        method: &Method,
+        path: &str,
+        query: &str,
+    ) -> Result<(), ApiError> {
+        let Some(user) = caller.user() else {
+            return Ok(());
+        };
+        let q = Query::parse(query);
+        let fields = Selector::parse_fields(q.get("fieldSelector").unwrap_or("")).ok();
+        let name = fields.as_ref().and_then(|f| f.pinned("metadata.name"));
+        let attrs = Attributes::of_request(method.as_str(), path, q.flag("watch"), name);
+        let decision = rbac::authorize(&StorePolicy(&self.sim.store), &user, &attrs);
+        if decision.allowed {
+            return Ok(());
+        }
+        Err(ApiError {
+            details: rbac::forbidden_details(&attrs),
+            ..ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                rbac::forbidden_message(&user, &attrs, &decision.reason),
+            )
+        })
+    }
+
+    /// [`Self::route`], with the endpoints that answer according to who asks: TokenRequest
+    /// and SelfSubjectAccessReview.
+    fn route_for(
+        &self,
+        caller: &Caller,
+        method: &Method,
+        path: &str,
+        query: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> ApiResult {
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let not_allowed = || {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            )
+        };
+        match segs.as_slice() {
+            ["api", "v1", "namespaces", ns, "serviceaccounts", name, "token"] => {
+                if *method != Method::POST {
+                    return Err(not_allowed());
+                }
+                self.token_request(ns, name, &body)
+            }
+            ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews", rest @ ..] => {
+                if *method != Method::POST || !rest.is_empty() {
+                    return Err(not_allowed());
+                }
+                self.access_review(caller, &body)
+            }
+            _ => self.route(method, path, query, headers, body),
+        }
+    }
+
+    /// `POST .../serviceaccounts/{name}/token`: a token for the service account, valid for
+    /// `spec.expirationSeconds` (at least 10 minutes, default 1 hour, at most 48 hours).
+    fn token_request(&self, ns: &str, name: &str, body: &Bytes) -> ApiResult {
+        let info = self
+            .resources
+            .iter()
+            .find(|r| r.group.is_empty() && r.plural == "serviceaccounts")
+            .cloned()
+            .ok_or_else(ApiError::no_route)?;
+        let sa = self
+            .sim
+            .store
+            .get(&info.id(), ns, name)
+            .ok_or_else(|| ApiError::not_found(&info, name))?;
+        let mut req = if body.is_empty() {
+            json!({})
+        } else {
+            Self::parse_body(body)?
+        };
+        let invalid = |detail: String| {
+            ApiError {
+            details: json!({"name": name, "group": "authentication.k8s.io", "kind": "TokenRequest",
+                "causes": [{"reason": "FieldValueInvalid", "message": detail, "field": "spec.expirationSeconds"}]}),
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                format!("TokenRequest.authentication.k8s.io \"{name}\" is invalid: spec.expirationSeconds: {detail}"),
+            )
+        }
+        };
+        let ttl = match req.pointer("/spec/expirationSeconds") {
+            None | Some(Value::Null) => super::auth::DEFAULT_EXPIRATION,
+            Some(v) => match v.as_u64() {
+                Some(s) if s >= super::auth::MIN_EXPIRATION.as_secs() => {
+                    Duration::from_secs(s).min(super::auth::MAX_EXPIRATION)
+                }
+                Some(_) => {
+                    return Err(invalid(format!(
+                        "Invalid value: {v}: may not specify a duration less than 10 minutes"
+                    )))
+                }
+                None => {
+                    return Err(invalid(format!(
+                        "Invalid value: {v}: must be a number of seconds"
+                    )))
+                }
+            },
+        };
+        let (token, expires) = self.sim.tokens.mint(ns, name, meta_str(&sa, "uid"), ttl);
+        let audiences = match req.pointer("/spec/audiences").and_then(Value::as_array) {
+            Some(a) if !a.is_empty() => json!(a),
+            _ => json!(["https://kubernetes.default.svc.cluster.local"]),
+        };
+        set_at(&mut req, &["spec", "audiences"], audiences);
+        set_at(
+            &mut req,
+            &["spec", "expirationSeconds"],
+            json!(ttl.as_secs()),
+        );
+        req["apiVersion"] = json!("authentication.k8s.io/v1");
+        req["kind"] = json!("TokenRequest");
+        req["metadata"] = json!({"name": name, "namespace": ns, "creationTimestamp": null});
+        req["status"] = json!({"token": token,
+            "expirationTimestamp": chrono::DateTime::<chrono::Utc>::from(expires)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)});
+        Ok(json_response(StatusCode::CREATED, &req))
+    }
+
+    /// `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews`: may the caller do what
+    /// the review's spec says? The admin may do anything.
+    fn access_review(&self, caller: &Caller, body: &Bytes) -> ApiResult {
+        let mut review = Self::parse_body(body)?;
+        let spec = review.get("spec").cloned().unwrap_or_else(|| json!({}));
+        let attrs = Attributes::of_review(&spec).map_err(|m| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                format!("SelfSubjectAccessReview.authorization.k8s.io \"\" is invalid: {m}"),
+            )
+        })?;
+        let status = match caller.user() {
+            None => json!({"allowed": true}),
+            Some(user) => {
+                let d = rbac::authorize(&StorePolicy(&self.sim.store), &user, &attrs);
+                let mut s = json!({"allowed": d.allowed});
+                if !d.reason.is_empty() {
+                    s["reason"] = json!(d.reason);
+                }
+                s
+            }
+        };
+        review["apiVersion"] = json!("authorization.k8s.io/v1");
+        review["kind"] = json!("SelfSubjectAccessReview");
+        review["metadata"] = json!({"creationTimestamp": null});
+        review["status"] = status;
+        Ok(json_response(StatusCode::CREATED, &review))
+    }
+
     fn route(
         &self,
         method: &Method,
@@ -567,6 +822,11 @@ impl Api {
             if r.group != group || r.version != version {
                 continue;
             }
+            let verbs = if r.plural == "selfsubjectaccessreviews" {
+                json!(["create"])
+            } else {
+                verbs.clone()
+            };
             resources.push(
                 json!({"name": r.plural, "singularName": r.kind.to_lowercase(),
                 "namespaced": r.namespaced, "kind": r.kind, "verbs": verbs, "shortNames": r.short,
@@ -582,6 +842,12 @@ impl Api {
             if r.status {
                 resources.push(json!({"name": format!("{}/status", r.plural), "singularName": "",
                     "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
+            }
+            if r.group.is_empty() && r.plural == "serviceaccounts" {
+                // What `kubectl create token` calls.
+                resources.push(json!({"name": "serviceaccounts/token", "singularName": "",
+                    "namespaced": true, "group": "authentication.k8s.io", "version": "v1",
+                    "kind": "TokenRequest", "verbs": ["create"]}));
             }
             if r.group.is_empty() && r.plural == "pods" {
                 // What `kubectl drain` looks for before it evicts rather than deletes.

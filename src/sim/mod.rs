@@ -84,7 +84,8 @@
 //! `scale`); policy/v1 poddisruptionbudgets (+`status`; `pdb`) and
 //! `POST /api/v1/namespaces/{ns}/pods/{name}/eviction` (policy/v1 or v1beta1 Eviction: 429
 //! TooManyRequests with a DisruptionBudget cause while the budget allows no disruption, so
-//! `kubectl drain` works); coordination.k8s.io/v1 leases; any other `/apis/{group}/{version}/...` resource is
+//! `kubectl drain` works); coordination.k8s.io/v1 leases; rbac.authorization.k8s.io/v1 roles,
+//! rolebindings, clusterroles, clusterrolebindings; any other `/apis/{group}/{version}/...` resource is
 //! stored as opaque JSON and listed in discovery once written. Verbs: list (label selectors in
 //! full syntax, field selectors on any dotted path; `limit`/`continue` paging in key order, each
 //! page O(page), no `remainingItemCount`), get,
@@ -95,6 +96,20 @@
 //! rv is older than the retained history: the last ~256 MiB of changes, kept as JSON text).
 //! `Accept: ...;as=Table` gets a meta.k8s.io/v1 Table.
 //!
+//! # Who may do what
+//!
+//! The port serves HTTP and HTTPS alike (the first byte of a connection says which; the
+//! certificate is self-signed at start, [`SimHandle::ca_pem`]), because kubectl sends a
+//! bearer token only over HTTPS. A request without credentials is the admin and may do
+//! anything, as it always could. `POST /api/v1/namespaces/{ns}/serviceaccounts/{name}/token`
+//! (TokenRequest; `kubectl create token`) mints a token for a service account: 256 random bits,
+//! in memory only, dead with its expiry or its account. A request bearing one is that service
+//! account, held to RBAC with Kubernetes' semantics (Roles and ClusterRoles, RoleBindings and
+//! ClusterRoleBindings, see the `rbac` module), a denial being the API server's own 403; an unknown
+//! token is 401. `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews` answers
+//! `kubectl auth can-i` (both read from kubectl's protobuf). [`SimHandle::kubeconfig_with_token`]
+//! writes a kubeconfig that holds nothing but a token.
+//!
 //! # Simplifications
 //!
 //! A new pod template rolls out through a new replica set, bounded by maxSurge/maxUnavailable
@@ -102,18 +117,24 @@
 //! A terminating pod stops serving at once (no preStop hooks). No Events are generated. The
 //! OpenAPI v3 documents name paths and kinds but carry no schemas (kubectl validates through
 //! the server's strict field validation, which checks creates and replaces of built-in kinds,
-//! not patches); no OpenAPI v2. No authentication, no protobuf; the only admission is
+//! not patches); no OpenAPI v2. No authentication but service-account tokens, no client
+//! certificates, no aggregated ClusterRoles, no RBAC escalation checks on writes of roles;
+//! no protobuf but the two bodies above; the only admission is
 //! DefaultTolerationSeconds. The scheduler knows node selectors but not affinity, topology
 //! spread constraints, priorities or preemption; there are no DaemonSets, no pod garbage
 //! collection of pods bound to a deleted node, and a budget's disruptedPods entries do not expire.
 
 mod api;
+mod auth;
 mod cluster;
 mod openapi;
+mod proto;
+mod rbac;
 mod scenario;
 mod select;
 mod store;
 mod table;
+mod tls;
 mod traffic;
 
 use std::collections::{BTreeMap, HashMap};
@@ -153,6 +174,8 @@ pub enum SimError {
     },
     #[error("cannot build a client for the simulated cluster: {0}")]
     Client(String),
+    #[error("cannot make the simulated cluster's TLS certificate: {0}")]
+    Tls(String),
 }
 
 /// One simulated transition, stamped when it happened (both clocks).
@@ -264,6 +287,9 @@ pub struct RequestRecord {
     pub query: String,
     pub status: u16,
     pub at: SystemTime,
+    /// Who asked: `system:serviceaccount:NS:NAME` for a service account's token, `None` for
+    /// the admin (no credentials) and for a request refused before it was authenticated.
+    pub user: Option<String>,
 }
 
 impl RequestRecord {
@@ -279,6 +305,8 @@ pub struct SimHandle {
     sim: Arc<Sim>,
     addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
+    /// The API server's self-signed certificate (HTTPS on the same port), PEM.
+    ca_pem: String,
 }
 
 fn ns_obj(name: &str, labels: &BTreeMap<String, String>) -> Value {
@@ -399,6 +427,9 @@ impl SimCluster {
             }
         }
 
+        let cert = tls::ServerCert::generate().map_err(SimError::Tls)?;
+        let api_listener =
+            tls::Listener::new(api_listener, cert.server_config().map_err(SimError::Tls)?);
         let sim = Arc::new(Sim::new(scenario, seed, routes));
         let mut tasks = Vec::new();
         let shutdown = sim.cancel.clone();
@@ -426,7 +457,12 @@ impl SimCluster {
         tasks.push(cluster::controllers::start(sim.clone()));
         bootstrap(&sim);
         tracing::info!(api = %addr, "simulated cluster started");
-        Ok(SimHandle { sim, addr, tasks })
+        Ok(SimHandle {
+            sim,
+            addr,
+            tasks,
+            ca_pem: cert.pem,
+        })
     }
 }
 
@@ -540,6 +576,48 @@ impl SimHandle {
              contexts:\n- name: firedrill-sim\n  context:\n    cluster: firedrill-sim\n    user: firedrill-sim\n\
              current-context: firedrill-sim\nusers:\n- name: firedrill-sim\n  user: {{}}\npreferences: {{}}\n",
             self.api_url()
+        )
+    }
+
+    /// `https://127.0.0.1:PORT`: the same API server over TLS, with the certificate
+    /// [`Self::ca_pem`]. Clients send credentials (a service account's token) only there.
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The API server's self-signed certificate, PEM: the certificate authority of
+    /// [`Self::https_url`].
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// A kubeconfig whose cluster, context and user are all named `firedrill-sim`, on
+    /// [`Self::https_url`] with [`Self::ca_pem`] as its authority, whose user presents `token`
+    /// (a service account's, from [`Self::service_account_token`] or `kubectl create token`):
+    /// whatever uses it is held to that account's RBAC.
+    pub fn kubeconfig_with_token(&self, token: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: firedrill-sim\n  cluster:\n    server: {}\n    certificate-authority-data: {}\n\
+             contexts:\n- name: firedrill-sim\n  context:\n    cluster: firedrill-sim\n    user: firedrill-sim\n\
+             current-context: firedrill-sim\nusers:\n- name: firedrill-sim\n  user:\n    token: {token}\npreferences: {{}}\n",
+            self.https_url(),
+            tls::base64_text(&self.ca_pem),
+        )
+    }
+
+    /// A token for the service account `namespace/name`, valid for an hour, as the
+    /// TokenRequest API mints one; `None` when the account does not exist.
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> Option<String> {
+        let sa = self
+            .sim
+            .store
+            .get(&ResId::new("", "serviceaccounts"), namespace, name)?;
+        let uid = store::meta_str(&sa, "uid");
+        Some(
+            self.sim
+                .tokens
+                .mint(namespace, name, uid, auth::DEFAULT_EXPIRATION)
+                .0,
         )
     }
 

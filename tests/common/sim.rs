@@ -45,6 +45,15 @@ impl Sim {
         self.handle.as_ref().expect("the simulated cluster runs")
     }
 
+    /// Write the kubeconfig `file` in the temp dir for a service account's `token`: context,
+    /// cluster and user `firedrill-sim`, over HTTPS with the cluster's certificate as its
+    /// authority, and no admin credentials anywhere.
+    pub fn write_token_kubeconfig(&self, file: &str, token: &str) -> std::path::PathBuf {
+        let path = self.dir.path().join(file);
+        std::fs::write(&path, self.handle().kubeconfig_with_token(token)).unwrap();
+        path
+    }
+
     /// Write the kubeconfig `file` in the temp dir: one context per name in `contexts`, all on
     /// this cluster, `current` the current one.
     pub fn write_kubeconfig(&self, file: &str, contexts: &[&str], current: &str) {

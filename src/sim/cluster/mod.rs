@@ -88,6 +88,8 @@ pub struct Sim {
     requests: Mutex<Vec<RequestRecord>>,
     next_ip: AtomicU32,
     seed: u64,
+    /// The service-account tokens minted through the TokenRequest API.
+    pub tokens: crate::sim::auth::Tokens,
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -288,6 +290,7 @@ impl Sim {
             requests: Mutex::new(Vec::new()),
             next_ip: AtomicU32::new(1),
             seed,
+            tokens: Default::default(),
         };
         let (nodes, notify, kubelets, truth) = (
             sim.nodes.clone(),
