@@ -589,28 +589,33 @@ impl RestoreFault {
         run.phases.push(mark_now(RestorePhase::FilesRestored, t0));
         let target = target_for(dsn, Duration::from_secs(2)).map_err(Step::Blocked)?;
         let mut last_try = Instant::now();
-        let session = loop {
+        // Accepting writes: connected, and out of recovery (a restore that returns while the
+        // database still replays must not be validated half-way).
+        let mut last_error;
+        loop {
             let tried = Instant::now();
             match target.connect().await {
-                Ok(s) => break s,
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(Step::Found(format!(
-                        "the restored database did not accept connections within {}: {e}",
-                        humantime::format_duration(self.spec.timeout)
-                    )))
-                }
-                Err(_) => {
-                    last_try = tried;
-                    tokio::time::sleep(POLL).await;
-                }
+                Ok(s) => match s.client.query_one("select pg_is_in_recovery()", &[]).await {
+                    Ok(row) if !row.get::<_, bool>(0) => break,
+                    Ok(_) => last_error = "still in recovery".into(),
+                    Err(e) => last_error = db_error(&e),
+                },
+                Err(e) => last_error = e.to_string(),
             }
-        };
+            if Instant::now() >= deadline {
+                return Err(Step::Found(format!(
+                    "the restored database did not accept writes within {}: {last_error}",
+                    humantime::format_duration(self.spec.timeout)
+                )));
+            }
+            last_try = tried;
+            tokio::time::sleep(POLL).await;
+        }
         run.phases.push(PhaseMark {
             phase: RestorePhase::Accepting,
             lower: last_try.saturating_duration_since(t0),
             upper: t0.elapsed(),
         });
-        drop(session);
         self.validate(&target, t0, run).await
     }
 
@@ -796,8 +801,9 @@ impl RestoreFault {
         // Replay: read-only connections once consistent, writes once promoted.
         let user = self.spec.user.clone().unwrap_or_else(|| "postgres".into());
         let dsn = format!(
-            "host={} port={port} user={user} dbname=postgres connect_timeout=2 sslmode=disable",
-            dir.display()
+            "host={} port={port} user={} dbname=postgres connect_timeout=2 sslmode=disable",
+            dsn_quote(&dir.display().to_string()),
+            dsn_quote(&user)
         );
         let target = target_for(&dsn, Duration::from_secs(2)).map_err(Step::Blocked)?;
         let mut last_poll = Instant::now();
@@ -968,7 +974,7 @@ fn base_backup_recovery(
 ) -> Vec<(String, String)> {
     let mut v = vec![(
         "restore_command".to_string(),
-        format!("cp {}/%f %p", wal_archive.display()),
+        format!("cp {}/%f %p", restore_command_path(wal_archive)),
     )];
     for k in [
         "recovery_target",
@@ -986,6 +992,18 @@ fn base_backup_recovery(
         ));
     }
     v
+}
+
+/// A value of a `key=value` connection string: quoted, `\` and `'` escaped.
+fn dsn_quote(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// A path in `restore_command`, which PostgreSQL runs through the shell after replacing `%f`
+/// and `%p`: single-quoted for the shell, `%` doubled for PostgreSQL.
+fn restore_command_path(p: &Path) -> String {
+    let shell = format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
+    shell.replace('%', "%%")
 }
 
 /// How a restore step ended short of validated.
@@ -1633,7 +1651,7 @@ mod tests {
         let latest = base_backup_recovery(Path::new("/wal"), None);
         assert_eq!(
             latest[0],
-            ("restore_command".to_string(), "cp /wal/%f %p".to_string())
+            ("restore_command".to_string(), "cp '/wal'/%f %p".to_string())
         );
         assert_eq!(targets(&latest), cleared);
         // A time: set after the clearing (PostgreSQL applies them in order, and '' unsets).
@@ -1646,6 +1664,24 @@ mod tests {
         assert_eq!(
             targets(&base_backup_recovery(Path::new("/wal"), Some(t))),
             at
+        );
+    }
+
+    #[test]
+    fn paths_with_spaces_quotes_and_percents_survive_the_dsn_and_restore_command() {
+        assert_eq!(dsn_quote("/var/tmp/a b"), "'/var/tmp/a b'");
+        assert_eq!(dsn_quote("it's"), "'it\\'s'");
+        assert_eq!(
+            restore_command_path(Path::new("/wal/it's 100%")),
+            "'/wal/it'\\''s 100%%'"
+        );
+        // The quoted DSN parses back to the path.
+        let cfg: tokio_postgres::Config = format!("host={} port=5432", dsn_quote("/tmp/a b"))
+            .parse()
+            .unwrap();
+        assert_eq!(
+            cfg.get_hosts(),
+            [tokio_postgres::config::Host::Unix("/tmp/a b".into())]
         );
     }
 
