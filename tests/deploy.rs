@@ -392,3 +392,82 @@ fn a_scheduled_node_drill_gets_a_cluster_role_with_only_its_verbs_and_knows_its_
         "spec.nodeName"
     );
 }
+
+/// A protected environment's CronJob runs unattended only by the operator's word: without
+/// `--allow-production` it is written suspended, its annotation and deploy's stderr saying
+/// why; with it, the job confirms with `--yes`. Every job talks to the cluster it runs in
+/// (`--in-cluster`), since a pod has no kubeconfig for the environment's kube-context.
+#[test]
+fn production_jobs_are_suspended_unless_deploy_is_told_to_allow_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("firedrill.yaml"),
+        "environments:\n  staging:\n    kube-context: staging-admin\n  production:\n    kube-context: prod\n    protected: true\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("web.yaml"),
+        "name: web-kill\nenvironments: [staging, production]\nschedule: \"0 10 * * MON-FRI\"\ntargets:\n  web:\n    kubernetes: { namespace: shop, selector: app=web }\nprobes:\n  web:\n    http: { url: \"http://127.0.0.1:8080/\" }\nfaults:\n  - pod-kill: { target: web }\nrecovery: { objective: 30s }\n",
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_firedrill");
+    let deploy = |extra: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(["deploy", "--namespace", "drills"])
+            .args(extra)
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let jobs: Vec<serde_json::Value> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["kind"] == "CronJob")
+            .cloned()
+            .collect();
+        (jobs, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let job = |jobs: &[serde_json::Value], env: &str| {
+        jobs.iter()
+            .find(|j| j["metadata"]["name"] == format!("firedrill-web-kill-{env}"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {env} job"))
+    };
+    let args = |j: &serde_json::Value| -> Vec<String> {
+        j["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect()
+    };
+    let (jobs, stderr) = deploy(&[]);
+    let prod = job(&jobs, "production");
+    assert_eq!(prod["spec"]["suspend"], true);
+    let why = prod["metadata"]["annotations"]["firedrill.io/protected"]
+        .as_str()
+        .unwrap();
+    assert!(why.contains("--allow-production"), "{why}");
+    assert!(
+        stderr.contains("firedrill-web-kill-production is written suspended"),
+        "{stderr}"
+    );
+    assert!(!args(&prod).contains(&"--yes".to_string()));
+    let staging = job(&jobs, "staging");
+    assert_eq!(staging["spec"]["suspend"], false);
+    assert!(staging["metadata"]["annotations"].is_null());
+    for j in [&prod, &staging] {
+        assert!(args(j).contains(&"--in-cluster".to_string()), "{j}");
+    }
+    let (jobs, stderr) = deploy(&["--allow-production"]);
+    let prod = job(&jobs, "production");
+    assert_eq!(prod["spec"]["suspend"], false);
+    assert!(args(&prod).contains(&"--yes".to_string()));
+    assert!(prod["metadata"]["annotations"]["firedrill.io/protected"]
+        .as_str()
+        .unwrap()
+        .contains("runs unattended"));
+    assert!(!stderr.contains("suspended"), "{stderr}");
+}

@@ -56,8 +56,13 @@ fn scenario() -> String {
 
 /// `firedrill deploy --namespace drills DIR`: the manifests' items.
 fn deploy(dir: &Path) -> Vec<Value> {
+    deploy_with(dir, &[])
+}
+
+fn deploy_with(dir: &Path, extra: &[&str]) -> Vec<Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_firedrill"))
         .args(["deploy", "--namespace", NS])
+        .args(extra)
         .arg(dir)
         .output()
         .unwrap();
@@ -337,15 +342,14 @@ fn kubectl_with_the_service_accounts_token_can_do_what_its_roles_grant_and_nothi
 }
 
 /// The environments a scheduled drill reads in its pod: experiments/firedrill.yaml as deployed,
-/// with what only a real cluster has replaced: no `kube-context` (a pod talks to its own
-/// cluster as its service account; here the token's kubeconfig stands in for that), and the
-/// checkout URL the simulated shop's.
+/// with the checkout URL the simulated shop's. The `kube-context`s stay: the jobs run
+/// `--in-cluster` (a pod talks to its own cluster as its service account; here the token's
+/// kubeconfig stands in for that), which passes over them.
 fn in_cluster_environments(deployed: &str, checkout_url: &str) -> String {
     let mut v: serde_yaml::Value = serde_yaml::from_str(deployed).unwrap();
     let envs = v["environments"].as_mapping_mut().unwrap();
     for (_, env) in envs.iter_mut() {
         let env = env.as_mapping_mut().unwrap();
-        env.remove("kube-context");
         if let Some(vars) = env.get_mut("vars").and_then(|v| v.as_mapping_mut()) {
             if vars.contains_key("checkout_url") {
                 vars.insert("checkout_url".into(), checkout_url.into());
@@ -466,20 +470,32 @@ fn the_cron_jobs_of_experiments_run_on_the_simulated_cluster_with_only_the_servi
         assert_eq!(record["environment"], "staging", "{n}");
     }
 
-    // Production is protected: a drill there needs a named kube context and a confirmation,
-    // which a CronJob's pod has neither of, so its job is refused before anything is touched.
+    // Production is protected: deploy writes its job suspended, and run as it is (someone
+    // unsuspends it) it is refused before anything is touched: nobody confirmed.
+    let prod = job("firedrill-checkout-pod-kill-production");
+    assert_eq!(prod["spec"]["suspend"], true);
     let reports = sim.dir.path().join("reports-production");
-    let out = run(container_command(
-        job("firedrill-checkout-pod-kill-production"),
-        &mount,
-        &reports,
-    ));
+    let out = run(container_command(prod, &mount, &reports));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("refusing to run in protected environment `production`"),
         "{stderr}"
     );
+    // With `deploy --allow-production` the job confirms (`--yes`) and runs in its cluster.
+    let allowed = deploy_with(&root().join("experiments"), &["--allow-production"]);
+    let prod = allowed
+        .iter()
+        .find(|i| i["metadata"]["name"] == "firedrill-checkout-pod-kill-production")
+        .unwrap();
+    assert_eq!(prod["spec"]["suspend"], false);
+    let reports = sim.dir.path().join("reports-production-allowed");
+    let out = run(container_command(prod, &mount, &reports));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let record = common::only_report(&reports);
+    assert_eq!(record["environment"], "production");
+    assert_eq!(record["outcome"], "passed", "{record}");
 
     // Every request of the drills was the service account's; none was refused.
     let log = sim.handle().request_log();
@@ -521,7 +537,7 @@ fn the_cron_jobs_of_experiments_run_on_the_simulated_cluster_with_only_the_servi
         .arg(mount.join("other-kill.yaml"))
         .args(["--env", "staging", "--report-dir"])
         .arg(&reports)
-        .arg("--scheduled")
+        .args(["--scheduled", "--in-cluster"])
         .env("FIREDRILL_NODE_NAME", "system-1");
     let out = run(c);
     let stderr = String::from_utf8_lossy(&out.stderr);

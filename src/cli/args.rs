@@ -55,6 +55,12 @@ pub(in crate::cli) struct RunArgs {
     /// windows and in its blackouts, as the schedule daemon would. `deploy`'s CronJobs pass it.
     #[arg(long)]
     pub(in crate::cli) scheduled: bool,
+    /// Talk to the cluster this process runs in — its pod's service account, or the current
+    /// context of $KUBECONFIG when set — instead of the environment's `kube-context`, which a
+    /// pod has no kubeconfig for. `deploy`'s CronJobs pass it. In a protected environment it
+    /// stands for the kube-context check: the CronJob was deployed into that cluster for it.
+    #[arg(long)]
+    pub(in crate::cli) in_cluster: bool,
     /// Write the run's result (run id, exit code, report path) to FILE as JSON once its report
     /// exists: for programs that start drills, like `firedrill schedule`.
     #[arg(long, value_name = "FILE")]

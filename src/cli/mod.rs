@@ -112,6 +112,10 @@ enum Command {
         /// json (one List) or yaml (one document per object, for a GitOps repository).
         #[arg(short, long, value_enum, default_value = "json")]
         output: crate::report::text::DataFormat,
+        /// Let the CronJobs of protected environments run unattended (they pass `--yes`);
+        /// without it they are written suspended, their annotation saying why.
+        #[arg(long)]
+        allow_production: bool,
         #[arg(default_value = "experiments")]
         dir: PathBuf,
     },
@@ -239,8 +243,9 @@ async fn dispatch(
             namespace,
             image,
             output,
+            allow_production,
             dir,
-        } => status::deploy(&dir, &namespace, &image, output),
+        } => status::deploy(&dir, &namespace, &image, output, allow_production),
         Command::Report(a) => status::report(&a),
         Command::Init(args) => Ok(init::init(&args)),
         Command::Completions { shell } => {

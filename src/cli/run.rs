@@ -45,6 +45,8 @@ struct Resolved {
     exp: experiment::Experiment,
     sim: Option<crate::sim::SimHandle>,
     seed: u64,
+    /// `--in-cluster`: the cluster this process runs in, not the environment's context.
+    in_cluster: bool,
 }
 
 /// What the scopes' reservation brought: the cluster a run talks to.
@@ -198,6 +200,7 @@ async fn resolve(args: &RunArgs, state_dir: &Path) -> Result<Resolved, Exit> {
         exp,
         sim,
         seed,
+        in_cluster: args.in_cluster,
     })
 }
 
@@ -262,7 +265,12 @@ async fn reserve(
             }
         }
     } else {
-        match crate::platform::kube::client_for(r.env.kube_context.as_deref()).await {
+        let context = if r.in_cluster {
+            None
+        } else {
+            r.env.kube_context.as_deref()
+        };
+        match crate::platform::kube::client_for(context).await {
             Ok((c, cluster)) => (Some(c), Some(cluster)),
             Err(e) => {
                 eprintln!("error: {e}\n  = help: set `kube-context` for environment `{}` in firedrill.yaml, or give the experiment a `simulation` to run it on the embedded simulated cluster", r.env.name);
@@ -328,6 +336,7 @@ async fn prepare(
         exp,
         sim,
         seed,
+        ..
     } = r;
     let proxy = match start_proxies(&exp, seed).await {
         Ok(p) => p,
@@ -717,6 +726,7 @@ fn guard(
         needs_kube: kube,
         kube_context: env.kube_context.as_deref(),
         current_context: current.as_deref(),
+        in_cluster: args.in_cluster,
         yes: args.yes,
         unallowed_node_faults: exp
             .faults

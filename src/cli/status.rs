@@ -49,12 +49,29 @@ pub(super) fn deploy(
     namespace: &str,
     image: &str,
     output: DataFormat,
+    allow_production: bool,
 ) -> anyhow::Result<Exit> {
     let cat = crate::schedule::catalog::load(dir);
     for (file, err) in &cat.errors {
         eprintln!("skipping {}:\n{err}\n", file.display());
     }
-    let m = crate::schedule::deploy::render(dir, &cat, namespace, image);
+    let m = crate::schedule::deploy::render(dir, &cat, namespace, image, allow_production);
+    // Never silently: say which jobs are held and why.
+    for job in &m.cron_jobs {
+        if job.spec.suspend == Some(true) {
+            let why = job
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::schedule::deploy::PROTECTED_ANNOTATION))
+                .cloned()
+                .unwrap_or_default();
+            eprintln!(
+                "note: CronJob {} is written suspended: {why}",
+                job.metadata.name.as_deref().unwrap_or("?")
+            );
+        }
+    }
     let list = m.to_list();
     let text = match output {
         DataFormat::Json => report::text::data(&list, output),

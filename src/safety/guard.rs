@@ -4,7 +4,8 @@
 //! 2. the experiment lists it in `environments:`;
 //! 3. the environment names a `kube-context` and it is the kubeconfig's current context (the
 //!    operator's shell points at the cluster the drill will touch), when the drill needs
-//!    Kubernetes;
+//!    Kubernetes — or the run is `--in-cluster`, in a CronJob `deploy` wrote for the
+//!    environment (with `--allow-production`, see `schedule::deploy`);
 //! 4. every node fault (a machine or a zone going down) says `allow-protected: true` on itself;
 //! 5. a person confirmed by typing the environment's name on a terminal, or `--yes` was given.
 //!
@@ -26,6 +27,9 @@ pub struct Request<'a> {
     pub kube_context: Option<&'a str>,
     /// The kubeconfig's `current-context`, when one could be read.
     pub current_context: Option<&'a str>,
+    /// `run --in-cluster`: the cluster the process runs in (a CronJob `deploy` wrote for
+    /// this environment), which stands for the kube-context check.
+    pub in_cluster: bool,
     pub yes: bool,
     /// The node faults (machines going down) that do not say `allow-protected: true`.
     pub unallowed_node_faults: Vec<String>,
@@ -57,7 +61,7 @@ pub fn check(r: &Request<'_>) -> Result<bool, Refusal> {
             r.environment
         ));
     }
-    if r.needs_kube {
+    if r.needs_kube && !r.in_cluster {
         match (r.kube_context, r.current_context) {
             (None, _) => unmet.push(
                 "the environment has no `kube-context`; a protected cluster must be named".into(),
@@ -123,6 +127,7 @@ mod tests {
                 needs_kube: true,
                 kube_context: Some("prod"),
                 current_context: Some(if bits & 4 != 0 { "prod" } else { "staging" }),
+                in_cluster: false,
                 yes: bits & 8 != 0,
                 unallowed_node_faults: vec![],
             };
@@ -141,6 +146,7 @@ mod tests {
             needs_kube: true,
             kube_context: None,
             current_context: None,
+            in_cluster: false,
             yes: false,
             unallowed_node_faults: vec!["zone-outage zone-a".into()],
         };
@@ -152,6 +158,7 @@ mod tests {
             listed: true,
             kube_context: Some("prod"),
             current_context: Some("prod"),
+            in_cluster: false,
             yes: true,
             ..open
         };
@@ -166,5 +173,23 @@ mod tests {
             ..prod
         };
         assert_eq!(check(&allowed), Ok(false));
+        // In a pod: no kubeconfig context, `--in-cluster` stands for it; every other
+        // condition still holds.
+        let in_pod = Request {
+            current_context: None,
+            in_cluster: true,
+            ..allowed.clone()
+        };
+        assert_eq!(check(&in_pod), Ok(false));
+        let unconfirmed = Request {
+            yes: false,
+            ..in_pod.clone()
+        };
+        assert_eq!(check(&unconfirmed), Ok(true), "still needs --yes");
+        let not_in_pod = Request {
+            in_cluster: false,
+            ..in_pod
+        };
+        assert!(check(&not_in_pod).unwrap_err().unmet[0].contains("no current context"));
     }
 }

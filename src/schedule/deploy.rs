@@ -106,7 +106,19 @@ fn cron_job_name(experiment: &str, environment: &str) -> String {
     n.trim_end_matches('-').to_string()
 }
 
-pub fn render(_dir: &Path, cat: &Catalog, namespace: &str, image: &str) -> Manifests {
+/// The annotation of a CronJob for a protected environment: what policy it runs under.
+pub const PROTECTED_ANNOTATION: &str = "firedrill.io/protected";
+
+/// The manifests of the folder's scheduled drills. A protected environment's CronJob runs
+/// unattended only when the operator said so (`allow_production`: the job passes `--yes`);
+/// otherwise it is written suspended, and its annotation says why and how to allow it.
+pub fn render(
+    _dir: &Path,
+    cat: &Catalog,
+    namespace: &str,
+    image: &str,
+    allow_production: bool,
+) -> Manifests {
     let mut data = BTreeMap::new();
     for (path, _) in &cat.stamps {
         if let (Some(name), Ok(text)) = (path.file_name(), std::fs::read_to_string(path)) {
@@ -158,7 +170,24 @@ pub fn render(_dir: &Path, cat: &Catalog, namespace: &str, image: &str) -> Manif
                 // Windows and blackouts are the environment's rules for scheduled drills: the
                 // run checks them itself, as the daemon does.
                 "--scheduled".into(),
+                // A pod has no kubeconfig for the environment's kube-context: the job talks
+                // to the cluster it runs in, through its service account.
+                "--in-cluster".into(),
             ];
+            let protected = e.env.protected.then(|| {
+                if allow_production {
+                    args.push("--yes".into());
+                    format!(
+                        "environment `{}` is protected; this job runs unattended (--yes) because `firedrill deploy --allow-production` wrote it",
+                        e.env.name
+                    )
+                } else {
+                    format!(
+                        "environment `{}` is protected; this job is suspended until `firedrill deploy --allow-production` writes it again (or someone unsuspends it, knowingly)",
+                        e.env.name
+                    )
+                }
+            });
             // A CronJob's pod starts with no reports, so it cannot see the upstream passes a
             // promotion gate needs and would hold every run. Say so in the manifest rather
             // than fail every job; the gate needs a shared history to work in a cluster.
@@ -207,9 +236,15 @@ pub fn render(_dir: &Path, cat: &Catalog, namespace: &str, image: &str) -> Manif
                 .schedule
                 .starting_deadline
                 .map_or(300, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            let mut metadata = meta(&cron_job_name(&e.experiment.name, &e.env.name), namespace);
+            if let Some(why) = &protected {
+                metadata.annotations =
+                    Some(BTreeMap::from([(PROTECTED_ANNOTATION.to_string(), why.clone())]));
+            }
             Some(CronJob {
-                metadata: meta(&cron_job_name(&e.experiment.name, &e.env.name), namespace),
+                metadata,
                 spec: CronJobSpec {
+                    suspend: Some(protected.is_some() && !allow_production),
                     schedule: schedule.expr().into(),
                     time_zone: Some(e.env.time_zone.clone()),
                     concurrency_policy: Some("Forbid".into()),
