@@ -169,6 +169,9 @@ pub struct RestoreFault {
     dir: Option<PathBuf>,
     run_id: String,
     seed: u64,
+    /// Trials drawn so far: each trial's random point has its own seed (`seed + n`), so a
+    /// repeated drill restores different points, each reproducible from its record.
+    draws: std::sync::atomic::AtomicU64,
     chosen: Mutex<Option<Chosen>>,
 }
 
@@ -188,6 +191,7 @@ impl RestoreFault {
             dir,
             run_id: run_id.to_string(),
             seed: seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            draws: std::sync::atomic::AtomicU64::new(0),
             chosen: Mutex::new(None),
         }
     }
@@ -282,7 +286,10 @@ impl RestoreFault {
         };
         if chosen.broken.is_none() && !matches!(self.spec.provider, RestoreProvider::Command { .. })
         {
-            match self.choose(&backups, Utc::now()) {
+            let draw = self
+                .draws
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match self.choose(&backups, Utc::now(), self.seed.wrapping_add(draw)) {
                 Ok((i, target, point, seed)) => {
                     let (info, base) = backups[i].clone();
                     chosen.backup = Some(info);
@@ -429,6 +436,7 @@ impl RestoreFault {
         &self,
         backups: &[(BackupInfo, Option<PathBuf>)],
         now: DateTime<Utc>,
+        seed: u64,
     ) -> Result<(usize, Option<DateTime<Utc>>, String, Option<u64>), String> {
         let (first, last) = match (backups.first(), backups.last()) {
             (Some(f), Some(l)) => (f.0.stopped_at, l.0.stopped_at),
@@ -457,7 +465,7 @@ impl RestoreFault {
                     ));
                 }
                 let span = (last - from).num_microseconds().unwrap_or(0).max(0) as u64;
-                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
                 let offset = if span == 0 {
                     0
                 } else {
@@ -472,9 +480,9 @@ impl RestoreFault {
                         "{} (random within {}, seed {})",
                         t.to_rfc3339(),
                         humantime::format_duration(*window),
-                        self.seed
+                        seed
                     ),
-                    Some(self.seed),
+                    Some(seed),
                 ))
             }
         }
@@ -1570,10 +1578,12 @@ mod tests {
     fn a_time_picks_the_newest_backup_that_ended_before_it_and_none_is_a_finding() {
         let b = info(&[1_000, 2_000, 3_000]);
         let t = Utc.timestamp_opt(2_500, 0).unwrap();
-        let (i, target, _, seed) = fault(RecoveryPoint::Time(t)).choose(&b, t).unwrap();
+        let (i, target, _, seed) = fault(RecoveryPoint::Time(t)).choose(&b, t, 42).unwrap();
         assert_eq!((i, target, seed), (1, Some(t), None));
         let early = Utc.timestamp_opt(500, 0).unwrap();
-        let e = fault(RecoveryPoint::Time(early)).choose(&b, t).unwrap_err();
+        let e = fault(RecoveryPoint::Time(early))
+            .choose(&b, t, 42)
+            .unwrap_err();
         assert!(
             e.starts_with("no backup ends before the recovery point"),
             "{e}"
@@ -1585,7 +1595,7 @@ mod tests {
         let b = info(&[1_000, 2_000, 3_000]);
         let now = Utc.timestamp_opt(4_000, 0).unwrap();
         let f = fault(RecoveryPoint::RandomWithin(Duration::from_secs(2_500)));
-        let (i, t, text, seed) = f.choose(&b, now).unwrap();
+        let (i, t, text, seed) = f.choose(&b, now, 42).unwrap();
         let t = t.unwrap();
         assert!(
             t >= Utc.timestamp_opt(1_500, 0).unwrap() && t <= Utc.timestamp_opt(3_000, 0).unwrap()
@@ -1600,10 +1610,10 @@ mod tests {
         );
         assert!(text.contains(&format!("seed {}", seed.unwrap())), "{text}");
         // The same seed, the same point.
-        assert_eq!(f.choose(&b, now).unwrap().1, Some(t));
+        assert_eq!(f.choose(&b, now, 42).unwrap().1, Some(t));
         // Nothing within the window: the drill's finding.
         let late = Utc.timestamp_opt(10_000, 0).unwrap();
-        let e = f.choose(&b, late).unwrap_err();
+        let e = f.choose(&b, late, 42).unwrap_err();
         assert!(e.starts_with("no backup within the last"), "{e}");
     }
 
