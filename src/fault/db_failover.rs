@@ -27,24 +27,20 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use k8s_openapi::api::core::v1::Pod;
-
-use super::pod_kill::PodKill;
+use super::pod_kill::{LivePod, PodKill};
 use super::{FaultError, Injection, RevertPlan};
 use crate::experiment::model::db_failover::{
     DbFailoverProvider, DbFailoverSpec, PatroniAction, RoleLabels,
 };
-use crate::platform::kube::pod_ready;
 use crate::platform::patroni::{Member, PatroniClient, PatroniError, Role};
 use crate::probe::command::{failure_reason, run_argv};
 
 /// Whether the pod carries one of the labels that mark the primary.
-fn marks_primary(labels: RoleLabels, pod: &Pod) -> bool {
-    let on_pod = pod.metadata.labels.as_ref();
+fn marks_primary(labels: RoleLabels, pod: &LivePod) -> bool {
     labels
         .primary()
         .iter()
-        .any(|(k, v)| on_pod.and_then(|l| l.get(*k)).is_some_and(|x| x == v))
+        .any(|(k, v)| pod.labels.get(*k).is_some_and(|x| x == v))
 }
 
 /// What [`DbFailover::prepare`] found.
@@ -659,8 +655,12 @@ async fn switch_time(
 /// Which of the live pods (sorted by name) is the primary: the only one carrying a primary
 /// role label, which must be Patroni's `leader` when there is one, with some other pod ready
 /// to take over. Anything else is refused, naming what was found.
-fn pick_primary(live: &[&Pod], labels: RoleLabels, leader: Option<&str>) -> Result<usize, String> {
-    let name = |p: &Pod| p.metadata.name.clone().unwrap_or_default();
+fn pick_primary(
+    live: &[&LivePod],
+    labels: RoleLabels,
+    leader: Option<&str>,
+) -> Result<usize, String> {
+    let name = |p: &LivePod| p.name.clone();
     let labelled: Vec<usize> = (0..live.len())
         .filter(|&i| marks_primary(labels, live[i]))
         .collect();
@@ -690,7 +690,7 @@ fn pick_primary(live: &[&Pod], labels: RoleLabels, leader: Option<&str>) -> Resu
             ));
         }
     }
-    if !(0..live.len()).any(|j| j != i && pod_ready(live[j])) {
+    if !(0..live.len()).any(|j| j != i && live[j].ready) {
         return Err(format!(
             "no ready pod besides the primary `{pod}` could take over"
         ));
@@ -900,15 +900,16 @@ mod tests {
         assert!(bad.is_err());
     }
 
-    fn pod(name: &str, labels: &[(&str, &str)], ready: bool) -> Pod {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {
-                "name": name,
-                "labels": labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<std::collections::BTreeMap<_, _>>(),
-            },
-            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
-        }))
-        .unwrap()
+    fn pod(name: &str, labels: &[(&str, &str)], ready: bool) -> LivePod {
+        LivePod {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ready,
+            ..LivePod::default()
+        }
     }
 
     #[test]
@@ -919,7 +920,7 @@ mod tests {
             pod("db-1", &[("role", "primary")], true),
             pod("db-2", &[("role", "replica")], true),
         ];
-        let live: Vec<&Pod> = pods.iter().collect();
+        let live: Vec<&LivePod> = pods.iter().collect();
         assert_eq!(pick_primary(&live, Patroni, Some("db-1")), Ok(1));
         assert_eq!(pick_primary(&live, Patroni, None), Ok(1));
         // CloudNativePG's older label is `role=primary` too.
@@ -935,7 +936,7 @@ mod tests {
             pod("db-0", &[("role", "master")], true),
             pod("db-1", &[("role", "replica")], true),
         ];
-        let live: Vec<&Pod> = master.iter().collect();
+        let live: Vec<&LivePod> = master.iter().collect();
         assert_eq!(pick_primary(&live, Patroni, Some("db-0")), Ok(0));
         assert!(
             pick_primary(&live, CloudnativePg, None).is_err(),
@@ -946,7 +947,7 @@ mod tests {
             pod("db-0", &[("cnpg.io/instanceRole", "primary")], true),
             pod("db-1", &[("role", "primary")], true),
         ];
-        let live: Vec<&Pod> = two.iter().collect();
+        let live: Vec<&LivePod> = two.iter().collect();
         let e = pick_primary(&live, CloudnativePg, None).unwrap_err();
         assert!(e.contains("2 pods") && e.contains("db-0, db-1"), "{e}");
 
@@ -955,11 +956,11 @@ mod tests {
             pod("db-0", &[("cnpg.io/instanceRole", "primary")], true),
             pod("db-1", &[("cnpg.io/instanceRole", "replica")], false),
         ];
-        let live: Vec<&Pod> = alone.iter().collect();
+        let live: Vec<&LivePod> = alone.iter().collect();
         let e = pick_primary(&live, CloudnativePg, None).unwrap_err();
         assert!(e.contains("could take over"), "{e}");
         let none = [pod("db-0", &[], true)];
-        let live: Vec<&Pod> = none.iter().collect();
+        let live: Vec<&LivePod> = none.iter().collect();
         assert!(pick_primary(&live, Patroni, Some("db-0"))
             .unwrap_err()
             .contains("no pod among db-0"));

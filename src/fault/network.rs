@@ -336,7 +336,7 @@ impl NetworkFault {
                 let names: Vec<String> = super::pod_kill::live_pods(client, namespace, selector)
                     .await?
                     .into_iter()
-                    .filter_map(|p| p.metadata.name)
+                    .map(|p| p.name)
                     .collect();
                 if names.is_empty() {
                     return Err(super::pod_kill::no_running_pods(selector, namespace));
