@@ -571,3 +571,64 @@ fn the_cron_jobs_of_experiments_run_on_the_simulated_cluster_with_only_the_servi
             && r.path.starts_with("/api/v1/namespaces/other/pods")
     }));
 }
+
+/// The cluster's halt fails closed: a drill whose service account cannot read the halt
+/// ConfigMap (here: its Role in namespace `firedrill` was never applied) does not start — it
+/// would not see a halt set during an incident. Nothing is deleted, and the error names why.
+#[test]
+fn a_drill_that_cannot_read_the_clusters_halt_does_not_start() {
+    let sim = Sim::new(&scenario(), 5);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("firedrill.yaml"),
+        "environments:\n  staging:\n    time-zone: Europe/Berlin\n",
+    )
+    .unwrap();
+    let web = sim.handle().traffic_url("shop", "checkout").unwrap();
+    std::fs::write(
+        dir.path().join("checkout-kill.yaml"),
+        format!(
+            "name: checkout-kill\nenvironments: [staging]\nschedule: \"0 10 * * MON-FRI\"\n\
+             targets:\n  pods:\n    kubernetes: {{ namespace: shop, selector: app=checkout, count: 1 }}\n\
+             probes:\n  http:\n    http: {{ url: \"{web}/\", timeout: 500ms }}\n    every: 100ms\n\
+             faults:\n  - pod-kill: {{ target: pods, grace-period: 0s }}\n\
+             recovery: {{ objective: 30s, timeout: 1m }}\n"
+        ),
+    )
+    .unwrap();
+    // Every manifest but the halt's Role and RoleBinding (namespace `firedrill`).
+    let items: Vec<Value> = deploy(dir.path())
+        .into_iter()
+        .filter(|i| i["metadata"]["namespace"] != "firedrill")
+        .collect();
+    let client = sim.rt.block_on(sim.handle().kube_client()).unwrap();
+    sim.rt.block_on(apply(&client, &items));
+    let token = sim.rt.block_on(mint(&client));
+    let kubeconfig = sim.write_token_kubeconfig("sa-kubeconfig", &token);
+    let reports = sim.dir.path().join("reports");
+    let out = Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .arg("run")
+        .arg(dir.path().join("checkout-kill.yaml"))
+        .args(["--env", "staging", "--in-cluster", "--report-dir"])
+        .arg(&reports)
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOME", sim.dir.path())
+        .env("FIREDRILL_STATE_DIR", sim.dir.path().join("state"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("cannot read the cluster's halt (ConfigMap firedrill/firedrill-halt)")
+            && stderr.contains("forbidden"),
+        "{stderr}"
+    );
+    let deleted = sim
+        .handle()
+        .request_log()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .count();
+    assert_eq!(deleted, 0, "nothing may be touched");
+}

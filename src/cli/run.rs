@@ -278,16 +278,27 @@ async fn reserve(
             }
         }
     };
-    if let Some(h) = match &kube {
+    match match &kube {
         Some(c) => halt::in_cluster(c).await,
-        None => None,
+        None => Ok(None),
     } {
-        eprintln!(
-            "error: {}\n  = help: delete the ConfigMap (or its `{}` annotation) to lift it",
-            h.describe(),
-            halt::CLUSTER_ANNOTATION
-        );
-        return Err(Exit::Refused);
+        Ok(None) => {}
+        Ok(Some(h)) => {
+            eprintln!(
+                "error: {}\n  = help: delete the ConfigMap (or its `{}` annotation) to lift it",
+                h.describe(),
+                halt::CLUSTER_ANNOTATION
+            );
+            return Err(Exit::Refused);
+        }
+        Err(e) => {
+            eprintln!(
+                "error: {e}\nnot starting: a halt set in the cluster must never be missed\n  = help: grant `get` on ConfigMap {}/{} (deploy's Role does), or check the API; nothing was touched",
+                halt::CLUSTER_NAMESPACE,
+                halt::CLUSTER_CONFIGMAP
+            );
+            return Err(Exit::Refused);
+        }
     }
     // Drills on other machines share the cluster, not this state directory: a Lease per
     // namespace scope. An API that refuses leases (RBAC) only warns; the file lock stands.
@@ -816,12 +827,36 @@ fn spawn_halt_watcher(
     let out = seen.clone();
     tokio::spawn(async move {
         let mut tick = 0u32;
+        // Since when the cluster's halt has been unreadable: past the grace, the drill stops
+        // as if halted (a halt it cannot see must not let it run on).
+        let mut unreadable: Option<(std::time::Instant, String)> = None;
         loop {
             // The local file every tick; the cluster's ConfigMap every fourth (≤ 1s apart).
             let mut found = halt::current(&state_dir);
             if found.is_none() && tick.is_multiple_of(4) {
                 if let Some(c) = &kube {
-                    found = halt::in_cluster(c).await;
+                    match halt::in_cluster(c).await {
+                        Ok(h) => {
+                            found = h;
+                            unreadable = None;
+                        }
+                        Err(e) => {
+                            let since = unreadable
+                                .get_or_insert_with(|| (std::time::Instant::now(), String::new()));
+                            since.1 = e.to_string();
+                            if since.0.elapsed() >= halt::CLUSTER_READ_GRACE {
+                                found = Some(halt::Halt {
+                                    reason: format!(
+                                        "{} for {}",
+                                        since.1,
+                                        crate::timeline::human(since.0.elapsed())
+                                    ),
+                                    since: crate::platform::now_rfc3339(),
+                                    by: "firedrill itself (the cluster's halt fails closed)".into(),
+                                });
+                            }
+                        }
+                    }
                 }
             }
             tick = tick.wrapping_add(1);

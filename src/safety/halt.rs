@@ -95,12 +95,36 @@ pub const CLUSTER_NAMESPACE: &str = "firedrill";
 pub const CLUSTER_CONFIGMAP: &str = "firedrill-halt";
 pub const CLUSTER_ANNOTATION: &str = "firedrill.io/halt";
 
-/// The cluster's halt, when the annotated ConfigMap exists. Read-only; an unreachable API
-/// is not a halt (the drill's own calls will fail and end it inconclusive).
-pub async fn in_cluster(client: &kube::Client) -> Option<Halt> {
+/// Why the cluster's halt could not be read: it fails closed, so this keeps a drill from
+/// starting (and stops one that cannot read it for [`CLUSTER_READ_GRACE`]).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot read the cluster's halt (ConfigMap {CLUSTER_NAMESPACE}/{CLUSTER_CONFIGMAP}): {cause}"
+)]
+pub struct HaltReadError {
+    pub cause: String,
+}
+
+/// How long a running drill tolerates an unreadable cluster halt (a restarting API) before it
+/// stops as if halted: within the 5s in which a halt must reach every running drill.
+pub const CLUSTER_READ_GRACE: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// The cluster's halt, when the annotated ConfigMap exists (`Ok(None)`: it does not, or has
+/// no halt annotation). Read-only. An API that cannot be asked is an error, never "no halt":
+/// a halt firedrill cannot see must not let a drill run.
+pub async fn in_cluster(client: &kube::Client) -> Result<Option<Halt>, HaltReadError> {
     use k8s_openapi::api::core::v1::ConfigMap;
     let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), CLUSTER_NAMESPACE);
-    let cm = api.get_opt(CLUSTER_CONFIGMAP).await.ok()??;
+    let cm = api
+        .get_opt(CLUSTER_CONFIGMAP)
+        .await
+        .map_err(|e| HaltReadError {
+            cause: crate::platform::kube::describe(&e),
+        })?;
+    Ok(cm.and_then(halt_of))
+}
+
+fn halt_of(cm: k8s_openapi::api::core::v1::ConfigMap) -> Option<Halt> {
     let reason = cm
         .metadata
         .annotations
