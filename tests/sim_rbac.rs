@@ -18,6 +18,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::sim::Sim;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
@@ -572,12 +573,9 @@ fn the_cron_jobs_of_experiments_run_on_the_simulated_cluster_with_only_the_servi
     }));
 }
 
-/// The cluster's halt fails closed: a drill whose service account cannot read the halt
-/// ConfigMap (here: its Role in namespace `firedrill` was never applied) does not start — it
-/// would not see a halt set during an incident. Nothing is deleted, and the error names why.
-#[test]
-fn a_drill_that_cannot_read_the_clusters_halt_does_not_start() {
-    let sim = Sim::new(&scenario(), 5);
+/// A folder with one drill that kills a checkout pod of the simulated shop (no `simulation`:
+/// it runs on the cluster its kubeconfig names), plus `extra` top-level YAML.
+fn checkout_kill_folder(sim: &Sim, extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("firedrill.yaml"),
@@ -592,10 +590,20 @@ fn a_drill_that_cannot_read_the_clusters_halt_does_not_start() {
              targets:\n  pods:\n    kubernetes: {{ namespace: shop, selector: app=checkout, count: 1 }}\n\
              probes:\n  http:\n    http: {{ url: \"{web}/\", timeout: 500ms }}\n    every: 100ms\n\
              faults:\n  - pod-kill: {{ target: pods, grace-period: 0s }}\n\
-             recovery: {{ objective: 30s, timeout: 1m }}\n"
+             recovery: {{ objective: 30s, timeout: 1m }}\n{extra}"
         ),
     )
     .unwrap();
+    dir
+}
+
+/// The cluster's halt fails closed: a drill whose service account cannot read the halt
+/// ConfigMap (here: its Role in namespace `firedrill` was never applied) does not start — it
+/// would not see a halt set during an incident. Nothing is deleted, and the error names why.
+#[test]
+fn a_drill_that_cannot_read_the_clusters_halt_does_not_start() {
+    let sim = Sim::new(&scenario(), 5);
+    let dir = checkout_kill_folder(&sim, "");
     // Every manifest but the halt's Role and RoleBinding (namespace `firedrill`).
     let items: Vec<Value> = deploy(dir.path())
         .into_iter()
@@ -631,4 +639,62 @@ fn a_drill_that_cannot_read_the_clusters_halt_does_not_start() {
         .filter(|r| r.method == "DELETE")
         .count();
     assert_eq!(deleted, 0, "nothing may be touched");
+}
+
+/// ... and a running drill that loses the right to read it stops within the grace (4s) plus a
+/// poll, as a halt would stop it, and says why.
+#[test]
+fn a_running_drill_that_can_no_longer_read_the_halt_stops() {
+    let sim = Sim::new(&scenario(), 6);
+    // Three trials 30s apart: the run is in its cooldown when the right is taken away.
+    let dir = checkout_kill_folder(&sim, "repeat: 3\ncooldown: 30s\n");
+    let client = sim.rt.block_on(sim.handle().kube_client()).unwrap();
+    sim.rt.block_on(apply(&client, &deploy(dir.path())));
+    let token = sim.rt.block_on(mint(&client));
+    let kubeconfig = sim.write_token_kubeconfig("sa-kubeconfig", &token);
+    let child = Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .arg("run")
+        .arg(dir.path().join("checkout-kill.yaml"))
+        .args([
+            "--env",
+            "staging",
+            "--in-cluster",
+            "--no-live",
+            "--report-dir",
+        ])
+        .arg(sim.dir.path().join("reports"))
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOME", sim.dir.path())
+        .env("FIREDRILL_STATE_DIR", sim.dir.path().join("state"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the first pod is deleted (by the drill's service account), the right goes.
+    common::wait_for("the first kill", Duration::from_secs(60), || {
+        sim.handle()
+            .request_log()
+            .iter()
+            .any(|r| r.method == "DELETE" && r.user.is_some())
+    });
+    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+        Api::namespaced(client.clone(), "firedrill");
+    sim.rt
+        .block_on(bindings.delete("firedrill", &Default::default()))
+        .unwrap();
+    let taken = std::time::Instant::now();
+    let out = common::finish(child, Duration::from_secs(20));
+    let stopped_after = taken.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("stopping: drills are halted since")
+            && stderr.contains("the cluster's halt fails closed")
+            && stderr.contains("cannot read the cluster's halt"),
+        "{stderr}"
+    );
+    // The grace (4s) and a poll (≤ 1s), with room for a loaded machine; the cooldown (30s)
+    // would have run much longer.
+    assert!(stopped_after < Duration::from_secs(15), "{stopped_after:?}");
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
 }
