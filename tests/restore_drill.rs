@@ -174,7 +174,19 @@ async fn latest_restores_every_committed_row_and_reports_its_phases_and_data_age
     let Some(db) = BackedUp::start().await else {
         return;
     };
-    let rows = written(&db, 3).await;
+    // A full backup taken while the writer inserts: the newest backup, whose end and every
+    // row after it come from the archived WAL.
+    let w = db.start_writer(20.0);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    db.backup("full").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rows = w.stop().await;
+    db.switch_wal_and_wait_archived().await;
+    assert!(
+        rows.len() >= 20,
+        "the writer committed only {} rows",
+        rows.len()
+    );
     let (last_id, last_at) = *rows.last().unwrap();
     let total: i64 = db
         .client()
@@ -237,6 +249,16 @@ async fn latest_restores_every_committed_row_and_reports_its_phases_and_data_age
     );
     assert!(r["bytes_restored"].as_u64().unwrap() > 1_000_000);
     assert!(stdout.contains("restore RTO"), "{stdout}");
+    // The newest backup was the one taken during the writes, and rows committed after its
+    // end are in the restore (replayed from the archive).
+    let info = db.info().await;
+    let newest = info[0]["backup"].as_array().unwrap().last().unwrap()["label"].clone();
+    assert_eq!(r["backup"]["label"], newest);
+    let backup_end = time(&r["backup"]["stopped_at"]);
+    assert!(
+        rows.iter().any(|(_, at)| *at > backup_end),
+        "no row after the backup's end {backup_end}"
+    );
     assert_scratch_gone(&db.scratch_root());
     // History reads the restore RTO as the drill's time to recover.
     let history = tokio::task::block_in_place(|| {
