@@ -225,7 +225,7 @@ fn killing_every_pod_at_once_deletes_each_and_tracks_each_replacement_to_ready()
 }
 
 #[test]
-fn an_unreachable_cluster_ends_inconclusive_with_a_clear_message() {
+fn an_unreachable_cluster_is_refused_with_a_clear_message_and_nothing_touched() {
     let dir = tempfile::tempdir().unwrap();
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -266,20 +266,16 @@ fn an_unreachable_cluster_ends_inconclusive_with_a_clear_message() {
         .arg(&file)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let record = common::only_report(&reports);
-    assert_eq!(record["outcome"], "inconclusive");
-    let reason = record["reason"].as_str().unwrap();
-    assert!(reason.contains("nothing was injected"), "{reason}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    // The cluster's halt cannot be read, so the drill does not start (the halt fails
+    // closed), and says that the API is what cannot be reached; nothing is written or touched.
     assert!(
-        reason.contains("web-ready"),
-        "names the probe that could not see: {reason}"
+        stderr.contains("cannot read the cluster's halt (ConfigMap firedrill/firedrill-halt): the cluster's API cannot be reached")
+            && stderr.contains("nothing was touched"),
+        "{stderr}"
     );
+    assert!(common::reports(&reports).is_empty());
 }
 
 /// The quickstart's drill and cluster (experiments/quickstart.yaml on experiments/sim/shop.yaml),

@@ -99,10 +99,13 @@ pub const CLUSTER_ANNOTATION: &str = "firedrill.io/halt";
 /// starting (and stops one that cannot read it for [`CLUSTER_READ_GRACE`]).
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "cannot read the cluster's halt (ConfigMap {CLUSTER_NAMESPACE}/{CLUSTER_CONFIGMAP}): {cause}"
+    "cannot read the cluster's halt (ConfigMap {CLUSTER_NAMESPACE}/{CLUSTER_CONFIGMAP}){}: {cause}",
+    if *.unreachable { ": the cluster's API cannot be reached" } else { "" }
 )]
 pub struct HaltReadError {
     pub cause: String,
+    /// No answer from the API at all (refused, timed out), rather than an answer that says no.
+    pub unreachable: bool,
 }
 
 /// How long a running drill tolerates an unreadable cluster halt (a restarting API) before it
@@ -120,6 +123,7 @@ pub async fn in_cluster(client: &kube::Client) -> Result<Option<Halt>, HaltReadE
         .await
         .map_err(|e| HaltReadError {
             cause: crate::platform::kube::describe(&e),
+            unreachable: !matches!(e, kube::Error::Api(_)),
         })?;
     Ok(cm.and_then(halt_of))
 }
