@@ -8,28 +8,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::pgbackrest::{target_time, BackedUp};
-use common::{firedrill, only_report, secs, text};
-
-fn is_root() -> bool {
-    nix_uid() == 0
-}
-
-fn nix_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(u32::MAX)
-}
+use common::restore::{assert_scratch_gone, check, is_root, phases, restore, run, time, Drill};
+use common::{secs, text};
 
 /// A drill file restoring the fixture's stanza with `point` (YAML), checks in `validate`.
 fn drill(db: &BackedUp, stanza: &str, point: &str, validate: &str, config: &Path) -> String {
@@ -51,109 +37,6 @@ recovery: {{ objective: 10m, timeout: 20m }}
         config = config.display(),
         scratch = db.scratch_root().display(),
     )
-}
-
-struct Drill {
-    dir: tempfile::TempDir,
-}
-
-impl Drill {
-    fn new(yaml: &str) -> Drill {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("drill.yaml"), yaml).unwrap();
-        Drill { dir }
-    }
-
-    fn cmd(&self) -> std::process::Command {
-        let mut c = firedrill();
-        c.env("FIREDRILL_STATE_DIR", self.dir.path().join("state"));
-        c
-    }
-
-    fn run(&self) -> Output {
-        self.cmd()
-            .arg("run")
-            .arg("--report-dir")
-            .arg(self.dir.path().join("reports"))
-            .arg(self.dir.path().join("drill.yaml"))
-            .output()
-            .unwrap()
-    }
-
-    fn report(&self) -> serde_json::Value {
-        only_report(&self.dir.path().join("reports"))
-    }
-}
-
-/// Runs the drill off the async runtime (the fixture's writer and server live on it).
-async fn run(d: &Drill) -> (Output, serde_json::Value) {
-    let out = tokio::task::block_in_place(|| d.run());
-    let report = d.report();
-    (out, report)
-}
-
-/// Nothing of a scratch instance is left under `root`: no directory, no process working in it.
-fn assert_scratch_gone(root: &Path) {
-    let left: Vec<PathBuf> = std::fs::read_dir(root)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("firedrill-restore-"))
-        })
-        .collect();
-    assert!(left.is_empty(), "scratch directories left: {left:?}");
-    let procs: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
-            cwd.starts_with(root)
-                .then(|| e.file_name().to_string_lossy().into_owned())
-        })
-        .collect();
-    assert!(
-        procs.is_empty(),
-        "processes left in {}: {procs:?}",
-        root.display()
-    );
-}
-
-fn restore(report: &serde_json::Value) -> &serde_json::Value {
-    &report["trials"][0]["restore"]
-}
-
-fn time(v: &serde_json::Value) -> DateTime<Utc> {
-    v.as_str()
-        .unwrap_or_else(|| panic!("not a time: {v}"))
-        .parse()
-        .unwrap()
-}
-
-fn check<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    r["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no check {name} in {r}"))
-}
-
-/// The phase bounds in the order a restore passes them.
-fn phases(r: &serde_json::Value) -> Vec<(String, Duration, Duration)> {
-    r["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["phase"].as_str().unwrap().to_string(),
-                secs(&p["lower_s"]),
-                secs(&p["upper_s"]),
-            )
-        })
-        .collect()
 }
 
 async fn written(db: &BackedUp, seconds: u64) -> Vec<(i64, DateTime<Utc>)> {
@@ -199,7 +82,7 @@ async fn latest_restores_every_committed_row_and_reports_its_phases_and_data_age
         "        - {{ name: rows, query: \"select count(*) from drill_rows\", expect: {{ equals: \"{total}\" }} }}\n        - {{ name: newest-id, query: \"select max(id) from drill_rows\", expect: {{ equals: \"{last_id}\" }} }}"
     );
     let d = Drill::new(&drill(&db, db.stanza(), "latest", &validate, db.config()));
-    let (out, report) = run(&d).await;
+    let (out, report) = run(&d, &[]).await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     // The terminal view, for whoever reads the test's output.
@@ -308,7 +191,7 @@ async fn a_point_in_time_restores_exactly_the_rows_committed_up_to_it() {
     );
     let point = format!("{{ time: \"{}\" }}", target.to_rfc3339());
     let d = Drill::new(&drill(&db, db.stanza(), &point, &validate, db.config()));
-    let (out, report) = run(&d).await;
+    let (out, report) = run(&d, &[]).await;
     let (stdout, stderr) = text(&out);
     assert_eq!(
         out.status.code(),
@@ -347,7 +230,7 @@ async fn a_point_in_time_restores_exactly_the_rows_committed_up_to_it() {
 /// record and on the terminal, nothing left.
 async fn fails_with(db: &BackedUp, yaml: &str, reason: &[&str]) -> serde_json::Value {
     let d = Drill::new(yaml);
-    let (out, report) = run(&d).await;
+    let (out, report) = run(&d, &[]).await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert_eq!(report["outcome"], "failed", "{report}");
@@ -466,7 +349,7 @@ async fn an_unreachable_repository_is_inconclusive_and_touches_nothing() {
         .status();
     let validate = "        - { name: rows, query: \"select count(*) from drill_rows\" }";
     let d = Drill::new(&drill(&db, db.stanza(), "latest", validate, &conf));
-    let (out, report) = run(&d).await;
+    let (out, report) = run(&d, &[]).await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
     assert_eq!(report["outcome"], "inconclusive");

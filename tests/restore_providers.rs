@@ -18,23 +18,12 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::pgbackrest::{free_port, target_time, BackedUp, Rows};
-use common::{firedrill, only_report, secs, text};
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u32>().ok())
-        })
-        == Some(0)
-}
+use common::restore::{assert_scratch_gone, check, is_root, phases, restore, run, time, Drill};
+use common::{secs, text};
 
 /// A drill of one `restore` fault: `provider` and `point` as YAML flow, `scratch` unless the
 /// provider is `command`, checks in `validate` (lines of YAML at the list's indentation).
@@ -85,93 +74,6 @@ const COUNT: &str = "select count(*) from drill_rows";
 const MAX_ID: &str = "select max(id) from drill_rows";
 const IDS: &str = "select coalesce(string_agg(id::text, ',' order by id), '') from drill_rows";
 
-struct Drill {
-    dir: tempfile::TempDir,
-}
-
-impl Drill {
-    fn new(yaml: &str) -> Drill {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("drill.yaml"), yaml).unwrap();
-        Drill { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        firedrill()
-            .env("FIREDRILL_STATE_DIR", self.path().join("state"))
-            .arg("run")
-            .args(args)
-            .arg("--report-dir")
-            .arg(self.path().join("reports"))
-            .arg(self.path().join("drill.yaml"))
-            .output()
-            .unwrap()
-    }
-}
-
-/// Runs the drill off the async runtime (the fixture's writer and server live on it); the
-/// output, the report, and the wall time of the run.
-async fn run(d: &Drill, args: &[&str]) -> (Output, serde_json::Value) {
-    let t0 = std::time::Instant::now();
-    let out = tokio::task::block_in_place(|| d.run(args));
-    eprintln!("firedrill run took {:.1}s", t0.elapsed().as_secs_f64());
-    let report = only_report(&d.path().join("reports"));
-    (out, report)
-}
-
-/// Nothing of a scratch instance is left under `root`: no `firedrill-restore-*` directory, no
-/// process working in it.
-fn assert_scratch_gone(root: &Path) {
-    let left: Vec<PathBuf> = std::fs::read_dir(root)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("firedrill-restore-"))
-        })
-        .collect();
-    assert!(left.is_empty(), "scratch directories left: {left:?}");
-    let procs: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
-            cwd.starts_with(root)
-                .then(|| e.file_name().to_string_lossy().into_owned())
-        })
-        .collect();
-    assert!(
-        procs.is_empty(),
-        "processes left in {}: {procs:?}",
-        root.display()
-    );
-}
-
-fn restore(report: &serde_json::Value) -> &serde_json::Value {
-    &report["trials"][0]["restore"]
-}
-
-fn time(v: &serde_json::Value) -> DateTime<Utc> {
-    v.as_str()
-        .unwrap_or_else(|| panic!("not a time: {v}"))
-        .parse()
-        .unwrap()
-}
-
-fn check<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    r["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no check {name} in {r}"))
-}
-
 fn ids_of(r: &serde_json::Value) -> Vec<i64> {
     check(r, "ids")["value"]
         .as_str()
@@ -184,18 +86,7 @@ fn ids_of(r: &serde_json::Value) -> Vec<i64> {
 
 /// The phases' names, after checking each bracket and their order.
 fn phase_names(r: &serde_json::Value) -> Vec<String> {
-    let p: Vec<(String, Duration, Duration)> = r["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["phase"].as_str().unwrap().to_string(),
-                secs(&p["lower_s"]),
-                secs(&p["upper_s"]),
-            )
-        })
-        .collect();
+    let p = phases(r);
     for (name, lo, hi) in &p {
         assert!(lo <= hi, "{name}: {lo:?} > {hi:?}");
     }

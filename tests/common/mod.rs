@@ -6,6 +6,7 @@ pub mod net;
 pub mod patroni;
 pub mod pgbackrest;
 pub mod proxy;
+pub mod restore;
 pub mod sim;
 pub mod sticky;
 
