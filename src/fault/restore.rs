@@ -606,7 +606,7 @@ impl RestoreFault {
                 Ok(s) => match s.client.query_one("select pg_is_in_recovery()", &[]).await {
                     Ok(row) if !row.get::<_, bool>(0) => break,
                     Ok(_) => last_error = "still in recovery".into(),
-                    Err(e) => last_error = db_error(&e),
+                    Err(e) => last_error = crate::probe::postgres::error_text(&e),
                 },
                 Err(e) => last_error = e.to_string(),
             }
@@ -668,15 +668,10 @@ impl RestoreFault {
                 }
                 argv.push("restore".to_string());
                 let argv = Self::as_user(&chosen.run_as, argv);
-                let (status, stderr) = run_argv_tracked(&argv, left(), spawned)
-                    .await
-                    .map_err(|e| run_failed("pgbackrest restore", e))?;
-                if !status.success() {
-                    return Err(Step::Found(format!(
-                        "pgbackrest restore failed: {}",
-                        failure_reason(&status, &stderr)
-                    )));
-                }
+                run_step(&argv, left(), spawned, "pgbackrest restore", || {
+                    "pgbackrest restore failed".to_string()
+                })
+                .await?;
             }
             RestoreProvider::BaseBackup { .. } => {
                 let base = chosen.base.clone().ok_or_else(|| {
@@ -692,16 +687,10 @@ impl RestoreFault {
                             base.display().to_string(),
                         ],
                     );
-                    let (status, stderr) = run_argv_tracked(&verify, left(), spawned)
-                        .await
-                        .map_err(|e| run_failed("pg_verifybackup", e))?;
-                    if !status.success() {
-                        return Err(Step::Found(format!(
-                            "the base backup {} does not verify: {}",
-                            base.display(),
-                            failure_reason(&status, &stderr)
-                        )));
-                    }
+                    run_step(&verify, left(), spawned, "pg_verifybackup", || {
+                        format!("the base backup {} does not verify", base.display())
+                    })
+                    .await?;
                 }
                 let copy = Self::as_user(
                     &chosen.run_as,
@@ -712,15 +701,10 @@ impl RestoreFault {
                         data.display().to_string(),
                     ],
                 );
-                let (status, stderr) = run_argv_tracked(&copy, left(), spawned)
-                    .await
-                    .map_err(|e| run_failed("cp", e))?;
-                if !status.success() {
-                    return Err(Step::Found(format!(
-                        "copying the base backup failed: {}",
-                        failure_reason(&status, &stderr)
-                    )));
-                }
+                run_step(&copy, left(), spawned, "cp", || {
+                    "copying the base backup failed".to_string()
+                })
+                .await?;
                 write_owned(&data.join("recovery.signal"), b"", &chosen.run_as)
                     .map_err(Step::Blocked)?;
             }
@@ -853,7 +837,7 @@ impl RestoreFault {
                             break;
                         }
                         Ok(_) => last_error = "still in recovery".into(),
-                        Err(e) => last_error = db_error(&e),
+                        Err(e) => last_error = crate::probe::postgres::error_text(&e),
                     }
                 }
             }
@@ -1022,6 +1006,29 @@ enum Step {
     Blocked(FaultError),
 }
 
+/// Runs one step's program within what is left of the restore's time. A program that exits
+/// non-zero is the backup's finding (`failed`, then its reason); one that cannot run or runs
+/// out of time is [`run_failed`]'s.
+async fn run_step(
+    argv: &[String],
+    left: Duration,
+    spawned: &(dyn Fn(ChildId) + Send + Sync),
+    what: &str,
+    failed: impl FnOnce() -> String,
+) -> Result<(), Step> {
+    let (status, stderr) = run_argv_tracked(argv, left, spawned)
+        .await
+        .map_err(|e| run_failed(what, e))?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(Step::Found(format!(
+        "{}: {}",
+        failed(),
+        failure_reason(&status, &stderr)
+    )))
+}
+
 /// A step's program that could not be run (inconclusive) or ran out of the restore's time
 /// (the restore did not happen within its bound: the drill fails).
 fn run_failed(what: &str, e: String) -> Step {
@@ -1075,7 +1082,7 @@ async fn first_value(client: &tokio_postgres::Client, sql: &str) -> Result<Optio
     let messages = client
         .simple_query(sql)
         .await
-        .map_err(|e| crate::safety::redact::text(&db_error(&e)))?;
+        .map_err(|e| crate::safety::redact::text(&crate::probe::postgres::error_text(&e)))?;
     for m in messages {
         if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
             return Ok(r.get(0).map(str::to_string));
@@ -1091,19 +1098,12 @@ async fn epoch_of(
     let row = client
         .query_one(sql, &[])
         .await
-        .map_err(|e| crate::safety::redact::text(&db_error(&e)))?;
+        .map_err(|e| crate::safety::redact::text(&crate::probe::postgres::error_text(&e)))?;
     let v: Option<f64> = row.try_get(0).map_err(|e| e.to_string())?;
     Ok(v.and_then(|s| {
         let micros = (s * 1e6).round() as i64;
         Utc.timestamp_micros(micros).single()
     }))
-}
-
-fn db_error(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
-    }
 }
 
 /// The server log's last FATAL/PANIC line (why recovery stopped), else its last line.
@@ -1183,7 +1183,7 @@ fn check_scratch(dir: &Path) -> Result<(), FaultError> {
         )));
     }
     if let Some(pid) = postmaster_pid(&dir.join("data")) {
-        if alive(pid) {
+        if crate::platform::process::running(pid) {
             return Err(FaultError::inject(format!(
                 "{} holds a running PostgreSQL (pid {pid}): refusing to restore over it",
                 dir.display()
@@ -1458,29 +1458,19 @@ pub async fn teardown(dir: &Path, run_id: &str) -> Result<String, FaultError> {
         let p = nix::unistd::Pid::from_raw(pid as i32);
         // Immediate shutdown: the scratch instance's data is thrown away anyway.
         let _ = kill(p, Signal::SIGQUIT);
-        let until = Instant::now() + Duration::from_secs(10);
-        while alive(pid) && Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if alive(pid) {
+        let running = || crate::platform::process::running(pid);
+        if !until_false(running, Duration::from_secs(10)).await {
             let _ = kill(p, Signal::SIGKILL);
-            let until = Instant::now() + Duration::from_secs(5);
-            while alive(pid) && Instant::now() < until {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            if !until_false(running, Duration::from_secs(5)).await {
+                return Err(FaultError::revert(format!(
+                    "the scratch instance (pid {pid}) does not stop"
+                )));
             }
-        }
-        if alive(pid) {
-            return Err(FaultError::revert(format!(
-                "the scratch instance (pid {pid}) does not stop"
-            )));
         }
         stopped = format!("stopped the scratch instance (pid {pid}), ");
     }
     // Its backends leave with the postmaster; wait for the last of them (they hold files).
-    let until = Instant::now() + Duration::from_secs(10);
-    while !processes_in(&data).is_empty() && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_false(|| !processes_in(&data).is_empty(), Duration::from_secs(10)).await;
     let left = processes_in(&data);
     if !left.is_empty() {
         return Err(FaultError::revert(format!(
@@ -1497,11 +1487,16 @@ pub async fn teardown(dir: &Path, run_id: &str) -> Result<String, FaultError> {
     Ok(format!("{stopped}removed {}", dir.display()))
 }
 
-/// A process that has not exited (a zombie has).
-fn alive(pid: u32) -> bool {
-    crate::platform::process::pid_alive(pid)
-        && crate::platform::process::stat_fields(pid)
-            .is_some_and(|f| f.first().is_some_and(|s| s != "Z" && s != "X"))
+/// Polls `cond` every 20ms until it is false or `within` passes; whether it became false.
+async fn until_false(cond: impl Fn() -> bool, within: Duration) -> bool {
+    let until = Instant::now() + within;
+    while cond() {
+        if Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
 }
 
 /// Whether `pid` is a postgres whose working directory is `data` (postgres chdirs there).
@@ -1526,8 +1521,7 @@ fn processes_in(data: &Path) -> Vec<u32> {
                 .ok()
                 .as_deref()
                 == Some(canon.as_path())
-                && crate::platform::process::stat_fields(*pid)
-                    .is_some_and(|f| f.first().is_some_and(|s| s != "Z" && s != "X"))
+                && crate::platform::process::running(*pid)
         })
         .collect()
 }

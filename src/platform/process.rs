@@ -21,6 +21,13 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
+/// Whether a process exists and has not exited: a zombie (or a dead task) has done all it
+/// will do, whoever is late to reap it.
+pub fn running(pid: u32) -> bool {
+    pid_alive(pid)
+        && stat_fields(pid).is_some_and(|f| f.first().is_some_and(|s| s != "Z" && s != "X"))
+}
+
 /// When a process started: clock ticks after boot (field 22 of `/proc/PID/stat`). With the
 /// boot id, a pid and its start time name one process; a bare pid may be reused by another
 /// (or be pid 1 in a container).

@@ -299,7 +299,7 @@ impl Drop for Session {
 
 /// A tokio-postgres error as one line a person can act on: the server's own message for
 /// database errors, the innermost cause otherwise.
-fn error_text(e: &tokio_postgres::Error) -> String {
+pub(crate) fn error_text(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return format!(
             "{}: {} (SQLSTATE {})",
