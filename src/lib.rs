@@ -17,6 +17,7 @@ pub mod safety;
 pub mod schedule;
 pub mod shutdown;
 pub mod sim;
+pub mod store;
 #[cfg(test)]
 mod testing;
 pub mod timeline;

@@ -118,6 +118,20 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     // The exit codes, and the run's result file.
     ("exit", &["report::record", "platform"]),
+    // The shared store: records (read by the reports folder's parser), the halt, scope
+    // holders and the journal it mirrors; it connects through the postgres probe's client.
+    (
+        "store",
+        &[
+            "report",
+            "report::record",
+            "safety",
+            "safety::redact",
+            "experiment",
+            "probe",
+            "platform",
+        ],
+    ),
     ("shutdown", &["safety::redact"]),
     (
         "schedule",
@@ -134,6 +148,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "safety::loopback",
             "platform",
             "timeline",
+            "store",
         ],
     ),
     // The commands: the top. Nothing imports them.

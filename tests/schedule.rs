@@ -86,6 +86,7 @@ fn scripted_daemon(dir: &Path, reports: &Path, clock: Clock, ran: &Arc<Mutex<Vec
         poll: Duration::from_secs(60),
         metrics: None,
         notifier: None,
+        store: None,
     }
 }
 
@@ -285,6 +286,7 @@ async fn real_drill_on_the_simulated_cluster() {
         poll: Duration::from_secs(1),
         metrics: None,
         notifier: None,
+        store: None,
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

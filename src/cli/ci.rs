@@ -12,22 +12,38 @@ use crate::report;
 use super::args::RunArgs;
 use super::Exit;
 
-/// The CI side of a run: the regression gate, JUnit XML and the job summary.
+/// `--baseline store`: the baseline is the shared store's runs of the same drill.
+pub(super) const BASELINE_STORE: &str = "store";
+
+/// The CI side of a run: the regression gate, JUnit XML and the job summary. `from_store`
+/// holds the store's runs when the baseline is [`BASELINE_STORE`].
 pub(super) fn ci_outputs(
     args: &RunArgs,
     record: &report::record::RunRecord,
     path: &Path,
+    from_store: Option<Vec<report::store::StoredRun>>,
 ) -> anyhow::Result<Exit> {
     let mut code = Exit::from_record_code(record.exit_code());
     let gate = match &args.baseline {
         Some(b) => {
-            let (base, runs) = report::ci::baseline_ttrs(
-                b,
-                &record.experiment.name,
-                &record.environment,
-                &record.run_id,
-            )
-            .map_err(anyhow::Error::msg)?;
+            let (base, runs) = match from_store {
+                Some(runs) => report::ci::baseline_of(
+                    runs.into_iter()
+                        .map(report::history::RunSummary::from)
+                        .collect(),
+                    false,
+                    &record.experiment.name,
+                    &record.environment,
+                    &record.run_id,
+                ),
+                None => report::ci::baseline_ttrs(
+                    b,
+                    &record.experiment.name,
+                    &record.environment,
+                    &record.run_id,
+                )
+                .map_err(anyhow::Error::msg)?,
+            };
             let current: Vec<Duration> = record.recovered_ttrs();
             let g =
                 crate::analysis::regression::compare(&current, &base, args.max_regression, 0.05);

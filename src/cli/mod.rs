@@ -18,6 +18,7 @@ mod recover;
 mod run;
 mod sim;
 mod status;
+mod store;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,11 @@ struct Cli {
     /// ~/.local/state/firedrill].
     #[arg(long, env = "FIREDRILL_STATE_DIR", global = true, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// The shared PostgreSQL store of run records, scope locks, the halt and journals
+    /// [default: $FIREDRILL_STORE; none: the reports folder and the state directory]. A DSN
+    /// without a password, env:NAME or file:PATH (where the DSN with its password is).
+    #[arg(long, global = true, value_name = "DSN|env:NAME|file:PATH")]
+    store: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -137,6 +143,8 @@ enum Command {
         #[arg(value_enum, default_value = "experiment")]
         which: SchemaOf,
     },
+    /// The shared store: migrate its schema, sync spooled records, delete old runs, show one.
+    Store(store::StoreArgs),
     /// Print the man page (firedrill(1)), or write one page per command into a folder.
     Man {
         /// Write firedrill.1 and firedrill-<command>.1 here instead of printing firedrill.1.
@@ -159,6 +167,19 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     journal::install_panic_hook();
+    // Resolved once, before anything runs: a store that cannot be used is an error of input.
+    let store = match crate::store::Spec::resolve(cli.store.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}\nnothing was touched");
+            return Exit::Invalid.into();
+        }
+    };
+    if let Some(flag) = &cli.store {
+        // Drills the scheduler starts inherit the store (the flag carries no password), and
+        // no thread runs yet.
+        std::env::set_var(crate::store::ENV, flag);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -174,7 +195,7 @@ pub fn main() -> ExitCode {
     // The root of every cancellation in this process (src/shutdown.rs).
     let shutdown = crate::shutdown::root();
     runtime.block_on(async {
-        match dispatch(cli.command, &state_dir, shutdown).await {
+        match dispatch(cli.command, &state_dir, store.as_ref(), shutdown).await {
             Ok(exit) => exit.into(),
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -201,6 +222,7 @@ fn init_tracing(verbose: u8) {
 async fn dispatch(
     cmd: Command,
     state_dir: &Path,
+    store: Option<&crate::store::Spec>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Exit> {
     // Commands that only show something end quietly when their reader is gone (`| head`);
@@ -230,15 +252,20 @@ async fn dispatch(
     match cmd {
         Command::Validate { files, env } => Ok(validate::validate(&files, &env)),
         Command::Plan { file, env, output } => plan::plan(&file, &env, state_dir, output).await,
-        Command::Run(args) => run::run(args, state_dir, shutdown).await,
+        Command::Run(args) => run::run(args, state_dir, store, shutdown).await,
         Command::Recover { run, all } => recover::recover(state_dir, run.as_deref(), all).await,
-        Command::Halt { reason, release } => recover::halt(state_dir, reason.as_deref(), release),
+        Command::Halt { reason, release } => {
+            recover::halt(state_dir, store, reason.as_deref(), release).await
+        }
         Command::Sim(args) => crate::sim::run_standalone(args).await.map(|_| Exit::Passed),
         Command::Proxy(args) => crate::proxy::run_standalone(args)
             .await
             .map(|_| Exit::Passed),
-        Command::Status { dir, report_dir } => Ok(status::status(&dir, &report_dir)),
-        Command::Schedule(args) => crate::schedule::daemon::main(args, state_dir, shutdown).await,
+        Command::Status { dir, report_dir } => Ok(status::status(&dir, &report_dir, store).await),
+        Command::Schedule(args) => {
+            crate::schedule::daemon::main(args, state_dir, store, shutdown).await
+        }
+        Command::Store(args) => store::command(args, store, state_dir).await,
         Command::Deploy {
             namespace,
             image,
@@ -246,7 +273,7 @@ async fn dispatch(
             allow_production,
             dir,
         } => status::deploy(&dir, &namespace, &image, output, allow_production),
-        Command::Report(a) => status::report(&a),
+        Command::Report(a) => status::report(&a, store).await,
         Command::Init(args) => Ok(init::init(&args)),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

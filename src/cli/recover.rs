@@ -84,9 +84,26 @@ pub(super) async fn recover(
 }
 
 /// `firedrill halt`: pull or release the lever.
-pub(super) fn halt(state_dir: &Path, reason: Option<&str>, release: bool) -> anyhow::Result<Exit> {
+pub(super) async fn halt(
+    state_dir: &Path,
+    store: Option<&crate::store::Spec>,
+    reason: Option<&str>,
+    release: bool,
+) -> anyhow::Result<Exit> {
+    // The local lever first: it never waits on the network.
     if release {
-        if halt::release(state_dir)? {
+        let local = halt::release(state_dir)?;
+        let shared = match super::store::open(store).await {
+            Ok(Some(s)) => s.release_halt().await?,
+            Ok(None) => false,
+            Err(exit) => {
+                eprintln!(
+                    "the halt of this machine's state directory was released; the store's was not"
+                );
+                return Ok(exit);
+            }
+        };
+        if local || shared {
             println!("halt released: drills may run again");
         } else {
             println!("no halt was in force");
@@ -95,8 +112,22 @@ pub(super) fn halt(state_dir: &Path, reason: Option<&str>, release: bool) -> any
     }
     let reason = reason.unwrap_or("halted by an operator");
     let h = halt::set(state_dir, reason)?;
+    let scope = match super::store::open(store).await {
+        Ok(Some(s)) => {
+            s.set_halt(&h).await?;
+            format!("every runner of the store {}", s.shown())
+        }
+        Ok(None) => format!("this machine ({})", state_dir.display()),
+        Err(exit) => {
+            eprintln!(
+                "{}\nonly the drills of this machine's state directory stop: the store did not take the halt",
+                h.describe()
+            );
+            return Ok(exit);
+        }
+    };
     println!(
-        "{}\nrunning drills revert and stop; new drills refuse until `firedrill halt --release`",
+        "{}\nrunning drills revert and stop ({scope}); new drills refuse until `firedrill halt --release`",
         h.describe()
     );
     Ok(Exit::Passed)

@@ -24,6 +24,7 @@ use crate::fault::BuildContext;
 use crate::report;
 use crate::safety::lock::Reservation;
 use crate::safety::{self, halt, journal, lock};
+use crate::store::{self, Store};
 #[cfg(debug_assertions)]
 use crate::timeline::EventKind;
 use crate::timeline::{human, Clock, Event};
@@ -41,6 +42,8 @@ use crate::exit::RunResult;
 /// The drill, its environment and what runs for it in this process, before anything is
 /// reserved or touched.
 struct Resolved {
+    /// The shared store, open (and its halt checked) before anything else is decided.
+    store: Option<Arc<Store>>,
     env: Environment,
     exp: experiment::Experiment,
     sim: Option<crate::sim::SimHandle>,
@@ -51,6 +54,8 @@ struct Resolved {
 
 /// What the scopes' reservation brought: the cluster a run talks to.
 struct Cluster {
+    /// The shared store: its connection holds the run's scope locks until the run ends.
+    store: Option<Arc<Store>>,
     kube: Option<kube::Client>,
     /// The cluster pinned in the journal (only one that outlives this process).
     pinned: Option<crate::platform::kube::ClusterRef>,
@@ -78,13 +83,14 @@ impl Identity {
 pub(super) async fn run(
     args: RunArgs,
     state_dir: &Path,
+    store: Option<&store::Spec>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Exit> {
-    let resolved = match resolve(&args, state_dir).await {
+    let resolved = match resolve(&args, state_dir, store).await {
         Ok(r) => r,
         Err(exit) => return Ok(exit),
     };
-    if let Err(exit) = gates(&args, &resolved) {
+    if let Err(exit) = gates(&args, &resolved).await {
         return Ok(exit);
     }
     // Webhook URLs are read (and registered as secrets) before anything is touched.
@@ -120,14 +126,26 @@ pub(super) async fn run(
             })
             .await;
         }
+        let scopes = id.scopes.clone();
         let result = match prepare(state_dir, resolved, &cluster, id).await {
             Ok(prepared) => {
                 let done = execute(&args, state_dir, prepared, &cluster, shutdown).await;
-                finish(&args, done, notifier.as_ref()).await
+                finish(
+                    &args,
+                    state_dir,
+                    done,
+                    cluster.store.as_deref(),
+                    notifier.as_ref(),
+                )
+                .await
             }
             Err(exit) => Ok(exit),
         };
         reservation.release().await;
+        if let Some(s) = &cluster.store {
+            // Its connection ending would release them too; this is at once.
+            let _ = s.unlock_scopes(&scopes).await;
+        }
         result
     }
     .instrument(span)
@@ -137,7 +155,11 @@ pub(super) async fn run(
 /// The environment, the experiment loaded for it (with a simulated cluster's URLs), and the
 /// refusals that need no more than that: a missing baseline, an unusable state directory, the
 /// halt lever.
-async fn resolve(args: &RunArgs, state_dir: &Path) -> Result<Resolved, Exit> {
+async fn resolve(
+    args: &RunArgs,
+    state_dir: &Path,
+    store: Option<&store::Spec>,
+) -> Result<Resolved, Exit> {
     let file = &args.file;
     let (env, known) = match workspace::environment(file, &args.env) {
         Ok(x) => x,
@@ -147,8 +169,18 @@ async fn resolve(args: &RunArgs, state_dir: &Path) -> Result<Resolved, Exit> {
         }
     };
     if let Some(b) = args.baseline.as_ref().filter(|b| !b.exists()) {
-        eprintln!("error: baseline {} does not exist", b.display());
-        return Err(Exit::Invalid);
+        if b.as_os_str() != super::ci::BASELINE_STORE {
+            eprintln!("error: baseline {} does not exist", b.display());
+            return Err(Exit::Invalid);
+        }
+        if store.is_none() {
+            eprintln!(
+                "error: --baseline {} reads the shared store, and none is configured\n  = help: set {} or pass --store",
+                super::ci::BASELINE_STORE,
+                store::ENV
+            );
+            return Err(Exit::Invalid);
+        }
     }
     // A state directory that cannot be used is not a halt: say what is wrong with it.
     if let Some(problem) = halt::state_dir_problem(state_dir) {
@@ -163,6 +195,12 @@ async fn resolve(args: &RunArgs, state_dir: &Path) -> Result<Resolved, Exit> {
         );
         return Err(Exit::Refused);
     }
+    // The shared store answers before anything starts, or nothing starts: its locks, its
+    // halt and the record's home are part of the run.
+    let store = match super::store::open(store).await? {
+        Some(s) => Some(Arc::new(store_ready(s, state_dir).await?)),
+        None => None,
+    };
     let seed = args.seed.unwrap_or_else(rand::random);
 
     // A simulated cluster starts before the full load: its URLs are variables.
@@ -196,6 +234,7 @@ async fn resolve(args: &RunArgs, state_dir: &Path) -> Result<Resolved, Exit> {
         exp.repeat = n;
     }
     Ok(Resolved {
+        store,
         env,
         exp,
         sim,
@@ -204,8 +243,40 @@ async fn resolve(args: &RunArgs, state_dir: &Path) -> Result<Resolved, Exit> {
     })
 }
 
+/// The store's side of starting: records spooled while it was down are uploaded, and its halt
+/// refuses like the local one.
+async fn store_ready(s: Store, state_dir: &Path) -> Result<Store, Exit> {
+    match store::spool::upload(state_dir, &s).await {
+        Ok(up) if up.new + up.known > 0 => eprintln!(
+            "uploaded {} record(s) spooled while the store was down",
+            up.new + up.known
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: spooled records stay for the next run: {e}"),
+    }
+    if let Err(e) = s.catch_up(state_dir).await {
+        eprintln!(
+            "warning: the store still shows some of this machine's finished journals open: {e}"
+        );
+    }
+    match s.halt().await {
+        Ok(None) => Ok(s),
+        Ok(Some(h)) => {
+            eprintln!(
+                "error: {}\n  = help: `firedrill halt --release` (with the store) lifts it; nothing was touched",
+                h.describe()
+            );
+            Err(Exit::Refused)
+        }
+        Err(e) => {
+            eprintln!("error: {e}\nnot starting: a halt set in the store must never be missed; nothing was touched");
+            Err(Exit::Refused)
+        }
+    }
+}
+
 /// The checks before anything is reserved or touched.
-fn gates(args: &RunArgs, r: &Resolved) -> Result<(), Exit> {
+async fn gates(args: &RunArgs, r: &Resolved) -> Result<(), Exit> {
     let (env, exp) = (&r.env, &r.exp);
     if env.name != "local" && !exp.environments.contains(&env.name) {
         eprintln!(
@@ -217,7 +288,7 @@ fn gates(args: &RunArgs, r: &Resolved) -> Result<(), Exit> {
         return Err(Exit::Invalid);
     }
     schedule_rules(args, env, exp)?;
-    promotion_gate(args, env, exp)?;
+    promotion_gate(args, env, exp, r.store.as_deref()).await?;
     // Every output is created and test-written before anything is injected: a drill never runs
     // against its target for results it cannot keep.
     if let Err(e) = outputs_writable(args, &exp.name, &env.name) {
@@ -249,8 +320,38 @@ async fn reserve(
         }
     };
     let mut reservation = Reservation::new(scope_lock);
+    // Across machines: the store's advisory locks, and the journals runners that are gone
+    // left open there.
+    let mut foreign = Vec::new();
+    if let Some(s) = &r.store {
+        match s.lock_scopes(scopes, holder).await {
+            Ok(()) => {}
+            Err(e @ store::locks::StoreLockError::Held(_)) => {
+                eprintln!("error: {e}\n  = help: wait for it to finish, or stop it (`firedrill halt` with the store)");
+                return Err(Exit::Refused);
+            }
+            Err(store::locks::StoreLockError::Store(e)) => {
+                eprintln!("error: {e}\nnot starting: the store's scope locks are how runners exclude each other; nothing was touched");
+                return Err(Exit::Refused);
+            }
+        }
+        foreign = match adopt_foreign_journals(s, state_dir, scopes, &id.run_id).await {
+            Ok(f) => f,
+            Err(exit) => return Err(exit),
+        };
+    }
     if !recover_stale(state_dir, scopes).await {
         return Err(Exit::Refused);
+    }
+    if let Some(s) = &r.store {
+        for path in &foreign {
+            if let Err(e) = s.mirror_file(path).await {
+                eprintln!(
+                    "warning: the store does not show the recovery of {}: {e}",
+                    path.display()
+                );
+            }
+        }
     }
     // The cluster is pinned for the journal only when it outlives this process (an embedded
     // simulation ends with it).
@@ -318,13 +419,83 @@ async fn reserve(
             }
         }
     }
-    Ok((reservation, Cluster { kube, pinned }))
+    Ok((
+        reservation,
+        Cluster {
+            store: r.store.clone(),
+            kube,
+            pinned,
+        },
+    ))
+}
+
+/// Journals the store holds open for overlapping scopes, written into this state directory
+/// for [`recover_stale`]. Under the store's lock their runners' connections are gone; one
+/// still beating (it lost the store, not its life) refuses this run instead.
+async fn adopt_foreign_journals(
+    s: &Store,
+    state_dir: &Path,
+    scopes: &[String],
+    run_id: &str,
+) -> Result<Vec<PathBuf>, Exit> {
+    let open = match s.open_journals(scopes, run_id).await {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}\nnot starting: a fault another runner left could be missed; nothing was touched");
+            return Err(Exit::Refused);
+        }
+    };
+    let mut paths = Vec::new();
+    for f in open {
+        let local = store::journal::local_path(state_dir, &f.run_id);
+        if f.host == store::host() && local.exists() {
+            // This machine's own run: its local journal is the truth, and this machine's
+            // scope lock (held now) says its runner is gone.
+            paths.push(local);
+            continue;
+        }
+        if f.silent_for < store::journal::STALE {
+            eprintln!(
+                "error: run {} of `{}` on {} may still be running: its journal in the store is open and it was heard from {} ago\n  = help: wait for it to finish, or for {} of silence, then run again",
+                f.run_id,
+                f.experiment,
+                f.host,
+                human(f.silent_for),
+                human(store::journal::STALE)
+            );
+            return Err(Exit::Refused);
+        }
+        match store::journal::materialize(state_dir, &f) {
+            Ok(Some(p)) => {
+                eprintln!(
+                    "run {} of `{}` on {} left its journal open in the store (silent for {}): recovering it here",
+                    f.run_id,
+                    f.experiment,
+                    f.host,
+                    human(f.silent_for)
+                );
+                paths.push(p);
+            }
+            Ok(None) => paths.push(local),
+            Err(e) => {
+                eprintln!(
+                    "error: cannot write run {}'s journal into {}: {e}\nnothing was touched",
+                    f.run_id,
+                    state_dir.display()
+                );
+                return Err(Exit::Internal);
+            }
+        }
+    }
+    Ok(paths)
 }
 
 /// A plan ready to execute: its proxies run, its journal is open and its watchdog watches.
 struct Prepared {
     plan: Plan,
     journal: Arc<journal::Journal>,
+    /// The journal's copy in the store.
+    mirror: Option<Arc<store::journal::StoreMirror>>,
     lifeline: safety::watchdog::Lifeline,
     sim: Option<crate::sim::SimHandle>,
 }
@@ -379,27 +550,34 @@ async fn prepare(
         eprintln!("  will inject {}: {}", plan.fault_label(i), f.describe());
     }
 
-    let journal = match journal::Journal::create(
-        state_dir,
-        journal::Header {
-            run_id: plan.run_id.clone(),
-            pid: std::process::id(),
-            start_time: crate::platform::process::process_start(std::process::id()),
-            boot_id: crate::platform::process::boot_id(),
-            experiment: plan.experiment.name.clone(),
-            environment: plan.environment.name.clone(),
-            scopes,
-            since,
-            cluster: cluster.pinned.clone(),
-            embedded_sim,
-        },
-    ) {
+    let header = journal::Header {
+        run_id: plan.run_id.clone(),
+        pid: std::process::id(),
+        start_time: crate::platform::process::process_start(std::process::id()),
+        boot_id: crate::platform::process::boot_id(),
+        experiment: plan.experiment.name.clone(),
+        environment: plan.environment.name.clone(),
+        scopes,
+        since,
+        cluster: cluster.pinned.clone(),
+        embedded_sim,
+    };
+    let journal = match journal::Journal::create(state_dir, header.clone()) {
         Ok(j) => Arc::new(j),
         Err(e) => {
             eprintln!("error: {e}\n  = help: nothing was touched; check --state-dir");
             return Err(Exit::Internal);
         }
     };
+    let mirror = cluster.store.as_ref().map(|s| {
+        let m = Arc::new(store::journal::StoreMirror::start(
+            s,
+            &header,
+            journal.path(),
+        ));
+        journal.set_mirror(Box::new(m.clone()));
+        m
+    });
     journal::set_current(Some(journal.path().to_path_buf()));
     // The dead-man switch: if this process dies without finishing (SIGKILL, OOM), the
     // watchdog replays the journal's reverts at once. No watchdog, no drill: a run that could
@@ -418,6 +596,7 @@ async fn prepare(
     Ok(Prepared {
         plan,
         journal,
+        mirror,
         lifeline,
         sim,
     })
@@ -436,6 +615,7 @@ async fn execute(
     let Prepared {
         plan,
         journal,
+        mirror,
         lifeline,
         sim,
     } = p;
@@ -443,7 +623,12 @@ async fn execute(
     let cancel = shutdown.child_token();
     journal::set_cancel_on_panic(Some(cancel.clone()));
     crate::shutdown::revert_on_signals(&shutdown);
-    let halted = spawn_halt_watcher(state_dir.to_path_buf(), kube.clone(), cancel.clone());
+    let halted = spawn_halt_watcher(
+        state_dir.to_path_buf(),
+        kube.clone(),
+        cluster.store.clone(),
+        cancel.clone(),
+    );
     let ceiling_hit = spawn_ceiling(plan.experiment.max_duration, cancel.clone());
     let mut opts = Options::new(cancel);
     opts.journal = Some(journal.clone());
@@ -513,6 +698,10 @@ async fn execute(
         ),
         Err(e) => eprintln!("warning: {e}"),
     }
+    if let Some(m) = mirror {
+        // The store learns the journal's end (bounded: a store that is down is not waited on).
+        tokio::task::block_in_place(|| m.finish());
+    }
     // Every revert was attempted and recorded: the watchdog has nothing to do.
     lifeline.release();
     if let Some(h) = halted.lock().unwrap_or_else(|e| e.into_inner()).clone() {
@@ -547,7 +736,9 @@ struct Executed {
 /// shown nowhere.
 async fn finish(
     args: &RunArgs,
+    state_dir: &Path,
     done: Executed,
+    store: Option<&Store>,
     notifier: Option<&crate::schedule::notify::Notifier>,
 ) -> anyhow::Result<Exit> {
     let Executed { record, sim, trail } = done;
@@ -565,6 +756,9 @@ async fn finish(
     if let Some(t) = &trail {
         t.remove();
     }
+    if let Some(s) = store {
+        keep_in_store(s, state_dir, &record).await;
+    }
     safety::redact::print_stdout(&safety::redact::text(&report::terminal::render(
         &record,
         Some(&path),
@@ -578,7 +772,17 @@ async fn finish(
             n.send(&event).await;
         }
     }
-    let exit = ci_outputs(args, &record, &path);
+    let store_baseline = match (store, &args.baseline) {
+        (Some(s), Some(b)) if b.as_os_str() == super::ci::BASELINE_STORE => match s.runs().await {
+            Ok((runs, _)) => Some(runs),
+            Err(e) => {
+                eprintln!("error: cannot read the baseline from the store: {e}");
+                return Ok(Exit::Internal);
+            }
+        },
+        _ => None,
+    };
+    let exit = ci_outputs(args, &record, &path, store_baseline);
     if let Some(file) = &args.result_file {
         let result = RunResult {
             run_id: record.run_id.clone(),
@@ -595,6 +799,34 @@ async fn finish(
     }
     exit
 }
+/// The record into the store; when the store does not take it (down since the run began),
+/// into the spool, which the next run or `firedrill store sync` uploads. Nothing is lost.
+async fn keep_in_store(s: &Store, state_dir: &Path, record: &report::record::RunRecord) {
+    let mut stored = s.put(record).await;
+    if matches!(stored, Err(store::StoreError::Unreachable { .. })) {
+        // The run's connection may be gone while the store is back: one fresh attempt.
+        if let Ok(again) = s.another().await {
+            stored = again.put(record).await;
+        }
+    }
+    let e = match stored {
+        Ok(_) => return,
+        Err(e) => e,
+    };
+    let spooled = report::json(record)
+        .map_err(std::io::Error::other)
+        .and_then(|json| store::spool::keep(state_dir, &record.run_id, &json));
+    match spooled {
+        Ok(p) => eprintln!(
+            "warning: the store did not take the record ({e}); it waits in {} for the next run or `firedrill store sync`",
+            p.display()
+        ),
+        Err(io) => eprintln!(
+            "error: the store did not take the record ({e}) and it cannot be spooled ({io}); the reports folder has it"
+        ),
+    }
+}
+
 /// Start the proxies of the experiment's `proxy:` section; they live as long as the run.
 async fn start_proxies(
     exp: &experiment::Experiment,
@@ -680,17 +912,33 @@ fn schedule_rules(
     Err(Exit::Refused)
 }
 
-fn promotion_gate(
+async fn promotion_gate(
     args: &RunArgs,
     env: &Environment,
     exp: &experiment::Experiment,
+    store: Option<&Store>,
 ) -> Result<(), Exit> {
-    use crate::schedule::promotion::{gate, history, Gate, Held};
+    use crate::schedule::promotion::{gate, history, history_of, Gate, Held};
     // Most environments have no gate: do not read the whole reports folder for them.
     if env.promote_from.is_none() {
         return Ok(());
     }
-    let runs = history(&args.report_dir);
+    let (runs, judged_from) = match store {
+        None => (
+            history(&args.report_dir),
+            args.report_dir.display().to_string(),
+        ),
+        Some(s) => match s.runs().await {
+            Ok((runs, errors)) => (
+                history_of(&runs, &errors),
+                format!("the store {}", s.shown()),
+            ),
+            Err(e) => {
+                eprintln!("error: {e}\nnot starting: the promotion gate cannot be judged; nothing was touched");
+                return Err(Exit::Refused);
+            }
+        },
+    };
     let now = chrono::Utc::now();
     let Gate::Held(held) = gate(&runs, &exp.name, &exp.source.content_hash, env, now) else {
         return Ok(());
@@ -707,7 +955,7 @@ fn promotion_gate(
         "error: drill `{}` is held in environment `{}`: {held} (judged from {})\n  = help: run it in `{from}` first (`firedrill run {} --env {from}`), or pass --skip-promotion-gate to run it anyway\nnothing was touched",
         exp.name,
         env.name,
-        args.report_dir.display(),
+        judged_from,
         args.file.display()
     );
     Err(Exit::Refused)
@@ -821,6 +1069,7 @@ async fn recover_stale(state_dir: &Path, scopes: &[String]) -> bool {
 fn spawn_halt_watcher(
     state_dir: PathBuf,
     kube: Option<kube::Client>,
+    store: Option<Arc<Store>>,
     cancel: CancellationToken,
 ) -> std::sync::Arc<std::sync::Mutex<Option<halt::Halt>>> {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
@@ -830,6 +1079,7 @@ fn spawn_halt_watcher(
         // Since when the cluster's halt has been unreadable: past the grace, the drill stops
         // as if halted (a halt it cannot see must not let it run on).
         let mut unreadable: Option<(std::time::Instant, String)> = None;
+        let mut store_silent = false;
         loop {
             // The local file every tick; the cluster's ConfigMap every fourth (≤ 1s apart).
             let mut found = halt::current(&state_dir);
@@ -856,6 +1106,20 @@ fn spawn_halt_watcher(
                                 });
                             }
                         }
+                    }
+                }
+            }
+            // The store's row every fourth tick too. A store that stops answering mid-drill
+            // does not stop the drill (it goes on and reverts; its record is spooled).
+            if found.is_none() && tick.is_multiple_of(4) {
+                if let Some(s) = &store {
+                    match s.halt().await {
+                        Ok(h) => found = h,
+                        Err(e) if !store_silent => {
+                            store_silent = true;
+                            eprintln!("warning: {e}; the drill goes on (this machine's halt file still stops it)");
+                        }
+                        Err(_) => {}
                     }
                 }
             }

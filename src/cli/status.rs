@@ -26,15 +26,27 @@ pub(super) struct ReportArgs {
     /// A drill without a run for longer than this is overdue.
     #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
     overdue: Duration,
+    /// Judge ages and overdue drills as of this instant (RFC 3339) instead of now: the same
+    /// records then give the same report, byte for byte.
+    #[arg(long, value_name = "TIME")]
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-pub(super) fn status(dir: &Path, report_dir: &Path) -> Exit {
+pub(super) async fn status(
+    dir: &Path,
+    report_dir: &Path,
+    store: Option<&crate::store::Spec>,
+) -> Exit {
     use crate::schedule::{catalog, promotion, status};
     let cat = catalog::load(dir);
     for (file, err) in &cat.errors {
         eprintln!("skipping {}:\n{err}\n", file.display());
     }
-    let history = promotion::history(report_dir);
+    let (runs, errors) = match super::store::runs(store, report_dir).await {
+        Ok(r) => r,
+        Err(exit) => return exit,
+    };
+    let history = promotion::history_of(&runs, &errors);
     let rows = status::rows(&cat.entries, &history, chrono::Utc::now());
     safety::redact::print_stdout(&status::render(&rows));
     if cat.errors.is_empty() {
@@ -98,7 +110,29 @@ pub(super) fn deploy(
     })
 }
 
-pub(super) fn report(a: &ReportArgs) -> anyhow::Result<Exit> {
-    report::history::command(&a.dir, a.format, a.out.as_deref(), a.overdue)?;
+pub(super) async fn report(
+    a: &ReportArgs,
+    store: Option<&crate::store::Spec>,
+) -> anyhow::Result<Exit> {
+    if store.is_none() {
+        report::history::command(&a.dir, a.format, a.out.as_deref(), a.overdue, a.as_of)?;
+        return Ok(Exit::Passed);
+    }
+    let (runs, errors) = match super::store::runs(store, &a.dir).await {
+        Ok(r) => r,
+        Err(exit) => return Ok(exit),
+    };
+    let runs = runs
+        .into_iter()
+        .map(report::history::RunSummary::from)
+        .collect();
+    report::history::render_command(
+        runs,
+        &errors,
+        a.format,
+        a.out.as_deref(),
+        a.overdue,
+        a.as_of,
+    )?;
     Ok(Exit::Passed)
 }

@@ -227,6 +227,11 @@ impl Target {
         t
     }
 
+    /// Whether the DSN itself carries a password.
+    pub fn has_password(&self) -> bool {
+        self.config.get_password().is_some()
+    }
+
     /// The DSN as it may be shown (password redacted).
     pub fn shown(&self) -> &str {
         &self.shown

@@ -266,11 +266,30 @@ pub fn baseline_ttrs(
             return Err(format!("cannot read baseline {}: {e}", p.display()));
         }
     }
+    Ok(baseline_of(
+        runs,
+        path.is_file(),
+        experiment,
+        environment,
+        exclude_run,
+    ))
+}
+
+/// The baseline's trial TTRs from runs already read (a folder's or the shared store's): every
+/// run, when they are one chosen record (`one`), else those of the same experiment and
+/// environment, never `exclude_run` itself.
+pub fn baseline_of(
+    runs: Vec<history::RunSummary>,
+    one: bool,
+    experiment: &str,
+    environment: &str,
+    exclude_run: &str,
+) -> (Vec<Duration>, usize) {
     let chosen: Vec<_> = runs
         .into_iter()
         .filter(|r| r.run_id != exclude_run)
-        .filter(|r| path.is_file() || (r.experiment == experiment && r.environment == environment))
+        .filter(|r| one || (r.experiment == experiment && r.environment == environment))
         .collect();
     let n = chosen.len();
-    Ok((chosen.into_iter().flat_map(|r| r.ttrs).collect(), n))
+    (chosen.into_iter().flat_map(|r| r.ttrs).collect(), n)
 }

@@ -588,6 +588,7 @@ pub fn command(
     format: Format,
     out: Option<&Path>,
     overdue_after: Duration,
+    as_of: Option<DateTime<Utc>>,
 ) -> Result<(), super::ReportError> {
     if !dir.exists() {
         return Err(super::ReportError::Read {
@@ -596,6 +597,19 @@ pub fn command(
         });
     }
     let (runs, errors) = read_runs(dir);
+    render_command(runs, &errors, format, out, overdue_after, as_of)
+}
+
+/// `firedrill report` over runs already read (from a reports folder or the shared store):
+/// the same runs give the same output, whichever they came from.
+pub fn render_command(
+    runs: Vec<RunSummary>,
+    errors: &[(PathBuf, String)],
+    format: Format,
+    out: Option<&Path>,
+    overdue_after: Duration,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<(), super::ReportError> {
     for (p, e) in errors.iter().take(5) {
         eprintln!("warning: skipped {}: {e}", p.display());
     }
@@ -605,7 +619,7 @@ pub fn command(
             errors.len() - 5
         );
     }
-    let now = Utc::now();
+    let now = as_of.unwrap_or_else(Utc::now);
     let drills = summarize(runs, now, overdue_after);
     let text = match format {
         Format::Table => render_table(&drills, now, overdue_after),

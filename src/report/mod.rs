@@ -56,17 +56,24 @@ pub fn write(root: &Path, record: &RunRecord) -> Result<PathBuf, ReportError> {
         source,
     })?;
     let json_path = dir.join(format!("{}.json", record.run_id));
-    let mut json = serde_json::to_vec_pretty(record).map_err(|e| ReportError::Write {
+    let json = json(record).map_err(|e| ReportError::Write {
         path: json_path.clone(),
         source: std::io::Error::other(e),
     })?;
-    json.push(b'\n');
     write_atomic(&json_path, &json)?;
     let md_path = dir.join(format!("{}.md", record.run_id));
     write_atomic(&md_path, markdown::render(record).as_bytes())?;
     let html_path = dir.join(format!("{}.html", record.run_id));
     write_atomic(&html_path, html::render(record).as_bytes())?;
     Ok(json_path)
+}
+
+/// The record's JSON as the reports folder and the store hold it: pretty-printed (the layout
+/// [`store::lean`] relies on), one newline at the end. The caller masks it first.
+pub fn json(record: &RunRecord) -> Result<Vec<u8>, serde_json::Error> {
+    let mut json = serde_json::to_vec_pretty(record)?;
+    json.push(b'\n');
+    Ok(json)
 }
 
 /// More masked strings than this that each break the record are not tried one by one: the

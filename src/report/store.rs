@@ -187,34 +187,38 @@ pub fn record_paths(root: &Path) -> Vec<PathBuf> {
 /// Read every record under `root` in parallel; unreadable files are returned beside the runs.
 pub fn read_runs(root: &Path) -> (Vec<StoredRun>, Vec<(PathBuf, String)>) {
     let paths = record_paths(root);
+    parse_parallel(&paths, |p| {
+        // Shown once, here, with the error it came from.
+        std::fs::read(p)
+            .map_err(|e| crate::platform::render(&e))
+            .and_then(|b| parse(&b).map_err(|e| crate::platform::render(&e)))
+            .map_err(|e| (p.clone(), e))
+    })
+}
+
+/// `read` applied to every item on every core (records parse independently); what fails is
+/// returned beside the runs, named by the item.
+pub fn parse_parallel<T: Sync>(
+    items: &[T],
+    read: impl Fn(&T) -> Result<StoredRun, (PathBuf, String)> + Sync,
+) -> (Vec<StoredRun>, Vec<(PathBuf, String)>) {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 16);
-    let chunk = paths.len().div_ceil(threads).max(1);
+    let chunk = items.len().div_ceil(threads).max(1);
+    let read = &read;
     let results: Vec<Vec<Result<StoredRun, (PathBuf, String)>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = paths
+        let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|p| {
-                            // Shown once, here, with the error it came from.
-                            std::fs::read(p)
-                                .map_err(|e| crate::platform::render(&e))
-                                .and_then(|b| parse(&b).map_err(|e| crate::platform::render(&e)))
-                                .map_err(|e| (p.clone(), e))
-                        })
-                        .collect()
-                })
-            })
+            .map(|part| s.spawn(move || part.iter().map(read).collect()))
             .collect();
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or_default())
             .collect()
     });
-    let mut runs = Vec::with_capacity(paths.len());
+    let mut runs = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
     for r in results.into_iter().flatten() {
         match r {
@@ -223,6 +227,17 @@ pub fn read_runs(root: &Path) -> (Vec<StoredRun>, Vec<(PathBuf, String)>) {
         }
     }
     (runs, errors)
+}
+
+/// What the readers of history keep of a record, as JSON text: the record without its traces
+/// and events ([`skim`]), or the whole record when it is not laid out as `report::json`
+/// writes it. [`parse`] reads it back to the same [`StoredRun`] as the whole record.
+pub fn lean(bytes: &[u8]) -> String {
+    // A record laid out otherwise (keys in another order) may skim to something that is not
+    // the record: only a skim that reads back is kept.
+    skim(bytes)
+        .filter(|s| serde_json::from_str::<Lean>(s).is_ok())
+        .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned())
 }
 
 #[cfg(test)]

@@ -186,6 +186,14 @@ impl State {
     }
 }
 
+/// Where a journal's lines are copied as they are written: the shared store, so that a
+/// runner on another machine can recover what a killed one left ([`crate::store::journal`]).
+pub trait Mirror: Send + Sync {
+    /// Line `n` (1-based, in the file's order) was appended and synced locally. The mirror may
+    /// wait briefly for its copy; it never fails the journal.
+    fn line(&self, n: u32, line: &str);
+}
+
 /// The journal of a running drill.
 pub struct Journal {
     path: PathBuf,
@@ -193,6 +201,9 @@ pub struct Journal {
     next: Mutex<u64>,
     /// The journal's directory entry is on disk: done once, before the first mutating call.
     durable: std::sync::atomic::AtomicBool,
+    /// Lines in the file so far (the next line's number is one more).
+    lines: std::sync::atomic::AtomicU32,
+    mirror: OnceLock<Box<dyn Mirror>>,
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
@@ -232,7 +243,13 @@ fn open_append(path: &Path) -> Result<File, JournalError> {
 }
 
 /// Appends one record; with `sync`, it (and every record before it) is on disk on return.
-fn append(file: &mut File, path: &Path, record: &Record, sync: bool) -> Result<(), JournalError> {
+/// Returns the line as written (without its newline).
+fn append(
+    file: &mut File,
+    path: &Path,
+    record: &Record,
+    sync: bool,
+) -> Result<String, JournalError> {
     let json = serde_json::to_string(record).map_err(|e| JournalError::Corrupt {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -244,7 +261,8 @@ fn append(file: &mut File, path: &Path, record: &Record, sync: bool) -> Result<(
     if sync {
         file.sync_data().map_err(io(path))?;
     }
-    Ok(())
+    line.pop();
+    Ok(String::from_utf8(line).unwrap_or_default())
 }
 
 impl Journal {
@@ -263,7 +281,21 @@ impl Journal {
             file: Mutex::new(file),
             next: Mutex::new(1),
             durable: std::sync::atomic::AtomicBool::new(false),
+            lines: std::sync::atomic::AtomicU32::new(1),
+            mirror: OnceLock::new(),
         })
+    }
+
+    /// Copy every line, those written so far and each one from now on, to `mirror`.
+    pub fn set_mirror(&self, mirror: Box<dyn Mirror>) {
+        // Under the file's lock: no line is written between the replay and the hook.
+        let _f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(bytes) = crate::platform::fs::read_nofollow(&self.path) {
+            for (i, line) in String::from_utf8_lossy(&bytes).lines().enumerate() {
+                mirror.line(i as u32 + 1, line);
+            }
+        }
+        let _ = self.mirror.set(mirror);
     }
 
     pub fn path(&self) -> &Path {
@@ -272,7 +304,11 @@ impl Journal {
 
     fn write(&self, record: &Record) -> Result<(), JournalError> {
         let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        append(&mut f, &self.path, record, true)?;
+        let line = append(&mut f, &self.path, record, true)?;
+        let n = self.lines.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+        if let Some(m) = self.mirror.get() {
+            m.line(n, &line);
+        }
         // The file's data is on disk; its name in the directory must be too, once.
         if !self.durable.swap(true, std::sync::atomic::Ordering::AcqRel) {
             if let Some(dir) = self.path.parent() {

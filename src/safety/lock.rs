@@ -65,8 +65,15 @@ impl Holder {
     }
 }
 
-/// This machine's host name (empty when it cannot be read).
-fn this_host() -> String {
+/// This machine's name: `FIREDRILL_HOST` when set (a pod may name itself by its node, a test
+/// plays two machines), else the host name (empty when it cannot be read).
+pub fn this_host() -> String {
+    if let Some(h) = std::env::var("FIREDRILL_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+    {
+        return h;
+    }
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -91,8 +98,16 @@ pub enum LockError {
 fn held_message(scope: &str, holder: Option<&Holder>) -> String {
     match holder {
         Some(h) => format!(
-            "scope `{scope}` is busy: drill `{}` (run {}, pid {}) holds it since {}",
-            h.experiment, h.run_id, h.pid, h.since
+            "scope `{scope}` is busy: drill `{}` (run {}, pid {}{}) holds it since {}",
+            h.experiment,
+            h.run_id,
+            h.pid,
+            if h.host.is_empty() {
+                String::new()
+            } else {
+                format!(" on {}", h.host)
+            },
+            h.since
         ),
         None => format!("scope `{scope}` is busy: another drill holds it"),
     }

@@ -147,15 +147,37 @@ pub struct Daemon {
     pub metrics: Option<Arc<super::metrics::Metrics>>,
     /// Webhooks told of starts and finishes, off the daemon's path.
     pub notifier: Option<Arc<super::notify::Notifier>>,
+    /// The shared store, when one is configured: the promotion gate's history is read there
+    /// (the drills write to it themselves), not from `report_dir`.
+    pub store: Option<crate::store::Spec>,
 }
 
 impl Daemon {
+    /// The runs the promotion gate starts from: the store's when there is one (unreadable:
+    /// none, so gated drills stay held), else the reports folder's.
+    async fn history(&self) -> Vec<RunSummary> {
+        let Some(spec) = &self.store else {
+            return promotion::history(&self.report_dir);
+        };
+        let read = async {
+            let store = crate::store::Store::open(spec).await?;
+            store.runs().await
+        };
+        match read.await {
+            Ok((runs, errors)) => promotion::history_of(&runs, &errors),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the store's history; gated drills stay held until it answers");
+                Vec::new()
+            }
+        }
+    }
+
     /// Runs until `shutdown` is cancelled; then cancels running drills, waits for their
     /// reverts, and returns every decision made.
     pub async fn run(&self, shutdown: CancellationToken) -> Vec<Decision> {
         let mut log = Vec::new();
         let mut cat = self.reload(None);
-        let mut history = promotion::history(&self.report_dir);
+        let mut history = self.history().await;
         let mut scopes: BTreeMap<String, Scope> = BTreeMap::new();
         let mut running: BTreeMap<String, CancellationToken> = BTreeMap::new();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Option<RunSummary>)>();
@@ -474,6 +496,7 @@ async fn run_child(
 pub async fn main(
     args: ScheduleArgs,
     state_dir: &std::path::Path,
+    store: Option<&crate::store::Spec>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<crate::exit::Exit> {
     if !args.dir.is_dir() {
@@ -513,6 +536,7 @@ pub async fn main(
         poll: Duration::from_secs(5),
         metrics,
         notifier: notifier(hooks),
+        store: store.cloned(),
     };
     let cat = catalog::load(&args.dir);
     eprintln!(

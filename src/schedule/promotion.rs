@@ -66,7 +66,15 @@ impl From<&StoredRun> for RunSummary {
 /// keeps a drill held.
 pub fn history(root: &Path) -> Vec<RunSummary> {
     let (runs, errors) = crate::report::store::read_runs(root);
-    for (path, e) in &errors {
+    history_of(&runs, &errors)
+}
+
+/// [`history`] of runs already read (from a reports folder or the shared store).
+pub fn history_of(
+    runs: &[crate::report::store::StoredRun],
+    errors: &[(std::path::PathBuf, String)],
+) -> Vec<RunSummary> {
+    for (path, e) in errors {
         tracing::warn!(path = %path.display(), error = %e, "skipping report");
     }
     let mut out: Vec<RunSummary> = runs.iter().map(RunSummary::from).collect();

@@ -5,6 +5,7 @@
 pub mod net;
 pub mod patroni;
 pub mod pgbackrest;
+pub mod pgstore;
 pub mod proxy;
 pub mod restore;
 pub mod sim;

@@ -1,0 +1,289 @@
+//! The shared store: one PostgreSQL database every runner of a fleet uses (CronJobs, CI jobs,
+//! laptops), configured by `--store` or `FIREDRILL_STORE`. Without one, nothing changes: the
+//! reports folder and the state directory stay the embedded default.
+//!
+//! What lives here, each in its own file:
+//! - [`records`]: run records, written transactionally and idempotently by run id, read back
+//!   as the same [`StoredRun`]s the reports folder gives (so `report`, `status`, the promotion
+//!   gate, `--baseline` and the schedule daemon show the same thing from either), retention;
+//! - [`spool`]: a record the store could not take (it was down when the run ended) waits in
+//!   the state directory and is uploaded by the next run or `store sync`;
+//! - [`locks`]: scope locks across machines, as session advisory locks (a dead runner's
+//!   connection ends, and its locks with it) with a readable holder row;
+//! - [`halt`]: the halt lever as one row every runner polls;
+//! - [`journal`]: the write-ahead journal mirrored line by line with a heartbeat, so the next
+//!   runner of a scope on another machine recovers what a killed runner left.
+//!
+//! The DSN is a secret: it is read from the environment or a file (never accepted with a
+//! password on the command line, where every local user sees it in `ps`), registered with the
+//! redactor, and shown only redacted. TLS follows the DSN (`sslmode=verify-full`,
+//! `sslrootcert=`), through the same connector as the postgres probe. The schema is versioned
+//! with refinery's migrations, applied by firedrill itself under an advisory lock.
+
+pub mod halt;
+pub mod journal;
+pub mod locks;
+pub mod records;
+pub mod spool;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::experiment::model::postgres::{PostgresMode, PostgresProbeSpec};
+use crate::probe::postgres::{error_text, Session, Target};
+
+pub use crate::report::store::StoredRun;
+
+mod embedded {
+    refinery::embed_migrations!("src/store/migrations");
+}
+
+/// The environment variable naming the store (a DSN, `env:NAME` or `file:PATH`).
+pub const ENV: &str = "FIREDRILL_STORE";
+
+/// How long connecting to the store may take, and each statement.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The advisory lock the migrations run under (two runners starting together migrate once).
+const MIGRATION_LOCK: i64 = 0x6669_7265_6472_696c;
+
+/// refinery's history table, named for firedrill in a database it may share.
+const HISTORY_TABLE: &str = "firedrill_schema_history";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store's configuration cannot be used (exit 2: nothing was tried).
+    #[error("{0}")]
+    Config(String),
+    /// The store did not answer: a run does not start (exit 3).
+    #[error("cannot reach the store {dsn}: {cause}")]
+    Unreachable { dsn: String, cause: String },
+    #[error("store {dsn}: {what}: {cause}")]
+    Query {
+        dsn: String,
+        what: String,
+        cause: String,
+    },
+}
+
+/// Where the store is, as configured: the DSN (a secret) and where it came from.
+#[derive(Clone)]
+pub struct Spec {
+    dsn: String,
+    /// `--store`, `FIREDRILL_STORE`, `env:NAME`, `file:PATH`: for messages.
+    pub from: String,
+}
+
+impl std::fmt::Debug for Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spec")
+            .field("dsn", &crate::safety::redact::text(&self.dsn))
+            .field("from", &self.from)
+            .finish()
+    }
+}
+
+impl Spec {
+    /// The store named by `--store` (`flag`) or else by `FIREDRILL_STORE`; `None` when neither
+    /// is set. A value is a DSN, `env:NAME` (the DSN is in that environment variable) or
+    /// `file:PATH` (its first line). A DSN given on the command line must not carry a
+    /// password: arguments are visible to every local user.
+    pub fn resolve(flag: Option<&str>) -> Result<Option<Spec>, StoreError> {
+        let (value, from) = match flag {
+            Some(v) => (v.to_string(), "--store"),
+            None => match std::env::var(ENV) {
+                Ok(v) if !v.trim().is_empty() => (v, ENV),
+                _ => return Ok(None),
+            },
+        };
+        let value = value.trim().to_string();
+        let spec = if let Some(name) = value.strip_prefix("env:") {
+            let dsn = std::env::var(name).map_err(|_| {
+                StoreError::Config(format!(
+                    "{from} names environment variable `{name}` for the store's DSN, and it is not set"
+                ))
+            })?;
+            Spec {
+                dsn: dsn.trim().to_string(),
+                from: format!("{from} (env:{name})"),
+            }
+        } else if let Some(path) = value.strip_prefix("file:") {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                StoreError::Config(format!(
+                    "{from} names {path} for the store's DSN, which cannot be read: {e}"
+                ))
+            })?;
+            Spec {
+                dsn: text.lines().next().unwrap_or("").trim().to_string(),
+                from: format!("{from} (file:{path})"),
+            }
+        } else {
+            Spec {
+                dsn: value,
+                from: from.to_string(),
+            }
+        };
+        if spec.dsn.is_empty() {
+            return Err(StoreError::Config(format!(
+                "{} gives an empty DSN for the store",
+                spec.from
+            )));
+        }
+        let target = spec.target()?;
+        if from == "--store"
+            && flag.is_some_and(|f| !f.starts_with("env:") && !f.starts_with("file:"))
+            && target.has_password()
+        {
+            return Err(StoreError::Config(format!(
+                "--store carries a password, which every local user can read in the process list ({})\n  = help: put the DSN in {ENV}, or pass --store env:NAME or --store file:PATH",
+                target.shown()
+            )));
+        }
+        Ok(Some(spec))
+    }
+
+    fn target(&self) -> Result<Target, StoreError> {
+        let spec = PostgresProbeSpec {
+            dsn: self.dsn.clone(),
+            password_env: None,
+            password_file: None,
+            mode: PostgresMode::Read {
+                query: "SELECT 1".into(),
+            },
+            timeout: TIMEOUT,
+        };
+        Target::new(&spec).map_err(|e| {
+            StoreError::Config(format!(
+                "the store's DSN ({}) cannot be used: {}",
+                self.from,
+                crate::platform::render(&e)
+            ))
+        })
+    }
+
+    /// The DSN as it may be shown (password redacted).
+    pub fn shown(&self) -> String {
+        crate::safety::redact::text(&self.dsn)
+    }
+}
+
+/// An open connection to the store, its schema migrated.
+pub struct Store {
+    session: Session,
+    target: Target,
+}
+
+impl Store {
+    /// Connect and apply any pending migration.
+    pub async fn open(spec: &Spec) -> Result<Store, StoreError> {
+        let target = spec.target()?;
+        let mut store = Store::connect_only(target).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn connect_only(target: Target) -> Result<Store, StoreError> {
+        let session = target
+            .connect()
+            .await
+            .map_err(|e| StoreError::Unreachable {
+                dsn: target.shown().to_string(),
+                cause: crate::platform::render(&e),
+            })?;
+        Ok(Store { session, target })
+    }
+
+    /// A second connection to the same store (already migrated).
+    pub async fn another(&self) -> Result<Store, StoreError> {
+        Store::connect_only(self.target.clone()).await
+    }
+
+    pub fn client(&self) -> &tokio_postgres::Client {
+        &self.session.client
+    }
+
+    /// The DSN as it may be shown.
+    pub fn shown(&self) -> &str {
+        self.target.shown()
+    }
+
+    /// Whether the connection is gone (the server stopped, the network broke).
+    pub fn is_closed(&self) -> bool {
+        self.session.client.is_closed()
+    }
+
+    pub(crate) fn query_error(&self, what: &str, e: &tokio_postgres::Error) -> StoreError {
+        if e.is_closed() || e.as_db_error().is_none() && self.is_closed() {
+            return StoreError::Unreachable {
+                dsn: self.shown().to_string(),
+                cause: crate::safety::redact::text(&error_text(e)),
+            };
+        }
+        StoreError::Query {
+            dsn: self.shown().to_string(),
+            what: what.to_string(),
+            cause: crate::safety::redact::text(&error_text(e)),
+        }
+    }
+
+    /// Apply pending migrations (refinery), one runner at a time. Returns the versions
+    /// applied now.
+    pub async fn migrate(&mut self) -> Result<Vec<String>, StoreError> {
+        let c = &self.session.client;
+        tokio::time::timeout(
+            TIMEOUT * 6,
+            c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]),
+        )
+        .await
+        .map_err(|_| StoreError::Unreachable {
+            dsn: self.shown().to_string(),
+            cause: "waited 30s for another runner's migration".into(),
+        })?
+        .map_err(|e| self.query_error("waiting for the migration lock", &e))?;
+        let result = embedded::migrations::runner()
+            .set_migration_table_name(HISTORY_TABLE)
+            .run_async(&mut self.session.client)
+            .await;
+        let _ = self
+            .session
+            .client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await;
+        let report = result.map_err(|e| StoreError::Query {
+            dsn: self.shown().to_string(),
+            what: "applying the schema migrations".into(),
+            cause: crate::safety::redact::text(&e.to_string()),
+        })?;
+        Ok(report
+            .applied_migrations()
+            .iter()
+            .map(|m| m.to_string())
+            .collect())
+    }
+
+    /// Every migration this binary knows, and whether the store has it applied.
+    pub async fn migrations(&self) -> Result<Vec<(String, bool)>, StoreError> {
+        let rows = self
+            .client()
+            .query(&format!("SELECT version FROM {HISTORY_TABLE}"), &[])
+            .await
+            .map_err(|e| self.query_error("reading the schema history", &e))?;
+        let applied: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+        Ok(embedded::migrations::runner()
+            .get_migrations()
+            .iter()
+            .map(|m| (m.to_string(), applied.contains(&m.version())))
+            .collect())
+    }
+}
+
+/// This machine's name as the store shows it: `FIREDRILL_HOST` when set (a pod may prefer its
+/// node's name), else the host name.
+pub fn host() -> String {
+    crate::safety::lock::this_host()
+}
+
+/// The state directory's spool of records the store could not take.
+pub fn spool_dir(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("spool")
+}

@@ -1,0 +1,146 @@
+//! Run records in the store: one row per run id, written once in one statement (a second
+//! write of the same run changes nothing), and read back as [`StoredRun`]s by the same
+//! parser as the reports folder, from the lean text kept beside the whole record.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Store, StoreError, StoredRun};
+use crate::report::record::RunRecord;
+use crate::report::store as folder;
+
+/// What `store gc` removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Collected {
+    pub runs: u64,
+    pub journals: u64,
+}
+
+impl Store {
+    /// Store a masked record; `false` when the store already had this run (nothing changed).
+    pub async fn put(&self, record: &RunRecord) -> Result<bool, StoreError> {
+        let json = crate::report::json(record).map_err(|e| StoreError::Query {
+            dsn: self.shown().to_string(),
+            what: format!("encoding run {}", record.run_id),
+            cause: e.to_string(),
+        })?;
+        self.put_json(&json).await
+    }
+
+    /// Store a record from its JSON (a spooled or a folder's record); `false` when the store
+    /// already had it.
+    pub async fn put_json(&self, json: &[u8]) -> Result<bool, StoreError> {
+        let run = folder::parse(json).map_err(|e| StoreError::Query {
+            dsn: self.shown().to_string(),
+            what: "reading a record to store".into(),
+            cause: crate::platform::render(&e),
+        })?;
+        let lean = folder::lean(json);
+        let record = String::from_utf8_lossy(json);
+        let n = self
+            .client()
+            .execute(
+                "INSERT INTO firedrill_runs
+                   (run_id, experiment, environment, started_at, finished_at, outcome, lean, record, written_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (run_id) DO NOTHING",
+                &[
+                    &run.run_id,
+                    &run.experiment,
+                    &run.environment,
+                    &run.started_at,
+                    &run.finished_at,
+                    &run.outcome.to_string(),
+                    &lean,
+                    &record.as_ref(),
+                    &super::host(),
+                ],
+            )
+            .await
+            .map_err(|e| self.query_error(&format!("writing run {}", run.run_id), &e))?;
+        Ok(n == 1)
+    }
+
+    /// Every stored run, as the reports folder's reader gives them; rows that do not parse
+    /// are returned beside them, named `store:<run id>`.
+    pub async fn runs(&self) -> Result<(Vec<StoredRun>, Vec<(PathBuf, String)>), StoreError> {
+        let rows = self
+            .client()
+            .query("SELECT run_id, lean FROM firedrill_runs", &[])
+            .await
+            .map_err(|e| self.query_error("reading the run records", &e))?;
+        let rows: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(folder::parse_parallel(&rows, |(id, lean)| {
+            folder::parse(lean.as_bytes()).map_err(|e| {
+                (
+                    PathBuf::from(format!("store:{id}")),
+                    crate::platform::render(&e),
+                )
+            })
+        }))
+    }
+
+    /// One run's whole record (JSON), if the store has it.
+    pub async fn record(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT record FROM firedrill_runs WHERE run_id = $1",
+                &[&run_id],
+            )
+            .await
+            .map_err(|e| self.query_error(&format!("reading run {run_id}"), &e))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// How many runs the store holds.
+    pub async fn count(&self) -> Result<i64, StoreError> {
+        let row = self
+            .client()
+            .query_one("SELECT count(*) FROM firedrill_runs", &[])
+            .await
+            .map_err(|e| self.query_error("counting runs", &e))?;
+        Ok(row.get(0))
+    }
+
+    /// Retention. With `older_than`, runs that finished before now − `older_than` go; with
+    /// `keep_last`, only each drill's (experiment × environment) newest `keep_last` runs stay.
+    /// With both, a run goes when it is older and not among its drill's newest `keep_last`
+    /// (a drill run rarely keeps its history). Closed journals older than `older_than` go too.
+    pub async fn gc(
+        &self,
+        older_than: Option<Duration>,
+        keep_last: Option<u32>,
+    ) -> Result<Collected, StoreError> {
+        let cutoff = older_than.map(|d| {
+            chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
+        });
+        let keep = keep_last.map(i64::from);
+        let runs = self
+            .client()
+            .execute(
+                "DELETE FROM firedrill_runs r USING (
+                     SELECT run_id, row_number() OVER (
+                         PARTITION BY experiment, environment ORDER BY finished_at DESC, run_id DESC) AS rank
+                     FROM firedrill_runs) ranked
+                 WHERE r.run_id = ranked.run_id
+                   AND ($1::timestamptz IS NULL OR r.finished_at < $1)
+                   AND ($2::bigint IS NULL OR ranked.rank > $2)",
+                &[&cutoff, &keep],
+            )
+            .await
+            .map_err(|e| self.query_error("deleting old runs", &e))?;
+        let journals = match cutoff {
+            Some(c) => self
+                .client()
+                .execute(
+                    "DELETE FROM firedrill_journals WHERE closed AND heartbeat_at < $1",
+                    &[&c],
+                )
+                .await
+                .map_err(|e| self.query_error("deleting old journals", &e))?,
+            None => 0,
+        };
+        Ok(Collected { runs, journals })
+    }
+}

@@ -1,0 +1,616 @@
+//! The shared store on a real PostgreSQL (tests/common/pgstore.rs): runners on "different
+//! machines" are `firedrill` processes with their own state directory, reports folder and
+//! `FIREDRILL_HOST`, sharing only `FIREDRILL_STORE`. Every test also checks that the store's
+//! password shows nowhere: not in reports, journals, the spool, stdout/stderr or arguments.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::pgstore::{PgStore, PASSWORD};
+use common::{finish, firedrill, wait_for};
+
+/// One machine: its state directory, its reports folder and its name.
+struct Machine {
+    state: PathBuf,
+    reports: PathBuf,
+    host: &'static str,
+}
+
+impl Machine {
+    fn new(root: &Path, host: &'static str) -> Machine {
+        let m = Machine {
+            state: root.join(format!("{host}-state")),
+            reports: root.join(format!("{host}-reports")),
+            host,
+        };
+        std::fs::create_dir_all(&m.state).unwrap();
+        m
+    }
+
+    fn cmd(&self, store: &PgStore) -> std::process::Command {
+        let mut c = firedrill();
+        c.env("FIREDRILL_STATE_DIR", &self.state)
+            .env("FIREDRILL_HOST", self.host)
+            .env("FIREDRILL_STORE", store.dsn());
+        c
+    }
+
+    fn run(&self, store: &PgStore, file: &Path, args: &[&str]) -> std::process::Command {
+        let mut c = self.cmd(store);
+        c.arg("run")
+            .arg(file)
+            .args(["--no-live", "--report-dir"])
+            .arg(&self.reports)
+            .args(args);
+        c
+    }
+
+    fn spawn(&self, store: &PgStore, file: &Path, args: &[&str]) -> Child {
+        self.run(store, file, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+fn all_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Every file under `dir`, as text.
+fn files_text(dir: &Path) -> String {
+    let mut out = String::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(b) = std::fs::read(&p) {
+                out.push_str(&String::from_utf8_lossy(&b));
+            }
+        }
+    }
+    out
+}
+
+fn assert_no_password(what: &str, text: &str) {
+    assert!(
+        !text.contains(PASSWORD),
+        "the store's password appears in {what}"
+    );
+}
+
+/// A drill whose fault writes one line to `log` (who injected) and holds the run for `hold`,
+/// with `mark` present until it is reverted. Its probe fails while `mark` exists when
+/// `probe_on_mark`, so the drill waits (up to `timeout`) for a revert that only a halt or the
+/// end brings.
+fn drill(
+    dir: &Path,
+    name: &str,
+    hold: &str,
+    probe_on_mark: bool,
+    timeout: &str,
+) -> (PathBuf, PathBuf, PathBuf) {
+    let mark = dir.join(format!("{name}.mark"));
+    let log = dir.join(format!("{name}.log"));
+    let probe = if probe_on_mark {
+        format!("[sh, -c, \"test ! -e '{}'\"]", mark.display())
+    } else {
+        "[\"true\"]".to_string()
+    };
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &file,
+        format!(
+            "name: {name}
+environments: [staging, production]
+probes:
+  healthy:
+    command: {{ run: {probe} }}
+    every: 100ms
+faults:
+  - command:
+      run: [sh, -c, \"echo injected >> '{log}'; touch '{mark}'; sleep {hold}\"]
+      revert: [rm, -f, \"{mark}\"]
+recovery: {{ objective: 5s, stable-for: 200ms, timeout: {timeout} }}
+",
+            log = log.display(),
+            mark = mark.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("firedrill.yaml"),
+        "environments:\n  staging: {}\n  production:\n    promote-from: staging\n    within: 7d\n",
+    )
+    .unwrap();
+    (file, mark, log)
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn two_runners_on_two_machines_never_inject_into_one_scope_at_once() {
+    let Some(store) = PgStore::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, mark, log) = drill(tmp.path(), "race", "0.8", false, "10s");
+    let a = Machine::new(tmp.path(), "machine-a");
+    let b = Machine::new(tmp.path(), "machine-b");
+    let mut won = [0usize; 2];
+    for round in 0..50 {
+        std::fs::remove_file(&log).ok();
+        let ca = a.spawn(&store, &file, &["--env", "staging"]);
+        let cb = b.spawn(&store, &file, &["--env", "staging"]);
+        let oa = finish(ca, Duration::from_secs(60));
+        let ob = finish(cb, Duration::from_secs(60));
+        let injected = lines(&log);
+        assert_eq!(
+            injected.len(),
+            1,
+            "round {round}: {} runners injected\n--- a\n{}\n--- b\n{}",
+            injected.len(),
+            all_text(&oa),
+            all_text(&ob)
+        );
+        let (winner, loser, i, host) = if oa.status.code() == Some(0) {
+            (&oa, &ob, 0, a.host)
+        } else {
+            (&ob, &oa, 1, b.host)
+        };
+        won[i] += 1;
+        assert_eq!(
+            winner.status.code(),
+            Some(0),
+            "round {round}: {}\n--- loser\n{}",
+            all_text(winner),
+            all_text(loser)
+        );
+        assert_eq!(
+            loser.status.code(),
+            Some(3),
+            "round {round}: {}",
+            all_text(loser)
+        );
+        let said = all_text(loser);
+        assert!(
+            said.contains("is busy")
+                && said.contains("(store)")
+                && said.contains(&format!("on {host}")),
+            "round {round}: the refusal names the holder and its machine: {said}\n--- winner\n{}",
+            all_text(winner)
+        );
+        assert!(!mark.exists(), "round {round}: the fault was left in place");
+        assert_no_password("a runner's output", &said);
+    }
+    // Each machine won some rounds: the lock is not decided by who is always first.
+    eprintln!("machine-a won {}, machine-b won {}", won[0], won[1]);
+    assert_eq!(won[0] + won[1], 50);
+    assert_eq!(store.query("SELECT count(*) FROM firedrill_runs"), ["50"]);
+    // No scope is held once every runner is gone.
+    assert_eq!(
+        store.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
+        ["0"]
+    );
+    assert_no_password("the reports", &files_text(&a.reports));
+    assert_no_password("the state directory", &files_text(&a.state));
+}
+
+#[test]
+fn a_fault_left_by_a_killed_runner_is_recovered_from_the_store_on_another_machine() {
+    let Some(store) = PgStore::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    // The probe fails while the mark is there: machine b's own trial does not recover
+    // within 6 s (its fault stays until its end), which says nothing about the store.
+    let (file, mark, _log) = drill(tmp.path(), "killed", "0", true, "6s");
+    let a = Machine::new(tmp.path(), "machine-a");
+    let b = Machine::new(tmp.path(), "machine-b");
+    let mut child = a.spawn(&store, &file, &["--env", "staging"]);
+    wait_for("the fault", Duration::from_secs(30), || mark.exists());
+    // The whole pod goes: the runner and its watchdog, no chance to revert.
+    common::kill_watchdogs(&a.state);
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(mark.exists(), "nothing on machine a reverted it");
+    let killed_at = Instant::now();
+    // The store has the journal: its intent was copied before the fault was injected.
+    assert_eq!(
+        store.query(
+            "SELECT count(*) FROM firedrill_journals WHERE NOT closed AND host = 'machine-a'"
+        ),
+        ["1"]
+    );
+
+    // Right away, machine b cannot tell a dead runner from one that lost the store: it waits.
+    let early = b
+        .run(&store, &file, &["--env", "staging"])
+        .output()
+        .unwrap();
+    let said = all_text(&early);
+    if killed_at.elapsed() < Duration::from_secs(9) {
+        assert_eq!(early.status.code(), Some(3), "{said}");
+        assert!(
+            said.contains("may still be running") && said.contains("machine-a"),
+            "{said}"
+        );
+        assert!(mark.exists(), "a refused run touched the target");
+    }
+
+    // After the heartbeat's silence, machine b recovers the fault, then runs its own drill.
+    while killed_at.elapsed() < Duration::from_secs(11) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = b
+        .run(&store, &file, &["--env", "staging"])
+        .output()
+        .unwrap();
+    let said = all_text(&out);
+    assert!(
+        said.contains("left its journal open in the store") && said.contains("recovering it here"),
+        "{said}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("reverted command sh"), "{said}");
+    assert!(!mark.exists(), "the fault is still in place: {said}");
+    assert_eq!(
+        store.query("SELECT count(*) FROM firedrill_journals WHERE NOT closed"),
+        ["0"],
+        "the recovered journal is closed in the store"
+    );
+    assert_no_password("machine b's output", &said);
+    assert_no_password("machine b's state", &files_text(&b.state));
+}
+
+#[test]
+fn a_store_that_stops_mid_drill_loses_nothing_and_the_next_run_uploads_the_record() {
+    let Some(mut store) = PgStore::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, mark, _log) = drill(tmp.path(), "store-down", "3", false, "10s");
+    let a = Machine::new(tmp.path(), "machine-a");
+    let child = a.spawn(&store, &file, &["--env", "staging"]);
+    wait_for("the fault", Duration::from_secs(30), || mark.exists());
+    store.stop();
+    let out = finish(child, Duration::from_secs(60));
+    let said = all_text(&out);
+    assert_eq!(out.status.code(), Some(0), "the drill goes on: {said}");
+    assert!(!mark.exists(), "the fault was not reverted: {said}");
+    assert!(
+        said.contains("waits in"),
+        "says where the record waits: {said}"
+    );
+    let spool = a.state.join("spool");
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 1, "{said}");
+    assert_no_password("the spool", &files_text(&spool));
+    assert_no_password("the output", &said);
+
+    // While the store is down, a new run does not start, and touches nothing.
+    let refused = a
+        .run(&store, &file, &["--env", "staging"])
+        .output()
+        .unwrap();
+    let said = all_text(&refused);
+    assert_eq!(refused.status.code(), Some(3), "{said}");
+    assert!(said.contains("cannot reach the store"), "{said}");
+    assert!(!said.contains(PASSWORD), "{said}");
+    assert!(!mark.exists());
+
+    store.restart();
+    let out = a
+        .run(&store, &file, &["--env", "staging"])
+        .output()
+        .unwrap();
+    let said = all_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("uploaded 1 record(s) spooled"), "{said}");
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+    assert_eq!(store.query("SELECT count(*) FROM firedrill_runs"), ["2"]);
+    // Both runs' journals are closed in the store (the first one's once it was back).
+    assert_eq!(
+        store.query("SELECT count(*) FROM firedrill_journals WHERE NOT closed"),
+        ["0"]
+    );
+}
+
+#[test]
+fn the_stores_halt_stops_a_drill_on_another_machine_and_refuses_new_ones() {
+    let Some(store) = PgStore::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, mark, _log) = drill(tmp.path(), "halted", "0", true, "60s");
+    let a = Machine::new(tmp.path(), "machine-a");
+    let b = Machine::new(tmp.path(), "machine-b");
+    let child = a.spawn(&store, &file, &["--env", "staging"]);
+    wait_for("the fault", Duration::from_secs(30), || mark.exists());
+    let halted = b
+        .cmd(&store)
+        .args(["halt", "--reason", "incident 42"])
+        .output()
+        .unwrap();
+    assert_eq!(halted.status.code(), Some(0), "{}", all_text(&halted));
+    let at = Instant::now();
+    let out = finish(child, Duration::from_secs(30));
+    assert!(
+        at.elapsed() < Duration::from_secs(5),
+        "stopped after {:?}",
+        at.elapsed()
+    );
+    let said = all_text(&out);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains("incident 42") && said.contains("machine-b"),
+        "{said}"
+    );
+    assert!(!mark.exists(), "the halted drill did not revert");
+
+    let refused = a
+        .run(&store, &file, &["--env", "staging"])
+        .output()
+        .unwrap();
+    let said = all_text(&refused);
+    assert_eq!(refused.status.code(), Some(3), "{said}");
+    assert!(said.contains("incident 42"), "{said}");
+    assert!(!mark.exists());
+
+    let released = b.cmd(&store).args(["halt", "--release"]).output().unwrap();
+    assert_eq!(released.status.code(), Some(0));
+    assert_eq!(store.query("SELECT count(*) FROM firedrill_halt"), ["0"]);
+}
+
+#[test]
+fn staging_passes_on_one_machine_and_production_is_promoted_on_another() {
+    let Some(store) = PgStore::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, mark, _log) = drill(tmp.path(), "promoted", "0", false, "10s");
+    let a = Machine::new(tmp.path(), "ci-runner");
+    let b = Machine::new(tmp.path(), "prod-cronjob");
+
+    let held = b
+        .run(&store, &file, &["--env", "production"])
+        .output()
+        .unwrap();
+    let said = all_text(&held);
+    assert_eq!(held.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains("held in environment `production`") && said.contains("the store"),
+        "{said}"
+    );
+    assert!(!mark.exists());
+
+    let staging = a
+        .run(&store, &file, &["--env", "staging"])
+        .output()
+        .unwrap();
+    assert_eq!(staging.status.code(), Some(0), "{}", all_text(&staging));
+    // Machine b never saw machine a's reports folder: only the store.
+    assert!(!b.reports.exists() || common::reports(&b.reports).is_empty());
+    let prod = b
+        .run(&store, &file, &["--env", "production"])
+        .output()
+        .unwrap();
+    assert_eq!(prod.status.code(), Some(0), "{}", all_text(&prod));
+
+    // `status` on either machine reads the store: both runs, whatever its reports folder.
+    let status = b
+        .cmd(&store)
+        .args(["status"])
+        .arg(tmp.path())
+        .arg("--report-dir")
+        .arg(tmp.path().join("nowhere"))
+        .output()
+        .unwrap();
+    let said = all_text(&status);
+    assert_eq!(status.status.code(), Some(0), "{said}");
+    let rows: Vec<&str> = said.lines().filter(|l| l.contains("promoted")).collect();
+    assert_eq!(rows.len(), 2, "{said}");
+    assert!(rows.iter().all(|r| r.contains("passed")), "{said}");
+}
+
+/// 1,000 records with varied drills, environments, dates, outcomes and TTRs, in the layout
+/// `run` writes, made from one real record.
+fn thousand_records(seed_record: &serde_json::Value, dir: &Path) {
+    for i in 0..1000u32 {
+        let mut r = seed_record.clone();
+        let exp = format!("drill-{}", i % 7);
+        let env = ["staging", "production", "ci"][(i % 3) as usize];
+        r["run_id"] = serde_json::json!(format!("run-{i:04}"));
+        r["experiment"]["name"] = serde_json::json!(exp);
+        r["environment"] = serde_json::json!(env);
+        let day = chrono::DateTime::parse_from_rfc3339("2026-06-01T08:00:00Z").unwrap()
+            + chrono::Duration::minutes(i64::from(i) * 97);
+        r["started_at"] = serde_json::json!(day.to_rfc3339());
+        r["finished_at"] = serde_json::json!((day + chrono::Duration::seconds(40)).to_rfc3339());
+        if i % 11 == 0 {
+            r["outcome"] = serde_json::json!("failed");
+        }
+        if let Some(trials) = r["trials"].as_array_mut() {
+            for t in trials {
+                if let Some(ttr) = t["verdict"]["ttr"].as_object_mut() {
+                    let est = 0.5 + f64::from(i % 37) * 0.11;
+                    ttr.insert("estimate_s".into(), serde_json::json!(est));
+                    ttr.insert("lower_s".into(), serde_json::json!(est - 0.05));
+                    ttr.insert("upper_s".into(), serde_json::json!(est + 0.05));
+                }
+            }
+        }
+        let path = dir.join(&exp).join(env).join(format!("run-{i:04}.json"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut bytes = serde_json::to_vec_pretty(&r).unwrap();
+        bytes.push(b'\n');
+        std::fs::write(path, bytes).unwrap();
+    }
+}
+
+#[test]
+fn the_same_thousand_records_report_identically_from_files_and_from_the_store() {
+    let Some(store) = PgStore::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, _mark, _log) = drill(tmp.path(), "seed", "0", false, "10s");
+    let a = Machine::new(tmp.path(), "machine-a");
+    // One real record (written by a run without the store), then 1,000 made from it.
+    let out = firedrill()
+        .env("FIREDRILL_STATE_DIR", &a.state)
+        .arg("run")
+        .arg(&file)
+        .args(["--no-live", "--env", "staging", "--report-dir"])
+        .arg(&a.reports)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", all_text(&out));
+    let seed = common::only_report(&a.reports);
+    let folder = tmp.path().join("thousand");
+    thousand_records(&seed, &folder);
+
+    let sync = a
+        .cmd(&store)
+        .args(["store", "sync", "--reports"])
+        .arg(&folder)
+        .output()
+        .unwrap();
+    let said = all_text(&sync);
+    assert_eq!(sync.status.code(), Some(0), "{said}");
+    assert!(said.contains("1000 record(s) uploaded"), "{said}");
+    // Idempotent by run id: a second sync stores nothing twice.
+    let again = a
+        .cmd(&store)
+        .args(["store", "sync", "--reports"])
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(all_text(&again).contains("0 record(s) uploaded, 1000 the store had already"));
+    assert_eq!(store.query("SELECT count(*) FROM firedrill_runs"), ["1000"]);
+
+    for format in ["json", "table", "markdown", "html", "yaml"] {
+        let files = firedrill()
+            .args([
+                "report",
+                "--as-of",
+                "2026-09-01T00:00:00Z",
+                "--format",
+                format,
+            ])
+            .arg(&folder)
+            .output()
+            .unwrap();
+        let stored = a
+            .cmd(&store)
+            .args([
+                "report",
+                "--as-of",
+                "2026-09-01T00:00:00Z",
+                "--format",
+                format,
+            ])
+            .arg(tmp.path().join("no-such-folder"))
+            .output()
+            .unwrap();
+        assert_eq!(files.status.code(), Some(0), "{}", all_text(&files));
+        assert_eq!(stored.status.code(), Some(0), "{}", all_text(&stored));
+        assert!(files.stdout.len() > 1000, "{format}: {}", all_text(&files));
+        assert_eq!(
+            String::from_utf8_lossy(&files.stdout),
+            String::from_utf8_lossy(&stored.stdout),
+            "{format}: the store's report differs from the folder's"
+        );
+    }
+
+    // A stored run renders as its record and its views.
+    let shown = a
+        .cmd(&store)
+        .args(["store", "show", "run-0042"])
+        .output()
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(record["run_id"], "run-0042");
+    let md = a
+        .cmd(&store)
+        .args(["store", "show", "run-0042", "--format", "markdown"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&md.stdout).contains("drill-0"),
+        "{}",
+        all_text(&md)
+    );
+
+    // Retention: each of the 21 drills keeps its newest 5.
+    let gc = a
+        .cmd(&store)
+        .args(["store", "gc", "--keep-last", "5"])
+        .output()
+        .unwrap();
+    let said = all_text(&gc);
+    assert_eq!(gc.status.code(), Some(0), "{said}");
+    assert!(said.contains("deleted 895 run(s)"), "{said}");
+    assert_eq!(store.query("SELECT count(*) FROM firedrill_runs"), ["105"]);
+}
+
+#[test]
+fn a_store_that_does_not_answer_refuses_the_run_and_a_password_on_the_command_line_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, mark, _log) = drill(tmp.path(), "unreachable", "0", false, "10s");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let out = firedrill()
+        .env(
+            "FIREDRILL_STORE",
+            format!("postgres://firedrill:{PASSWORD}@127.0.0.1:{port}/postgres"),
+        )
+        .arg("run")
+        .arg(&file)
+        .args(["--no-live", "--env", "staging", "--report-dir"])
+        .arg(tmp.path().join("reports"))
+        .output()
+        .unwrap();
+    let said = all_text(&out);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains("cannot reach the store") && said.contains("nothing")
+            || said.contains("cannot reach the store"),
+        "{said}"
+    );
+    assert_no_password("the refusal", &said);
+    assert!(!mark.exists(), "a refused run touched the target");
+    assert!(
+        !tmp.path().join("reports").exists()
+            || common::reports(&tmp.path().join("reports")).is_empty()
+    );
+
+    let out = firedrill()
+        .arg("--store")
+        .arg(format!(
+            "postgres://firedrill:{PASSWORD}@127.0.0.1:{port}/postgres"
+        ))
+        .arg("report")
+        .output()
+        .unwrap();
+    let said = all_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("process list"), "{said}");
+    assert_no_password("the refusal", &said);
+}
