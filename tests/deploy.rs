@@ -471,3 +471,80 @@ fn production_jobs_are_suspended_unless_deploy_is_told_to_allow_them() {
         .contains("runs unattended"));
     assert!(!stderr.contains("suspended"), "{stderr}");
 }
+
+/// With the shared store, every job reads its DSN from the Secret (never a literal, never an
+/// argument) and the promotion gate is no longer skipped: the store holds the upstream passes.
+#[test]
+fn with_a_store_secret_jobs_read_the_dsn_from_it_and_keep_the_promotion_gate() {
+    let dir = folder();
+    let deploy = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_firedrill"))
+            .args(["deploy", "--namespace", "drills"])
+            .args(extra)
+            .arg(dir.path())
+            .env_remove("FIREDRILL_STORE")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let jobs: Vec<serde_json::Value> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["kind"] == "CronJob")
+            .cloned()
+            .collect();
+        (jobs, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let container = |job: &serde_json::Value| {
+        job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0].clone()
+    };
+
+    let (jobs, note) = deploy(&[]);
+    let production = jobs
+        .iter()
+        .find(|j| {
+            j["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .ends_with("-production")
+        })
+        .unwrap();
+    assert!(container(production)["args"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("--skip-promotion-gate")));
+    assert!(note.contains("--store-secret"), "{note}");
+
+    let (jobs, _) = deploy(&["--store-secret", "firedrill-store"]);
+    assert_eq!(jobs.len(), 2);
+    for job in &jobs {
+        let c = container(job);
+        let args = c["args"].as_array().unwrap();
+        assert!(
+            !args.contains(&serde_json::json!("--skip-promotion-gate")),
+            "{args:?}"
+        );
+        assert!(
+            !args.iter().any(|a| a.as_str().unwrap().contains("store")),
+            "{args:?}"
+        );
+        let store = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "FIREDRILL_STORE")
+            .expect("FIREDRILL_STORE in the job's environment")
+            .clone();
+        assert!(store.get("value").is_none(), "a literal DSN: {store}");
+        assert_eq!(
+            store["valueFrom"]["secretKeyRef"]["name"],
+            "firedrill-store"
+        );
+        assert_eq!(store["valueFrom"]["secretKeyRef"]["key"], "dsn");
+    }
+}

@@ -342,6 +342,10 @@ fn the_stores_halt_stops_a_drill_on_another_machine_and_refuses_new_ones() {
     let b = Machine::new(tmp.path(), "machine-b");
     let child = a.spawn(&store, &file, &["--env", "staging"]);
     wait_for("the fault", Duration::from_secs(30), || mark.exists());
+    // The runner's arguments (what `ps` shows every local user) carry no secret.
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap();
+    assert!(String::from_utf8_lossy(&cmdline).contains("halted.yaml"));
+    assert_no_password("the runner's arguments", &String::from_utf8_lossy(&cmdline));
     let halted = b
         .cmd(&store)
         .args(["halt", "--reason", "incident 42"])

@@ -122,6 +122,11 @@ enum Command {
         /// without it they are written suspended, their annotation saying why.
         #[arg(long)]
         allow_production: bool,
+        /// A Secret in the namespace whose key `dsn` holds the shared store's DSN: the jobs
+        /// read it as FIREDRILL_STORE and keep their records, locks, halt and journals there,
+        /// so the promotion gate works in the cluster. Without it, gated jobs skip the gate.
+        #[arg(long, value_name = "SECRET")]
+        store_secret: Option<String>,
         #[arg(default_value = "experiments")]
         dir: PathBuf,
     },
@@ -271,8 +276,16 @@ async fn dispatch(
             image,
             output,
             allow_production,
+            store_secret,
             dir,
-        } => status::deploy(&dir, &namespace, &image, output, allow_production),
+        } => status::deploy(
+            &dir,
+            &namespace,
+            &image,
+            output,
+            allow_production,
+            store_secret.as_deref(),
+        ),
         Command::Report(a) => status::report(&a, store).await,
         Command::Init(args) => Ok(init::init(&args)),
         Command::Completions { shell } => {

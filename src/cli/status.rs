@@ -62,12 +62,28 @@ pub(super) fn deploy(
     image: &str,
     output: DataFormat,
     allow_production: bool,
+    store_secret: Option<&str>,
 ) -> anyhow::Result<Exit> {
     let cat = crate::schedule::catalog::load(dir);
     for (file, err) in &cat.errors {
         eprintln!("skipping {}:\n{err}\n", file.display());
     }
-    let m = crate::schedule::deploy::render(dir, &cat, namespace, image, allow_production);
+    let m = crate::schedule::deploy::render(
+        dir,
+        &cat,
+        namespace,
+        image,
+        allow_production,
+        store_secret,
+    );
+    if store_secret.is_none()
+        && cat
+            .entries
+            .iter()
+            .any(|e| e.schedule.is_some() && e.env.promote_from.is_some())
+    {
+        eprintln!("note: without --store-secret the jobs share no history: gated jobs pass --skip-promotion-gate, and their reports end with their pods");
+    }
     // Never silently: say which jobs are held and why.
     for job in &m.cron_jobs {
         if job.spec.suspend == Some(true) {

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, PodSpec, PodTemplateSpec, ServiceAccount, Volume,
     VolumeMount,
 };
-use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector};
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, SecretKeySelector};
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
@@ -106,18 +106,28 @@ fn cron_job_name(experiment: &str, environment: &str) -> String {
     n.trim_end_matches('-').to_string()
 }
 
+/// The key of `deploy --store-secret`'s Secret that holds the store's DSN.
+pub const STORE_SECRET_KEY: &str = "dsn";
+
 /// The annotation of a CronJob for a protected environment: what policy it runs under.
 pub const PROTECTED_ANNOTATION: &str = "firedrill.io/protected";
 
 /// The manifests of the folder's scheduled drills. A protected environment's CronJob runs
 /// unattended only when the operator said so (`allow_production`: the job passes `--yes`);
 /// otherwise it is written suspended, and its annotation says why and how to allow it.
+///
+/// With `store_secret` (a Secret in `namespace` whose key [`STORE_SECRET_KEY`] holds the
+/// store's DSN) every job reads the DSN into `FIREDRILL_STORE` from the Secret — never an
+/// argument or a literal in the manifest — and writes its record to the shared store, where
+/// the promotion gate finds the upstream passes. Without a store a pod starts with no
+/// history, so a gated job passes `--skip-promotion-gate` and says so.
 pub fn render(
     _dir: &Path,
     cat: &Catalog,
     namespace: &str,
     image: &str,
     allow_production: bool,
+    store_secret: Option<&str>,
 ) -> Manifests {
     let mut data = BTreeMap::new();
     for (path, _) in &cat.stamps {
@@ -191,8 +201,33 @@ pub fn render(
             // A CronJob's pod starts with no reports, so it cannot see the upstream passes a
             // promotion gate needs and would hold every run. Say so in the manifest rather
             // than fail every job; the gate needs a shared history to work in a cluster.
-            if e.env.promote_from.is_some() {
+            if e.env.promote_from.is_some() && store_secret.is_none() {
                 args.push("--skip-promotion-gate".into());
+            }
+            let mut env = vec![EnvVar {
+                name: crate::experiment::model::node::RUNNER_NODE_ENV.into(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "spec.nodeName".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }];
+            if let Some(secret) = store_secret {
+                env.push(EnvVar {
+                    name: crate::store::ENV.into(),
+                    value_from: Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: secret.into(),
+                            key: STORE_SECRET_KEY.into(),
+                            optional: Some(false),
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
             }
             let pod = PodSpec {
                 service_account_name: Some(NAME.into()),
@@ -202,17 +237,7 @@ pub fn render(
                     image: Some(image.into()),
                     command: Some(vec![NAME.into()]),
                     args: Some(args),
-                    env: Some(vec![EnvVar {
-                        name: crate::experiment::model::node::RUNNER_NODE_ENV.into(),
-                        value_from: Some(EnvVarSource {
-                            field_ref: Some(ObjectFieldSelector {
-                                field_path: "spec.nodeName".into(),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }]),
+                    env: Some(env),
                     volume_mounts: Some(vec![VolumeMount {
                         name: "experiments".into(),
                         mount_path: MOUNT.into(),
