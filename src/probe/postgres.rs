@@ -227,6 +227,31 @@ impl Target {
         t
     }
 
+    /// The DSN's `sslmode`.
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls_mode
+    }
+
+    /// Whether every host of the DSN is this machine (a loopback address, `localhost` or a
+    /// unix socket).
+    pub fn local_only(&self) -> bool {
+        use tokio_postgres::config::Host;
+        self.config.get_hosts().iter().all(|h| match h {
+            Host::Tcp(name) => {
+                name == "localhost"
+                    || name
+                        .trim_matches(|c| c == '[' || c == ']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            Host::Unix(_) => true,
+        }) && self
+            .config
+            .get_hostaddrs()
+            .iter()
+            .all(|ip| ip.is_loopback())
+    }
+
     /// Whether the DSN itself carries a password.
     pub fn has_password(&self) -> bool {
         self.config.get_password().is_some()

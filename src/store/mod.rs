@@ -29,7 +29,7 @@ pub mod spool;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::experiment::model::postgres::{PostgresMode, PostgresProbeSpec};
+use crate::experiment::model::postgres::{PostgresMode, PostgresProbeSpec, TlsMode};
 use crate::probe::postgres::{error_text, Session, Target};
 
 pub use crate::report::store::StoredRun;
@@ -130,6 +130,14 @@ impl Spec {
             )));
         }
         let target = spec.target()?;
+        // Records name internal hosts and the DSN carries a password: a store elsewhere is
+        // reached over TLS with the server's certificate verified, or not at all.
+        if !target.local_only() && matches!(target.tls_mode(), TlsMode::Disable | TlsMode::Prefer) {
+            return Err(StoreError::Config(format!(
+                "the store {} is not on this machine, and its DSN does not require TLS\n  = help: add sslmode=verify-full (and sslrootcert=PATH for a private CA) to the DSN",
+                target.shown()
+            )));
+        }
         if from == "--store"
             && flag.is_some_and(|f| !f.starts_with("env:") && !f.starts_with("file:"))
             && target.has_password()
@@ -286,4 +294,46 @@ pub fn host() -> String {
 /// The state directory's spool of records the store could not take.
 pub fn spool_dir(state_dir: &std::path::Path) -> PathBuf {
     state_dir.join("spool")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_flag(dsn: &str) -> Result<Option<Spec>, StoreError> {
+        Spec::resolve(Some(dsn))
+    }
+
+    #[test]
+    fn a_remote_store_must_verify_the_servers_certificate() {
+        let refused = from_flag("postgres://firedrill@db.example.invalid:5432/drills")
+            .expect_err("plaintext to another machine");
+        assert!(
+            refused.to_string().contains("sslmode=verify-full"),
+            "{refused}"
+        );
+        assert!(
+            from_flag("postgres://firedrill@db.example.invalid/drills?sslmode=prefer").is_err()
+        );
+        assert!(from_flag("host=db.example.invalid user=firedrill sslmode=disable").is_err());
+        for ok in [
+            "postgres://firedrill@db.example.invalid/drills?sslmode=verify-full",
+            "host=db.example.invalid user=firedrill sslmode=verify-ca",
+            "host=db.example.invalid user=firedrill sslmode=require",
+            "postgres://firedrill@127.0.0.1:5432/drills",
+            "host=localhost user=firedrill",
+            "host=/run/postgresql user=firedrill",
+        ] {
+            assert!(from_flag(ok).is_ok_and(|s| s.is_some()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn a_password_on_the_command_line_is_refused_and_never_shown() {
+        let e = from_flag("postgres://firedrill:hunter2-store@127.0.0.1/drills")
+            .expect_err("a password in an argument");
+        let text = e.to_string();
+        assert!(text.contains("process list"), "{text}");
+        assert!(!text.contains("hunter2-store"), "{text}");
+    }
 }
