@@ -618,3 +618,54 @@ fn a_store_that_does_not_answer_refuses_the_run_and_a_password_on_the_command_li
     assert!(said.contains("process list"), "{said}");
     assert_no_password("the refusal", &said);
 }
+
+#[test]
+fn firedrill_yaml_names_the_store_by_a_variable_and_a_bad_store_section_is_a_positioned_error() {
+    let Some(store) = PgStore::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, _mark, _log) = drill(tmp.path(), "configured", "0", false, "10s");
+    let envs = tmp.path().join("firedrill.yaml");
+    let text = std::fs::read_to_string(&envs).unwrap();
+    std::fs::write(
+        &envs,
+        format!("store: {{ dsn-env: DRILL_STORE_DSN }}\n{text}"),
+    )
+    .unwrap();
+    let a = Machine::new(tmp.path(), "machine-a");
+    let out = firedrill()
+        .env("FIREDRILL_STATE_DIR", &a.state)
+        .env_remove("FIREDRILL_STORE")
+        .env("DRILL_STORE_DSN", store.dsn())
+        .arg("run")
+        .arg(&file)
+        .args(["--no-live", "--env", "staging", "--report-dir"])
+        .arg(&a.reports)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", all_text(&out));
+    assert_eq!(
+        store.query("SELECT experiment FROM firedrill_runs"),
+        ["configured"]
+    );
+
+    // A DSN written into the file is not accepted: the file is committed, the DSN has a password.
+    std::fs::write(
+        &envs,
+        format!("store: {{ dsn: \"{}\" }}\n{text}", store.dsn()),
+    )
+    .unwrap();
+    let out = firedrill()
+        .args(["validate", "--env", "staging"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let said = all_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("firedrill.yaml:1:") && said.contains("dsn"),
+        "{said}"
+    );
+    assert_no_password("the diagnostic", &said);
+}

@@ -257,7 +257,18 @@ async fn dispatch(
     match cmd {
         Command::Validate { files, env } => Ok(validate::validate(&files, &env)),
         Command::Plan { file, env, output } => plan::plan(&file, &env, state_dir, output).await,
-        Command::Run(args) => run::run(args, state_dir, store, shutdown).await,
+        Command::Run(args) => {
+            let envs = args
+                .env
+                .config
+                .clone()
+                .or_else(|| crate::experiment::find_environments_file(&args.file));
+            let store = match store::with_workspace(store, envs) {
+                Ok(s) => s,
+                Err(exit) => return Ok(exit),
+            };
+            run::run(args, state_dir, store.as_ref(), shutdown).await
+        }
         Command::Recover { run, all } => recover::recover(state_dir, run.as_deref(), all).await,
         Command::Halt { reason, release } => {
             recover::halt(state_dir, store, reason.as_deref(), release).await
@@ -266,9 +277,19 @@ async fn dispatch(
         Command::Proxy(args) => crate::proxy::run_standalone(args)
             .await
             .map(|_| Exit::Passed),
-        Command::Status { dir, report_dir } => Ok(status::status(&dir, &report_dir, store).await),
+        Command::Status { dir, report_dir } => {
+            let envs = dir.join(crate::experiment::ENVIRONMENTS_FILE);
+            match store::with_workspace(store, Some(envs)) {
+                Ok(s) => Ok(status::status(&dir, &report_dir, s.as_ref()).await),
+                Err(exit) => Ok(exit),
+            }
+        }
         Command::Schedule(args) => {
-            crate::schedule::daemon::main(args, state_dir, store, shutdown).await
+            let envs = args.dir.join(crate::experiment::ENVIRONMENTS_FILE);
+            match store::with_workspace(store, Some(envs)) {
+                Ok(s) => crate::schedule::daemon::main(args, state_dir, s.as_ref(), shutdown).await,
+                Err(exit) => Ok(exit),
+            }
         }
         Command::Store(args) => store::command(args, store, state_dir).await,
         Command::Deploy {

@@ -177,6 +177,34 @@ pub(super) async fn command(
     }
 }
 
+/// The store of a command that reads a folder of experiments: `--store`/`FIREDRILL_STORE`
+/// when set, else the one `envs_file` (its firedrill.yaml) names. A firedrill.yaml that does
+/// not load names none here: the command reports its errors itself.
+pub(super) fn with_workspace(
+    spec: Option<&Spec>,
+    envs_file: Option<PathBuf>,
+) -> Result<Option<Spec>, Exit> {
+    if let Some(s) = spec {
+        return Ok(Some(s.clone()));
+    }
+    let Some(file) = envs_file.filter(|f| f.is_file()) else {
+        return Ok(None);
+    };
+    let Some(r) = crate::experiment::load_environments(&file)
+        .ok()
+        .and_then(|f| f.store)
+    else {
+        return Ok(None);
+    };
+    Spec::from_file_ref(&r).map(Some).map_err(|e| {
+        eprintln!(
+            "error: {e}\n  = help: {} names the store; nothing was touched",
+            file.display()
+        );
+        Exit::Invalid
+    })
+}
+
 /// Every run, from the store when one is configured, else from the reports folder.
 pub(super) async fn runs(
     spec: Option<&Spec>,

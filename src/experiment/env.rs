@@ -10,9 +10,9 @@ use super::de::child_path;
 use super::diag::{suggest, Diagnostics};
 use super::interp::{expand, Ref};
 use super::load::Ctx;
-use super::model::{Environment, EnvironmentsFile};
+use super::model::{Environment, EnvironmentsFile, StoreRef};
 use super::node::{self, Kind, Node};
-use super::raw::{RawConcurrency, RawEnvironment};
+use super::raw::{RawConcurrency, RawEnvironment, RawStore};
 
 /// The file name looked up beside experiments.
 pub const ENVIRONMENTS_FILE: &str = "firedrill.yaml";
@@ -50,16 +50,19 @@ pub fn load_environments_bytes(path: &Path, bytes: &[u8]) -> Result<Environments
         return Err(cx.finish());
     };
     for e in entries {
-        if e.key != "environments" {
+        if e.key != "environments" && e.key != "store" {
             cx.error(
                 e.key_span,
                 "",
                 format!("unknown key `{}`", e.key),
-                suggest(&e.key, ["environments"]),
+                suggest(&e.key, ["environments", "store"]),
             );
         }
     }
-    let mut out = EnvironmentsFile::default();
+    let mut out = EnvironmentsFile {
+        store: root.get("store").and_then(|n| store(&mut cx, path, n)),
+        ..Default::default()
+    };
     let mut promotions = Vec::new();
     match root.get("environments") {
         None => cx.error(root.span, "", "missing required key `environments`", None),
@@ -120,6 +123,30 @@ pub fn load_environments_bytes(path: &Path, bytes: &[u8]) -> Result<Environments
         Err(cx.finish())
     } else {
         Ok(out)
+    }
+}
+
+/// `store:` — exactly one of `dsn-env` and `dsn-file`.
+fn store(cx: &mut Ctx<'_>, file: &Path, node: &Node) -> Option<StoreRef> {
+    let raw: RawStore = cx.de(node, "store")?;
+    match (raw.dsn_env, raw.dsn_file) {
+        (Some(var), None) if !var.is_empty() => Some(StoreRef::Env(var)),
+        (None, Some(p)) => {
+            let base = file.parent().filter(|d| !d.as_os_str().is_empty());
+            Some(StoreRef::File(match base {
+                Some(dir) if p.is_relative() => dir.join(p),
+                _ => p,
+            }))
+        }
+        _ => {
+            cx.error(
+                node.span,
+                "store",
+                "store needs exactly one of `dsn-env` and `dsn-file`",
+                Some("the DSN carries a password: name the variable or the file that holds it, e.g. `store: { dsn-env: FIREDRILL_STORE_DSN }`".into()),
+            );
+            None
+        }
     }
 }
 

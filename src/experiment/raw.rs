@@ -452,6 +452,19 @@ pub struct RawAbort {
     pub window: Option<Dur>,
 }
 
+/// Where the shared store's DSN is (never the DSN itself: this file is committed, and the
+/// DSN carries a password). `--store` and `FIREDRILL_STORE` take precedence.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawStore {
+    /// The environment variable that holds the DSN.
+    #[serde(default)]
+    pub dsn_env: Option<String>,
+    /// The file whose first line is the DSN (relative to firedrill.yaml's folder).
+    #[serde(default)]
+    pub dsn_file: Option<std::path::PathBuf>,
+}
+
 /// One environment: where its drills run and the rules they run under.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]

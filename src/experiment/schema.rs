@@ -337,6 +337,9 @@ pub fn experiment_schema() -> Value {
 pub fn environments_schema() -> Value {
     let mut g = generator();
     let env = g.subschema_for::<RawEnvironment>().to_value();
+    let store = g
+        .subschema_for::<crate::experiment::raw::RawStore>()
+        .to_value();
     let defs: Map<String, Value> = g.take_definitions(true).into_iter().collect();
     let mut root = json!({
         "$schema": DRAFT,
@@ -351,7 +354,8 @@ pub fn environments_schema() -> Value {
                 "type": "object",
                 "propertyNames": { "pattern": DNS_LABEL },
                 "additionalProperties": env
-            }
+            },
+            "store": described(&store, "Where the shared store's DSN is: `dsn-env` (a variable) or `dsn-file` (a file); --store and FIREDRILL_STORE take precedence.")
         },
         DEFS: defs,
     });

@@ -30,6 +30,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::experiment::model::postgres::{PostgresMode, PostgresProbeSpec, TlsMode};
+use crate::experiment::model::StoreRef;
 use crate::probe::postgres::{error_text, Session, Target};
 
 pub use crate::report::store::StoredRun;
@@ -89,14 +90,31 @@ impl Spec {
     /// `file:PATH` (its first line). A DSN given on the command line must not carry a
     /// password: arguments are visible to every local user.
     pub fn resolve(flag: Option<&str>) -> Result<Option<Spec>, StoreError> {
-        let (value, from) = match flag {
-            Some(v) => (v.to_string(), "--store"),
+        match flag {
+            Some(v) => Spec::from_value(v, "--store", true).map(Some),
             None => match std::env::var(ENV) {
-                Ok(v) if !v.trim().is_empty() => (v, ENV),
-                _ => return Ok(None),
+                Ok(v) if !v.trim().is_empty() => Spec::from_value(&v, ENV, false).map(Some),
+                _ => Ok(None),
             },
-        };
+        }
+    }
+
+    /// The store firedrill.yaml names (`store: { dsn-env | dsn-file }`), used when neither
+    /// `--store` nor `FIREDRILL_STORE` is set.
+    pub fn from_file_ref(r: &StoreRef) -> Result<Spec, StoreError> {
+        match r {
+            StoreRef::Env(name) => {
+                Spec::from_value(&format!("env:{name}"), "firedrill.yaml", false)
+            }
+            StoreRef::File(path) => {
+                Spec::from_value(&format!("file:{}", path.display()), "firedrill.yaml", false)
+            }
+        }
+    }
+
+    fn from_value(value: &str, from: &str, argument: bool) -> Result<Spec, StoreError> {
         let value = value.trim().to_string();
+        let indirect = value.starts_with("env:") || value.starts_with("file:");
         let spec = if let Some(name) = value.strip_prefix("env:") {
             let dsn = std::env::var(name).map_err(|_| {
                 StoreError::Config(format!(
@@ -138,16 +156,13 @@ impl Spec {
                 target.shown()
             )));
         }
-        if from == "--store"
-            && flag.is_some_and(|f| !f.starts_with("env:") && !f.starts_with("file:"))
-            && target.has_password()
-        {
+        if argument && !indirect && target.has_password() {
             return Err(StoreError::Config(format!(
                 "--store carries a password, which every local user can read in the process list ({})\n  = help: put the DSN in {ENV}, or pass --store env:NAME or --store file:PATH",
                 target.shown()
             )));
         }
-        Ok(Some(spec))
+        Ok(spec)
     }
 
     fn target(&self) -> Result<Target, StoreError> {

@@ -529,10 +529,20 @@ pub enum AbortCondition {
     },
 }
 
-/// `firedrill.yaml`: the environments beside the experiments.
+/// `firedrill.yaml`: the environments beside the experiments, and where the shared store is.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct EnvironmentsFile {
     pub environments: Vec<Environment>,
+    pub store: Option<StoreRef>,
+}
+
+/// Where firedrill.yaml says the shared store's DSN is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum StoreRef {
+    /// In this environment variable.
+    Env(String),
+    /// In this file's first line (resolved against firedrill.yaml's folder).
+    File(std::path::PathBuf),
 }
 
 #[derive(Debug, Clone, Serialize)]
