@@ -669,3 +669,29 @@ fn firedrill_yaml_names_the_store_by_a_variable_and_a_bad_store_section_is_a_pos
     );
     assert_no_password("the diagnostic", &said);
 }
+
+#[test]
+fn a_store_that_hangs_mid_drill_never_holds_the_drill_or_its_revert() {
+    let Some(store) = PgStore::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, mark, _log) = drill(tmp.path(), "frozen", "2", false, "10s");
+    let a = Machine::new(tmp.path(), "machine-a");
+    let child = a.spawn(&store, &file, &["--env", "staging"]);
+    wait_for("the fault", Duration::from_secs(30), || mark.exists());
+    store.freeze();
+    let frozen_at = Instant::now();
+    let out = finish(child, Duration::from_secs(90));
+    let took = frozen_at.elapsed();
+    store.thaw();
+    let said = all_text(&out);
+    eprintln!("the drill ended {took:?} after the store froze");
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(!mark.exists(), "the fault was not reverted: {said}");
+    assert!(said.contains("waits in"), "the record is spooled: {said}");
+    // Every statement is bounded (5 s): the 2 s hold, the journal's last copy, the record's
+    // two attempts; never an unbounded wait.
+    assert!(took < Duration::from_secs(30), "took {took:?}: {said}");
+    assert_no_password("the output", &said);
+}

@@ -142,9 +142,10 @@ pub(super) async fn run(
             Err(exit) => Ok(exit),
         };
         reservation.release().await;
-        if let Some(s) = &cluster.store {
-            // Its connection ending would release them too; this is at once.
-            let _ = s.unlock_scopes(&scopes).await;
+        if let Some(s) = cluster.store.as_ref().filter(|s| !s.is_closed()) {
+            // Its connection ending would release them too (this process exits next); this
+            // is at once, when the store still answers.
+            let _ = tokio::time::timeout(Duration::from_secs(1), s.unlock_scopes(&scopes)).await;
         }
         result
     }
@@ -803,8 +804,9 @@ async fn finish(
 /// into the spool, which the next run or `firedrill store sync` uploads. Nothing is lost.
 async fn keep_in_store(s: &Store, state_dir: &Path, record: &report::record::RunRecord) {
     let mut stored = s.put(record).await;
-    if matches!(stored, Err(store::StoreError::Unreachable { .. })) {
-        // The run's connection may be gone while the store is back: one fresh attempt.
+    if matches!(stored, Err(store::StoreError::Unreachable { .. })) && s.is_closed() {
+        // The run's connection is gone, and the store may be back: one fresh attempt. (A
+        // connection that is open and silent means a store that hangs: not waited on twice.)
         if let Ok(again) = s.another().await {
             stored = again.put(record).await;
         }
@@ -1113,7 +1115,16 @@ fn spawn_halt_watcher(
             // does not stop the drill (it goes on and reverts; its record is spooled).
             if found.is_none() && tick.is_multiple_of(4) {
                 if let Some(s) = &store {
-                    match s.halt().await {
+                    // Bounded tightly: this machine's halt file is polled by the same loop.
+                    let read = tokio::time::timeout(halt::POLL * 2, s.halt())
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(store::StoreError::Unreachable {
+                                dsn: s.shown().to_string(),
+                                cause: "the halt was not read in time".into(),
+                            })
+                        });
+                    match read {
                         Ok(h) => found = h,
                         Err(e) if !store_silent => {
                             store_silent = true;

@@ -9,13 +9,14 @@ impl Store {
     /// The halt in force, if any.
     pub async fn halt(&self) -> Result<Option<Halt>, StoreError> {
         let row = self
-            .client()
-            .query_opt(
-                "SELECT reason, since, by_whom FROM firedrill_halt WHERE one",
-                &[],
+            .bounded(
+                "reading the halt",
+                self.client().query_opt(
+                    "SELECT reason, since, by_whom FROM firedrill_halt WHERE one",
+                    &[],
+                ),
             )
-            .await
-            .map_err(|e| self.query_error("reading the halt", &e))?;
+            .await?;
         Ok(row.map(|r| {
             let since: chrono::DateTime<chrono::Utc> = r.get(1);
             Halt {
@@ -32,24 +33,26 @@ impl Store {
             .map(|t| t.with_timezone(&chrono::Utc))
             .unwrap_or_else(|_| chrono::Utc::now());
         let by = format!("{} on {}", halt.by, super::host());
-        self.client()
-            .execute(
+        self.bounded(
+            "setting the halt",
+            self.client().execute(
                 "INSERT INTO firedrill_halt (one, reason, since, by_whom) VALUES (true, $1, $2, $3)
                  ON CONFLICT (one) DO UPDATE SET reason = $1, since = $2, by_whom = $3",
                 &[&halt.reason, &since, &by],
-            )
-            .await
-            .map_err(|e| self.query_error("setting the halt", &e))?;
+            ),
+        )
+        .await?;
         Ok(())
     }
 
     /// Lift the lever; `false` when there was none.
     pub async fn release_halt(&self) -> Result<bool, StoreError> {
         let n = self
-            .client()
-            .execute("DELETE FROM firedrill_halt", &[])
-            .await
-            .map_err(|e| self.query_error("releasing the halt", &e))?;
+            .bounded(
+                "releasing the halt",
+                self.client().execute("DELETE FROM firedrill_halt", &[]),
+            )
+            .await?;
         Ok(n > 0)
     }
 }

@@ -25,6 +25,8 @@ use crate::safety::journal::{self, Header};
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// A journal whose heartbeat is older than this belongs to a runner that is gone.
 pub const STALE: Duration = Duration::from_secs(10);
+/// How long the mirror waits after a failure before it connects again.
+const RETRY: Duration = Duration::from_secs(2);
 /// How long an intent waits for its copy while the store answers.
 const ACK_WAIT: Duration = Duration::from_millis(500);
 
@@ -134,9 +136,13 @@ async fn mirror_loop(
             Ok(Msg::Line(n, l, a)) => (Some((n, l)), a),
             _ => (None, None),
         };
-        if conn.as_ref().is_none_or(|c| c.is_closed())
-            && (finish || last_try.elapsed() >= Duration::from_secs(1) || line.is_some())
-        {
+        // Reconnect at most every RETRY: while the store is
+        // away, queued lines pass quickly (the local file has them) instead of each waiting
+        // for a connect timeout.
+        // At the end too: a journal whose close did not reach the store is closed there by
+        // this machine's next run (`Store::catch_up`).
+        let due = last_try.elapsed() >= RETRY;
+        if conn.as_ref().is_none_or(|c| c.is_closed()) && due {
             last_try = std::time::Instant::now();
             conn = Store::connect_only(target.clone()).await.ok();
             // A new connection may have missed lines: copy the file again from the start.
@@ -152,6 +158,12 @@ async fn mirror_loop(
                     .await
                     .is_ok();
             }
+        }
+        if !ok {
+            // A connection that failed a statement (or did not answer in time) is not
+            // trusted again: the next attempt starts a new one, RETRY after this failure.
+            conn = None;
+            last_try = std::time::Instant::now();
         }
         healthy.store(ok, Ordering::Release);
         if ok {
@@ -204,39 +216,42 @@ pub struct Foreign {
 impl Store {
     /// Create or refresh the journal's row (its heartbeat now).
     async fn beat(&self, h: &Header, host: &str) -> Result<(), StoreError> {
-        self.client()
-            .execute(
+        self.bounded(
+            "writing the journal's heartbeat",
+            self.client().execute(
                 "INSERT INTO firedrill_journals (run_id, host, experiment, environment, scopes)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (run_id) DO UPDATE SET heartbeat_at = now()",
                 &[&h.run_id, &host, &h.experiment, &h.environment, &h.scopes],
-            )
-            .await
-            .map_err(|e| self.query_error("writing the journal's heartbeat", &e))?;
+            ),
+        )
+        .await?;
         Ok(())
     }
 
     async fn put_line(&self, run_id: &str, n: u32, line: &str) -> Result<(), StoreError> {
         let n = i32::try_from(n).unwrap_or(i32::MAX);
-        self.client()
-            .execute(
+        self.bounded(
+            "copying a journal line",
+            self.client().execute(
                 "INSERT INTO firedrill_journal_lines (run_id, n, line) VALUES ($1, $2, $3)
                  ON CONFLICT (run_id, n) DO UPDATE SET line = $3",
                 &[&run_id, &n, &line],
-            )
-            .await
-            .map_err(|e| self.query_error("copying a journal line", &e))?;
+            ),
+        )
+        .await?;
         Ok(())
     }
 
     async fn close_journal(&self, run_id: &str, closed: bool) -> Result<(), StoreError> {
-        self.client()
-            .execute(
+        self.bounded(
+            "closing the journal",
+            self.client().execute(
                 "UPDATE firedrill_journals SET closed = $2, heartbeat_at = now() WHERE run_id = $1",
                 &[&run_id, &closed],
-            )
-            .await
-            .map_err(|e| self.query_error("closing the journal", &e))?;
+            ),
+        )
+        .await?;
         Ok(())
     }
 
@@ -246,9 +261,7 @@ impl Store {
         scopes: &[String],
         except_run: &str,
     ) -> Result<Vec<Foreign>, StoreError> {
-        let rows = self
-            .client()
-            .query(
+        let rows = self.bounded("reading the open journals", self.client().query(
                 "SELECT run_id, host, experiment,
                         extract(epoch FROM now() - heartbeat_at)::float8,
                         ARRAY(SELECT line FROM firedrill_journal_lines l WHERE l.run_id = j.run_id ORDER BY n)
@@ -256,9 +269,8 @@ impl Store {
                  WHERE NOT closed AND scopes && $1 AND run_id <> $2
                  ORDER BY heartbeat_at",
                 &[&scopes, &except_run],
-            )
-            .await
-            .map_err(|e| self.query_error("reading the open journals", &e))?;
+            ))
+            .await?;
         Ok(rows
             .iter()
             .map(|r| Foreign {
@@ -275,13 +287,14 @@ impl Store {
     /// closed (the store was down when their run ended): brought up to date. Returns how many.
     pub async fn catch_up(&self, state_dir: &Path) -> Result<usize, StoreError> {
         let rows = self
-            .client()
-            .query(
-                "SELECT run_id FROM firedrill_journals WHERE NOT closed AND host = $1",
-                &[&super::host()],
+            .bounded(
+                "reading this machine's open journals",
+                self.client().query(
+                    "SELECT run_id FROM firedrill_journals WHERE NOT closed AND host = $1",
+                    &[&super::host()],
+                ),
             )
-            .await
-            .map_err(|e| self.query_error("reading this machine's open journals", &e))?;
+            .await?;
         let mut n = 0;
         for r in rows {
             let run_id: String = r.get(0);

@@ -30,13 +30,14 @@ impl Store {
         let mut taken: Vec<&String> = Vec::new();
         for scope in scopes {
             let row = self
-                .client()
-                .query_one(
-                    "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
-                    &[scope],
+                .bounded(
+                    &format!("locking scope `{scope}`"),
+                    self.client().query_one(
+                        "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                        &[scope],
+                    ),
                 )
-                .await
-                .map_err(|e| self.query_error(&format!("locking scope `{scope}`"), &e))?;
+                .await?;
             if !row.get::<_, bool>(0) {
                 let held = self.holder(scope).await.unwrap_or(None);
                 let _ = self.unlock(&taken).await;
@@ -52,16 +53,14 @@ impl Store {
             .unwrap_or_else(|_| chrono::Utc::now());
         let pid = i32::try_from(holder.pid).unwrap_or(i32::MAX);
         for scope in scopes {
-            self.client()
-                .execute(
+            self.bounded(&format!("naming the holder of `{scope}`"), self.client().execute(
                     "INSERT INTO firedrill_scope_holders (scope, run_id, experiment, host, pid, since, backend_pid)
                      VALUES ($1, $2, $3, $4, $5, $6, pg_backend_pid())
                      ON CONFLICT (scope) DO UPDATE SET run_id = $2, experiment = $3, host = $4,
                          pid = $5, since = $6, backend_pid = pg_backend_pid()",
                     &[scope, &holder.run_id, &holder.experiment, &holder.host, &pid, &since],
-                )
-                .await
-                .map_err(|e| self.query_error(&format!("naming the holder of `{scope}`"), &e))?;
+                ))
+            .await?;
         }
         Ok(())
     }
@@ -74,20 +73,19 @@ impl Store {
 
     async fn unlock(&self, scopes: &[&String]) -> Result<(), StoreError> {
         for scope in scopes {
-            self.client()
-                .execute(
+            self.bounded("releasing a scope", self.client().execute(
                     "DELETE FROM firedrill_scope_holders WHERE scope = $1 AND backend_pid = pg_backend_pid()",
                     &[scope],
-                )
-                .await
-                .map_err(|e| self.query_error("releasing a scope", &e))?;
-            self.client()
-                .query_one(
+                ))
+            .await?;
+            self.bounded(
+                "releasing a scope",
+                self.client().query_one(
                     "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
                     &[scope],
-                )
-                .await
-                .map_err(|e| self.query_error("releasing a scope", &e))?;
+                ),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -95,17 +93,18 @@ impl Store {
     /// Who holds `scope` now, if anyone the store can name.
     pub async fn holder(&self, scope: &str) -> Result<Option<Holder>, StoreError> {
         let row = self
-            .client()
-            .query_opt(
-                "SELECT h.run_id, h.experiment, h.host, h.pid, h.since
+            .bounded(
+                &format!("reading the holder of `{scope}`"),
+                self.client().query_opt(
+                    "SELECT h.run_id, h.experiment, h.host, h.pid, h.since
                  FROM firedrill_scope_holders h
                  WHERE h.scope = $1 AND EXISTS (
                      SELECT 1 FROM pg_locks l
                      WHERE l.locktype = 'advisory' AND l.granted AND l.pid = h.backend_pid)",
-                &[&scope],
+                    &[&scope],
+                ),
             )
-            .await
-            .map_err(|e| self.query_error(&format!("reading the holder of `{scope}`"), &e))?;
+            .await?;
         Ok(row.map(|r| {
             let since: chrono::DateTime<chrono::Utc> = r.get(4);
             Holder {

@@ -235,6 +235,22 @@ impl Store {
         self.session.client.is_closed()
     }
 
+    /// A statement, bounded by [`TIMEOUT`]: a store that stops answering (a frozen server, a
+    /// network that drops packets) is an unreachable store, never a run that waits forever.
+    pub(crate) async fn bounded<T>(
+        &self,
+        what: &str,
+        statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(TIMEOUT, statement).await {
+            Ok(r) => r.map_err(|e| self.query_error(what, &e)),
+            Err(_) => Err(StoreError::Unreachable {
+                dsn: self.shown().to_string(),
+                cause: format!("{what}: no answer within {}s", TIMEOUT.as_secs()),
+            }),
+        }
+    }
+
     pub(crate) fn query_error(&self, what: &str, e: &tokio_postgres::Error) -> StoreError {
         if e.is_closed() || e.as_db_error().is_none() && self.is_closed() {
             return StoreError::Unreachable {
@@ -287,10 +303,12 @@ impl Store {
     /// Every migration this binary knows, and whether the store has it applied.
     pub async fn migrations(&self) -> Result<Vec<(String, bool)>, StoreError> {
         let rows = self
-            .client()
-            .query(&format!("SELECT version FROM {HISTORY_TABLE}"), &[])
-            .await
-            .map_err(|e| self.query_error("reading the schema history", &e))?;
+            .bounded(
+                "reading the schema history",
+                self.client()
+                    .query(&format!("SELECT version FROM {HISTORY_TABLE}"), &[]),
+            )
+            .await?;
         let applied: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
         Ok(embedded::migrations::runner()
             .get_migrations()

@@ -37,9 +37,7 @@ impl Store {
         })?;
         let lean = folder::lean(json);
         let record = String::from_utf8_lossy(json);
-        let n = self
-            .client()
-            .execute(
+        let n = self.bounded(&format!("writing run {}", run.run_id), self.client().execute(
                 "INSERT INTO firedrill_runs
                    (run_id, experiment, environment, started_at, finished_at, outcome, lean, record, written_by)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -55,9 +53,8 @@ impl Store {
                     &record.as_ref(),
                     &super::host(),
                 ],
-            )
-            .await
-            .map_err(|e| self.query_error(&format!("writing run {}", run.run_id), &e))?;
+            ))
+            .await?;
         Ok(n == 1)
     }
 
@@ -65,10 +62,12 @@ impl Store {
     /// are returned beside them, named `store:<run id>`.
     pub async fn runs(&self) -> Result<(Vec<StoredRun>, Vec<(PathBuf, String)>), StoreError> {
         let rows = self
-            .client()
-            .query("SELECT run_id, lean FROM firedrill_runs", &[])
-            .await
-            .map_err(|e| self.query_error("reading the run records", &e))?;
+            .bounded(
+                "reading the run records",
+                self.client()
+                    .query("SELECT run_id, lean FROM firedrill_runs", &[]),
+            )
+            .await?;
         let rows: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         Ok(folder::parse_parallel(&rows, |(id, lean)| {
             folder::parse(lean.as_bytes()).map_err(|e| {
@@ -83,23 +82,26 @@ impl Store {
     /// One run's whole record (JSON), if the store has it.
     pub async fn record(&self, run_id: &str) -> Result<Option<String>, StoreError> {
         let row = self
-            .client()
-            .query_opt(
-                "SELECT record FROM firedrill_runs WHERE run_id = $1",
-                &[&run_id],
+            .bounded(
+                &format!("reading run {run_id}"),
+                self.client().query_opt(
+                    "SELECT record FROM firedrill_runs WHERE run_id = $1",
+                    &[&run_id],
+                ),
             )
-            .await
-            .map_err(|e| self.query_error(&format!("reading run {run_id}"), &e))?;
+            .await?;
         Ok(row.map(|r| r.get(0)))
     }
 
     /// How many runs the store holds.
     pub async fn count(&self) -> Result<i64, StoreError> {
         let row = self
-            .client()
-            .query_one("SELECT count(*) FROM firedrill_runs", &[])
-            .await
-            .map_err(|e| self.query_error("counting runs", &e))?;
+            .bounded(
+                "counting runs",
+                self.client()
+                    .query_one("SELECT count(*) FROM firedrill_runs", &[]),
+            )
+            .await?;
         Ok(row.get(0))
     }
 
@@ -116,9 +118,7 @@ impl Store {
             chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
         });
         let keep = keep_last.map(i64::from);
-        let runs = self
-            .client()
-            .execute(
+        let runs = self.bounded("deleting old runs", self.client().execute(
                 "DELETE FROM firedrill_runs r USING (
                      SELECT run_id, row_number() OVER (
                          PARTITION BY experiment, environment ORDER BY finished_at DESC, run_id DESC) AS rank
@@ -127,18 +127,19 @@ impl Store {
                    AND ($1::timestamptz IS NULL OR r.finished_at < $1)
                    AND ($2::bigint IS NULL OR ranked.rank > $2)",
                 &[&cutoff, &keep],
-            )
-            .await
-            .map_err(|e| self.query_error("deleting old runs", &e))?;
+            ))
+            .await?;
         let journals = match cutoff {
-            Some(c) => self
-                .client()
-                .execute(
-                    "DELETE FROM firedrill_journals WHERE closed AND heartbeat_at < $1",
-                    &[&c],
+            Some(c) => {
+                self.bounded(
+                    "deleting old journals",
+                    self.client().execute(
+                        "DELETE FROM firedrill_journals WHERE closed AND heartbeat_at < $1",
+                        &[&c],
+                    ),
                 )
-                .await
-                .map_err(|e| self.query_error("deleting old journals", &e))?,
+                .await?
+            }
             None => 0,
         };
         Ok(Collected { runs, journals })

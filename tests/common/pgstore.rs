@@ -160,6 +160,39 @@ impl PgStore {
         }
     }
 
+    /// Freeze every process of the server (SIGSTOP): the kernel still accepts connections and
+    /// acknowledges packets, and nothing answers — a store that hangs rather than fails.
+    pub fn freeze(&self) {
+        self.signal_all("STOP");
+    }
+
+    /// Undo [`PgStore::freeze`].
+    pub fn thaw(&self) {
+        self.signal_all("CONT");
+    }
+
+    fn signal_all(&self, sig: &str) {
+        let Some(c) = &self.child else { return };
+        let mut pids = vec![c.id().to_string()];
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid …: the fields after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .map(str::to_string);
+            if ppid.as_deref() == Some(&c.id().to_string()) {
+                pids.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .args(&pids)
+            .status();
+    }
+
     /// Start again on the same port and data.
     pub fn restart(&mut self) {
         self.stop();
