@@ -346,6 +346,19 @@ fn the_stores_halt_stops_a_drill_on_another_machine_and_refuses_new_ones() {
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap();
     assert!(String::from_utf8_lossy(&cmdline).contains("halted.yaml"));
     assert_no_password("the runner's arguments", &String::from_utf8_lossy(&cmdline));
+    // Any machine reads who holds what.
+    let status = b.cmd(&store).args(["store", "status"]).output().unwrap();
+    let said = all_text(&status);
+    assert_eq!(status.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("held scopes: 1")
+            && said.contains("staging/experiment/halted: drill `halted`")
+            && said.contains("on machine-a")
+            && said.contains("open journals: 1")
+            && said.contains("halt: none"),
+        "{said}"
+    );
+    assert_no_password("store status", &said);
     let halted = b
         .cmd(&store)
         .args(["halt", "--reason", "incident 42"])
@@ -376,6 +389,13 @@ fn the_stores_halt_stops_a_drill_on_another_machine_and_refuses_new_ones() {
     assert!(said.contains("incident 42"), "{said}");
     assert!(!mark.exists());
 
+    let status = all_text(&b.cmd(&store).args(["store", "status"]).output().unwrap());
+    assert!(
+        status.contains("halt: drills are halted")
+            && status.contains("held scopes: 0")
+            && status.contains("open journals: 0"),
+        "{status}"
+    );
     let released = b.cmd(&store).args(["halt", "--release"]).output().unwrap();
     assert_eq!(released.status.code(), Some(0));
     assert_eq!(store.query("SELECT count(*) FROM firedrill_halt"), ["0"]);

@@ -21,6 +21,9 @@ pub(super) struct StoreArgs {
 enum StoreCommand {
     /// Apply the schema migrations this version needs (every command also does, first).
     Migrate,
+    /// What the store holds now: runs, the halt, held scopes and their holders, open
+    /// journals, and this machine's spooled records.
+    Status,
     /// Upload the records spooled while the store was down, and a reports folder's records.
     Sync {
         /// Also upload every record under this reports folder (idempotent by run id).
@@ -95,6 +98,40 @@ pub(super) async fn command(
             for (m, applied) in s.migrations().await? {
                 println!("{m}: {}", if applied { "applied" } else { "pending" });
             }
+            Ok(Exit::Passed)
+        }
+        StoreCommand::Status => {
+            let mut out = format!("store {}\n", s.shown());
+            out.push_str(&format!("runs: {}\n", s.count().await?));
+            match s.halt().await? {
+                Some(h) => out.push_str(&format!("halt: {}\n", h.describe())),
+                None => out.push_str("halt: none\n"),
+            }
+            let held = s.holders().await?;
+            out.push_str(&format!("held scopes: {}\n", held.len()));
+            for (scope, h) in &held {
+                out.push_str(&format!(
+                    "  {scope}: drill `{}` (run {}, pid {} on {}) since {}\n",
+                    h.experiment, h.run_id, h.pid, h.host, h.since
+                ));
+            }
+            let open = s.open_journals(&[], "").await?;
+            out.push_str(&format!("open journals: {}\n", open.len()));
+            for f in &open {
+                out.push_str(&format!(
+                    "  run {} of `{}` on {}: last heard {} ago\n",
+                    f.run_id,
+                    f.experiment,
+                    f.host,
+                    crate::timeline::human(f.silent_for)
+                ));
+            }
+            out.push_str(&format!(
+                "spooled here ({}): {}\n",
+                store::spool_dir(state_dir).display(),
+                store::spool::pending(state_dir)
+            ));
+            crate::safety::redact::print_stdout(&out);
             Ok(Exit::Passed)
         }
         StoreCommand::Sync { reports } => {

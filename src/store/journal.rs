@@ -255,7 +255,8 @@ impl Store {
         Ok(())
     }
 
-    /// Journals left open in the store by other runs whose scopes overlap `scopes`.
+    /// Journals left open in the store by other runs whose scopes overlap `scopes` (every
+    /// open journal when `scopes` is empty).
     pub async fn open_journals(
         &self,
         scopes: &[String],
@@ -266,7 +267,7 @@ impl Store {
                         extract(epoch FROM now() - heartbeat_at)::float8,
                         ARRAY(SELECT line FROM firedrill_journal_lines l WHERE l.run_id = j.run_id ORDER BY n)
                  FROM firedrill_journals j
-                 WHERE NOT closed AND scopes && $1 AND run_id <> $2
+                 WHERE NOT closed AND (scopes && $1 OR cardinality($1) = 0) AND run_id <> $2
                  ORDER BY heartbeat_at",
                 &[&scopes, &except_run],
             ))

@@ -90,6 +90,30 @@ impl Store {
         Ok(())
     }
 
+    /// Every scope held now, with its holder.
+    pub async fn holders(&self) -> Result<Vec<(String, Holder)>, StoreError> {
+        let rows = self
+            .bounded(
+                "reading the scope holders",
+                self.client().query(
+                    "SELECT h.scope FROM firedrill_scope_holders h
+                     WHERE EXISTS (SELECT 1 FROM pg_locks l
+                         WHERE l.locktype = 'advisory' AND l.granted AND l.pid = h.backend_pid)
+                     ORDER BY h.scope",
+                    &[],
+                ),
+            )
+            .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let scope: String = r.get(0);
+            if let Some(h) = self.holder(&scope).await? {
+                out.push((scope, h));
+            }
+        }
+        Ok(out)
+    }
+
     /// Who holds `scope` now, if anyone the store can name.
     pub async fn holder(&self, scope: &str) -> Result<Option<Holder>, StoreError> {
         let row = self
