@@ -3,8 +3,10 @@
 //! certificate verified, and `prefer` (the default) no longer sends plaintext to a server that
 //! offers TLS.
 
+mod common;
+
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -22,19 +24,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn pg_bin() -> Option<PathBuf> {
-    let mut versions: Vec<u32> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    versions.sort_unstable();
-    versions
-        .iter()
-        .rev()
-        .map(|v| PathBuf::from(format!("/usr/lib/postgresql/{v}/bin")))
-        .find(|d| d.join("postgres").exists())
 }
 
 fn run(cmd: &mut Command) {
@@ -123,7 +112,7 @@ fn certificates(dir: &Path) {
 }
 
 fn start() -> Option<Server> {
-    let Some(bin) = pg_bin() else {
+    let Some(bin) = common::pgstore::pg_bin() else {
         eprintln!("skipped: no PostgreSQL server binaries");
         return None;
     };

@@ -136,6 +136,35 @@ recovery: {{ objective: 5s, stable-for: 200ms, timeout: {timeout} }}
     (file, mark, log)
 }
 
+/// What most tests start from: a store, a folder with drill `name` (see [`drill`]) and two
+/// machines, `machine-a` and `machine-b`.
+struct Scene {
+    store: PgStore,
+    tmp: tempfile::TempDir,
+    file: PathBuf,
+    mark: PathBuf,
+    log: PathBuf,
+    a: Machine,
+    b: Machine,
+}
+
+fn scene(name: &str, hold: &str, probe_on_mark: bool, timeout: &str) -> Option<Scene> {
+    let store = PgStore::start()?;
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, mark, log) = drill(tmp.path(), name, hold, probe_on_mark, timeout);
+    let a = Machine::new(tmp.path(), "machine-a");
+    let b = Machine::new(tmp.path(), "machine-b");
+    Some(Scene {
+        store,
+        tmp,
+        file,
+        mark,
+        log,
+        a,
+        b,
+    })
+}
+
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -146,13 +175,18 @@ fn lines(path: &Path) -> Vec<String> {
 
 #[test]
 fn two_runners_on_two_machines_never_inject_into_one_scope_at_once() {
-    let Some(store) = PgStore::start() else {
+    let Some(Scene {
+        store,
+        tmp: _tmp,
+        file,
+        mark,
+        log,
+        a,
+        b,
+    }) = scene("race", "0.8", false, "10s")
+    else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let (file, mark, log) = drill(tmp.path(), "race", "0.8", false, "10s");
-    let a = Machine::new(tmp.path(), "machine-a");
-    let b = Machine::new(tmp.path(), "machine-b");
     let mut won = [0usize; 2];
     for round in 0..50 {
         std::fs::remove_file(&log).ok();
@@ -214,15 +248,20 @@ fn two_runners_on_two_machines_never_inject_into_one_scope_at_once() {
 
 #[test]
 fn a_fault_left_by_a_killed_runner_is_recovered_from_the_store_on_another_machine() {
-    let Some(store) = PgStore::start() else {
-        return;
-    };
-    let tmp = tempfile::tempdir().unwrap();
     // The probe fails while the mark is there: machine b's own trial does not recover
     // within 6 s (its fault stays until its end), which says nothing about the store.
-    let (file, mark, _log) = drill(tmp.path(), "killed", "0", true, "6s");
-    let a = Machine::new(tmp.path(), "machine-a");
-    let b = Machine::new(tmp.path(), "machine-b");
+    let Some(Scene {
+        store,
+        tmp: _tmp,
+        file,
+        mark,
+        log: _,
+        a,
+        b,
+    }) = scene("killed", "0", true, "6s")
+    else {
+        return;
+    };
     let mut child = a.spawn(&store, &file, &["--env", "staging"]);
     wait_for("the fault", Duration::from_secs(30), || mark.exists());
     // The whole pod goes: the runner and its watchdog, no chance to revert.
@@ -281,12 +320,18 @@ fn a_fault_left_by_a_killed_runner_is_recovered_from_the_store_on_another_machin
 
 #[test]
 fn a_store_that_stops_mid_drill_loses_nothing_and_the_next_run_uploads_the_record() {
-    let Some(mut store) = PgStore::start() else {
+    let Some(Scene {
+        mut store,
+        tmp: _tmp,
+        file,
+        mark,
+        log: _,
+        a,
+        b: _,
+    }) = scene("store-down", "3", false, "10s")
+    else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let (file, mark, _log) = drill(tmp.path(), "store-down", "3", false, "10s");
-    let a = Machine::new(tmp.path(), "machine-a");
     let child = a.spawn(&store, &file, &["--env", "staging"]);
     wait_for("the fault", Duration::from_secs(30), || mark.exists());
     store.stop();
@@ -333,13 +378,18 @@ fn a_store_that_stops_mid_drill_loses_nothing_and_the_next_run_uploads_the_recor
 
 #[test]
 fn the_stores_halt_stops_a_drill_on_another_machine_and_refuses_new_ones() {
-    let Some(store) = PgStore::start() else {
+    let Some(Scene {
+        store,
+        tmp: _tmp,
+        file,
+        mark,
+        log: _,
+        a,
+        b,
+    }) = scene("halted", "0", true, "60s")
+    else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let (file, mark, _log) = drill(tmp.path(), "halted", "0", true, "60s");
-    let a = Machine::new(tmp.path(), "machine-a");
-    let b = Machine::new(tmp.path(), "machine-b");
     let child = a.spawn(&store, &file, &["--env", "staging"]);
     wait_for("the fault", Duration::from_secs(30), || mark.exists());
     // The runner's arguments (what `ps` shows every local user) carry no secret.
@@ -489,12 +539,18 @@ fn thousand_records(seed_record: &serde_json::Value, dir: &Path) {
 
 #[test]
 fn the_same_thousand_records_report_identically_from_files_and_from_the_store() {
-    let Some(store) = PgStore::start() else {
+    let Some(Scene {
+        store,
+        tmp,
+        file,
+        mark: _,
+        log: _,
+        a,
+        b: _,
+    }) = scene("seed", "0", false, "10s")
+    else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let (file, _mark, _log) = drill(tmp.path(), "seed", "0", false, "10s");
-    let a = Machine::new(tmp.path(), "machine-a");
     // One real record (written by a run without the store), then 1,000 made from it.
     let out = firedrill()
         .env("FIREDRILL_STATE_DIR", &a.state)
@@ -692,12 +748,18 @@ fn firedrill_yaml_names_the_store_by_a_variable_and_a_bad_store_section_is_a_pos
 
 #[test]
 fn a_store_that_hangs_mid_drill_never_holds_the_drill_or_its_revert() {
-    let Some(store) = PgStore::start() else {
+    let Some(Scene {
+        store,
+        tmp: _tmp,
+        file,
+        mark,
+        log: _,
+        a,
+        b: _,
+    }) = scene("frozen", "2", false, "10s")
+    else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let (file, mark, _log) = drill(tmp.path(), "frozen", "2", false, "10s");
-    let a = Machine::new(tmp.path(), "machine-a");
     let child = a.spawn(&store, &file, &["--env", "staging"]);
     wait_for("the fault", Duration::from_secs(30), || mark.exists());
     store.freeze();

@@ -25,7 +25,8 @@ pub struct PgStore {
     child: Option<Child>,
 }
 
-fn pg_bin() -> Option<PathBuf> {
+/// The newest PostgreSQL server binaries under /usr/lib/postgresql.
+pub fn pg_bin() -> Option<PathBuf> {
     let mut versions: Vec<u32> = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
