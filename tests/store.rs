@@ -777,3 +777,49 @@ fn a_store_that_hangs_mid_drill_never_holds_the_drill_or_its_revert() {
     assert!(took < Duration::from_secs(30), "took {took:?}: {said}");
     assert_no_password("the output", &said);
 }
+
+#[test]
+fn the_regression_gate_takes_its_baseline_from_the_store() {
+    let Some(Scene {
+        store,
+        tmp: _tmp,
+        file,
+        mark: _,
+        log: _,
+        a,
+        b,
+    }) = scene("baseline", "0", false, "10s")
+    else {
+        return;
+    };
+    // Two runs on one machine, the gated run on another that has no reports of its own.
+    for _ in 0..2 {
+        let out = a
+            .run(&store, &file, &["--env", "staging"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", all_text(&out));
+    }
+    let out = b
+        .run(&store, &file, &["--env", "staging", "--baseline", "store"])
+        .output()
+        .unwrap();
+    let said = all_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("regression gate (2 baseline run(s))"),
+        "{said}"
+    );
+
+    // Without a store, `--baseline store` is an input error, and nothing runs.
+    let out = firedrill()
+        .env_remove("FIREDRILL_STORE")
+        .arg("run")
+        .arg(&file)
+        .args(["--no-live", "--env", "staging", "--baseline", "store"])
+        .output()
+        .unwrap();
+    let said = all_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("reads the shared store"), "{said}");
+}
