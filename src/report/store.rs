@@ -110,6 +110,10 @@ pub fn parse(bytes: &[u8]) -> Result<StoredRun, RecordError> {
         Some(Ok(l)) => l,
         _ => serde_json::from_slice(bytes).map_err(RecordError::Json)?,
     };
+    stored(l)
+}
+
+fn stored(l: Lean) -> Result<StoredRun, RecordError> {
     if l.schema != SCHEMA {
         return Err(RecordError::Schema(l.schema));
     }
@@ -229,15 +233,54 @@ pub fn parse_parallel<T: Sync>(
     (runs, errors)
 }
 
-/// What the readers of history keep of a record, as JSON text: the record without its traces
-/// and events ([`skim`]), or the whole record when it is not laid out as `report::json`
-/// writes it. [`parse`] reads it back to the same [`StoredRun`] as the whole record.
+/// What the readers of history keep of a record, as JSON text: exactly the fields [`Lean`]
+/// reads (a few hundred bytes: the shared store keeps it beside the whole record, small enough
+/// to be stored uncompressed), or the whole record when it is not a JSON object.
+/// [`parse_lean`] (and [`parse`]) read it back to the same [`StoredRun`] as the whole record.
 pub fn lean(bytes: &[u8]) -> String {
-    // A record laid out otherwise (keys in another order) may skim to something that is not
-    // the record: only a skim that reads back is kept.
-    skim(bytes)
-        .filter(|s| serde_json::from_str::<Lean>(s).is_ok())
-        .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned())
+    use serde_json::Value;
+    let whole = || String::from_utf8_lossy(bytes).into_owned();
+    let Ok(Value::Object(mut top)) = serde_json::from_slice::<Value>(bytes) else {
+        return whole();
+    };
+    let keep = |v: &mut Value, keys: &[&str]| {
+        if let Value::Object(m) = v {
+            m.retain(|k, _| keys.contains(&k.as_str()));
+        }
+    };
+    top.retain(|k, _| LEAN_KEYS.contains(&k.as_str()));
+    if let Some(e) = top.get_mut("experiment") {
+        keep(e, &["name", "content_hash"]);
+    }
+    if let Some(r) = top.get_mut("recovery") {
+        keep(r, &["objective_s"]);
+    }
+    if let Some(Value::Array(trials)) = top.get_mut("trials") {
+        for t in trials {
+            keep(t, &["verdict"]);
+        }
+    }
+    serde_json::to_string(&top).unwrap_or_else(|_| whole())
+}
+
+/// The top-level keys [`Lean`] reads.
+const LEAN_KEYS: [&str; 11] = [
+    "schema",
+    "run_id",
+    "experiment",
+    "environment",
+    "started_at",
+    "finished_at",
+    "outcome",
+    "recovery",
+    "summary",
+    "trials",
+    "faults_left",
+];
+
+/// [`parse`] of text made by [`lean`]: read at once (there is nothing to skim).
+pub fn parse_lean(bytes: &[u8]) -> Result<StoredRun, RecordError> {
+    stored(serde_json::from_slice(bytes).map_err(RecordError::Json)?)
 }
 
 #[cfg(test)]
@@ -261,6 +304,10 @@ mod tests {
         assert_eq!(run, parse(json.as_bytes()).unwrap());
         assert_eq!(run.recovered_ttrs(), [Duration::from_millis(1500)]);
         assert!(serde_json::from_str::<serde_json::Value>(&skimmed).is_ok());
+        let lean = lean(&pretty);
+        assert!(lean.len() < pretty.len() / 2, "{lean}");
+        assert_eq!(parse_lean(lean.as_bytes()).unwrap(), run);
+        assert_eq!(parse(lean.as_bytes()).unwrap(), run);
     }
 
     #[test]
@@ -293,5 +340,8 @@ mod tests {
             run.recovered_ttrs().is_empty(),
             "a trial that did not recover never counts"
         );
+        // The lean text keeps what the gates read, whatever the key order of the record.
+        assert_eq!(parse_lean(lean(json.as_bytes()).as_bytes()).unwrap(), run);
+        assert!(!lean(json.as_bytes()).contains("not this one"));
     }
 }

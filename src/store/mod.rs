@@ -242,11 +242,21 @@ impl Store {
         what: &str,
         statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(TIMEOUT, statement).await {
+        self.bounded_for(what, TIMEOUT, statement).await
+    }
+
+    /// [`Store::bounded`] with another limit (reading a whole history).
+    pub(crate) async fn bounded_for<T>(
+        &self,
+        what: &str,
+        limit: Duration,
+        statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(limit, statement).await {
             Ok(r) => r.map_err(|e| self.query_error(what, &e)),
             Err(_) => Err(StoreError::Unreachable {
                 dsn: self.shown().to_string(),
-                cause: format!("{what}: no answer within {}s", TIMEOUT.as_secs()),
+                cause: format!("{what}: no answer within {}s", limit.as_secs()),
             }),
         }
     }

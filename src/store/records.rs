@@ -61,18 +61,21 @@ impl Store {
     /// Every stored run, as the reports folder's reader gives them; rows that do not parse
     /// are returned beside them, named `store:<run id>`.
     pub async fn runs(&self) -> Result<(Vec<StoredRun>, Vec<(PathBuf, String)>), StoreError> {
+        // A whole history is big: bounded by a minute, not by one statement's 5 s.
         let rows = self
-            .bounded(
+            .bounded_for(
                 "reading the run records",
+                std::time::Duration::from_secs(60),
                 self.client()
                     .query("SELECT run_id, lean FROM firedrill_runs", &[]),
             )
             .await?;
-        let rows: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        Ok(folder::parse_parallel(&rows, |(id, lean)| {
-            folder::parse(lean.as_bytes()).map_err(|e| {
+        // Parsed where they lie (no copy of every row), on every core.
+        Ok(folder::parse_parallel(&rows, |row| {
+            let lean: &str = row.get(1);
+            folder::parse_lean(lean.as_bytes()).map_err(|e| {
                 (
-                    PathBuf::from(format!("store:{id}")),
+                    PathBuf::from(format!("store:{}", row.get::<_, &str>(0))),
                     crate::platform::render(&e),
                 )
             })
