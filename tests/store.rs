@@ -879,3 +879,52 @@ fn the_regression_gate_takes_its_baseline_from_the_store() {
     assert_eq!(out.status.code(), Some(2), "{said}");
     assert!(said.contains("reads the shared store"), "{said}");
 }
+
+#[test]
+fn recover_on_another_machine_reverts_what_a_killed_runner_left_in_the_store() {
+    let Some(Scene {
+        store,
+        tmp: _tmp,
+        file,
+        mark,
+        log: _,
+        a,
+        b,
+    }) = scene("recovered", "0", true, "60s")
+    else {
+        return;
+    };
+    let mut child = a.spawn(&store, &file, &["--env", "staging"]);
+    wait_for("the fault", Duration::from_secs(30), || mark.exists());
+    common::kill_watchdogs(&a.state);
+    child.kill().unwrap();
+    let _ = child.wait();
+    let killed_at = Instant::now();
+
+    // While the runner could still be alive (its heartbeat is fresh), recover leaves it.
+    let early = b.cmd(&store).args(["recover", "--all"]).output().unwrap();
+    let said = all_text(&early);
+    if killed_at.elapsed() < Duration::from_secs(9) {
+        assert!(said.contains("may still be running; skipped"), "{said}");
+        assert!(mark.exists());
+    }
+    while killed_at.elapsed() < Duration::from_secs(11) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = b.cmd(&store).args(["recover", "--all"]).output().unwrap();
+    let said = all_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("its journal is open in the store; recovering it here")
+            && said.contains("reverted command sh"),
+        "{said}"
+    );
+    assert!(!mark.exists(), "the fault is still in place: {said}");
+    assert_eq!(
+        store.query("SELECT count(*) FROM firedrill_journals WHERE NOT closed"),
+        ["0"]
+    );
+    // Idempotent: nothing is left to do.
+    let again = all_text(&b.cmd(&store).args(["recover", "--all"]).output().unwrap());
+    assert!(again.contains("nothing to recover"), "{again}");
+}

@@ -269,7 +269,9 @@ async fn dispatch(
             };
             run::run(args, state_dir, store.as_ref(), shutdown).await
         }
-        Command::Recover { run, all } => recover::recover(state_dir, run.as_deref(), all).await,
+        Command::Recover { run, all } => {
+            recover::recover(state_dir, store, run.as_deref(), all).await
+        }
         Command::Halt { reason, release } => {
             recover::halt(state_dir, store, reason.as_deref(), release).await
         }

@@ -11,9 +11,58 @@ use super::Exit;
 /// `firedrill recover`: replay the undo records of journals whose drill is gone.
 pub(super) async fn recover(
     state_dir: &Path,
+    store: Option<&crate::store::Spec>,
     run: Option<&str>,
     all: bool,
 ) -> anyhow::Result<Exit> {
+    // With a shared store, journals other machines' runners left open there (silent for
+    // longer than a live runner ever is) are recovered here too.
+    let store = match super::store::open(store).await {
+        Ok(s) => s,
+        Err(exit) => return Ok(exit),
+    };
+    let mut adopted = Vec::new();
+    if let Some(s) = &store {
+        for f in s.open_journals(&[], "").await? {
+            let local = crate::store::journal::local_path(state_dir, &f.run_id);
+            if run.is_some_and(|id| id != f.run_id) || local.exists() {
+                continue;
+            }
+            if f.silent_for < crate::store::journal::STALE {
+                println!(
+                    "run {} of `{}` on {}: heard from {} ago, may still be running; skipped",
+                    f.run_id,
+                    f.experiment,
+                    f.host,
+                    crate::timeline::human(f.silent_for)
+                );
+                continue;
+            }
+            if let Some(p) = crate::store::journal::materialize(state_dir, &f)? {
+                println!(
+                    "run {} of `{}` on {}: its journal is open in the store; recovering it here",
+                    f.run_id, f.experiment, f.host
+                );
+                adopted.push(p);
+            }
+        }
+    }
+    let code = recover_local(state_dir, run, all).await?;
+    if let Some(s) = &store {
+        for p in &adopted {
+            if let Err(e) = s.mirror_file(p).await {
+                eprintln!(
+                    "warning: the store does not show the recovery of {}: {e}",
+                    p.display()
+                );
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// The journals of this state directory (with those adopted from the store).
+async fn recover_local(state_dir: &Path, run: Option<&str>, all: bool) -> anyhow::Result<Exit> {
     let states: Vec<_> = match run {
         Some(id) => {
             let path = journal::journal_dir(state_dir).join(format!("{id}.jsonl"));
