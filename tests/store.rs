@@ -165,6 +165,25 @@ fn scene(name: &str, hold: &str, probe_on_mark: bool, timeout: &str) -> Option<S
     })
 }
 
+/// Machine a runs `file` and dies mid-fault with its watchdog (a pod gone at once): nothing on
+/// machine a can revert. Returns when it died.
+fn kill_mid_fault(store: &PgStore, a: &Machine, file: &Path, mark: &Path) -> Instant {
+    let mut child = a.spawn(store, file, &["--env", "staging"]);
+    wait_for("the fault", Duration::from_secs(30), || mark.exists());
+    common::kill_watchdogs(&a.state);
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(mark.exists(), "nothing on machine a reverted it");
+    Instant::now()
+}
+
+/// Until a runner that died at `at` has been silent for longer than the store's `STALE`.
+fn wait_until_stale(at: Instant) {
+    while at.elapsed() < Duration::from_secs(11) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -262,14 +281,7 @@ fn a_fault_left_by_a_killed_runner_is_recovered_from_the_store_on_another_machin
     else {
         return;
     };
-    let mut child = a.spawn(&store, &file, &["--env", "staging"]);
-    wait_for("the fault", Duration::from_secs(30), || mark.exists());
-    // The whole pod goes: the runner and its watchdog, no chance to revert.
-    common::kill_watchdogs(&a.state);
-    child.kill().unwrap();
-    let _ = child.wait();
-    assert!(mark.exists(), "nothing on machine a reverted it");
-    let killed_at = Instant::now();
+    let killed_at = kill_mid_fault(&store, &a, &file, &mark);
     // The store has the journal: its intent was copied before the fault was injected.
     assert_eq!(
         store.query(
@@ -294,9 +306,7 @@ fn a_fault_left_by_a_killed_runner_is_recovered_from_the_store_on_another_machin
     }
 
     // After the heartbeat's silence, machine b recovers the fault, then runs its own drill.
-    while killed_at.elapsed() < Duration::from_secs(11) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_stale(killed_at);
     let out = b
         .run(&store, &file, &["--env", "staging"])
         .output()
@@ -894,12 +904,7 @@ fn recover_on_another_machine_reverts_what_a_killed_runner_left_in_the_store() {
     else {
         return;
     };
-    let mut child = a.spawn(&store, &file, &["--env", "staging"]);
-    wait_for("the fault", Duration::from_secs(30), || mark.exists());
-    common::kill_watchdogs(&a.state);
-    child.kill().unwrap();
-    let _ = child.wait();
-    let killed_at = Instant::now();
+    let killed_at = kill_mid_fault(&store, &a, &file, &mark);
 
     // While the runner could still be alive (its heartbeat is fresh), recover leaves it.
     let early = b.cmd(&store).args(["recover", "--all"]).output().unwrap();
@@ -908,9 +913,7 @@ fn recover_on_another_machine_reverts_what_a_killed_runner_left_in_the_store() {
         assert!(said.contains("may still be running; skipped"), "{said}");
         assert!(mark.exists());
     }
-    while killed_at.elapsed() < Duration::from_secs(11) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_stale(killed_at);
     let out = b.cmd(&store).args(["recover", "--all"]).output().unwrap();
     let said = all_text(&out);
     assert_eq!(out.status.code(), Some(0), "{said}");
