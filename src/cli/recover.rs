@@ -23,29 +23,23 @@ pub(super) async fn recover(
     };
     let mut adopted = Vec::new();
     if let Some(s) = &store {
-        for f in s.open_journals(&[], "").await? {
-            let local = crate::store::journal::local_path(state_dir, &f.run_id);
-            if run.is_some_and(|id| id != f.run_id) || local.exists() {
-                continue;
-            }
-            if f.silent_for < crate::store::journal::STALE {
-                println!(
-                    "run {} of `{}` on {}: heard from {} ago, may still be running; skipped",
-                    f.run_id,
-                    f.experiment,
-                    f.host,
-                    crate::timeline::human(f.silent_for)
-                );
-                continue;
-            }
-            if let Some(p) = crate::store::journal::materialize(state_dir, &f)? {
-                println!(
-                    "run {} of `{}` on {}: its journal is open in the store; recovering it here",
-                    f.run_id, f.experiment, f.host
-                );
-                adopted.push(p);
-            }
+        let found = crate::store::journal::adopt(s, state_dir, &[], "", run).await?;
+        for f in &found.beating {
+            println!(
+                "run {} of `{}` on {}: heard from {} ago, may still be running; skipped",
+                f.run_id,
+                f.experiment,
+                f.host,
+                crate::timeline::human(f.silent_for)
+            );
         }
+        for f in &found.adopted {
+            println!(
+                "run {} of `{}` on {}: its journal is open in the store; recovering it here",
+                f.run_id, f.experiment, f.host
+            );
+        }
+        adopted = found.paths;
     }
     let code = recover_local(state_dir, run, all).await?;
     if let Some(s) = &store {

@@ -430,65 +430,43 @@ async fn reserve(
     ))
 }
 
-/// Journals the store holds open for overlapping scopes, written into this state directory
-/// for [`recover_stale`]. Under the store's lock their runners' connections are gone; one
-/// still beating (it lost the store, not its life) refuses this run instead.
+/// Journals the store holds open for overlapping scopes, made recoverable here for
+/// [`recover_stale`] ([`store::journal::adopt`]). Under the store's lock their runners'
+/// connections are gone; one still beating (it lost the store, not its life) refuses this run.
 async fn adopt_foreign_journals(
     s: &Store,
     state_dir: &Path,
     scopes: &[String],
     run_id: &str,
 ) -> Result<Vec<PathBuf>, Exit> {
-    let open = match s.open_journals(scopes, run_id).await {
-        Ok(o) => o,
+    let found = match store::journal::adopt(s, state_dir, scopes, run_id, None).await {
+        Ok(f) => f,
         Err(e) => {
             eprintln!("error: {e}\nnot starting: a fault another runner left could be missed; nothing was touched");
             return Err(Exit::Refused);
         }
     };
-    let mut paths = Vec::new();
-    for f in open {
-        let local = store::journal::local_path(state_dir, &f.run_id);
-        if f.host == store::host() && local.exists() {
-            // This machine's own run: its local journal is the truth, and this machine's
-            // scope lock (held now) says its runner is gone.
-            paths.push(local);
-            continue;
-        }
-        if f.silent_for < store::journal::STALE {
-            eprintln!(
-                "error: run {} of `{}` on {} may still be running: its journal in the store is open and it was heard from {} ago\n  = help: wait for it to finish, or for {} of silence, then run again",
-                f.run_id,
-                f.experiment,
-                f.host,
-                human(f.silent_for),
-                human(store::journal::STALE)
-            );
-            return Err(Exit::Refused);
-        }
-        match store::journal::materialize(state_dir, &f) {
-            Ok(Some(p)) => {
-                eprintln!(
-                    "run {} of `{}` on {} left its journal open in the store (silent for {}): recovering it here",
-                    f.run_id,
-                    f.experiment,
-                    f.host,
-                    human(f.silent_for)
-                );
-                paths.push(p);
-            }
-            Ok(None) => paths.push(local),
-            Err(e) => {
-                eprintln!(
-                    "error: cannot write run {}'s journal into {}: {e}\nnothing was touched",
-                    f.run_id,
-                    state_dir.display()
-                );
-                return Err(Exit::Internal);
-            }
-        }
+    if let Some(f) = found.beating.first() {
+        eprintln!(
+            "error: run {} of `{}` on {} may still be running: its journal in the store is open and it was heard from {} ago\n  = help: wait for it to finish, or for {} of silence, then run again",
+            f.run_id,
+            f.experiment,
+            f.host,
+            human(f.silent_for),
+            human(store::journal::STALE)
+        );
+        return Err(Exit::Refused);
     }
-    Ok(paths)
+    for f in &found.adopted {
+        eprintln!(
+            "run {} of `{}` on {} left its journal open in the store (silent for {}): recovering it here",
+            f.run_id,
+            f.experiment,
+            f.host,
+            human(f.silent_for)
+        );
+    }
+    Ok(found.paths)
 }
 
 /// A plan ready to execute: its proxies run, its journal is open and its watchdog watches.
@@ -803,22 +781,27 @@ async fn finish(
 /// The record into the store; when the store does not take it (down since the run began),
 /// into the spool, which the next run or `firedrill store sync` uploads. Nothing is lost.
 async fn keep_in_store(s: &Store, state_dir: &Path, record: &report::record::RunRecord) {
-    let mut stored = s.put(record).await;
+    // One encoding, for the store and, should it not take it, the spool.
+    let json = match report::json(record) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("error: the record cannot be encoded for the store ({e}); the reports folder has it");
+            return;
+        }
+    };
+    let mut stored = s.put_json(&json).await;
     if matches!(stored, Err(store::StoreError::Unreachable { .. })) && s.is_closed() {
         // The run's connection is gone, and the store may be back: one fresh attempt. (A
         // connection that is open and silent means a store that hangs: not waited on twice.)
         if let Ok(again) = s.another().await {
-            stored = again.put(record).await;
+            stored = again.put_json(&json).await;
         }
     }
     let e = match stored {
         Ok(_) => return,
         Err(e) => e,
     };
-    let spooled = report::json(record)
-        .map_err(std::io::Error::other)
-        .and_then(|json| store::spool::keep(state_dir, &record.run_id, &json));
-    match spooled {
+    match store::spool::keep(state_dir, &record.run_id, &json) {
         Ok(p) => eprintln!(
             "warning: the store did not take the record ({e}); it waits in {} for the next run or `firedrill store sync`",
             p.display()

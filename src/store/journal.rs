@@ -326,6 +326,61 @@ impl Store {
     }
 }
 
+/// What [`adopt`] found in the store.
+#[derive(Default)]
+pub struct Adoption {
+    /// Local journal files to recover and then copy back ([`Store::mirror_file`]): those just
+    /// written from the store and those this state directory already had.
+    pub paths: Vec<PathBuf>,
+    /// The journals just written from the store (for messages).
+    pub adopted: Vec<Foreign>,
+    /// Open journals whose runner was heard from less than [`STALE`] ago: not touched.
+    pub beating: Vec<Foreign>,
+}
+
+/// The journals the store holds open for runs other than `except_run` whose scopes overlap
+/// `scopes` (every scope when empty; only run `only` when given), made recoverable here: one
+/// this state directory has (from this machine, or adopted before) is taken as it is; one
+/// silent for [`STALE`] is written into `state_dir` ([`materialize`]); one still beating is
+/// left alone. The one rule for `run`'s reservation and for `recover`.
+pub async fn adopt(
+    store: &Store,
+    state_dir: &Path,
+    scopes: &[String],
+    except_run: &str,
+    only: Option<&str>,
+) -> Result<Adoption, StoreError> {
+    let mut out = Adoption::default();
+    for f in store.open_journals(scopes, except_run).await? {
+        if only.is_some_and(|id| id != f.run_id) {
+            continue;
+        }
+        let local = local_path(state_dir, &f.run_id);
+        if f.host == super::host() && local.exists() {
+            out.paths.push(local);
+        } else if f.silent_for < STALE {
+            out.beating.push(f);
+        } else {
+            match materialize(state_dir, &f).map_err(|e| StoreError::Query {
+                dsn: store.shown().to_string(),
+                what: format!(
+                    "writing run {}'s journal into {}",
+                    f.run_id,
+                    state_dir.display()
+                ),
+                cause: e.to_string(),
+            })? {
+                Some(p) => {
+                    out.paths.push(p);
+                    out.adopted.push(f);
+                }
+                None => out.paths.push(local),
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Write a journal the store holds as a local file in `state_dir` (unless this machine has
 /// it already), so the local recovery reverts it. A child process the runner started lived on
 /// its machine: on another machine its line is dropped (a pid here is someone else).

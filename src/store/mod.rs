@@ -67,10 +67,11 @@ pub enum StoreError {
     },
 }
 
-/// Where the store is, as configured: the DSN (a secret) and where it came from.
+/// Where the store is, as configured: the connection its DSN (a secret) resolved to, built
+/// once (DSN parsed, TLS connector and its roots loaded), and where it came from.
 #[derive(Clone)]
 pub struct Spec {
-    dsn: String,
+    target: Target,
     /// `--store`, `FIREDRILL_STORE`, `env:NAME`, `file:PATH`: for messages.
     pub from: String,
 }
@@ -78,7 +79,7 @@ pub struct Spec {
 impl std::fmt::Debug for Spec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Spec")
-            .field("dsn", &crate::safety::redact::text(&self.dsn))
+            .field("dsn", &self.target.shown())
             .field("from", &self.from)
             .finish()
     }
@@ -115,39 +116,44 @@ impl Spec {
     fn from_value(value: &str, from: &str, argument: bool) -> Result<Spec, StoreError> {
         let value = value.trim().to_string();
         let indirect = value.starts_with("env:") || value.starts_with("file:");
-        let spec = if let Some(name) = value.strip_prefix("env:") {
+        let (dsn, from) = if let Some(name) = value.strip_prefix("env:") {
             let dsn = std::env::var(name).map_err(|_| {
                 StoreError::Config(format!(
                     "{from} names environment variable `{name}` for the store's DSN, and it is not set"
                 ))
             })?;
-            Spec {
-                dsn: dsn.trim().to_string(),
-                from: format!("{from} (env:{name})"),
-            }
+            (dsn.trim().to_string(), format!("{from} (env:{name})"))
         } else if let Some(path) = value.strip_prefix("file:") {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 StoreError::Config(format!(
                     "{from} names {path} for the store's DSN, which cannot be read: {e}"
                 ))
             })?;
-            Spec {
-                dsn: text.lines().next().unwrap_or("").trim().to_string(),
-                from: format!("{from} (file:{path})"),
-            }
+            let first = text.lines().next().unwrap_or("").trim().to_string();
+            (first, format!("{from} (file:{path})"))
         } else {
-            Spec {
-                dsn: value,
-                from: from.to_string(),
-            }
+            (value, from.to_string())
         };
-        if spec.dsn.is_empty() {
+        if dsn.is_empty() {
             return Err(StoreError::Config(format!(
-                "{} gives an empty DSN for the store",
-                spec.from
+                "{from} gives an empty DSN for the store"
             )));
         }
-        let target = spec.target()?;
+        let target = Target::new(&PostgresProbeSpec {
+            dsn,
+            password_env: None,
+            password_file: None,
+            mode: PostgresMode::Read {
+                query: "SELECT 1".into(),
+            },
+            timeout: TIMEOUT,
+        })
+        .map_err(|e| {
+            StoreError::Config(format!(
+                "the store's DSN ({from}) cannot be used: {}",
+                crate::platform::render(&e)
+            ))
+        })?;
         // Records name internal hosts and the DSN carries a password: a store elsewhere is
         // reached over TLS with the server's certificate verified, or not at all.
         if !target.local_only() && matches!(target.tls_mode(), TlsMode::Disable | TlsMode::Prefer) {
@@ -162,31 +168,12 @@ impl Spec {
                 target.shown()
             )));
         }
-        Ok(spec)
-    }
-
-    fn target(&self) -> Result<Target, StoreError> {
-        let spec = PostgresProbeSpec {
-            dsn: self.dsn.clone(),
-            password_env: None,
-            password_file: None,
-            mode: PostgresMode::Read {
-                query: "SELECT 1".into(),
-            },
-            timeout: TIMEOUT,
-        };
-        Target::new(&spec).map_err(|e| {
-            StoreError::Config(format!(
-                "the store's DSN ({}) cannot be used: {}",
-                self.from,
-                crate::platform::render(&e)
-            ))
-        })
+        Ok(Spec { target, from })
     }
 
     /// The DSN as it may be shown (password redacted).
-    pub fn shown(&self) -> String {
-        crate::safety::redact::text(&self.dsn)
+    pub fn shown(&self) -> &str {
+        self.target.shown()
     }
 }
 
@@ -199,8 +186,7 @@ pub struct Store {
 impl Store {
     /// Connect and apply any pending migration.
     pub async fn open(spec: &Spec) -> Result<Store, StoreError> {
-        let target = spec.target()?;
-        let mut store = Store::connect_only(target).await?;
+        let mut store = Store::connect_only(spec.target.clone()).await?;
         store.migrate().await?;
         Ok(store)
     }

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{Store, StoreError, StoredRun};
-use crate::report::record::RunRecord;
 use crate::report::store as folder;
 
 /// What `store gc` removed.
@@ -17,25 +16,16 @@ pub struct Collected {
 }
 
 impl Store {
-    /// Store a masked record; `false` when the store already had this run (nothing changed).
-    pub async fn put(&self, record: &RunRecord) -> Result<bool, StoreError> {
-        let json = crate::report::json(record).map_err(|e| StoreError::Query {
-            dsn: self.shown().to_string(),
-            what: format!("encoding run {}", record.run_id),
-            cause: e.to_string(),
-        })?;
-        self.put_json(&json).await
-    }
-
-    /// Store a record from its JSON (a spooled or a folder's record); `false` when the store
-    /// already had it.
+    /// Store a record from its JSON (a masked record as `report::json` writes it, a spooled
+    /// or a folder's record); `false` when the store already had it.
     pub async fn put_json(&self, json: &[u8]) -> Result<bool, StoreError> {
-        let run = folder::parse(json).map_err(|e| StoreError::Query {
+        // One full parse (the lean projection); the columns come from the lean text.
+        let lean = folder::lean(json);
+        let run = folder::parse_lean(lean.as_bytes()).map_err(|e| StoreError::Query {
             dsn: self.shown().to_string(),
             what: "reading a record to store".into(),
             cause: crate::platform::render(&e),
         })?;
-        let lean = folder::lean(json);
         let record = String::from_utf8_lossy(json);
         let n = self.bounded(&format!("writing run {}", run.run_id), self.client().execute(
                 "INSERT INTO firedrill_runs

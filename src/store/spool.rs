@@ -29,15 +29,7 @@ pub struct Uploaded {
 /// store error (the rest stay for the next time).
 pub async fn upload(state_dir: &Path, store: &Store) -> Result<Uploaded, StoreError> {
     let mut done = Uploaded::default();
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(spool_dir(state_dir))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    paths.sort();
-    for path in paths {
+    for path in spooled(state_dir) {
         let bytes = match crate::platform::fs::read_nofollow(&path) {
             Ok(b) => b,
             Err(e) => {
@@ -62,10 +54,18 @@ pub async fn upload(state_dir: &Path, store: &Store) -> Result<Uploaded, StoreEr
 
 /// How many records wait in the spool.
 pub fn pending(state_dir: &Path) -> usize {
-    std::fs::read_dir(spool_dir(state_dir))
+    spooled(state_dir).len()
+}
+
+/// The spooled records, oldest run first (run ids begin with their start time).
+fn spooled(state_dir: &Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(spool_dir(state_dir))
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .count()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    paths
 }
