@@ -289,24 +289,11 @@ async fn real_drill_on_the_simulated_cluster() {
         store: None,
     };
     let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    let watch = reports.path().join("quick/local");
-    tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(50);
-        while tokio::time::Instant::now() < deadline {
-            let done = std::fs::read_dir(&watch)
-                .map(|rd| {
-                    rd.flatten()
-                        .any(|e| e.path().extension().is_some_and(|x| x == "json"))
-                })
-                .unwrap_or(false);
-            if done {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        stop.cancel();
-    });
+    common::stop_when_a_report_appears(
+        reports.path().join("quick/local"),
+        Duration::from_secs(50),
+        shutdown.clone(),
+    );
     let log = summary(&daemon.run(shutdown).await);
     assert_eq!(
         log.first().map(String::as_str),

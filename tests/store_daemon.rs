@@ -94,24 +94,11 @@ async fn the_daemon_promotes_from_the_stores_history_not_its_reports_folder() {
         store: firedrill::store::Spec::resolve(None).unwrap(),
     };
     let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    let watch = reports.path().join("gated/production");
-    tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while tokio::time::Instant::now() < deadline {
-            let done = std::fs::read_dir(&watch)
-                .map(|rd| {
-                    rd.flatten()
-                        .any(|e| e.path().extension().is_some_and(|x| x == "json"))
-                })
-                .unwrap_or(false);
-            if done {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        stop.cancel();
-    });
+    common::stop_when_a_report_appears(
+        reports.path().join("gated/production"),
+        Duration::from_secs(60),
+        shutdown.clone(),
+    );
     let log = daemon.run(shutdown).await;
     let production: Vec<&What> = log
         .iter()
