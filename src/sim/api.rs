@@ -1798,10 +1798,10 @@ struct Watch {
 }
 
 impl Watch {
-    fn selected(&self, o: &Value) -> bool {
+    fn selected(&self, o: &Obj) -> bool {
         self.ns
             .as_deref()
-            .is_none_or(|ns| meta_str(o, "namespace") == ns)
+            .is_none_or(|ns| *o.meta().namespace == *ns)
             && self.labels.matches_labels(o)
             && self.fields.matches_fields(o)
     }
@@ -1815,11 +1815,14 @@ impl Watch {
     async fn send_obj(&mut self, kind: &str, o: &Arc<Obj>) -> bool {
         let object = match &self.table {
             Some(info) => {
-                let rv = rv_of(o).unwrap_or(0);
+                // The change's object is the store's history, shared by every watch: the
+                // table reads a tree of its own, so that none is kept there.
+                let own = Arc::new(Obj::new(o.tree().into_owned()));
+                let rv = rv_of(&own).unwrap_or(0);
                 // Column definitions go with the first event only, as the real server does.
                 let t = table(
                     info,
-                    std::slice::from_ref(o),
+                    std::slice::from_ref(&own),
                     rv,
                     self.q_include.as_deref(),
                     self.first,

@@ -5,6 +5,8 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
+use super::store::Obj;
+
 #[derive(Debug, Clone, PartialEq)]
 enum Req {
     Eq(String, String),
@@ -13,6 +15,19 @@ enum Req {
     NotIn(String, Vec<String>),
     Exists(String),
     NotExists(String),
+}
+
+impl Req {
+    fn key(&self) -> &str {
+        match self {
+            Req::Eq(k, _)
+            | Req::NotEq(k, _)
+            | Req::In(k, _)
+            | Req::NotIn(k, _)
+            | Req::Exists(k)
+            | Req::NotExists(k) => k,
+        }
+    }
 }
 
 /// A parsed label or field selector; an empty selector matches everything.
@@ -136,27 +151,38 @@ impl Selector {
         })
     }
 
-    pub fn matches_labels(&self, obj: &Value) -> bool {
+    /// Whether the object's labels match (read from its [`Meta`], never its tree).
+    pub fn matches_labels(&self, obj: &Obj) -> bool {
         if self.reqs.is_empty() {
             return true;
         }
-        let labels = obj.get("metadata").and_then(|m| m.get("labels"));
-        self.matches_with(|k| {
-            labels
-                .and_then(|l| l.get(k))
-                .and_then(Value::as_str)
-                .map(Cow::Borrowed)
-        })
+        let meta = obj.meta();
+        self.matches_with(|k| meta.label(k).map(Cow::Borrowed))
     }
 
     /// Any dotted path into the object is accepted (`metadata.name`, `status.phase`,
     /// `spec.nodeName`); a missing field compares as the empty string, as in the real API.
-    pub fn matches_fields(&self, obj: &Value) -> bool {
+    /// `metadata.name` and `metadata.namespace` are answered from the object's [`Meta`]; any
+    /// other path parses the object's text once, without keeping the tree in the object
+    /// (which may be the store's history, shared by every watch).
+    ///
+    /// [`Meta`]: super::store::Meta
+    pub fn matches_fields(&self, obj: &Obj) -> bool {
+        const FROM_META: [&str; 2] = ["metadata.name", "metadata.namespace"];
         if self.reqs.is_empty() {
             return true;
         }
+        let needs_tree = self.reqs.iter().any(|r| !FROM_META.contains(&r.key()));
+        let parsed = needs_tree.then(|| obj.tree());
         self.matches_with(|path| {
-            let mut cur = obj;
+            match path {
+                "metadata.name" => return Some(Cow::Borrowed(&*obj.meta().name)),
+                "metadata.namespace" => return Some(Cow::Borrowed(&*obj.meta().namespace)),
+                _ => {}
+            }
+            let Some(mut cur) = parsed.as_deref() else {
+                return Some(Cow::Borrowed(""));
+            };
             for seg in path.split('.') {
                 match cur.get(seg) {
                     Some(v) => cur = v,
@@ -304,7 +330,7 @@ mod tests {
 
     #[test]
     fn label_selector_syntax() {
-        let o = json!({"metadata": {"labels": {"app": "checkout", "tier": "web"}}});
+        let o = Obj::new(json!({"metadata": {"labels": {"app": "checkout", "tier": "web"}}}));
         for (sel, want) in [
             ("app=checkout", true),
             ("app==checkout,tier=web", true),
@@ -325,8 +351,9 @@ mod tests {
 
     #[test]
     fn field_selector() {
-        let o =
-            json!({"metadata": {"name": "a", "namespace": "n"}, "status": {"phase": "Running"}});
+        let o = Obj::new(
+            json!({"metadata": {"name": "a", "namespace": "n"}, "status": {"phase": "Running"}}),
+        );
         let s = Selector::parse_fields("metadata.name=a,status.phase!=Pending").unwrap();
         assert!(s.matches_fields(&o));
         assert!(!Selector::parse_fields("metadata.namespace=x")

@@ -2,9 +2,10 @@
 //! etcd), a bounded history of changes for watches that resume from a resourceVersion, and a
 //! broadcast channel for live watches and the simulated controllers.
 //!
-//! Objects are immutable `Arc<Obj>` once stored, so list and watch share them instead of
-//! cloning the world per request. All methods take the lock briefly and never await.
+//! A current object is kept as its JSON text (shared by the history and every watch that sends
+//! it) and the few fields selectors read; readers get their own [`Obj`] over that text. All methods take the lock briefly and never await.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -30,15 +31,72 @@ impl ResId {
     }
 }
 
-/// A stored object. Immutable once stored; it holds its JSON tree, its JSON text, or both, and
-/// computes the missing one at most once. A current object is stored as a tree (controllers
-/// and selectors read it); a retained past version only as text, which is several times
-/// smaller (a 1.8 KB pod is ~17 KB as a `Value`: every small map is a B-tree node), and is
-/// parsed again only when a watch resumes through it.
+/// An object as a change or a reader sees it. Immutable; it holds its JSON tree, its JSON
+/// text, or both, and computes the missing one at most once, and its [`Meta`] (what selectors
+/// and watch routing read) without parsing when it came from the store.
+///
+/// The store itself keeps neither trees nor these: a current object is a [`Kept`] (its text
+/// and its `Meta`), and every read hands out a fresh `Obj` over that text whose tree is parsed
+/// on first use and dies with the reader. A 1.9 KB pod is ~14 KB as a `Value` (every small
+/// map is a B-tree node), which at 100,000 pods was most of the simulator's memory.
 #[derive(Debug)]
 pub struct Obj {
     value: OnceLock<Value>,
     json: OnceLock<Bytes>,
+    meta: OnceLock<Arc<Meta>>,
+}
+
+/// What is read of an object without its tree: where it lives, its labels, its controlling
+/// owner, and the few facts a replica set counts its pods by (what watch routing, selectors,
+/// the controllers' work queue and their reconciling read, for every pod, again and again).
+#[derive(Debug)]
+pub struct Meta {
+    pub namespace: Box<str>,
+    pub name: Box<str>,
+    /// Sorted by key.
+    labels: Box<[(Box<str>, Box<str>)]>,
+    /// The controlling owner's kind, name and uid (see [`owner`]).
+    owner: Option<[Box<str>; 3]>,
+    pub created: Box<str>,
+    /// See [`is_terminating`].
+    pub terminating: bool,
+    /// See [`is_ready`].
+    pub ready: bool,
+}
+
+impl Meta {
+    fn of(v: &Value) -> Meta {
+        let mut labels: Vec<(Box<str>, Box<str>)> =
+            labels_of(v).map(|(k, v)| (k.into(), v.into())).collect();
+        labels.sort_unstable();
+        Meta {
+            namespace: meta_str(v, "namespace").into(),
+            name: meta_str(v, "name").into(),
+            labels: labels.into_boxed_slice(),
+            owner: owner(v).map(|(kind, name, uid)| [kind.into(), name.into(), uid.into()]),
+            created: meta_str(v, "creationTimestamp").into(),
+            terminating: is_terminating(v),
+            ready: is_ready(v),
+        }
+    }
+
+    /// The controlling owner's kind, name and uid.
+    pub fn owner(&self) -> Option<(&str, &str, &str)> {
+        self.owner
+            .as_ref()
+            .map(|[k, n, u]| (k.as_ref(), n.as_ref(), u.as_ref()))
+    }
+
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|i| self.labels[i].1.as_ref())
+    }
+
+    pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
 }
 
 impl Obj {
@@ -46,6 +104,7 @@ impl Obj {
         Obj {
             value: OnceLock::from(value),
             json: OnceLock::new(),
+            meta: OnceLock::new(),
         }
     }
 
@@ -54,6 +113,7 @@ impl Obj {
         Obj {
             value: OnceLock::new(),
             json: OnceLock::from(json),
+            meta: OnceLock::new(),
         }
     }
 
@@ -67,17 +127,44 @@ impl Obj {
         })
     }
 
+    /// The tree if this object has it, else parsed from the text and not kept: for readers
+    /// of objects that others share (the history's versions), whose trees must not pile up.
+    pub fn tree(&self) -> Cow<'_, Value> {
+        match (self.value.get(), self.json.get()) {
+            (Some(v), _) => Cow::Borrowed(v),
+            // The text was written by `json` from a tree, so it parses.
+            (None, Some(j)) => Cow::Owned(serde_json::from_slice(j).unwrap_or(Value::Null)),
+            (None, None) => Cow::Owned(Value::Null),
+        }
+    }
+
     /// The object as JSON text.
     pub fn json(&self) -> &Bytes {
         self.json.get_or_init(|| {
             // Serializing a Value cannot fail: its keys are strings.
-            Bytes::from(serde_json::to_vec(self.value()).unwrap_or_default())
+            let text = serde_json::to_vec(self.value()).unwrap_or_default();
+            // Exactly its length: this text is what the store keeps of every object.
+            Bytes::from(text.into_boxed_slice())
         })
     }
 
-    /// The same version as text only, sharing this one's text.
+    /// Namespace, name and labels, read without parsing when the store handed this out.
+    pub fn meta(&self) -> &Meta {
+        self.shared_meta()
+    }
+
+    fn shared_meta(&self) -> &Arc<Meta> {
+        self.meta.get_or_init(|| Arc::new(Meta::of(&self.tree())))
+    }
+
+    /// The same version as text only, sharing this one's text and [`Meta`] (when known), so
+    /// that a watch resuming through the history routes and filters it without parsing.
     fn text_only(&self) -> Arc<Obj> {
-        Arc::new(Obj::from_json(self.json().clone()))
+        let copy = Obj::from_json(self.json().clone());
+        if let Some(meta) = self.meta.get() {
+            let _ = copy.meta.set(meta.clone());
+        }
+        Arc::new(copy)
     }
 }
 
@@ -85,6 +172,32 @@ impl Deref for Obj {
     type Target = Value;
     fn deref(&self) -> &Value {
         self.value()
+    }
+}
+
+/// A current object as the store keeps it: its text (shared with the history and with what
+/// watches send) and its [`Meta`]; never its tree. [`Kept::view`] is how it is read.
+#[derive(Debug, Clone)]
+struct Kept {
+    json: Bytes,
+    meta: Arc<Meta>,
+}
+
+impl Kept {
+    fn of(obj: &Obj) -> Kept {
+        Kept {
+            json: obj.json().clone(),
+            meta: obj.shared_meta().clone(),
+        }
+    }
+
+    /// A reader's own object over the kept text: its tree, once parsed, is the reader's.
+    fn view(&self) -> Arc<Obj> {
+        Arc::new(Obj {
+            value: OnceLock::new(),
+            json: OnceLock::from(self.json.clone()),
+            meta: OnceLock::from(self.meta.clone()),
+        })
     }
 }
 
@@ -164,7 +277,7 @@ pub enum StoreError {
 
 struct Inner {
     rv: u64,
-    tables: HashMap<ResId, BTreeMap<ObjKey, Arc<Obj>>>,
+    tables: HashMap<ResId, BTreeMap<ObjKey, Kept>>,
     /// Past changes, oldest first, their versions as text only; `history_bytes` is what they
     /// retain (see [`Change::retained_bytes`]).
     history: VecDeque<Arc<Change>>,
@@ -224,7 +337,7 @@ fn labels_of(o: &Value) -> impl Iterator<Item = (&str, &str)> {
 /// Hands `c` to each sink of its namespace; drops the sinks that are gone or full (a full
 /// one's watch then ends with 410 once it has sent what it holds).
 fn deliver(sinks: &mut Vec<Sink>, c: &Arc<Change>) {
-    let ns = meta_str(&c.obj, "namespace");
+    let ns = &*c.obj.meta().namespace;
     sinks.retain(|s| {
         if s.ns.as_deref().is_some_and(|want| want != ns) {
             return true;
@@ -243,15 +356,18 @@ impl Registry {
         };
         deliver(&mut sinks.all, c);
         if !sinks.by_name.is_empty() {
-            if let Some(list) = sinks.by_name.get_mut(meta_str(&c.obj, "name")) {
+            if let Some(list) = sinks.by_name.get_mut(&*c.obj.meta().name) {
                 deliver(list, c);
             }
         }
         if !sinks.by_label.is_empty() {
             // Each label value once, so that a watch pinned to a label both versions carry
             // gets the change once.
-            let mut pairs: Vec<(&str, &str)> = labels_of(&c.obj)
-                .chain(c.prev.iter().flat_map(|p| labels_of(p)))
+            let mut pairs: Vec<(&str, &str)> = c
+                .obj
+                .meta()
+                .labels()
+                .chain(c.prev.iter().flat_map(|p| p.meta().labels()))
                 .collect();
             pairs.sort_unstable();
             pairs.dedup();
@@ -372,6 +488,37 @@ pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
         .unwrap_or("")
 }
 
+pub fn is_terminating(obj: &Value) -> bool {
+    obj.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
+}
+
+/// Whether the object's `Ready` condition is `True` (pods, nodes).
+pub fn is_ready(obj: &Value) -> bool {
+    obj.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("Ready")
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        })
+}
+
+/// The controlling owner reference (else the first one): (kind, name, uid).
+pub fn owner(obj: &Value) -> Option<(&str, &str, &str)> {
+    let refs = obj.pointer("/metadata/ownerReferences")?.as_array()?;
+    let r = refs
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        .or_else(|| refs.first())?;
+    Some((
+        r.get("kind")?.as_str()?,
+        r.get("name")?.as_str()?,
+        r.get("uid").and_then(Value::as_str).unwrap_or(""),
+    ))
+}
+
 pub fn obj_key(obj: &Value) -> ObjKey {
     (
         meta_str(obj, "namespace").to_string(),
@@ -455,11 +602,13 @@ impl Store {
         if let Some(f) = self.observer.get() {
             f(&change);
         }
-        // The history shares the new version's text with the live change (whose watchers
-        // send that text), not its tree: a superseded version then costs only its text.
-        let past = change.text_only();
-        inner.history_bytes += past.retained_bytes();
-        inner.history.push_back(Arc::new(past));
+        // From here on the change is its text and Meta only, the same `Arc` for the history,
+        // the watches and the controllers: a tree (~14 KB for a pod) queued behind a slow
+        // reader, thousands of them during a load or a mass kill, was most of the memory.
+        change.obj.shared_meta();
+        let change = Arc::new(change.text_only());
+        inner.history_bytes += change.retained_bytes();
+        inner.history.push_back(change.clone());
         while inner.history.len() > self.history_cap
             || (inner.history_bytes > self.history_bytes_cap && inner.history.len() > 1)
         {
@@ -467,7 +616,6 @@ impl Store {
                 inner.history_bytes -= old.retained_bytes();
             }
         }
-        let change = Arc::new(change);
         self.watches
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -482,7 +630,7 @@ impl Store {
             .tables
             .get(res)?
             .get(&(ns.to_string(), name.to_string()))
-            .cloned()
+            .map(Kept::view)
     }
 
     /// Objects of `res` in `ns` (all namespaces when `None`) that `keep` accepts, and the rv.
@@ -490,20 +638,19 @@ impl Store {
         &self,
         res: &ResId,
         ns: Option<&str>,
-        mut keep: impl FnMut(&Value) -> bool,
+        mut keep: impl FnMut(&Obj) -> bool,
     ) -> (Vec<Arc<Obj>>, u64) {
         let inner = self.lock();
         let Some(table) = inner.tables.get(res) else {
             return (Vec::new(), inner.rv);
         };
         let items = match ns {
-            None => table.values().filter(|o| keep(o)).cloned().collect(),
+            None => table.values().map(Kept::view).filter(|o| keep(o)).collect(),
             Some(ns) => table
                 .range((ns.to_string(), String::new())..)
                 .take_while(|((n, _), _)| n == ns)
-                .map(|(_, o)| o)
+                .map(|(_, o)| o.view())
                 .filter(|o| keep(o))
-                .cloned()
                 .collect(),
         };
         (items, inner.rv)
@@ -522,7 +669,7 @@ impl Store {
         ns: Option<&str>,
         after: Option<&ObjKey>,
         limit: usize,
-        mut keep: impl FnMut(&Value) -> bool,
+        mut keep: impl FnMut(&Obj) -> bool,
     ) -> ListPage {
         use std::ops::Bound;
         let inner = self.lock();
@@ -556,17 +703,18 @@ impl Store {
                 // Out of budget: resume after what was examined (none of the rest matched).
                 break range.peek().and(last_examined);
             }
-            let Some((key, obj)) = range.next() else {
+            let Some((key, kept)) = range.next() else {
                 break None;
             };
             scanned += 1;
-            if keep(obj) {
+            let obj = kept.view();
+            if keep(&obj) {
                 if limit != 0 && items.len() == limit {
                     // A full page looks ahead for one more match, so that the last page
                     // says it is the last; the next page starts after this page's last item.
                     break last_taken;
                 }
-                items.push(obj.clone());
+                items.push(obj);
                 last_taken = Some(key);
             }
             last_examined = Some(key);
@@ -584,7 +732,7 @@ impl Store {
         table
             .range((ns.to_string(), prefix.to_string())..)
             .take_while(|((n, name), _)| n == ns && name.starts_with(prefix))
-            .map(|(_, o)| o.clone())
+            .map(|(_, o)| o.view())
             .collect()
     }
 
@@ -602,7 +750,7 @@ impl Store {
             .tables
             .entry(res.clone())
             .or_default()
-            .insert(key, obj.clone());
+            .insert(key, Kept::of(&obj));
         self.commit(
             &mut inner,
             Change {
@@ -629,7 +777,7 @@ impl Store {
             .tables
             .get(res)
             .and_then(|t| t.get(&key))
-            .cloned()
+            .map(Kept::view)
             .ok_or(StoreError::NotFound)?;
         if let Some(want) = expect_rv {
             if rv_of(&prev) != Some(want) {
@@ -644,7 +792,7 @@ impl Store {
             .tables
             .entry(res.clone())
             .or_default()
-            .insert(key, obj.clone());
+            .insert(key, Kept::of(&obj));
         self.commit(
             &mut inner,
             Change {
@@ -669,8 +817,8 @@ impl Store {
     ) -> Option<Arc<Obj>> {
         let key = (ns.to_string(), name.to_string());
         let mut inner = self.lock();
-        let prev = inner.tables.get(res)?.get(&key)?.clone();
-        let mut obj = prev.value().clone();
+        let prev = inner.tables.get(res)?.get(&key)?.view();
+        let mut obj = prev.tree().into_owned();
         if !f(&mut obj) {
             return Some(prev);
         }
@@ -682,7 +830,7 @@ impl Store {
             .tables
             .entry(res.clone())
             .or_default()
-            .insert(key, obj.clone());
+            .insert(key, Kept::of(&obj));
         self.commit(
             &mut inner,
             Change {
@@ -702,14 +850,14 @@ impl Store {
         let mut inner = self.lock();
         let table = inner.tables.get_mut(res)?;
         if let Some(uid) = uid {
-            if meta_str(table.get(&key)?, "uid") != uid {
+            if meta_str(&table.get(&key)?.view(), "uid") != uid {
                 return None;
             }
         }
-        let prev = table.remove(&key)?;
+        let prev = table.remove(&key)?.view();
         inner.rv += 1;
         let rv = inner.rv;
-        let mut obj = prev.value().clone();
+        let mut obj = prev.tree().into_owned();
         stamp_rv(&mut obj, rv);
         let obj = Arc::new(Obj::new(obj));
         self.commit(
@@ -761,7 +909,7 @@ impl Store {
                     Some(t) => t
                         .iter()
                         .filter(|((n, _), _)| ns.is_none_or(|ns| ns == n))
-                        .map(|(_, o)| o.clone())
+                        .map(|(_, o)| o.view())
                         .collect(),
                 };
                 Ok((WatchStart::Snapshot(items, inner.rv), subscribe()))
@@ -778,7 +926,8 @@ impl Store {
                 // History is in rv order: skip to `since` instead of scanning all of it under
                 // the lock (every watcher that resumes from a list does this).
                 let first = inner.history.partition_point(|c| c.rv <= since);
-                // Copies, so that parsing a version for a selector does not grow the history.
+                // Copies (sharing text and Meta), so that a reader parsing a version does not
+                // grow the history.
                 let backlog = inner
                     .history
                     .range(first..)
@@ -988,6 +1137,41 @@ mod tests {
         assert!(prev.pointer("/metadata/labels").is_none());
         // Reading a backlog does not turn the history's versions back into trees.
         assert!(s.lock().history.iter().all(|c| c.obj.value.get().is_none()));
+    }
+
+    #[test]
+    fn live_changes_queue_as_text_and_route_without_parsing() {
+        let s = Store::new(100);
+        let res = ResId::new("", "pods");
+        let mut rx = s.subscribe();
+        let (_, mut live) = s
+            .watch(&res, None, None, WatchKey::Label("app".into(), "a".into()))
+            .unwrap();
+        let labeled = json!({"metadata": {"namespace": "a", "name": "p1", "labels": {"app": "a"}}});
+        let created = s.create(&res, labeled).unwrap();
+        // The writer gets its tree back; what waits for slow readers is text.
+        assert!(created.value.get().is_some());
+        let queued = rx.try_recv().unwrap();
+        assert!(queued.obj.value.get().is_none());
+        let Live::Change(c) = futures::FutureExt::now_or_never(live.recv()).unwrap() else {
+            panic!("expected the change");
+        };
+        assert!(Arc::ptr_eq(&c, &queued));
+        // Routing, label and name selection read Meta, not a tree.
+        assert_eq!(c.obj.meta().label("app"), Some("a"));
+        assert_eq!(&*c.obj.meta().name, "p1");
+        let fields = crate::sim::select::Selector::parse_fields("metadata.name=p1").unwrap();
+        let labels = crate::sim::select::Selector::parse_labels("app=a").unwrap();
+        assert!(fields.matches_fields(&c.obj) && labels.matches_labels(&c.obj));
+        // A field only the tree has is read from a parse the object does not keep.
+        let phase = crate::sim::select::Selector::parse_fields("status.phase=").unwrap();
+        assert!(phase.matches_fields(&c.obj));
+        assert!(c.obj.value.get().is_none());
+        // What the store keeps is text too: a read hands out a tree of the reader's own.
+        let read = s.get(&res, "a", "p1").unwrap();
+        assert_eq!(meta_str(&read, "name"), "p1");
+        let again = s.get(&res, "a", "p1").unwrap();
+        assert!(again.value.get().is_none());
     }
 
     #[test]

@@ -32,28 +32,31 @@ async fn sleep_or_cancel(sim: &Sim, d: Duration) -> bool {
 
 /// Drives one pod through Pending → scheduled (by the scheduler, after the schedule-delay) →
 /// Running → Ready with the workload's delays, the last two only while its node is on.
-pub fn spawn_kubelet(sim: Arc<Sim>, pod: Arc<Obj>) {
+///
+/// The task keeps what it reads of the pod, not the pod: at 100,000 pods, thousands of
+/// kubelets wait at once, and a pod's tree is ~14 KB.
+pub fn spawn_kubelet(sim: Arc<Sim>, pod: &Obj) {
+    let t = sim.timings_for(pod);
+    let (ns, name, uid) = (
+        meta_str(pod, "namespace").to_string(),
+        meta_str(pod, "name").to_string(),
+        meta_str(pod, "uid").to_string(),
+    );
+    let mut rng = sim.keyed_rng(&format!("{ns}/{name}"), 0);
+    let delays = [
+        t.schedule_delay.sample(&mut rng),
+        t.start_delay.sample(&mut rng),
+        t.ready_delay.sample(&mut rng),
+    ];
+    let preset = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string);
     tokio::spawn(async move {
-        let t = sim.timings_for(&pod);
-        let (ns, name, uid) = (
-            meta_str(&pod, "namespace").to_string(),
-            meta_str(&pod, "name").to_string(),
-            meta_str(&pod, "uid").to_string(),
-        );
-        let mut rng = sim.keyed_rng(&format!("{ns}/{name}"), 0);
-        let delays = [
-            t.schedule_delay.sample(&mut rng),
-            t.start_delay.sample(&mut rng),
-            t.ready_delay.sample(&mut rng),
-        ];
         if !sleep_or_cancel(&sim, delays[0]).await {
             return;
         }
-        let preset = pod
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-            .map(str::to_string);
         let node = match preset {
             // Bound by its creator: the kubelet of that node takes it.
             Some(node) => {
@@ -93,23 +96,25 @@ struct Dirty {
 }
 
 impl Dirty {
+    /// Reads only the change's [`Meta`](crate::sim::store::Meta): the change is the store's
+    /// text-only copy, shared with the history.
     fn note(&mut self, c: &Change) {
-        let ns = meta_str(&c.obj, "namespace").to_string();
-        let name = meta_str(&c.obj, "name").to_string();
+        let meta = c.obj.meta();
+        let (ns, name) = (meta.namespace.to_string(), meta.name.to_string());
         if c.res == pods() || c.res == disruption::pdbs() || c.res.group == "apps" {
             self.budgets.insert(ns.clone());
         }
         if c.res == deployments() {
             self.deployments.insert((ns, name));
         } else if c.res == replicasets() {
-            if let Some(("Deployment", d, _)) = owner(&c.obj) {
+            if let Some(("Deployment", d, _)) = meta.owner() {
                 self.deployments.insert((ns.clone(), d.to_string()));
             }
             self.replicasets.insert((ns, name));
         } else if c.res == statefulsets() {
             self.statefulsets.insert((ns, name));
         } else if c.res == pods() {
-            match owner(&c.obj) {
+            match meta.owner() {
                 Some(("ReplicaSet", rs, _)) => {
                     self.replicasets.insert((ns, rs.to_string()));
                 }
@@ -276,12 +281,12 @@ fn match_labels(selector_owner: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn labels_match(pod: &Value, want: &BTreeMap<String, String>) -> bool {
-    let labels = pod.pointer("/metadata/labels");
+fn labels_match(pod: &Obj, want: &BTreeMap<String, String>) -> bool {
+    let labels = pod.meta();
     !want.is_empty()
         && want
             .iter()
-            .all(|(k, v)| labels.and_then(|l| l.get(k)).and_then(Value::as_str) == Some(v.as_str()))
+            .all(|(k, v)| labels.label(k) == Some(v.as_str()))
 }
 
 fn scale_rs(sim: &Sim, ns: &str, rs: &Value, want: i64) {
@@ -489,16 +494,16 @@ impl Controllers {
             return None;
         };
         let uid = meta_str(&rs, "uid");
-        let owned: Vec<_> = sim
+        // Its pods are counted from their Meta alone: a replica set reconciles at every change
+        // of any of its pods, and parsing each of them each time was most of a large kill.
+        let mut active: Vec<_> = sim
             .store
             .list_prefix(&pods(), ns, &prefix)
             .into_iter()
-            .filter(|p| owned_by(p, "ReplicaSet", uid))
-            .collect();
-        let mut active: Vec<_> = owned
-            .iter()
-            .filter(|p| !is_terminating(p))
-            .cloned()
+            .filter(|p| {
+                let m = p.meta();
+                matches!(m.owner(), Some(("ReplicaSet", _, u)) if u == uid) && !m.terminating
+            })
             .collect();
         let desired = i64_at(&rs, "/spec/replicas").max(0) as usize;
         let template = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
@@ -530,18 +535,16 @@ impl Controllers {
         }
         if active.len() > desired {
             // Scale down the least useful pods first: not ready, then the newest.
-            active.sort_by_key(|p| {
-                (
-                    is_ready(p),
-                    std::cmp::Reverse(meta_str(p, "creationTimestamp").to_string()),
-                )
+            active.sort_by(|a, b| {
+                let (a, b) = (a.meta(), b.meta());
+                (a.ready, &b.created).cmp(&(b.ready, &a.created))
             });
             let extra = active.len() - desired;
             for p in active.drain(..extra) {
-                let _ = sim.delete(&pods(), ns, meta_str(&p, "name"), None);
+                let _ = sim.delete(&pods(), ns, &p.meta().name, None);
             }
         }
-        let ready = active.iter().filter(|p| is_ready(p)).count();
+        let ready = active.iter().filter(|p| p.meta().ready).count();
         let replicas = active.len() + created;
         let status = json!({"replicas": replicas, "fullyLabeledReplicas": replicas,
             "readyReplicas": ready, "availableReplicas": ready,
@@ -727,7 +730,8 @@ impl Controllers {
                 self.sim
                     .store
                     .list(&pods(), Some(ns), |p| {
-                        labels_match(p, &want) && is_ready(p) && !is_terminating(p)
+                        let m = p.meta();
+                        labels_match(p, &want) && m.ready && !m.terminating
                     })
                     .0
                     .iter()

@@ -23,12 +23,12 @@ pub fn pdbs() -> ResId {
 
 /// A policy/v1 label selector against a pod's labels: matchLabels and matchExpressions; an
 /// empty selector selects every pod of the namespace, a missing one none.
-pub fn selects(pdb: &Value, pod: &Value) -> bool {
+pub fn selects(pdb: &Value, pod: &Obj) -> bool {
     let Some(sel) = pdb.pointer("/spec/selector").filter(|s| s.is_object()) else {
         return false;
     };
-    let labels = pod.pointer("/metadata/labels");
-    let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    let labels = pod.meta();
+    let label = |k: &str| labels.label(k);
     let exact = sel
         .get("matchLabels")
         .and_then(Value::as_object)

@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::scenario::{KubeletTimings, Scenario};
+pub use super::store::{is_ready, is_terminating, owner};
 use super::store::{meta_str, Change, ChangeKind, Obj, ResId, Store, StoreError};
 use super::{RequestRecord, TruthEvent, TruthKind};
 use nodes::{powered_off, NodeTable, TAINT_NOT_READY, TAINT_UNREACHABLE};
@@ -141,36 +142,6 @@ pub fn suffix(rng: &mut impl Rng, len: usize) -> String {
 }
 
 pub use crate::platform::now_rfc3339;
-
-pub fn is_terminating(pod: &Value) -> bool {
-    pod.pointer("/metadata/deletionTimestamp")
-        .is_some_and(|v| !v.is_null())
-}
-
-pub fn is_ready(pod: &Value) -> bool {
-    pod.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter().any(|c| {
-                c.get("type").and_then(Value::as_str) == Some("Ready")
-                    && c.get("status").and_then(Value::as_str) == Some("True")
-            })
-        })
-}
-
-/// The first controller owner reference as (kind, name, uid).
-pub fn owner(obj: &Value) -> Option<(&str, &str, &str)> {
-    let refs = obj.pointer("/metadata/ownerReferences")?.as_array()?;
-    let r = refs
-        .iter()
-        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
-        .or_else(|| refs.first())?;
-    Some((
-        r.get("kind")?.as_str()?,
-        r.get("name")?.as_str()?,
-        r.get("uid").and_then(Value::as_str).unwrap_or(""),
-    ))
-}
 
 fn push_truth(
     truth: &Mutex<Vec<TruthEvent>>,
@@ -421,7 +392,7 @@ impl Sim {
             let ns = meta_str(&stored, "namespace");
             let name = meta_str(&stored, "name");
             self.record_truth(ns, name, TruthKind::PodCreated);
-            controllers::spawn_kubelet(self.clone(), stored.clone());
+            controllers::spawn_kubelet(self.clone(), &stored);
         }
         Ok(stored)
     }
