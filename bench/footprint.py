@@ -4,6 +4,7 @@
     python3 bench/footprint.py [--runs N] [--bin target/release/firedrill]
     python3 bench/footprint.py --long 3600 [--rate-hz 1000]   # memory of a long 1 kHz drill
     python3 bench/footprint.py --vs-chaos [--runs N]          # side by side with Chaos Toolkit
+    python3 bench/footprint.py --vs-chaos --dist [--runs N]   # + the shipped (`--profile dist`) binary
 
 Start-up: the wall-clock time from spawning `firedrill run` to the first request arriving at a
 local HTTP server the probe checks. Peak memory: the child's maximum resident set size
@@ -11,7 +12,10 @@ local HTTP server the probe checks. Peak memory: the child's maximum resident se
 number of seconds against `firedrill sim`'s loopback endpoint, and prints the growth.
 With --vs-chaos the same one-probe check runs as a Chaos Toolkit experiment (`chaos run`, its
 steady-state hypothesis with one http probe and a no-op action; installed from PyPI into
-bench/.venv) and both are printed side by side. Everything runs on 127.0.0.1.
+bench/.venv) and both are printed side by side. With --dist, the binary users are shipped
+(`scripts/dist.sh`: `cargo build --profile dist`, fat LTO, its debug information split off
+into firedrill.debug) is built and measured in the same run, and the sizes are printed.
+Everything runs on 127.0.0.1.
 """
 import argparse
 import http.server
@@ -93,8 +97,26 @@ def startup(binary, runs):
     print("peak RSS of a one-probe drill: %.1f MiB" % max(rss))
 
 
-def vs_chaos(binary, runs):
-    """The same one-probe check, firedrill vs `chaos run` (Chaos Toolkit from PyPI)."""
+def dist_binary():
+    """The shipped binary, as scripts/dist.sh builds it (on its own, see benchlib.build)."""
+    import benchlib
+
+    subprocess.run(["bash", os.path.join(benchlib.ROOT, "scripts", "dist.sh")], cwd=benchlib.ROOT, check=True)
+    return os.path.join(benchlib.ROOT, "target", "dist", "firedrill")
+
+
+def sizes(binaries):
+    """Size of each binary, and of the split-off debug file beside it if there is one."""
+    for name, path in binaries.items():
+        debug = path + ".debug"
+        extra = ", debug information in %s: %.1f MiB" % (os.path.basename(debug), os.path.getsize(debug) / 2**20) \
+            if os.path.exists(debug) else ", debug information inside"
+        print("%s: %s %.1f MiB%s" % (name, os.path.relpath(path), os.path.getsize(path) / 2**20, extra))
+
+
+def vs_chaos(binaries, runs):
+    """The same one-probe check, firedrill (each of `binaries`, name -> path) vs `chaos run`
+    (Chaos Toolkit from PyPI)."""
     import benchlib
 
     benchlib.ensure_apt(("/usr/bin/time", "time"))
@@ -115,19 +137,23 @@ def vs_chaos(binary, runs):
             "method": [{"type": "action", "name": "noop", "provider": {"type": "process", "path": "true"}}],
         })
         # Its own state dir: the scope lock of another drill with the same name must not interfere.
-        results["firedrill"] = measure([binary, "run", drill, "--no-live", "--report-dir", os.path.join(d, "r"),
-                                        "--state-dir", os.path.join(d, "state")], runs)
+        for name, binary in binaries.items():
+            results[name] = measure([binary, "run", drill, "--no-live", "--report-dir", os.path.join(d, "r"),
+                                     "--state-dir", os.path.join(d, "state")], runs)
         results["chaostoolkit"] = measure(chaos + ["run", "--journal-path", os.path.join(d, "journal.json"), exp],
                                           runs, cwd=d)
     server.shutdown()
     for tool, (starts, rss) in results.items():
         rows.append([tool, "%.1f ms" % statistics.median(starts), "%.1f ms" % starts[0], "%.1f ms" % starts[-1],
                      "%.1f MiB" % max(rss)])
-    (fs, fr), (cs, cr) = results["firedrill"], results["chaostoolkit"]
+    cs, cr = results["chaostoolkit"]
     print("One-probe drill, %d runs each; %s; %s" % (runs, benchlib.chaos_version(), benchlib.machine()))
     benchlib.table(["tool", "start-up to first probe p50", "min", "max", "peak RSS (max)"], rows)
-    print("firedrill starts %.0fx faster (p50) and peaks %.1fx smaller (max RSS)"
-          % (statistics.median(cs) / statistics.median(fs), max(cr) / max(fr)))
+    for name in binaries:
+        fs, fr = results[name]
+        print("%s starts %.0fx faster (p50) and peaks %.1fx smaller (max RSS)"
+              % (name, statistics.median(cs) / statistics.median(fs), max(cr) / max(fr)))
+    sizes(binaries)
 
 
 def long_run(binary, seconds, rate_hz):
@@ -181,9 +207,13 @@ if __name__ == "__main__":
     ap.add_argument("--long", type=int, default=0, help="seconds of a long 1 kHz drill")
     ap.add_argument("--rate-hz", type=int, default=1000)
     ap.add_argument("--vs-chaos", action="store_true", help="side by side with Chaos Toolkit's `chaos run`")
+    ap.add_argument("--dist", action="store_true", help="also build and measure the `--profile dist` binary")
     a = ap.parse_args()
     if a.vs_chaos:
-        vs_chaos(a.bin, a.runs)
+        binaries = {"firedrill": a.bin}
+        if a.dist:
+            binaries["firedrill (dist)"] = dist_binary()
+        vs_chaos(binaries, a.runs)
     elif a.long:
         long_run(a.bin, a.long, a.rate_hz)
     else:
