@@ -3,7 +3,8 @@
 //! broadcast channel for live watches and the simulated controllers.
 //!
 //! A current object is kept as its JSON text (shared by the history and every watch that sends
-//! it) and the few fields selectors read; readers get their own [`Obj`] over that text. All methods take the lock briefly and never await.
+//! it) and the few fields selectors read; readers get their own [`Obj`] over that text. All
+//! methods take the lock briefly and never await.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -148,12 +149,9 @@ impl Obj {
         })
     }
 
-    /// Namespace, name and labels, read without parsing when the store handed this out.
-    pub fn meta(&self) -> &Meta {
-        self.shared_meta()
-    }
-
-    fn shared_meta(&self) -> &Arc<Meta> {
+    /// Its [`Meta`]: known without parsing when the store handed this object out or queued it
+    /// as a change; otherwise read from the tree (parsed for it and not kept).
+    pub fn meta(&self) -> &Arc<Meta> {
         self.meta.get_or_init(|| Arc::new(Meta::of(&self.tree())))
     }
 
@@ -187,7 +185,7 @@ impl Kept {
     fn of(obj: &Obj) -> Kept {
         Kept {
             json: obj.json().clone(),
-            meta: obj.shared_meta().clone(),
+            meta: obj.meta().clone(),
         }
     }
 
@@ -605,7 +603,7 @@ impl Store {
         // From here on the change is its text and Meta only, the same `Arc` for the history,
         // the watches and the controllers: a tree (~14 KB for a pod) queued behind a slow
         // reader, thousands of them during a load or a mass kill, was most of the memory.
-        change.obj.shared_meta();
+        change.obj.meta();
         let change = Arc::new(change.text_only());
         inner.history_bytes += change.retained_bytes();
         inner.history.push_back(change.clone());
