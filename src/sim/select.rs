@@ -362,6 +362,30 @@ mod tests {
     }
 
     #[test]
+    fn selectors_read_a_stored_object_without_keeping_its_tree() {
+        use super::super::store::{ResId, Store};
+        let s = Store::new(10);
+        let res = ResId::new("", "pods");
+        let pod = json!({"metadata": {"namespace": "n", "name": "p1", "labels": {"app": "a"}},
+                         "status": {"phase": "Running"}});
+        s.create(&res, pod).unwrap();
+        let o = s.get(&res, "n", "p1").unwrap();
+        assert!(!o.has_tree());
+        let labels = Selector::parse_labels("app=a").unwrap();
+        let name = Selector::parse_fields("metadata.name=p1,metadata.namespace=n").unwrap();
+        assert!(labels.matches_labels(&o) && name.matches_fields(&o));
+        assert!(!o.has_tree(), "labels and metadata.name come from Meta");
+        // A field only the tree has is read from a parse the object does not keep.
+        assert!(Selector::parse_fields("status.phase=Running")
+            .unwrap()
+            .matches_fields(&o));
+        assert!(!Selector::parse_fields("status.phase=Pending")
+            .unwrap()
+            .matches_fields(&o));
+        assert!(!o.has_tree());
+    }
+
+    #[test]
     fn patches() {
         let mut d = json!({"a": {"b": 1, "c": 2}, "l": [1, 2]});
         merge_patch(&mut d, &json!({"a": {"b": null, "d": 3}}));
