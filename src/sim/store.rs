@@ -197,11 +197,17 @@ impl Kept {
 
     /// A reader's own object over the kept text: its tree, once parsed, is the reader's.
     fn view(&self) -> Arc<Obj> {
-        Arc::new(Obj {
+        Arc::new(self.obj())
+    }
+
+    /// The same, unboxed: what a list's filter looks at (two reference counts, no allocation
+    /// for the objects it rejects).
+    fn obj(&self) -> Obj {
+        Obj {
             value: OnceLock::new(),
             json: OnceLock::from(self.json.clone()),
             meta: OnceLock::from(self.meta.clone()),
-        })
+        }
     }
 }
 
@@ -649,12 +655,18 @@ impl Store {
             return (Vec::new(), inner.rv);
         };
         let items = match ns {
-            None => table.values().map(Kept::view).filter(|o| keep(o)).collect(),
+            None => table
+                .values()
+                .map(Kept::obj)
+                .filter(|o| keep(o))
+                .map(Arc::new)
+                .collect(),
             Some(ns) => table
                 .range((ns.to_string(), String::new())..)
                 .take_while(|((n, _), _)| n == ns)
-                .map(|(_, o)| o.view())
+                .map(|(_, o)| o.obj())
                 .filter(|o| keep(o))
+                .map(Arc::new)
                 .collect(),
         };
         (items, inner.rv)
@@ -711,14 +723,14 @@ impl Store {
                 break None;
             };
             scanned += 1;
-            let obj = kept.view();
+            let obj = kept.obj();
             if keep(&obj) {
                 if limit != 0 && items.len() == limit {
                     // A full page looks ahead for one more match, so that the last page
                     // says it is the last; the next page starts after this page's last item.
                     break last_taken;
                 }
-                items.push(obj);
+                items.push(Arc::new(obj));
                 last_taken = Some(key);
             }
             last_examined = Some(key);
