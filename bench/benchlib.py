@@ -113,14 +113,12 @@ class Target:
         self.proc.wait()
 
 
-def run_measured(cmd, cwd=None, timeout=None):
-    """Runs a command to completion; returns (exit code, wall s, CPU s user+sys, stdout, stderr).
-
-    The CPU time is the child's own (wait4), with everything it waited for, not ours.
-    """
+def run_wait4(cmd, cwd=None, env=None, timeout=None, poll=0.005):
+    """Runs a command to completion (killed after `timeout` s); returns (exit code, wall s,
+    the child's own rusage from wait4, stdout bytes, stderr bytes). stdin is /dev/null."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.monotonic()
-        p = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err)
+        p = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         deadline = None if timeout is None else t0 + timeout
         while True:
             pid, status, ru = os.wait4(p.pid, os.WNOHANG)
@@ -130,13 +128,20 @@ def run_measured(cmd, cwd=None, timeout=None):
                 p.kill()
                 pid, status, ru = os.wait4(p.pid, 0)
                 break
-            time.sleep(0.005)
+            time.sleep(poll)
         wall = time.monotonic() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return (p.returncode, wall, ru.ru_utime + ru.ru_stime,
-                out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+        return os.waitstatus_to_exitcode(status), wall, ru, out.read(), err.read()
+
+
+def run_measured(cmd, cwd=None, timeout=None):
+    """Runs a command to completion; returns (exit code, wall s, CPU s user+sys, stdout, stderr).
+
+    The CPU time is the child's own (wait4), with everything it waited for, not ours.
+    """
+    rc, wall, ru, out, err = run_wait4(cmd, cwd=cwd, timeout=timeout)
+    return rc, wall, ru.ru_utime + ru.ru_stime, out.decode(errors="replace"), err.decode(errors="replace")
 
 
 def iso_ns(stamp):

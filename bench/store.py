@@ -166,24 +166,8 @@ class Postgres:
 
 def measured(cmd, env, timeout=600):
     """Runs cmd; returns (rc, wall s, peak RSS KiB (wait4 ru_maxrss), stdout bytes, stderr text)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.monotonic()
-        p = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        deadline = t0 + timeout
-        while True:
-            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                p.kill()
-                pid, status, ru = os.wait4(p.pid, 0)
-                break
-            time.sleep(0.002)
-        wall = time.monotonic() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return p.returncode, wall, ru.ru_maxrss, out.read(), err.read().decode(errors="replace")
+    rc, wall, ru, out, err = bl.run_wait4(cmd, env=env, timeout=timeout, poll=0.002)
+    return rc, wall, ru.ru_maxrss, out, err.decode(errors="replace")
 
 
 def base_env(tmp):

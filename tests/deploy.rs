@@ -18,6 +18,19 @@ environments:
     starting-deadline: 10m
 ";
 
+/// The CronJobs of `deploy`'s JSON list on stdout, and what it said on stderr.
+fn cron_jobs(out: &std::process::Output) -> (Vec<serde_json::Value>, String) {
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let jobs = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "CronJob")
+        .cloned()
+        .collect();
+    (jobs, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 fn folder() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -419,15 +432,7 @@ fn production_jobs_are_suspended_unless_deploy_is_told_to_allow_them() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let jobs: Vec<serde_json::Value> = list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|i| i["kind"] == "CronJob")
-            .cloned()
-            .collect();
-        (jobs, String::from_utf8_lossy(&out.stderr).into_owned())
+        cron_jobs(&out)
     };
     let job = |jobs: &[serde_json::Value], env: &str| {
         jobs.iter()
@@ -490,15 +495,7 @@ fn with_a_store_secret_jobs_read_the_dsn_from_it_and_keep_the_promotion_gate() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let jobs: Vec<serde_json::Value> = list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|i| i["kind"] == "CronJob")
-            .cloned()
-            .collect();
-        (jobs, String::from_utf8_lossy(&out.stderr).into_owned())
+        cron_jobs(&out)
     };
     let container = |job: &serde_json::Value| {
         job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0].clone()

@@ -12,24 +12,12 @@ use std::time::{Duration, Instant};
 use common::sticky::Sticky;
 use common::{finish, firedrill, signal, text, wait_for};
 
-/// Every file under `dir`, with its text.
+/// Every file under `dir`, with its text ([`common::texts_under`], paths as text).
 fn files_under(dir: &Path) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                out.push((
-                    p.display().to_string(),
-                    String::from_utf8_lossy(&bytes).into_owned(),
-                ));
-            }
-        }
-    }
-    out
+    common::texts_under(dir)
+        .into_iter()
+        .map(|(p, t)| (p.display().to_string(), t))
+        .collect()
 }
 
 // ---- secrets ----

@@ -58,28 +58,16 @@ impl Machine {
 }
 
 fn all_text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    let (stdout, stderr) = common::text(out);
+    stdout + &stderr
 }
 
-/// Every file under `dir`, as text.
+/// Every file under `dir`, as one text.
 fn files_text(dir: &Path) -> String {
-    let mut out = String::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(b) = std::fs::read(&p) {
-                out.push_str(&String::from_utf8_lossy(&b));
-            }
-        }
-    }
-    out
+    common::texts_under(dir)
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect()
 }
 
 fn assert_no_password(what: &str, text: &str) {

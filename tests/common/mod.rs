@@ -129,6 +129,34 @@ pub fn firedrill() -> Command {
     c
 }
 
+/// Every regular file under `dir`, recursively (not following links).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => out.push(e.path()),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Every regular file under `dir` with its text (lossy UTF-8): for looking for what must not
+/// be written anywhere (a secret).
+pub fn texts_under(dir: &Path) -> Vec<(PathBuf, String)> {
+    files_under(dir)
+        .into_iter()
+        .filter_map(|p| {
+            let bytes = std::fs::read(&p).ok()?;
+            Some((p, String::from_utf8_lossy(&bytes).into_owned()))
+        })
+        .collect()
+}
+
 /// Every JSON report under a report directory.
 pub fn reports(dir: &Path) -> Vec<serde_json::Value> {
     let mut out = Vec::new();

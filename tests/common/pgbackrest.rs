@@ -36,6 +36,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use super::files_under;
+
 const HOST: &str = "127.0.0.1";
 const STANZA: &str = "main";
 
@@ -767,22 +769,6 @@ fn is_segment_name(name: &str) -> bool {
         Some((seg, sum)) => hex(seg, 24) && hex(sum, 40),
         None => false,
     }
-}
-
-/// Every regular file under `dir`, recursively (not following links).
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(t) if t.is_file() => out.push(e.path()),
-                _ => {}
-            }
-        }
-    }
-    out
 }
 
 /// What a [`Writer`] committed: each row's id and `at`, in commit order.
